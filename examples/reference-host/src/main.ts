@@ -1,0 +1,1 @@
+console.log('The reference host is not built yet: see README.md for what exists.');

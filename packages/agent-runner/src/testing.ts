@@ -1,0 +1,2 @@
+/** The Threadline agent service on the OpenAI Agents SDK: SSE run endpoint, sessions through the API, dashboard tracing. (testing: not built yet) */
+export const PLACEHOLDER_TESTING = true;

@@ -1,0 +1,11 @@
+import { defineConfig } from 'tsup';
+
+export default defineConfig({
+  entry: {"index":"src/index.ts","testing":"src/testing.ts","cli":"src/cli.ts"},
+  format: ['esm', 'cjs'],
+  dts: true,
+  target: 'node22',
+  clean: true,
+  sourcemap: true,
+  splitting: false,
+});

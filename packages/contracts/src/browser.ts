@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { SequencedAgentEventSchema } from './events.js';
+import { LIMITS } from './limits.js';
+import { CodeSchema, ErrorMessageSchema, IdSchema } from './primitives.js';
+
+/** client → server: send a user message to a thread, starting a run. */
+export const SendMessageSchema = z.strictObject({
+  type: z.literal('send'),
+  threadId: IdSchema,
+  text: z.string().min(1, 'must not be empty').max(LIMITS.maxMessageLength),
+  clientMessageId: IdSchema,
+});
+
+/** client → server: stream a thread's events with `seq > afterSeq`, then the live tail. */
+export const SubscribeMessageSchema = z.strictObject({
+  type: z.literal('subscribe'),
+  threadId: IdSchema,
+  afterSeq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+});
+
+/** client → server: cancel a run. */
+export const CancelMessageSchema = z.strictObject({
+  type: z.literal('cancel'),
+  runId: IdSchema,
+});
+
+/** Every message a browser may send. */
+export const ClientMessageSchema = z.discriminatedUnion('type', [
+  SendMessageSchema,
+  SubscribeMessageSchema,
+  CancelMessageSchema,
+]);
+
+/** server → client: one sequenced event. */
+export const EventMessageSchema = z.strictObject({
+  type: z.literal('event'),
+  event: SequencedAgentEventSchema,
+});
+
+/** server → client: a `send` was stored and its run started. */
+export const AckMessageSchema = z.strictObject({
+  type: z.literal('ack'),
+  clientMessageId: IdSchema,
+  runId: IdSchema,
+});
+
+/** Error codes the server sends in `error` messages. */
+export const BROWSER_ERROR_CODES = [
+  'invalid_message',
+  'invalid_json',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'run_active',
+  'queue_full',
+  'slow_consumer',
+  'rate_limited',
+  'message_too_large',
+  'too_many_subscribers',
+  'store_error',
+  'agent_unavailable',
+  'internal_error',
+] as const;
+export type BrowserErrorCode = (typeof BROWSER_ERROR_CODES)[number];
+
+/** server → client: something the client asked for failed. `ref` names what it refers to (a clientMessageId, runId or threadId). */
+export const ErrorMessageWireSchema = z.strictObject({
+  type: z.literal('error'),
+  code: CodeSchema,
+  message: ErrorMessageSchema,
+  ref: IdSchema.optional(),
+});
+
+/** Every message a server may send. */
+export const ServerMessageSchema = z.discriminatedUnion('type', [
+  EventMessageSchema,
+  AckMessageSchema,
+  ErrorMessageWireSchema,
+]);
+
+export type SendMessage = z.infer<typeof SendMessageSchema>;
+export type SubscribeMessage = z.infer<typeof SubscribeMessageSchema>;
+export type CancelMessage = z.infer<typeof CancelMessageSchema>;
+export type ClientMessage = z.infer<typeof ClientMessageSchema>;
+export type EventMessage = z.infer<typeof EventMessageSchema>;
+export type AckMessage = z.infer<typeof AckMessageSchema>;
+export type ErrorMessage = z.infer<typeof ErrorMessageWireSchema>;
+export type ServerMessage = z.infer<typeof ServerMessageSchema>;

@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import { JsonValueSchema } from './json.js';
+import { LIMITS } from './limits.js';
+import {
+  CodeSchema,
+  ErrorMessageSchema,
+  IdSchema,
+  LabelSchema,
+  SeqSchema,
+  TimestampSchema,
+  ToolNameSchema,
+} from './primitives.js';
+
+/** The event types of the contract. The first six are the core; the last two are documented additions. */
+export const EVENT_TYPES = [
+  'RUN_STARTED',
+  'TOOL_CALL_STARTED',
+  'TOOL_CALL_RESULT',
+  'TEXT_MESSAGE_CHUNK',
+  'RUN_ERROR',
+  'RUN_FINISHED',
+  'USER_MESSAGE',
+  'STATE_CHANGED',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+const base = {
+  threadId: IdSchema,
+  runId: IdSchema,
+  ts: TimestampSchema,
+};
+
+/** A run began. Always the first event of a run. */
+export const RunStartedEventSchema = z.strictObject({
+  type: z.literal('RUN_STARTED'),
+  ...base,
+  parentRunId: IdSchema.optional(),
+});
+
+/** The agent started calling a tool. */
+export const ToolCallStartedEventSchema = z.strictObject({
+  type: z.literal('TOOL_CALL_STARTED'),
+  ...base,
+  toolCallId: IdSchema,
+  toolName: ToolNameSchema,
+  label: LabelSchema.optional(),
+});
+
+/** A tool call ended; `ok: false` carries a readable `error`. */
+export const ToolCallResultEventSchema = z.strictObject({
+  type: z.literal('TOOL_CALL_RESULT'),
+  ...base,
+  toolCallId: IdSchema,
+  toolName: ToolNameSchema,
+  label: LabelSchema.optional(),
+  ok: z.boolean(),
+  error: ErrorMessageSchema.optional(),
+});
+
+/** A piece of assistant text. Chunks with the same `messageId` concatenate into one assistant message. */
+export const TextMessageChunkEventSchema = z.strictObject({
+  type: z.literal('TEXT_MESSAGE_CHUNK'),
+  ...base,
+  messageId: IdSchema,
+  delta: z.string().max(LIMITS.maxDeltaLength, `must be at most ${LIMITS.maxDeltaLength} characters`),
+});
+
+/** The run failed. Terminal: nothing of this run follows. */
+export const RunErrorEventSchema = z.strictObject({
+  type: z.literal('RUN_ERROR'),
+  ...base,
+  message: ErrorMessageSchema,
+  code: CodeSchema.optional(),
+});
+
+/** The run ended normally. Terminal. `traceId` links to the OpenAI traces dashboard when tracing is on. */
+export const RunFinishedEventSchema = z.strictObject({
+  type: z.literal('RUN_FINISHED'),
+  ...base,
+  traceId: z.string().min(1).max(LIMITS.maxIdLength).optional(),
+});
+
+/**
+ * Addition: the user's own message, written to the log by the relay before the run it starts, so that a
+ * thread's history replays whole from the log. `runId` is the run this message started.
+ */
+export const UserMessageEventSchema = z.strictObject({
+  type: z.literal('USER_MESSAGE'),
+  ...base,
+  messageId: IdSchema,
+  clientMessageId: IdSchema,
+  userId: IdSchema,
+  text: z.string().min(1).max(LIMITS.maxMessageLength),
+});
+
+/**
+ * Addition: a tool changed stored state (e.g. the user's profile). `scope` names what changed and `value`
+ * is its new value, so a UI can update without reloading.
+ */
+export const StateChangedEventSchema = z.strictObject({
+  type: z.literal('STATE_CHANGED'),
+  ...base,
+  scope: z
+    .string()
+    .min(1)
+    .max(LIMITS.maxToolNameLength)
+    .regex(/^[A-Za-z][A-Za-z0-9._-]*$/),
+  value: JsonValueSchema,
+});
+
+/** Every contract event, discriminated on `type`. */
+export const AgentEventSchema = z.discriminatedUnion('type', [
+  RunStartedEventSchema,
+  ToolCallStartedEventSchema,
+  ToolCallResultEventSchema,
+  TextMessageChunkEventSchema,
+  RunErrorEventSchema,
+  RunFinishedEventSchema,
+  UserMessageEventSchema,
+  StateChangedEventSchema,
+]);
+
+const seq = { seq: SeqSchema };
+export const SequencedRunStartedEventSchema = RunStartedEventSchema.extend(seq);
+export const SequencedToolCallStartedEventSchema = ToolCallStartedEventSchema.extend(seq);
+export const SequencedToolCallResultEventSchema = ToolCallResultEventSchema.extend(seq);
+export const SequencedTextMessageChunkEventSchema = TextMessageChunkEventSchema.extend(seq);
+export const SequencedRunErrorEventSchema = RunErrorEventSchema.extend(seq);
+export const SequencedRunFinishedEventSchema = RunFinishedEventSchema.extend(seq);
+export const SequencedUserMessageEventSchema = UserMessageEventSchema.extend(seq);
+export const SequencedStateChangedEventSchema = StateChangedEventSchema.extend(seq);
+
+/** An event as stored and as sent to browsers: carries the per-thread `seq` assigned by the relay. */
+export const SequencedAgentEventSchema = z.discriminatedUnion('type', [
+  SequencedRunStartedEventSchema,
+  SequencedToolCallStartedEventSchema,
+  SequencedToolCallResultEventSchema,
+  SequencedTextMessageChunkEventSchema,
+  SequencedRunErrorEventSchema,
+  SequencedRunFinishedEventSchema,
+  SequencedUserMessageEventSchema,
+  SequencedStateChangedEventSchema,
+]);
+
+export type RunStartedEvent = z.infer<typeof RunStartedEventSchema>;
+export type ToolCallStartedEvent = z.infer<typeof ToolCallStartedEventSchema>;
+export type ToolCallResultEvent = z.infer<typeof ToolCallResultEventSchema>;
+export type TextMessageChunkEvent = z.infer<typeof TextMessageChunkEventSchema>;
+export type RunErrorEvent = z.infer<typeof RunErrorEventSchema>;
+export type RunFinishedEvent = z.infer<typeof RunFinishedEventSchema>;
+export type UserMessageEvent = z.infer<typeof UserMessageEventSchema>;
+export type StateChangedEvent = z.infer<typeof StateChangedEventSchema>;
+export type AgentEvent = z.infer<typeof AgentEventSchema>;
+export type SequencedAgentEvent = z.infer<typeof SequencedAgentEventSchema>;
+/** An event of one type, e.g. `AgentEventOf<'RUN_ERROR'>`. */
+export type AgentEventOf<T extends EventType> = Extract<AgentEvent, { type: T }>;
+export type SequencedAgentEventOf<T extends EventType> = Extract<SequencedAgentEvent, { type: T }>;
+
+/** Terminal event types: exactly one of them ends every run. */
+export const TERMINAL_EVENT_TYPES = ['RUN_FINISHED', 'RUN_ERROR'] as const;
+
+/** True for RUN_FINISHED and RUN_ERROR. */
+export function isTerminalEvent(event: { type: string }): event is RunFinishedEvent | RunErrorEvent {
+  return event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR';
+}
+
+/** Error codes the system itself writes into RUN_ERROR events. Hosts may use their own as well. */
+export const RUN_ERROR_CODES = [
+  'model_error',
+  'max_turns_exceeded',
+  'tool_client_error',
+  'aborted',
+  'cancelled',
+  'agent_unreachable',
+  'agent_stream_ended',
+  'agent_stream_invalid',
+  'agent_idle_timeout',
+  'relay_restarted',
+  'store_error',
+  'shutdown',
+  'internal_error',
+] as const;
+export type RunErrorCode = (typeof RUN_ERROR_CODES)[number];

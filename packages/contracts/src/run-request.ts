@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { LIMITS } from './limits.js';
+import { IdSchema } from './primitives.js';
+
+/** Where and how the agent reaches the host's tools: a base URL and a short-lived act-as token. */
+export const ToolsRefSchema = z.strictObject({
+  baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
+  token: z.string().min(1).max(LIMITS.maxTokenLength),
+});
+
+/** API → agent: start a run for one user message in one thread. */
+export const RunRequestSchema = z.strictObject({
+  threadId: IdSchema,
+  runId: IdSchema,
+  parentRunId: IdSchema.optional(),
+  user: z.strictObject({ id: IdSchema }),
+  message: z.string().min(1).max(LIMITS.maxMessageLength),
+  tools: ToolsRefSchema,
+});
+
+export type ToolsRef = z.infer<typeof ToolsRefSchema>;
+export type RunRequest = z.infer<typeof RunRequestSchema>;

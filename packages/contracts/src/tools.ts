@@ -1,0 +1,83 @@
+import { z } from 'zod';
+import { LIMITS } from './limits.js';
+import { CodeSchema, ErrorMessageSchema, IdSchema, ToolNameSchema } from './primitives.js';
+
+/** Error codes of the tool result envelope, with the HTTP status each one travels with. */
+export const TOOL_ERROR_STATUS = {
+  invalid_input: 400,
+  invalid_json: 400,
+  token_missing: 401,
+  token_invalid: 401,
+  token_expired: 401,
+  forbidden: 403,
+  thread_mismatch: 403,
+  tool_not_allowed: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  timeout: 504,
+  aborted: 499,
+  unavailable: 503,
+  internal_error: 500,
+} as const;
+export const TOOL_ERROR_CODES = Object.keys(TOOL_ERROR_STATUS) as (keyof typeof TOOL_ERROR_STATUS)[];
+export type ToolErrorCode = keyof typeof TOOL_ERROR_STATUS;
+
+export const ToolIssueSchema = z.strictObject({
+  path: z.string().max(1024),
+  message: z.string().max(LIMITS.maxErrorMessageLength),
+});
+
+/** The failure side of a tool result. `ref` is a server log reference for internal errors. */
+export const ToolErrorSchema = z.strictObject({
+  code: CodeSchema,
+  message: ErrorMessageSchema,
+  issues: z.array(ToolIssueSchema).max(100).optional(),
+  ref: z.string().max(LIMITS.maxIdLength).optional(),
+});
+
+/** Every tool endpoint answers with this envelope. */
+export const ToolResultSchema = z.discriminatedUnion('ok', [
+  z.strictObject({ ok: z.literal(true), data: z.unknown() }),
+  z.strictObject({ ok: z.literal(false), error: ToolErrorSchema }),
+]);
+
+export type ToolIssue = z.infer<typeof ToolIssueSchema>;
+export type ToolError = z.infer<typeof ToolErrorSchema>;
+export type ToolResult<T = unknown> = { ok: true; data: T } | { ok: false; error: ToolError };
+
+/** The audience of every act-as token. */
+export const ACT_AS_AUDIENCE = 'threadline-tools' as const;
+/** The audience of the API → agent service credential. */
+export const AGENT_SERVICE_AUDIENCE = 'threadline-agent' as const;
+
+/** Claims of an act-as token: who (`sub`), where (`thread`, `run`) and what (`tools`), for minutes. */
+export const ActAsClaimsSchema = z.object({
+  iss: z.string().min(1).max(256),
+  aud: z.union([z.literal(ACT_AS_AUDIENCE), z.array(z.string()).refine((a) => a.includes(ACT_AS_AUDIENCE))]),
+  sub: IdSchema,
+  thread: IdSchema,
+  run: IdSchema,
+  tools: z.array(ToolNameSchema).max(LIMITS.maxToolsPerToken),
+  iat: z.number().int().nonnegative(),
+  exp: z.number().int().positive(),
+  jti: z.string().min(1).max(LIMITS.maxIdLength),
+});
+export type ActAsClaims = z.infer<typeof ActAsClaimsSchema>;
+
+/** One entry of the tool manifest (`GET /tools`). */
+export const ToolManifestEntrySchema = z.strictObject({
+  name: ToolNameSchema,
+  description: z.string().max(4096),
+  inputSchema: z.record(z.string(), z.unknown()),
+  outputSchema: z.record(z.string(), z.unknown()),
+  /** True for runtime tools (session history, event append) that are not offered to the model. */
+  internal: z.boolean().optional(),
+});
+export const ToolManifestSchema = z.strictObject({
+  tools: z.array(ToolManifestEntrySchema),
+});
+export type ToolManifestEntry = z.infer<typeof ToolManifestEntrySchema>;
+export type ToolManifest = z.infer<typeof ToolManifestSchema>;

@@ -1,0 +1,30 @@
+/** Codes of {@link RelayError}. Browser-facing codes match `BROWSER_ERROR_CODES` in @threadline/contracts. */
+export const RELAY_ERROR_CODES = [
+  'invalid_message',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'conflict',
+  'run_active',
+  'queue_full',
+  'slow_consumer',
+  'too_many_subscribers',
+  'store_error',
+  'agent_unavailable',
+  'closed',
+  'internal_error',
+] as const;
+export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
+
+/** The one error base of @threadline/relay: a string `code` a program can switch on, and a sentence for people. */
+export class RelayError extends Error {
+  readonly code: RelayErrorCode;
+  constructor(code: RelayErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A storage adapter failed or refused (e.g. a duplicate thread id → code `conflict`). */
+export class StoreError extends RelayError {}

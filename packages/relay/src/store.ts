@@ -1,0 +1,106 @@
+import type { AgentEvent, JsonValue, SequencedAgentEvent } from '@threadline/contracts';
+
+/** A thread and who owns it. */
+export interface ThreadRecord {
+  threadId: string;
+  ownerId: string;
+  title: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type RunStatus = 'running' | 'finished' | 'failed';
+
+/** One run of the agent in a thread, started by one user message. */
+export interface RunRecord {
+  runId: string;
+  threadId: string;
+  userId: string;
+  clientMessageId: string;
+  status: RunStatus;
+  startedAt: number;
+  endedAt?: number;
+}
+
+/**
+ * An event as stored: its `seq` and its JSON text exactly as it goes to browsers (a SequencedAgentEvent,
+ * serialized once at append time), so replay can send it without parsing and re-serializing.
+ */
+export interface StoredEvent {
+  seq: number;
+  json: string;
+}
+
+/** What {@link EventStore.startRun} did. */
+export type StartRunResult =
+  | { status: 'started'; run: RunRecord; userMessage: StoredEvent }
+  /** The clientMessageId was seen before in this thread: nothing new was written. */
+  | { status: 'duplicate'; run: RunRecord }
+  /** Another run of this thread is still running: nothing was written. */
+  | { status: 'run_active'; activeRun: RunRecord };
+
+/**
+ * The relay's storage port. Every method is atomic: it commits whole or not at all. Sequencing lives here
+ * (a counter plus uniqueness on (threadId, seq)) so that several relay processes sharing one database can
+ * never hand out the same seq or leave a hole.
+ *
+ * Adapters: `@threadline/relay/memory`, `@threadline/relay/sqlite`, `@threadline/relay/mongodb`; all pass the
+ * conformance suite in `@threadline/relay/testing`.
+ */
+export interface EventStore {
+  /** Creates a thread. Fails with StoreError code `conflict` if the id exists. */
+  createThread(input: { threadId: string; ownerId: string; title?: string }): Promise<ThreadRecord>;
+  getThread(threadId: string): Promise<ThreadRecord | null>;
+  /** The owner's threads, most recently updated first. */
+  listThreads(ownerId: string, options?: { limit?: number }): Promise<ThreadRecord[]>;
+
+  /**
+   * Appends events to a thread, assigning consecutive seqs after the thread's last one, all in one
+   * transaction. A RUN_FINISHED or RUN_ERROR among them ends its run (status `finished` / `failed`) in the
+   * same transaction. Returns what was stored, in order.
+   */
+  append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]>;
+  /** Stored events with `seq > afterSeq`, ascending, at most `limit`. */
+  read(threadId: string, options: { afterSeq: number; limit: number }): Promise<StoredEvent[]>;
+  /** The thread's highest seq, 0 when it has none. */
+  lastSeq(threadId: string): Promise<number>;
+
+  /**
+   * In one transaction: if `clientMessageId` was seen in this thread, returns `duplicate`; else if a run of
+   * the thread is `running`, returns `run_active`; else appends `userMessage` (a USER_MESSAGE event) and
+   * records the run as running.
+   */
+  startRun(input: {
+    threadId: string;
+    runId: string;
+    userId: string;
+    clientMessageId: string;
+    userMessage: AgentEvent;
+  }): Promise<StartRunResult>;
+  getRun(runId: string): Promise<RunRecord | null>;
+  /** The thread's run in status `running`, if any. */
+  activeRun(threadId: string): Promise<RunRecord | null>;
+  /** Every run in status `running` (used at start to fail what a previous process left running). */
+  listRunningRuns(): Promise<RunRecord[]>;
+
+  // Storage for the tools-kit built-ins (conversation memory of the agent and the user's profile). Same
+  // signatures as @threadline/tools-kit's ToolStore port, so one adapter serves both.
+  getProfile(userId: string): Promise<Record<string, JsonValue>>;
+  /** Shallow-merges `patch` into the profile (a `null` value deletes the key) atomically; returns the result. */
+  patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>>;
+  /** The last `limit` session items of the thread (all when omitted), oldest first. */
+  getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]>;
+  addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void>;
+  /** Removes and returns the newest item, or null. */
+  popSessionItem(threadId: string): Promise<JsonValue | null>;
+  clearSession(threadId: string): Promise<void>;
+  /** Returns the stored result for an idempotency key, or null. */
+  getIdempotent(key: string): Promise<JsonValue | null>;
+  /** Stores a result under a key if absent; returns the one that is stored (the first wins). */
+  putIdempotent(key: string, value: JsonValue): Promise<JsonValue>;
+
+  /** Releases connections and file handles. */
+  close(): Promise<void>;
+}
+
+export type { SequencedAgentEvent };

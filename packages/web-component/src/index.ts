@@ -1,0 +1,2 @@
+/** <agent-chat> (not built yet) */
+export const PLACEHOLDER = true;
