@@ -1,4 +1,5 @@
-import { defaultServerConditions, defineConfig } from 'vitest/config';
+import { defaultServerConditions } from 'vite';
+import { defineConfig } from 'vitest/config';
 
 // Tests run the TypeScript sources of every workspace package directly: each package's `exports` has an
 // `@threadline/source` condition pointing at src/, and vitest resolves with it first. No build is needed.

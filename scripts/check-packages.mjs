@@ -8,7 +8,9 @@ for (const p of packages) {
   for (const cmd of [
     `npx publint --strict ${dir}`,
     // The web component is ESM-only on purpose (STYLE.md), so CJS resolution modes are not expected to work.
-    p === 'web-component' ? `npx attw --pack ${dir} --profile esm-only` : `npx attw --pack ${dir} --profile node16`,
+    p === 'web-component'
+      ? `npx attw --pack ${dir} --profile esm-only`
+      : `npx attw --pack ${dir} --profile node16`,
   ]) {
     try {
       execSync(cmd, { stdio: 'inherit' });

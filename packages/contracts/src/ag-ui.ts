@@ -11,7 +11,14 @@ export type AgUiEvent =
   | { type: 'TEXT_MESSAGE_END'; messageId: string; timestamp: number }
   | { type: 'TOOL_CALL_START'; toolCallId: string; toolCallName: string; timestamp: number }
   | { type: 'TOOL_CALL_END'; toolCallId: string; timestamp: number }
-  | { type: 'TOOL_CALL_RESULT'; messageId: string; toolCallId: string; content: string; role: 'tool'; timestamp: number }
+  | {
+      type: 'TOOL_CALL_RESULT';
+      messageId: string;
+      toolCallId: string;
+      content: string;
+      role: 'tool';
+      timestamp: number;
+    }
   | { type: 'CUSTOM'; name: string; value: unknown; timestamp: number }
   | { type: 'RUN_ERROR'; message: string; code?: string; timestamp: number }
   | { type: 'RUN_FINISHED'; threadId: string; runId: string; result?: unknown; timestamp: number };
@@ -61,13 +68,28 @@ export function createAgUiMapper(): AgUiMapper {
           if (openMessage !== event.messageId) {
             closeMessage(ts, out);
             openMessage = event.messageId;
-            out.push({ type: 'TEXT_MESSAGE_START', messageId: event.messageId, role: 'assistant', timestamp: ts });
+            out.push({
+              type: 'TEXT_MESSAGE_START',
+              messageId: event.messageId,
+              role: 'assistant',
+              timestamp: ts,
+            });
           }
-          out.push({ type: 'TEXT_MESSAGE_CONTENT', messageId: event.messageId, delta: event.delta, timestamp: ts });
+          out.push({
+            type: 'TEXT_MESSAGE_CONTENT',
+            messageId: event.messageId,
+            delta: event.delta,
+            timestamp: ts,
+          });
           return out;
         case 'TOOL_CALL_STARTED':
           closeMessage(ts, out);
-          out.push({ type: 'TOOL_CALL_START', toolCallId: event.toolCallId, toolCallName: event.toolName, timestamp: ts });
+          out.push({
+            type: 'TOOL_CALL_START',
+            toolCallId: event.toolCallId,
+            toolCallName: event.toolName,
+            timestamp: ts,
+          });
           // Threadline does not stream tool arguments, so the argument phase ends at once.
           out.push({ type: 'TOOL_CALL_END', toolCallId: event.toolCallId, timestamp: ts });
           return out;
@@ -82,11 +104,21 @@ export function createAgUiMapper(): AgUiMapper {
           });
           return out;
         case 'STATE_CHANGED':
-          out.push({ type: 'CUSTOM', name: 'threadline.state_changed', value: { scope: event.scope, value: event.value }, timestamp: ts });
+          out.push({
+            type: 'CUSTOM',
+            name: 'threadline.state_changed',
+            value: { scope: event.scope, value: event.value },
+            timestamp: ts,
+          });
           return out;
         case 'RUN_ERROR':
           closeMessage(ts, out);
-          out.push({ type: 'RUN_ERROR', message: event.message, ...(event.code !== undefined ? { code: event.code } : {}), timestamp: ts });
+          out.push({
+            type: 'RUN_ERROR',
+            message: event.message,
+            ...(event.code !== undefined ? { code: event.code } : {}),
+            timestamp: ts,
+          });
           runId = null;
           return out;
         case 'RUN_FINISHED':

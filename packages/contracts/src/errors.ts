@@ -17,7 +17,12 @@ export type ContractErrorCode = (typeof CONTRACT_ERROR_CODES)[number];
 export class ContractError extends Error {
   readonly code: ContractErrorCode;
   readonly issues: ContractIssue[];
-  constructor(code: ContractErrorCode, message: string, issues: ContractIssue[], options?: { cause?: unknown }) {
+  constructor(
+    code: ContractErrorCode,
+    message: string,
+    issues: ContractIssue[],
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;

@@ -38,15 +38,11 @@ export const createRunStartedEvent: (init: EventInit<RunStartedEvent>) => RunSta
   'RUN_STARTED',
 );
 /** Builds a TOOL_CALL_STARTED event, validated. */
-export const createToolCallStartedEvent: (init: EventInit<ToolCallStartedEvent>) => ToolCallStartedEvent = factory(
-  ToolCallStartedEventSchema,
-  'TOOL_CALL_STARTED',
-);
+export const createToolCallStartedEvent: (init: EventInit<ToolCallStartedEvent>) => ToolCallStartedEvent =
+  factory(ToolCallStartedEventSchema, 'TOOL_CALL_STARTED');
 /** Builds a TOOL_CALL_RESULT event, validated. */
-export const createToolCallResultEvent: (init: EventInit<ToolCallResultEvent>) => ToolCallResultEvent = factory(
-  ToolCallResultEventSchema,
-  'TOOL_CALL_RESULT',
-);
+export const createToolCallResultEvent: (init: EventInit<ToolCallResultEvent>) => ToolCallResultEvent =
+  factory(ToolCallResultEventSchema, 'TOOL_CALL_RESULT');
 /** Builds a TEXT_MESSAGE_CHUNK event, validated. */
 export const createTextMessageChunkEvent: (init: EventInit<TextMessageChunkEvent>) => TextMessageChunkEvent =
   factory(TextMessageChunkEventSchema, 'TEXT_MESSAGE_CHUNK');

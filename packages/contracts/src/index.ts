@@ -112,7 +112,15 @@ export {
   ToolManifestEntrySchema,
   ToolManifestSchema,
 } from './tools.js';
-export type { ToolErrorCode, ToolIssue, ToolError, ToolResult, ActAsClaims, ToolManifestEntry, ToolManifest } from './tools.js';
+export type {
+  ToolErrorCode,
+  ToolIssue,
+  ToolError,
+  ToolResult,
+  ActAsClaims,
+  ToolManifestEntry,
+  ToolManifest,
+} from './tools.js';
 export { createAgUiMapper, toAgUiEvents } from './ag-ui.js';
 export type { AgUiEvent, AgUiMapper } from './ag-ui.js';
 export { WIRE_SCHEMAS, toJsonSchema } from './json-schema.js';

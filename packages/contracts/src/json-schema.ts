@@ -18,6 +18,10 @@ export const WIRE_SCHEMAS = {
 
 /** Generates the JSON Schema (draft 2020-12) of one wire shape from its zod source. */
 export function toJsonSchema(name: keyof typeof WIRE_SCHEMAS): Record<string, unknown> {
-  const schema = z.toJSONSchema(WIRE_SCHEMAS[name], { target: 'draft-2020-12', unrepresentable: 'any', io: 'input' });
-  return { $id: `https://threadline.dev/schema/${name}.json`, title: name, ...schema };
+  const schema = z.toJSONSchema(WIRE_SCHEMAS[name], {
+    target: 'draft-2020-12',
+    unrepresentable: 'any',
+    io: 'input',
+  });
+  return { $id: `urn:threadline:schema:${name}`, title: name, ...schema };
 }

@@ -11,10 +11,15 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
  * Returns the path of the first thing in `value` that is not plain JSON (undefined, a function, a symbol,
  * a bigint, NaN, Infinity, a class instance, a forbidden key, or nesting past the depth limit), or null.
  */
-export function findNonJson(value: unknown, depth = 0, path: (string | number)[] = []): { path: (string | number)[]; reason: string } | null {
+export function findNonJson(
+  value: unknown,
+  depth = 0,
+  path: (string | number)[] = [],
+): { path: (string | number)[]; reason: string } | null {
   if (depth > LIMITS.maxJsonDepth) return { path, reason: `nested deeper than ${LIMITS.maxJsonDepth}` };
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return null;
-  if (typeof value === 'number') return Number.isFinite(value) ? null : { path, reason: 'not a finite number' };
+  if (typeof value === 'number')
+    return Number.isFinite(value) ? null : { path, reason: 'not a finite number' };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const found = findNonJson(value[i], depth + 1, [...path, i]);
@@ -35,16 +40,34 @@ export function findNonJson(value: unknown, depth = 0, path: (string | number)[]
   return { path, reason: `a ${typeof value} is not JSON` };
 }
 
-/** Any JSON value, rejecting non-JSON values, forbidden keys and excessive depth. */
-export const JsonValueSchema: z.ZodType<JsonValue> = z.json().superRefine((value, ctx) => {
-  const found = findNonJson(value);
-  if (found) ctx.addIssue({ code: 'custom', message: found.reason, path: found.path });
-}) as unknown as z.ZodType<JsonValue>;
+// zod's own json/record schemas copy objects key by key, which turns an own "__proto__" key into a prototype
+// and hides it from any later check. So these schemas check the raw input and pass it through unchanged.
 
-/** A JSON object (string keys, JSON values). */
-export const JsonObjectSchema = z
-  .record(z.string(), z.json())
+/** Any JSON value, rejecting non-JSON values, forbidden keys and excessive depth. */
+export const JsonValueSchema: z.ZodType<JsonValue> = z
+  .any()
   .superRefine((value, ctx) => {
     const found = findNonJson(value);
     if (found) ctx.addIssue({ code: 'custom', message: found.reason, path: found.path });
-  }) as unknown as z.ZodType<{ [key: string]: JsonValue }>;
+  })
+  .meta({
+    description: 'Any JSON value (no __proto__/constructor/prototype keys, bounded depth).',
+  }) as unknown as z.ZodType<JsonValue>;
+
+/** A JSON object (string keys, JSON values). */
+export const JsonObjectSchema: z.ZodType<{ [key: string]: JsonValue }> = z
+  .any()
+  .superRefine((value, ctx) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      ctx.addIssue({ code: 'custom', message: 'expected object' });
+      return;
+    }
+    const found = findNonJson(value);
+    if (found) ctx.addIssue({ code: 'custom', message: found.reason, path: found.path });
+  })
+  .meta({
+    type: 'object',
+    description: 'A JSON object (no __proto__/constructor/prototype keys, bounded depth).',
+  }) as unknown as z.ZodType<{
+  [key: string]: JsonValue;
+}>;

@@ -7,13 +7,25 @@ import type { AgentEvent, SequencedAgentEvent } from './events.js';
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: ContractError };
 
 /** Parses `input` with `schema`; returns a {@link ParseResult} with typed issues instead of throwing. */
-export function safeParse<S extends z.ZodType>(schema: S, input: unknown, what = 'value'): ParseResult<z.infer<S>> {
+export function safeParse<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  what = 'value',
+): ParseResult<z.infer<S>> {
   let result: ReturnType<S['safeParse']>;
   try {
     result = schema.safeParse(input) as ReturnType<S['safeParse']>;
   } catch (cause) {
     // Exotic inputs (revoked proxies, throwing getters) must still come back as a typed error.
-    return { ok: false, error: new ContractError('invalid_payload', `invalid ${what}`, [{ path: '', message: 'unreadable value' }], { cause }) };
+    return {
+      ok: false,
+      error: new ContractError(
+        'invalid_payload',
+        `invalid ${what}`,
+        [{ path: '', message: 'unreadable value' }],
+        { cause },
+      ),
+    };
   }
   if (result.success) return { ok: true, value: result.data as z.infer<S> };
   const issues = toContractIssues(result.error as z.ZodError);
@@ -28,12 +40,21 @@ export function parseWith<S extends z.ZodType>(schema: S, input: unknown, what =
 }
 
 /** Parses a JSON text, then validates it. Bad JSON is a {@link ContractError} with code `invalid_json`. */
-export function safeParseJson<S extends z.ZodType>(schema: S, text: string, what = 'value'): ParseResult<z.infer<S>> {
+export function safeParseJson<S extends z.ZodType>(
+  schema: S,
+  text: string,
+  what = 'value',
+): ParseResult<z.infer<S>> {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return { ok: false, error: new ContractError('invalid_json', `${what} is not valid JSON`, [{ path: '', message: 'not valid JSON' }]) };
+    return {
+      ok: false,
+      error: new ContractError('invalid_json', `${what} is not valid JSON`, [
+        { path: '', message: 'not valid JSON' },
+      ]),
+    };
   }
   return safeParse(schema, value, what);
 }
@@ -77,7 +98,10 @@ const KNOWN = new Set<string>(EVENT_TYPES);
  * const r = parseEventLenient(JSON.parse(line), { sequenced: true });
  * if (r.kind === 'known') render(r.event);
  */
-export function parseEventLenient(input: unknown, options: { sequenced: true }): LenientEvent<SequencedAgentEvent>;
+export function parseEventLenient(
+  input: unknown,
+  options: { sequenced: true },
+): LenientEvent<SequencedAgentEvent>;
 export function parseEventLenient(input: unknown, options?: { sequenced?: false }): LenientEvent<AgentEvent>;
 export function parseEventLenient(
   input: unknown,
@@ -91,7 +115,8 @@ export function parseEventLenient(
     !KNOWN.has((input as { type: string }).type)
   ) {
     const type = (input as { type: string }).type;
-    if (/^[A-Z][A-Z0-9_]{0,63}$/.test(type)) return { kind: 'unknown', type, raw: input as Record<string, unknown> };
+    if (/^[A-Z][A-Z0-9_]{0,63}$/.test(type))
+      return { kind: 'unknown', type, raw: input as Record<string, unknown> };
   }
   const event = options.sequenced ? parseSequencedEvent(input) : parseEvent(input);
   return { kind: 'known', event };
