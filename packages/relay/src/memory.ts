@@ -1,2 +1,260 @@
-/** Persist, sequence, fan out and resume Threadline agent runs; SQLite, MongoDB and memory stores; WebSocket transport. (memory: not built yet) */
-export const PLACEHOLDER_MEMORY = true;
+import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import { StoreError } from './errors.js';
+import type { EventStore, RunRecord, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import {
+  checkAfterSeq,
+  checkId,
+  checkIdempotencyKey,
+  checkJson,
+  checkJsonObject,
+  checkLimit,
+  checkTitle,
+  closedError,
+  mergeProfile,
+  notFoundThread,
+  prepareEvents,
+  prepareStartRun,
+  threadListLimit,
+  withSeq,
+} from './store-input.js';
+
+interface ThreadState {
+  record: ThreadRecord;
+  events: StoredEvent[];
+  /** clientMessageId → runId */
+  messages: Map<string, string>;
+  activeRunId: string | null;
+}
+
+/**
+ * An {@link EventStore} held in process memory: for tests and demos, lost on exit. Every method runs to
+ * completion without yielding, so each one is atomic, and it refuses exactly what the other adapters
+ * refuse (it passes the same conformance suite). Values are copied in and out (JSON text), so callers can
+ * never mutate what is stored.
+ *
+ * @example
+ * import { createMemoryStore } from '@threadline/relay/memory';
+ * const store = createMemoryStore();
+ * await store.createThread({ threadId: 't1', ownerId: 'u1' });
+ */
+export class MemoryStore implements EventStore {
+  readonly #threads = new Map<string, ThreadState>();
+  readonly #runs = new Map<string, RunRecord>();
+  readonly #profiles = new Map<string, string>();
+  readonly #sessions = new Map<string, string[]>();
+  readonly #idempotent = new Map<string, string>();
+  #closed = false;
+
+  async createThread(input: { threadId: string; ownerId: string; title?: string }): Promise<ThreadRecord> {
+    this.#open();
+    const threadId = checkId('threadId', input?.threadId);
+    const ownerId = checkId('ownerId', input.ownerId);
+    const title = checkTitle(input.title);
+    if (this.#threads.has(threadId)) throw new StoreError('conflict', `thread "${threadId}" already exists`);
+    const now = Date.now();
+    const record: ThreadRecord = { threadId, ownerId, title, createdAt: now, updatedAt: now };
+    this.#threads.set(threadId, { record, events: [], messages: new Map(), activeRunId: null });
+    return { ...record };
+  }
+
+  async getThread(threadId: string): Promise<ThreadRecord | null> {
+    this.#open();
+    const state = this.#threads.get(threadId);
+    return state ? { ...state.record } : null;
+  }
+
+  async listThreads(ownerId: string, options?: { limit?: number }): Promise<ThreadRecord[]> {
+    this.#open();
+    const limit = threadListLimit(options);
+    const mine: ThreadRecord[] = [];
+    for (const state of this.#threads.values())
+      if (state.record.ownerId === ownerId) mine.push({ ...state.record });
+    mine.sort(
+      (a, b) => b.updatedAt - a.updatedAt || (a.threadId < b.threadId ? -1 : a.threadId > b.threadId ? 1 : 0),
+    );
+    return mine.slice(0, limit);
+  }
+
+  async append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]> {
+    this.#open();
+    const prepared = prepareEvents(threadId, events);
+    const state = this.#threads.get(threadId);
+    if (!state) throw notFoundThread(threadId);
+    if (prepared.length === 0) return [];
+    const now = Date.now();
+    let seq = state.events.length;
+    const stored: StoredEvent[] = [];
+    for (const p of prepared) {
+      seq += 1;
+      const row = { seq, json: withSeq(p.body, seq) };
+      state.events.push(row);
+      stored.push({ ...row });
+      if (p.ends) this.#endRun(state, p.event.runId, p.ends, now);
+    }
+    state.record.updatedAt = now;
+    return stored;
+  }
+
+  async read(threadId: string, options: { afterSeq: number; limit: number }): Promise<StoredEvent[]> {
+    this.#open();
+    const afterSeq = checkAfterSeq(options?.afterSeq);
+    const limit = checkLimit('limit', options.limit);
+    const events = this.#threads.get(threadId)?.events ?? [];
+    // seq n lives at index n - 1: no search needed.
+    return events.slice(afterSeq, afterSeq + limit).map((e) => ({ seq: e.seq, json: e.json }));
+  }
+
+  async lastSeq(threadId: string): Promise<number> {
+    this.#open();
+    return this.#threads.get(threadId)?.events.length ?? 0;
+  }
+
+  async startRun(input: {
+    threadId: string;
+    runId: string;
+    userId: string;
+    clientMessageId: string;
+    userMessage: AgentEvent;
+  }): Promise<StartRunResult> {
+    this.#open();
+    const prepared = prepareStartRun(input);
+    const state = this.#threads.get(input.threadId);
+    if (!state) throw notFoundThread(input.threadId);
+    const seenRunId = state.messages.get(input.clientMessageId);
+    if (seenRunId !== undefined) return { status: 'duplicate', run: this.#copyRun(seenRunId) };
+    if (state.activeRunId !== null)
+      return { status: 'run_active', activeRun: this.#copyRun(state.activeRunId) };
+    if (this.#runs.has(input.runId)) throw new StoreError('conflict', `run "${input.runId}" already exists`);
+    const now = Date.now();
+    const run: RunRecord = {
+      runId: input.runId,
+      threadId: input.threadId,
+      userId: input.userId,
+      clientMessageId: input.clientMessageId,
+      status: 'running',
+      startedAt: now,
+    };
+    this.#runs.set(run.runId, run);
+    state.messages.set(input.clientMessageId, run.runId);
+    state.activeRunId = run.runId;
+    const seq = state.events.length + 1;
+    const userMessage = { seq, json: withSeq(prepared.body, seq) };
+    state.events.push(userMessage);
+    state.record.updatedAt = now;
+    return { status: 'started', run: { ...run }, userMessage: { ...userMessage } };
+  }
+
+  async getRun(runId: string): Promise<RunRecord | null> {
+    this.#open();
+    return this.#runs.has(runId) ? this.#copyRun(runId) : null;
+  }
+
+  async activeRun(threadId: string): Promise<RunRecord | null> {
+    this.#open();
+    const runId = this.#threads.get(threadId)?.activeRunId;
+    return runId ? this.#copyRun(runId) : null;
+  }
+
+  async listRunningRuns(): Promise<RunRecord[]> {
+    this.#open();
+    const out: RunRecord[] = [];
+    for (const run of this.#runs.values()) if (run.status === 'running') out.push({ ...run });
+    return out;
+  }
+
+  async getProfile(userId: string): Promise<Record<string, JsonValue>> {
+    this.#open();
+    const text = this.#profiles.get(userId);
+    return text === undefined ? {} : (JSON.parse(text) as Record<string, JsonValue>);
+  }
+
+  async patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
+    this.#open();
+    checkId('userId', userId);
+    checkJsonObject('profile patch', patch);
+    const text = this.#profiles.get(userId);
+    const current = text === undefined ? {} : (JSON.parse(text) as Record<string, JsonValue>);
+    const next = mergeProfile(current, patch);
+    const nextText = JSON.stringify(next);
+    this.#profiles.set(userId, nextText);
+    return JSON.parse(nextText) as Record<string, JsonValue>;
+  }
+
+  async getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
+    this.#open();
+    const items = this.#sessions.get(threadId) ?? [];
+    const from = limit === undefined ? 0 : Math.max(0, items.length - checkLimit('limit', limit));
+    return items.slice(from).map((t) => JSON.parse(t) as JsonValue);
+  }
+
+  async addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
+    this.#open();
+    checkId('threadId', threadId);
+    if (!Array.isArray(items)) throw new StoreError('invalid_message', 'session items must be an array');
+    const texts = items.map((item, i) => JSON.stringify(checkJson(`session item [${i}]`, item)));
+    if (texts.length === 0) return;
+    const list = this.#sessions.get(threadId);
+    if (list) list.push(...texts);
+    else this.#sessions.set(threadId, texts);
+  }
+
+  async popSessionItem(threadId: string): Promise<JsonValue | null> {
+    this.#open();
+    const text = this.#sessions.get(threadId)?.pop();
+    return text === undefined ? null : (JSON.parse(text) as JsonValue);
+  }
+
+  async clearSession(threadId: string): Promise<void> {
+    this.#open();
+    this.#sessions.delete(threadId);
+  }
+
+  async getIdempotent(key: string): Promise<JsonValue | null> {
+    this.#open();
+    const text = this.#idempotent.get(checkIdempotencyKey(key));
+    return text === undefined ? null : (JSON.parse(text) as JsonValue);
+  }
+
+  async putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
+    this.#open();
+    checkIdempotencyKey(key);
+    const text = JSON.stringify(checkJson('idempotent value', value));
+    const existing = this.#idempotent.get(key);
+    if (existing !== undefined) return JSON.parse(existing) as JsonValue;
+    this.#idempotent.set(key, text);
+    return JSON.parse(text) as JsonValue;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  #open(): void {
+    if (this.#closed) throw closedError();
+  }
+
+  #copyRun(runId: string): RunRecord {
+    const run = this.#runs.get(runId);
+    if (!run) throw new StoreError('internal_error', `run "${runId}" is indexed but missing`);
+    return { ...run };
+  }
+
+  #endRun(state: ThreadState, runId: string, status: 'finished' | 'failed', now: number): void {
+    const run = this.#runs.get(runId);
+    // Only this thread's running run can be ended from this thread's log.
+    if (!run || run.threadId !== state.record.threadId || run.status !== 'running') return;
+    run.status = status;
+    run.endedAt = now;
+    if (state.activeRunId === runId) state.activeRunId = null;
+  }
+}
+
+/**
+ * Creates an empty {@link MemoryStore}.
+ *
+ * @example
+ * const relay = createRelay({ store: createMemoryStore(), agent, tokens, toolsBaseUrl, tools });
+ */
+export function createMemoryStore(): MemoryStore {
+  return new MemoryStore();
+}

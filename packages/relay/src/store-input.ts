@@ -1,0 +1,182 @@
+import {
+  AgentEventSchema,
+  ContractError,
+  findNonJson,
+  formatPath,
+  IdSchema,
+  isTerminalEvent,
+  safeParse,
+  type AgentEvent,
+  type JsonValue,
+  type UserMessageEvent,
+} from '@threadline/contracts';
+import { StoreError } from './errors.js';
+import type { RunStatus } from './store.js';
+
+// Input checks shared by every store adapter, so that all of them refuse exactly the same things with the
+// same codes before anything is written (the conformance suite relies on that). Not exported from the package.
+
+/** Longest idempotency key a store accepts. Tools-kit prefixes user keys with user and tool names. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 1024;
+/** Longest thread title. */
+export const MAX_TITLE_LENGTH = 200;
+/** Default and largest page of {@link EventStore.listThreads}. */
+export const DEFAULT_THREAD_LIST_LIMIT = 100;
+export const MAX_THREAD_LIST_LIMIT = 1000;
+
+/** One validated event, serialized once; `json` gets its `seq` spliced in at append time. */
+export interface PreparedEvent {
+  event: AgentEvent;
+  /** `JSON.stringify(event)`: an object text, so it always ends in `}`. */
+  body: string;
+  /** The run status a terminal event sets, or null. */
+  ends: Exclude<RunStatus, 'running'> | null;
+}
+
+function invalid(message: string, cause?: unknown): StoreError {
+  return new StoreError('invalid_message', message, cause === undefined ? undefined : { cause });
+}
+
+/** Throws StoreError `invalid_message` unless `value` is a contract id. */
+export function checkId(what: string, value: unknown): string {
+  const r = safeParse(IdSchema, value, what);
+  if (!r.ok) throw invalid(r.error.message, r.error);
+  return r.value;
+}
+
+/** Throws StoreError `invalid_message` unless `value` is plain JSON (no forbidden keys, bounded depth). */
+export function checkJson(what: string, value: unknown): JsonValue {
+  const found = findNonJson(value);
+  if (found) {
+    const where = found.path.length ? ` at ${formatPath(found.path)}` : '';
+    throw invalid(`${what} is not valid JSON: ${found.reason}${where}`);
+  }
+  return value as JsonValue;
+}
+
+/** Throws unless `value` is a plain JSON object (a profile patch). */
+export function checkJsonObject(what: string, value: unknown): Record<string, JsonValue> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid(`${what} must be a JSON object`);
+  return checkJson(what, value) as Record<string, JsonValue>;
+}
+
+/** A positive integer (a page size). */
+export function checkLimit(what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw invalid(`${what} must be a positive integer`);
+  }
+  return value;
+}
+
+/** A non-negative integer (a seq cursor). */
+export function checkAfterSeq(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalid('afterSeq must be a non-negative integer');
+  }
+  return value;
+}
+
+export function checkIdempotencyKey(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    throw invalid(`idempotency key must be a string of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+  }
+  return value;
+}
+
+export function checkTitle(value: unknown): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string' || value.length > MAX_TITLE_LENGTH) {
+    throw invalid(`title must be a string of at most ${MAX_TITLE_LENGTH} characters`);
+  }
+  return value;
+}
+
+export function threadListLimit(options: { limit?: number } | undefined): number {
+  if (options?.limit === undefined) return DEFAULT_THREAD_LIST_LIMIT;
+  return Math.min(checkLimit('limit', options.limit), MAX_THREAD_LIST_LIMIT);
+}
+
+/**
+ * Validates a whole batch against the contracts before anything is written (all-or-nothing), checks every
+ * event belongs to `threadId` (a store never lets one thread's writer land events in another thread), and
+ * serializes each event once.
+ */
+export function prepareEvents(threadId: string, events: readonly unknown[]): PreparedEvent[] {
+  if (!Array.isArray(events)) throw invalid('events must be an array');
+  const out: PreparedEvent[] = new Array<PreparedEvent>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const r = safeParse(AgentEventSchema, events[i], `event [${i}]`);
+    if (!r.ok) throw invalid(r.error.message, r.error);
+    const event = r.value;
+    if (event.threadId !== threadId) {
+      throw invalid(`event [${i}] belongs to thread "${event.threadId}", not "${threadId}"`);
+    }
+    out[i] = {
+      event,
+      body: JSON.stringify(event),
+      ends: isTerminalEvent(event) ? (event.type === 'RUN_FINISHED' ? 'finished' : 'failed') : null,
+    };
+  }
+  return out;
+}
+
+/** The stored text of a sequenced event: the event's JSON with `seq` added, without re-serializing it. */
+export function withSeq(body: string, seq: number): string {
+  return `${body.slice(0, -1)},"seq":${seq}}`;
+}
+
+/** Checks a startRun input: ids, and a USER_MESSAGE that agrees with them. */
+export function prepareStartRun(input: {
+  threadId: string;
+  runId: string;
+  userId: string;
+  clientMessageId: string;
+  userMessage: AgentEvent;
+}): PreparedEvent & { event: UserMessageEvent } {
+  if (typeof input !== 'object' || input === null) throw invalid('startRun input must be an object');
+  checkId('threadId', input.threadId);
+  checkId('runId', input.runId);
+  checkId('userId', input.userId);
+  checkId('clientMessageId', input.clientMessageId);
+  const [prepared] = prepareEvents(input.threadId, [input.userMessage]);
+  const event = prepared?.event;
+  if (!prepared || event?.type !== 'USER_MESSAGE') throw invalid('userMessage must be a USER_MESSAGE event');
+  if (
+    event.runId !== input.runId ||
+    event.userId !== input.userId ||
+    event.clientMessageId !== input.clientMessageId
+  ) {
+    throw invalid('userMessage must carry the same runId, userId and clientMessageId as the run');
+  }
+  return prepared as PreparedEvent & { event: UserMessageEvent };
+}
+
+/** Applies a profile patch: shallow merge, `null` deletes. Returns a fresh object with no prototype tricks. */
+export function mergeProfile(
+  current: Record<string, JsonValue>,
+  patch: Record<string, JsonValue>,
+): Record<string, JsonValue> {
+  const next: Record<string, JsonValue> = { ...current };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete next[key];
+    else next[key] = value;
+  }
+  return next;
+}
+
+/** Wraps an unexpected driver error as StoreError `store_error`, keeping StoreErrors as they are. */
+export function toStoreError(cause: unknown, doing: string): StoreError {
+  if (cause instanceof StoreError) return cause;
+  if (cause instanceof ContractError) return invalid(cause.message, cause);
+  const detail = cause instanceof Error ? `: ${cause.message}` : '';
+  return new StoreError('store_error', `store failed while ${doing}${detail}`, { cause });
+}
+
+export function closedError(): StoreError {
+  return new StoreError('closed', 'the store is closed');
+}
+
+export function notFoundThread(threadId: string): StoreError {
+  return new StoreError('not_found', `thread "${threadId}" does not exist`);
+}
