@@ -1,2 +1,6 @@
-/** Persist, sequence, fan out and resume Threadline agent runs; SQLite, MongoDB and memory stores; WebSocket transport. (testing: not built yet) */
-export const PLACEHOLDER_TESTING = true;
+/**
+ * Test helpers for adapters of the relay's storage port: the EventStore conformance suite (runs under vitest,
+ * an optional peer dependency of this entry point).
+ */
+export { runStoreConformance } from './conformance.js';
+export type { ConformanceStore } from './conformance.js';

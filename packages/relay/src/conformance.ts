@@ -1,0 +1,590 @@
+import {
+  parseSequencedEvent,
+  type AgentEvent,
+  type JsonValue,
+  type RunErrorEvent,
+  type RunFinishedEvent,
+  type TextMessageChunkEvent,
+  type UserMessageEvent,
+} from '@threadline/contracts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { EventStore } from './store.js';
+
+/** What a conformance factory returns: a fresh (or freshly namespaced) store and how to dispose of it. */
+export interface ConformanceStore {
+  store: EventStore;
+  /** Called after each test, after `store.close()`: delete files, drop databases. */
+  cleanup?(): Promise<void>;
+}
+
+let counter = 0;
+/** Ids unique per test, so a factory may hand out stores that share one database. */
+function uid(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
+
+const TS = 1_700_000_000_000;
+
+function chunk(threadId: string, runId: string, delta: string, messageId = 'msg-1'): TextMessageChunkEvent {
+  return { type: 'TEXT_MESSAGE_CHUNK', threadId, runId, ts: TS, messageId, delta };
+}
+function finished(threadId: string, runId: string): RunFinishedEvent {
+  return { type: 'RUN_FINISHED', threadId, runId, ts: TS };
+}
+function failed(threadId: string, runId: string): RunErrorEvent {
+  return { type: 'RUN_ERROR', threadId, runId, ts: TS, message: 'boom', code: 'model_error' };
+}
+function userMessage(
+  threadId: string,
+  runId: string,
+  clientMessageId: string,
+  userId: string,
+): UserMessageEvent {
+  return {
+    type: 'USER_MESSAGE',
+    threadId,
+    runId,
+    ts: TS,
+    messageId: `m-${clientMessageId}`,
+    clientMessageId,
+    userId,
+    text: 'hello',
+  };
+}
+function startInput(threadId: string, runId: string, clientMessageId: string, userId = 'user-1') {
+  return {
+    threadId,
+    runId,
+    userId,
+    clientMessageId,
+    userMessage: userMessage(threadId, runId, clientMessageId, userId),
+  };
+}
+
+/** Asserts a rejection with a relay StoreError of `code` (by name and code, so copies of the class across bundles match). */
+async function expectStoreError(promise: Promise<unknown>, code: string): Promise<Error> {
+  let caught: unknown;
+  try {
+    await promise;
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught, `expected a StoreError with code "${code}"`).toBeInstanceOf(Error);
+  expect((caught as Error).name).toBe('StoreError');
+  expect((caught as { code?: unknown }).code).toBe(code);
+  return caught as Error;
+}
+
+/** Waits until `Date.now()` has moved on, so "most recently updated" is decidable without a fake clock. */
+async function nextMillisecond(): Promise<void> {
+  const start = Date.now();
+  while (Date.now() <= start) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Runs the EventStore conformance suite (vitest `describe`/`it`) against an adapter. Every adapter shipped
+ * with `@threadline/relay` passes it; run it on your own adapter to know the relay can rely on it.
+ *
+ * `makeStore` is called before each test. Tests use ids unique to the test, so it may return stores that
+ * share one database; `cleanup` runs after `store.close()`.
+ *
+ * @example
+ * import { runStoreConformance } from '@threadline/relay/testing';
+ * runStoreConformance('my store', async () => ({ store: await openMyStore(), cleanup: dropDatabase }));
+ */
+export function runStoreConformance(name: string, makeStore: () => Promise<ConformanceStore>): void {
+  describe(`EventStore conformance: ${name}`, () => {
+    let current: ConformanceStore | undefined;
+    let store: EventStore;
+
+    beforeEach(async () => {
+      current = await makeStore();
+      store = current.store;
+    });
+    afterEach(async () => {
+      const done = current;
+      current = undefined;
+      if (!done) return;
+      await done.store.close();
+      await done.cleanup?.();
+    });
+
+    async function newThread(ownerId = 'user-1'): Promise<string> {
+      const threadId = uid('t');
+      await store.createThread({ threadId, ownerId });
+      return threadId;
+    }
+
+    describe('threads', () => {
+      it('creates a thread and gets it back; an unknown id is null', async () => {
+        const threadId = uid('t');
+        const created = await store.createThread({ threadId, ownerId: 'owner-a', title: 'Trip' });
+        expect(created).toMatchObject({ threadId, ownerId: 'owner-a', title: 'Trip' });
+        expect(created.createdAt).toBeGreaterThan(0);
+        expect(created.updatedAt).toBe(created.createdAt);
+        expect(await store.getThread(threadId)).toEqual(created);
+        expect(await store.getThread(uid('missing'))).toBeNull();
+        expect(await store.lastSeq(threadId)).toBe(0);
+      });
+
+      it('refuses a second thread with the same id (conflict) and keeps the first', async () => {
+        const threadId = uid('t');
+        const first = await store.createThread({ threadId, ownerId: 'owner-a' });
+        await expectStoreError(store.createThread({ threadId, ownerId: 'owner-b' }), 'conflict');
+        expect(await store.getThread(threadId)).toEqual(first);
+      });
+
+      it('refuses invalid ids and titles with invalid_message', async () => {
+        await expectStoreError(store.createThread({ threadId: '', ownerId: 'u' }), 'invalid_message');
+        await expectStoreError(store.createThread({ threadId: 'a b', ownerId: 'u' }), 'invalid_message');
+        await expectStoreError(
+          store.createThread({ threadId: uid('t'), ownerId: 'x'.repeat(129) }),
+          'invalid_message',
+        );
+        await expectStoreError(
+          store.createThread({ threadId: uid('t'), ownerId: 'u', title: 'x'.repeat(201) }),
+          'invalid_message',
+        );
+      });
+
+      it("lists only the owner's threads, most recently updated first, up to the limit", async () => {
+        const owner = uid('owner');
+        const a = uid('t');
+        const b = uid('t');
+        const c = uid('t');
+        await store.createThread({ threadId: a, ownerId: owner });
+        await nextMillisecond();
+        await store.createThread({ threadId: b, ownerId: owner });
+        await nextMillisecond();
+        await store.createThread({ threadId: c, ownerId: uid('someone-else') });
+        await nextMillisecond();
+        await store.append(a, [chunk(a, 'r1', 'x')]);
+        const listed = await store.listThreads(owner);
+        expect(listed.map((t) => t.threadId)).toEqual([a, b]);
+        expect(listed[0]!.updatedAt).toBeGreaterThan(listed[0]!.createdAt);
+        expect((await store.listThreads(owner, { limit: 1 })).map((t) => t.threadId)).toEqual([a]);
+        expect(await store.listThreads(uid('nobody'))).toEqual([]);
+        await expectStoreError(store.listThreads(owner, { limit: 0 }), 'invalid_message');
+      });
+    });
+
+    describe('append and read', () => {
+      it('assigns consecutive seqs from 1 across batches and stores the sequenced JSON', async () => {
+        const t = await newThread();
+        const first = await store.append(t, [chunk(t, 'r1', 'a'), chunk(t, 'r1', 'b')]);
+        const second = await store.append(t, [chunk(t, 'r1', 'c')]);
+        expect([...first, ...second].map((e) => e.seq)).toEqual([1, 2, 3]);
+        expect(await store.lastSeq(t)).toBe(3);
+        for (const stored of [...first, ...second]) {
+          const parsed = parseSequencedEvent(JSON.parse(stored.json));
+          expect(parsed.seq).toBe(stored.seq);
+          expect(parsed.threadId).toBe(t);
+        }
+        expect(JSON.parse(second[0]!.json)).toEqual({ ...chunk(t, 'r1', 'c'), seq: 3 });
+        expect(await store.read(t, { afterSeq: 0, limit: 10 })).toEqual([...first, ...second]);
+      });
+
+      it('returns [] for an empty batch and writes nothing', async () => {
+        const t = await newThread();
+        expect(await store.append(t, [])).toEqual([]);
+        expect(await store.lastSeq(t)).toBe(0);
+      });
+
+      it('stores nothing when any event of the batch is invalid (invalid_message carrying the ContractError)', async () => {
+        const t = await newThread();
+        await store.append(t, [chunk(t, 'r1', 'before')]);
+        const bad = { ...chunk(t, 'r1', 'x'), delta: 42 } as unknown as AgentEvent;
+        const error = await expectStoreError(
+          store.append(t, [chunk(t, 'r1', 'ok'), chunk(t, 'r1', 'ok'), bad]),
+          'invalid_message',
+        );
+        expect((error.cause as Error | undefined)?.name).toBe('ContractError');
+        const unknownType = { type: 'NOPE', threadId: t, runId: 'r1', ts: TS } as unknown as AgentEvent;
+        await expectStoreError(store.append(t, [chunk(t, 'r1', 'ok'), unknownType]), 'invalid_message');
+        const extraKey = { ...chunk(t, 'r1', 'x'), seq: 99 } as unknown as AgentEvent;
+        await expectStoreError(store.append(t, [extraKey]), 'invalid_message');
+        expect(await store.lastSeq(t)).toBe(1);
+        expect((await store.read(t, { afterSeq: 0, limit: 10 })).map((e) => e.seq)).toEqual([1]);
+      });
+
+      it("refuses an event of another thread in the batch and stores nothing (a writer can't cross threads)", async () => {
+        const t = await newThread();
+        const other = await newThread();
+        await expectStoreError(
+          store.append(t, [chunk(t, 'r1', 'a'), chunk(other, 'r1', 'b')]),
+          'invalid_message',
+        );
+        expect(await store.lastSeq(t)).toBe(0);
+        expect(await store.lastSeq(other)).toBe(0);
+      });
+
+      it('refuses to append to a thread that does not exist (not_found)', async () => {
+        const ghost = uid('ghost');
+        await expectStoreError(store.append(ghost, [chunk(ghost, 'r1', 'a')]), 'not_found');
+        expect(await store.lastSeq(ghost)).toBe(0);
+        expect(await store.getThread(ghost)).toBeNull();
+      });
+
+      it('reads after a seq with a limit, in pages, ascending', async () => {
+        const t = await newThread();
+        const events = Array.from({ length: 25 }, (_, i) => chunk(t, 'r1', `d${i}`));
+        const stored = await store.append(t, events);
+        expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+        const page1 = await store.read(t, { afterSeq: 0, limit: 10 });
+        const page2 = await store.read(t, { afterSeq: 10, limit: 10 });
+        const page3 = await store.read(t, { afterSeq: 20, limit: 10 });
+        expect(page1.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        expect(page2[0]!.seq).toBe(11);
+        expect(page3.map((e) => e.seq)).toEqual([21, 22, 23, 24, 25]);
+        expect([...page1, ...page2, ...page3]).toEqual(stored);
+        expect(await store.read(t, { afterSeq: 25, limit: 10 })).toEqual([]);
+        expect(await store.read(t, { afterSeq: 1000, limit: 10 })).toEqual([]);
+        expect(await store.read(uid('missing'), { afterSeq: 0, limit: 10 })).toEqual([]);
+        const delta = (e: { json: string }) => (JSON.parse(e.json) as { delta: string }).delta;
+        expect(page2.map(delta)).toEqual(events.slice(10, 20).map((e) => e.delta));
+      });
+
+      it('refuses a bad read cursor or limit with invalid_message', async () => {
+        const t = await newThread();
+        await expectStoreError(store.read(t, { afterSeq: -1, limit: 10 }), 'invalid_message');
+        await expectStoreError(store.read(t, { afterSeq: 0, limit: 0 }), 'invalid_message');
+        await expectStoreError(store.read(t, { afterSeq: 0.5, limit: 10 }), 'invalid_message');
+      });
+
+      it('keeps a large batch whole and in order', async () => {
+        const t = await newThread();
+        const n = 2000;
+        const stored = await store.append(
+          t,
+          Array.from({ length: n }, (_, i) => chunk(t, 'r1', String(i))),
+        );
+        expect(stored).toHaveLength(n);
+        const back = await store.read(t, { afterSeq: 0, limit: n });
+        expect(back).toEqual(stored);
+        expect(
+          back.every(
+            (e, i) => e.seq === i + 1 && (JSON.parse(e.json) as { delta: string }).delta === String(i),
+          ),
+        ).toBe(true);
+      });
+
+      it('never hands out a seq twice or leaves a hole under many parallel appends', async () => {
+        const t = await newThread();
+        const calls = Array.from({ length: 40 }, (_, i) =>
+          store.append(
+            t,
+            Array.from({ length: (i % 5) + 1 }, (_, j) => chunk(t, 'r1', `${i}.${j}`)),
+          ),
+        );
+        const results = await Promise.all(calls);
+        const total = results.reduce((n, r) => n + r.length, 0);
+        for (const r of results) {
+          // One call's events are consecutive: a batch is never interleaved with another writer's.
+          for (let k = 1; k < r.length; k++) expect(r[k]!.seq).toBe(r[k - 1]!.seq + 1);
+        }
+        const seqs = results
+          .flat()
+          .map((e) => e.seq)
+          .sort((a, b) => a - b);
+        expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+        expect(await store.lastSeq(t)).toBe(total);
+        const back = await store.read(t, { afterSeq: 0, limit: total + 10 });
+        expect(back.map((e) => e.seq)).toEqual(seqs);
+      });
+    });
+
+    describe('runs', () => {
+      it('starts a run: USER_MESSAGE appended with the next seq, run recorded as running', async () => {
+        const t = await newThread();
+        await store.append(t, [chunk(t, 'r0', 'earlier')]);
+        const runId = uid('run');
+        const result = await store.startRun(startInput(t, runId, 'cm-1'));
+        if (result.status !== 'started') throw new Error(`expected started, got ${result.status}`);
+        expect(result.run).toMatchObject({
+          runId,
+          threadId: t,
+          userId: 'user-1',
+          clientMessageId: 'cm-1',
+          status: 'running',
+        });
+        expect(result.run.endedAt).toBeUndefined();
+        expect(result.userMessage.seq).toBe(2);
+        expect(JSON.parse(result.userMessage.json)).toEqual({
+          ...userMessage(t, runId, 'cm-1', 'user-1'),
+          seq: 2,
+        });
+        expect(await store.read(t, { afterSeq: 1, limit: 10 })).toEqual([result.userMessage]);
+        expect(await store.getRun(runId)).toEqual(result.run);
+        expect(await store.activeRun(t)).toEqual(result.run);
+        expect((await store.listRunningRuns()).map((r) => r.runId)).toContain(runId);
+        expect(await store.getRun(uid('nope'))).toBeNull();
+      });
+
+      it('is idempotent on clientMessageId: a retry returns the first run and writes nothing, even after it ended', async () => {
+        const t = await newThread();
+        const runId = uid('run');
+        await store.startRun(startInput(t, runId, 'cm-1'));
+        const retry = await store.startRun(startInput(t, uid('run'), 'cm-1'));
+        expect(retry.status).toBe('duplicate');
+        if (retry.status === 'duplicate') expect(retry.run.runId).toBe(runId);
+        expect(await store.lastSeq(t)).toBe(1);
+        await store.append(t, [finished(t, runId)]);
+        const late = await store.startRun(startInput(t, uid('run'), 'cm-1'));
+        expect(late.status).toBe('duplicate');
+        if (late.status === 'duplicate') expect(late.run).toMatchObject({ runId, status: 'finished' });
+        expect(await store.lastSeq(t)).toBe(2);
+      });
+
+      it('refuses a second run while one is running (run_active), writing nothing', async () => {
+        const t = await newThread();
+        const runId = uid('run');
+        await store.startRun(startInput(t, runId, 'cm-1'));
+        const second = await store.startRun(startInput(t, uid('run'), 'cm-2'));
+        expect(second.status).toBe('run_active');
+        if (second.status === 'run_active') expect(second.activeRun.runId).toBe(runId);
+        expect(await store.lastSeq(t)).toBe(1);
+        // Another thread is not blocked by this one.
+        const other = await newThread();
+        expect((await store.startRun(startInput(other, uid('run'), 'cm-2'))).status).toBe('started');
+      });
+
+      it('ends the run in the same append as RUN_FINISHED, then allows the next run', async () => {
+        const t = await newThread();
+        const runId = uid('run');
+        await store.startRun(startInput(t, runId, 'cm-1'));
+        const stored = await store.append(t, [chunk(t, runId, 'hi'), finished(t, runId)]);
+        expect(stored.map((e) => e.seq)).toEqual([2, 3]);
+        const run = await store.getRun(runId);
+        expect(run?.status).toBe('finished');
+        expect(run?.endedAt).toBeGreaterThan(0);
+        expect(await store.activeRun(t)).toBeNull();
+        expect((await store.listRunningRuns()).map((r) => r.runId)).not.toContain(runId);
+        const next = await store.startRun(startInput(t, uid('run'), 'cm-2'));
+        expect(next.status).toBe('started');
+        if (next.status === 'started') expect(next.userMessage.seq).toBe(4);
+      });
+
+      it('marks the run failed on RUN_ERROR', async () => {
+        const t = await newThread();
+        const runId = uid('run');
+        await store.startRun(startInput(t, runId, 'cm-1'));
+        await store.append(t, [failed(t, runId)]);
+        expect((await store.getRun(runId))?.status).toBe('failed');
+        expect(await store.activeRun(t)).toBeNull();
+      });
+
+      it("does not end a run from another thread's log, nor from an invalid batch", async () => {
+        const a = await newThread();
+        const b = await newThread();
+        const runA = uid('run');
+        await store.startRun(startInput(a, runA, 'cm-1'));
+        // A terminal event naming run A, written into thread B: run A must stay running.
+        await store.append(b, [finished(b, runA)]);
+        expect((await store.getRun(runA))?.status).toBe('running');
+        const bad = { ...chunk(a, runA, 'x'), messageId: '' } as AgentEvent;
+        await expectStoreError(store.append(a, [finished(a, runA), bad]), 'invalid_message');
+        expect((await store.getRun(runA))?.status).toBe('running');
+        expect(await store.lastSeq(a)).toBe(1);
+      });
+
+      it('lists every running run across threads and drops ended ones', async () => {
+        const a = await newThread();
+        const b = await newThread();
+        const runA = uid('run');
+        const runB = uid('run');
+        await store.startRun(startInput(a, runA, 'cm-1'));
+        await store.startRun(startInput(b, runB, 'cm-1'));
+        let running = (await store.listRunningRuns()).map((r) => r.runId);
+        expect(running).toEqual(expect.arrayContaining([runA, runB]));
+        await store.append(a, [failed(a, runA)]);
+        running = (await store.listRunningRuns()).map((r) => r.runId);
+        expect(running).toContain(runB);
+        expect(running).not.toContain(runA);
+      });
+
+      it('refuses inconsistent startRun input and unknown threads', async () => {
+        const t = await newThread();
+        const runId = uid('run');
+        const mismatched = {
+          ...startInput(t, runId, 'cm-1'),
+          userMessage: userMessage(t, runId, 'cm-other', 'user-1'),
+        };
+        await expectStoreError(store.startRun(mismatched), 'invalid_message');
+        const notUser = { ...startInput(t, runId, 'cm-1'), userMessage: chunk(t, runId, 'x') };
+        await expectStoreError(store.startRun(notUser), 'invalid_message');
+        const ghost = uid('ghost');
+        await expectStoreError(store.startRun(startInput(ghost, runId, 'cm-1')), 'not_found');
+        expect(await store.lastSeq(t)).toBe(0);
+        expect(await store.getRun(runId)).toBeNull();
+      });
+
+      it('refuses a runId already used (conflict)', async () => {
+        const a = await newThread();
+        const b = await newThread();
+        const runId = uid('run');
+        await store.startRun(startInput(a, runId, 'cm-1'));
+        await expectStoreError(store.startRun(startInput(b, runId, 'cm-1')), 'conflict');
+        expect(await store.lastSeq(b)).toBe(0);
+      });
+
+      it('starts exactly one run when the same send races, and one when different sends race', async () => {
+        const t = await newThread();
+        const same = await Promise.all(
+          Array.from({ length: 10 }, () => store.startRun(startInput(t, uid('run'), 'cm-same'))),
+        );
+        expect(same.filter((r) => r.status === 'started')).toHaveLength(1);
+        expect(same.filter((r) => r.status === 'duplicate')).toHaveLength(9);
+        const runIds = new Set(
+          same.map((r) => (r.status === 'run_active' ? r.activeRun.runId : r.run.runId)),
+        );
+        expect(runIds.size).toBe(1);
+        const u = await newThread();
+        const different = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.startRun(startInput(u, uid('run'), `cm-${i}`))),
+        );
+        expect(different.filter((r) => r.status === 'started')).toHaveLength(1);
+        expect(different.filter((r) => r.status === 'run_active')).toHaveLength(9);
+        expect(await store.lastSeq(t)).toBe(1);
+        expect(await store.lastSeq(u)).toBe(1);
+      });
+    });
+
+    describe('session items', () => {
+      it('adds, gets the last N oldest first, pops the newest and clears, per thread', async () => {
+        const t = uid('t');
+        const other = uid('t');
+        expect(await store.getSessionItems(t)).toEqual([]);
+        expect(await store.popSessionItem(t)).toBeNull();
+        await store.addSessionItems(t, [{ role: 'user', content: 'a' }, 'b']);
+        await store.addSessionItems(t, [3, null, [true]]);
+        await store.addSessionItems(other, ['x']);
+        expect(await store.getSessionItems(t)).toEqual([
+          { role: 'user', content: 'a' },
+          'b',
+          3,
+          null,
+          [true],
+        ]);
+        expect(await store.getSessionItems(t, 2)).toEqual([null, [true]]);
+        expect(await store.getSessionItems(t, 100)).toHaveLength(5);
+        expect(await store.popSessionItem(t)).toEqual([true]);
+        expect(await store.getSessionItems(t, 1)).toEqual([null]);
+        // A stored JSON null is an item, distinct from "no item".
+        expect(await store.popSessionItem(t)).toBeNull();
+        expect(await store.getSessionItems(t)).toEqual([{ role: 'user', content: 'a' }, 'b', 3]);
+        await store.clearSession(t);
+        expect(await store.getSessionItems(t)).toEqual([]);
+        expect(await store.getSessionItems(other)).toEqual(['x']);
+        await store.addSessionItems(t, []);
+        expect(await store.getSessionItems(t)).toEqual([]);
+      });
+
+      it('refuses non-JSON items and adds none of the batch', async () => {
+        const t = uid('t');
+        await store.addSessionItems(t, ['keep']);
+        const bad = [['ok'], { f: () => 1 }] as unknown as JsonValue[];
+        await expectStoreError(store.addSessionItems(t, bad), 'invalid_message');
+        await expectStoreError(store.addSessionItems(t, ['ok', Number.NaN]), 'invalid_message');
+        await expectStoreError(
+          store.addSessionItems(t, [JSON.parse('{"__proto__":{"x":1}}') as JsonValue]),
+          'invalid_message',
+        );
+        expect(await store.getSessionItems(t)).toEqual(['keep']);
+        await expectStoreError(store.getSessionItems(t, 0), 'invalid_message');
+      });
+
+      it('returns copies: mutating a returned item does not change the store', async () => {
+        const t = uid('t');
+        const item = { n: 1 };
+        await store.addSessionItems(t, [item]);
+        item.n = 2;
+        const [got] = (await store.getSessionItems(t)) as { n: number }[];
+        expect(got).toEqual({ n: 1 });
+        got!.n = 3;
+        expect(await store.getSessionItems(t)).toEqual([{ n: 1 }]);
+      });
+    });
+
+    describe('profile', () => {
+      it('shallow-merges patches, deletes keys set to null, and returns the result', async () => {
+        const user = uid('u');
+        expect(await store.getProfile(user)).toEqual({});
+        expect(
+          await store.patchProfile(user, { displayName: 'Ada', city: 'Paris', prefs: { a: 1 } }),
+        ).toEqual({
+          displayName: 'Ada',
+          city: 'Paris',
+          prefs: { a: 1 },
+        });
+        expect(await store.patchProfile(user, { city: null, prefs: { b: 2 } })).toEqual({
+          displayName: 'Ada',
+          prefs: { b: 2 },
+        });
+        expect(await store.getProfile(user)).toEqual({ displayName: 'Ada', prefs: { b: 2 } });
+        expect(await store.getProfile(uid('u'))).toEqual({});
+      });
+
+      it('refuses a non-object patch or a forbidden key, changing nothing', async () => {
+        const user = uid('u');
+        await store.patchProfile(user, { a: 1 });
+        await expectStoreError(
+          store.patchProfile(user, [1] as unknown as Record<string, JsonValue>),
+          'invalid_message',
+        );
+        await expectStoreError(
+          store.patchProfile(user, JSON.parse('{"__proto__":{"admin":true}}') as Record<string, JsonValue>),
+          'invalid_message',
+        );
+        await expectStoreError(
+          store.patchProfile(user, { a: 2, b: undefined } as unknown as Record<string, JsonValue>),
+          'invalid_message',
+        );
+        expect(await store.getProfile(user)).toEqual({ a: 1 });
+        expect(({} as Record<string, unknown>)['admin']).toBeUndefined();
+      });
+
+      it('applies concurrent patches to different keys without losing one', async () => {
+        const user = uid('u');
+        await Promise.all(Array.from({ length: 20 }, (_, i) => store.patchProfile(user, { [`k${i}`]: i })));
+        const profile = await store.getProfile(user);
+        expect(Object.keys(profile).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `k${i}`).sort());
+      });
+    });
+
+    describe('idempotency', () => {
+      it('keeps the first value written under a key', async () => {
+        const key = uid('idem');
+        expect(await store.getIdempotent(key)).toBeNull();
+        expect(await store.putIdempotent(key, { ok: true, n: 1 })).toEqual({ ok: true, n: 1 });
+        expect(await store.putIdempotent(key, { ok: true, n: 2 })).toEqual({ ok: true, n: 1 });
+        expect(await store.getIdempotent(key)).toEqual({ ok: true, n: 1 });
+        await expectStoreError(store.putIdempotent('', 1), 'invalid_message');
+        await expectStoreError(
+          store.putIdempotent(uid('idem'), undefined as unknown as JsonValue),
+          'invalid_message',
+        );
+      });
+
+      it('returns the same winner to every concurrent writer', async () => {
+        const key = uid('idem');
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.putIdempotent(key, { n: i })),
+        );
+        const winner = results[0];
+        expect(results.every((r) => JSON.stringify(r) === JSON.stringify(winner))).toBe(true);
+        expect(await store.getIdempotent(key)).toEqual(winner);
+      });
+    });
+
+    describe('close', () => {
+      it('rejects calls after close with code closed, and close is idempotent', async () => {
+        const t = await newThread();
+        await store.close();
+        await store.close();
+        await expectStoreError(store.getThread(t), 'closed');
+        await expectStoreError(store.append(t, [chunk(t, 'r1', 'a')]), 'closed');
+      });
+    });
+  });
+}
