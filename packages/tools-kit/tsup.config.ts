@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: {"index":"src/index.ts","express":"src/express.ts","agents":"src/agents.ts"},
+  entry: { index: 'src/index.ts', express: 'src/express.ts', agents: 'src/agents.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   target: 'node22',
