@@ -1,0 +1,320 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { z } from 'zod';
+import { IdSchema } from '@threadline/contracts';
+import type { EventStore } from '@threadline/relay';
+import { HostError, type HostIssue } from './errors.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+import { RateLimiter } from './rate-limit.js';
+import { originCheck, securityHeaders } from './security.js';
+import type { Sessions } from './sessions.js';
+import type { UserRecord, UserStore } from './users/user-store.js';
+
+/** The part of the relay's store the REST routes use. */
+export type ThreadStore = Pick<EventStore, 'createThread' | 'getThread' | 'listThreads' | 'read' | 'getProfile'>;
+
+/** Bounds of the HTTP API, with their defaults. */
+export interface AppLimits {
+  /** Largest JSON body on /api routes, in bytes. Default 16 KiB. */
+  jsonBodyBytes: number;
+  /** Sign-in and sign-up attempts per client address per window. Default 20. */
+  authAttempts: number;
+  /** The window of `authAttempts`, in ms. Default 5 minutes. */
+  authWindowMs: number;
+  /** Most events one GET /api/threads/:id/events returns. Default 1000. */
+  maxEventsPerPage: number;
+}
+
+export const DEFAULT_APP_LIMITS: AppLimits = {
+  jsonBodyBytes: 16 * 1024,
+  authAttempts: 20,
+  authWindowMs: 5 * 60_000,
+  maxEventsPerPage: 1000,
+};
+
+/** What the Express app is built from. */
+export interface AppOptions {
+  users: UserStore;
+  store: ThreadStore;
+  sessions: Sessions;
+  isAllowedOrigin(origin: string): boolean;
+  /** The tools-kit Express adapter (handles /tools and /state); mounted before any body parser. */
+  tools?: RequestHandler;
+  /** Path of the built `<agent-chat>` single-file bundle, served at /assets/agent-chat.js. */
+  webComponentFile?: string | undefined;
+  /** Folder of the static pages. */
+  publicDir: string;
+  /** Extra facts shown by GET /healthz. */
+  health?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
+  hsts?: boolean;
+  limits?: Partial<AppLimits>;
+  logger?: Pick<Console, 'error'>;
+}
+
+const UsernameSchema = z
+  .string({ error: 'username is required' })
+  .trim()
+  .toLowerCase()
+  .min(3, 'username must be at least 3 characters')
+  .max(32, 'username must be at most 32 characters')
+  .regex(/^[a-z0-9][a-z0-9_.-]*$/, 'username may contain only letters, digits and _ . - (starting with a letter or digit)');
+const CredentialsSchema = z.strictObject({
+  username: UsernameSchema,
+  password: z
+    .string({ error: 'password is required' })
+    .min(8, 'password must be at least 8 characters')
+    .max(256, 'password must be at most 256 characters'),
+});
+// Login accepts any password length up to the cap so that a too-short guess gets the same generic answer.
+const LoginSchema = z.strictObject({
+  username: z.string({ error: 'username is required' }).trim().toLowerCase().min(1).max(64),
+  password: z.string({ error: 'password is required' }).min(1).max(256),
+});
+const CreateThreadSchema = z.strictObject({
+  title: z.string().trim().min(1, 'title must not be empty').max(200, 'title must be at most 200 characters').optional(),
+});
+const EventsQuerySchema = z.strictObject({
+  afterSeq: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0),
+  limit: z.coerce.number().int().min(1).max(1_000_000).optional(),
+});
+
+const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url')}`;
+
+function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data as z.infer<S>;
+  const issues: HostIssue[] = r.error.issues.slice(0, 20).map((i) => ({
+    path: i.path.map(String).join('.'),
+    message: i.code === 'unrecognized_keys' ? `unknown key: ${i.keys.join(', ')}` : i.message,
+  }));
+  const first = issues[0];
+  throw new HostError('invalid_input', `Invalid ${what}${first ? `: ${first.message}` : ''}`, { issues });
+}
+
+const userView = (u: UserRecord) => ({ id: u.id, username: u.username });
+const threadView = (t: { threadId: string; title: string; createdAt: number; updatedAt: number }) => ({
+  threadId: t.threadId,
+  title: t.title,
+  createdAt: t.createdAt,
+  updatedAt: t.updatedAt,
+});
+
+type Handler = (req: Request, res: Response) => Promise<void>;
+const route =
+  (h: Handler): RequestHandler =>
+  (req, res, next) => {
+    h(req, res).catch(next);
+  };
+
+/**
+ * Builds the host's Express app: security headers, the tool endpoints, auth, threads REST, pages and assets.
+ * The relay's WebSocket is attached to the HTTP server separately.
+ *
+ * @example
+ * const app = createApp({ users, store, sessions, isAllowedOrigin, publicDir });
+ * http.createServer(app).listen(3000);
+ */
+export function createApp(options: AppOptions): express.Express {
+  const limits = { ...DEFAULT_APP_LIMITS, ...options.limits };
+  const { users, store, sessions } = options;
+  const logger = options.logger ?? console;
+  const authLimiter = new RateLimiter({ limit: limits.authAttempts, windowMs: limits.authWindowMs });
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(securityHeaders({ hsts: options.hsts ?? false }));
+
+  app.get('/healthz', route(async (_req, res) => {
+    res.json({ status: 'ok', ...(await options.health?.()) });
+  }));
+
+  // Tool endpoints authenticate with the agent's bearer act-as token (no cookie), and read their own body.
+  if (options.tools) app.use(options.tools);
+
+  const requireUser = async (req: Request): Promise<UserRecord> => {
+    const user = await sessions.userOf(req.headers.cookie);
+    if (!user) throw new HostError('unauthorized', 'Sign in first.');
+    return user;
+  };
+  const ownThread = async (user: UserRecord, threadId: string) => {
+    const id = IdSchema.safeParse(threadId);
+    const thread = id.success ? await store.getThread(id.data) : null;
+    // Someone else's thread answers exactly like a missing one: no way to probe which ids exist.
+    if (!thread || thread.ownerId !== user.id) throw new HostError('not_found', 'No such thread.');
+    return thread;
+  };
+
+  const api = express.Router();
+  api.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  api.use(originCheck(options.isAllowedOrigin));
+  api.use((req, _res, next) => {
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (req.method === 'POST' && hasBody && !req.is('application/json')) {
+      return next(new HostError('unsupported_media_type', 'Send JSON with Content-Type: application/json.'));
+    }
+    next();
+  });
+  api.use(express.json({ limit: limits.jsonBodyBytes, strict: true }));
+
+  const throttle = (req: Request) => {
+    if (!authLimiter.hit(req.socket.remoteAddress ?? 'unknown')) {
+      throw new HostError('rate_limited', 'Too many attempts. Wait a few minutes and try again.');
+    }
+  };
+
+  api.post('/auth/signup', route(async (req, res) => {
+    throttle(req);
+    const { username, password } = parse(CredentialsSchema, req.body ?? {}, 'sign-up');
+    const user = await users.createUser({
+      id: newId('usr'),
+      username,
+      passwordHash: await hashPassword(password),
+      createdAt: Date.now(),
+    });
+    await sessions.start(res, user.id);
+    res.status(201).json({ user: userView(user) });
+  }));
+
+  api.post('/auth/login', route(async (req, res) => {
+    throttle(req);
+    const { username, password } = parse(LoginSchema, req.body ?? {}, 'sign-in');
+    const user = await users.findUserByUsername(username);
+    const ok = await verifyPassword(user?.passwordHash, password);
+    if (!user || !ok) throw new HostError('invalid_credentials', 'Wrong username or password.');
+    await sessions.start(res, user.id);
+    res.json({ user: userView(user) });
+  }));
+
+  api.post('/auth/logout', route(async (req, res) => {
+    await sessions.end(req, res);
+    res.status(204).end();
+  }));
+
+  api.get('/me', route(async (req, res) => {
+    const user = await requireUser(req);
+    res.json({ user: userView(user), profile: await store.getProfile(user.id) });
+  }));
+
+  api.get('/threads', route(async (req, res) => {
+    const user = await requireUser(req);
+    const threads = await store.listThreads(user.id, { limit: 100 });
+    res.json({ threads: threads.map(threadView) });
+  }));
+
+  api.post('/threads', route(async (req, res) => {
+    const user = await requireUser(req);
+    const { title } = parse(CreateThreadSchema, req.body ?? {}, 'thread');
+    const thread = await store.createThread({ threadId: newId('thr'), ownerId: user.id, title: title ?? 'New thread' });
+    res.status(201).json(threadView(thread));
+  }));
+
+  api.get('/threads/:threadId', route(async (req, res) => {
+    const user = await requireUser(req);
+    res.json(threadView(await ownThread(user, String(req.params.threadId))));
+  }));
+
+  api.get('/threads/:threadId/events', route(async (req, res) => {
+    const user = await requireUser(req);
+    const thread = await ownThread(user, String(req.params.threadId));
+    const q = parse(EventsQuerySchema, req.query, 'query');
+    const limit = Math.min(q.limit ?? limits.maxEventsPerPage, limits.maxEventsPerPage);
+    // One extra row tells whether more follow without a second query.
+    const rows = await store.read(thread.threadId, { afterSeq: q.afterSeq, limit: limit + 1 });
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    // Stored events are already the exact JSON browsers get, so they are spliced in without re-parsing.
+    res
+      .type('application/json')
+      .send(
+        `{"events":[${page.map((e) => e.json).join(',')}],"nextAfterSeq":${last ? last.seq : q.afterSeq},"hasMore":${rows.length > limit}}`,
+      );
+  }));
+
+  api.use((_req, _res, next) => next(new HostError('not_found', 'No such API route.')));
+  app.use('/api', api);
+
+  // Pages. Each one is a static file; the chat page is only served to the thread's owner.
+  const page = (name: string) => join(options.publicDir, name);
+  const signedIn = async (req: Request) => (await sessions.userOf(req.headers.cookie)) !== null;
+  app.get('/', route(async (req, res) => {
+    if (await signedIn(req)) return res.redirect(303, '/threads');
+    res.sendFile(page('index.html'));
+  }));
+  app.get('/threads', route(async (req, res) => {
+    if (!(await signedIn(req))) return res.redirect(303, '/');
+    res.sendFile(page('threads.html'));
+  }));
+  app.get('/threads/:threadId', route(async (req, res) => {
+    const user = await sessions.userOf(req.headers.cookie);
+    if (!user) return res.redirect(303, '/');
+    await ownThread(user, String(req.params.threadId));
+    res.sendFile(page('chat.html'));
+  }));
+  app.get('/assets/agent-chat.js', (_req, res, next) => {
+    const file = options.webComponentFile;
+    if (file === undefined || !existsSync(file)) {
+      return next(new HostError('not_found', 'The <agent-chat> bundle is not built: run `npm run build -w @threadline/web-component`.'));
+    }
+    res.type('text/javascript').sendFile(file);
+  });
+  app.use(express.static(options.publicDir, { index: false, redirect: false, dotfiles: 'ignore' }));
+  app.use((_req, _res, next) => next(new HostError('not_found', 'Not found.')));
+
+  const onError: ErrorRequestHandler = (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const e = toHostError(err);
+    if (e.code === 'internal_error' || e.code === 'store_error') {
+      const ref = randomBytes(6).toString('hex');
+      logger.error(`[${ref}] ${req.method} ${req.path}:`, err);
+      return sendError(req, res, e, ref);
+    }
+    sendError(req, res, e);
+  };
+  app.use(onError);
+  return app;
+}
+
+/** Normalises anything thrown in a route (body-parser errors included) into a {@link HostError}. */
+export function toHostError(err: unknown): HostError {
+  if (err instanceof HostError) return err;
+  const type = (err as { type?: unknown } | null)?.type;
+  switch (type) {
+    case 'entity.parse.failed':
+      return new HostError('invalid_json', 'The request body is not valid JSON.', { cause: err });
+    case 'entity.too.large':
+      return new HostError('payload_too_large', 'The request body is too large.', { cause: err });
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HostError('unsupported_media_type', 'Send UTF-8 JSON.', { cause: err });
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return new HostError('invalid_input', 'The request body could not be read.', { cause: err });
+  }
+  const status = (err as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new HostError('invalid_input', 'Bad request.', { cause: err });
+  }
+  if ((err as { name?: unknown } | null)?.name === 'StoreError') {
+    return new HostError('store_error', 'The database did not answer. Try again.', { cause: err });
+  }
+  return new HostError('internal_error', 'Something went wrong on our side.', { cause: err });
+}
+
+function sendError(req: Request, res: Response, e: HostError, ref?: string): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const body = { error: { code: e.code, message: e.message, ...(e.issues ? { issues: e.issues } : {}), ...(ref ? { ref } : {}) } };
+  res.status(e.status);
+  if (req.path.startsWith('/api/') || req.path === '/api' || !req.accepts('html')) {
+    res.json(body);
+    return;
+  }
+  res.type('text/plain').send(`${e.status} ${e.message}`);
+}

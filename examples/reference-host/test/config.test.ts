@@ -1,0 +1,118 @@
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXAMPLE_ROOT, readConfig } from '../src/config.js';
+import { HostError } from '../src/errors.js';
+import { loadSecrets, SECRETS_FILE } from '../src/secrets.js';
+
+describe('readConfig', () => {
+  it('has defaults a newcomer can use: port 3000 on 127.0.0.1, data under the example, SQLite, demo model', () => {
+    const c = readConfig({});
+    expect(c.port).toBe(3000);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.agentPort).toBe(3001);
+    expect(c.dataDir).toBe(join(EXAMPLE_ROOT, 'data'));
+    expect(c.mongodbUri).toBeUndefined();
+    expect(c.openaiApiKey).toBeUndefined();
+    expect(c.cookieSecure).toBe(false);
+  });
+
+  it('treats empty values (as a copied .env.example has) as unset', () => {
+    const c = readConfig({ PORT: '', MONGODB_URI: '', OPENAI_API_KEY: ' ', COOKIE_SECURE: '' });
+    expect(c.port).toBe(3000);
+    expect(c.mongodbUri).toBeUndefined();
+    expect(c.openaiApiKey).toBeUndefined();
+  });
+
+  it('resolves a relative DATA_DIR against the working directory', () => {
+    expect(readConfig({ DATA_DIR: 'x/y' }, { cwd: '/srv/app' }).dataDir).toBe('/srv/app/x/y');
+    expect(readConfig({ DATA_DIR: '/var/lib/tl' }).dataDir).toBe('/var/lib/tl');
+  });
+
+  it('turns Secure cookies on for an https PUBLIC_ORIGIN, and lets COOKIE_SECURE override', () => {
+    expect(readConfig({ PUBLIC_ORIGIN: 'https://chat.example.com' }).cookieSecure).toBe(true);
+    expect(readConfig({ PUBLIC_ORIGIN: 'https://chat.example.com/' }).publicOrigin).toBe('https://chat.example.com');
+    expect(readConfig({ PUBLIC_ORIGIN: 'http://localhost:8080' }).cookieSecure).toBe(false);
+    expect(readConfig({ COOKIE_SECURE: 'true' }).cookieSecure).toBe(true);
+    expect(readConfig({ PUBLIC_ORIGIN: 'https://a.example', COOKIE_SECURE: 'false' }).cookieSecure).toBe(false);
+  });
+
+  it('lists every bad setting in one error, one line each, naming the setting', () => {
+    let err: unknown;
+    try {
+      readConfig({
+        PORT: 'eighty',
+        AGENT_PORT: '70000',
+        MONGODB_URI: 'postgres://x',
+        OPENAI_BASE_URL: 'not a url',
+        PUBLIC_ORIGIN: 'https://a.example/path',
+        COOKIE_SECURE: 'maybe',
+        SESSION_TTL_HOURS: '0',
+        TOOLS_TOKEN_SECRET: 'short',
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(HostError);
+    const e = err as HostError;
+    expect(e.code).toBe('invalid_config');
+    const paths = e.issues?.map((i) => i.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'PORT',
+        'AGENT_PORT',
+        'MONGODB_URI',
+        'OPENAI_BASE_URL',
+        'PUBLIC_ORIGIN',
+        'COOKIE_SECURE',
+        'SESSION_TTL_HOURS',
+        'TOOLS_TOKEN_SECRET',
+      ]),
+    );
+    expect(e.message).toMatch(/PORT: PORT must be a number/);
+    expect(e.message).toMatch(/TOOLS_TOKEN_SECRET: .*at least 32 characters/);
+  });
+
+  it('refuses the agent service on the API port', () => {
+    expect(() => readConfig({ PORT: '4000', AGENT_PORT: '4000' })).toThrow(/AGENT_PORT must differ from PORT/);
+  });
+});
+
+describe('loadSecrets', () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('generates random secrets on first start into a 0600 file and reuses them after', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tl-secrets-'));
+    const data = join(dir, 'data');
+    const a = loadSecrets(data);
+    expect(a.toolsTokenSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a.agentSharedSecret).not.toBe(a.toolsTokenSecret);
+    expect(statSync(join(data, SECRETS_FILE)).mode & 0o777).toBe(0o600);
+    expect(loadSecrets(data)).toEqual(a);
+    // A second data folder gets different secrets: nothing is a hard-coded default.
+    expect(loadSecrets(join(dir, 'other')).toolsTokenSecret).not.toBe(a.toolsTokenSecret);
+  });
+
+  it('lets settings override the stored secrets', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tl-secrets-'));
+    const s = loadSecrets(dir, { agentSharedSecret: 'x'.repeat(40) });
+    expect(s.agentSharedSecret).toBe('x'.repeat(40));
+  });
+
+  it('refuses a damaged secrets file instead of silently replacing it', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tl-secrets-'));
+    writeFileSync(join(dir, SECRETS_FILE), '{"toolsTokenSecret": "short"}');
+    expect(() => loadSecrets(dir)).toThrow(/damaged/);
+  });
+
+  it('tightens a secrets file that others can read', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tl-secrets-'));
+    loadSecrets(dir);
+    const file = join(dir, SECRETS_FILE);
+    chmodSync(file, 0o644);
+    loadSecrets(dir);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+});
