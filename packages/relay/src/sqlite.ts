@@ -1,2 +1,522 @@
-/** Persist, sequence, fan out and resume Threadline agent runs; SQLite, MongoDB and memory stores; WebSocket transport. (sqlite: not built yet) */
-export const PLACEHOLDER_SQLITE = true;
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import { StoreError } from './errors.js';
+import type { EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import {
+  checkAfterSeq,
+  checkId,
+  checkIdempotencyKey,
+  checkJson,
+  checkJsonObject,
+  checkLimit,
+  checkTitle,
+  closedError,
+  mergeProfile,
+  notFoundThread,
+  prepareEvents,
+  prepareStartRun,
+  threadListLimit,
+  toStoreError,
+  withSeq,
+  type PreparedEvent,
+} from './store-input.js';
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** The database file (created if missing), or `':memory:'` for a private in-memory database. */
+  path: string;
+  /**
+   * How long a write waits for another connection (e.g. a second relay process on the same file) to release
+   * the write lock before failing with StoreError `store_error`. The wait blocks this thread. Default 5000.
+   */
+  busyTimeoutMs?: number;
+  /**
+   * SQLite `synchronous` setting. `'full'` (default) syncs the write-ahead log on every commit, so an
+   * acknowledged event survives power loss; `'normal'` is faster and still survives a process crash, but the
+   * last commits may roll back after an OS crash or power cut.
+   */
+  synchronous?: 'full' | 'normal';
+}
+
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const MAX_BUSY_TIMEOUT_MS = 600_000;
+/** Rows per multi-row INSERT: fewer statement executions for big batches, well under SQLite's 32766 parameters. */
+const INSERT_CHUNK = 64;
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS threads (
+  thread_id TEXT PRIMARY KEY,
+  owner_id TEXT NOT NULL,
+  title TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS threads_by_owner ON threads (owner_id, updated_at DESC, thread_id);
+-- The primary key is the (threadId, seq) uniqueness: no two writers can ever store the same seq twice.
+CREATE TABLE IF NOT EXISTS events (
+  thread_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  json TEXT NOT NULL,
+  PRIMARY KEY (thread_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY,
+  thread_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  client_message_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  UNIQUE (thread_id, client_message_id)
+);
+-- At most one running run per thread, enforced by the database itself.
+CREATE UNIQUE INDEX IF NOT EXISTS runs_one_running ON runs (thread_id) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session_items (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  thread_id TEXT NOT NULL,
+  json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_items_by_thread ON session_items (thread_id, id);
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, json TEXT NOT NULL);
+`;
+
+interface ThreadRow {
+  thread_id: string;
+  owner_id: string;
+  title: string;
+  created_at: number;
+  updated_at: number;
+}
+interface RunRow {
+  run_id: string;
+  thread_id: string;
+  user_id: string;
+  client_message_id: string;
+  status: RunStatus;
+  started_at: number;
+  ended_at: number | null;
+}
+
+function toThread(row: ThreadRow): ThreadRecord {
+  return {
+    threadId: row.thread_id,
+    ownerId: row.owner_id,
+    title: row.title,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function toRun(row: RunRow): RunRecord {
+  const run: RunRecord = {
+    runId: row.run_id,
+    threadId: row.thread_id,
+    userId: row.user_id,
+    clientMessageId: row.client_message_id,
+    status: row.status,
+    startedAt: row.started_at,
+  };
+  if (row.ended_at !== null) run.endedAt = row.ended_at;
+  return run;
+}
+
+/**
+ * An {@link EventStore} in one SQLite file through `node:sqlite` (Node 22.13+): the embedded default. WAL
+ * mode, prepared statements, every write in one `BEGIN IMMEDIATE` transaction; seq comes from a per-thread
+ * counter row and the `(thread_id, seq)` primary key, so several relay processes can share the file
+ * without ever duplicating or skipping a seq. Events are stored as their final JSON text, so replay sends
+ * them as they are. Calls are synchronous underneath (node:sqlite has no async API): a write waiting for
+ * another process's lock blocks this thread for up to `busyTimeoutMs`.
+ *
+ * @example
+ * import { openSqliteStore } from '@threadline/relay/sqlite';
+ * const store = openSqliteStore({ path: './threadline.db' });
+ */
+export class SqliteStore implements EventStore {
+  readonly #db: DatabaseSync;
+  readonly #stmt: ReturnType<typeof prepareStatements>;
+  readonly #insertChunk: StatementSync;
+  #closed = false;
+
+  constructor(options: SqliteStoreOptions) {
+    if (typeof options?.path !== 'string' || options.path === '') {
+      throw new StoreError('invalid_message', 'openSqliteStore needs a `path` (a file, or ":memory:")');
+    }
+    const busy = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    if (!Number.isSafeInteger(busy) || busy < 0 || busy > MAX_BUSY_TIMEOUT_MS) {
+      throw new StoreError(
+        'invalid_message',
+        `busyTimeoutMs must be an integer from 0 to ${MAX_BUSY_TIMEOUT_MS}`,
+      );
+    }
+    const synchronous = options.synchronous ?? 'full';
+    if (synchronous !== 'full' && synchronous !== 'normal') {
+      throw new StoreError('invalid_message', "synchronous must be 'full' or 'normal'");
+    }
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(options.path, { timeout: busy });
+      db.exec(`PRAGMA busy_timeout = ${busy}`);
+      db.exec('PRAGMA journal_mode = WAL');
+      db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      // Schema creation takes the write lock, so two processes opening a new file at once do not race.
+      db.exec('BEGIN IMMEDIATE');
+      db.exec(SCHEMA);
+      const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+      if (version > SCHEMA_VERSION) {
+        throw new StoreError(
+          'store_error',
+          `the database schema (version ${version}) is newer than this @threadline/relay understands (${SCHEMA_VERSION})`,
+        );
+      }
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      db.exec('COMMIT');
+      this.#stmt = prepareStatements(db);
+      this.#insertChunk = db.prepare(insertEventsSql(INSERT_CHUNK));
+    } catch (error) {
+      if (db?.isOpen) {
+        if (db.isTransaction) db.exec('ROLLBACK');
+        db.close();
+      }
+      throw toStoreError(error, `opening the SQLite database at ${options.path}`);
+    }
+    this.#db = db;
+  }
+
+  async createThread(input: { threadId: string; ownerId: string; title?: string }): Promise<ThreadRecord> {
+    this.#open();
+    const threadId = checkId('threadId', input?.threadId);
+    const ownerId = checkId('ownerId', input.ownerId);
+    const title = checkTitle(input.title);
+    return this.#do('creating a thread', () => {
+      const now = Date.now();
+      const { changes } = this.#stmt.insertThread.run(threadId, ownerId, title, now, now);
+      if (changes === 0) throw new StoreError('conflict', `thread "${threadId}" already exists`);
+      return { threadId, ownerId, title, createdAt: now, updatedAt: now };
+    });
+  }
+
+  async getThread(threadId: string): Promise<ThreadRecord | null> {
+    this.#open();
+    return this.#do('reading a thread', () => {
+      const row = this.#stmt.getThread.get(threadId) as ThreadRow | undefined;
+      return row ? toThread(row) : null;
+    });
+  }
+
+  async listThreads(ownerId: string, options?: { limit?: number }): Promise<ThreadRecord[]> {
+    this.#open();
+    const limit = threadListLimit(options);
+    return this.#do('listing threads', () =>
+      (this.#stmt.listThreads.all(ownerId, limit) as unknown as ThreadRow[]).map(toThread),
+    );
+  }
+
+  async append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]> {
+    this.#open();
+    const prepared = prepareEvents(threadId, events);
+    return this.#write('appending events', () => {
+      const last = this.#lastSeqOrThrow(threadId);
+      if (prepared.length === 0) return [];
+      const now = Date.now();
+      const stored = this.#insertEvents(threadId, last, prepared);
+      for (const p of prepared) {
+        if (p.ends) this.#stmt.endRun.run(p.ends, now, p.event.runId, threadId);
+      }
+      this.#stmt.bumpThread.run(last + prepared.length, now, threadId);
+      return stored;
+    });
+  }
+
+  async read(threadId: string, options: { afterSeq: number; limit: number }): Promise<StoredEvent[]> {
+    this.#open();
+    const afterSeq = checkAfterSeq(options?.afterSeq);
+    const limit = checkLimit('limit', options.limit);
+    return this.#do('reading events', () => {
+      const rows = this.#stmt.readEvents.all(threadId, afterSeq, limit) as unknown as [number, string][];
+      const out: StoredEvent[] = new Array<StoredEvent>(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        out[i] = { seq: row[0], json: row[1] };
+      }
+      return out;
+    });
+  }
+
+  async lastSeq(threadId: string): Promise<number> {
+    this.#open();
+    return this.#do('reading the last seq', () => {
+      const row = this.#stmt.lastSeq.get(threadId) as { last_seq: number } | undefined;
+      return row?.last_seq ?? 0;
+    });
+  }
+
+  async startRun(input: {
+    threadId: string;
+    runId: string;
+    userId: string;
+    clientMessageId: string;
+    userMessage: AgentEvent;
+  }): Promise<StartRunResult> {
+    this.#open();
+    const prepared = prepareStartRun(input);
+    return this.#write('starting a run', (): StartRunResult => {
+      const last = this.#lastSeqOrThrow(input.threadId);
+      const seen = this.#stmt.runByMessage.get(input.threadId, input.clientMessageId) as RunRow | undefined;
+      if (seen) return { status: 'duplicate', run: toRun(seen) };
+      const active = this.#stmt.runningRunOfThread.get(input.threadId) as RunRow | undefined;
+      if (active) return { status: 'run_active', activeRun: toRun(active) };
+      if (this.#stmt.getRun.get(input.runId)) {
+        throw new StoreError('conflict', `run "${input.runId}" already exists`);
+      }
+      const now = Date.now();
+      this.#stmt.insertRun.run(input.runId, input.threadId, input.userId, input.clientMessageId, now);
+      const [userMessage] = this.#insertEvents(input.threadId, last, [prepared]);
+      this.#stmt.bumpThread.run(last + 1, now, input.threadId);
+      const run: RunRecord = {
+        runId: input.runId,
+        threadId: input.threadId,
+        userId: input.userId,
+        clientMessageId: input.clientMessageId,
+        status: 'running',
+        startedAt: now,
+      };
+      return { status: 'started', run, userMessage: userMessage! };
+    });
+  }
+
+  async getRun(runId: string): Promise<RunRecord | null> {
+    this.#open();
+    return this.#do('reading a run', () => {
+      const row = this.#stmt.getRun.get(runId) as RunRow | undefined;
+      return row ? toRun(row) : null;
+    });
+  }
+
+  async activeRun(threadId: string): Promise<RunRecord | null> {
+    this.#open();
+    return this.#do('reading the active run', () => {
+      const row = this.#stmt.runningRunOfThread.get(threadId) as RunRow | undefined;
+      return row ? toRun(row) : null;
+    });
+  }
+
+  async listRunningRuns(): Promise<RunRecord[]> {
+    this.#open();
+    return this.#do('listing running runs', () =>
+      (this.#stmt.runningRuns.all() as unknown as RunRow[]).map(toRun),
+    );
+  }
+
+  async getProfile(userId: string): Promise<Record<string, JsonValue>> {
+    this.#open();
+    return this.#do('reading a profile', () => {
+      const row = this.#stmt.getProfile.get(userId) as { json: string } | undefined;
+      return row ? (JSON.parse(row.json) as Record<string, JsonValue>) : {};
+    });
+  }
+
+  async patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
+    this.#open();
+    checkId('userId', userId);
+    checkJsonObject('profile patch', patch);
+    return this.#write('patching a profile', () => {
+      const row = this.#stmt.getProfile.get(userId) as { json: string } | undefined;
+      const current = row ? (JSON.parse(row.json) as Record<string, JsonValue>) : {};
+      const text = JSON.stringify(mergeProfile(current, patch));
+      this.#stmt.putProfile.run(userId, text);
+      return JSON.parse(text) as Record<string, JsonValue>;
+    });
+  }
+
+  async getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
+    this.#open();
+    // -1 is SQLite's "no limit".
+    const n = limit === undefined ? -1 : checkLimit('limit', limit);
+    return this.#do('reading session items', () =>
+      (this.#stmt.lastSessionItems.all(threadId, n) as unknown as { json: string }[]).map(
+        (row) => JSON.parse(row.json) as JsonValue,
+      ),
+    );
+  }
+
+  async addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
+    this.#open();
+    checkId('threadId', threadId);
+    if (!Array.isArray(items)) throw new StoreError('invalid_message', 'session items must be an array');
+    const texts = items.map((item, i) => JSON.stringify(checkJson(`session item [${i}]`, item)));
+    if (texts.length === 0) return;
+    this.#write('adding session items', () => {
+      for (const text of texts) this.#stmt.addSessionItem.run(threadId, text);
+    });
+  }
+
+  async popSessionItem(threadId: string): Promise<JsonValue | null> {
+    this.#open();
+    return this.#do('popping a session item', () => {
+      // One statement, so it is atomic without an explicit transaction.
+      const row = this.#stmt.popSessionItem.get(threadId) as { json: string } | undefined;
+      return row ? (JSON.parse(row.json) as JsonValue) : null;
+    });
+  }
+
+  async clearSession(threadId: string): Promise<void> {
+    this.#open();
+    this.#do('clearing a session', () => {
+      this.#stmt.clearSession.run(threadId);
+    });
+  }
+
+  async getIdempotent(key: string): Promise<JsonValue | null> {
+    this.#open();
+    checkIdempotencyKey(key);
+    return this.#do('reading an idempotency key', () => {
+      const row = this.#stmt.getIdempotent.get(key) as { json: string } | undefined;
+      return row ? (JSON.parse(row.json) as JsonValue) : null;
+    });
+  }
+
+  async putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
+    this.#open();
+    checkIdempotencyKey(key);
+    const text = JSON.stringify(checkJson('idempotent value', value));
+    return this.#write('storing an idempotency key', () => {
+      this.#stmt.putIdempotent.run(key, text);
+      const row = this.#stmt.getIdempotent.get(key) as { json: string };
+      return JSON.parse(row.json) as JsonValue;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #open(): void {
+    if (this.#closed) throw closedError();
+  }
+
+  #lastSeqOrThrow(threadId: string): number {
+    const row = this.#stmt.lastSeq.get(threadId) as { last_seq: number } | undefined;
+    if (!row) throw notFoundThread(threadId);
+    return row.last_seq;
+  }
+
+  /** Inserts events with seqs `last + 1 …`, 64 rows per statement. Must run inside a write transaction. */
+  #insertEvents(threadId: string, last: number, prepared: readonly PreparedEvent[]): StoredEvent[] {
+    const stored: StoredEvent[] = new Array<StoredEvent>(prepared.length);
+    for (let i = 0; i < prepared.length; i++) {
+      const seq = last + i + 1;
+      stored[i] = { seq, json: withSeq(prepared[i]!.body, seq) };
+    }
+    let i = 0;
+    const params: (string | number)[] = new Array<string | number>(INSERT_CHUNK * 3);
+    for (; i + INSERT_CHUNK <= stored.length; i += INSERT_CHUNK) {
+      for (let k = 0; k < INSERT_CHUNK; k++) {
+        const e = stored[i + k]!;
+        params[k * 3] = threadId;
+        params[k * 3 + 1] = e.seq;
+        params[k * 3 + 2] = e.json;
+      }
+      this.#insertChunk.run(...params);
+    }
+    for (; i < stored.length; i++) {
+      const e = stored[i]!;
+      this.#stmt.insertEvent.run(threadId, e.seq, e.json);
+    }
+    return stored;
+  }
+
+  /** Runs `fn` (synchronous) and maps failures to StoreError. */
+  #do<T>(doing: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw toStoreError(error, doing);
+    }
+  }
+
+  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so the counter read and the inserts can't race another process. */
+  #write<T>(doing: string, fn: () => T): T {
+    return this.#do(doing, () => {
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = fn();
+        this.#db.exec('COMMIT');
+        return result;
+      } catch (error) {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw error;
+      }
+    });
+  }
+}
+
+function insertEventsSql(rows: number): string {
+  return `INSERT INTO events (thread_id, seq, json) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?)').join(', ')}`;
+}
+
+function prepareStatements(db: DatabaseSync) {
+  const readEvents = db.prepare(
+    'SELECT seq, json FROM events WHERE thread_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+  );
+  readEvents.setReturnArrays(true);
+  return {
+    insertThread: db.prepare(
+      'INSERT INTO threads (thread_id, owner_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING',
+    ),
+    getThread: db.prepare(
+      'SELECT thread_id, owner_id, title, created_at, updated_at FROM threads WHERE thread_id = ?',
+    ),
+    listThreads: db.prepare(
+      'SELECT thread_id, owner_id, title, created_at, updated_at FROM threads WHERE owner_id = ? ORDER BY updated_at DESC, thread_id LIMIT ?',
+    ),
+    lastSeq: db.prepare('SELECT last_seq FROM threads WHERE thread_id = ?'),
+    bumpThread: db.prepare('UPDATE threads SET last_seq = ?, updated_at = ? WHERE thread_id = ?'),
+    insertEvent: db.prepare('INSERT INTO events (thread_id, seq, json) VALUES (?, ?, ?)'),
+    readEvents,
+    endRun: db.prepare(
+      "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ? AND thread_id = ? AND status = 'running'",
+    ),
+    insertRun: db.prepare(
+      "INSERT INTO runs (run_id, thread_id, user_id, client_message_id, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)",
+    ),
+    getRun: db.prepare('SELECT * FROM runs WHERE run_id = ?'),
+    runByMessage: db.prepare('SELECT * FROM runs WHERE thread_id = ? AND client_message_id = ?'),
+    runningRunOfThread: db.prepare("SELECT * FROM runs WHERE thread_id = ? AND status = 'running'"),
+    runningRuns: db.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at, run_id"),
+    getProfile: db.prepare('SELECT json FROM profiles WHERE user_id = ?'),
+    putProfile: db.prepare(
+      'INSERT INTO profiles (user_id, json) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET json = excluded.json',
+    ),
+    lastSessionItems: db.prepare(
+      'SELECT json FROM (SELECT id, json FROM session_items WHERE thread_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id',
+    ),
+    addSessionItem: db.prepare('INSERT INTO session_items (thread_id, json) VALUES (?, ?)'),
+    popSessionItem: db.prepare(
+      'DELETE FROM session_items WHERE id = (SELECT id FROM session_items WHERE thread_id = ? ORDER BY id DESC LIMIT 1) RETURNING json',
+    ),
+    clearSession: db.prepare('DELETE FROM session_items WHERE thread_id = ?'),
+    getIdempotent: db.prepare('SELECT json FROM idempotency WHERE key = ?'),
+    putIdempotent: db.prepare(
+      'INSERT INTO idempotency (key, json) VALUES (?, ?) ON CONFLICT (key) DO NOTHING',
+    ),
+  };
+}
+
+/**
+ * Opens (creating if needed) a SQLite-backed {@link EventStore}. Synchronous; throws StoreError
+ * `store_error` if the file can't be opened.
+ *
+ * @example
+ * import { openSqliteStore } from '@threadline/relay/sqlite';
+ * const store = openSqliteStore({ path: process.env.THREADLINE_DB ?? './threadline.db' });
+ * const relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools });
+ */
+export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
+  return new SqliteStore(options);
+}

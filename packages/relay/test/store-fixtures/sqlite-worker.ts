@@ -1,0 +1,66 @@
+// A second relay process in miniature: opens the real SqliteStore on a shared file and, on "go" from the
+// parent, races the other worker. Prints one JSON line with what the store returned to it.
+import { createInterface } from 'node:readline';
+import { openSqliteStore } from '../../src/sqlite.js';
+
+const [mode, path, threadId, name, countText] = process.argv.slice(2);
+if (!mode || !path || !threadId || !name || !countText)
+  throw new Error('usage: <append|start> <path> <threadId> <name> <count>');
+const count = Number(countText);
+const store = openSqliteStore({ path, busyTimeoutMs: 20_000 });
+const lines = createInterface({ input: process.stdin });
+process.stdout.write('ready\n');
+for await (const line of lines) if (line === 'go') break;
+lines.close();
+
+const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+const result: { batches: number[][]; started: string[]; refused: string[] } = {
+  batches: [],
+  started: [],
+  refused: [],
+};
+const ts = Date.now();
+if (mode === 'append') {
+  for (let i = 0; i < count; i++) {
+    const size = (i % 3) + 1;
+    const events = Array.from({ length: size }, (_, j) => ({
+      type: 'TEXT_MESSAGE_CHUNK' as const,
+      threadId,
+      runId: 'run-x',
+      ts,
+      messageId: `${name}-${i}`,
+      delta: `${name}:${i}:${j}`,
+    }));
+    const stored = await store.append(threadId, events);
+    result.batches.push(stored.map((e) => e.seq));
+    await yieldToOthers();
+  }
+} else {
+  for (let i = 0; i < count; i++) {
+    const clientMessageId = `${name}-${i}`;
+    const runId = `run-${name}-${i}`;
+    const r = await store.startRun({
+      threadId,
+      runId,
+      userId: 'u1',
+      clientMessageId,
+      userMessage: {
+        type: 'USER_MESSAGE',
+        threadId,
+        runId,
+        ts,
+        messageId: `m-${clientMessageId}`,
+        clientMessageId,
+        userId: 'u1',
+        text: 'hi',
+      },
+    });
+    if (r.status === 'started') {
+      result.started.push(runId);
+      await store.append(threadId, [{ type: 'RUN_FINISHED', threadId, runId, ts }]);
+    } else result.refused.push(r.status);
+    await yieldToOthers();
+  }
+}
+await store.close();
+process.stdout.write(`${JSON.stringify(result)}\n`);

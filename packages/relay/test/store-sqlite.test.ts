@@ -1,0 +1,277 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseSequencedEvent, type AgentEvent } from '@threadline/contracts';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { SqliteStore } from '../src/sqlite.js';
+import { openSqliteStore } from '../src/sqlite.js';
+import { runStoreConformance } from '../src/testing.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'threadline-sqlite-'));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+runStoreConformance('sqlite (file, WAL)', async () => {
+  const dir = tempDir();
+  return {
+    store: openSqliteStore({ path: join(dir, 'store.db') }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+});
+
+runStoreConformance('sqlite (:memory:)', async () => ({ store: openSqliteStore({ path: ':memory:' }) }));
+
+const ts = 1_700_000_000_000;
+function chunk(threadId: string, delta: string): AgentEvent {
+  return { type: 'TEXT_MESSAGE_CHUNK', threadId, runId: 'r1', ts, messageId: 'm1', delta };
+}
+
+describe('SqliteStore', () => {
+  const open: SqliteStore[] = [];
+  afterEach(async () => {
+    for (const store of open.splice(0)) await store.close();
+  });
+  function openStore(path: string, busyTimeoutMs?: number): SqliteStore {
+    const store = openSqliteStore(busyTimeoutMs === undefined ? { path } : { path, busyTimeoutMs });
+    open.push(store);
+    return store;
+  }
+
+  it('uses WAL mode and keeps everything across a close and reopen', async () => {
+    const path = join(tempDir(), 'restart.db');
+    const first = openStore(path);
+    await first.createThread({ threadId: 't1', ownerId: 'u1', title: 'kept' });
+    await first.startRun({
+      threadId: 't1',
+      runId: 'r1',
+      userId: 'u1',
+      clientMessageId: 'c1',
+      userMessage: {
+        type: 'USER_MESSAGE',
+        threadId: 't1',
+        runId: 'r1',
+        ts,
+        messageId: 'm0',
+        clientMessageId: 'c1',
+        userId: 'u1',
+        text: 'hi',
+      },
+    });
+    const appended = await first.append('t1', [chunk('t1', 'a'), chunk('t1', 'b')]);
+    await first.addSessionItems('t1', [{ role: 'user' }]);
+    await first.patchProfile('u1', { displayName: 'Ada' });
+    await first.putIdempotent('k1', { n: 1 });
+    await first.close();
+
+    const raw = new DatabaseSync(path);
+    expect((raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
+    raw.close();
+
+    const second = openStore(path);
+    expect((await second.getThread('t1'))?.title).toBe('kept');
+    expect(await second.lastSeq('t1')).toBe(3);
+    expect(await second.read('t1', { afterSeq: 1, limit: 10 })).toEqual(appended);
+    // The seq counter survives: the next append continues, it does not restart at 1.
+    expect((await second.append('t1', [chunk('t1', 'c')]))[0]!.seq).toBe(4);
+    // A run left running by the previous process is still visible, so the relay can fail it on start.
+    expect((await second.listRunningRuns()).map((r) => r.runId)).toEqual(['r1']);
+    expect(await second.getSessionItems('t1')).toEqual([{ role: 'user' }]);
+    expect(await second.getProfile('u1')).toEqual({ displayName: 'Ada' });
+    expect(await second.putIdempotent('k1', { n: 2 })).toEqual({ n: 1 });
+  });
+
+  it('stores the sequenced JSON text once and replays it byte for byte', async () => {
+    const store = openStore(join(tempDir(), 'json.db'));
+    await store.createThread({ threadId: 't1', ownerId: 'u1' });
+    const delta = 'üñí "quoted" \\ \n \u2028 😀';
+    const [stored] = await store.append('t1', [chunk('t1', delta)]);
+    const [read] = await store.read('t1', { afterSeq: 0, limit: 1 });
+    expect(read!.json).toBe(stored!.json);
+    expect(parseSequencedEvent(JSON.parse(read!.json))).toMatchObject({ seq: 1, delta });
+  });
+
+  it('refuses a duplicate (thread, seq) in the database itself, whatever the counter says', async () => {
+    const path = join(tempDir(), 'unique.db');
+    const store = openStore(path);
+    await store.createThread({ threadId: 't1', ownerId: 'u1' });
+    await store.append('t1', [chunk('t1', 'a')]);
+    // Corrupt the counter behind the store's back, as a buggy second writer might: the key still holds.
+    const raw = new DatabaseSync(path);
+    raw.exec("UPDATE threads SET last_seq = 0 WHERE thread_id = 't1'");
+    raw.close();
+    const error = await store.append('t1', [chunk('t1', 'b')]).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'StoreError', code: 'store_error' });
+    expect((await store.read('t1', { afterSeq: 0, limit: 10 })).map((e) => JSON.parse(e.json).delta)).toEqual(
+      ['a'],
+    );
+  });
+
+  it('gives up after busyTimeoutMs when another connection holds the write lock, writing nothing', async () => {
+    const path = join(tempDir(), 'busy.db');
+    const store = openStore(path, 50);
+    await store.createThread({ threadId: 't1', ownerId: 'u1' });
+    const holder = new DatabaseSync(path);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const started = performance.now();
+      const error = await store.append('t1', [chunk('t1', 'a')]).catch((e: unknown) => e);
+      expect(error).toMatchObject({ name: 'StoreError', code: 'store_error' });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(40);
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    expect(await store.lastSeq('t1')).toBe(0);
+    expect((await store.append('t1', [chunk('t1', 'b')]))[0]!.seq).toBe(1);
+  });
+
+  it('refuses a database written by a newer schema version', () => {
+    const path = join(tempDir(), 'future.db');
+    const raw = new DatabaseSync(path);
+    raw.exec('PRAGMA user_version = 99');
+    raw.close();
+    expect(() => openSqliteStore({ path })).toThrow(
+      expect.objectContaining({ name: 'StoreError', code: 'store_error' }),
+    );
+  });
+
+  it('refuses bad options with invalid_message and an unopenable path with store_error', () => {
+    expect(() => openSqliteStore({ path: '' })).toThrow(expect.objectContaining({ code: 'invalid_message' }));
+    expect(() => openSqliteStore({ path: ':memory:', busyTimeoutMs: -1 })).toThrow(
+      expect.objectContaining({ code: 'invalid_message' }),
+    );
+    expect(() => openSqliteStore({ path: join(tempDir(), 'no', 'such', 'dir', 'x.db') })).toThrow(
+      expect.objectContaining({ name: 'StoreError', code: 'store_error' }),
+    );
+  });
+});
+
+describe('SqliteStore shared by two processes', () => {
+  const fixtures = fileURLToPath(new URL('./store-fixtures/', import.meta.url));
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  /** Starts a worker running the real SqliteStore from source; resolves once it has opened the store. */
+  async function worker(args: string[]): Promise<{ go(): void; result: Promise<Record<string, unknown>> }> {
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@threadline/source',
+        '--import',
+        join(fixtures, 'ts-hooks.mjs'),
+        join(fixtures, 'sqlite-worker.ts'),
+        ...args,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    children.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const lines = createInterface({ input: child.stdout! });
+    const it = lines[Symbol.asyncIterator]();
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${stderr}`))),
+    );
+    const first = await Promise.race([it.next(), exited]);
+    expect(first.value).toBe('ready');
+    const result = Promise.race([it.next(), exited]).then(
+      (r) => JSON.parse(String(r.value)) as Record<string, unknown>,
+    );
+    return { go: () => child.stdin!.write('go\n'), result };
+  }
+
+  it('never duplicates or skips a seq when two processes append to one thread at once', async () => {
+    const path = join(tempDir(), 'shared.db');
+    const setup = openSqliteStore({ path });
+    await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
+    await setup.close();
+
+    const perWorker = 150;
+    const a = await worker(['append', path, 'shared', 'A', String(perWorker)]);
+    const b = await worker(['append', path, 'shared', 'B', String(perWorker)]);
+    a.go();
+    b.go();
+    const results = (await Promise.all([a.result, b.result])) as { batches: number[][] }[];
+
+    const all: number[] = [];
+    for (const { batches } of results) {
+      expect(batches).toHaveLength(perWorker);
+      for (const seqs of batches) {
+        for (let k = 1; k < seqs.length; k++) expect(seqs[k]).toBe(seqs[k - 1]! + 1);
+        all.push(...seqs);
+      }
+    }
+    const total = results.reduce((n, r) => n + r.batches.flat().length, 0);
+    all.sort((x, y) => x - y);
+    expect(all).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+
+    const store = openSqliteStore({ path });
+    try {
+      const log = await store.read('shared', { afterSeq: 0, limit: total + 10 });
+      expect(log.map((e) => e.seq)).toEqual(all);
+      expect(await store.lastSeq('shared')).toBe(total);
+      const writers = log.map((e) => (JSON.parse(e.json) as { delta: string }).delta.split(':')[0]);
+      // The two processes really interleaved (otherwise this test proved nothing about concurrency).
+      const switches = writers.filter((w, i) => i > 0 && w !== writers[i - 1]).length;
+      expect(switches).toBeGreaterThan(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('lets only one run be active per thread across two processes', async () => {
+    const path = join(tempDir(), 'runs.db');
+    const setup = openSqliteStore({ path });
+    await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
+    await setup.close();
+
+    const a = await worker(['start', path, 'shared', 'A', '60']);
+    const b = await worker(['start', path, 'shared', 'B', '60']);
+    a.go();
+    b.go();
+    const results = (await Promise.all([a.result, b.result])) as { started: string[]; refused: string[] }[];
+    const started = results.flatMap((r) => r.started);
+    expect(started.length).toBeGreaterThan(0);
+    for (const r of results) expect(r.refused.every((s) => s === 'run_active')).toBe(true);
+
+    const store = openSqliteStore({ path });
+    try {
+      const log = (await store.read('shared', { afterSeq: 0, limit: 1000 })).map(
+        (e) => JSON.parse(e.json) as { type: string; runId: string; seq: number },
+      );
+      expect(log.map((e) => e.seq)).toEqual(log.map((_, i) => i + 1));
+      // Every run opens with its USER_MESSAGE and closes with RUN_FINISHED before the next one opens.
+      let open: string | null = null;
+      for (const event of log) {
+        if (event.type === 'USER_MESSAGE') {
+          expect(open).toBeNull();
+          open = event.runId;
+        } else {
+          expect(event).toMatchObject({ type: 'RUN_FINISHED', runId: open });
+          open = null;
+        }
+      }
+      expect(
+        log
+          .filter((e) => e.type === 'USER_MESSAGE')
+          .map((e) => e.runId)
+          .sort(),
+      ).toEqual([...started].sort());
+      expect(await store.listRunningRuns()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});
