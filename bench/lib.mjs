@@ -1,0 +1,85 @@
+// Shared helpers for the benchmark suite: a synthetic token stream, timing, and child-process servers.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+
+/** High-resolution wall-clock milliseconds, comparable across processes on one machine. */
+export const now = () => performance.timeOrigin + performance.now();
+
+const FILLER = 'lorem ipsum dolor sit amet consectetur ';
+/**
+ * A delta of fixed length whose first 18 characters carry the time it was produced, so a client can measure
+ * per-event latency from the text alone (peers' clients keep only the text). Events built around it are
+ * about 150 bytes of JSON.
+ */
+export function stampedDelta() {
+  return now().toFixed(3).padStart(18, '0') + FILLER;
+}
+export const DELTA_LENGTH = 18 + FILLER.length;
+/** Reads the production time back out of a delta (or of the tail of accumulated text). */
+export function deltaTime(delta) {
+  return Number(delta.slice(0, 18));
+}
+
+/** Percentile of a numeric array (sorts in place). */
+export function percentile(values, p) {
+  if (values.length === 0) return NaN;
+  values.sort((a, b) => a - b);
+  return values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
+}
+
+/**
+ * Starts `node <file> ...args` and waits for it to print `READY <json>`; returns that JSON and a stop function.
+ * The child is killed on stop and when this process exits.
+ */
+export async function startServer(file, args = [], env = {}) {
+  const child = spawn(process.execPath, [file, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, NODE_ENV: 'production', ...env },
+  });
+  const kill = () => child.exitCode === null && child.kill('SIGKILL');
+  process.once('exit', kill);
+  const rl = createInterface({ input: child.stdout });
+  const ready = new Promise((resolve, reject) => {
+    rl.on('line', (line) => {
+      if (line.startsWith('READY ')) resolve(JSON.parse(line.slice(6)));
+    });
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code} before it was ready`)));
+  });
+  const timeout = setTimeout(() => kill(), 30_000);
+  try {
+    const info = await ready;
+    return {
+      info,
+      child,
+      async stop() {
+        clearTimeout(timeout);
+        if (child.exitCode !== null) return;
+        child.kill('SIGTERM');
+        const t = setTimeout(kill, 3_000);
+        await once(child, 'exit');
+        clearTimeout(t);
+      },
+    };
+  } finally {
+    clearTimeout(timeout);
+  }
+}
+
+/** Collects latencies without keeping every sample for huge runs (every k-th sample). */
+export function latencyRecorder(expected) {
+  const every = Math.max(1, Math.floor(expected / 20_000));
+  const samples = [];
+  let i = 0;
+  return {
+    record(sentAt) {
+      if (i++ % every === 0) samples.push(now() - sentAt);
+    },
+    summary() {
+      return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+    },
+  };
+}
+
+/** Resident set size in bytes. */
+export const rss = () => process.memoryUsage().rss;
