@@ -1,2 +1,6 @@
 #!/usr/bin/env node
-console.log('threadline-agent: not built yet');
+import { runCli } from './cli-main.js';
+
+void runCli(process.argv.slice(2), process.env).then((code) => {
+  if (code !== null) process.exitCode = code;
+});

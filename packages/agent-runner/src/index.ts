@@ -1,2 +1,21 @@
-/** The Threadline agent service on the OpenAI Agents SDK: SSE run endpoint, sessions through the API, dashboard tracing. (index: not built yet) */
-export const PLACEHOLDER_INDEX = true;
+/**
+ * @threadline/agent-runner: the Threadline agent service on the OpenAI Agents SDK. Runs a thread's message as
+ * an SDK run, streams contract events over SSE, keeps history behind the API, and traces every run.
+ */
+export { createRunner, reportingErrors, abortReason } from './runner.js';
+export type { Runner, CreateRunnerOptions, RunContextData, AgentFactoryContext } from './runner.js';
+export { createAgentServer, serveAgent, AGENT_SERVER_ERROR_CODES } from './server.js';
+export type { AgentServer, AgentServerOptions, ServeAgentOptions, ServedAgent } from './server.js';
+export type { AgentAuth } from './auth.js';
+export { ToolSession } from './tool-session.js';
+export type { ToolSessionOptions } from './tool-session.js';
+export { EventMapper } from './event-mapper.js';
+export type { ToolOutcome } from './event-mapper.js';
+export { createDemoModelProvider, DemoModel } from './demo-model.js';
+export type { DemoModelOptions } from './demo-model.js';
+export { installTracing, flushTraces, drainTraces, resolveTracing, DEFAULT_TRACES_ENDPOINT } from './tracing.js';
+export type { TracingOptions, ResolvedTracing } from './tracing.js';
+export { doctor, formatDoctorReport, DOCTOR_CODES } from './doctor.js';
+export type { DoctorReport, DoctorFinding, DoctorLevel, DoctorCode, DoctorOptions } from './doctor.js';
+export { AgentRunnerError, AGENT_RUNNER_ERROR_CODES } from './errors.js';
+export type { AgentRunnerErrorCode } from './errors.js';

@@ -1,2 +1,12 @@
-/** The Threadline agent service on the OpenAI Agents SDK: SSE run endpoint, sessions through the API, dashboard tracing. (testing: not built yet) */
-export const PLACEHOLDER_TESTING = true;
+/**
+ * Test doubles for users' own tests: a local fake OpenAI server that speaks the Responses API, Chat
+ * Completions and trace ingest on 127.0.0.1.
+ */
+export { createFakeOpenAIServer } from './fake-openai-server.js';
+export type {
+  FakeTurn,
+  FakeOpenAIServer,
+  FakeOpenAIServerOptions,
+  CapturedModelRequest,
+  CapturedTraceIngest,
+} from './fake-openai-server.js';

@@ -1,0 +1,316 @@
+import {
+  Agent,
+  MaxTurnsExceededError,
+  OpenAIProvider,
+  Runner as SdkRunner,
+  AgentsError,
+  UserError,
+  generateTraceId,
+  type FunctionTool,
+  type Model,
+  type ModelProvider,
+  type Tool,
+} from '@openai/agents';
+import OpenAI from 'openai';
+import {
+  LIMITS,
+  createRunErrorEvent,
+  createRunFinishedEvent,
+  createRunStartedEvent,
+  type AgentEvent,
+  type RunErrorCode,
+  type RunRequest,
+  type ToolManifest,
+  type ToolResult,
+} from '@threadline/contracts';
+import { createToolClient, type ToolClient } from '@threadline/tools-kit';
+import { toAgentTools } from '@threadline/tools-kit/agents';
+import { createDemoModelProvider } from './demo-model.js';
+import { AgentRunnerError } from './errors.js';
+import { EventMapper, type ToolOutcome } from './event-mapper.js';
+import { ToolSession } from './tool-session.js';
+import { flushTraces, installTracing, resolveTracing, traceStarted, type TracingOptions } from './tracing.js';
+
+/** Runs one thread's user message and streams contract events. The HTTP service and relay speak to this. */
+export interface Runner {
+  /** Streams exactly one RUN_STARTED first and exactly one terminal event (RUN_FINISHED or RUN_ERROR) last. */
+  run(request: RunRequest, options?: { signal?: AbortSignal }): AsyncIterable<AgentEvent>;
+}
+
+/** What the SDK run context holds for tools of a Threadline run. */
+export interface RunContextData {
+  threadId: string;
+  runId: string;
+  userId: string;
+  /** The run's tool client (act-as token of this run). */
+  tools: ToolClient;
+  /** Marks a tool call as failed so TOOL_CALL_RESULT says `ok: false` (see {@link reportingErrors}). */
+  reportToolError(callId: string, message: string): void;
+}
+
+/** What {@link CreateRunnerOptions.agentFactory} receives. */
+export interface AgentFactoryContext {
+  request: RunRequest;
+  tools: ToolClient;
+  manifest: ToolManifest;
+}
+
+/** Options of {@link createRunner}. */
+export interface CreateRunnerOptions {
+  /** The agent; its tools are kept and the host's tools are added per run. */
+  agent?: Agent<RunContextData>;
+  /** Builds the agent per run instead (e.g. per-user instructions). The host's tools are added to it. */
+  agentFactory?: (ctx: AgentFactoryContext) => Agent<RunContextData> | Promise<Agent<RunContextData>>;
+  /** Model name or instance (default: env THREADLINE_MODEL, then "gpt-4.1-mini"). */
+  model?: string | Model;
+  /**
+   * Where model names resolve. Default: OpenAI when OPENAI_API_KEY (or `openai.apiKey`) is set, otherwise the
+   * offline demo model.
+   */
+  modelProvider?: ModelProvider;
+  /** OpenAI client settings used when no `modelProvider` is given. */
+  openai?: { apiKey?: string; baseURL?: string; api?: 'responses' | 'chat_completions'; maxRetries?: number };
+  /** Tracing settings, or `false` to turn tracing off. */
+  tracing?: TracingOptions | false;
+  /** Most model turns per run (default 10). */
+  maxTurns?: number;
+  /** Extra tools that run in the agent service itself. Wrap them with {@link reportingErrors} for `ok: false`. */
+  localTools?: Tool<RunContextData>[];
+  /** Timeout per tool or history call in ms (default 30000). */
+  toolTimeoutMs?: number;
+  /** fetch used for tool calls (default global fetch). */
+  fetch?: typeof fetch;
+  /** Environment read for defaults (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Where the runner says which model it uses and logs unexpected errors (default console). */
+  logger?: Pick<Console, 'info' | 'warn' | 'error'>;
+}
+
+const DEFAULT_INSTRUCTIONS =
+  'You are a helpful assistant inside a chat. Answer briefly. Use the tools you have when the user asks for something they do.';
+
+/**
+ * Wraps a local function tool so that a failure shows as `ok: false` in TOOL_CALL_RESULT (the SDK itself turns a
+ * throwing tool into a normal output). The model still gets the error text.
+ *
+ * @example
+ * createRunner({ localTools: [reportingErrors(tool({ name: 'lookup', ... }))] });
+ */
+export function reportingErrors(tool: FunctionTool<RunContextData, any, any>): FunctionTool<RunContextData, any, any> {
+  return {
+    ...tool,
+    invoke: async (runContext, input, details) => {
+      try {
+        return await tool.invoke(runContext, input, details);
+      } catch (error) {
+        const callId = details?.toolCall?.callId;
+        if (callId) runContext.context.reportToolError(callId, error instanceof Error ? error.message : String(error));
+        throw error;
+      }
+    },
+    errorFunction: (runContext, error, details) => {
+      const callId = details?.toolCall?.callId;
+      const message = error instanceof Error ? error.message : String(error);
+      if (callId) runContext.context.reportToolError(callId, message);
+      if (tool.errorFunction) return tool.errorFunction(runContext, error, details);
+      return `An error occurred while running the tool. Please try again. Error: ${message}`;
+    },
+  };
+}
+
+/** Makes an abort reason that a runner turns into RUN_ERROR with this code. */
+export function abortReason(code: 'aborted' | 'cancelled' | 'shutdown', message: string): AgentRunnerError {
+  return new AgentRunnerError(code, message);
+}
+
+function withSignal(client: ToolClient, signal: AbortSignal): ToolClient {
+  const merge = (s?: AbortSignal) => (s ? AbortSignal.any([signal, s]) : signal);
+  return {
+    call: (name, input, options = {}) => client.call(name, input, { ...options, signal: merge(options.signal) }),
+    manifest: (options = {}) => client.manifest({ ...options, signal: merge(options.signal) }),
+    state: (options = {}) => client.state({ ...options, signal: merge(options.signal) }),
+  };
+}
+
+function findInChain<T>(error: unknown, test: (e: unknown) => e is T): T | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && current; depth++) {
+    if (test(current)) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Maps a failure to a RUN_ERROR code and a message safe to show. */
+function classify(error: unknown): { code: RunErrorCode; message: string } {
+  const own = findInChain(error, (e): e is AgentRunnerError => e instanceof AgentRunnerError);
+  if (own?.code === 'tool_client_error') return { code: 'tool_client_error', message: own.message };
+  if (findInChain(error, (e): e is MaxTurnsExceededError => e instanceof MaxTurnsExceededError)) {
+    return { code: 'max_turns_exceeded', message: 'The agent reached its maximum number of turns without finishing.' };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (findInChain(error, (e): e is InstanceType<typeof OpenAI.APIError> => e instanceof OpenAI.APIError)) {
+    return { code: 'model_error', message: `The model request failed: ${message}` };
+  }
+  if (error instanceof AgentsError && !(error instanceof UserError)) {
+    return { code: 'model_error', message: `The model failed: ${message}` };
+  }
+  return { code: 'internal_error', message: `The agent failed: ${message}` };
+}
+
+function abortCode(signal: AbortSignal): { code: RunErrorCode; message: string } {
+  const reason: unknown = signal.reason;
+  if (reason instanceof AgentRunnerError && (reason.code === 'cancelled' || reason.code === 'shutdown' || reason.code === 'aborted')) {
+    return { code: reason.code, message: reason.message };
+  }
+  return { code: 'aborted', message: 'The run was aborted.' };
+}
+
+const clip = (s: string) => (s.length > LIMITS.maxErrorMessageLength ? `${s.slice(0, LIMITS.maxErrorMessageLength - 1)}…` : s);
+
+/**
+ * Creates the agent runner: one Agents SDK run per request, history through the API's session tools, the
+ * host's tools from its manifest, and one trace per run grouped by thread.
+ *
+ * @example
+ * const runner = createRunner({ agent: new Agent({ name: 'Helper', instructions: 'Be brief.' }) });
+ * for await (const event of runner.run(runRequest)) console.log(event.type);
+ */
+export function createRunner(options: CreateRunnerOptions = {}): Runner {
+  const env = options.env ?? process.env;
+  const logger = options.logger ?? console;
+  const tracing = resolveTracing(options.tracing, env);
+  if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
+  const maxTurns = options.maxTurns ?? 10;
+  const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;
+  const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
+
+  let modelProvider = options.modelProvider;
+  if (!modelProvider) {
+    const apiKey = options.openai?.apiKey ?? (env.OPENAI_API_KEY || undefined);
+    if (apiKey) {
+      const baseURL = options.openai?.baseURL ?? (env.OPENAI_BASE_URL || undefined);
+      const client = new OpenAI({ apiKey, ...(baseURL ? { baseURL } : {}), maxRetries: options.openai?.maxRetries ?? 2 });
+      modelProvider = new OpenAIProvider({ openAIClient: client, useResponses: options.openai?.api !== 'chat_completions' });
+      logger.info(`[threadline-agent] model: ${typeof model === 'string' ? model : 'custom'} via OpenAI${baseURL ? ` at ${baseURL}` : ''}`);
+    } else {
+      modelProvider = createDemoModelProvider();
+      logger.info('[threadline-agent] model: offline demo model (no OPENAI_API_KEY set)');
+    }
+  }
+  const provider = modelProvider;
+
+  async function* run(request: RunRequest, runOptions: { signal?: AbortSignal } = {}): AsyncGenerator<AgentEvent> {
+    const base = { threadId: request.threadId, runId: request.runId };
+    const internal = new AbortController();
+    const external = runOptions.signal;
+    const onAbort = () => internal.abort(external?.reason);
+    if (external?.aborted) onAbort();
+    else external?.addEventListener('abort', onAbort, { once: true });
+    const signal = internal.signal;
+    const outcomes = new Map<string, ToolOutcome>();
+    let terminal: AgentEvent | null = null;
+
+    yield createRunStartedEvent({ ...base, ...(request.parentRunId ? { parentRunId: request.parentRunId } : {}) });
+    try {
+      const rawClient = createToolClient({
+        baseUrl: request.tools.baseUrl,
+        token: request.tools.token,
+        threadId: request.threadId,
+        timeoutMs: toolTimeoutMs,
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      });
+      const client = withSignal(rawClient, signal);
+      const manifestResult: ToolResult<ToolManifest> = await client.manifest();
+      if (!manifestResult.ok) {
+        if (signal.aborted) throw signal.reason;
+        throw new AgentRunnerError(
+          'tool_client_error',
+          `could not load the tool manifest: ${manifestResult.error.code}: ${manifestResult.error.message}`,
+        );
+      }
+      const manifest = manifestResult.data;
+      const hostTools = toAgentTools(client, manifest, {
+        onResult: ({ callId, result }: { callId?: string; result: ToolResult }) => {
+          if (!callId) return;
+          outcomes.set(callId, result.ok ? { ok: true } : { ok: false, error: `${result.error.code}: ${result.error.message}` });
+        },
+      });
+      // Tool names sent to the model may differ from manifest names (OpenAI forbids dots); events use the manifest's.
+      const visible = manifest.tools.filter((t) => !t.internal);
+      const displayNames = new Map<string, string>();
+      hostTools.forEach((t: FunctionTool<any, any, any>, i: number) => {
+        const entry = visible[i];
+        if (entry) displayNames.set(t.name, entry.name);
+      });
+      const baseAgent = options.agentFactory
+        ? await options.agentFactory({ request, tools: client, manifest })
+        : (options.agent ?? new Agent<RunContextData>({ name: 'Assistant', instructions: DEFAULT_INSTRUCTIONS }));
+      const taken = new Set(baseAgent.tools.map((t) => t.name));
+      const extra = [...(options.localTools ?? []), ...(hostTools as Tool<RunContextData>[])].filter((t) => {
+        if (taken.has(t.name)) return false;
+        taken.add(t.name);
+        return true;
+      });
+      const agent = baseAgent.clone({ tools: [...baseAgent.tools, ...extra] });
+
+      const traceId = generateTraceId();
+      const sdkRunner = new SdkRunner({
+        modelProvider: provider,
+        // An explicit runner model wins; otherwise the agent's own model, then the default name.
+        ...(options.model !== undefined || !agent.model ? { model } : {}),
+        tracingDisabled: tracing.disabled,
+        traceIncludeSensitiveData: tracing.includeSensitiveData,
+        workflowName: tracing.workflowName,
+        traceId,
+        groupId: request.threadId,
+        traceMetadata: { threadId: request.threadId, runId: request.runId, userId: request.user.id },
+        ...(tracing.apiKey ? { tracing: { apiKey: tracing.apiKey } } : {}),
+      });
+      const context: RunContextData = {
+        threadId: request.threadId,
+        runId: request.runId,
+        userId: request.user.id,
+        tools: client,
+        reportToolError: (callId, message) => outcomes.set(callId, { ok: false, error: message }),
+      };
+      const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
+      // History goes through the unlinked client: a cancelled run still records the user's message.
+      const session = new ToolSession(rawClient, request.threadId);
+      const result = await sdkRunner.run(agent, request.message, { stream: true, session, context, maxTurns, signal });
+      try {
+        for await (const event of result) {
+          for (const out of mapper.map(event)) yield out;
+        }
+        await result.completed;
+      } catch (error) {
+        if (!signal.aborted) throw error;
+      }
+      if (signal.aborted || result.cancelled) {
+        terminal = createRunErrorEvent({ ...base, ...abortCode(signal) });
+      } else if (result.error) {
+        throw result.error;
+      } else {
+        terminal = createRunFinishedEvent({ ...base, ...(traceStarted(traceId) ? { traceId } : {}) });
+      }
+    } catch (error) {
+      if (signal.aborted) terminal = createRunErrorEvent({ ...base, ...abortCode(signal) });
+      else {
+        const { code, message } = classify(error);
+        if (code === 'internal_error') logger.error('[threadline-agent] run failed unexpectedly', error);
+        terminal = createRunErrorEvent({ ...base, code, message: clip(message) });
+      }
+    } finally {
+      external?.removeEventListener('abort', onAbort);
+      // A consumer that stops early must not leave the SDK run going.
+      if (!terminal) internal.abort(abortReason('aborted', 'the consumer stopped reading'));
+    }
+    try {
+      yield terminal;
+    } finally {
+      if (!tracing.disabled) void flushTraces();
+    }
+  }
+
+  return { run };
+}

@@ -1,0 +1,326 @@
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RunRequestSchema, isTerminalEvent, safeParseJson, type ContractIssue, type RunRequest } from '@threadline/contracts';
+import { createCredentialCheck, type AgentAuth } from './auth.js';
+import { doctor, formatDoctorReport } from './doctor.js';
+import { abortReason, type Runner } from './runner.js';
+import { drainTraces } from './tracing.js';
+
+/** Options of {@link createAgentServer}. */
+export interface AgentServerOptions {
+  /** How requests prove they come from the API. Required. */
+  auth: AgentAuth;
+  /** Most runs at once in this process (default 32); more get 429 with Retry-After. */
+  maxConcurrentRuns?: number;
+  /** Seconds suggested by Retry-After on 429 (default 1). */
+  retryAfterSeconds?: number;
+  /** A `: ping` comment is sent when nothing else was written for this long, in ms (default 15000). */
+  heartbeatMs?: number;
+  /** Largest run request body in bytes (default 262144); larger gets 413. */
+  maxBodyBytes?: number;
+  /** Time allowed to send the request body, in ms (default 10000); slower gets 408. */
+  bodyTimeoutMs?: number;
+  /** A client that stops reading for this long has its run cancelled, in ms (default 30000). */
+  writeStallTimeoutMs?: number;
+  /** Where errors are logged (default console). */
+  logger?: Pick<Console, 'info' | 'warn' | 'error'>;
+}
+
+/** The service as a Node request listener, plus graceful shutdown. */
+export interface AgentServer {
+  handler: RequestListener;
+  /** Number of runs streaming now. */
+  activeRuns(): number;
+  /**
+   * Stops accepting runs, lets running ones finish for up to `deadlineMs` (default 10000), then cancels them with
+   * RUN_ERROR `shutdown` and flushes traces.
+   */
+  close(options?: { deadlineMs?: number }): Promise<void>;
+}
+
+/** Error codes of the service's JSON error bodies. */
+export const AGENT_SERVER_ERROR_CODES = [
+  'unauthorized',
+  'invalid_json',
+  'invalid_request',
+  'unsupported_media_type',
+  'payload_too_large',
+  'request_timeout',
+  'too_many_runs',
+  'run_conflict',
+  'not_found',
+  'method_not_allowed',
+  'shutting_down',
+  'internal_error',
+] as const;
+type ServerErrorCode = (typeof AGENT_SERVER_ERROR_CODES)[number];
+
+function sendError(res: ServerResponse, status: number, code: ServerErrorCode, message: string, extra: { issues?: ContractIssue[]; headers?: Record<string, string> } = {}) {
+  if (res.headersSent) return void res.destroy();
+  res.writeHead(status, { 'content-type': 'application/json', connection: 'close', ...extra.headers });
+  res.end(JSON.stringify({ error: { code, message, ...(extra.issues ? { issues: extra.issues } : {}) } }));
+}
+
+interface ActiveRun {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Creates the agent HTTP service: `POST /runs` streams a run as SSE (`data: <event JSON>` per event, `: ping`
+ * heartbeats), `DELETE /runs/:runId` cancels, `GET /healthz` reports health. Every request must carry the
+ * service credential; anything else gets 401 before any work.
+ *
+ * @example
+ * const server = createAgentServer(createRunner(), { auth: { sharedSecret: process.env.AGENT_SECRET! } });
+ * http.createServer(server.handler).listen(8787);
+ */
+export function createAgentServer(runner: Runner, options: AgentServerOptions): AgentServer {
+  const check = createCredentialCheck(options.auth);
+  const maxRuns = options.maxConcurrentRuns ?? 32;
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  const maxBody = options.maxBodyBytes ?? 262_144;
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000;
+  const stallMs = options.writeStallTimeoutMs ?? 30_000;
+  const logger = options.logger ?? console;
+  const active = new Map<string, ActiveRun>();
+  let reserved = 0;
+  let closing = false;
+
+  const readBody = (req: IncomingMessage): Promise<{ text: string } | { error: 'too_large' | 'timeout' | 'aborted' }> =>
+    new Promise((resolve) => {
+      const parts: Buffer[] = [];
+      let size = 0;
+      let settled = false;
+      const finish = (v: { text: string } | { error: 'too_large' | 'timeout' | 'aborted' }) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(v);
+      };
+      const timer = setTimeout(() => finish({ error: 'timeout' }), bodyTimeoutMs);
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > maxBody) return finish({ error: 'too_large' });
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxBody) return finish({ error: 'too_large' });
+        parts.push(c);
+      });
+      req.on('end', () => finish({ text: Buffer.concat(parts).toString('utf8') }));
+      req.on('error', () => finish({ error: 'aborted' }));
+      req.on('close', () => finish({ error: 'aborted' }));
+    });
+
+  async function postRun(req: IncomingMessage, res: ServerResponse) {
+    if (closing) return sendError(res, 503, 'shutting_down', 'The agent service is shutting down.');
+    if (active.size + reserved >= maxRuns) {
+      return sendError(res, 429, 'too_many_runs', `At most ${maxRuns} runs at once; retry shortly.`, {
+        headers: { 'retry-after': String(options.retryAfterSeconds ?? 1) },
+      });
+    }
+    const type = String(req.headers['content-type'] ?? '');
+    if (!/^application\/json\b/i.test(type)) {
+      return sendError(res, 415, 'unsupported_media_type', 'Send the run request as application/json.');
+    }
+    reserved++;
+    let request: RunRequest;
+    try {
+      const body = await readBody(req);
+      if ('error' in body) {
+        if (body.error === 'too_large') return sendError(res, 413, 'payload_too_large', `The run request is larger than ${maxBody} bytes.`);
+        if (body.error === 'timeout') return sendError(res, 408, 'request_timeout', 'The run request body arrived too slowly.');
+        return void res.destroy();
+      }
+      const parsed = safeParseJson(RunRequestSchema, body.text, 'run request');
+      if (!parsed.ok) {
+        const code = parsed.error.code === 'invalid_json' ? 'invalid_json' : 'invalid_request';
+        return sendError(res, 400, code, parsed.error.message, { issues: parsed.error.issues });
+      }
+      request = parsed.value;
+      if (active.has(request.runId)) return sendError(res, 409, 'run_conflict', `Run ${request.runId} is already running.`);
+      if (closing) return sendError(res, 503, 'shutting_down', 'The agent service is shutting down.');
+    } finally {
+      reserved--;
+    }
+    await stream(request, req, res);
+  }
+
+  async function stream(request: RunRequest, req: IncomingMessage, res: ServerResponse) {
+    const controller = new AbortController();
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    active.set(request.runId, { controller, done });
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(abortReason('aborted', 'The client disconnected.'));
+    };
+    res.on('close', onClose);
+    req.socket.setNoDelay(true);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    });
+    res.flushHeaders();
+    let lastWrite = Date.now();
+    const heartbeat = setInterval(() => {
+      if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded) {
+        res.write(': ping\n\n');
+        lastWrite = Date.now();
+      }
+    }, Math.max(10, Math.floor(heartbeatMs / 2)));
+    try {
+      for await (const event of runner.run(request, { signal: controller.signal })) {
+        if (res.destroyed) continue; // keep draining so the runner reaches its terminal event and cleans up
+        const ok = res.write(`data: ${JSON.stringify(event)}\n\n`);
+        lastWrite = Date.now();
+        if (!ok) await drained(res, controller);
+        if (isTerminalEvent(event)) break;
+      }
+    } catch (error) {
+      logger.error('[threadline-agent] run stream failed', error);
+    } finally {
+      clearInterval(heartbeat);
+      res.off('close', onClose);
+      if (!res.writableEnded) res.end();
+      active.delete(request.runId);
+      resolveDone();
+    }
+  }
+
+  /** Waits for the socket to drain; a reader that stalls past the bound loses its run. */
+  function drained(res: ServerResponse, controller: AbortController): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        controller.abort(abortReason('aborted', 'The client stopped reading.'));
+        res.destroy();
+        resolve();
+      }, stallMs);
+      const finish = () => {
+        clearTimeout(timer);
+        res.off('drain', finish);
+        res.off('close', finish);
+        resolve();
+      };
+      res.on('drain', finish);
+      res.on('close', finish);
+    });
+  }
+
+  const handler: RequestListener = (req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      // Authenticate before reading anything else: unauthenticated callers cost no work.
+      if (!(await check(req.headers.authorization))) {
+        req.resume();
+        return sendError(res, 401, 'unauthorized', 'Missing or invalid service credential.', {
+          headers: { 'www-authenticate': 'Bearer' },
+        });
+      }
+      if (url.pathname === '/healthz') {
+        if (req.method !== 'GET') return sendError(res, 405, 'method_not_allowed', 'Use GET.');
+        res.writeHead(closing ? 503 : 200, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ ok: !closing, activeRuns: active.size, maxConcurrentRuns: maxRuns }));
+      }
+      if (url.pathname === '/runs') {
+        if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', 'Use POST.');
+        return postRun(req, res);
+      }
+      const m = /^\/runs\/([^/]+)$/.exec(url.pathname);
+      if (m) {
+        if (req.method !== 'DELETE') return sendError(res, 405, 'method_not_allowed', 'Use DELETE.');
+        const run = active.get(decodeURIComponent(m[1] ?? ''));
+        if (!run) return sendError(res, 404, 'not_found', 'No such run is active here.');
+        run.controller.abort(abortReason('cancelled', 'The run was cancelled.'));
+        res.writeHead(202, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ ok: true }));
+      }
+      return sendError(res, 404, 'not_found', 'Not found.');
+    })().catch((error: unknown) => {
+      logger.error('[threadline-agent] request failed', error);
+      if (!res.headersSent) sendError(res, 500, 'internal_error', 'Internal error.');
+      else res.destroy();
+    });
+  };
+
+  return {
+    handler,
+    activeRuns: () => active.size,
+    async close({ deadlineMs = 10_000 } = {}) {
+      closing = true;
+      const all = () => Promise.all([...active.values()].map((r) => r.done));
+      let timer: NodeJS.Timeout | undefined;
+      const expired = await Promise.race([
+        all().then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), deadlineMs))),
+      ]);
+      clearTimeout(timer);
+      if (expired) {
+        for (const run of active.values()) {
+          run.controller.abort(abortReason('shutdown', 'The agent service shut down before the run finished.'));
+        }
+        await all();
+      }
+      await drainTraces();
+    },
+  };
+}
+
+/** Options of {@link serveAgent}. */
+export interface ServeAgentOptions extends AgentServerOptions {
+  /** Port to listen on (default 0: any free port). */
+  port?: number;
+  /** Interface to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Run `doctor` at start and log what it finds (default true). */
+  doctor?: boolean;
+}
+
+/** A listening agent service. */
+export interface ServedAgent {
+  url: string;
+  port: number;
+  /** Graceful shutdown: see {@link AgentServer.close}; then closes the listener. */
+  close(options?: { deadlineMs?: number }): Promise<void>;
+}
+
+/**
+ * Starts the agent service on a port: {@link createAgentServer} plus a listener, with `doctor` logged at start.
+ *
+ * @example
+ * const served = await serveAgent(createRunner(), { auth: { sharedSecret: secret }, port: 8787 });
+ * process.on('SIGTERM', () => void served.close({ deadlineMs: 10_000 }));
+ */
+export async function serveAgent(runner: Runner, options: ServeAgentOptions): Promise<ServedAgent> {
+  const logger = options.logger ?? console;
+  const app = createAgentServer(runner, options);
+  const server = createServer(app.handler);
+  server.requestTimeout = 0; // runs stream for minutes; body reads have their own bound
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = options.host ?? '127.0.0.1';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (options.doctor !== false) {
+    const report = doctor();
+    const log = report.ok ? logger.info : logger.warn;
+    log.call(logger, formatDoctorReport(report));
+  }
+  logger.info(`[threadline-agent] listening on ${url}`);
+  let closed: Promise<void> | null = null;
+  return {
+    url,
+    port,
+    close(closeOptions) {
+      closed ??= (async () => {
+        const listening = new Promise<void>((resolve) => server.close(() => resolve()));
+        await app.close(closeOptions);
+        server.closeAllConnections();
+        await listening;
+      })();
+      return closed;
+    },
+  };
+}
+
