@@ -1,0 +1,529 @@
+import { LitElement, html, nothing, type PropertyValues, type TemplateResult } from 'lit';
+import type { RunErrorEvent, RunFinishedEvent, SequencedAgentEvent } from '@threadline/contracts';
+import { resolveReconnect, type ReconnectOptions } from './backoff.js';
+import { ChatConnection, type ChatProblem, type ConnectionChange, type ConnectionState } from './connection.js';
+import { AgentChatError } from './errors.js';
+import { renderMarkdown } from './markdown.js';
+import { WIRE_LIMITS as LIMITS } from './protocol.js';
+import { styles } from './styles.js';
+import { ThreadModel, type AssistantItem, type ChatItem, type ThreadModelLimits, type UserItem } from './thread-model.js';
+import { WebSocketTransport, type ChatTransport } from './transport.js';
+
+/** Detail of `agent-chat:event`: one contract event as it arrived (deduplicated, in seq order). */
+export interface AgentChatEventDetail {
+  event: SequencedAgentEvent;
+}
+
+/** Detail of `agent-chat:run-finished`: a run ended, normally (`ok`) or with RUN_ERROR. */
+export interface AgentChatRunFinishedDetail {
+  runId: string;
+  ok: boolean;
+  event: RunFinishedEvent | RunErrorEvent;
+}
+
+/** Detail of `agent-chat:error`: a server `error` message or a problem of the element itself. */
+export type AgentChatErrorDetail = ChatProblem;
+
+/** Detail of `agent-chat:connection`. */
+export type AgentChatConnectionDetail = ConnectionChange;
+
+/** Completed messages are announced to screen readers up to this many characters. */
+const MAX_ANNOUNCEMENT = 1_000;
+/** Events older than this before the first subscribe count as history and are not announced. */
+const HISTORY_SLACK_MS = 2_000;
+
+function newId(): string {
+  // randomUUID needs a secure context; plain-http intranet pages fall back to getRandomValues.
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const STATUS_TEXT: Record<ConnectionState, string> = {
+  idle: 'Not connected',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Connection lost. Reconnecting…',
+  disconnected: 'Disconnected',
+};
+
+/**
+ * `<agent-chat>`: a chat with one Threadline thread. Connects over WebSocket (or a supplied
+ * {@link ChatTransport}), replays the thread's history, streams runs live, and reconnects by itself.
+ *
+ * @example
+ * <script type="module" src="https://cdn.example/agent-chat.js"></script>
+ * <agent-chat endpoint="wss://api.example.com/ws" thread-id="t-123"></agent-chat>
+ *
+ * @fires agent-chat:event - Every contract event, in seq order, once. Detail: {@link AgentChatEventDetail}.
+ * @fires agent-chat:run-finished - A run ended (RUN_FINISHED or RUN_ERROR). Detail: {@link AgentChatRunFinishedDetail}.
+ * @fires agent-chat:error - A server error or an element problem; `fatal` ones stop retrying (auth). Detail: {@link AgentChatErrorDetail}.
+ * @fires agent-chat:connection - The connection state changed. Detail: {@link AgentChatConnectionDetail}.
+ *
+ * @csspart status - The connection bar (`data-state` holds the state).
+ * @csspart reconnect-button - Shown when retrying stopped.
+ * @csspart messages - The scrolling conversation.
+ * @csspart placeholder - Text shown while the thread is empty.
+ * @csspart message - Every message bubble (also `user-message` / `assistant-message`).
+ * @csspart user-message - A message the user wrote (`data-status`: sending, sent, failed).
+ * @csspart assistant-message - An assistant message rendered from Markdown.
+ * @csspart send-error - Why a message was not sent, with its Retry button.
+ * @csspart tool-call - A tool call (`data-status`: running, done, failed).
+ * @csspart run-error - A failed or stopped run, with its Retry button.
+ * @csspart retry-button - The Retry buttons.
+ * @csspart composer - The send box form.
+ * @csspart input - The message textarea.
+ * @csspart send-button - The Send button.
+ * @csspart stop-button - The Stop button, shown while a run is active.
+ *
+ * @cssprop --agent-chat-bg - Background.
+ * @cssprop --agent-chat-fg - Text colour.
+ * @cssprop --agent-chat-muted - Secondary text.
+ * @cssprop --agent-chat-border - Borders.
+ * @cssprop --agent-chat-accent - Buttons and links.
+ * @cssprop --agent-chat-accent-fg - Text on accent.
+ * @cssprop --agent-chat-user-bg - User bubble background.
+ * @cssprop --agent-chat-user-fg - User bubble text.
+ * @cssprop --agent-chat-assistant-bg - Assistant bubble background.
+ * @cssprop --agent-chat-code-bg - Code background.
+ * @cssprop --agent-chat-code-font - Code font family.
+ * @cssprop --agent-chat-error - Errors.
+ * @cssprop --agent-chat-success - Finished tool calls, connected dot.
+ * @cssprop --agent-chat-focus-ring - Focus outline.
+ * @cssprop --agent-chat-radius - Corner radius.
+ * @cssprop --agent-chat-font - Font family.
+ * @cssprop --agent-chat-font-size - Base font size.
+ * @cssprop --agent-chat-gap - Spacing (density).
+ * @cssprop --agent-chat-height - Height of the element.
+ */
+export class AgentChat extends LitElement {
+  static override styles = styles;
+
+  // Static properties rather than decorators: they build the same under tsup, esbuild and tsc with no
+  // decorator configuration.
+  static override properties = {
+    endpoint: { type: String },
+    threadId: { type: String, attribute: 'thread-id' },
+    placeholder: { type: String },
+    readonly: { type: Boolean, reflect: true },
+    allowSendWhileRunning: { type: Boolean, attribute: 'allow-send-while-running' },
+    transport: { attribute: false },
+    reconnectOptions: { attribute: false },
+    limits: { attribute: false },
+  };
+
+  /** WebSocket URL of the relay (`wss://…`). Ignored when {@link AgentChat.transport} is set. */
+  declare endpoint: string;
+  /** The thread to show (attribute `thread-id`). Changing it clears the view and subscribes anew. */
+  declare threadId: string;
+  /** Text shown while the thread has no messages. */
+  declare placeholder: string;
+  /** View only: no send box, no Stop, no Retry. */
+  declare readonly: boolean;
+  /** Keep Send enabled during a run, for hosts that queue messages (attribute `allow-send-while-running`). */
+  declare allowSendWhileRunning: boolean;
+  /** A custom transport (SSE, tests…); takes precedence over `endpoint`. */
+  declare transport: ChatTransport | undefined;
+  /** Reconnect backoff and its bound; see `DEFAULT_RECONNECT`. */
+  declare reconnectOptions: Partial<ReconnectOptions> | undefined;
+  /** Memory bounds of the conversation; see `DEFAULT_MODEL_LIMITS`. Applies to the next thread. */
+  declare limits: Partial<ThreadModelLimits> | undefined;
+
+  private model = new ThreadModel();
+  private modelThread = '';
+  private conn: ChatConnection | undefined;
+  private savedSeq = 0;
+  private connChange: ConnectionChange = { state: 'idle', attempt: 0 };
+  private stopReason = '';
+  private historyBefore = 0;
+  private readonly myRuns = new Set<string>();
+  private announcement = '';
+  private frame = 0;
+  private stick = true;
+  private readonly rendered = new Map<string, { el: HTMLDivElement; version: number }>();
+
+  constructor() {
+    super();
+    this.endpoint = '';
+    this.threadId = '';
+    this.placeholder = 'No messages yet. Ask something to get started.';
+    this.readonly = false;
+    this.allowSendWhileRunning = false;
+    this.transport = undefined;
+    this.reconnectOptions = undefined;
+    this.limits = undefined;
+  }
+
+  /** The connection state now. */
+  get connectionState(): ConnectionState {
+    return this.connChange.state;
+  }
+
+  /** The run in progress, if any. */
+  get activeRunId(): string | undefined {
+    return this.model.activeRunId;
+  }
+
+  /** The conversation as the element holds it (read-only view; do not mutate). */
+  get messages(): readonly ChatItem[] {
+    return this.model.items;
+  }
+
+  /**
+   * Sends a user message to the thread and returns its `clientMessageId`.
+   * Throws {@link AgentChatError}: `readonly`, `invalid_message` (empty or too long), `run_active`, `not_connected`.
+   */
+  send(text: string): string {
+    if (this.readonly) throw new AgentChatError('readonly', 'this chat is read-only');
+    if (typeof text !== 'string' || !text.trim()) throw new AgentChatError('invalid_message', 'the message is empty');
+    if (text.length > LIMITS.maxMessageLength) {
+      throw new AgentChatError('invalid_message', `the message is longer than ${LIMITS.maxMessageLength} characters`);
+    }
+    if (this.model.activeRunId && !this.allowSendWhileRunning) {
+      throw new AgentChatError('run_active', 'a run is still active; wait for it or stop it first');
+    }
+    if (!this.conn || this.conn.state !== 'connected') {
+      throw new AgentChatError('not_connected', 'not connected to the server; wait for it to reconnect');
+    }
+    const clientMessageId = newId();
+    this.conn.send({ type: 'send', threadId: this.threadId, text, clientMessageId });
+    this.model.addPending(clientMessageId, text);
+    this.stick = true;
+    this.schedule();
+    return clientMessageId;
+  }
+
+  /** Asks the server to cancel the active run. Throws {@link AgentChatError} `no_active_run` or `not_connected`. */
+  cancel(): void {
+    const runId = this.model.activeRunId;
+    if (!runId) throw new AgentChatError('no_active_run', 'there is no active run to stop');
+    if (!this.conn) throw new AgentChatError('not_connected', 'not connected to the server');
+    this.conn.send({ type: 'cancel', runId });
+  }
+
+  /** Reconnects now, resetting the retry count (e.g. after the user signed in again). */
+  reconnect(): void {
+    this.restart();
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    if (this.hasUpdated) this.restart();
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.shutdown();
+    this.setConnection({ state: 'idle', attempt: 0 });
+  }
+
+  protected override updated(changed: PropertyValues<this>): void {
+    if (
+      changed.has('endpoint') ||
+      changed.has('threadId') ||
+      changed.has('transport') ||
+      changed.has('reconnectOptions') ||
+      !this.hasConnectedOnce
+    ) {
+      this.hasConnectedOnce = true;
+      this.restart();
+    }
+    if (this.stick) {
+      const list = this.renderRoot.querySelector('.messages');
+      if (list) list.scrollTop = list.scrollHeight;
+    }
+  }
+
+  private hasConnectedOnce = false;
+
+  private shutdown(): void {
+    if (this.conn) this.savedSeq = this.conn.lastSeq;
+    this.conn?.stop();
+    this.conn = undefined;
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+  }
+
+  private restart(): void {
+    this.shutdown();
+    if (this.threadId !== this.modelThread) {
+      this.model = new ThreadModel(this.limits ?? {});
+      this.modelThread = this.threadId;
+      this.savedSeq = 0;
+      this.historyBefore = 0;
+      this.myRuns.clear();
+      this.rendered.clear();
+      this.announcement = '';
+      this.requestUpdate();
+    }
+    const transport = this.transport ?? (this.endpoint ? new WebSocketTransport(this.endpoint) : undefined);
+    if (!transport || !this.threadId || !this.isConnected) {
+      this.setConnection({ state: 'idle', attempt: 0 });
+      return;
+    }
+    this.stopReason = '';
+    const conn = new ChatConnection(transport, this.threadId, resolveReconnect(this.reconnectOptions), {
+      event: (e) => this.onEvent(e),
+      ack: (m) => {
+        this.model.acknowledge(m.clientMessageId, m.runId);
+        this.myRuns.add(m.runId);
+        this.schedule();
+      },
+      serverError: (m, fatal) => {
+        if (m.ref && this.model.fail(m.ref, m.message)) this.schedule();
+        if (fatal) this.stopReason = m.message;
+        this.emit('agent-chat:error', { code: m.code, message: m.message, ...(m.ref ? { ref: m.ref } : {}), fatal });
+      },
+      problem: (p) => {
+        if (p.fatal) this.stopReason = p.message;
+        this.emit('agent-chat:error', p);
+      },
+      state: (c) => {
+        if (c.state === 'connected' && this.historyBefore === 0) this.historyBefore = Date.now() - HISTORY_SLACK_MS;
+        if (c.state === 'reconnecting' || c.state === 'disconnected') {
+          // The server may or may not have stored these; Retry re-sends with the same clientMessageId, which the
+          // relay treats idempotently.
+          for (const item of this.model.unacknowledged()) this.model.fail(item.clientMessageId as string, 'connection lost before the server confirmed it');
+        }
+        this.setConnection(c);
+      },
+    });
+    conn.lastSeq = this.savedSeq;
+    this.conn = conn;
+    conn.start();
+  }
+
+  private setConnection(change: ConnectionChange): void {
+    const same = change.state === this.connChange.state && change.attempt === this.connChange.attempt;
+    this.connChange = change;
+    this.setAttribute('connection', change.state);
+    this.requestUpdate();
+    if (!same) this.emit('agent-chat:connection', change);
+  }
+
+  private onEvent(event: SequencedAgentEvent): void {
+    const { completed } = this.model.apply(event);
+    const live = event.ts >= this.historyBefore || this.myRuns.has(event.runId);
+    if (live) {
+      const last = completed[completed.length - 1];
+      if (last) this.announce(`Assistant: ${last.text}`);
+      if (event.type === 'RUN_ERROR') this.announce(event.code === 'cancelled' ? 'Stopped.' : `The run failed: ${event.message}`);
+    }
+    this.emit('agent-chat:event', { event });
+    if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
+      this.emit('agent-chat:run-finished', { runId: event.runId, ok: event.type === 'RUN_FINISHED', event });
+    }
+    this.schedule();
+  }
+
+  private announce(text: string): void {
+    this.announcement = text.length > MAX_ANNOUNCEMENT ? `${text.slice(0, MAX_ANNOUNCEMENT)}…` : text;
+  }
+
+  /** Coalesces any number of events into one render per animation frame. */
+  private schedule(): void {
+    if (this.frame) return;
+    const list = this.renderRoot?.querySelector('.messages');
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (list) this.stick ||= list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+      this.requestUpdate();
+    });
+  }
+
+  private emit(type: string, detail: unknown): void {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+
+  private onScroll = (e: Event): void => {
+    const list = e.currentTarget as HTMLElement;
+    this.stick = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+  };
+
+  private onKeydown = (e: KeyboardEvent): void => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      this.submit();
+    }
+  };
+
+  private onSubmit = (e: Event): void => {
+    e.preventDefault();
+    this.submit();
+  };
+
+  private submit(): void {
+    const input = this.renderRoot.querySelector('textarea');
+    if (!input || !this.canSend() || !input.value.trim()) return;
+    try {
+      this.send(input.value);
+      input.value = '';
+    } catch (err) {
+      const e = err as AgentChatError;
+      this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
+    }
+  }
+
+  private canSend(): boolean {
+    return !this.readonly && this.connChange.state === 'connected' && (!this.model.activeRunId || this.allowSendWhileRunning);
+  }
+
+  private resend(item: UserItem): void {
+    if (!this.conn || !item.clientMessageId) return;
+    try {
+      this.conn.send({ type: 'send', threadId: this.threadId, text: item.text, clientMessageId: item.clientMessageId });
+      item.status = 'sending';
+      delete item.error;
+    } catch (err) {
+      const e = err as AgentChatError;
+      this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
+    }
+    this.requestUpdate();
+  }
+
+  private retryRun(runId: string): void {
+    const text = this.model.userMessageOf(runId)?.text;
+    if (text === undefined) return;
+    try {
+      this.send(text);
+    } catch (err) {
+      const e = err as AgentChatError;
+      this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
+    }
+  }
+
+  private stop = (): void => {
+    try {
+      this.cancel();
+    } catch (err) {
+      const e = err as AgentChatError;
+      this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
+    }
+  };
+
+  private markdown(item: AssistantItem): HTMLDivElement {
+    let entry = this.rendered.get(item.key);
+    if (!entry) {
+      entry = { el: document.createElement('div'), version: -1 };
+      this.rendered.set(item.key, entry);
+    }
+    if (entry.version !== item.version) {
+      entry.el.replaceChildren(renderMarkdown(item.text));
+      if (item.truncated) {
+        const note = entry.el.appendChild(document.createElement('p'));
+        note.textContent = '(message truncated)';
+      }
+      entry.version = item.version;
+    }
+    return entry.el;
+  }
+
+  protected override render(): TemplateResult {
+    const state = this.connChange.state;
+    const items = this.model.items;
+    if (this.rendered.size > items.length + 64) {
+      const keep = new Set(items.map((i) => i.key));
+      for (const key of this.rendered.keys()) if (!keep.has(key)) this.rendered.delete(key);
+    }
+    const running = this.model.activeRunId !== undefined;
+    let lastRun: string | undefined;
+    for (const i of items) if ('runId' in i && i.runId) lastRun = i.runId;
+    const status =
+      state === 'disconnected' && this.stopReason
+        ? `Disconnected: ${this.stopReason}`
+        : state === 'reconnecting'
+          ? `${STATUS_TEXT.reconnecting} (attempt ${this.connChange.attempt})`
+          : STATUS_TEXT[state];
+    return html`
+      <div part="status" class="status" data-state=${state}>
+        <span class="dot" aria-hidden="true"></span>
+        <span>${status}</span>
+        ${state === 'disconnected'
+          ? html`<button type="button" class="link" part="reconnect-button" @click=${() => this.reconnect()}>Reconnect</button>`
+          : nothing}
+      </div>
+      <section part="messages" class="messages" aria-label="Conversation" tabindex="0" @scroll=${this.onScroll}>
+        ${items.length === 0
+          ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
+          : items.map((i) => this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running))}
+      </section>
+      <div class="sr-only" role="status" aria-live="polite" aria-atomic="true">${this.announcement}</div>
+      ${this.readonly
+        ? nothing
+        : html`<form part="composer" class="composer" @submit=${this.onSubmit}>
+            <textarea
+              part="input"
+              rows="1"
+              aria-label="Message"
+              placeholder="Write a message…"
+              maxlength=${LIMITS.maxMessageLength}
+              @keydown=${this.onKeydown}
+            ></textarea>
+            <button part="send-button" type="submit" aria-label="Send message" ?disabled=${!this.canSend()}>Send</button>
+            ${running
+              ? html`<button part="stop-button" type="button" class="secondary" aria-label="Stop the response" @click=${this.stop}>
+                  Stop
+                </button>`
+              : nothing}
+          </form>`}
+    `;
+  }
+
+  private renderItem(item: ChatItem, retryable: boolean): TemplateResult {
+    switch (item.kind) {
+      case 'user':
+        return html`<div part="message user-message" class="msg user" data-status=${item.status}>${item.text}</div>
+          ${item.status === 'failed'
+            ? html`<div part="send-error" class="failed">
+                <span>Not sent: ${item.error ?? 'unknown error'}</span>
+                ${this.readonly
+                  ? nothing
+                  : html`<button type="button" class="link" part="retry-button" aria-label="Retry sending" @click=${() => this.resend(item)}>
+                      Retry
+                    </button>`}
+              </div>`
+            : nothing}`;
+      case 'assistant':
+        return html`<div
+          part="message assistant-message"
+          class="msg assistant"
+          data-message-id=${item.messageId}
+          aria-busy=${item.complete ? 'false' : 'true'}
+        >
+          ${this.markdown(item)}
+        </div>`;
+      case 'tool': {
+        const label = item.label ?? item.toolName;
+        const what = item.status === 'running' ? 'running…' : item.status === 'done' ? 'done' : `failed${item.error ? `: ${item.error}` : ''}`;
+        return html`<div part="tool-call" class="tool" data-status=${item.status} data-tool-call-id=${item.toolCallId}>
+          ${item.status === 'running'
+            ? html`<span class="spinner" aria-hidden="true"></span>`
+            : html`<span aria-hidden="true">${item.status === 'done' ? '✓' : '✕'}</span>`}
+          <span>${label}: ${what}</span>
+        </div>`;
+      }
+      case 'run-error':
+        return html`<div part="run-error" class="run-error" data-code=${item.code ?? ''} data-run-id=${item.runId}>
+          <span>${item.code === 'cancelled' ? 'Stopped.' : `The run failed: ${item.message}`}</span>
+          ${retryable && !this.readonly && this.model.userMessageOf(item.runId)
+            ? html`<button type="button" class="link" part="retry-button" aria-label="Retry this message" ?disabled=${!this.canSend()} @click=${() => this.retryRun(item.runId)}>
+                Retry
+              </button>`
+            : nothing}
+        </div>`;
+    }
+  }
+}
+
+if (!customElements.get('agent-chat')) customElements.define('agent-chat', AgentChat);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'agent-chat': AgentChat;
+  }
+  interface HTMLElementEventMap {
+    'agent-chat:event': CustomEvent<AgentChatEventDetail>;
+    'agent-chat:run-finished': CustomEvent<AgentChatRunFinishedDetail>;
+    'agent-chat:error': CustomEvent<AgentChatErrorDetail>;
+    'agent-chat:connection': CustomEvent<AgentChatConnectionDetail>;
+  }
+}

@@ -1,0 +1,194 @@
+import type { AckMessage, ClientMessage, ErrorMessage, SequencedAgentEvent } from '@threadline/contracts';
+import { backoffDelay, type ReconnectOptions } from './backoff.js';
+import { AgentChatError, type AgentChatErrorCode } from './errors.js';
+import { readServerFrame } from './guard.js';
+import { FATAL_ERROR_CODES } from './protocol.js';
+import type { ChatTransport, TransportCloseInfo, TransportConnection } from './transport.js';
+
+/** The element's connection state, shown in its status bar and reported by `agent-chat:connection`. */
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+
+/** Detail of a connection state change. */
+export interface ConnectionChange {
+  state: ConnectionState;
+  /** Consecutive failed attempts so far. */
+  attempt: number;
+  /** While `reconnecting`: how long until the next attempt. */
+  delayMs?: number;
+  /** While `disconnected`: the code that stopped retrying. */
+  code?: string;
+}
+
+/** A problem reported to the page; `fatal` ones stop the element from retrying. */
+export interface ChatProblem {
+  code: string;
+  message: string;
+  ref?: string;
+  fatal: boolean;
+}
+
+/** Callbacks of a {@link ChatConnection}. */
+export interface ConnectionHooks {
+  event(event: SequencedAgentEvent): void;
+  ack(message: AckMessage): void;
+  serverError(message: ErrorMessage, fatal: boolean): void;
+  problem(problem: ChatProblem): void;
+  state(change: ConnectionChange): void;
+}
+
+const FATAL_SERVER_CODES = new Set<string>(FATAL_ERROR_CODES);
+/** Close codes a server uses to say the same at the socket level (4401/4403 by Threadline's convention). */
+const FATAL_CLOSE_CODES: Record<number, string> = { 4401: 'unauthorized', 4403: 'forbidden', 1008: 'forbidden' };
+
+/**
+ * Keeps one thread subscribed through drops: subscribes with `afterSeq` = the last seq it delivered, drops
+ * anything at or below it (so a replay never duplicates), reconnects with bounded backoff and jitter, and
+ * stops for good on auth errors.
+ */
+export class ChatConnection {
+  /** Highest seq delivered so far; the resume point. */
+  lastSeq = 0;
+  private current: TransportConnection | undefined;
+  private token: object | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private attempt = 0;
+  private stateNow: ConnectionState = 'idle';
+
+  constructor(
+    private readonly transport: ChatTransport,
+    private readonly threadId: string,
+    private readonly options: ReconnectOptions,
+    private readonly hooks: ConnectionHooks,
+  ) {}
+
+  get state(): ConnectionState {
+    return this.stateNow;
+  }
+
+  /** Opens the connection now, forgetting earlier failures. */
+  start(): void {
+    this.attempt = 0;
+    this.open();
+  }
+
+  /** Closes the connection and cancels any pending retry. Reports no state change. */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.token = undefined;
+    const c = this.current;
+    this.current = undefined;
+    c?.close();
+    this.stateNow = 'idle';
+  }
+
+  /** Sends a client message; throws {@link AgentChatError} `not_connected` when the connection is not open. */
+  send(message: ClientMessage): void {
+    if (this.stateNow !== 'connected' || !this.current) {
+      throw new AgentChatError('not_connected', 'not connected to the server; wait for it to reconnect');
+    }
+    this.current.send(message);
+  }
+
+  private setState(change: Omit<ConnectionChange, 'attempt'>): void {
+    this.stateNow = change.state;
+    this.hooks.state({ ...change, attempt: this.attempt });
+  }
+
+  private open(): void {
+    this.stop();
+    const token = {};
+    this.token = token;
+    this.setState({ state: 'connecting' });
+    const live = (): boolean => this.token === token;
+    try {
+      this.current = this.transport.connect({
+        open: () => {
+          if (!live() || !this.current) return;
+          this.current.send({ type: 'subscribe', threadId: this.threadId, afterSeq: this.lastSeq });
+          this.setState({ state: 'connected' });
+        },
+        message: (text) => {
+          if (live()) this.frame(text);
+        },
+        close: (info) => {
+          if (!live()) return;
+          this.current = undefined;
+          this.dropped(info);
+        },
+      });
+    } catch (cause) {
+      this.fail('transport_error', cause instanceof Error ? cause.message : 'the transport failed to connect');
+    }
+  }
+
+  private frame(text: string): void {
+    const f = readServerFrame(text);
+    switch (f.kind) {
+      case 'invalid':
+        this.hooks.problem({ code: 'invalid_frame', message: `ignored a server message: ${f.reason}`, fatal: false });
+        return;
+      case 'unknown_event':
+      case 'event': {
+        const { seq, threadId } = f.kind === 'event' ? f.event : f;
+        if (threadId !== this.threadId) {
+          this.hooks.problem({ code: 'invalid_frame', message: 'ignored an event of another thread', fatal: false });
+          return;
+        }
+        if (seq <= this.lastSeq) return; // already delivered before a reconnect
+        this.lastSeq = seq;
+        this.attempt = 0; // the connection works: later drops start the backoff afresh
+        if (f.kind === 'event') this.hooks.event(f.event);
+        return;
+      }
+      case 'ack':
+        this.attempt = 0;
+        this.hooks.ack(f.message);
+        return;
+      case 'error': {
+        const m = f.message;
+        const fatal =
+          FATAL_SERVER_CODES.has(m.code) || (m.code === 'not_found' && (m.ref === undefined || m.ref === this.threadId));
+        this.hooks.serverError(m, fatal);
+        if (fatal) this.fail(m.code, m.message, false);
+        else if (m.code === 'slow_consumer') {
+          // The server stops feeding a socket that fell behind; reconnecting resumes from lastSeq.
+          const c = this.current;
+          this.current = undefined;
+          this.token = undefined;
+          c?.close();
+          this.dropped({ reason: 'slow_consumer' });
+        }
+        return;
+      }
+    }
+  }
+
+  private dropped(info: TransportCloseInfo): void {
+    const fatalCode = info.code === undefined ? undefined : FATAL_CLOSE_CODES[info.code];
+    if (fatalCode) {
+      this.fail(fatalCode, info.reason || `the server closed the connection (${fatalCode})`);
+      return;
+    }
+    this.attempt++;
+    if (this.attempt > this.options.maxAttempts) {
+      this.fail('reconnect_exhausted', `could not reconnect after ${this.options.maxAttempts} attempts`);
+      return;
+    }
+    const delayMs = backoffDelay(this.attempt, this.options);
+    const token = {};
+    this.token = token;
+    this.timer = setTimeout(() => {
+      if (this.token === token) this.open();
+    }, delayMs);
+    this.setState({ state: 'reconnecting', delayMs });
+  }
+
+  private fail(code: AgentChatErrorCode | string, message: string, report = true): void {
+    const attempt = this.attempt;
+    this.stop();
+    this.attempt = attempt;
+    if (report) this.hooks.problem({ code, message, fatal: true });
+    this.setState({ state: 'disconnected', code });
+  }
+}
