@@ -1,2 +1,18 @@
-/** Persist, sequence, fan out and resume Threadline agent runs; SQLite, MongoDB and memory stores; WebSocket transport. (index: not built yet) */
-export const PLACEHOLDER_INDEX = true;
+/**
+ * @threadline/relay: persist, sequence, fan out and resume Threadline agent runs, with agent transports (HTTP
+ * SSE, in-process) and a browser transport over `ws`. Store adapters live at `./memory`, `./sqlite`, `./mongodb`.
+ */
+export { createRelay, DEFAULT_RELAY_LIMITS } from './relay.js';
+export type { Relay, RelayLimits, RelayOptions, RunTokenIssuer, SendInput, SubscribeInput } from './relay.js';
+export type { Subscription } from './subscription.js';
+export { InProcessPubSub } from './pubsub.js';
+export type { ThreadPubSub, ThreadListener } from './pubsub.js';
+export { AgentTransportError, inProcessAgentTransport } from './agent-transport.js';
+export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent-transport.js';
+export { httpAgentTransport } from './http-agent-transport.js';
+export type { HttpAgentTransportOptions } from './http-agent-transport.js';
+export { attachWebSocketServer, DEFAULT_WEBSOCKET_LIMITS, WS_CLOSE_CODES } from './ws-server.js';
+export type { WebSocketLimits, WebSocketTransportOptions } from './ws-server.js';
+export { RelayError, StoreError, RELAY_ERROR_CODES } from './errors.js';
+export type { RelayErrorCode } from './errors.js';
+export type { EventStore, StoredEvent, StartRunResult, RunRecord, RunStatus, ThreadRecord } from './store.js';

@@ -1,0 +1,47 @@
+import type { AgentEvent, RunRequest } from '@threadline/contracts';
+import { RelayError } from './errors.js';
+
+/**
+ * How the relay reaches the agent: start a run and stream its events back. Implementations may yield events
+ * unvalidated; the relay validates every one of them.
+ */
+export interface AgentTransport {
+  /** Starts a run; the iterable ends after the run's terminal event. Aborting `signal` stops it. */
+  run(request: RunRequest, options: { signal: AbortSignal }): AsyncIterable<AgentEvent>;
+  /** Best-effort cancel on the agent side, in addition to aborting the stream. */
+  cancel?(runId: string): Promise<void>;
+}
+
+/** Why an agent stream failed; maps one-to-one onto the RUN_ERROR `code` the relay writes. */
+export type AgentFailureCode = 'agent_unreachable' | 'agent_stream_invalid' | 'agent_stream_ended';
+
+/**
+ * The agent could not be reached or sent something the relay cannot accept. `runErrorCode` is the code of
+ * the RUN_ERROR the relay writes for it.
+ */
+export class AgentTransportError extends RelayError {
+  readonly runErrorCode: AgentFailureCode;
+  constructor(runErrorCode: AgentFailureCode, message: string, options?: { cause?: unknown }) {
+    super('agent_unavailable', message, options);
+    this.runErrorCode = runErrorCode;
+  }
+}
+
+/** Something with the shape of an agent runner (e.g. `createRunner()` from @threadline/agent-runner). */
+export interface InProcessRunner {
+  run(request: RunRequest, options: { signal: AbortSignal }): AsyncIterable<AgentEvent>;
+}
+
+/**
+ * Runs the agent in this process: for one-process setups, demos and tests.
+ *
+ * @example
+ * const relay = createRelay({ store, agent: inProcessAgentTransport(createRunner({ agent })), tokens, toolsBaseUrl, tools });
+ */
+export function inProcessAgentTransport(runner: InProcessRunner): AgentTransport {
+  return {
+    run(request, options) {
+      return runner.run(request, options);
+    },
+  };
+}

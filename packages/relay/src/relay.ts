@@ -1,0 +1,645 @@
+import { randomUUID } from 'node:crypto';
+import {
+  AgentEventSchema,
+  ContractError,
+  IdSchema,
+  LIMITS,
+  RunRequestSchema,
+  SendMessageSchema,
+  safeParse,
+} from '@threadline/contracts';
+import type { AgentEvent, RunErrorCode, RunRequest } from '@threadline/contracts';
+import { AgentTransportError } from './agent-transport.js';
+import type { AgentTransport } from './agent-transport.js';
+import { RelayError } from './errors.js';
+import { InProcessPubSub } from './pubsub.js';
+import type { ThreadPubSub } from './pubsub.js';
+import type { EventStore, RunRecord, StoredEvent, ThreadRecord } from './store.js';
+import { ThreadSubscription } from './subscription.js';
+import type { Subscription } from './subscription.js';
+import { ThreadWriter } from './thread-writer.js';
+import type { WriteOwner } from './thread-writer.js';
+
+/** Bounds and timings of a relay. Every field has a default; see {@link DEFAULT_RELAY_LIMITS}. */
+export interface RelayLimits {
+  /** Most subscriptions on one thread in this process. */
+  maxSubscribersPerThread: number;
+  /** Most subscriptions in this process. */
+  maxSubscribers: number;
+  /** Most live events buffered for one subscriber before it is ended as `slow_consumer`. */
+  maxBufferedEvents: number;
+  /** Most bytes of event JSON buffered for one subscriber before it is ended as `slow_consumer`. */
+  maxBufferedBytes: number;
+  /** Events read from the store per query when replaying a thread. */
+  replayPageSize: number;
+  /** A run whose agent sends nothing for this long fails with RUN_ERROR `agent_idle_timeout`. */
+  agentIdleTimeoutMs: number;
+  /** Extra time to gather events into one store write; 0 writes at the end of the current I/O turn. */
+  coalesceWindowMs: number;
+  /** Most events in one store write (a full batch is written at once and the agent stream waits for it). */
+  maxBatchEvents: number;
+  /** Longest delta that coalesced TEXT_MESSAGE_CHUNKs may reach (at most LIMITS.maxDeltaLength). */
+  maxCoalescedDeltaLength: number;
+  /** Most runs in progress in this process; beyond it `send` fails with `agent_unavailable`. */
+  maxActiveRuns: number;
+  /** With `whenRunActive: 'queue'`: most sends waiting per thread; beyond it `queue_full`. */
+  maxQueuedSends: number;
+  /** With `whenRunActive: 'queue'`: longest a send waits for the active run to end before `run_active`. */
+  queueTimeoutMs: number;
+  /** Attempts to store the RUN_ERROR that ends a failed run. */
+  terminalWriteAttempts: number;
+}
+
+/** The defaults of {@link RelayLimits}. */
+export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
+  maxSubscribersPerThread: 256,
+  maxSubscribers: 10_000,
+  maxBufferedEvents: 10_000,
+  maxBufferedBytes: 8 * 1024 * 1024,
+  replayPageSize: 1_000,
+  agentIdleTimeoutMs: 60_000,
+  coalesceWindowMs: 0,
+  maxBatchEvents: 512,
+  maxCoalescedDeltaLength: LIMITS.maxDeltaLength,
+  maxActiveRuns: 1_000,
+  maxQueuedSends: 8,
+  queueTimeoutMs: 300_000,
+  terminalWriteAttempts: 3,
+});
+
+/** Mints the act-as token a run's agent calls tools with (e.g. tools-kit's `createTokenIssuer()`). */
+export interface RunTokenIssuer {
+  issue(input: { userId: string; threadId: string; runId: string; tools: string[] }): Promise<string>;
+}
+
+/** Options of {@link createRelay}. */
+export interface RelayOptions {
+  store: EventStore;
+  agent: AgentTransport;
+  /** May this user use this thread? Default: only its owner. */
+  authorize?(user: { id: string }, thread: ThreadRecord): boolean | Promise<boolean>;
+  tokens: RunTokenIssuer;
+  /** Base URL of the host's tool endpoints, passed to the agent in every run request. */
+  toolsBaseUrl: string;
+  /** Tool names every run's token allows. */
+  tools: string[];
+  limits?: Partial<RelayLimits>;
+  /** What a `send` does while the thread has a run in progress: fail with `run_active` (default) or wait. */
+  whenRunActive?: 'reject' | 'queue';
+  /** Live fan-out; default in-process. */
+  pubsub?: ThreadPubSub;
+  /** Where unexpected failures are reported (default `console`). */
+  logger?: Pick<Console, 'error' | 'warn'>;
+}
+
+/** Input of {@link Relay.send}. */
+export interface SendInput {
+  user: { id: string };
+  threadId: string;
+  text: string;
+  clientMessageId: string;
+}
+
+/** Input of {@link Relay.subscribe}. */
+export interface SubscribeInput {
+  user: { id: string };
+  threadId: string;
+  /** Deliver events with `seq > afterSeq`; 0 for the whole thread. */
+  afterSeq: number;
+  /** Lower this subscriber's buffer bound below the relay's. */
+  maxBufferedEvents?: number;
+}
+
+/** The relay: persists, sequences, fans out and resumes agent runs. Create it with {@link createRelay}. */
+export interface Relay {
+  /**
+   * Stores the user's message and starts a run, returning its id. Idempotent on `clientMessageId`: a retry
+   * returns the first run's id and starts nothing. Rejects with {@link RelayError} `invalid_message`,
+   * `not_found` (no such thread, or not the user's), `run_active`, `queue_full`, `agent_unavailable`,
+   * `store_error` or `closed`; nothing is acknowledged that was not stored.
+   */
+  send(input: SendInput): Promise<{ runId: string }>;
+  /** Streams a thread's events after `afterSeq`, then live. Rejects like `send`, or `too_many_subscribers`. */
+  subscribe(input: SubscribeInput): Promise<Subscription>;
+  /** Cancels a run: the agent is stopped and RUN_ERROR `cancelled` stored. A run already ended is left as is. */
+  cancel(input: { user: { id: string }; runId: string }): Promise<void>;
+  /**
+   * Appends events a tool emitted (STATE_CHANGED, TOOL_CALL_* …) to a thread, sequenced and fanned out like the
+   * agent's. Terminal events and USER_MESSAGE / RUN_STARTED are the relay's own and are refused.
+   */
+  publish(threadId: string, events: AgentEvent[]): Promise<StoredEvent[]>;
+  /** Fails every run a previous process left `running` (RUN_ERROR `relay_restarted`); returns how many. */
+  recover(): Promise<number>;
+  /** Stops runs in progress (RUN_ERROR `shutdown`) and ends subscriptions. Leaves the store open. */
+  close(): Promise<void>;
+  /** Runs in progress in this process. */
+  readonly activeRuns: number;
+  /** Open subscriptions in this process. */
+  readonly subscribers: number;
+}
+
+/** Why a run was stopped from the relay's side. */
+class RunStop {
+  constructor(
+    readonly code: RunErrorCode,
+    readonly message: string,
+  ) {}
+}
+
+interface ActiveRun extends WriteOwner {
+  runId: string;
+  threadId: string;
+  userId: string;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+const RELAY_ONLY_TYPES = new Set(['RUN_STARTED', 'RUN_FINISHED', 'RUN_ERROR', 'USER_MESSAGE']);
+
+/**
+ * Creates a relay over a store and an agent transport.
+ *
+ * @example
+ * const store = await openSqliteStore({ path: 'threadline.db' });
+ * const relay = createRelay({
+ *   store,
+ *   agent: httpAgentTransport({ url: 'http://127.0.0.1:4100', credential: secret }),
+ *   tokens: createTokenIssuer({ secret: toolSecret, issuer: 'my-api' }),
+ *   toolsBaseUrl: 'http://127.0.0.1:3000',
+ *   tools: router.toolNames,
+ * });
+ * await relay.recover();
+ * attachWebSocketServer(httpServer, relay, { authenticate, allowedOrigins: ['https://app.example'] });
+ */
+export function createRelay(options: RelayOptions): Relay {
+  const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
+  validateLimits(limits);
+  if (options.tools.length > LIMITS.maxToolsPerToken) {
+    throw new RelayError('invalid_message', `at most ${LIMITS.maxToolsPerToken} tools may be allowed per run`);
+  }
+  const { store, agent } = options;
+  const pubsub = options.pubsub ?? new InProcessPubSub();
+  const logger = options.logger ?? console;
+  const authorize = options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
+  const whenRunActive = options.whenRunActive ?? 'reject';
+  const writerOptions = {
+    coalesceWindowMs: limits.coalesceWindowMs,
+    maxBatchEvents: limits.maxBatchEvents,
+    maxCoalescedDeltaLength: Math.min(limits.maxCoalescedDeltaLength, LIMITS.maxDeltaLength),
+  };
+
+  const writers = new Map<string, ThreadWriter>();
+  const runs = new Map<string, ActiveRun>();
+  const subscriptions = new Set<ThreadSubscription>();
+  const perThread = new Map<string, number>();
+  /** Sends waiting (queue mode) for a thread's run to end. */
+  const queues = new Map<string, Set<() => void>>();
+  let closed = false;
+
+  function writerFor(threadId: string): ThreadWriter {
+    let writer = writers.get(threadId);
+    if (!writer) {
+      writer = new ThreadWriter(threadId, store, pubsub, writerOptions, (w) => {
+        if (writers.get(w.threadId) === w) writers.delete(w.threadId);
+      });
+      writers.set(threadId, writer);
+    }
+    return writer;
+  }
+
+  async function storeCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (cause) {
+      if (cause instanceof RelayError && cause.code !== 'internal_error') throw cause;
+      throw new RelayError('store_error', `the store failed while ${what}; try again`, { cause });
+    }
+  }
+
+  async function threadFor(user: { id: string }, threadId: string): Promise<ThreadRecord> {
+    const thread = await storeCall('reading the thread', () => store.getThread(threadId));
+    // One answer for "missing" and "not yours", so ids of other users' threads are not revealed.
+    if (!thread || !(await authorize(user, thread))) {
+      throw new RelayError('not_found', `thread ${threadId} does not exist or you may not use it`);
+    }
+    return thread;
+  }
+
+  function checkOpen(): void {
+    if (closed) throw new RelayError('closed', 'the relay is closed');
+  }
+
+  function checkId(value: unknown, what: string): asserts value is string {
+    if (!safeParse(IdSchema, value).ok) {
+      throw new RelayError('invalid_message', `${what} must be 1-${LIMITS.maxIdLength} letters, digits or _ . : -`);
+    }
+  }
+
+  async function send(input: SendInput): Promise<{ runId: string }> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    const parsed = safeParse(
+      SendMessageSchema,
+      { type: 'send', threadId: input.threadId, text: input.text, clientMessageId: input.clientMessageId },
+      'send',
+    );
+    if (!parsed.ok) throw new RelayError('invalid_message', parsed.error.message, { cause: parsed.error });
+    const { threadId, text, clientMessageId } = parsed.value;
+    const user = { id: input.user.id };
+    await threadFor(user, threadId);
+    let queued = false;
+    let deadline = 0;
+    for (;;) {
+      if (runs.size >= limits.maxActiveRuns) {
+        throw new RelayError('agent_unavailable', `too many runs in progress (${limits.maxActiveRuns}); try again shortly`);
+      }
+      const runId = `run_${randomUUID()}`;
+      const userMessage: AgentEvent = {
+        type: 'USER_MESSAGE',
+        threadId,
+        runId,
+        ts: Date.now(),
+        messageId: `msg_${randomUUID()}`,
+        clientMessageId,
+        userId: user.id,
+        text,
+      };
+      const writer = writerFor(threadId);
+      const result = await storeCall('storing the message', () =>
+        writer.exclusive(async () => {
+          const r = await store.startRun({ threadId, runId, userId: user.id, clientMessageId, userMessage });
+          if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
+          return r;
+        }),
+      );
+      if (result.status === 'duplicate') return { runId: result.run.runId };
+      if (result.status === 'started') {
+        startRun(result.run, text);
+        return { runId };
+      }
+      if (whenRunActive === 'reject' || closed) {
+        throw new RelayError(
+          'run_active',
+          `thread ${threadId} has a run in progress (${result.activeRun.runId}); wait for it to end or cancel it`,
+        );
+      }
+      if (!queued) {
+        const waiting = queues.get(threadId)?.size ?? 0;
+        if (waiting >= limits.maxQueuedSends) {
+          throw new RelayError('queue_full', `${waiting} messages already wait for thread ${threadId}; try again later`);
+        }
+        queued = true;
+        deadline = Date.now() + limits.queueTimeoutMs;
+      }
+      await waitForRunEnd(threadId, result.activeRun.runId, deadline);
+    }
+  }
+
+  /** Resolves when the thread's run ends (heard from any relay sharing the pub/sub) or rejects at the deadline. */
+  function waitForRunEnd(threadId: string, runId: string, deadline: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let set = queues.get(threadId);
+      if (!set) queues.set(threadId, (set = new Set()));
+      const waiters = set;
+      const cleanup = () => {
+        clearTimeout(timer);
+        unlisten();
+        waiters.delete(wake);
+        if (waiters.size === 0 && queues.get(threadId) === waiters) queues.delete(threadId);
+      };
+      const wake = () => {
+        cleanup();
+        if (closed) reject(new RelayError('closed', 'the relay is closed'));
+        else resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new RelayError('run_active', `thread ${threadId} still has a run in progress (${runId}) after waiting`));
+      }, Math.max(0, deadline - Date.now()));
+      const unlisten = pubsub.subscribe(threadId, (events) => {
+        for (const e of events) {
+          if (e.json.includes('"RUN_FINISHED"') || e.json.includes('"RUN_ERROR"')) {
+            wake();
+            return;
+          }
+        }
+      });
+      waiters.add(wake);
+      // The run may have ended between startRun's answer and now.
+      void store.getRun(runId).then(
+        (run) => {
+          if (run && run.status !== 'running') wake();
+        },
+        () => {},
+      );
+    });
+  }
+
+  function startRun(record: RunRecord, message: string): void {
+    const controller = new AbortController();
+    const run: ActiveRun = {
+      runId: record.runId,
+      threadId: record.threadId,
+      userId: record.userId,
+      controller,
+      done: Promise.resolve(),
+      onStoreError(error: unknown) {
+        if (!controller.signal.aborted) {
+          controller.abort(new RunStop('store_error', `the store failed to save the run's events: ${describe(error)}`));
+        }
+      },
+    };
+    runs.set(run.runId, run);
+    run.done = pump(run, message).finally(() => {
+      runs.delete(run.runId);
+    });
+  }
+
+  async function pump(run: ActiveRun, message: string): Promise<void> {
+    const { threadId, runId, controller } = run;
+    const signal = controller.signal;
+    const writer = writerFor(threadId);
+    let iterator: AsyncIterator<AgentEvent> | undefined;
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    let failure: RunStop | undefined;
+    try {
+      const request = await buildRequest(run, message);
+      iterator = agent.run(request, { signal })[Symbol.asyncIterator]();
+      const interrupted = new Promise<never>((_, reject) => {
+        const onAbort = () => reject(signal.reason);
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      });
+      interrupted.catch(() => {});
+      let last = Date.now();
+      const idle = limits.agentIdleTimeoutMs;
+      const watch = () => {
+        const quiet = Date.now() - last;
+        if (quiet >= idle) {
+          controller.abort(new RunStop('agent_idle_timeout', `the agent sent nothing for ${idle} ms`));
+        } else idleTimer = setTimeout(watch, idle - quiet);
+      };
+      idleTimer = setTimeout(watch, idle);
+      let started = false;
+      for (;;) {
+        const next = await Promise.race([iterator.next(), interrupted]);
+        if (next.done) {
+          failure = new RunStop('agent_stream_ended', 'the agent stream ended before the run finished');
+          break;
+        }
+        last = Date.now();
+        const event = checkAgentEvent(next.value, threadId, runId);
+        if (event.type === 'RUN_STARTED') {
+          if (started) throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
+          started = true;
+          writer.add(event, run, false);
+          continue;
+        }
+        if (!started) {
+          // The log always opens a run with RUN_STARTED, even when the agent does not send one.
+          writer.add({ type: 'RUN_STARTED', threadId, runId, ts: event.ts }, run, false);
+          started = true;
+        }
+        if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
+          writer.add(event, run, false);
+          await Promise.race([writer.flush(), interrupted]);
+          return;
+        }
+        writer.add(event, run, true);
+        // Backpressure: a full batch is written before the agent stream is read further.
+        if (writer.buffered >= limits.maxBatchEvents) await Promise.race([writer.flush(), interrupted]);
+      }
+    } catch (error) {
+      failure = toStop(error, signal);
+    } finally {
+      clearTimeout(idleTimer);
+    }
+    // The run failed: stop the agent and store the RUN_ERROR that ends it.
+    if (!signal.aborted) controller.abort(failure);
+    if (iterator?.return) {
+      Promise.resolve()
+        .then(() => iterator.return!())
+        .catch(() => {});
+    }
+    if (failure && failure.code !== 'agent_unreachable' && agent.cancel) {
+      agent.cancel(runId).catch(() => {});
+    }
+    await writeRunError(threadId, runId, failure ?? new RunStop('internal_error', 'the run stopped unexpectedly'));
+  }
+
+  async function writeRunError(threadId: string, runId: string, stop: RunStop): Promise<void> {
+    const event: AgentEvent = { type: 'RUN_ERROR', threadId, runId, ts: Date.now(), code: stop.code, message: stop.message };
+    for (let attempt = 1; ; attempt++) {
+      const writer = writerFor(threadId);
+      writer.add(event, null, false);
+      try {
+        await writer.flush();
+        return;
+      } catch (error) {
+        if (attempt >= limits.terminalWriteAttempts) {
+          // The run stays `running` in the store; `recover()` at the next start fails it.
+          logger.error(`[threadline/relay] could not store RUN_ERROR for run ${runId}: ${describe(error)}`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+  }
+
+  async function buildRequest(run: ActiveRun, message: string): Promise<RunRequest> {
+    let token: string;
+    try {
+      token = await options.tokens.issue({
+        userId: run.userId,
+        threadId: run.threadId,
+        runId: run.runId,
+        tools: [...options.tools],
+      });
+    } catch (cause) {
+      throw new RunStop('internal_error', `could not mint the run's act-as token: ${describe(cause)}`);
+    }
+    const request = safeParse(
+      RunRequestSchema,
+      {
+        threadId: run.threadId,
+        runId: run.runId,
+        user: { id: run.userId },
+        message,
+        tools: { baseUrl: options.toolsBaseUrl, token },
+      },
+      'run request',
+    );
+    if (!request.ok) throw new RunStop('internal_error', `could not build the run request: ${request.error.message}`);
+    return request.value;
+  }
+
+  async function subscribe(input: SubscribeInput): Promise<Subscription> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    checkId(input.threadId, 'threadId');
+    const afterSeq = input.afterSeq;
+    if (typeof afterSeq !== 'number' || !Number.isSafeInteger(afterSeq) || afterSeq < 0) {
+      throw new RelayError('invalid_message', 'afterSeq must be a non-negative integer');
+    }
+    await threadFor({ id: input.user.id }, input.threadId);
+    checkOpen();
+    const onThread = perThread.get(input.threadId) ?? 0;
+    if (onThread >= limits.maxSubscribersPerThread) {
+      throw new RelayError('too_many_subscribers', `thread ${input.threadId} has ${onThread} subscribers, the most allowed`);
+    }
+    if (subscriptions.size >= limits.maxSubscribers) {
+      throw new RelayError('too_many_subscribers', `the relay has ${subscriptions.size} subscribers, the most allowed`);
+    }
+    const maxBufferedEvents = Math.max(1, Math.min(input.maxBufferedEvents ?? Infinity, limits.maxBufferedEvents));
+    perThread.set(input.threadId, onThread + 1);
+    const threadId = input.threadId;
+    const subscription: ThreadSubscription = new ThreadSubscription({
+      store,
+      pubsub,
+      threadId,
+      afterSeq,
+      bounds: { maxBufferedEvents, maxBufferedBytes: limits.maxBufferedBytes, replayPageSize: limits.replayPageSize },
+      onEnd: () => {
+        subscriptions.delete(subscription);
+        const n = (perThread.get(threadId) ?? 1) - 1;
+        if (n <= 0) perThread.delete(threadId);
+        else perThread.set(threadId, n);
+      },
+    });
+    if (!subscription.ended) subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async function cancel(input: { user: { id: string }; runId: string }): Promise<void> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    checkId(input.runId, 'runId');
+    const local = runs.get(input.runId);
+    const record = local ? null : await storeCall('reading the run', () => store.getRun(input.runId));
+    const threadId = local?.threadId ?? record?.threadId;
+    const notFound = new RelayError('not_found', `run ${input.runId} does not exist or you may not cancel it`);
+    if (threadId === undefined) throw notFound;
+    try {
+      await threadFor({ id: input.user.id }, threadId);
+    } catch (error) {
+      if (error instanceof RelayError && error.code === 'not_found') throw notFound;
+      throw error;
+    }
+    if (local) {
+      if (!local.controller.signal.aborted) local.controller.abort(new RunStop('cancelled', 'the run was cancelled'));
+      await local.done;
+      return;
+    }
+    if (record?.status === 'running') {
+      // Left running by another process (or one that died): end it in the log.
+      await writeRunError(threadId, input.runId, new RunStop('cancelled', 'the run was cancelled'));
+    }
+  }
+
+  async function publish(threadId: string, events: AgentEvent[]): Promise<StoredEvent[]> {
+    checkOpen();
+    checkId(threadId, 'threadId');
+    if (!Array.isArray(events)) throw new RelayError('invalid_message', 'events must be an array');
+    if (events.length > limits.maxBatchEvents) {
+      throw new RelayError('invalid_message', `at most ${limits.maxBatchEvents} events may be published at once`);
+    }
+    const checked: AgentEvent[] = [];
+    for (const raw of events) {
+      const parsed = safeParse(AgentEventSchema, raw, 'event');
+      if (!parsed.ok) throw new RelayError('invalid_message', parsed.error.message, { cause: parsed.error });
+      const event = parsed.value;
+      if (event.threadId !== threadId) throw new RelayError('invalid_message', `event belongs to thread ${event.threadId}, not ${threadId}`);
+      if (RELAY_ONLY_TYPES.has(event.type)) throw new RelayError('invalid_message', `${event.type} events are written by the relay only`);
+      checked.push(event);
+    }
+    if (checked.length === 0) return [];
+    const thread = await storeCall('reading the thread', () => store.getThread(threadId));
+    if (!thread) throw new RelayError('not_found', `thread ${threadId} does not exist`);
+    const writer = writerFor(threadId);
+    const entries = checked.map((event) => writer.add(event, null, false));
+    await storeCall('storing events', () => writer.flush());
+    return entries.map((entry) => {
+      if (!entry.stored) throw new RelayError('internal_error', 'the store did not return a stored event');
+      return entry.stored;
+    });
+  }
+
+  async function recover(): Promise<number> {
+    checkOpen();
+    const running = await storeCall('listing running runs', () => store.listRunningRuns());
+    let count = 0;
+    for (const run of running) {
+      if (runs.has(run.runId)) continue;
+      const stop = new RunStop('relay_restarted', 'the relay restarted while this run was in progress; send the message again');
+      const event: AgentEvent = { type: 'RUN_ERROR', threadId: run.threadId, runId: run.runId, ts: Date.now(), code: stop.code, message: stop.message };
+      const writer = writerFor(run.threadId);
+      writer.add(event, null, false);
+      await storeCall('failing a stale run', () => writer.flush());
+      count++;
+    }
+    return count;
+  }
+
+  async function close(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    for (const run of runs.values()) {
+      if (!run.controller.signal.aborted) run.controller.abort(new RunStop('shutdown', 'the relay shut down'));
+    }
+    await Promise.all([...runs.values()].map((r) => r.done));
+    for (const [, waiters] of queues) for (const wake of [...waiters]) wake();
+    const error = new RelayError('closed', 'the relay is closed');
+    for (const subscription of [...subscriptions]) subscription.fail(error);
+    await Promise.all([...writers.values()].map((w) => w.flush().catch(() => {})));
+  }
+
+  return {
+    send,
+    subscribe,
+    cancel,
+    publish,
+    recover,
+    close,
+    get activeRuns() {
+      return runs.size;
+    },
+    get subscribers() {
+      return subscriptions.size;
+    },
+  };
+}
+
+/** Validates an event from the agent: contract shape, this run's thread and run, and a type an agent may send. */
+function checkAgentEvent(value: unknown, threadId: string, runId: string): AgentEvent {
+  const parsed = safeParse(AgentEventSchema, value, 'agent event');
+  if (!parsed.ok) throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, { cause: parsed.error });
+  const event = parsed.value;
+  if (event.threadId !== threadId || event.runId !== runId) {
+    throw new AgentTransportError('agent_stream_invalid', `the agent sent an event of another thread or run (${event.threadId}/${event.runId})`);
+  }
+  if (event.type === 'USER_MESSAGE') throw new AgentTransportError('agent_stream_invalid', 'the agent may not send USER_MESSAGE events');
+  return event;
+}
+
+function toStop(error: unknown, signal: AbortSignal): RunStop {
+  if (error instanceof RunStop) return error;
+  if (signal.aborted && signal.reason instanceof RunStop) return signal.reason;
+  if (error instanceof AgentTransportError) return new RunStop(error.runErrorCode, error.message);
+  if (error instanceof ContractError) return new RunStop('agent_stream_invalid', `the agent sent an ${error.message}`);
+  if (error instanceof RelayError && error.code === 'store_error') return new RunStop('store_error', error.message);
+  return new RunStop('internal_error', `the agent failed: ${describe(error)}`);
+}
+
+function describe(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.length > 500 ? `${text.slice(0, 500)}…` : text;
+}
+
+function validateLimits(limits: RelayLimits): void {
+  for (const [key, value] of Object.entries(limits)) {
+    const min = key === 'coalesceWindowMs' ? 0 : 1;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
+      throw new RelayError('invalid_message', `limits.${key} must be a number >= ${min}`);
+    }
+  }
+}

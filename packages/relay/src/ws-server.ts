@@ -1,0 +1,466 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ClientMessageSchema, IdSchema, LIMITS, safeParse, safeParseJson } from '@threadline/contracts';
+import type { BrowserErrorCode, ClientMessage } from '@threadline/contracts';
+import { WebSocketServer } from 'ws';
+import type { RawData, WebSocket } from 'ws';
+import { RelayError } from './errors.js';
+import type { Relay } from './relay.js';
+import type { Subscription } from './subscription.js';
+
+/** Bounds of the browser transport. Every field has a default; see {@link DEFAULT_WEBSOCKET_LIMITS}. */
+export interface WebSocketLimits {
+  /** Largest incoming frame; a larger one closes the socket with 1009. */
+  maxFrameBytes: number;
+  /** Invalid frames tolerated per connection; the next closes the socket with 1008. */
+  maxBadFrames: number;
+  /** Sustained incoming messages per second per connection (token bucket refill rate). */
+  messagesPerSecond: number;
+  /** Burst of incoming messages allowed above the rate (token bucket size). */
+  messageBurst: number;
+  /** Rate-limited frames tolerated per connection; the next closes the socket with 1008. */
+  maxRateLimitedFrames: number;
+  /** Requests (send/subscribe/cancel) one connection may have in flight. */
+  maxPendingRequests: number;
+  /** Threads one connection may subscribe to at once. */
+  maxSubscriptionsPerConnection: number;
+  /** Bytes queued on a socket above which event delivery waits for it to drain. */
+  highWaterBytes: number;
+  /** Ping interval; a peer that has not answered the previous ping is dropped. */
+  heartbeatIntervalMs: number;
+  /** Most open connections; further upgrades get 503. */
+  maxConnections: number;
+  /** Longest `authenticate(req)` may take before the upgrade gets 503. */
+  authenticateTimeoutMs: number;
+}
+
+/** The defaults of {@link WebSocketLimits}. */
+export const DEFAULT_WEBSOCKET_LIMITS: Readonly<WebSocketLimits> = Object.freeze({
+  // A maximal `send` (32,000 UTF-16 units, up to 3 bytes each in UTF-8) plus its envelope fits.
+  maxFrameBytes: 128 * 1024,
+  maxBadFrames: 10,
+  messagesPerSecond: 20,
+  messageBurst: 40,
+  maxRateLimitedFrames: 100,
+  maxPendingRequests: 16,
+  maxSubscriptionsPerConnection: 32,
+  highWaterBytes: 1024 * 1024,
+  heartbeatIntervalMs: 30_000,
+  maxConnections: 10_000,
+  authenticateTimeoutMs: 10_000,
+});
+
+/** Options of {@link attachWebSocketServer}. */
+export interface WebSocketTransportOptions {
+  /** Who is connecting (e.g. from the session cookie); `null` refuses the upgrade with 401. */
+  authenticate(req: IncomingMessage): Promise<{ id: string } | null>;
+  /** Origins allowed to connect (exact `scheme://host:port`), or a predicate. A missing Origin is refused. */
+  allowedOrigins: string[] | ((origin: string) => boolean);
+  /** Only upgrades on this path are handled (default: every path). */
+  path?: string;
+  limits?: Partial<WebSocketLimits>;
+  logger?: Pick<Console, 'error' | 'warn'>;
+}
+
+/** Close codes the transport uses. */
+export const WS_CLOSE_CODES = {
+  goingAway: 1001,
+  policyViolation: 1008,
+  messageTooBig: 1009,
+  tryAgainLater: 1013,
+} as const;
+
+const EVENT_PREFIX = '{"type":"event","event":';
+
+/**
+ * Serves the browser protocol over `ws` on an HTTP server (or an existing `WebSocketServer`): authenticates
+ * and checks Origin at upgrade (401/403 before upgrading), validates every frame, rate-limits, heartbeats,
+ * and streams subscribed threads with resume by `afterSeq`.
+ *
+ * With a `WebSocketServer` the checks run right after the upgrade instead (a refused peer is closed with
+ * 1008); pass the HTTP server when you can.
+ *
+ * @example
+ * const server = http.createServer(app);
+ * const ws = attachWebSocketServer(server, relay, {
+ *   authenticate: async (req) => sessions.userFromCookie(req.headers.cookie),
+ *   allowedOrigins: ['http://localhost:3000'],
+ *   path: '/ws',
+ * });
+ * // on shutdown: await ws.close();
+ */
+export function attachWebSocketServer(
+  target: WebSocketServer | Server,
+  relay: Relay,
+  options: WebSocketTransportOptions,
+): { close(): Promise<void>; readonly connections: number } {
+  const limits: WebSocketLimits = { ...DEFAULT_WEBSOCKET_LIMITS, ...options.limits };
+  const logger = options.logger ?? console;
+  const allowed = options.allowedOrigins;
+  const originAllowed = (origin: string | undefined): boolean => {
+    if (!origin) return false;
+    return typeof allowed === 'function' ? allowed(origin) : allowed.includes(origin);
+  };
+  const connections = new Set<Connection>();
+  let upgrading = 0;
+  let closed = false;
+
+  const context: ConnectionContext = { relay, limits, logger, connections };
+
+  async function identify(req: IncomingMessage): Promise<{ id: string } | null | 'timeout'> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), limits.authenticateTimeoutMs);
+    });
+    try {
+      const user = await Promise.race([options.authenticate(req), timeout]);
+      if (user === 'timeout' || user === null) return user;
+      if (!user || !safeParse(IdSchema, user.id).ok) return null;
+      return { id: user.id };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  let ownServer: WebSocketServer | undefined;
+  let detach: () => void;
+  if (target instanceof WebSocketServer) {
+    const wss = target;
+    const onConnection = (ws: WebSocket, req: IncomingMessage) => {
+      if (closed || !originAllowed(req.headers.origin) || connections.size >= limits.maxConnections) {
+        ws.close(WS_CLOSE_CODES.policyViolation, 'origin not allowed or too many connections');
+        return;
+      }
+      ws.pause?.();
+      identify(req).then(
+        (user) => {
+          if (user === null || user === 'timeout') ws.close(WS_CLOSE_CODES.policyViolation, 'unauthorized');
+          else if (ws.readyState === ws.OPEN) new Connection(ws, user, context);
+          ws.resume?.();
+        },
+        (error: unknown) => {
+          logger.error('[threadline/relay] authenticate() failed:', error);
+          ws.close(WS_CLOSE_CODES.policyViolation, 'unauthorized');
+        },
+      );
+    };
+    wss.on('connection', onConnection);
+    detach = () => wss.off('connection', onConnection);
+  } else {
+    const server = target;
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: limits.maxFrameBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    ownServer = wss;
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (options.path !== undefined && pathOf(req.url) !== options.path) return; // another handler's path
+      socket.on('error', () => {});
+      if (closed) return refuse(socket, 503, 'shutting down');
+      if (connections.size + upgrading >= limits.maxConnections) return refuse(socket, 503, 'too many connections');
+      if (!originAllowed(req.headers.origin)) return refuse(socket, 403, 'origin not allowed');
+      upgrading++;
+      identify(req).then(
+        (user) => {
+          upgrading--;
+          if (user === 'timeout') return refuse(socket, 503, 'authentication timed out');
+          if (user === null) return refuse(socket, 401, 'unauthorized');
+          if (closed) return refuse(socket, 503, 'shutting down');
+          if (socket.destroyed) return;
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            new Connection(ws, user, context);
+          });
+        },
+        (error: unknown) => {
+          upgrading--;
+          logger.error('[threadline/relay] authenticate() failed:', error);
+          refuse(socket, 500, 'authentication failed');
+        },
+      );
+    };
+    server.on('upgrade', onUpgrade);
+    detach = () => server.off('upgrade', onUpgrade);
+  }
+
+  // One timer for every connection: an idle socket costs no timer of its own.
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) connection.heartbeat();
+  }, limits.heartbeatIntervalMs);
+  heartbeat.unref();
+
+  return {
+    get connections() {
+      return connections.size;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      detach();
+      const closing = [...connections].map((c) => c.shutdown());
+      await Promise.all(closing);
+      ownServer?.close();
+    },
+  };
+}
+
+interface ConnectionContext {
+  relay: Relay;
+  limits: WebSocketLimits;
+  logger: Pick<Console, 'error' | 'warn'>;
+  connections: Set<Connection>;
+}
+
+type Corkable = { cork(): void; uncork(): void };
+
+/** One browser socket: its user, its subscriptions, its rate-limit and bad-frame counters. */
+class Connection {
+  readonly #ws: WebSocket;
+  readonly #user: { id: string };
+  readonly #ctx: ConnectionContext;
+  #subscriptions: Map<string, Subscription> | undefined;
+  #tokens: number;
+  #refilledAt: number;
+  #badFrames = 0;
+  #rateLimited = 0;
+  #pending = 0;
+  #alive = true;
+  #closed = false;
+
+  constructor(ws: WebSocket, user: { id: string }, ctx: ConnectionContext) {
+    this.#ws = ws;
+    this.#user = user;
+    this.#ctx = ctx;
+    this.#tokens = ctx.limits.messageBurst;
+    this.#refilledAt = Date.now();
+    ctx.connections.add(this);
+    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    ws.on('pong', () => {
+      this.#alive = true;
+    });
+    ws.on('error', () => {
+      // 'close' follows; oversize frames arrive here as errors after ws already closed with 1009.
+    });
+    ws.on('close', () => this.#onClose());
+  }
+
+  heartbeat(): void {
+    if (!this.#alive) {
+      this.#ws.terminate();
+      return;
+    }
+    this.#alive = false;
+    try {
+      this.#ws.ping();
+    } catch {
+      this.#ws.terminate();
+    }
+  }
+
+  shutdown(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#closed || this.#ws.readyState === this.#ws.CLOSED) {
+        this.#onClose();
+        return resolve();
+      }
+      this.#ws.once('close', () => resolve());
+      this.#ws.close(WS_CLOSE_CODES.goingAway, 'server shutting down');
+      // A peer that never answers the close handshake must not hold shutdown up.
+      setTimeout(() => this.#ws.terminate(), 2_000).unref();
+    });
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ctx.connections.delete(this);
+    if (this.#subscriptions) for (const s of this.#subscriptions.values()) s.close();
+    this.#subscriptions = undefined;
+  }
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    if (this.#closed) return;
+    this.#alive = true;
+    const limits = this.#ctx.limits;
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+    if (size > limits.maxFrameBytes) {
+      this.#sendError('message_too_large', `frames may be at most ${limits.maxFrameBytes} bytes`);
+      this.#ws.close(WS_CLOSE_CODES.messageTooBig, 'message too large');
+      return;
+    }
+    // Token bucket: `messageBurst` at once, `messagesPerSecond` sustained.
+    const now = Date.now();
+    this.#tokens = Math.min(limits.messageBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * limits.messagesPerSecond);
+    this.#refilledAt = now;
+    if (this.#tokens < 1) {
+      this.#rateLimited++;
+      this.#sendError('rate_limited', `more than ${limits.messagesPerSecond} messages per second; slow down`);
+      if (this.#rateLimited > limits.maxRateLimitedFrames) this.#ws.close(WS_CLOSE_CODES.policyViolation, 'rate limit exceeded');
+      return;
+    }
+    this.#tokens -= 1;
+    if (isBinary) return this.#badFrame('invalid_message', 'frames must be text (JSON)');
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
+    const parsed = safeParseJson(ClientMessageSchema, text, 'message');
+    if (!parsed.ok) {
+      return this.#badFrame(parsed.error.code === 'invalid_json' ? 'invalid_json' : 'invalid_message', parsed.error.message);
+    }
+    const message = parsed.value;
+    const ref = refOf(message);
+    if (this.#pending >= limits.maxPendingRequests) {
+      this.#sendError('rate_limited', `at most ${limits.maxPendingRequests} requests may be in flight`, ref);
+      return;
+    }
+    this.#pending++;
+    this.#handle(message).then(
+      () => {
+        this.#pending--;
+      },
+      (error: unknown) => {
+        this.#pending--;
+        this.#sendFailure(error, ref);
+      },
+    );
+  }
+
+  #badFrame(code: BrowserErrorCode, message: string): void {
+    this.#badFrames++;
+    this.#sendError(code, message);
+    if (this.#badFrames >= this.#ctx.limits.maxBadFrames) {
+      this.#ws.close(WS_CLOSE_CODES.policyViolation, 'too many invalid frames');
+    }
+  }
+
+  async #handle(message: ClientMessage): Promise<void> {
+    const relay = this.#ctx.relay;
+    switch (message.type) {
+      case 'send': {
+        const { runId } = await relay.send({
+          user: this.#user,
+          threadId: message.threadId,
+          text: message.text,
+          clientMessageId: message.clientMessageId,
+        });
+        this.#sendRaw(JSON.stringify({ type: 'ack', clientMessageId: message.clientMessageId, runId }));
+        return;
+      }
+      case 'cancel':
+        await relay.cancel({ user: this.#user, runId: message.runId });
+        return;
+      case 'subscribe': {
+        const subs = (this.#subscriptions ??= new Map());
+        // A new subscribe to the same thread replaces the old one (a resume from another seq).
+        subs.get(message.threadId)?.close();
+        subs.delete(message.threadId);
+        if (subs.size >= this.#ctx.limits.maxSubscriptionsPerConnection) {
+          throw new RelayError('too_many_subscribers', `at most ${this.#ctx.limits.maxSubscriptionsPerConnection} threads per connection`);
+        }
+        const subscription = await relay.subscribe({ user: this.#user, threadId: message.threadId, afterSeq: message.afterSeq });
+        if (this.#closed || this.#subscriptions !== subs) {
+          subscription.close();
+          return;
+        }
+        subs.get(message.threadId)?.close();
+        subs.set(message.threadId, subscription);
+        void this.#deliver(subscription);
+        return;
+      }
+    }
+  }
+
+  /** Streams one subscription into the socket: one corked write per batch, waiting for drain past the high-water mark. */
+  async #deliver(subscription: Subscription): Promise<void> {
+    const ws = this.#ws;
+    const socket = (ws as unknown as { _socket?: Partial<Corkable> })._socket;
+    const cork = typeof socket?.cork === 'function' && typeof socket.uncork === 'function' ? (socket as Corkable) : null;
+    try {
+      for (;;) {
+        const batch = await subscription.nextBatch();
+        if (batch === null || this.#closed) return;
+        let flushed: Promise<void> | undefined;
+        cork?.cork();
+        try {
+          const last = batch.length - 1;
+          for (let i = 0; i < last; i++) ws.send(EVENT_PREFIX + batch[i]!.json + '}');
+          flushed = new Promise<void>((resolve) => ws.send(EVENT_PREFIX + batch[last]!.json + '}', () => resolve()));
+        } finally {
+          cork?.uncork();
+        }
+        if (ws.bufferedAmount > this.#ctx.limits.highWaterBytes) await flushed;
+      }
+    } catch (error) {
+      if (this.#closed) return;
+      this.#sendFailure(error, subscription.threadId);
+      if (error instanceof RelayError && error.code === 'slow_consumer') {
+        ws.close(WS_CLOSE_CODES.tryAgainLater, 'slow consumer; resubscribe with your last seq');
+      }
+    } finally {
+      subscription.close();
+      if (this.#subscriptions?.get(subscription.threadId) === subscription) this.#subscriptions.delete(subscription.threadId);
+    }
+  }
+
+  #sendFailure(error: unknown, ref: string | undefined): void {
+    if (error instanceof RelayError) {
+      this.#sendError(browserCode(error.code), error.message, ref);
+      return;
+    }
+    this.#ctx.logger.error('[threadline/relay] unexpected error handling a browser message:', error);
+    this.#sendError('internal_error', 'something went wrong on the server; try again', ref);
+  }
+
+  #sendError(code: BrowserErrorCode, message: string, ref?: string): void {
+    const text = message.length > LIMITS.maxErrorMessageLength ? `${message.slice(0, LIMITS.maxErrorMessageLength - 1)}…` : message;
+    this.#sendRaw(JSON.stringify(ref === undefined ? { type: 'error', code, message: text } : { type: 'error', code, message: text, ref }));
+  }
+
+  #sendRaw(frame: string): void {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#ws.send(frame);
+  }
+}
+
+function refOf(message: ClientMessage): string {
+  switch (message.type) {
+    case 'send':
+      return message.clientMessageId;
+    case 'subscribe':
+      return message.threadId;
+    case 'cancel':
+      return message.runId;
+  }
+}
+
+function browserCode(code: RelayError['code']): BrowserErrorCode {
+  switch (code) {
+    case 'conflict':
+      return 'invalid_message';
+    case 'closed':
+      return 'agent_unavailable';
+    default:
+      return code;
+  }
+}
+
+function pathOf(url: string | undefined): string {
+  const q = (url ?? '/').indexOf('?');
+  return q === -1 ? (url ?? '/') : (url ?? '/').slice(0, q);
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+function refuse(socket: Duplex, status: number, reason: string): void {
+  if (socket.destroyed) return;
+  const body = `${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
