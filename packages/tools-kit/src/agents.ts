@@ -1,2 +1,87 @@
-/** Safe HTTP tool endpoints with strict validation and scoped act-as tokens for Threadline agents. (agents: not built yet) */
-export const PLACEHOLDER_AGENTS = true;
+/**
+ * `@openai/agents` binding: turns a tool manifest into function tools that call the host through a
+ * {@link ToolClient}, so the agent gets the host's tools without redefining them.
+ * @packageDocumentation
+ */
+import { tool } from '@openai/agents';
+import type { FunctionTool } from '@openai/agents';
+import { ID_PATTERN, LIMITS } from '@threadline/contracts';
+import type { ToolError, ToolManifest, ToolResult } from '@threadline/contracts';
+import type { ToolClient } from './client.js';
+import { ToolsKitError } from './errors.js';
+
+/** What {@link toAgentTools} reports after each call. */
+export interface AgentToolResultInfo {
+  /** The SDK's call id, when the SDK gave one. */
+  callId?: string;
+  /** The host's tool name (e.g. `profile.patch`; the model sees `profile_patch`). */
+  name: string;
+  result: ToolResult;
+}
+
+/** Options of {@link toAgentTools}. */
+export interface ToAgentToolsOptions {
+  /** Called once per tool call with its result, so the runner can emit TOOL_CALL_RESULT (ok or not). */
+  onResult?(info: AgentToolResultInfo): void;
+}
+
+/**
+ * Turns a manifest into `@openai/agents` function tools (JSON Schema parameters, strict mode). Internal
+ * entries (session, events) are skipped. A failed call is returned to the model as an error text and
+ * reported through `onResult`; nothing rejects. The SDK's call id is sent as the idempotency key.
+ * @example
+ * const manifest = await client.manifest();
+ * if (manifest.ok) agent.tools.push(...toAgentTools(client, manifest.data, { onResult }));
+ */
+export function toAgentTools(client: ToolClient, manifest: ToolManifest, options: ToAgentToolsOptions = {}): FunctionTool[] {
+  const out: FunctionTool[] = [];
+  const seen = new Map<string, string>();
+  for (const entry of manifest.tools) {
+    if (entry.internal) continue;
+    const report = (info: AgentToolResultInfo) => {
+      try {
+        options.onResult?.(info);
+      } catch {
+        // A broken observer must not turn a finished tool call into a failed one.
+      }
+    };
+    const execute = async (input: unknown, _runContext?: unknown, details?: { toolCall?: { callId?: string }; signal?: AbortSignal }) => {
+      const callId = details?.toolCall?.callId;
+      const idempotencyKey = callId !== undefined && callId.length <= LIMITS.maxIdLength && ID_PATTERN.test(callId) ? callId : undefined;
+      const result = await client.call(entry.name, input, {
+        ...(details?.signal ? { signal: details.signal } : {}),
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+      });
+      report({ ...(callId !== undefined ? { callId } : {}), name: entry.name, result });
+      return result.ok ? (typeof result.data === 'string' ? result.data : JSON.stringify(result.data ?? null)) : errorText(result.error);
+    };
+    const errorFunction = (_ctx: unknown, error: unknown, details?: { toolCall?: { callId?: string } }) => {
+      // Reached when the SDK cannot parse the model's arguments; the router never saw the call.
+      const callId = details?.toolCall?.callId;
+      const failure: ToolError = { code: 'invalid_input', message: `the arguments for ${entry.name} were not valid: ${error instanceof Error ? error.message.slice(0, 300) : 'unknown'}` };
+      report({ ...(callId !== undefined ? { callId } : {}), name: entry.name, result: { ok: false, error: failure } });
+      return errorText(failure);
+    };
+    const base = { name: entry.name, description: entry.description || entry.name, execute, errorFunction };
+    let made: FunctionTool;
+    try {
+      made = tool({ ...base, parameters: structuredClone(entry.inputSchema) as never, strict: true }) as unknown as FunctionTool;
+    } catch {
+      // Strict mode cannot express open-ended shapes (free-form records, `propertyNames`, typeless objects).
+      // Such a tool is still offered, non-strict: the router validates every call strictly anyway.
+      made = tool({ ...base, parameters: structuredClone(entry.inputSchema) as never, strict: false }) as unknown as FunctionTool;
+    }
+    const clash = seen.get(made.name);
+    if (clash !== undefined) {
+      throw new ToolsKitError('duplicate_tool', `tools ${clash} and ${entry.name} both become ${made.name} for the model; rename one`);
+    }
+    seen.set(made.name, entry.name);
+    out.push(made);
+  }
+  return out;
+}
+
+function errorText(error: ToolError): string {
+  const issues = (error.issues ?? []).slice(0, 10).map((i) => `\n- ${i.path || '(input)'}: ${i.message}`).join('');
+  return `Error (${error.code}): ${error.message}${issues}`;
+}

@@ -1,0 +1,46 @@
+import type { ToolErrorCode, ToolIssue } from '@threadline/contracts';
+
+/** Codes of {@link ToolsKitError}. */
+export const TOOLS_KIT_ERROR_CODES = [
+  'invalid_options',
+  'invalid_tool',
+  'duplicate_tool',
+  'invalid_token_request',
+  'token_invalid',
+  'token_expired',
+  'invalid_value',
+  'invalid_event',
+  'limit_exceeded',
+  'tool_call_failed',
+] as const;
+export type ToolsKitErrorCode = (typeof TOOLS_KIT_ERROR_CODES)[number];
+
+/**
+ * The one error base class of this package. `code` says what went wrong; the message says what to do.
+ * @example
+ * try { await issuer.verify(token) } catch (e) { if (e instanceof ToolsKitError && e.code === 'token_expired') … }
+ */
+export class ToolsKitError extends Error {
+  readonly code: ToolsKitErrorCode;
+  constructor(code: ToolsKitErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * Thrown by a tool handler to answer with a structured failure (e.g. `conflict`, `not_found`) instead of a
+ * generic 500. The router sends `errorCode` with its HTTP status from `TOOL_ERROR_STATUS`.
+ * @example
+ * throw new ToolCallError('conflict', 'That slot is already booked.');
+ */
+export class ToolCallError extends ToolsKitError {
+  readonly errorCode: ToolErrorCode;
+  readonly issues: ToolIssue[] | undefined;
+  constructor(errorCode: ToolErrorCode, message: string, options?: { cause?: unknown; issues?: ToolIssue[] }) {
+    super('tool_call_failed', message, options);
+    this.errorCode = errorCode;
+    this.issues = options?.issues;
+  }
+}

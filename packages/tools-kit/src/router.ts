@@ -1,0 +1,479 @@
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  ActAsClaimsSchema,
+  AgentEventSchema,
+  IdSchema,
+  LIMITS,
+  TOOL_ERROR_STATUS,
+  findNonJson,
+  safeParse,
+  toContractIssues,
+} from '@threadline/contracts';
+import type {
+  ActAsClaims,
+  AgentEvent,
+  EventType,
+  JsonValue,
+  ToolError,
+  ToolErrorCode,
+  ToolIssue,
+  ToolManifest,
+  ToolManifestEntry,
+  ToolResult,
+} from '@threadline/contracts';
+import { z } from 'zod';
+import { BUILTIN_TOOLS, createBuiltinTools } from './builtins.js';
+import { ToolCallError, ToolsKitError } from './errors.js';
+import type { EventSink, ToolStore } from './store.js';
+import type { ToolContext, ToolDefinition } from './tool.js';
+import type { TokenIssuer } from './tokens.js';
+
+/** Options of {@link createToolRouter}. */
+export interface ToolRouterOptions {
+  /** The host's own tools, served next to the built-ins. */
+  tools?: readonly ToolDefinition[];
+  /** Verifies act-as tokens (a {@link TokenIssuer}). */
+  tokens: Pick<TokenIssuer, 'verify'>;
+  /** Storage of the built-in tools and of idempotent results. */
+  store: ToolStore;
+  /** Where emitted events go. Without it `events.append` is not served and emitted events are dropped with a warning. */
+  events?: EventSink;
+  /** What `GET /state` returns; default `{ profile }`. */
+  state?: (ctx: { userId: string; threadId: string }) => Promise<Record<string, JsonValue>>;
+  /** Largest request body accepted, in bytes. Default 65,536. */
+  maxBodyBytes?: number;
+  /** Where internal errors are logged with their reference id. Default `console`. */
+  logger?: Pick<Console, 'error' | 'warn'>;
+  /** A path prefix the routes live under, e.g. `/api`. Default none. */
+  basePath?: string;
+  /** How long a handler may run before the call answers `timeout` (504) and its signal aborts. Default 30,000 ms. */
+  handlerTimeoutMs?: number;
+  /** Most events one call may emit. Default 100. */
+  maxEventsPerCall?: number;
+  /** The profile fields `profile.patch` accepts. Default {@link DefaultProfileSchema}. */
+  profileSchema?: z.ZodObject;
+  /** Event types `events.append` accepts. Default {@link DEFAULT_APPENDABLE_EVENT_TYPES}. */
+  appendableEventTypes?: readonly EventType[];
+}
+
+/**
+ * A Fetch-API handler serving `POST /tools/:name`, `GET /state?threadId=` and `GET /tools`. It never
+ * throws: every outcome is a tool result envelope with the matching status.
+ */
+export type ToolRouter = ((request: Request) => Promise<Response>) & {
+  /** Every tool name served, built-ins included: mint tokens with these. */
+  readonly toolNames: string[];
+  /** The body limit, so adapters can stop reading early. */
+  readonly maxBodyBytes: number;
+  /** The full manifest (unfiltered). */
+  readonly manifest: ToolManifest;
+  /** The path prefix the routes live under (`''` for none). */
+  readonly basePath: string;
+};
+
+const BodySchema = z.strictObject({
+  threadId: IdSchema,
+  input: z.unknown().optional(),
+  idempotencyKey: IdSchema.optional(),
+});
+
+const JSON_HEADERS = {
+  'content-type': 'application/json; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+} as const;
+
+/** Bodies nested deeper than this are refused before any schema looks at them (schemas recurse). */
+const MAX_BODY_DEPTH = LIMITS.maxJsonDepth + 8;
+
+class Reject {
+  constructor(
+    readonly code: ToolErrorCode,
+    readonly message: string,
+    readonly issues?: ToolIssue[],
+    readonly headers?: Record<string, string>,
+  ) {}
+}
+
+/**
+ * Creates the tool router: strict input validation, act-as token checks (thread, user and tool scope),
+ * idempotency, body limits and structured results for the host's tools and the built-ins.
+ * @example
+ * const router = createToolRouter({ tools: [addNote], tokens, store: new MemoryToolStore() });
+ * app.use(toolRouterMiddleware(router)); // or: export default { fetch: router }
+ */
+export function createToolRouter(options: ToolRouterOptions): ToolRouter {
+  if (typeof options !== 'object' || options === null) throw new ToolsKitError('invalid_options', 'createToolRouter needs options');
+  if (!options.tokens || typeof options.tokens.verify !== 'function') {
+    throw new ToolsKitError('invalid_options', 'tokens must have a verify(token) method (use createTokenIssuer)');
+  }
+  if (!options.store) throw new ToolsKitError('invalid_options', 'store is required (e.g. new MemoryToolStore())');
+  const maxBodyBytes = intOption(options.maxBodyBytes, 65_536, 64, 64 * 1024 * 1024, 'maxBodyBytes');
+  const handlerTimeoutMs = intOption(options.handlerTimeoutMs, 30_000, 1, 3_600_000, 'handlerTimeoutMs');
+  const maxEventsPerCall = intOption(options.maxEventsPerCall, 100, 1, 10_000, 'maxEventsPerCall');
+  const basePath = normaliseBasePath(options.basePath);
+  const logger = options.logger ?? console;
+  const { store, tokens, events } = options;
+
+  const builtins = createBuiltinTools({
+    store,
+    state: options.state,
+    profileSchema: options.profileSchema,
+    withEvents: events !== undefined,
+    appendableEventTypes: options.appendableEventTypes,
+  });
+  const registry = new Map<string, ToolDefinition>();
+  for (const tool of [...builtins, ...(options.tools ?? [])]) {
+    if (!tool || typeof tool.handler !== 'function' || typeof tool.name !== 'string') {
+      throw new ToolsKitError('invalid_tool', 'tools must be created with defineTool()');
+    }
+    if (registry.has(tool.name)) throw new ToolsKitError('duplicate_tool', `a tool named ${tool.name} is already registered`);
+    registry.set(tool.name, tool);
+  }
+  const manifestEntries = [...registry.values()].map(toManifestEntry);
+  const inflight = new Map<string, Promise<{ fingerprint: string; result: ToolResult | Reject; replay: boolean }>>();
+  let warnedNoSink = false;
+
+  async function authenticate(request: Request): Promise<ActAsClaims | Reject> {
+    const header = request.headers.get('authorization');
+    if (header === null || header.trim() === '') return new Reject('token_missing', 'send Authorization: Bearer <act-as token>');
+    const match = /^Bearer +([A-Za-z0-9._~+/=-]+)$/i.exec(header.trim());
+    if (!match?.[1]) return new Reject('token_invalid', 'the Authorization header must be "Bearer <act-as token>"');
+    let claims: unknown;
+    try {
+      claims = await tokens.verify(match[1]);
+    } catch (error) {
+      if (error instanceof ToolsKitError && error.code === 'token_expired') return new Reject('token_expired', error.message);
+      if (error instanceof ToolsKitError && error.code === 'token_invalid') return new Reject('token_invalid', error.message);
+      logger.warn('[tools-kit] token verification failed with an unexpected error', error);
+      return new Reject('token_invalid', 'token could not be verified');
+    }
+    // A custom verifier may hand back anything; scope decisions below rely on these shapes.
+    const parsed = safeParse(ActAsClaimsSchema, claims, 'token claims');
+    if (!parsed.ok) return new Reject('token_invalid', 'token claims are malformed');
+    return parsed.value;
+  }
+
+  async function execute(tool: ToolDefinition, input: unknown, claims: ActAsClaims, outer: AbortSignal): Promise<ToolResult | Reject> {
+    const controller = new AbortController();
+    const queued: AgentEvent[] = [];
+    const onOuterAbort = () => controller.abort(new ToolCallError('aborted', 'the caller went away'));
+    if (outer.aborted) onOuterAbort();
+    else outer.addEventListener('abort', onOuterAbort, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ctx: ToolContext = {
+      userId: claims.sub,
+      threadId: claims.thread,
+      runId: claims.run,
+      signal: controller.signal,
+      async emit(event) {
+        const parsed = safeParse(AgentEventSchema, event, 'event');
+        if (!parsed.ok) throw new ToolsKitError('invalid_event', `tool ${tool.name} emitted ${parsed.error.message}`, { cause: parsed.error });
+        if (parsed.value.threadId !== claims.thread) throw new ToolCallError('thread_mismatch', 'a tool may emit events to its own thread only');
+        if (queued.length >= maxEventsPerCall) throw new ToolsKitError('limit_exceeded', `a tool call may emit at most ${maxEventsPerCall} events`);
+        queued.push(parsed.value);
+      },
+    };
+    try {
+      const aborted = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => controller.abort(new ToolCallError('timeout', `tool ${tool.name} did not finish within ${handlerTimeoutMs} ms`)), handlerTimeoutMs);
+        controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+      });
+      aborted.catch(() => {});
+      const output = await Promise.race([Promise.resolve().then(() => tool.handler(input, ctx)), aborted]);
+      const checked = safeParse(tool.output, output, `${tool.name} output`);
+      if (!checked.ok) throw new ToolsKitError('invalid_value', `tool ${tool.name} returned output that does not match its schema: ${checked.error.message}`);
+      const nonJson = findNonJson(checked.value);
+      if (nonJson) throw new ToolsKitError('invalid_value', `tool ${tool.name} returned a non-JSON value: ${nonJson.reason}`);
+      // Events go out only once the handler has succeeded: a call that fails part-way emits nothing.
+      if (queued.length > 0) {
+        if (events) for (const event of queued) await events.emit(event);
+        else if (!warnedNoSink) {
+          warnedNoSink = true;
+          logger.warn('[tools-kit] a tool emitted events but the router has no `events` sink; they are dropped');
+        }
+      }
+      return { ok: true, data: checked.value };
+    } catch (error) {
+      if (error instanceof ToolCallError) return new Reject(error.errorCode, error.message, error.issues);
+      if (error instanceof ToolsKitError && error.code === 'limit_exceeded') return new Reject('conflict', error.message);
+      // Output/event bugs are the host's: they are internal errors, not the caller's fault.
+      const ref = randomUUID();
+      logger.error(`[tools-kit] tool ${tool.name} failed (ref ${ref})`, error);
+      return new Reject('internal_error', `internal error; reference ${ref}`, undefined, { 'x-error-ref': ref });
+    } finally {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', onOuterAbort);
+    }
+  }
+
+  async function callTool(request: Request, name: string): Promise<Response> {
+    const auth = await authenticate(request);
+    if (auth instanceof Reject) return fail(auth);
+    const tool = registry.get(name);
+    if (!tool) return fail(new Reject('not_found', `no tool named ${JSON.stringify(name.slice(0, LIMITS.maxToolNameLength))}`));
+    if (!auth.tools.includes(name)) return fail(new Reject('tool_not_allowed', `this token does not allow ${name}`));
+
+    const contentType = request.headers.get('content-type');
+    if (contentType !== null && !isJsonMediaType(contentType)) {
+      return fail(new Reject('unsupported_media_type', 'send the body as application/json'));
+    }
+    const body = await readJsonBody(request, maxBodyBytes);
+    if (body instanceof Reject) return fail(body);
+    const envelope = safeParse(BodySchema, body, 'request body');
+    if (!envelope.ok) return fail(new Reject('invalid_input', envelope.error.message, envelope.error.issues));
+    const headerKey = request.headers.get('idempotency-key');
+    let idempotencyKey = envelope.value.idempotencyKey;
+    if (headerKey !== null) {
+      const key = safeParse(IdSchema, headerKey, 'Idempotency-Key');
+      if (!key.ok) return fail(new Reject('invalid_input', key.error.message, [{ path: 'Idempotency-Key', message: key.error.issues[0]?.message ?? 'invalid' }]));
+      if (idempotencyKey !== undefined && idempotencyKey !== key.value) {
+        return fail(new Reject('invalid_input', 'the Idempotency-Key header and body idempotencyKey differ', [{ path: 'idempotencyKey', message: 'differs from the header' }]));
+      }
+      idempotencyKey = key.value;
+    }
+    if (envelope.value.threadId !== auth.thread) return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+
+    const input = validateInput(tool, envelope.value.input === undefined ? {} : envelope.value.input);
+    if (input instanceof Reject) return fail(input);
+
+    if (idempotencyKey === undefined) return respond(await execute(tool, input.value, auth, request.signal));
+    const storeKey = `tools-kit:idem:${JSON.stringify([auth.sub, auth.thread, name, idempotencyKey])}`;
+    const fingerprint = fingerprintOf(input.value);
+    // A duplicate arriving while the first call still runs waits for it instead of writing a second time.
+    const running = inflight.get(storeKey);
+    if (running) {
+      const first = await running;
+      if (first.fingerprint !== fingerprint) return fail(new Reject('conflict', 'this idempotency key was used with a different input'));
+      return !(first.result instanceof Reject) && first.result.ok ? replayed(first.result) : respond(first.result);
+    }
+    const work = (async (): Promise<{ fingerprint: string; result: ToolResult | Reject; replay: boolean }> => {
+      const stored = await store.getIdempotent(storeKey);
+      if (stored !== null) return { fingerprint, result: fromStored(stored, fingerprint), replay: true };
+      const result = await execute(tool, input.value, auth, request.signal);
+      if (result instanceof Reject || !result.ok) return { fingerprint, result, replay: false };
+      // Only successes are kept: a failed call wrote nothing, so retrying it with the same key is safe.
+      const kept = await store.putIdempotent(storeKey, { fingerprint, data: result.data as JsonValue });
+      return { fingerprint, result: fromStored(kept, fingerprint), replay: false };
+    })();
+    inflight.set(storeKey, work);
+    try {
+      const { result, replay } = await work;
+      return replay && !(result instanceof Reject) ? replayed(result) : respond(result);
+    } finally {
+      inflight.delete(storeKey);
+    }
+  }
+
+  async function readState(request: Request, url: URL): Promise<Response> {
+    const auth = await authenticate(request);
+    if (auth instanceof Reject) return fail(auth);
+    if (!auth.tools.includes(BUILTIN_TOOLS.stateGet)) return fail(new Reject('tool_not_allowed', `this token does not allow ${BUILTIN_TOOLS.stateGet}`));
+    const threadIds = url.searchParams.getAll('threadId');
+    if (threadIds.length !== 1) {
+      return fail(new Reject('invalid_input', 'pass exactly one threadId query parameter', [{ path: 'threadId', message: 'required once' }]));
+    }
+    const threadId = safeParse(IdSchema, threadIds[0], 'threadId');
+    if (!threadId.ok) return fail(new Reject('invalid_input', threadId.error.message, threadId.error.issues.map((i) => ({ ...i, path: 'threadId' }))));
+    if (threadId.value !== auth.thread) return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    const tool = registry.get(BUILTIN_TOOLS.stateGet) as ToolDefinition;
+    return respond(await execute(tool, {}, auth, request.signal));
+  }
+
+  async function listTools(request: Request, url: URL): Promise<Response> {
+    const auth = await authenticate(request);
+    if (auth instanceof Reject) return fail(auth);
+    const threadIds = url.searchParams.getAll('threadId');
+    if (threadIds.length > 1) return fail(new Reject('invalid_input', 'pass at most one threadId', [{ path: 'threadId', message: 'repeated' }]));
+    if (threadIds.length === 1 && threadIds[0] !== auth.thread) return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    const allowed = new Set(auth.tools);
+    const manifest: ToolManifest = { tools: manifestEntries.filter((e) => allowed.has(e.name)) };
+    return json(200, { ok: true, data: manifest });
+  }
+
+  async function route(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    let path = url.pathname;
+    if (basePath !== '') {
+      if (path !== basePath && !path.startsWith(`${basePath}/`)) return fail(new Reject('not_found', 'no such route'));
+      path = path.slice(basePath.length);
+    }
+    const method = request.method.toUpperCase();
+    if (path === '/tools' || path === '/state') {
+      if (method !== 'GET') return fail(new Reject('method_not_allowed', `use GET ${path}`, undefined, { allow: 'GET' }));
+      return path === '/tools' ? listTools(request, url) : readState(request, url);
+    }
+    if (path.startsWith('/tools/')) {
+      const raw = path.slice('/tools/'.length);
+      let name: string;
+      try {
+        name = decodeURIComponent(raw);
+      } catch {
+        return fail(new Reject('not_found', 'no such tool'));
+      }
+      if (name === '' || name.includes('/')) return fail(new Reject('not_found', 'no such tool'));
+      if (method !== 'POST') return fail(new Reject('method_not_allowed', 'call a tool with POST', undefined, { allow: 'POST' }));
+      return callTool(request, name);
+    }
+    return fail(new Reject('not_found', 'no such route'));
+  }
+
+  const handler = async (request: Request): Promise<Response> => {
+    try {
+      return await route(request);
+    } catch (error) {
+      const ref = randomUUID();
+      logger.error(`[tools-kit] request failed (ref ${ref})`, error);
+      return fail(new Reject('internal_error', `internal error; reference ${ref}`, undefined, { 'x-error-ref': ref }));
+    }
+  };
+  return Object.assign(handler, {
+    toolNames: [...registry.keys()],
+    maxBodyBytes,
+    manifest: { tools: manifestEntries },
+    basePath,
+  });
+}
+
+function validateInput(tool: ToolDefinition, input: unknown): { value: unknown } | Reject {
+  let result: ReturnType<z.ZodType['safeParse']>;
+  try {
+    result = tool.input.safeParse(input);
+  } catch {
+    return new Reject('invalid_input', `invalid input for ${tool.name}`, [{ path: '', message: 'unreadable value' }]);
+  }
+  if (result.success) return { value: result.data };
+  const issues = toContractIssues(result.error);
+  const first = issues[0];
+  const where = first && first.path !== '' ? ` at ${first.path}` : '';
+  return new Reject('invalid_input', `invalid input for ${tool.name}${first ? `: ${first.message}${where}` : ''}`, issues);
+}
+
+function fromStored(stored: JsonValue, fingerprint: string): ToolResult | Reject {
+  const record = stored as { fingerprint?: unknown; data?: JsonValue };
+  if (typeof record !== 'object' || record === null || record.fingerprint !== fingerprint) {
+    return new Reject('conflict', 'this idempotency key was used with a different input');
+  }
+  return { ok: true, data: record.data ?? null };
+}
+
+function replayed(result: ToolResult): Response {
+  return json(200, result, { 'idempotent-replayed': 'true' });
+}
+
+function respond(result: ToolResult | Reject): Response {
+  if (result instanceof Reject) return fail(result);
+  return json(200, result);
+}
+
+function fail(reject: Reject): Response {
+  const error: ToolError = { code: reject.code, message: reject.message.slice(0, LIMITS.maxErrorMessageLength) || reject.code };
+  if (reject.issues && reject.issues.length > 0) error.issues = reject.issues.slice(0, 100);
+  const ref = reject.headers?.['x-error-ref'];
+  if (ref !== undefined) error.ref = ref;
+  const headers: Record<string, string> = { ...reject.headers };
+  if (reject.code === 'payload_too_large') headers.connection = 'close';
+  return json(TOOL_ERROR_STATUS[reject.code], { ok: false, error }, headers);
+}
+
+function json(status: number, body: ToolResult, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...headers } });
+}
+
+function isJsonMediaType(value: string): boolean {
+  const type = value.split(';')[0]?.trim().toLowerCase() ?? '';
+  return type === 'application/json' || /^application\/[a-z0-9.+-]*\+json$/.test(type);
+}
+
+async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > limit) {
+    return new Reject('payload_too_large', `the body may be at most ${limit} bytes`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body) {
+    const reader = request.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        return new Reject('payload_too_large', `the body may be at most ${limit} bytes`);
+      }
+      chunks.push(value);
+    }
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    return new Reject('invalid_json', 'the body is not valid UTF-8');
+  }
+  if (text.trim() === '') return new Reject('invalid_json', 'the body must be a JSON object');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return new Reject('invalid_json', 'the body is not valid JSON');
+  }
+  if (depthExceeds(value, MAX_BODY_DEPTH)) return new Reject('invalid_input', `the body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+  return value;
+}
+
+/** Iterative on purpose: a recursive walk is exactly what a deeply nested body would overflow. */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [unknown, number];
+    if (typeof current !== 'object' || current === null) continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(current) ? current : Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+function fingerprintOf(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('base64url');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+function toManifestEntry(tool: ToolDefinition): ToolManifestEntry {
+  const entry: ToolManifestEntry = {
+    name: tool.name,
+    description: tool.description,
+    inputSchema: toJsonSchema(tool.input, 'input'),
+    outputSchema: toJsonSchema(tool.output, 'output'),
+  };
+  if (tool.internal) entry.internal = true;
+  return entry;
+}
+
+function toJsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const out = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<string, unknown>;
+  delete out.$schema;
+  return out;
+}
+
+function normaliseBasePath(value: string | undefined): string {
+  if (value === undefined || value === '' || value === '/') return '';
+  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(value)) throw new ToolsKitError('invalid_options', 'basePath must start with "/" and be a plain path');
+  return value.replace(/\/+$/, '');
+}
+
+function intOption(value: number | undefined, fallback: number, min: number, max: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ToolsKitError('invalid_options', `${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
