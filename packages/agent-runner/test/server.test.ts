@@ -1,0 +1,231 @@
+import { generateKeyPair, SignJWT } from 'jose';
+import { createRunErrorEvent, createRunFinishedEvent, createRunStartedEvent, createTextMessageChunkEvent, type AgentEvent, type RunRequest } from '@threadline/contracts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentRunnerError, serveAgent, type Runner, type ServedAgent, type ServeAgentOptions } from '../src/index.js';
+import { SECRET, collectSse, deferred, readSse, runRequest, silent } from './helpers.js';
+
+/** A runner seam the HTTP tests control: it streams RUN_STARTED, then waits for `release` or an abort. */
+function controlledRunner() {
+  const started: { request: RunRequest; signal: AbortSignal }[] = [];
+  const release = deferred();
+  const runner: Runner = {
+    async *run(request, { signal } = {}) {
+      const base = { threadId: request.threadId, runId: request.runId };
+      started.push({ request, signal: signal! });
+      yield createRunStartedEvent(base);
+      yield createTextMessageChunkEvent({ ...base, messageId: 'm1', delta: 'hi' });
+      const aborted = new Promise<void>((r) => signal!.addEventListener('abort', () => r(), { once: true }));
+      await Promise.race([release.promise, aborted]);
+      if (signal!.aborted) {
+        const reason = signal!.reason as AgentRunnerError;
+        yield createRunErrorEvent({ ...base, code: reason.code, message: reason.message });
+      } else yield createRunFinishedEvent(base);
+    },
+  };
+  return { runner, started, release };
+}
+
+let served: ServedAgent | undefined;
+afterEach(async () => {
+  await served?.close({ deadlineMs: 0 });
+  served = undefined;
+});
+
+async function start(runner: Runner, options: Partial<ServeAgentOptions> = {}) {
+  served = await serveAgent(runner, { auth: { sharedSecret: SECRET }, logger: silent, doctor: false, ...options });
+  return served;
+}
+
+const post = (url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+  fetch(`${url}/runs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...(signal ? { signal } : {}),
+  });
+
+async function until(cond: () => boolean) {
+  while (!cond()) await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('agent HTTP service: auth', () => {
+  it('rejects missing, wrong and malformed shared-secret credentials with 401 before any work', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner);
+    for (const auth of [undefined, `Bearer ${SECRET}x`, `Bearer ${SECRET.slice(0, -1)}`, `Basic ${SECRET}`, `Bearer  ${SECRET}`, SECRET, 'Bearer ']) {
+      const res = await fetch(`${url}/runs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(auth !== undefined ? { authorization: auth } : {}) },
+        body: 'x'.repeat(1_000_000), // a huge bad body must not be read: 401, not 413
+      });
+      expect(res.status, String(auth)).toBe(401);
+      expect(await res.json()).toMatchObject({ error: { code: 'unauthorized' } });
+    }
+    for (const path of ['/healthz', '/runs/x']) {
+      const res = await fetch(`${url}${path}`, { method: path === '/healthz' ? 'GET' : 'DELETE' });
+      expect(res.status).toBe(401);
+    }
+    expect(c.started).toHaveLength(0);
+  });
+
+  it('refuses a shared secret shorter than 32 bytes at creation', async () => {
+    await expect(serveAgent(controlledRunner().runner, { auth: { sharedSecret: 'short' }, logger: silent, doctor: false })).rejects.toMatchObject({
+      code: 'invalid_config',
+    });
+  });
+
+  it('accepts only JWTs with the right key, audience, issuer, algorithm and expiry', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('EdDSA');
+    const other = await generateKeyPair('EdDSA');
+    const c = controlledRunner();
+    const { url } = await start(c.runner, { auth: { jwt: { publicKey, issuer: 'api' } } });
+    const sign = (claims: { aud?: string; iss?: string; exp?: number }, key = privateKey) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .setAudience(claims.aud ?? 'threadline-agent')
+        .setIssuer(claims.iss ?? 'api')
+        .setIssuedAt()
+        .setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 60)
+        .sign(key);
+    const health = (token: string) => fetch(`${url}/healthz`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await health(await sign({}))).status).toBe(200);
+    expect((await health(await sign({ aud: 'threadline-tools' }))).status).toBe(401);
+    expect((await health(await sign({ iss: 'someone-else' }))).status).toBe(401);
+    expect((await health(await sign({ exp: Math.floor(Date.now() / 1000) - 120 }))).status).toBe(401);
+    expect((await health(await sign({}, other.privateKey))).status).toBe(401);
+    const hs = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setAudience('threadline-agent').setIssuer('api').setExpirationTime('1m').sign(new TextEncoder().encode(SECRET));
+    expect((await health(hs)).status).toBe(401);
+    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ aud: 'threadline-agent', iss: 'api', exp: 9e9 })).toString('base64url')}.`;
+    expect((await health(unsigned)).status).toBe(401);
+  });
+});
+
+describe('agent HTTP service: requests', () => {
+  it('answers 400 with the parse issues for a bad run request, 415 for a non-JSON type, 413 over the size bound', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner, { maxBodyBytes: 2048 });
+    const bad = await post(url, { ...runRequest(), threadId: 'bad id!', extra: 1 });
+    expect(bad.status).toBe(400);
+    const body = (await bad.json()) as { error: { code: string; issues: { path: string }[] } };
+    expect(body.error.code).toBe('invalid_request');
+    expect(body.error.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['threadId']));
+    const notJson = await post(url, '{nope');
+    expect(notJson.status).toBe(400);
+    expect(await notJson.json()).toMatchObject({ error: { code: 'invalid_json' } });
+    const wrongType = await post(url, runRequest(), { 'content-type': 'text/plain' });
+    expect(wrongType.status).toBe(415);
+    const big = await post(url, runRequest({ message: 'x'.repeat(3000) }));
+    expect(big.status).toBe(413);
+    expect((await fetch(`${url}/nope`, { headers: { authorization: `Bearer ${SECRET}` } })).status).toBe(404);
+    expect((await fetch(`${url}/runs`, { headers: { authorization: `Bearer ${SECRET}` } })).status).toBe(405);
+    expect(c.started).toHaveLength(0);
+  });
+
+  it('streams contract events as SSE and sends heartbeats while the run is quiet', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner, { heartbeatMs: 20 });
+    const res = await post(url, runRequest());
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const seen: { event?: AgentEvent; comment?: string }[] = [];
+    for await (const item of readSse(res)) {
+      seen.push(item);
+      if (seen.filter((s) => s.comment === 'ping').length === 2) c.release.resolve();
+    }
+    expect(seen.filter((s) => s.event).map((s) => s.event!.type)).toEqual(['RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED']);
+    expect(seen.filter((s) => s.comment === 'ping').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('answers 429 with Retry-After at the concurrency bound and 409 for a runId already running', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner, { maxConcurrentRuns: 1, retryAfterSeconds: 3 });
+    const request = runRequest();
+    const first = await post(url, request);
+    const stream = readSse(first);
+    await stream.next();
+    const second = await post(url, runRequest());
+    expect(second.status).toBe(429);
+    expect(second.headers.get('retry-after')).toBe('3');
+    expect(await second.json()).toMatchObject({ error: { code: 'too_many_runs' } });
+    c.release.resolve();
+    for await (const _ of stream) void _;
+    await until(() => c.started.length === 1);
+    const again = await post(url, runRequest());
+    expect(again.status).toBe(200);
+    await collectSse(again);
+  });
+
+  it('rejects a second run with the same runId with 409', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner);
+    const request = runRequest();
+    const first = await post(url, request);
+    const stream = readSse(first);
+    await stream.next();
+    const dup = await post(url, request);
+    expect(dup.status).toBe(409);
+    c.release.resolve();
+    for await (const _ of stream) void _;
+  });
+
+  it('cancels a run on DELETE /runs/:runId with RUN_ERROR cancelled', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner);
+    const request = runRequest();
+    const res = await post(url, request);
+    const stream = readSse(res);
+    await stream.next();
+    expect((await fetch(`${url}/runs/nope`, { method: 'DELETE', headers: { authorization: `Bearer ${SECRET}` } })).status).toBe(404);
+    const del = await fetch(`${url}/runs/${request.runId}`, { method: 'DELETE', headers: { authorization: `Bearer ${SECRET}` } });
+    expect(del.status).toBe(202);
+    const rest: AgentEvent[] = [];
+    for await (const item of stream) if (item.event) rest.push(item.event);
+    expect(rest.at(-1)).toMatchObject({ type: 'RUN_ERROR', code: 'cancelled' });
+    expect(c.started[0]!.signal.aborted).toBe(true);
+  });
+
+  it('cancels the run when the client disconnects', async () => {
+    const c = controlledRunner();
+    const s = await start(c.runner);
+    const controller = new AbortController();
+    const res = await post(s.url, runRequest(), {}, controller.signal);
+    const stream = readSse(res);
+    await stream.next();
+    const aborted = new Promise<unknown>((r) => c.started[0]!.signal.addEventListener('abort', () => r(c.started[0]!.signal.reason)));
+    controller.abort();
+    expect(await aborted).toMatchObject({ code: 'aborted' });
+    await until(() => s.port > 0 && c.started.length === 1);
+  });
+
+  it('shuts down gracefully: finished runs complete, stuck runs get RUN_ERROR shutdown at the deadline, new runs get 503', async () => {
+    const c = controlledRunner();
+    const s = await start(c.runner);
+    const res = await post(s.url, runRequest());
+    const stream = readSse(res);
+    await stream.next();
+    const closing = s.close({ deadlineMs: 150 });
+    await new Promise((r) => setTimeout(r, 20));
+    const late = await post(s.url, runRequest()).then((r) => r.status, () => 'refused');
+    expect([503, 'refused']).toContain(late);
+    const rest: AgentEvent[] = [];
+    for await (const item of stream) if (item.event) rest.push(item.event);
+    expect(rest.at(-1)).toMatchObject({ type: 'RUN_ERROR', code: 'shutdown' });
+    await closing;
+    served = undefined;
+  });
+
+  it('lets a run that ends before the shutdown deadline finish normally', async () => {
+    const c = controlledRunner();
+    const s = await start(c.runner);
+    const res = await post(s.url, runRequest());
+    const stream = readSse(res);
+    await stream.next();
+    const closing = s.close({ deadlineMs: 5000 });
+    setTimeout(() => c.release.resolve(), 30);
+    const rest: AgentEvent[] = [];
+    for await (const item of stream) if (item.event) rest.push(item.event);
+    expect(rest.at(-1)).toMatchObject({ type: 'RUN_FINISHED' });
+    await closing;
+    served = undefined;
+  });
+});
