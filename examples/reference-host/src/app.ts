@@ -19,9 +19,11 @@ export type ThreadStore = Pick<EventStore, 'createThread' | 'getThread' | 'listT
 export interface AppLimits {
   /** Largest JSON body on /api routes, in bytes. Default 16 KiB. */
   jsonBodyBytes: number;
-  /** Sign-in and sign-up attempts per client address per window. Default 20. */
+  /** Sign-in attempts per client address and username per window. Default 10. */
   authAttempts: number;
-  /** The window of `authAttempts`, in ms. Default 5 minutes. */
+  /** Sign-ups per client address per window. Default 20. */
+  signups: number;
+  /** The window of `authAttempts` and `signups`, in ms. Default 5 minutes. */
   authWindowMs: number;
   /** Most events one GET /api/threads/:id/events returns. Default 1000. */
   maxEventsPerPage: number;
@@ -29,7 +31,8 @@ export interface AppLimits {
 
 export const DEFAULT_APP_LIMITS: AppLimits = {
   jsonBodyBytes: 16 * 1024,
-  authAttempts: 20,
+  authAttempts: 10,
+  signups: 20,
   authWindowMs: 5 * 60_000,
   maxEventsPerPage: 1000,
 };
@@ -120,7 +123,8 @@ export function createApp(options: AppOptions): express.Express {
   const limits = { ...DEFAULT_APP_LIMITS, ...options.limits };
   const { users, store, sessions } = options;
   const logger = options.logger ?? console;
-  const authLimiter = new RateLimiter({ limit: limits.authAttempts, windowMs: limits.authWindowMs });
+  const loginLimiter = new RateLimiter({ limit: limits.authAttempts, windowMs: limits.authWindowMs });
+  const signupLimiter = new RateLimiter({ limit: limits.signups, windowMs: limits.authWindowMs });
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -161,14 +165,14 @@ export function createApp(options: AppOptions): express.Express {
   });
   api.use(express.json({ limit: limits.jsonBodyBytes, strict: true }));
 
-  const throttle = (req: Request) => {
-    if (!authLimiter.hit(req.socket.remoteAddress ?? 'unknown')) {
+  const throttle = (limiter: RateLimiter, key: string) => {
+    if (!limiter.hit(key)) {
       throw new HostError('rate_limited', 'Too many attempts. Wait a few minutes and try again.');
     }
   };
 
   api.post('/auth/signup', route(async (req, res) => {
-    throttle(req);
+    throttle(signupLimiter, req.socket.remoteAddress ?? '');
     const { username, password } = parse(CredentialsSchema, req.body ?? {}, 'sign-up');
     const user = await users.createUser({
       id: newId('usr'),
@@ -181,8 +185,9 @@ export function createApp(options: AppOptions): express.Express {
   }));
 
   api.post('/auth/login', route(async (req, res) => {
-    throttle(req);
     const { username, password } = parse(LoginSchema, req.body ?? {}, 'sign-in');
+    // Per address and username: slows guessing one account without letting one address lock others out.
+    throttle(loginLimiter, `${req.socket.remoteAddress ?? ''}\n${username}`);
     const user = await users.findUserByUsername(username);
     const ok = await verifyPassword(user?.passwordHash, password);
     if (!user || !ok) throw new HostError('invalid_credentials', 'Wrong username or password.');

@@ -1,0 +1,59 @@
+// The agent service of the reference host, run by main.ts as its own process (the real topology: the API
+// reaches it over HTTP/SSE). It reads its settings from the environment main.ts gives it and reports
+// `ready` over IPC once it listens.
+import { createDemoModelProvider, createRunner, doctor, serveAgent } from '@threadline/agent-runner';
+import { z } from 'zod';
+
+const EnvSchema = z.object({
+  AGENT_PORT: z.coerce.number().int().min(0).max(65535),
+  AGENT_SHARED_SECRET: z.string().min(32),
+  OPENAI_API_KEY: z.string().min(1).optional(),
+  OPENAI_MODEL: z.string().min(1).default('gpt-4.1-mini'),
+  OPENAI_BASE_URL: z.url().optional(),
+  /** Delay between the demo model's streamed deltas (ms); lets a demo or a test watch a run stream. */
+  DEMO_MODEL_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(15),
+});
+
+const emptyToUnset = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== undefined && v.trim() !== ''));
+const parsed = EnvSchema.safeParse(emptyToUnset);
+if (!parsed.success) {
+  console.error(`agent service: invalid settings: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  process.exit(1);
+}
+const env = parsed.data;
+const demo = env.OPENAI_API_KEY === undefined;
+
+const runner = createRunner(
+  demo
+    ? { modelProvider: createDemoModelProvider({ delayMs: env.DEMO_MODEL_DELAY_MS }), model: 'demo' }
+    : {
+        model: env.OPENAI_MODEL,
+        openai: { apiKey: env.OPENAI_API_KEY, ...(env.OPENAI_BASE_URL ? { baseURL: env.OPENAI_BASE_URL } : {}) },
+      },
+);
+const service = await serveAgent(runner, {
+  port: env.AGENT_PORT,
+  host: '127.0.0.1',
+  auth: { sharedSecret: env.AGENT_SHARED_SECRET },
+});
+
+const report = doctor(process.env);
+process.send?.({
+  type: 'ready',
+  url: service.url,
+  model: demo ? 'demo (offline; set OPENAI_API_KEY for OpenAI models)' : `${env.OPENAI_MODEL} (OpenAI)`,
+  tracing: report.summary,
+});
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  // Running runs get a few seconds to finish; traces are flushed by close().
+  await service.close({ deadlineMs: 5_000 }).catch(() => {});
+  process.exit(0);
+};
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
+// If the host dies without stopping us, do not linger as an orphan holding the port.
+process.on('disconnect', () => void stop());

@@ -1,0 +1,178 @@
+import { createRequire } from 'node:module';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { MongoClient } from 'mongodb';
+import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
+import type { AgentTransport, EventStore, Relay } from '@threadline/relay';
+import { openSqliteStore } from '@threadline/relay/sqlite';
+import { openMongoStore } from '@threadline/relay/mongodb';
+import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
+import { toolRouterMiddleware } from '@threadline/tools-kit/express';
+import { createApp, type AppLimits } from './app.js';
+import { EXAMPLE_ROOT, type HostConfig } from './config.js';
+import { loadSecrets, type HostSecrets } from './secrets.js';
+import { allowedOrigins } from './security.js';
+import { Sessions } from './sessions.js';
+import { MongoUserStore } from './users/mongo-user-store.js';
+import { SqliteUserStore } from './users/sqlite-user-store.js';
+import type { UserStore } from './users/user-store.js';
+
+/** Options of {@link startHost}. */
+export interface HostOptions {
+  config: HostConfig;
+  /** Default: the given settings, else `DATA_DIR/secrets.json` (generated on first start). */
+  secrets?: HostSecrets;
+  /** How the relay reaches the agent. Default: HTTP/SSE to the agent service on 127.0.0.1:AGENT_PORT. */
+  agent?: AgentTransport;
+  limits?: Partial<AppLimits>;
+  /** Extra facts for GET /healthz (main adds the agent process state). */
+  health?: () => Record<string, unknown>;
+  logger?: Pick<Console, 'error' | 'warn'>;
+}
+
+/** A running host. */
+export interface Host {
+  /** The URL to open, e.g. http://localhost:3000. */
+  url: string;
+  port: number;
+  /** Which store holds threads, users and sessions. */
+  storeName: 'sqlite' | 'mongodb';
+  /** Where the SQLite files live (sqlite only). */
+  dataDir: string;
+  relay: Relay;
+  /** Runs the previous process left unfinished and that were failed at start. */
+  recovered: number;
+  close(): Promise<void>;
+}
+
+/** Name the relay mints act-as tokens under and the tool router requires. */
+export const TOKEN_ISSUER = 'threadline-reference-host';
+
+const webComponentBundle = (): string | undefined => {
+  try {
+    return createRequire(import.meta.url).resolve('@threadline/web-component/agent-chat.js');
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Starts the API: stores, auth, REST, pages, the tool endpoints and the relay with its WebSocket at /ws.
+ * The agent service is not started here (main.ts runs it as a separate process).
+ *
+ * @example
+ * const host = await startHost({ config: readConfig(process.env) });
+ * console.log(host.url);
+ */
+export async function startHost(options: HostOptions): Promise<Host> {
+  const { config } = options;
+  const logger = options.logger ?? console;
+  const secrets =
+    options.secrets ??
+    loadSecrets(config.dataDir, {
+      toolsTokenSecret: config.toolsTokenSecret,
+      agentSharedSecret: config.agentSharedSecret,
+    });
+
+  let mongo: MongoClient | undefined;
+  let store: EventStore;
+  let users: UserStore;
+  if (config.mongodbUri !== undefined) {
+    mongo = new MongoClient(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+    await mongo.connect();
+    store = await openMongoStore({ client: mongo, dbName: config.mongodbDb });
+    users = await MongoUserStore.open(mongo.db(config.mongodbDb));
+  } else {
+    store = openSqliteStore({ path: join(config.dataDir, 'threadline.db') });
+    users = new SqliteUserStore(join(config.dataDir, 'users.db'));
+  }
+
+  const server: Server = createServer();
+  // The relay needs the real port (the agent calls the tools back on it), so listen before wiring.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const loopback = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const toolsBaseUrl = `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`;
+  const origins = allowedOrigins(config.publicOrigin, port);
+
+  const tokens = createTokenIssuer({ secret: secrets.toolsTokenSecret, issuer: TOKEN_ISSUER });
+  let relay: Relay | undefined;
+  const toolRouter = createToolRouter({
+    tokens,
+    store,
+    // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
+    events: {
+      emit: async (event) => {
+        if (!relay) throw new Error('relay not ready');
+        await relay.publish(event.threadId, [event]);
+      },
+    },
+    logger,
+  });
+  const agent =
+    options.agent ??
+    httpAgentTransport({ url: `http://127.0.0.1:${config.agentPort}`, credential: secrets.agentSharedSecret });
+  relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools: toolRouter.toolNames });
+
+  const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
+  const storeName = mongo ? 'mongodb' : 'sqlite';
+  const app = createApp({
+    users,
+    store,
+    sessions,
+    isAllowedOrigin: (o) => origins.includes(o),
+    tools: toolRouterMiddleware(toolRouter),
+    webComponentFile: webComponentBundle(),
+    publicDir: join(EXAMPLE_ROOT, 'public'),
+    hsts: config.cookieSecure,
+    health: () => ({ store: storeName, ...options.health?.() }),
+    ...(options.limits ? { limits: options.limits } : {}),
+    logger,
+  });
+  server.on('request', app);
+  const ws = attachWebSocketServer(server, relay, {
+    path: '/ws',
+    allowedOrigins: origins,
+    authenticate: async (req) => {
+      const user = await sessions.userOf(req.headers.cookie);
+      return user ? { id: user.id } : null;
+    },
+  });
+
+  const recovered = await relay.recover();
+  const sweep = setInterval(() => {
+    users.deleteExpiredSessions(Date.now()).catch((err: unknown) => logger.warn('session sweep failed:', err));
+  }, 3_600_000);
+  sweep.unref();
+
+  let closing: Promise<void> | undefined;
+  const activeRelay = relay;
+  return {
+    url: config.publicOrigin ?? `http://localhost:${port}`,
+    port,
+    storeName,
+    dataDir: config.dataDir,
+    relay: activeRelay,
+    recovered,
+    close: () =>
+      (closing ??= (async () => {
+        clearInterval(sweep);
+        await ws.close();
+        await activeRelay.close();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await store.close();
+        await users.close();
+        await mongo?.close();
+      })()),
+  };
+}
