@@ -1,0 +1,221 @@
+import { OpenAIProvider } from '@openai/agents';
+import OpenAI from 'openai';
+import { z } from 'zod';
+import { defineTool } from '@threadline/tools-kit';
+import type { AgentEvent, RunRequest } from '@threadline/contracts';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createRunner, type CreateRunnerOptions } from '../src/index.js';
+import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
+import { collect, silent, terminalOf } from './helpers.js';
+import { startToolsServer, type ToolsServer } from './tools-server.js';
+
+let fake: FakeOpenAIServer;
+let tools: ToolsServer;
+let toolStarted: (() => void) | undefined;
+
+const lookup = defineTool({
+  name: 'weather.lookup',
+  description: 'Weather for a city',
+  input: z.strictObject({ city: z.string() }),
+  output: z.strictObject({ forecast: z.string() }),
+  handler: ({ city }) => {
+    if (city === 'Atlantis') throw new Error('no such city');
+    return { forecast: `sunny in ${city}` };
+  },
+});
+const slow = defineTool({
+  name: 'slow.task',
+  description: 'Takes a long time',
+  input: z.strictObject({}),
+  output: z.strictObject({ done: z.boolean() }),
+  handler: async (_input, ctx) => {
+    toolStarted?.();
+    await new Promise((resolve, reject) => {
+      const t = setTimeout(resolve, 20_000);
+      ctx.signal.addEventListener('abort', () => (clearTimeout(t), reject(new Error('aborted'))));
+    });
+    return { done: true };
+  },
+});
+
+beforeAll(async () => {
+  fake = await createFakeOpenAIServer();
+  tools = await startToolsServer({ tools: [lookup, slow] });
+});
+afterAll(async () => {
+  await fake.close();
+  await tools.close();
+});
+beforeEach(() => {
+  fake.requests.length = 0;
+});
+
+function makeRunner(options: Partial<CreateRunnerOptions> & { api?: 'responses' | 'chat' } = {}) {
+  const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
+  return createRunner({
+    modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: options.api !== 'chat' }),
+    model: 'fake-model',
+    tracing: false,
+    logger: silent,
+    ...options,
+  });
+}
+
+let n = 0;
+async function request(overrides: Partial<RunRequest> = {}): Promise<RunRequest> {
+  n++;
+  const threadId = overrides.threadId ?? `thread-${n}`;
+  const runId = overrides.runId ?? `run-${n}`;
+  return {
+    threadId,
+    runId,
+    user: { id: 'user-1' },
+    message: 'Hello',
+    tools: await tools.toolsRef({ userId: 'user-1', threadId, runId }),
+    ...overrides,
+  };
+}
+
+const texts = (events: AgentEvent[]) =>
+  events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK').map((e) => (e as { delta: string }).delta).join('');
+
+describe('runner against the real SDK and the fake OpenAI server', () => {
+  for (const api of ['responses', 'chat'] as const) {
+    it(`streams a text turn (${api})`, async () => {
+      fake.enqueue({ type: 'text', text: 'Hello from the model', chunkSize: 4 });
+      const req = await request();
+      const events = await collect(makeRunner({ api }).run(req));
+      expect(events[0]).toMatchObject({ type: 'RUN_STARTED', threadId: req.threadId, runId: req.runId });
+      const chunks = events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK');
+      expect(chunks.map((c) => (c as { delta: string }).delta)).toEqual(['Hell', 'o fr', 'om t', 'he m', 'odel']);
+      expect(new Set(chunks.map((c) => (c as { messageId: string }).messageId)).size).toBe(1);
+      expect(terminalOf(events)).toMatchObject({ type: 'RUN_FINISHED' });
+      expect((terminalOf(events) as { traceId?: string }).traceId).toBeUndefined(); // tracing off: no trace id
+    });
+  }
+
+  it('passes parentRunId through on RUN_STARTED', async () => {
+    fake.enqueue({ type: 'text', text: 'ok' });
+    const events = await collect(makeRunner().run(await request({ parentRunId: 'parent-1' })));
+    expect(events[0]).toMatchObject({ type: 'RUN_STARTED', parentRunId: 'parent-1' });
+  });
+
+  it('runs a tool turn over real HTTP: TOOL_CALL_STARTED then TOOL_CALL_RESULT ok, then the answer', async () => {
+    fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Paris' }, callId: 'call_w1' }] });
+    fake.enqueue({ type: 'text', text: 'It is sunny.' });
+    const runner = makeRunner();
+    const events = await collect(runner.run(await request()));
+    const started = events.find((e) => e.type === 'TOOL_CALL_STARTED');
+    const result = events.find((e) => e.type === 'TOOL_CALL_RESULT');
+    expect(started).toMatchObject({ toolCallId: 'call_w1', toolName: 'weather.lookup' });
+    expect(result).toMatchObject({ toolCallId: 'call_w1', toolName: 'weather.lookup', ok: true });
+    expect(events.indexOf(started!)).toBeLessThan(events.indexOf(result!));
+    expect(texts(events)).toBe('It is sunny.');
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+    // The model saw the real tool output in the follow-up request.
+    const followUp = JSON.stringify(fake.requests.at(-1)!.body.input);
+    expect(followUp).toContain('sunny in Paris');
+  });
+
+  it('reports a failing tool as ok:false with the error, and the run still finishes', async () => {
+    fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Atlantis' }, callId: 'call_f1' }] });
+    fake.enqueue({ type: 'text', text: 'Sorry.' });
+    const events = await collect(makeRunner().run(await request()));
+    const result = events.find((e) => e.type === 'TOOL_CALL_RESULT');
+    expect(result).toMatchObject({ ok: false, toolName: 'weather.lookup' });
+    expect((result as { error?: string }).error).toMatch(/internal_error/);
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+  });
+
+  it('reports invalid tool input from the model as ok:false (router validation)', async () => {
+    fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { town: 'Paris' }, callId: 'call_bad' }] });
+    fake.enqueue({ type: 'text', text: 'Oops.' });
+    const events = await collect(makeRunner().run(await request()));
+    expect(events.find((e) => e.type === 'TOOL_CALL_RESULT')).toMatchObject({ ok: false });
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+  });
+
+  it('ends with RUN_ERROR model_error on a model HTTP 500', async () => {
+    fake.enqueue({ type: 'http_error', status: 500, message: 'upstream exploded' });
+    const events = await collect(makeRunner().run(await request()));
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'model_error' });
+    expect((terminalOf(events) as { message: string }).message).toMatch(/upstream exploded|500/);
+  });
+
+  it('ends with RUN_ERROR model_error on response.failed, after the partial text', async () => {
+    fake.enqueue({ type: 'response_failed', message: 'the model gave up', textBefore: 'Partial' });
+    const events = await collect(makeRunner().run(await request()));
+    expect(texts(events)).toBe('Partial');
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'model_error' });
+  });
+
+  it('ends with RUN_ERROR max_turns_exceeded when the model keeps calling tools', async () => {
+    for (let i = 0; i < 3; i++) fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Rome' } }] });
+    const events = await collect(makeRunner({ maxTurns: 2 }).run(await request()));
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'max_turns_exceeded' });
+    expect(events.filter((e) => e.type === 'TOOL_CALL_RESULT')).toHaveLength(2);
+  });
+
+  it('ends with RUN_ERROR tool_client_error when the tool endpoint rejects the token', async () => {
+    const req = await request();
+    const events = await collect(makeRunner().run({ ...req, tools: { ...req.tools, token: 'forged' } }));
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'tool_client_error' });
+    expect((terminalOf(events) as { message: string }).message).toMatch(/token/);
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  it('ends with RUN_ERROR tool_client_error when the tool endpoint is unreachable', async () => {
+    const events = await collect(makeRunner({ toolTimeoutMs: 2000 }).run(await request({ tools: { baseUrl: 'http://127.0.0.1:9', token: 't' } })));
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'tool_client_error' });
+  });
+
+  it('aborts mid-stream: RUN_ERROR aborted, and the model stream is closed', async () => {
+    fake.enqueue({ type: 'text', text: 'a'.repeat(400), chunkSize: 1, delayMs: 5 });
+    const controller = new AbortController();
+    const events: AgentEvent[] = [];
+    for await (const e of makeRunner().run(await request(), { signal: controller.signal })) {
+      events.push(e);
+      if (events.filter((x) => x.type === 'TEXT_MESSAGE_CHUNK').length === 3) controller.abort();
+    }
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'aborted' });
+    expect(events.filter((x) => x.type === 'TEXT_MESSAGE_CHUNK').length).toBeLessThan(50);
+    await expect.poll(() => fake.openStreams()).toBe(0);
+  });
+
+  it('aborts mid-tool: the tool call is cancelled and the run ends with RUN_ERROR aborted', async () => {
+    fake.enqueue({ type: 'tool_call', calls: [{ name: 'slow_task', arguments: {}, callId: 'call_slow' }] });
+    const controller = new AbortController();
+    toolStarted = () => controller.abort();
+    const t0 = Date.now();
+    const events = await collect(makeRunner().run(await request(), { signal: controller.signal }));
+    toolStarted = undefined;
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(events.find((e) => e.type === 'TOOL_CALL_STARTED')).toMatchObject({ toolName: 'slow.task' });
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'aborted' });
+  });
+
+  it('a second turn sees the first turn through the session tools', async () => {
+    const runner = makeRunner();
+    const threadId = 'thread-history';
+    fake.enqueue({ type: 'text', text: 'Nice to meet you, Ada.' });
+    await collect(runner.run(await request({ threadId, message: 'My name is Ada' })));
+    fake.enqueue({ type: 'text', text: 'You are Ada.' });
+    const events = await collect(runner.run(await request({ threadId, message: 'What is my name?' })));
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+    const input = JSON.stringify(fake.requests.at(-1)!.body.input);
+    expect(input).toContain('My name is Ada');
+    expect(input).toContain('Nice to meet you, Ada.');
+    expect(input).toContain('What is my name?');
+    // History lives in the API's store, not in the agent.
+    const stored = await tools.store.getSessionItems(threadId);
+    expect(stored.length).toBe(4);
+  });
+
+  it('a consumer that stops early aborts the SDK run', async () => {
+    fake.enqueue({ type: 'text', text: 'b'.repeat(300), chunkSize: 1, delayMs: 5 });
+    for await (const e of makeRunner().run(await request())) {
+      if (e.type === 'TEXT_MESSAGE_CHUNK') break;
+    }
+    await expect.poll(() => fake.openStreams()).toBe(0);
+  });
+});

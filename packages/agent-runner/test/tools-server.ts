@@ -1,0 +1,55 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AgentEvent } from '@threadline/contracts';
+import { MemoryToolStore, createTokenIssuer, createToolRouter, type ToolDefinition } from '@threadline/tools-kit';
+
+/** A real tools-kit router with a MemoryToolStore, served over real HTTP on 127.0.0.1. */
+export async function startToolsServer(options: { tools?: ToolDefinition[] } = {}) {
+  const store = new MemoryToolStore();
+  const emitted: AgentEvent[] = [];
+  const tokens = createTokenIssuer({ secret: 'tools-secret-that-is-long-enough-0123456789', issuer: 'test-api' });
+  const router = createToolRouter({
+    tools: options.tools ?? [],
+    tokens,
+    store,
+    events: { emit: async (e) => void emitted.push(e) },
+    logger: { error() {}, warn() {} },
+  });
+  const calls: string[] = [];
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      calls.push(`${req.method} ${req.url}`);
+      const controller = new AbortController();
+      res.on('close', () => controller.abort());
+      const request = new Request(`http://127.0.0.1${req.url}`, {
+        method: req.method!,
+        headers: req.headers as Record<string, string>,
+        ...(req.method === 'GET' || req.method === 'HEAD' ? {} : { body: Buffer.concat(chunks) }),
+        signal: controller.signal,
+      });
+      const response = await router(request);
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      res.end(Buffer.from(await response.arrayBuffer()));
+    })().catch(() => res.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    baseUrl,
+    store,
+    emitted,
+    calls,
+    router,
+    async toolsRef(input: { userId: string; threadId: string; runId: string }) {
+      return { baseUrl, token: await tokens.issue({ ...input, tools: router.toolNames }) };
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
+}
+export type ToolsServer = Awaited<ReturnType<typeof startToolsServer>>;
