@@ -21,28 +21,36 @@ if (!parsed.success) {
   process.exit(1);
 }
 const env = parsed.data;
-const demo = env.OPENAI_API_KEY === undefined;
+const apiKey = env.OPENAI_API_KEY;
+const demo = apiKey === undefined;
 
 const runner = createRunner(
-  demo
+  apiKey === undefined
     ? { modelProvider: createDemoModelProvider({ delayMs: env.DEMO_MODEL_DELAY_MS }), model: 'demo' }
     : {
         model: env.OPENAI_MODEL,
-        openai: { apiKey: env.OPENAI_API_KEY, ...(env.OPENAI_BASE_URL ? { baseURL: env.OPENAI_BASE_URL } : {}) },
+        openai: { apiKey, ...(env.OPENAI_BASE_URL ? { baseURL: env.OPENAI_BASE_URL } : {}) },
       },
 );
 const service = await serveAgent(runner, {
   port: env.AGENT_PORT,
   host: '127.0.0.1',
   auth: { sharedSecret: env.AGENT_SHARED_SECRET },
+  // main.ts prints the verdict in its banner instead.
+  doctor: false,
 });
 
 const report = doctor(process.env);
+const problem = report.findings.find((f) => f.level === 'error');
+const warning = report.findings.find((f) => f.level === 'warning');
+const verdict = problem
+  ? `traces will NOT reach the OpenAI dashboard: ${problem.message}`
+  : `traces go to the OpenAI dashboard${warning ? ` (note: ${warning.message})` : ''}`;
 process.send?.({
   type: 'ready',
   url: service.url,
   model: demo ? 'demo (offline; set OPENAI_API_KEY for OpenAI models)' : `${env.OPENAI_MODEL} (OpenAI)`,
-  tracing: report.summary,
+  tracing: verdict,
 });
 
 let stopping = false;

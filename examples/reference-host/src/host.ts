@@ -146,6 +146,13 @@ export async function startHost(options: HostOptions): Promise<Host> {
     },
   });
 
+  // The relay only answers upgrades on /ws; anything else would hang, so refuse it plainly.
+  server.on('upgrade', (req, socket) => {
+    if (new URL(req.url ?? '/', 'http://x').pathname !== '/ws') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
+  });
+
   const recovered = await relay.recover();
   const sweep = setInterval(() => {
     users.deleteExpiredSessions(Date.now()).catch((err: unknown) => logger.warn('session sweep failed:', err));

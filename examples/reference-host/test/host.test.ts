@@ -1,0 +1,185 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDemoModelProvider, createRunner } from '@threadline/agent-runner';
+import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
+import { inProcessAgentTransport } from '@threadline/relay';
+import { createTokenIssuer } from '@threadline/tools-kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { readConfig } from '../src/config.js';
+import { startHost, TOKEN_ISSUER, type Host } from '../src/host.js';
+import { loadSecrets } from '../src/secrets.js';
+import { Client } from './helpers.js';
+
+// The whole API in process (real HTTP and WebSocket on 127.0.0.1, real SQLite files), with the agent runner
+// in process on the offline demo model. The separate-process topology is covered by the browser tests.
+let host: Host;
+let dir: string;
+let base: string;
+let secret: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tl-host-'));
+  const config = readConfig({ PORT: '0', AGENT_PORT: '0', DATA_DIR: dir });
+  const secrets = loadSecrets(dir);
+  secret = secrets.toolsTokenSecret;
+  const runner = createRunner({ modelProvider: createDemoModelProvider({ delayMs: 0 }), model: 'demo', tracing: false, logger: { info: () => {}, warn: () => {}, error: console.error } });
+  host = await startHost({ config, secrets, agent: inProcessAgentTransport(runner), logger: { error: () => {}, warn: () => {} } });
+  base = `http://127.0.0.1:${host.port}`;
+});
+afterAll(async () => {
+  await host?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A browser-protocol WebSocket client that keeps every message it gets. */
+class WsClient {
+  readonly messages: ServerMessage[] = [];
+  #waiters: { pred: (m: ServerMessage) => boolean; resolve: (m: ServerMessage) => void }[] = [];
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const m = JSON.parse(String(data)) as ServerMessage;
+      this.messages.push(m);
+      this.#waiters = this.#waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
+    });
+  }
+  static open(cookie: string | undefined, origin = base): Promise<WsClient> {
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, { headers: { origin, ...(cookie ? { cookie } : {}) } });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new WsClient(ws)));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+  }
+  send(m: unknown) {
+    this.ws.send(JSON.stringify(m));
+  }
+  next(pred: (m: ServerMessage) => boolean, timeoutMs = 10_000): Promise<ServerMessage> {
+    const seen = this.messages.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no matching message; got ${JSON.stringify(this.messages.slice(-5))}`)), timeoutMs);
+      this.#waiters.push({ pred, resolve: (m) => (clearTimeout(t), resolve(m)) });
+    });
+  }
+  events(): SequencedAgentEvent[] {
+    return this.messages.flatMap((m) => (m.type === 'event' ? [m.event] : []));
+  }
+  close() {
+    this.ws.close();
+  }
+}
+
+const finished = (runId: string) => (m: ServerMessage) =>
+  m.type === 'event' && (m.event.type === 'RUN_FINISHED' || m.event.type === 'RUN_ERROR') && m.event.runId === runId;
+
+async function userWithThread(name: string) {
+  const c = new Client(base);
+  expect((await c.signup(name)).status).toBe(201);
+  const threadId = (await c.req('POST', '/api/threads', { json: { title: `${name}'s thread` } })).json.threadId as string;
+  return { c, threadId };
+}
+
+describe('host: a run over the WebSocket', () => {
+  it('streams a reply, runs the profile tool for "call me Ada", and keeps the log for REST', async () => {
+    const { c, threadId } = await userWithThread('ada');
+    const ws = await WsClient.open(c.cookie);
+    ws.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    ws.send({ type: 'send', threadId, text: 'hello there', clientMessageId: 'cm1' });
+    const ack = await ws.next((m) => m.type === 'ack');
+    expect(ack.type === 'ack' && ack.clientMessageId).toBe('cm1');
+    const runId = ack.type === 'ack' ? ack.runId : '';
+    const end = await ws.next(finished(runId));
+    expect(end.type === 'event' && end.event.type).toBe('RUN_FINISHED');
+    const text = ws
+      .events()
+      .filter((e) => e.type === 'TEXT_MESSAGE_CHUNK' && e.runId === runId)
+      .map((e) => (e.type === 'TEXT_MESSAGE_CHUNK' ? e.delta : ''))
+      .join('');
+    expect(text).toContain('You said: "hello there"');
+
+    ws.send({ type: 'send', threadId, text: 'call me Ada', clientMessageId: 'cm2' });
+    const ack2 = await ws.next((m) => m.type === 'ack' && m.clientMessageId === 'cm2');
+    const run2 = ack2.type === 'ack' ? ack2.runId : '';
+    await ws.next(finished(run2));
+    const types = ws.events().filter((e) => e.runId === run2).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['USER_MESSAGE', 'RUN_STARTED', 'TOOL_CALL_STARTED', 'TOOL_CALL_RESULT', 'STATE_CHANGED', 'RUN_FINISHED']));
+    const state = ws.events().find((e) => e.type === 'STATE_CHANGED');
+    expect(state?.type === 'STATE_CHANGED' && state.scope).toBe('profile');
+    expect(state?.type === 'STATE_CHANGED' && state.value).toMatchObject({ displayName: 'Ada' });
+    const result = ws.events().find((e) => e.type === 'TOOL_CALL_RESULT');
+    expect(result?.type === 'TOOL_CALL_RESULT' && result.ok).toBe(true);
+    expect((await c.req('GET', '/api/me')).json.profile).toMatchObject({ displayName: 'Ada' });
+
+    // The REST log is the same log the socket streamed.
+    const rest = (await c.req('GET', `/api/threads/${threadId}/events`)).json.events as SequencedAgentEvent[];
+    expect(rest.map((e) => e.seq)).toEqual(ws.events().map((e) => e.seq));
+    ws.close();
+  });
+});
+
+describe('host: WebSocket boundary', () => {
+  it('refuses an upgrade without a session cookie (401) or from another origin (403)', async () => {
+    const { c } = await userWithThread('wsauth');
+    await expect(WsClient.open(undefined)).rejects.toThrow('HTTP 401');
+    await expect(WsClient.open('tl_session=forged')).rejects.toThrow('HTTP 401');
+    await expect(WsClient.open(c.cookie, 'https://evil.example')).rejects.toThrow('HTTP 403');
+  });
+
+  it('another user can neither subscribe to, send to, nor cancel runs of a thread by frame', async () => {
+    const owner = await userWithThread('owner1');
+    const attacker = await userWithThread('attacker1');
+    const ws = await WsClient.open(attacker.c.cookie);
+    ws.send({ type: 'subscribe', threadId: owner.threadId, afterSeq: 0 });
+    const e1 = await ws.next((m) => m.type === 'error');
+    expect(e1.type === 'error' && e1.code).toBe('not_found');
+    ws.send({ type: 'send', threadId: owner.threadId, text: 'hi', clientMessageId: 'x1' });
+    const e2 = await ws.next((m) => m.type === 'error' && m.ref === 'x1');
+    expect(e2.type === 'error' && e2.code).toBe('not_found');
+    // Nothing was written to the owner's thread.
+    expect((await owner.c.req('GET', `/api/threads/${owner.threadId}/events`)).json.events).toEqual([]);
+    expect(ws.events()).toEqual([]);
+    ws.close();
+  });
+});
+
+describe('host: tool endpoints', () => {
+  it('refuses calls without a token, and a token for one thread opens no other', async () => {
+    const a = await userWithThread('tooluser-a');
+    const b = await userWithThread('tooluser-b');
+    const noToken = await fetch(`${base}/state?threadId=${a.threadId}`);
+    expect(noToken.status).toBe(401);
+    const userA = (await a.c.req('GET', '/api/me')).json.user.id as string;
+    const tokens = createTokenIssuer({ secret, issuer: TOKEN_ISSUER });
+    const token = await tokens.issue({ userId: userA, threadId: a.threadId, runId: 'r1', tools: ['profile.patch', 'state.get'] });
+    const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const own = await fetch(`${base}/state?threadId=${a.threadId}`, { headers: auth });
+    expect(own.status).toBe(200);
+    const other = await fetch(`${base}/state?threadId=${b.threadId}`, { headers: auth });
+    expect(other.status).toBe(403);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe('thread_mismatch');
+    const patchOther = await fetch(`${base}/tools/profile.patch`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ threadId: b.threadId, input: { displayName: 'Mallory' } }),
+    });
+    expect(patchOther.status).toBe(403);
+    expect((await b.c.req('GET', '/api/me')).json.profile).toEqual({});
+    // A token signed with another secret is refused.
+    const forged = await createTokenIssuer({ secret: 'x'.repeat(43), issuer: TOKEN_ISSUER }).issue({
+      userId: userA,
+      threadId: a.threadId,
+      runId: 'r1',
+      tools: ['profile.patch'],
+    });
+    const r = await fetch(`${base}/state?threadId=${a.threadId}`, { headers: { authorization: `Bearer ${forged}` } });
+    expect(r.status).toBe(401);
+  });
+
+  it('reports health with the store in use', async () => {
+    const r = await fetch(`${base}/healthz`);
+    expect(r.status).toBe(200);
+    expect(await r.json()).toMatchObject({ status: 'ok', store: 'sqlite' });
+  });
+});
