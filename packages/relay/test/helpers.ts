@@ -1,0 +1,279 @@
+// Shared test seams: a controllable in-process agent, a token issuer, real stores, and a real ws client.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AgentEvent, RunRequest } from '@threadline/contracts';
+import { WebSocket } from 'ws';
+import { createRelay } from '../src/index.js';
+import type { AgentTransport, Relay, RelayOptions, WebSocketTransportOptions } from '../src/index.js';
+import { attachWebSocketServer } from '../src/index.js';
+import { MemoryStore } from '../src/memory.js';
+import { openSqliteStore } from '../src/sqlite.js';
+import type { EventStore } from '../src/store.js';
+
+/** One run the controlled agent received: push events into it, end it, or fail it. */
+export interface ControlledRun {
+  request: RunRequest;
+  signal: AbortSignal;
+  push(...events: AgentEvent[]): void;
+  end(): void;
+  fail(error: unknown): void;
+  /** Helpers that build this run's events. */
+  started(): AgentEvent;
+  chunk(delta: string, messageId?: string): AgentEvent;
+  finished(): AgentEvent;
+}
+
+/** An agent transport the test drives by hand, run by run. */
+export class ControlledAgent implements AgentTransport {
+  readonly runs: ControlledRun[] = [];
+  readonly cancelled: string[] = [];
+  #waiters: ((run: ControlledRun) => void)[] = [];
+
+  run(request: RunRequest, { signal }: { signal: AbortSignal }): AsyncIterable<AgentEvent> {
+    const queue: AgentEvent[] = [];
+    let ended = false;
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    const poke = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    const base = { threadId: request.threadId, runId: request.runId };
+    const run: ControlledRun = {
+      request,
+      signal,
+      push: (...events) => {
+        queue.push(...events);
+        poke();
+      },
+      end: () => {
+        ended = true;
+        poke();
+      },
+      fail: (error) => {
+        failure = error;
+        poke();
+      },
+      started: () => ({ type: 'RUN_STARTED', ...base, ts: Date.now() }),
+      chunk: (delta, messageId = 'm1') => ({ type: 'TEXT_MESSAGE_CHUNK', ...base, ts: Date.now(), messageId, delta }),
+      finished: () => ({ type: 'RUN_FINISHED', ...base, ts: Date.now() }),
+    };
+    signal.addEventListener('abort', poke);
+    this.runs.push(run);
+    for (const w of this.#waiters.splice(0)) w(run);
+    return (async function* () {
+      for (;;) {
+        while (queue.length > 0) yield queue.shift()!;
+        if (failure !== undefined) throw failure;
+        if (ended || signal.aborted) return;
+        await new Promise<void>((r) => (wake = r));
+      }
+    })();
+  }
+
+  async cancel(runId: string): Promise<void> {
+    this.cancelled.push(runId);
+  }
+
+  /** Resolves with the next run started (or the n-th overall, if already there). */
+  nextRun(index = this.runs.length): Promise<ControlledRun> {
+    const existing = this.runs[index];
+    if (existing) return Promise.resolve(existing);
+    return new Promise((resolve) => {
+      const check = () => {
+        const r = this.runs[index];
+        if (r) resolve(r);
+        else this.#waiters.push(check);
+      };
+      this.#waiters.push(check);
+    });
+  }
+}
+
+export const tokens = {
+  issued: [] as { userId: string; threadId: string; runId: string; tools: string[] }[],
+  async issue(input: { userId: string; threadId: string; runId: string; tools: string[] }): Promise<string> {
+    tokens.issued.push(input);
+    return `test-token.${input.runId}`;
+  },
+};
+
+/** A temp dir removed by the returned function. */
+export function tempDir(): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), 'threadline-relay-'));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export type StoreKind = 'memory' | 'sqlite';
+
+/** A real store: memory, or SQLite on a file in a temp dir. */
+export function makeStore(kind: StoreKind): { store: EventStore; cleanup(): Promise<void>; path?: string } {
+  if (kind === 'memory') {
+    const store = new MemoryStore();
+    return { store, cleanup: () => store.close() };
+  }
+  const dir = tempDir();
+  const path = join(dir.path, 'relay.db');
+  const store = openSqliteStore({ path, synchronous: 'normal' });
+  return {
+    store,
+    path,
+    cleanup: async () => {
+      await store.close();
+      dir.remove();
+    },
+  };
+}
+
+export interface Harness {
+  store: EventStore;
+  agent: ControlledAgent;
+  relay: Relay;
+  cleanup(): Promise<void>;
+}
+
+export async function makeRelay(
+  kind: StoreKind,
+  overrides: Partial<RelayOptions> = {},
+): Promise<Harness> {
+  const { store, cleanup } = makeStore(kind);
+  const agent = new ControlledAgent();
+  const relay = createRelay({
+    store,
+    agent,
+    tokens,
+    toolsBaseUrl: 'http://127.0.0.1:9/api',
+    tools: ['profile.patch'],
+    logger: { error() {}, warn() {} },
+    ...overrides,
+  });
+  return {
+    store,
+    agent,
+    relay,
+    cleanup: async () => {
+      await relay.close();
+      await cleanup();
+    },
+  };
+}
+
+export const ORIGIN = 'http://app.test';
+
+/** A relay behind a real HTTP server with the ws transport; users authenticate with an `x-user` header. */
+export async function makeWsHarness(
+  kind: StoreKind,
+  overrides: Partial<RelayOptions> = {},
+  wsOptions: Partial<WebSocketTransportOptions> = {},
+): Promise<Harness & { url: string; server: Server; closeWs(): Promise<void> }> {
+  const h = await makeRelay(kind, overrides);
+  const server = createServer((_req, res) => res.writeHead(404).end());
+  const ws = attachWebSocketServer(server, h.relay, {
+    authenticate: async (req: IncomingMessage) => {
+      const user = req.headers['x-user'];
+      return typeof user === 'string' && user !== '' ? { id: user } : null;
+    },
+    allowedOrigins: [ORIGIN],
+    path: '/ws',
+    logger: { error() {}, warn() {} },
+    ...wsOptions,
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`;
+  return {
+    ...h,
+    url,
+    server,
+    closeWs: () => ws.close(),
+    cleanup: async () => {
+      await ws.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await h.cleanup();
+    },
+  };
+}
+
+/** A real ws client that records every server message and can wait for one. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly messages: Record<string, unknown>[] = [];
+  readonly opened: Promise<void>;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  #waiters: { predicate(m: Record<string, unknown>): boolean; resolve(m: Record<string, unknown>): void }[] = [];
+
+  constructor(url: string, user: string | null, origin: string = ORIGIN) {
+    const headers: Record<string, string> = { origin };
+    if (user !== null) headers['x-user'] = user;
+    this.ws = new WebSocket(url, { headers, perMessageDeflate: false });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => resolve());
+      this.ws.once('error', reject);
+      this.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    this.opened.catch(() => {});
+    this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.ws.on('message', (data) => {
+      const message = JSON.parse(data.toString()) as Record<string, unknown>;
+      this.messages.push(message);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.predicate(message)) return true;
+        w.resolve(message);
+        return false;
+      });
+    });
+  }
+
+  static async connect(url: string, user: string | null, origin?: string): Promise<TestClient> {
+    const client = new TestClient(url, user, origin);
+    await client.opened;
+    return client;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Waits for a message matching `predicate` (already received ones count). */
+  waitFor(predicate: (m: Record<string, unknown>) => boolean, from = 0): Promise<Record<string, unknown>> {
+    const found = this.messages.slice(from).find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve) => this.#waiters.push({ predicate, resolve }));
+  }
+
+  events(): Record<string, unknown>[] {
+    return this.messages.filter((m) => m.type === 'event').map((m) => m.event as Record<string, unknown>);
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    if (this.ws.readyState === WebSocket.CLOSED) return this.closed;
+    this.ws.terminate();
+    return this.closed;
+  }
+}
+
+/** Reads a thread's whole stored log. */
+export async function readAll(store: EventStore, threadId: string): Promise<{ seq: number; event: Record<string, unknown> }[]> {
+  const out: { seq: number; event: Record<string, unknown> }[] = [];
+  let after = 0;
+  for (;;) {
+    const page = await store.read(threadId, { afterSeq: after, limit: 1000 });
+    for (const e of page) out.push({ seq: e.seq, event: JSON.parse(e.json) as Record<string, unknown> });
+    if (page.length < 1000) return out;
+    after = page[page.length - 1]!.seq;
+  }
+}
+
+/** Waits until `check` is true, polling on timers (for states with no event to await, e.g. store writes). */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
