@@ -17,6 +17,8 @@ export type FakeTurn =
       /** Ask for one or more function calls. */
       type: 'tool_call';
       calls: { name: string; arguments: unknown; callId?: string }[];
+      /** Assistant text streamed before the calls, in the same response. */
+      text?: string;
       /** Delay before the stream completes, in ms (default 0). */
       delayMs?: number;
     }
@@ -257,10 +259,18 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
         arguments: typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? {}),
         status: 'completed',
       }));
-      output.forEach((item, i) => ev('response.output_item.added', { output_index: i, item }));
+      const all: unknown[] = [];
+      if (turn.text) {
+        const msgId = `msg_${n}`;
+        ev('response.output_item.added', { output_index: 0, item: { type: 'message', id: msgId, role: 'assistant', status: 'in_progress', content: [] } });
+        for (const delta of chunks(turn.text, 8)) ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta });
+        all.push({ type: 'message', id: msgId, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: turn.text, annotations: [] }] });
+      }
+      all.push(...output);
+      output.forEach((item, i) => ev('response.output_item.added', { output_index: i + (turn.text ? 1 : 0), item }));
       if (turn.delayMs) await sleep(turn.delayMs, signal);
       if (signal.aborted) return;
-      ev('response.completed', { response: { ...base, status: 'completed', output, usage: USAGE } });
+      ev('response.completed', { response: { ...base, status: 'completed', output: all, usage: USAGE } });
     }
   }
 
@@ -284,6 +294,7 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
       }
       chunk({}, 'stop', { usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
     } else if (turn.type === 'tool_call') {
+      if (turn.text) for (const delta of chunks(turn.text, 8)) chunk({ role: 'assistant', content: delta });
       chunk({
         role: 'assistant',
         tool_calls: turn.calls.map((c, i) => ({

@@ -117,6 +117,22 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     expect(followUp).toContain('sunny in Paris');
   });
 
+  for (const api of ['responses', 'chat'] as const) {
+    it(`gives each assistant message its own messageId (${api})`, async () => {
+      fake.enqueue({ type: 'tool_call', text: 'Let me check.', calls: [{ name: 'weather_lookup', arguments: { city: 'Oslo' } }] });
+      fake.enqueue({ type: 'text', text: 'Cold.' });
+      const events = await collect(makeRunner({ api }).run(await request()));
+      const chunks = events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK') as { messageId: string; delta: string }[];
+      const ids = [...new Set(chunks.map((c) => c.messageId))];
+      expect(ids).toHaveLength(2);
+      expect(chunks.filter((c) => c.messageId === ids[0]).map((c) => c.delta).join('')).toBe('Let me check.');
+      expect(chunks.filter((c) => c.messageId === ids[1]).map((c) => c.delta).join('')).toBe('Cold.');
+      expect(events.map((e) => e.type)).toEqual([
+        'RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'TEXT_MESSAGE_CHUNK', 'TOOL_CALL_STARTED', 'TOOL_CALL_RESULT', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED',
+      ]);
+    });
+  }
+
   it('reports a failing tool as ok:false with the error, and the run still finishes', async () => {
     fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Atlantis' }, callId: 'call_f1' }] });
     fake.enqueue({ type: 'text', text: 'Sorry.' });
