@@ -13,5 +13,8 @@ export default defineConfig({
   target: 'node22',
   clean: true,
   sourcemap: true,
-  splitting: false,
+  // Shared chunks, so every entry point uses the same StoreError class (`instanceof` works across subpaths).
+  splitting: true,
+  // Keep `node:` specifiers: `node:sqlite` exists only under that prefix (esbuild would emit a bare 'sqlite').
+  removeNodeProtocol: false,
 });
