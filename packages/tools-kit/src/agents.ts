@@ -3,6 +3,7 @@
  * {@link ToolClient}, so the agent gets the host's tools without redefining them.
  * @packageDocumentation
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { tool } from '@openai/agents';
 import type { FunctionTool } from '@openai/agents';
 import { ID_PATTERN, LIMITS } from '@threadline/contracts';
@@ -56,8 +57,9 @@ export function toAgentTools(client: ToolClient, manifest: ToolManifest, options
       return result.ok ? (typeof result.data === 'string' ? result.data : JSON.stringify(result.data ?? null)) : errorText(result.error);
     };
     const errorFunction = (_ctx: unknown, error: unknown, details?: { toolCall?: { callId?: string } }) => {
-      // Reached when the SDK cannot parse the model's arguments; the router never saw the call.
-      const callId = details?.toolCall?.callId;
+      // Reached when the SDK cannot parse the model's arguments; the router never saw the call. The SDK
+      // withholds `details` here (redaction), so the call id comes from the invoke wrapper below.
+      const callId = details?.toolCall?.callId ?? currentCallId.getStore();
       const failure: ToolError = { code: 'invalid_input', message: `the arguments for ${entry.name} were not valid: ${error instanceof Error ? error.message.slice(0, 300) : 'unknown'}` };
       report({ ...(callId !== undefined ? { callId } : {}), name: entry.name, result: { ok: false, error: failure } });
       return errorText(failure);
@@ -76,10 +78,14 @@ export function toAgentTools(client: ToolClient, manifest: ToolManifest, options
       throw new ToolsKitError('duplicate_tool', `tools ${clash} and ${entry.name} both become ${made.name} for the model; rename one`);
     }
     seen.set(made.name, entry.name);
+    const invoke = made.invoke;
+    made.invoke = (runContext, input, details) => currentCallId.run(details?.toolCall?.callId, () => invoke(runContext, input, details));
     out.push(made);
   }
   return out;
 }
+
+const currentCallId = new AsyncLocalStorage<string | undefined>();
 
 function errorText(error: ToolError): string {
   const issues = (error.issues ?? []).slice(0, 10).map((i) => `\n- ${i.path || '(input)'}: ${i.message}`).join('');
