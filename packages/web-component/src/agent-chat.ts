@@ -234,6 +234,7 @@ export class AgentChat extends LitElement {
   }
 
   private hasConnectedOnce = false;
+  private hasDraft = false;
 
   private shutdown(): void {
     if (this.conn) this.savedSeq = this.conn.lastSeq;
@@ -339,6 +340,14 @@ export class AgentChat extends LitElement {
     this.stick = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
   };
 
+  private onInput = (e: Event): void => {
+    const has = (e.currentTarget as HTMLTextAreaElement).value.trim() !== '';
+    if (has !== this.hasDraft) {
+      this.hasDraft = has;
+      this.requestUpdate();
+    }
+  };
+
   private onKeydown = (e: KeyboardEvent): void => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
@@ -357,6 +366,7 @@ export class AgentChat extends LitElement {
     try {
       this.send(input.value);
       input.value = '';
+      this.hasDraft = false;
     } catch (err) {
       const e = err as AgentChatError;
       this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
@@ -457,8 +467,11 @@ export class AgentChat extends LitElement {
               placeholder="Write a message…"
               maxlength=${LIMITS.maxMessageLength}
               @keydown=${this.onKeydown}
+              @input=${this.onInput}
             ></textarea>
-            <button part="send-button" type="submit" aria-label="Send message" ?disabled=${!this.canSend()}>Send</button>
+            <button part="send-button" type="submit" aria-label="Send message" ?disabled=${!this.canSend() || !this.hasDraft}>
+              Send
+            </button>
             ${running
               ? html`<button part="stop-button" type="button" class="secondary" aria-label="Stop the response" @click=${this.stop}>
                   Stop

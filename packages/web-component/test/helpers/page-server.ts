@@ -1,0 +1,67 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>agent-chat test</title>
+<style>body { margin: 16px; font-family: sans-serif; } agent-chat { width: 560px; --agent-chat-height: 620px; }</style>
+<script>
+  // Records long tasks from the first moment, for the stress figure.
+  window.__longTasks = [];
+  try {
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push(e.duration); })
+      .observe({ type: 'longtask', buffered: true });
+  } catch {}
+</script>
+<script type="module" src="/agent-chat.js"></script>
+</head><body></body></html>`;
+
+/** Builds the single-file bundle (same options as scripts/bundle.mjs) into a temp dir and serves it with a test page. */
+export class PageServer {
+  private constructor(
+    private readonly server: Server,
+    private readonly dir: string,
+    readonly bundleBytes: number,
+  ) {}
+
+  static async start(): Promise<PageServer> {
+    const dir = await mkdtemp(join(tmpdir(), 'agent-chat-test-'));
+    const outfile = join(dir, 'agent-chat.js');
+    await build({
+      entryPoints: [fileURLToPath(new URL('../../src/index.ts', import.meta.url))],
+      bundle: true,
+      minify: true,
+      format: 'esm',
+      target: 'es2022',
+      platform: 'browser',
+      conditions: ['@threadline/source'],
+      outfile,
+      legalComments: 'none',
+      logLevel: 'silent',
+    });
+    const bundle = await readFile(outfile);
+    const server = createServer((req, res) => {
+      if (req.url === '/agent-chat.js') {
+        res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(bundle);
+      } else if (req.url === '/' || req.url?.startsWith('/?')) {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return new PageServer(server, dir, bundle.length);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/`;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
