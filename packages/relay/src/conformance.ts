@@ -167,6 +167,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         expect(await store.listThreads(uid('nobody'))).toEqual([]);
         await expectStoreError(store.listThreads(owner, { limit: 0 }), 'invalid_message');
       });
+
+      it('caps one page of threads at 1000 whatever limit is asked', async () => {
+        const owner = uid('owner');
+        for (let i = 0; i < 1001; i++) await store.createThread({ threadId: uid('t'), ownerId: owner });
+        expect(await store.listThreads(owner)).toHaveLength(100);
+        expect(await store.listThreads(owner, { limit: 5000 })).toHaveLength(1000);
+      });
     });
 
     describe('append and read', () => {
@@ -560,6 +567,8 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         expect(await store.putIdempotent(key, { ok: true, n: 2 })).toEqual({ ok: true, n: 1 });
         expect(await store.getIdempotent(key)).toEqual({ ok: true, n: 1 });
         await expectStoreError(store.putIdempotent('', 1), 'invalid_message');
+        await expectStoreError(store.putIdempotent('k'.repeat(1025), 1), 'invalid_message');
+        expect(await store.putIdempotent('k'.repeat(1024), 7)).toBe(7);
         await expectStoreError(
           store.putIdempotent(uid('idem'), undefined as unknown as JsonValue),
           'invalid_message',
