@@ -413,6 +413,42 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[part~="messages"]').getAttribute('aria-label')).toBe('Conversation');
   });
 
+  it('marks refused or unconfirmed sends as failed and retries them with the same clientMessageId', async () => {
+    let sends = 0;
+    const s = await serve('t-retry-send', {
+      onSend(server, msg, ws) {
+        sends++;
+        if (sends === 1) ws.send(JSON.stringify({ type: 'error', code: 'rate_limited', message: 'slow down', ref: msg.clientMessageId }));
+        else if (sends === 2) server.dropAll(); // lost before the ack
+        else {
+          ack(server, ws, msg.clientMessageId, 'r1');
+          server.append(
+            { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: msg.clientMessageId, userId: 'u-1', text: msg.text },
+            { type: 'RUN_STARTED', runId: 'r1' },
+            { type: 'RUN_FINISHED', runId: 'r1' },
+          );
+        }
+      },
+    });
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
+    await page.evaluate(() => document.querySelector('agent-chat')!.send('hello'));
+    await expect.poll(() => chat.locator('[part~="send-error"]').textContent()).toContain('slow down');
+    expect(await page.evaluate(() => window.__errors)).toEqual([{ code: 'rate_limited', message: 'slow down', ref: expect.any(String), fatal: false }]);
+    await chat.locator('[part~="send-error"] [part~="retry-button"]').click();
+    await expect.poll(() => chat.locator('[part~="send-error"]').textContent()).toContain('connection lost');
+    await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
+    await chat.locator('[part~="send-error"] [part~="retry-button"]').click();
+    await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(1);
+    const ids = s.received.filter((m) => m.type === 'send').map((m) => (m as { clientMessageId: string }).clientMessageId);
+    expect(ids).toHaveLength(3);
+    expect(new Set(ids).size).toBe(1);
+    expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
+    expect(await chat.locator('[part~="user-message"]').getAttribute('data-status')).toBe('sent');
+    expect(await chat.locator('[part~="send-error"]').count()).toBe(0);
+  });
+
   it('uses a page-supplied transport instead of a WebSocket', async () => {
     const s = await serve('t-unused');
     const page = await mount(s);

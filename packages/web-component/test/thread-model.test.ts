@@ -1,0 +1,68 @@
+import type { SequencedAgentEvent } from '@threadline/contracts';
+import { describe, expect, it } from 'vitest';
+import { ThreadModel, type AssistantItem } from '../src/thread-model.js';
+
+let seq = 0;
+const ev = (e: Record<string, unknown>): SequencedAgentEvent =>
+  ({ threadId: 't1', runId: 'r1', ts: 1, seq: ++seq, ...e }) as unknown as SequencedAgentEvent;
+const chunk = (messageId: string, delta: string, runId = 'r1'): SequencedAgentEvent =>
+  ev({ type: 'TEXT_MESSAGE_CHUNK', messageId, delta, runId });
+
+describe('ThreadModel', () => {
+  it('reassembles messages, tracks tools and the active run, and completes messages at the run end', () => {
+    const m = new ThreadModel();
+    m.apply(ev({ type: 'RUN_STARTED' }));
+    expect(m.activeRunId).toBe('r1');
+    m.apply(chunk('a1', 'Hel'));
+    m.apply(chunk('a1', 'lo'));
+    const tool = m.apply(ev({ type: 'TOOL_CALL_STARTED', toolCallId: 'c1', toolName: 'x.y' }));
+    expect(tool.completed.map((i) => i.messageId)).toEqual(['a1']); // text before a tool call is complete
+    m.apply(ev({ type: 'TOOL_CALL_RESULT', toolCallId: 'c1', toolName: 'x.y', ok: false, error: 'denied' }));
+    m.apply(chunk('a2', 'Sorry'));
+    m.apply(ev({ type: 'TOOL_CALL_STARTED', toolCallId: 'c2', toolName: 'x.z' }));
+    const end = m.apply(ev({ type: 'RUN_ERROR', message: 'boom' }));
+    expect(end.completed).toEqual([]);
+    expect(m.activeRunId).toBeUndefined();
+    expect(m.items.map((i) => [i.kind, 'text' in i ? i.text : 'status' in i ? i.status : i.message])).toEqual([
+      ['assistant', 'Hello'],
+      ['tool', 'failed'],
+      ['assistant', 'Sorry'],
+      ['tool', 'failed'], // still running when the run died
+      ['run-error', 'boom'],
+    ]);
+  });
+
+  it('matches a pending message to its ack and USER_MESSAGE without duplicating it', () => {
+    const m = new ThreadModel();
+    m.addPending('c1', 'hi');
+    m.acknowledge('c1', 'r9');
+    m.apply(ev({ type: 'USER_MESSAGE', runId: 'r9', messageId: 'u1', clientMessageId: 'c1', userId: 'u', text: 'hi' }));
+    expect(m.items).toHaveLength(1);
+    expect(m.items[0]).toMatchObject({ status: 'sent', runId: 'r9' });
+    expect(m.userMessageOf('r9')?.text).toBe('hi');
+    m.addPending('c2', 'again');
+    expect(m.unacknowledged().map((i) => i.clientMessageId)).toEqual(['c2']);
+    expect(m.fail('c2', 'lost')).toBe(true);
+    expect(m.fail('c2', 'lost')).toBe(false);
+  });
+
+  it('bounds the rows it keeps (maxItems)', () => {
+    const m = new ThreadModel({ maxItems: 3 });
+    for (let i = 0; i < 10; i++) m.apply(chunk(`a${i}`, `m${i}`, `r${i}`));
+    expect(m.items.map((i) => (i as AssistantItem).text)).toEqual(['m7', 'm8', 'm9']);
+    // A dropped row is forgotten: a late chunk for it starts a new row rather than touching freed state.
+    m.apply(chunk('a0', 'late', 'r0'));
+    expect(m.items).toHaveLength(3);
+  });
+
+  it('bounds one message (maxMessageLength) and marks it truncated', () => {
+    const m = new ThreadModel({ maxMessageLength: 10 });
+    m.apply(chunk('a1', '12345678'));
+    m.apply(chunk('a1', 'abcdef'));
+    const r = m.apply(chunk('a1', 'more'));
+    const item = m.items[0] as AssistantItem;
+    expect(item.text).toBe('12345678ab');
+    expect(item.truncated).toBe(true);
+    expect(r.changed).toBe(false);
+  });
+});
