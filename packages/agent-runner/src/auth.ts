@@ -44,7 +44,8 @@ export function createCredentialCheck(auth: AgentAuth): CredentialCheck {
   let algorithms: string[];
   if (secret !== undefined) {
     key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
-    if (key.byteLength < 32) throw new AgentRunnerError('invalid_config', 'auth.jwt.secret must be at least 32 bytes');
+    if (key.byteLength < 32)
+      throw new AgentRunnerError('invalid_config', 'auth.jwt.secret must be at least 32 bytes');
     algorithms = auth.jwt.algorithms ?? ['HS256'];
   } else if (publicKey !== undefined) {
     key = publicKey;

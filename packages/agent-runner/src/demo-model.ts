@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentInputItem, Model, ModelProvider, ModelRequest, ModelResponse, StreamEvent } from '@openai/agents';
+import type {
+  AgentInputItem,
+  Model,
+  ModelProvider,
+  ModelRequest,
+  ModelResponse,
+  StreamEvent,
+} from '@openai/agents';
 import { Usage } from '@openai/agents';
 
 /** Options of {@link createDemoModelProvider}. */
@@ -18,7 +25,9 @@ function textOf(item: AgentInputItem): string | null {
   if (typeof i.content === 'string') return i.content;
   if (Array.isArray(i.content)) {
     return i.content
-      .map((c: { type?: string; text?: string }) => (c.type === 'input_text' && typeof c.text === 'string' ? c.text : ''))
+      .map((c: { type?: string; text?: string }) =>
+        c.type === 'input_text' && typeof c.text === 'string' ? c.text : '',
+      )
       .join('');
   }
   return null;
@@ -27,17 +36,25 @@ function textOf(item: AgentInputItem): string | null {
 const NAME = /\b(?:call me|my name is)\s+([\p{L}][\p{L}'-]{0,39}(?:\s[\p{L}][\p{L}'-]{0,39})?)/iu;
 
 /** Decides the demo model's answer from the input alone, so the same input always gets the same answer. */
-function decide(request: ModelRequest): { kind: 'text'; text: string } | { kind: 'call'; name: string; args: string } {
+function decide(
+  request: ModelRequest,
+): { kind: 'text'; text: string } | { kind: 'call'; name: string; args: string } {
   const items: AgentInputItem[] =
-    typeof request.input === 'string' ? [{ role: 'user', content: request.input } as AgentInputItem] : request.input;
+    typeof request.input === 'string'
+      ? [{ role: 'user', content: request.input } as AgentInputItem]
+      : request.input;
   const last = items[items.length - 1] as { type?: string; output?: unknown } | undefined;
-  const profileTool = request.tools.find((t) => t.type === 'function' && t.name.replace(/[^A-Za-z0-9]/g, '_') === 'profile_patch');
+  const profileTool = request.tools.find(
+    (t) => t.type === 'function' && t.name.replace(/[^A-Za-z0-9]/g, '_') === 'profile_patch',
+  );
   if (last?.type === 'function_call_result') {
     const output = JSON.stringify(last.output ?? '');
     const failed = /error|fail/i.test(output);
     return {
       kind: 'text',
-      text: failed ? "I tried to update your profile, but the tool reported an error." : 'Done! I have updated your profile.',
+      text: failed
+        ? 'I tried to update your profile, but the tool reported an error.'
+        : 'Done! I have updated your profile.',
     };
   }
   const userTexts = items.map(textOf).filter((t): t is string => t !== null);
@@ -47,8 +64,15 @@ function decide(request: ModelRequest): { kind: 'text'; text: string } | { kind:
     return { kind: 'call', name: profileTool.name, args: JSON.stringify({ displayName: named[1] }) };
   }
   if (/\bwhat(?:'s| is) my name\b/i.test(current)) {
-    const earlier = userTexts.slice(0, -1).reverse().map((t) => NAME.exec(t)?.[1]).find(Boolean);
-    return { kind: 'text', text: earlier ? `You asked me to call you ${earlier}.` : "You haven't told me your name yet." };
+    const earlier = userTexts
+      .slice(0, -1)
+      .reverse()
+      .map((t) => NAME.exec(t)?.[1])
+      .find(Boolean);
+    return {
+      kind: 'text',
+      text: earlier ? `You asked me to call you ${earlier}.` : "You haven't told me your name yet.",
+    };
   }
   const turn = userTexts.length;
   return {
@@ -60,7 +84,13 @@ function decide(request: ModelRequest): { kind: 'text'; text: string } | { kind:
 function buildOutput(decision: ReturnType<typeof decide>): Output {
   if (decision.kind === 'call') {
     return [
-      { type: 'function_call', callId: `call_${randomUUID().replace(/-/g, '')}`, name: decision.name, arguments: decision.args, status: 'completed' },
+      {
+        type: 'function_call',
+        callId: `call_${randomUUID().replace(/-/g, '')}`,
+        name: decision.name,
+        arguments: decision.args,
+        status: 'completed',
+      },
     ] as Output;
   }
   return [
@@ -109,7 +139,11 @@ export class DemoModel implements Model {
       const itemId = (output[0] as { id?: string }).id;
       for (let i = 0; i < decision.text.length; i += this.#chunkSize) {
         if (this.#delayMs > 0) await sleep(this.#delayMs, request.signal);
-        yield { type: 'output_text_delta', delta: decision.text.slice(i, i + this.#chunkSize), ...(itemId ? { itemId } : {}) };
+        yield {
+          type: 'output_text_delta',
+          delta: decision.text.slice(i, i + this.#chunkSize),
+          ...(itemId ? { itemId } : {}),
+        };
       }
     } else if (this.#delayMs > 0) {
       await sleep(this.#delayMs, request.signal);

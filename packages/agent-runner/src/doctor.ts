@@ -57,7 +57,8 @@ function isOpenAIHost(url: string): boolean {
  */
 export function doctor(env: NodeJS.ProcessEnv = process.env, options: DoctorOptions = {}): DoctorReport {
   const findings: DoctorFinding[] = [];
-  const add = (code: DoctorCode, level: DoctorLevel, message: string) => findings.push({ code, level, message });
+  const add = (code: DoctorCode, level: DoctorLevel, message: string) =>
+    findings.push({ code, level, message });
   const modelKey = env.OPENAI_API_KEY || undefined;
   const tracingKey = options.tracing?.apiKey ?? (env.OPENAI_TRACING_API_KEY || undefined);
   const key = tracingKey ?? modelKey;
@@ -74,13 +75,25 @@ export function doctor(env: NodeJS.ProcessEnv = process.env, options: DoctorOpti
       'No key to export traces with: set OPENAI_API_KEY (or OPENAI_TRACING_API_KEY for a separate tracing key). Without one the SDK skips every export.',
     );
   } else {
-    add('tracing_key_present', 'ok', `Traces are exported with ${tracingKey ? 'OPENAI_TRACING_API_KEY' : 'OPENAI_API_KEY'}.`);
+    add(
+      'tracing_key_present',
+      'ok',
+      `Traces are exported with ${tracingKey ? 'OPENAI_TRACING_API_KEY' : 'OPENAI_API_KEY'}.`,
+    );
     if (!/^sk-/.test(key)) {
-      add('key_format', 'warning', 'The tracing key does not look like an OpenAI key (sk-...); the ingest endpoint will likely reject it.');
+      add(
+        'key_format',
+        'warning',
+        'The tracing key does not look like an OpenAI key (sk-...); the ingest endpoint will likely reject it.',
+      );
     }
   }
   if (truthy(env.OPENAI_AGENTS_DISABLE_TRACING)) {
-    add('tracing_disabled_env', 'error', 'OPENAI_AGENTS_DISABLE_TRACING is set: the SDK records no traces. Unset it.');
+    add(
+      'tracing_disabled_env',
+      'error',
+      'OPENAI_AGENTS_DISABLE_TRACING is set: the SDK records no traces. Unset it.',
+    );
   }
   if (env.NODE_ENV === 'test') {
     add(
@@ -90,7 +103,11 @@ export function doctor(env: NodeJS.ProcessEnv = process.env, options: DoctorOpti
     );
   }
   if (options.tracing?.disabled) {
-    add('tracing_disabled_option', 'error', 'Tracing is turned off in the runner options (tracing.disabled).');
+    add(
+      'tracing_disabled_option',
+      'error',
+      'Tracing is turned off in the runner options (tracing.disabled).',
+    );
   }
   if (baseURL && !isOpenAIHost(baseURL)) {
     if (!tracingKey) {

@@ -77,7 +77,11 @@ export class EventMapper {
       const out: AgentEvent[] = [];
       for (let i = 0; i < data.delta.length; i += LIMITS.maxDeltaLength) {
         out.push(
-          createTextMessageChunkEvent({ ...base, messageId: this.#messageId, delta: data.delta.slice(i, i + LIMITS.maxDeltaLength) }),
+          createTextMessageChunkEvent({
+            ...base,
+            messageId: this.#messageId,
+            delta: data.delta.slice(i, i + LIMITS.maxDeltaLength),
+          }),
         );
       }
       return out;
@@ -107,7 +111,9 @@ export class EventMapper {
           toolCallId: toContractId(callId, 'call'),
           toolName: toToolName(this.#displayName(sdkName)),
           ok: outcome.ok,
-          ...(outcome.ok ? {} : { error: truncate(outcome.error || 'the tool failed', LIMITS.maxErrorMessageLength) }),
+          ...(outcome.ok
+            ? {}
+            : { error: truncate(outcome.error || 'the tool failed', LIMITS.maxErrorMessageLength) }),
         }),
       ];
     }

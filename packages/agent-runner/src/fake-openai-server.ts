@@ -82,7 +82,10 @@ export interface FakeOpenAIServer {
   /** Every ingested trace or span item, flattened. */
   traceItems(): Record<string, unknown>[];
   /** Resolves once `predicate` holds for the ingested items (checked on each ingest), or rejects after `timeoutMs`. */
-  waitForTraceItems(predicate: (items: Record<string, unknown>[]) => boolean, timeoutMs?: number): Promise<void>;
+  waitForTraceItems(
+    predicate: (items: Record<string, unknown>[]) => boolean,
+    timeoutMs?: number,
+  ): Promise<void>;
   /** Number of model streams still open. */
   openStreams(): number;
   close(): Promise<void>;
@@ -121,7 +124,9 @@ const USAGE = {
  * // ... run your agent against it ...
  * await fake.close();
  */
-export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = {}): Promise<FakeOpenAIServer> {
+export async function createFakeOpenAIServer(
+  options: FakeOpenAIServerOptions = {},
+): Promise<FakeOpenAIServer> {
   const queue: FakeTurn[] = [...(options.turns ?? [])];
   const requests: CapturedModelRequest[] = [];
   const traceIngests: CapturedTraceIngest[] = [];
@@ -185,20 +190,30 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
       return sendJson(res, options.ingestStatus ?? 200, {});
     }
     const api =
-      url.pathname === '/v1/responses' ? 'responses' : url.pathname === '/v1/chat/completions' ? 'chat_completions' : null;
+      url.pathname === '/v1/responses'
+        ? 'responses'
+        : url.pathname === '/v1/chat/completions'
+          ? 'chat_completions'
+          : null;
     if (!api) return openAIError(res, 404, `fake server: unknown path ${url.pathname}`);
     const captured: CapturedModelRequest = { api, headers: req.headers, body };
     capture(requests, captured);
     const turn = queue.shift() ?? options.respond?.(captured);
     if (!turn) return openAIError(res, 500, 'fake server: no scripted turn left');
-    if (turn.type === 'http_error') return openAIError(res, turn.status, turn.message ?? `scripted HTTP ${turn.status}`);
-    if (body.stream !== true) return openAIError(res, 400, 'fake server: only streaming requests are supported');
+    if (turn.type === 'http_error')
+      return openAIError(res, turn.status, turn.message ?? `scripted HTTP ${turn.status}`);
+    if (body.stream !== true)
+      return openAIError(res, 400, 'fake server: only streaming requests are supported');
 
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     streams.add(res);
     res.on('close', () => streams.delete(res));
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    });
     const id = ++seq;
     if (api === 'responses') await streamResponses(res, turn, id, abort.signal);
     else await streamChat(res, turn, id, abort.signal);
@@ -212,7 +227,13 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
 
   async function streamResponses(res: ServerResponse, turn: FakeTurn, n: number, signal: AbortSignal) {
     const respId = `resp_${n}`;
-    const base = { id: respId, object: 'response', created_at: 0, model: 'fake-model', output: [] as unknown[] };
+    const base = {
+      id: respId,
+      object: 'response',
+      created_at: 0,
+      model: 'fake-model',
+      output: [] as unknown[],
+    };
     const ev = (type: string, rest: Record<string, unknown>) => write(res, { type, ...rest }, type);
     ev('response.created', { response: { ...base, status: 'in_progress' } });
     if (turn.type === 'text' || turn.type === 'response_failed') {
@@ -262,12 +283,24 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
       const all: unknown[] = [];
       if (turn.text) {
         const msgId = `msg_${n}`;
-        ev('response.output_item.added', { output_index: 0, item: { type: 'message', id: msgId, role: 'assistant', status: 'in_progress', content: [] } });
-        for (const delta of chunks(turn.text, 8)) ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta });
-        all.push({ type: 'message', id: msgId, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: turn.text, annotations: [] }] });
+        ev('response.output_item.added', {
+          output_index: 0,
+          item: { type: 'message', id: msgId, role: 'assistant', status: 'in_progress', content: [] },
+        });
+        for (const delta of chunks(turn.text, 8))
+          ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta });
+        all.push({
+          type: 'message',
+          id: msgId,
+          role: 'assistant',
+          status: 'completed',
+          content: [{ type: 'output_text', text: turn.text, annotations: [] }],
+        });
       }
       all.push(...output);
-      output.forEach((item, i) => ev('response.output_item.added', { output_index: i + (turn.text ? 1 : 0), item }));
+      output.forEach((item, i) =>
+        ev('response.output_item.added', { output_index: i + (turn.text ? 1 : 0), item }),
+      );
       if (turn.delayMs) await sleep(turn.delayMs, signal);
       if (signal.aborted) return;
       ev('response.completed', { response: { ...base, status: 'completed', output: all, usage: USAGE } });
@@ -276,8 +309,11 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
 
   async function streamChat(res: ServerResponse, turn: FakeTurn, n: number, signal: AbortSignal) {
     const base = { id: `chatcmpl_${n}`, object: 'chat.completion.chunk', created: 0, model: 'fake-model' };
-    const chunk = (delta: Record<string, unknown>, finish: string | null = null, extra: Record<string, unknown> = {}) =>
-      write(res, { ...base, choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
+    const chunk = (
+      delta: Record<string, unknown>,
+      finish: string | null = null,
+      extra: Record<string, unknown> = {},
+    ) => write(res, { ...base, choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
     if (turn.type === 'text' || turn.type === 'response_failed') {
       const full = turn.type === 'text' ? turn.text : (turn.textBefore ?? '');
       const size = turn.type === 'text' ? (turn.chunkSize ?? 8) : 8;
@@ -301,7 +337,10 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
           index: i,
           id: c.callId ?? `call_${n}_${i}`,
           type: 'function',
-          function: { name: c.name, arguments: typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? {}) },
+          function: {
+            name: c.name,
+            arguments: typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? {}),
+          },
         })),
       });
       if (turn.delayMs) await sleep(turn.delayMs, signal);
@@ -332,7 +371,9 @@ export async function createFakeOpenAIServer(options: FakeOpenAIServerOptions = 
         if (predicate(traceItems())) return resolve();
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new AgentRunnerError('fake_server_error', `trace items did not arrive within ${timeoutMs} ms`));
+          reject(
+            new AgentRunnerError('fake_server_error', `trace items did not arrive within ${timeoutMs} ms`),
+          );
         }, timeoutMs);
         const check = () => {
           if (!predicate(traceItems())) return;

@@ -2,7 +2,7 @@
  * @threadline/agent-runner: the Threadline agent service on the OpenAI Agents SDK. Runs a thread's message as
  * an SDK run, streams contract events over SSE, keeps history behind the API, and traces every run.
  */
-export { createRunner, reportingErrors, abortReason } from './runner.js';
+export { createRunner, localTool, abortReason } from './runner.js';
 export type { Runner, CreateRunnerOptions, RunContextData, AgentFactoryContext } from './runner.js';
 export { createAgentServer, serveAgent, AGENT_SERVER_ERROR_CODES } from './server.js';
 export type { AgentServer, AgentServerOptions, ServeAgentOptions, ServedAgent } from './server.js';
@@ -13,7 +13,13 @@ export { EventMapper } from './event-mapper.js';
 export type { ToolOutcome } from './event-mapper.js';
 export { createDemoModelProvider, DemoModel } from './demo-model.js';
 export type { DemoModelOptions } from './demo-model.js';
-export { installTracing, flushTraces, drainTraces, resolveTracing, DEFAULT_TRACES_ENDPOINT } from './tracing.js';
+export {
+  installTracing,
+  flushTraces,
+  drainTraces,
+  resolveTracing,
+  DEFAULT_TRACES_ENDPOINT,
+} from './tracing.js';
 export type { TracingOptions, ResolvedTracing } from './tracing.js';
 export { doctor, formatDoctorReport, DOCTOR_CODES } from './doctor.js';
 export type { DoctorReport, DoctorFinding, DoctorLevel, DoctorCode, DoctorOptions } from './doctor.js';

@@ -6,7 +6,7 @@ import {
   AgentsError,
   UserError,
   generateTraceId,
-  type FunctionTool,
+  tool,
   type Model,
   type ModelProvider,
   type Tool,
@@ -44,7 +44,7 @@ export interface RunContextData {
   userId: string;
   /** The run's tool client (act-as token of this run). */
   tools: ToolClient;
-  /** Marks a tool call as failed so TOOL_CALL_RESULT says `ok: false` (see {@link reportingErrors}). */
+  /** Marks a tool call as failed so TOOL_CALL_RESULT says `ok: false` (see {@link localTool}). */
   reportToolError(callId: string, message: string): void;
 }
 
@@ -74,7 +74,7 @@ export interface CreateRunnerOptions {
   tracing?: TracingOptions | false;
   /** Most model turns per run (default 10). */
   maxTurns?: number;
-  /** Extra tools that run in the agent service itself. Wrap them with {@link reportingErrors} for `ok: false`. */
+  /** Extra tools that run in the agent service itself. Build them with {@link localTool} to get `ok: false` on failure. */
   localTools?: Tool<RunContextData>[];
   /** Timeout per tool or history call in ms (default 30000). */
   toolTimeoutMs?: number;
@@ -89,34 +89,36 @@ export interface CreateRunnerOptions {
 const DEFAULT_INSTRUCTIONS =
   'You are a helpful assistant inside a chat. Answer briefly. Use the tools you have when the user asks for something they do.';
 
+function defaultToolError(message: string): string {
+  return `An error occurred while running the tool. Please try again. Error: ${message}`;
+}
+
 /**
- * Wraps a local function tool so that a failure shows as `ok: false` in TOOL_CALL_RESULT (the SDK itself turns a
- * throwing tool into a normal output). The model still gets the error text.
+ * The SDK's `tool()`, except that a failing call shows as `ok: false` in TOOL_CALL_RESULT (the SDK itself turns a
+ * throwing tool into a normal output). The model still gets the error text. Use it for `localTools`.
  *
  * @example
- * createRunner({ localTools: [reportingErrors(tool({ name: 'lookup', ... }))] });
+ * createRunner({ localTools: [localTool({ name: 'lookup', description: '...', parameters: z.object({ q: z.string() }), execute })] });
  */
-export function reportingErrors(tool: FunctionTool<RunContextData, any, any>): FunctionTool<RunContextData, any, any> {
-  return {
-    ...tool,
-    invoke: async (runContext, input, details) => {
-      try {
-        return await tool.invoke(runContext, input, details);
-      } catch (error) {
-        const callId = details?.toolCall?.callId;
-        if (callId) runContext.context.reportToolError(callId, error instanceof Error ? error.message : String(error));
-        throw error;
-      }
-    },
-    errorFunction: (runContext, error, details) => {
-      const callId = details?.toolCall?.callId;
+export const localTool: typeof tool = ((options: Parameters<typeof tool>[0]) => {
+  if (options.errorFunction === null) return tool(options);
+  const own = options.errorFunction;
+  // The options' union type does not survive the spread; the result is still exactly what `tool()` accepts.
+  return tool({
+    ...options,
+    errorFunction: (
+      runContext: Parameters<NonNullable<typeof own>>[0],
+      error: unknown,
+      details?: Parameters<NonNullable<typeof own>>[2],
+    ) => {
       const message = error instanceof Error ? error.message : String(error);
-      if (callId) runContext.context.reportToolError(callId, message);
-      if (tool.errorFunction) return tool.errorFunction(runContext, error, details);
-      return `An error occurred while running the tool. Please try again. Error: ${message}`;
+      const callId = details?.toolCall?.callId;
+      const ctx = runContext.context as Partial<RunContextData> | undefined;
+      if (callId && typeof ctx?.reportToolError === 'function') ctx.reportToolError(callId, message);
+      return own ? own(runContext, error, details) : defaultToolError(message);
     },
-  };
-}
+  } as Parameters<typeof tool>[0]);
+}) as typeof tool;
 
 /** Makes an abort reason that a runner turns into RUN_ERROR with this code. */
 export function abortReason(code: 'aborted' | 'cancelled' | 'shutdown', message: string): AgentRunnerError {
@@ -126,7 +128,8 @@ export function abortReason(code: 'aborted' | 'cancelled' | 'shutdown', message:
 function withSignal(client: ToolClient, signal: AbortSignal): ToolClient {
   const merge = (s?: AbortSignal) => (s ? AbortSignal.any([signal, s]) : signal);
   return {
-    call: (name, input, options = {}) => client.call(name, input, { ...options, signal: merge(options.signal) }),
+    call: (name, input, options = {}) =>
+      client.call(name, input, { ...options, signal: merge(options.signal) }),
     manifest: (options = {}) => client.manifest({ ...options, signal: merge(options.signal) }),
     state: (options = {}) => client.state({ ...options, signal: merge(options.signal) }),
   };
@@ -146,7 +149,10 @@ function classify(error: unknown): { code: RunErrorCode; message: string } {
   const own = findInChain(error, (e): e is AgentRunnerError => e instanceof AgentRunnerError);
   if (own?.code === 'tool_client_error') return { code: 'tool_client_error', message: own.message };
   if (findInChain(error, (e): e is MaxTurnsExceededError => e instanceof MaxTurnsExceededError)) {
-    return { code: 'max_turns_exceeded', message: 'The agent reached its maximum number of turns without finishing.' };
+    return {
+      code: 'max_turns_exceeded',
+      message: 'The agent reached its maximum number of turns without finishing.',
+    };
   }
   const message = error instanceof Error ? error.message : String(error);
   if (findInChain(error, (e): e is InstanceType<typeof OpenAI.APIError> => e instanceof OpenAI.APIError)) {
@@ -160,13 +166,17 @@ function classify(error: unknown): { code: RunErrorCode; message: string } {
 
 function abortCode(signal: AbortSignal): { code: RunErrorCode; message: string } {
   const reason: unknown = signal.reason;
-  if (reason instanceof AgentRunnerError && (reason.code === 'cancelled' || reason.code === 'shutdown' || reason.code === 'aborted')) {
+  if (
+    reason instanceof AgentRunnerError &&
+    (reason.code === 'cancelled' || reason.code === 'shutdown' || reason.code === 'aborted')
+  ) {
     return { code: reason.code, message: reason.message };
   }
   return { code: 'aborted', message: 'The run was aborted.' };
 }
 
-const clip = (s: string) => (s.length > LIMITS.maxErrorMessageLength ? `${s.slice(0, LIMITS.maxErrorMessageLength - 1)}…` : s);
+const clip = (s: string) =>
+  s.length > LIMITS.maxErrorMessageLength ? `${s.slice(0, LIMITS.maxErrorMessageLength - 1)}…` : s;
 
 /**
  * Creates the agent runner: one Agents SDK run per request, history through the API's session tools, the
@@ -190,9 +200,18 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
     const apiKey = options.openai?.apiKey ?? (env.OPENAI_API_KEY || undefined);
     if (apiKey) {
       const baseURL = options.openai?.baseURL ?? (env.OPENAI_BASE_URL || undefined);
-      const client = new OpenAI({ apiKey, ...(baseURL ? { baseURL } : {}), maxRetries: options.openai?.maxRetries ?? 2 });
-      modelProvider = new OpenAIProvider({ openAIClient: client, useResponses: options.openai?.api !== 'chat_completions' });
-      logger.info(`[threadline-agent] model: ${typeof model === 'string' ? model : 'custom'} via OpenAI${baseURL ? ` at ${baseURL}` : ''}`);
+      const client = new OpenAI({
+        apiKey,
+        ...(baseURL ? { baseURL } : {}),
+        maxRetries: options.openai?.maxRetries ?? 2,
+      });
+      modelProvider = new OpenAIProvider({
+        openAIClient: client,
+        useResponses: options.openai?.api !== 'chat_completions',
+      });
+      logger.info(
+        `[threadline-agent] model: ${typeof model === 'string' ? model : 'custom'} via OpenAI${baseURL ? ` at ${baseURL}` : ''}`,
+      );
     } else {
       modelProvider = createDemoModelProvider();
       logger.info('[threadline-agent] model: offline demo model (no OPENAI_API_KEY set)');
@@ -200,7 +219,10 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   }
   const provider = modelProvider;
 
-  async function* run(request: RunRequest, runOptions: { signal?: AbortSignal } = {}): AsyncGenerator<AgentEvent> {
+  async function* run(
+    request: RunRequest,
+    runOptions: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<AgentEvent> {
     const base = { threadId: request.threadId, runId: request.runId };
     const internal = new AbortController();
     const external = runOptions.signal;
@@ -211,7 +233,10 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
     const outcomes = new Map<string, ToolOutcome>();
     let terminal: AgentEvent | null = null;
 
-    yield createRunStartedEvent({ ...base, ...(request.parentRunId ? { parentRunId: request.parentRunId } : {}) });
+    yield createRunStartedEvent({
+      ...base,
+      ...(request.parentRunId ? { parentRunId: request.parentRunId } : {}),
+    });
     try {
       const rawClient = createToolClient({
         baseUrl: request.tools.baseUrl,
@@ -231,21 +256,25 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       }
       const manifest = manifestResult.data;
       const hostTools = toAgentTools(client, manifest, {
-        onResult: ({ callId, result }: { callId?: string; result: ToolResult }) => {
+        onResult: ({ callId, result }) => {
           if (!callId) return;
-          outcomes.set(callId, result.ok ? { ok: true } : { ok: false, error: `${result.error.code}: ${result.error.message}` });
+          outcomes.set(
+            callId,
+            result.ok ? { ok: true } : { ok: false, error: `${result.error.code}: ${result.error.message}` },
+          );
         },
       });
       // Tool names sent to the model may differ from manifest names (OpenAI forbids dots); events use the manifest's.
       const visible = manifest.tools.filter((t) => !t.internal);
       const displayNames = new Map<string, string>();
-      hostTools.forEach((t: FunctionTool<any, any, any>, i: number) => {
+      hostTools.forEach((t, i) => {
         const entry = visible[i];
         if (entry) displayNames.set(t.name, entry.name);
       });
       const baseAgent = options.agentFactory
         ? await options.agentFactory({ request, tools: client, manifest })
-        : (options.agent ?? new Agent<RunContextData>({ name: 'Assistant', instructions: DEFAULT_INSTRUCTIONS }));
+        : (options.agent ??
+          new Agent<RunContextData>({ name: 'Assistant', instructions: DEFAULT_INSTRUCTIONS }));
       const taken = new Set(baseAgent.tools.map((t) => t.name));
       const extra = [...(options.localTools ?? []), ...(hostTools as Tool<RunContextData>[])].filter((t) => {
         if (taken.has(t.name)) return false;
@@ -277,7 +306,13 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
       // History goes through the unlinked client: a cancelled run still records the user's message.
       const session = new ToolSession(rawClient, request.threadId);
-      const result = await sdkRunner.run(agent, request.message, { stream: true, session, context, maxTurns, signal });
+      const result = await sdkRunner.run(agent, request.message, {
+        stream: true,
+        session,
+        context,
+        maxTurns,
+        signal,
+      });
       try {
         for await (const event of result) {
           for (const out of mapper.map(event)) yield out;

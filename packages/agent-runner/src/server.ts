@@ -1,6 +1,12 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RunRequestSchema, isTerminalEvent, safeParseJson, type ContractIssue, type RunRequest } from '@threadline/contracts';
+import {
+  RunRequestSchema,
+  isTerminalEvent,
+  safeParseJson,
+  type ContractIssue,
+  type RunRequest,
+} from '@threadline/contracts';
 import { createCredentialCheck, type AgentAuth } from './auth.js';
 import { doctor, formatDoctorReport } from './doctor.js';
 import { abortReason, type Runner } from './runner.js';
@@ -55,7 +61,13 @@ export const AGENT_SERVER_ERROR_CODES = [
 ] as const;
 type ServerErrorCode = (typeof AGENT_SERVER_ERROR_CODES)[number];
 
-function sendError(res: ServerResponse, status: number, code: ServerErrorCode, message: string, extra: { issues?: ContractIssue[]; headers?: Record<string, string> } = {}) {
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: ServerErrorCode,
+  message: string,
+  extra: { issues?: ContractIssue[]; headers?: Record<string, string> } = {},
+) {
   if (res.headersSent) return void res.destroy();
   res.writeHead(status, { 'content-type': 'application/json', connection: 'close', ...extra.headers });
   res.end(JSON.stringify({ error: { code, message, ...(extra.issues ? { issues: extra.issues } : {}) } }));
@@ -87,7 +99,9 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
   let reserved = 0;
   let closing = false;
 
-  const readBody = (req: IncomingMessage): Promise<{ text: string } | { error: 'too_large' | 'timeout' | 'aborted' }> =>
+  const readBody = (
+    req: IncomingMessage,
+  ): Promise<{ text: string } | { error: 'too_large' | 'timeout' | 'aborted' }> =>
     new Promise((resolve) => {
       const parts: Buffer[] = [];
       let size = 0;
@@ -127,8 +141,10 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
     try {
       const body = await readBody(req);
       if ('error' in body) {
-        if (body.error === 'too_large') return sendError(res, 413, 'payload_too_large', `The run request is larger than ${maxBody} bytes.`);
-        if (body.error === 'timeout') return sendError(res, 408, 'request_timeout', 'The run request body arrived too slowly.');
+        if (body.error === 'too_large')
+          return sendError(res, 413, 'payload_too_large', `The run request is larger than ${maxBody} bytes.`);
+        if (body.error === 'timeout')
+          return sendError(res, 408, 'request_timeout', 'The run request body arrived too slowly.');
         return void res.destroy();
       }
       const parsed = safeParseJson(RunRequestSchema, body.text, 'run request');
@@ -137,7 +153,8 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
         return sendError(res, 400, code, parsed.error.message, { issues: parsed.error.issues });
       }
       request = parsed.value;
-      if (active.has(request.runId)) return sendError(res, 409, 'run_conflict', `Run ${request.runId} is already running.`);
+      if (active.has(request.runId))
+        return sendError(res, 409, 'run_conflict', `Run ${request.runId} is already running.`);
       if (closing) return sendError(res, 503, 'shutting_down', 'The agent service is shutting down.');
     } finally {
       reserved--;
@@ -162,12 +179,15 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
     });
     res.flushHeaders();
     let lastWrite = Date.now();
-    const heartbeat = setInterval(() => {
-      if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded) {
-        res.write(': ping\n\n');
-        lastWrite = Date.now();
-      }
-    }, Math.max(10, Math.floor(heartbeatMs / 2)));
+    const heartbeat = setInterval(
+      () => {
+        if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded) {
+          res.write(': ping\n\n');
+          lastWrite = Date.now();
+        }
+      },
+      Math.max(10, Math.floor(heartbeatMs / 2)),
+    );
     try {
       for await (const event of runner.run(request, { signal: controller.signal })) {
         if (res.destroyed) continue; // keep draining so the runner reaches its terminal event and cleans up
@@ -219,7 +239,9 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
       if (url.pathname === '/healthz') {
         if (req.method !== 'GET') return sendError(res, 405, 'method_not_allowed', 'Use GET.');
         res.writeHead(closing ? 503 : 200, { 'content-type': 'application/json' });
-        return void res.end(JSON.stringify({ ok: !closing, activeRuns: active.size, maxConcurrentRuns: maxRuns }));
+        return void res.end(
+          JSON.stringify({ ok: !closing, activeRuns: active.size, maxConcurrentRuns: maxRuns }),
+        );
       }
       if (url.pathname === '/runs') {
         if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', 'Use POST.');
@@ -256,7 +278,9 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
       clearTimeout(timer);
       if (expired) {
         for (const run of active.values()) {
-          run.controller.abort(abortReason('shutdown', 'The agent service shut down before the run finished.'));
+          run.controller.abort(
+            abortReason('shutdown', 'The agent service shut down before the run finished.'),
+          );
         }
         await all();
       }
@@ -279,6 +303,8 @@ export interface ServeAgentOptions extends AgentServerOptions {
 export interface ServedAgent {
   url: string;
   port: number;
+  /** Number of runs streaming now. */
+  activeRuns(): number;
   /** Graceful shutdown: see {@link AgentServer.close}; then closes the listener. */
   close(options?: { deadlineMs?: number }): Promise<void>;
 }
@@ -312,6 +338,7 @@ export async function serveAgent(runner: Runner, options: ServeAgentOptions): Pr
   return {
     url,
     port,
+    activeRuns: app.activeRuns,
     close(closeOptions) {
       closed ??= (async () => {
         const listening = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -323,4 +350,3 @@ export async function serveAgent(runner: Runner, options: ServeAgentOptions): Pr
     },
   };
 }
-

@@ -38,7 +38,8 @@ export class ToolSession implements Session {
   async getItems(limit?: number): Promise<AgentInputItem[]> {
     const input = limit === undefined ? {} : { limit: Math.max(1, Math.min(1000, Math.floor(limit))) };
     const data = await this.#call<{ items: JsonValue[] }>('session.get', input);
-    if (!Array.isArray(data.items)) throw new AgentRunnerError('tool_client_error', 'session.get returned no items array');
+    if (!Array.isArray(data.items))
+      throw new AgentRunnerError('tool_client_error', 'session.get returned no items array');
     return data.items as unknown as AgentInputItem[];
   }
 

@@ -67,7 +67,10 @@ export interface ResolvedTracing {
 }
 
 /** Resolves tracing options against the environment. */
-export function resolveTracing(options: TracingOptions | false | undefined, env: NodeJS.ProcessEnv): ResolvedTracing {
+export function resolveTracing(
+  options: TracingOptions | false | undefined,
+  env: NodeJS.ProcessEnv,
+): ResolvedTracing {
   const o = options || {};
   return {
     disabled: options === false || o.disabled === true,
@@ -83,23 +86,24 @@ export function resolveTracing(options: TracingOptions | false | undefined, env:
  * overridable), plus a recorder of started trace ids. Called by {@link createRunner}; call it yourself when
  * `install: false`.
  */
-export function installTracing(options: TracingOptions | false | undefined, env: NodeJS.ProcessEnv = process.env): void {
+export function installTracing(
+  options: TracingOptions | false | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
   const resolved = resolveTracing(options, env);
   const o = options || {};
-  const processors =
-    o.processors ??
-    [
-      new BatchTraceProcessor(
-        new OpenAITracingExporter({
-          ...(resolved.apiKey ? { apiKey: resolved.apiKey } : {}),
-          endpoint: resolved.endpoint,
-          maxRetries: o.exportMaxRetries ?? 3,
-          baseDelay: o.exportBaseDelayMs ?? 1000,
-          maxDelay: 30_000,
-        }),
-        { scheduleDelay: o.scheduleDelayMs ?? 5000, maxQueueSize: o.maxQueueSize ?? 8192 },
-      ),
-    ];
+  const processors = o.processors ?? [
+    new BatchTraceProcessor(
+      new OpenAITracingExporter({
+        ...(resolved.apiKey ? { apiKey: resolved.apiKey } : {}),
+        endpoint: resolved.endpoint,
+        maxRetries: o.exportMaxRetries ?? 3,
+        baseDelay: o.exportBaseDelayMs ?? 1000,
+        maxDelay: 30_000,
+      }),
+      { scheduleDelay: o.scheduleDelayMs ?? 5000, maxQueueSize: o.maxQueueSize ?? 8192 },
+    ),
+  ];
   setTraceProcessors([...processors, started]);
 }
 

@@ -4,7 +4,9 @@ import { runCli } from '../src/cli-main.js';
 
 const KEY = 'sk-test-0123456789abcdef';
 const codes = (env: NodeJS.ProcessEnv, options?: Parameters<typeof doctor>[1]) =>
-  doctor(env, options).findings.filter((f) => f.level === 'error' || f.level === 'warning').map((f) => f.code);
+  doctor(env, options)
+    .findings.filter((f) => f.level === 'error' || f.level === 'warning')
+    .map((f) => f.code);
 
 describe('doctor', () => {
   it('is ok with a key and nothing else set', () => {
@@ -22,7 +24,9 @@ describe('doctor', () => {
   });
 
   it('fails when tracing is disabled by OPENAI_AGENTS_DISABLE_TRACING', () => {
-    expect(codes({ OPENAI_API_KEY: KEY, OPENAI_AGENTS_DISABLE_TRACING: '1' })).toEqual(['tracing_disabled_env']);
+    expect(codes({ OPENAI_API_KEY: KEY, OPENAI_AGENTS_DISABLE_TRACING: '1' })).toEqual([
+      'tracing_disabled_env',
+    ]);
     expect(codes({ OPENAI_API_KEY: KEY, OPENAI_AGENTS_DISABLE_TRACING: 'false' })).toEqual([]);
   });
 
@@ -42,18 +46,28 @@ describe('doctor', () => {
   });
 
   it('warns that organization/project settings are not sent by the exporter', () => {
-    expect(codes({ OPENAI_API_KEY: KEY, OPENAI_PROJECT_ID: 'proj_1' })).toEqual(['organization_project_not_sent']);
+    expect(codes({ OPENAI_API_KEY: KEY, OPENAI_PROJECT_ID: 'proj_1' })).toEqual([
+      'organization_project_not_sent',
+    ]);
     expect(codes({ OPENAI_API_KEY: KEY, OPENAI_ORG_ID: 'org_1' })).toEqual(['organization_project_not_sent']);
   });
 
   it('warns when the exporter endpoint is overridden (env or option)', () => {
-    expect(codes({ OPENAI_API_KEY: KEY, THREADLINE_TRACING_ENDPOINT: 'http://127.0.0.1:9/ingest' })).toEqual(['endpoint_overridden']);
-    expect(codes({ OPENAI_API_KEY: KEY }, { tracing: { endpoint: 'http://127.0.0.1:9/ingest' } })).toEqual(['endpoint_overridden']);
-    expect(codes({ OPENAI_API_KEY: KEY }, { tracing: { endpoint: 'https://api.openai.com/v1/traces/ingest' } })).toEqual([]);
+    expect(codes({ OPENAI_API_KEY: KEY, THREADLINE_TRACING_ENDPOINT: 'http://127.0.0.1:9/ingest' })).toEqual([
+      'endpoint_overridden',
+    ]);
+    expect(codes({ OPENAI_API_KEY: KEY }, { tracing: { endpoint: 'http://127.0.0.1:9/ingest' } })).toEqual([
+      'endpoint_overridden',
+    ]);
+    expect(
+      codes({ OPENAI_API_KEY: KEY }, { tracing: { endpoint: 'https://api.openai.com/v1/traces/ingest' } }),
+    ).toEqual([]);
   });
 
   it('fails when tracing is turned off in the options, and flags odd keys', () => {
-    expect(codes({ OPENAI_API_KEY: KEY }, { tracing: { disabled: true } })).toEqual(['tracing_disabled_option']);
+    expect(codes({ OPENAI_API_KEY: KEY }, { tracing: { disabled: true } })).toEqual([
+      'tracing_disabled_option',
+    ]);
     expect(codes({ OPENAI_API_KEY: 'not-a-key' })).toEqual(['key_format']);
   });
 });

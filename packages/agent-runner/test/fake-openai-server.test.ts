@@ -28,7 +28,9 @@ async function runSdk(api: 'responses' | 'chat', input: string) {
 describe('fake OpenAI server', () => {
   for (const api of ['responses', 'chat'] as const) {
     it(`streams a scripted text turn over the ${api} API to the real SDK`, async () => {
-      fake = await createFakeOpenAIServer({ turns: [{ type: 'text', text: 'Hello there, Ada!', chunkSize: 5 }] });
+      fake = await createFakeOpenAIServer({
+        turns: [{ type: 'text', text: 'Hello there, Ada!', chunkSize: 5 }],
+      });
       const { deltas, finalOutput } = await runSdk(api, 'hi');
       expect(deltas).toEqual(['Hello', ' ther', 'e, Ad', 'a!']);
       expect(finalOutput).toBe('Hello there, Ada!');
@@ -42,7 +44,9 @@ describe('fake OpenAI server', () => {
     });
 
     it(`scripted stream failure fails the ${api} run`, async () => {
-      fake = await createFakeOpenAIServer({ turns: [{ type: 'response_failed', message: 'went wrong', textBefore: 'par' }] });
+      fake = await createFakeOpenAIServer({
+        turns: [{ type: 'response_failed', message: 'went wrong', textBefore: 'par' }],
+      });
       await expect(runSdk(api, 'hi')).rejects.toThrow();
     });
   }
@@ -51,21 +55,29 @@ describe('fake OpenAI server', () => {
     fake = await createFakeOpenAIServer();
     await expect(runSdk('responses', 'hi')).rejects.toThrow(/no scripted turn/);
     await fake.close();
-    fake = await createFakeOpenAIServer({ respond: (r) => ({ type: 'text', text: `echo ${JSON.stringify(r.body.input).length}` }) });
+    fake = await createFakeOpenAIServer({
+      respond: (r) => ({ type: 'text', text: `echo ${JSON.stringify(r.body.input).length}` }),
+    });
     const { finalOutput } = await runSdk('responses', 'hi');
     expect(finalOutput).toMatch(/^echo \d+$/);
   });
 
   it('rejects bodies over maxBodyBytes with 413', async () => {
     fake = await createFakeOpenAIServer({ maxBodyBytes: 100, turns: [{ type: 'text', text: 'x' }] });
-    const res = await fetch(`${fake.baseURL}/responses`, { method: 'POST', body: JSON.stringify({ stream: true, input: 'x'.repeat(200) }) });
+    const res = await fetch(`${fake.baseURL}/responses`, {
+      method: 'POST',
+      body: JSON.stringify({ stream: true, input: 'x'.repeat(200) }),
+    });
     expect(res.status).toBe(413);
   });
 
   it('captures trace ingests', async () => {
     fake = await createFakeOpenAIServer();
     const waiting = fake.waitForTraceItems((items) => items.some((i) => i.id === 'trace_1'), 2000);
-    const res = await fetch(fake.tracesEndpoint, { method: 'POST', body: JSON.stringify({ data: [{ object: 'trace', id: 'trace_1' }] }) });
+    const res = await fetch(fake.tracesEndpoint, {
+      method: 'POST',
+      body: JSON.stringify({ data: [{ object: 'trace', id: 'trace_1' }] }),
+    });
     expect(res.status).toBe(200);
     await waiting;
     expect(fake.traceItems()).toEqual([{ object: 'trace', id: 'trace_1' }]);

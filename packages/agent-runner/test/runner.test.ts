@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineTool } from '@threadline/tools-kit';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRunner, type CreateRunnerOptions } from '../src/index.js';
+import { createRunner, localTool, type CreateRunnerOptions } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
 import { collect, silent, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
@@ -77,7 +77,10 @@ async function request(overrides: Partial<RunRequest> = {}): Promise<RunRequest>
 }
 
 const texts = (events: AgentEvent[]) =>
-  events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK').map((e) => (e as { delta: string }).delta).join('');
+  events
+    .filter((e) => e.type === 'TEXT_MESSAGE_CHUNK')
+    .map((e) => (e as { delta: string }).delta)
+    .join('');
 
 describe('runner against the real SDK and the fake OpenAI server', () => {
   for (const api of ['responses', 'chat'] as const) {
@@ -87,7 +90,13 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
       const events = await collect(makeRunner({ api }).run(req));
       expect(events[0]).toMatchObject({ type: 'RUN_STARTED', threadId: req.threadId, runId: req.runId });
       const chunks = events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK');
-      expect(chunks.map((c) => (c as { delta: string }).delta)).toEqual(['Hell', 'o fr', 'om t', 'he m', 'odel']);
+      expect(chunks.map((c) => (c as { delta: string }).delta)).toEqual([
+        'Hell',
+        'o fr',
+        'om t',
+        'he m',
+        'odel',
+      ]);
       expect(new Set(chunks.map((c) => (c as { messageId: string }).messageId)).size).toBe(1);
       expect(terminalOf(events)).toMatchObject({ type: 'RUN_FINISHED' });
       expect((terminalOf(events) as { traceId?: string }).traceId).toBeUndefined(); // tracing off: no trace id
@@ -101,7 +110,10 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
   });
 
   it('runs a tool turn over real HTTP: TOOL_CALL_STARTED then TOOL_CALL_RESULT ok, then the answer', async () => {
-    fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Paris' }, callId: 'call_w1' }] });
+    fake.enqueue({
+      type: 'tool_call',
+      calls: [{ name: 'weather_lookup', arguments: { city: 'Paris' }, callId: 'call_w1' }],
+    });
     fake.enqueue({ type: 'text', text: 'It is sunny.' });
     const runner = makeRunner();
     const events = await collect(runner.run(await request()));
@@ -119,22 +131,48 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
 
   for (const api of ['responses', 'chat'] as const) {
     it(`gives each assistant message its own messageId (${api})`, async () => {
-      fake.enqueue({ type: 'tool_call', text: 'Let me check.', calls: [{ name: 'weather_lookup', arguments: { city: 'Oslo' } }] });
+      fake.enqueue({
+        type: 'tool_call',
+        text: 'Let me check.',
+        calls: [{ name: 'weather_lookup', arguments: { city: 'Oslo' } }],
+      });
       fake.enqueue({ type: 'text', text: 'Cold.' });
       const events = await collect(makeRunner({ api }).run(await request()));
-      const chunks = events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK') as { messageId: string; delta: string }[];
+      const chunks = events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK') as {
+        messageId: string;
+        delta: string;
+      }[];
       const ids = [...new Set(chunks.map((c) => c.messageId))];
       expect(ids).toHaveLength(2);
-      expect(chunks.filter((c) => c.messageId === ids[0]).map((c) => c.delta).join('')).toBe('Let me check.');
-      expect(chunks.filter((c) => c.messageId === ids[1]).map((c) => c.delta).join('')).toBe('Cold.');
+      expect(
+        chunks
+          .filter((c) => c.messageId === ids[0])
+          .map((c) => c.delta)
+          .join(''),
+      ).toBe('Let me check.');
+      expect(
+        chunks
+          .filter((c) => c.messageId === ids[1])
+          .map((c) => c.delta)
+          .join(''),
+      ).toBe('Cold.');
       expect(events.map((e) => e.type)).toEqual([
-        'RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'TEXT_MESSAGE_CHUNK', 'TOOL_CALL_STARTED', 'TOOL_CALL_RESULT', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED',
+        'RUN_STARTED',
+        'TEXT_MESSAGE_CHUNK',
+        'TEXT_MESSAGE_CHUNK',
+        'TOOL_CALL_STARTED',
+        'TOOL_CALL_RESULT',
+        'TEXT_MESSAGE_CHUNK',
+        'RUN_FINISHED',
       ]);
     });
   }
 
   it('reports a failing tool as ok:false with the error, and the run still finishes', async () => {
-    fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Atlantis' }, callId: 'call_f1' }] });
+    fake.enqueue({
+      type: 'tool_call',
+      calls: [{ name: 'weather_lookup', arguments: { city: 'Atlantis' }, callId: 'call_f1' }],
+    });
     fake.enqueue({ type: 'text', text: 'Sorry.' });
     const events = await collect(makeRunner().run(await request()));
     const result = events.find((e) => e.type === 'TOOL_CALL_RESULT');
@@ -143,8 +181,41 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     expect(terminalOf(events).type).toBe('RUN_FINISHED');
   });
 
+  it('runs local tools in the agent service; a throwing localTool is ok:false', async () => {
+    const local = [
+      localTool({ name: 'local_ok', description: 'ok', parameters: z.object({}), execute: () => 'fine' }),
+      localTool({
+        name: 'local_fail',
+        description: 'fails',
+        parameters: z.object({}),
+        execute: () => {
+          throw new Error('disk on fire');
+        },
+      }),
+    ];
+    fake.enqueue({
+      type: 'tool_call',
+      calls: [
+        { name: 'local_ok', arguments: {}, callId: 'call_l1' },
+        { name: 'local_fail', arguments: {}, callId: 'call_l2' },
+      ],
+    });
+    fake.enqueue({ type: 'text', text: 'ok' });
+    const events = await collect(makeRunner({ localTools: local }).run(await request()));
+    const results = events.filter((e) => e.type === 'TOOL_CALL_RESULT');
+    expect(results.find((e) => e.toolCallId === 'call_l1')).toMatchObject({ ok: true, toolName: 'local_ok' });
+    expect(results.find((e) => e.toolCallId === 'call_l2')).toMatchObject({
+      ok: false,
+      error: 'disk on fire',
+    });
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+  });
+
   it('reports invalid tool input from the model as ok:false (router validation)', async () => {
-    fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { town: 'Paris' }, callId: 'call_bad' }] });
+    fake.enqueue({
+      type: 'tool_call',
+      calls: [{ name: 'weather_lookup', arguments: { town: 'Paris' }, callId: 'call_bad' }],
+    });
     fake.enqueue({ type: 'text', text: 'Oops.' });
     const events = await collect(makeRunner().run(await request()));
     expect(events.find((e) => e.type === 'TOOL_CALL_RESULT')).toMatchObject({ ok: false });
@@ -166,7 +237,8 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
   });
 
   it('ends with RUN_ERROR max_turns_exceeded when the model keeps calling tools', async () => {
-    for (let i = 0; i < 3; i++) fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Rome' } }] });
+    for (let i = 0; i < 3; i++)
+      fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Rome' } }] });
     const events = await collect(makeRunner({ maxTurns: 2 }).run(await request()));
     expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'max_turns_exceeded' });
     expect(events.filter((e) => e.type === 'TOOL_CALL_RESULT')).toHaveLength(2);
@@ -181,7 +253,11 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
   });
 
   it('ends with RUN_ERROR tool_client_error when the tool endpoint is unreachable', async () => {
-    const events = await collect(makeRunner({ toolTimeoutMs: 2000 }).run(await request({ tools: { baseUrl: 'http://127.0.0.1:9', token: 't' } })));
+    const events = await collect(
+      makeRunner({ toolTimeoutMs: 2000 }).run(
+        await request({ tools: { baseUrl: 'http://127.0.0.1:9', token: 't' } }),
+      ),
+    );
     expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'tool_client_error' });
   });
 

@@ -1,7 +1,20 @@
 import { generateKeyPair, SignJWT } from 'jose';
-import { createRunErrorEvent, createRunFinishedEvent, createRunStartedEvent, createTextMessageChunkEvent, type AgentEvent, type RunRequest } from '@threadline/contracts';
+import {
+  createRunErrorEvent,
+  createRunFinishedEvent,
+  createRunStartedEvent,
+  createTextMessageChunkEvent,
+  type AgentEvent,
+  type RunRequest,
+} from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentRunnerError, serveAgent, type Runner, type ServedAgent, type ServeAgentOptions } from '../src/index.js';
+import {
+  serveAgent,
+  type AgentRunnerError,
+  type Runner,
+  type ServedAgent,
+  type ServeAgentOptions,
+} from '../src/index.js';
 import { SECRET, collectSse, deferred, readSse, runRequest, silent } from './helpers.js';
 
 /** A runner seam the HTTP tests control: it streams RUN_STARTED, then waits for `release` or an abort. */
@@ -32,7 +45,12 @@ afterEach(async () => {
 });
 
 async function start(runner: Runner, options: Partial<ServeAgentOptions> = {}) {
-  served = await serveAgent(runner, { auth: { sharedSecret: SECRET }, logger: silent, doctor: false, ...options });
+  served = await serveAgent(runner, {
+    auth: { sharedSecret: SECRET },
+    logger: silent,
+    doctor: false,
+    ...options,
+  });
   return served;
 }
 
@@ -52,10 +70,21 @@ describe('agent HTTP service: auth', () => {
   it('rejects missing, wrong and malformed shared-secret credentials with 401 before any work', async () => {
     const c = controlledRunner();
     const { url } = await start(c.runner);
-    for (const auth of [undefined, `Bearer ${SECRET}x`, `Bearer ${SECRET.slice(0, -1)}`, `Basic ${SECRET}`, `Bearer  ${SECRET}`, SECRET, 'Bearer ']) {
+    for (const auth of [
+      undefined,
+      `Bearer ${SECRET}x`,
+      `Bearer ${SECRET.slice(0, -1)}`,
+      `Basic ${SECRET}`,
+      `Bearer  ${SECRET}`,
+      SECRET,
+      'Bearer ',
+    ]) {
       const res = await fetch(`${url}/runs`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(auth !== undefined ? { authorization: auth } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(auth !== undefined ? { authorization: auth } : {}),
+        },
         body: 'x'.repeat(1_000_000), // a huge bad body must not be read: 401, not 413
       });
       expect(res.status, String(auth)).toBe(401);
@@ -69,7 +98,13 @@ describe('agent HTTP service: auth', () => {
   });
 
   it('refuses a shared secret shorter than 32 bytes at creation', async () => {
-    await expect(serveAgent(controlledRunner().runner, { auth: { sharedSecret: 'short' }, logger: silent, doctor: false })).rejects.toMatchObject({
+    await expect(
+      serveAgent(controlledRunner().runner, {
+        auth: { sharedSecret: 'short' },
+        logger: silent,
+        doctor: false,
+      }),
+    ).rejects.toMatchObject({
       code: 'invalid_config',
     });
   });
@@ -87,13 +122,19 @@ describe('agent HTTP service: auth', () => {
         .setIssuedAt()
         .setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 60)
         .sign(key);
-    const health = (token: string) => fetch(`${url}/healthz`, { headers: { authorization: `Bearer ${token}` } });
+    const health = (token: string) =>
+      fetch(`${url}/healthz`, { headers: { authorization: `Bearer ${token}` } });
     expect((await health(await sign({}))).status).toBe(200);
     expect((await health(await sign({ aud: 'threadline-tools' }))).status).toBe(401);
     expect((await health(await sign({ iss: 'someone-else' }))).status).toBe(401);
     expect((await health(await sign({ exp: Math.floor(Date.now() / 1000) - 120 }))).status).toBe(401);
     expect((await health(await sign({}, other.privateKey))).status).toBe(401);
-    const hs = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setAudience('threadline-agent').setIssuer('api').setExpirationTime('1m').sign(new TextEncoder().encode(SECRET));
+    const hs = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setAudience('threadline-agent')
+      .setIssuer('api')
+      .setExpirationTime('1m')
+      .sign(new TextEncoder().encode(SECRET));
     expect((await health(hs)).status).toBe(401);
     const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ aud: 'threadline-agent', iss: 'api', exp: 9e9 })).toString('base64url')}.`;
     expect((await health(unsigned)).status).toBe(401);
@@ -132,7 +173,11 @@ describe('agent HTTP service: requests', () => {
       seen.push(item);
       if (seen.filter((s) => s.comment === 'ping').length === 2) c.release.resolve();
     }
-    expect(seen.filter((s) => s.event).map((s) => s.event!.type)).toEqual(['RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED']);
+    expect(seen.filter((s) => s.event).map((s) => s.event!.type)).toEqual([
+      'RUN_STARTED',
+      'TEXT_MESSAGE_CHUNK',
+      'RUN_FINISHED',
+    ]);
     expect(seen.filter((s) => s.comment === 'ping').length).toBeGreaterThanOrEqual(2);
   });
 
@@ -175,8 +220,14 @@ describe('agent HTTP service: requests', () => {
     const res = await post(url, request);
     const stream = readSse(res);
     await stream.next();
-    expect((await fetch(`${url}/runs/nope`, { method: 'DELETE', headers: { authorization: `Bearer ${SECRET}` } })).status).toBe(404);
-    const del = await fetch(`${url}/runs/${request.runId}`, { method: 'DELETE', headers: { authorization: `Bearer ${SECRET}` } });
+    expect(
+      (await fetch(`${url}/runs/nope`, { method: 'DELETE', headers: { authorization: `Bearer ${SECRET}` } }))
+        .status,
+    ).toBe(404);
+    const del = await fetch(`${url}/runs/${request.runId}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
     expect(del.status).toBe(202);
     const rest: AgentEvent[] = [];
     for await (const item of stream) if (item.event) rest.push(item.event);
@@ -191,7 +242,9 @@ describe('agent HTTP service: requests', () => {
     const res = await post(s.url, runRequest(), {}, controller.signal);
     const stream = readSse(res);
     await stream.next();
-    const aborted = new Promise<unknown>((r) => c.started[0]!.signal.addEventListener('abort', () => r(c.started[0]!.signal.reason)));
+    const aborted = new Promise<unknown>((r) =>
+      c.started[0]!.signal.addEventListener('abort', () => r(c.started[0]!.signal.reason)),
+    );
     controller.abort();
     expect(await aborted).toMatchObject({ code: 'aborted' });
     await until(() => s.port > 0 && c.started.length === 1);
@@ -205,7 +258,10 @@ describe('agent HTTP service: requests', () => {
     await stream.next();
     const closing = s.close({ deadlineMs: 150 });
     await new Promise((r) => setTimeout(r, 20));
-    const late = await post(s.url, runRequest()).then((r) => r.status, () => 'refused');
+    const late = await post(s.url, runRequest()).then(
+      (r) => r.status,
+      () => 'refused',
+    );
     expect([503, 'refused']).toContain(late);
     const rest: AgentEvent[] = [];
     for await (const item of stream) if (item.event) rest.push(item.event);

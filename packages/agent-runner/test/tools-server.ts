@@ -1,13 +1,21 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AgentEvent } from '@threadline/contracts';
-import { MemoryToolStore, createTokenIssuer, createToolRouter, type ToolDefinition } from '@threadline/tools-kit';
+import {
+  MemoryToolStore,
+  createTokenIssuer,
+  createToolRouter,
+  type ToolDefinition,
+} from '@threadline/tools-kit';
 
 /** A real tools-kit router with a MemoryToolStore, served over real HTTP on 127.0.0.1. */
 export async function startToolsServer(options: { tools?: ToolDefinition[] } = {}) {
   const store = new MemoryToolStore();
   const emitted: AgentEvent[] = [];
-  const tokens = createTokenIssuer({ secret: 'tools-secret-that-is-long-enough-0123456789', issuer: 'test-api' });
+  const tokens = createTokenIssuer({
+    secret: 'tools-secret-that-is-long-enough-0123456789',
+    issuer: 'test-api',
+  });
   const router = createToolRouter({
     tools: options.tools ?? [],
     tokens,

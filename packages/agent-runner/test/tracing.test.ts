@@ -34,22 +34,38 @@ afterAll(async () => {
 describe('trace export', () => {
   it('exports one trace per run, grouped by thread, with metadata and agent/response/function spans', async () => {
     const runner = createRunner({
-      modelProvider: new OpenAIProvider({ openAIClient: new OpenAI({ apiKey: 'sk-model', baseURL: fake.baseURL, maxRetries: 0 }) }),
+      modelProvider: new OpenAIProvider({
+        openAIClient: new OpenAI({ apiKey: 'sk-model', baseURL: fake.baseURL, maxRetries: 0 }),
+      }),
       model: 'fake-model',
       logger: silent,
       // A long batch delay proves the runner's own flush at run end is what exports.
-      tracing: { endpoint: fake.tracesEndpoint, apiKey: 'sk-tracing', workflowName: 'Test workflow', scheduleDelayMs: 60_000, exportMaxRetries: 1 },
+      tracing: {
+        endpoint: fake.tracesEndpoint,
+        apiKey: 'sk-tracing',
+        workflowName: 'Test workflow',
+        scheduleDelayMs: 60_000,
+        exportMaxRetries: 1,
+      },
     });
     const runs = [
       { threadId: 'thread-a', runId: 'run-a1' },
       { threadId: 'thread-b', runId: 'run-b1' },
     ];
     const finished: string[] = [];
-    fake.enqueue({ type: 'tool_call', calls: [{ name: 'echo', arguments: { text: 'hi' } }] }, { type: 'text', text: 'done' });
+    fake.enqueue(
+      { type: 'tool_call', calls: [{ name: 'echo', arguments: { text: 'hi' } }] },
+      { type: 'text', text: 'done' },
+    );
     fake.enqueue({ type: 'text', text: 'plain' });
     for (const r of runs) {
       const events = await collect(
-        runner.run({ ...r, user: { id: 'user-7' }, message: 'go', tools: await tools.toolsRef({ ...r, userId: 'user-7' }) }),
+        runner.run({
+          ...r,
+          user: { id: 'user-7' },
+          message: 'go',
+          tools: await tools.toolsRef({ ...r, userId: 'user-7' }),
+        }),
       );
       const terminal = terminalOf(events);
       expect(terminal.type).toBe('RUN_FINISHED');
@@ -57,7 +73,12 @@ describe('trace export', () => {
       expect(traceId).toMatch(/^trace_[0-9a-f]{32}$/);
       finished.push(traceId!);
     }
-    await fake.waitForTraceItems((items) => items.filter((i) => i.object === 'trace').length >= 2 && items.some((i) => (i.span_data as { type?: string } | undefined)?.type === 'function'), 10_000);
+    await fake.waitForTraceItems(
+      (items) =>
+        items.filter((i) => i.object === 'trace').length >= 2 &&
+        items.some((i) => (i.span_data as { type?: string } | undefined)?.type === 'function'),
+      10_000,
+    );
     await flushTraces();
     const items = fake.traceItems();
     const traces = items.filter((i) => i.object === 'trace');
@@ -71,11 +92,15 @@ describe('trace export', () => {
       });
     }
     const spanTypes = (traceId: string) =>
-      items.filter((i) => i.object === 'trace.span' && i.trace_id === traceId).map((i) => (i.span_data as { type: string }).type);
+      items
+        .filter((i) => i.object === 'trace.span' && i.trace_id === traceId)
+        .map((i) => (i.span_data as { type: string }).type);
     expect(spanTypes(finished[0]!)).toEqual(expect.arrayContaining(['agent', 'response', 'function']));
     expect(spanTypes(finished[1]!)).toEqual(expect.arrayContaining(['agent', 'response']));
     expect(spanTypes(finished[1]!)).not.toContain('function');
-    const fn = items.find((i) => i.trace_id === finished[0] && (i.span_data as { type: string }).type === 'function')!;
+    const fn = items.find(
+      (i) => i.trace_id === finished[0] && (i.span_data as { type: string }).type === 'function',
+    )!;
     expect(fn.span_data).toMatchObject({ name: 'echo' });
     // The tracing key, not the model key, authenticates the export.
     expect(fake.traceIngests.every((t) => t.headers.authorization === 'Bearer sk-tracing')).toBe(true);

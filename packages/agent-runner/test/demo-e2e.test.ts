@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentEvent } from '@threadline/contracts';
+import { createDemoModelProvider, createRunner, serveAgent, type ServedAgent } from '../src/index.js';
+import { SECRET, collectSse, readSse, silent, terminalOf } from './helpers.js';
+import { startToolsServer, type ToolsServer } from './tools-server.js';
+
+let tools: ToolsServer;
+let served: ServedAgent;
+
+beforeAll(async () => {
+  tools = await startToolsServer();
+  const runner = createRunner({
+    modelProvider: createDemoModelProvider({ delayMs: 2 }),
+    logger: silent,
+    tracing: false,
+  });
+  served = await serveAgent(runner, { auth: { sharedSecret: SECRET }, logger: silent, doctor: false });
+});
+afterAll(async () => {
+  await served.close({ deadlineMs: 1000 });
+  await tools.close();
+});
+
+async function post(threadId: string, runId: string, message: string, signal?: AbortSignal) {
+  return fetch(`${served.url}/runs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      threadId,
+      runId,
+      user: { id: 'u1' },
+      message,
+      tools: await tools.toolsRef({ userId: 'u1', threadId, runId }),
+    }),
+    ...(signal ? { signal } : {}),
+  });
+}
+const text = (events: AgentEvent[]) =>
+  events.flatMap((e) => (e.type === 'TEXT_MESSAGE_CHUNK' ? [e.delta] : [])).join('');
+
+describe('offline demo model end to end over POST /runs', () => {
+  it('streams a deterministic answer in small deltas', async () => {
+    const a = await collectSse(await post('t-demo-1', 'r1', 'hello there'));
+    const b = await collectSse(await post('t-demo-2', 'r2', 'hello there'));
+    expect(terminalOf(a.events).type).toBe('RUN_FINISHED');
+    expect(text(a.events)).toBe(text(b.events));
+    expect(text(a.events)).toContain('hello there');
+    const deltas = a.events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK');
+    expect(deltas.length).toBeGreaterThan(10);
+    expect(deltas.every((e) => e.type === 'TEXT_MESSAGE_CHUNK' && e.delta.length <= 4)).toBe(true);
+  });
+
+  it('"call me Ada" calls profile.patch on the host, which changes stored state, then remembers it', async () => {
+    const { events } = await collectSse(await post('t-ada', 'r-ada-1', 'Please call me Ada'));
+    expect(events.find((e) => e.type === 'TOOL_CALL_STARTED')).toMatchObject({ toolName: 'profile.patch' });
+    expect(events.find((e) => e.type === 'TOOL_CALL_RESULT')).toMatchObject({
+      toolName: 'profile.patch',
+      ok: true,
+    });
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+    expect(await tools.store.getProfile('u1')).toMatchObject({ displayName: 'Ada' });
+    expect(tools.emitted.find((e) => e.type === 'STATE_CHANGED')).toMatchObject({
+      scope: 'profile',
+      value: { displayName: 'Ada' },
+    });
+    const second = await collectSse(await post('t-ada', 'r-ada-2', "What's my name?"));
+    expect(text(second.events)).toContain('Ada');
+  });
+
+  it('cancels a real run when the HTTP client disconnects', async () => {
+    const controller = new AbortController();
+    const res = await post('t-cancel', 'r-cancel', 'a long message '.repeat(20), controller.signal);
+    for await (const item of readSse(res)) {
+      if (item.event?.type === 'TEXT_MESSAGE_CHUNK') break;
+    }
+    controller.abort();
+    await expect.poll(() => served.activeRuns()).toBe(0);
+    // The user's message is still kept in the thread's history behind the API; the cut-off answer is not.
+    await expect
+      .poll(async () => JSON.stringify(await tools.store.getSessionItems('t-cancel')))
+      .toContain('a long message');
+    expect(JSON.stringify(await tools.store.getSessionItems('t-cancel'))).not.toContain('Demo model here');
+  });
+});
