@@ -231,6 +231,61 @@ describe('SqliteStore shared by two processes', () => {
     }
   });
 
+  it('leaves only whole batches when a writer process is SIGKILLed mid-stream', async () => {
+    const path = join(tempDir(), 'killed.db');
+    const setup = openSqliteStore({ path });
+    await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
+    await setup.close();
+
+    const batch = 50;
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@threadline/source',
+        '--import',
+        join(fixtures, 'ts-hooks.mjs'),
+        join(fixtures, 'sqlite-worker.ts'),
+        'flood',
+        path,
+        'shared',
+        'K',
+        String(batch),
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    children.push(child);
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.once('exit', (_code, signal) => resolve(signal)),
+    );
+    let acknowledged = 0;
+    const lines = createInterface({ input: child.stdout! });
+    for await (const line of lines) {
+      if (line === 'ready') child.stdin!.write('go\n');
+      else acknowledged = Number(line);
+      if (acknowledged >= 20 * batch) break;
+    }
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+
+    const store = openSqliteStore({ path });
+    try {
+      const last = await store.lastSeq('shared');
+      // Everything acknowledged is there, and nothing of a half-written batch is.
+      expect(last).toBeGreaterThanOrEqual(acknowledged);
+      expect(last % batch).toBe(0);
+      const log = await store.read('shared', { afterSeq: 0, limit: last + batch });
+      expect(log.map((e) => e.seq)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+      log.forEach((e, i) =>
+        expect((JSON.parse(e.json) as { delta: string }).delta).toBe(`${Math.floor(i / batch)}:${i % batch}`),
+      );
+      // The file is healthy: the next append continues the sequence.
+      const [next] = await store.append('shared', [chunk('shared', 'after')]);
+      expect(next!.seq).toBe(last + 1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('lets only one run be active per thread across two processes', async () => {
     const path = join(tempDir(), 'runs.db');
     const setup = openSqliteStore({ path });

@@ -5,7 +5,7 @@ import { openSqliteStore } from '../../src/sqlite.js';
 
 const [mode, path, threadId, name, countText] = process.argv.slice(2);
 if (!mode || !path || !threadId || !name || !countText)
-  throw new Error('usage: <append|start> <path> <threadId> <name> <count>');
+  throw new Error('usage: <append|start|flood> <path> <threadId> <name> <count>');
 const count = Number(countText);
 const store = openSqliteStore({ path, busyTimeoutMs: 20_000 });
 const lines = createInterface({ input: process.stdin });
@@ -34,6 +34,20 @@ if (mode === 'append') {
     const stored = await store.append(threadId, events);
     result.batches.push(stored.map((e) => e.seq));
     await yieldToOthers();
+  }
+} else if (mode === 'flood') {
+  // Appends batches of `count` until killed, reporting each commit; the parent SIGKILLs it mid-stream.
+  for (let i = 0; ; i++) {
+    const events = Array.from({ length: count }, (_, j) => ({
+      type: 'TEXT_MESSAGE_CHUNK' as const,
+      threadId,
+      runId: 'run-x',
+      ts,
+      messageId: `${name}-${i}`,
+      delta: `${i}:${j}`,
+    }));
+    const stored = await store.append(threadId, events);
+    process.stdout.write(`${stored[stored.length - 1]!.seq}\n`);
   }
 } else {
   for (let i = 0; i < count; i++) {
