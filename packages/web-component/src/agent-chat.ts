@@ -27,6 +27,12 @@ export type AgentChatErrorDetail = ChatProblem;
 /** Detail of `agent-chat:connection`. */
 export type AgentChatConnectionDetail = ConnectionChange;
 
+/** Memory bounds of one element: the conversation rows, one message's length, and the unprocessed-frame backlog. */
+export interface AgentChatLimits extends ThreadModelLimits {
+  /** Server messages received but not yet processed; beyond this the element reconnects and resumes. Default 50,000. */
+  maxQueuedFrames: number;
+}
+
 /** Completed messages are announced to screen readers up to this many characters. */
 const MAX_ANNOUNCEMENT = 1_000;
 /** Events older than this before the first subscribe count as history and are not announced. */
@@ -125,8 +131,8 @@ export class AgentChat extends LitElement {
   declare transport: ChatTransport | undefined;
   /** Reconnect backoff and its bound; see `DEFAULT_RECONNECT`. */
   declare reconnectOptions: Partial<ReconnectOptions> | undefined;
-  /** Memory bounds of the conversation; see `DEFAULT_MODEL_LIMITS`. Applies to the next thread. */
-  declare limits: Partial<ThreadModelLimits> | undefined;
+  /** Memory bounds; see `DEFAULT_MODEL_LIMITS`. Row and length bounds apply from the next thread on. */
+  declare limits: Partial<AgentChatLimits> | undefined;
 
   private model = new ThreadModel();
   private modelThread = '';
@@ -222,6 +228,7 @@ export class AgentChat extends LitElement {
       changed.has('threadId') ||
       changed.has('transport') ||
       changed.has('reconnectOptions') ||
+      changed.has('limits') ||
       !this.hasConnectedOnce
     ) {
       this.hasConnectedOnce = true;
@@ -287,7 +294,7 @@ export class AgentChat extends LitElement {
         }
         this.setConnection(c);
       },
-    });
+    }, this.limits?.maxQueuedFrames);
     conn.lastSeq = this.savedSeq;
     this.conn = conn;
     conn.start();

@@ -40,6 +40,11 @@ const FATAL_SERVER_CODES = new Set<string>(FATAL_ERROR_CODES);
 /** Close codes a server uses to say the same at the socket level (4401/4403 by Threadline's convention). */
 const FATAL_CLOSE_CODES: Record<number, string> = { 4401: 'unauthorized', 4403: 'forbidden', 1008: 'forbidden' };
 
+/** Default bound of the frame backlog. */
+export const DEFAULT_MAX_QUEUED_FRAMES = 50_000;
+/** Longest stretch of frame processing before yielding to the page, in ms. */
+const SLICE_MS = 8;
+
 /**
  * Keeps one thread subscribed through drops: subscribes with `afterSeq` = the last seq it delivered, drops
  * anything at or below it (so a replay never duplicates), reconnects with bounded backoff and jitter, and
@@ -53,12 +58,17 @@ export class ChatConnection {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private stateNow: ConnectionState = 'idle';
+  private backlog: string[] = [];
+  private head = 0;
+  private draining: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly transport: ChatTransport,
     private readonly threadId: string,
     private readonly options: ReconnectOptions,
     private readonly hooks: ConnectionHooks,
+    /** Frames received but not yet processed; beyond this the connection is dropped and resumed from lastSeq. */
+    private readonly maxQueuedFrames = DEFAULT_MAX_QUEUED_FRAMES,
   ) {}
 
   get state(): ConnectionState {
@@ -74,7 +84,10 @@ export class ChatConnection {
   /** Closes the connection and cancels any pending retry. Reports no state change. */
   stop(): void {
     clearTimeout(this.timer);
-    this.timer = undefined;
+    clearTimeout(this.draining);
+    this.timer = this.draining = undefined;
+    this.backlog = [];
+    this.head = 0;
     this.token = undefined;
     const c = this.current;
     this.current = undefined;
@@ -109,9 +122,11 @@ export class ChatConnection {
           this.setState({ state: 'connected' });
         },
         message: (text) => {
-          if (live()) this.frame(text);
+          if (live()) this.enqueue(text);
         },
         close: (info) => {
+          if (!live()) return;
+          this.drain(Infinity); // what arrived before the close still counts
           if (!live()) return;
           this.current = undefined;
           this.dropped(info);
@@ -119,6 +134,41 @@ export class ChatConnection {
       });
     } catch (cause) {
       this.fail('transport_error', cause instanceof Error ? cause.message : 'the transport failed to connect');
+    }
+  }
+
+  /*
+   * A browser may deliver thousands of buffered WebSocket messages in one task. Handlers only queue the text;
+   * processing runs in slices of SLICE_MS so a 10,000-chunk burst never blocks the page for long.
+   */
+  private enqueue(text: string): void {
+    if (this.backlog.length - this.head >= this.maxQueuedFrames) {
+      this.hooks.problem({
+        code: 'frame_backlog',
+        message: `more than ${this.maxQueuedFrames} server messages waiting; reconnecting to catch up`,
+        fatal: false,
+      });
+      this.abandon('frame_backlog');
+      return;
+    }
+    this.backlog.push(text);
+    this.draining ??= setTimeout(() => this.drain(SLICE_MS), 0);
+  }
+
+  private drain(budgetMs: number): void {
+    clearTimeout(this.draining);
+    this.draining = undefined;
+    const token = this.token;
+    const end = performance.now() + budgetMs;
+    while (this.head < this.backlog.length && this.token === token) {
+      this.frame(this.backlog[this.head++] as string);
+      if (performance.now() >= end) break;
+    }
+    if (this.token !== token) return;
+    if (this.head < this.backlog.length) this.draining = setTimeout(() => this.drain(SLICE_MS), 0);
+    else {
+      this.backlog = [];
+      this.head = 0;
     }
   }
 
@@ -153,15 +203,19 @@ export class ChatConnection {
         if (fatal) this.fail(m.code, m.message, false);
         else if (m.code === 'slow_consumer') {
           // The server stops feeding a socket that fell behind; reconnecting resumes from lastSeq.
-          const c = this.current;
-          this.current = undefined;
-          this.token = undefined;
-          c?.close();
-          this.dropped({ reason: 'slow_consumer' });
+          this.abandon('slow_consumer');
         }
         return;
       }
     }
+  }
+
+  /** Closes this connection on our side, forgets its unprocessed frames, and reconnects with backoff. */
+  private abandon(reason: string): void {
+    const attempt = this.attempt;
+    this.stop();
+    this.attempt = attempt;
+    this.dropped({ reason });
   }
 
   private dropped(info: TransportCloseInfo): void {

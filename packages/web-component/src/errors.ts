@@ -6,6 +6,7 @@ export const AGENT_CHAT_ERROR_CODES = [
   'readonly',
   'invalid_message',
   'invalid_frame',
+  'frame_backlog',
   'reconnect_exhausted',
   'transport_error',
 ] as const;

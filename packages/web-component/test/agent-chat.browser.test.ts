@@ -449,6 +449,31 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[part~="send-error"]').count()).toBe(0);
   });
 
+  it('bounds the unprocessed-frame backlog: overflow reconnects and resumes without losing a chunk', async () => {
+    const N = 3_000;
+    const s = await serve('t-backlog', {
+      onSend(server, msg, ws) {
+        ack(server, ws, msg.clientMessageId, 'r1');
+        server.append({ type: 'RUN_STARTED', runId: 'r1' });
+        for (let i = 0; i < N; i++) server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `c${i} ` });
+        server.append({ type: 'RUN_FINISHED', runId: 'r1' });
+      },
+    });
+    const page = await mount(s, {}, 5);
+    await page.evaluate(() => {
+      const el = document.querySelector('agent-chat')!;
+      el.limits = { maxQueuedFrames: 200 };
+      el.reconnectOptions = { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 50 };
+    });
+    await expect.poll(() => page.locator('agent-chat').getAttribute('connection')).toBe('connected');
+    await page.evaluate(() => document.querySelector('agent-chat')!.send('go'));
+    await expect.poll(() => page.evaluate(() => window.__finished.length), { timeout: 20_000 }).toBe(1);
+    expect(await page.evaluate(() => window.__errors.map((e) => e.code))).toContain('frame_backlog');
+    expect(s.received.filter((m) => m.type === 'subscribe').length).toBeGreaterThan(2);
+    expect(await page.evaluate(() => window.__events)).toEqual(s.log.map((e) => e.seq));
+    await expect.poll(() => assistantText(page, 'a1')).toBe(s.textOf('a1').trim());
+  });
+
   it('uses a page-supplied transport instead of a WebSocket', async () => {
     const s = await serve('t-unused');
     const page = await mount(s);
