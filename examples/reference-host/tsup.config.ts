@@ -8,4 +8,6 @@ export default defineConfig({
   platform: 'node',
   clean: true,
   sourcemap: true,
+  // Keep `node:` specifiers: `node:sqlite` exists only under that prefix (esbuild would emit a bare 'sqlite').
+  removeNodeProtocol: false,
 });

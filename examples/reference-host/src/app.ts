@@ -13,7 +13,7 @@ import type { Sessions } from './sessions.js';
 import type { UserRecord, UserStore } from './users/user-store.js';
 
 /** The part of the relay's store the REST routes use. */
-export type ThreadStore = Pick<EventStore, 'createThread' | 'getThread' | 'listThreads' | 'read' | 'getProfile'>;
+export type ThreadStore = Pick<EventStore, 'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'>;
 
 /** Bounds of the HTTP API, with their defaults. */
 export interface AppLimits {
@@ -220,7 +220,8 @@ export function createApp(options: AppOptions): express.Express {
 
   api.get('/threads/:threadId', route(async (req, res) => {
     const user = await requireUser(req);
-    res.json(threadView(await ownThread(user, String(req.params.threadId))));
+    const thread = await ownThread(user, String(req.params.threadId));
+    res.json({ ...threadView(thread), lastSeq: await store.lastSeq(thread.threadId) });
   }));
 
   api.get('/threads/:threadId/events', route(async (req, res) => {

@@ -1,0 +1,47 @@
+import { api, setupHeader } from './api.js';
+
+const threadId = decodeURIComponent(location.pathname.split('/').pop() ?? '');
+const profileEl = document.getElementById('profile');
+const profileEmpty = document.getElementById('profile-empty');
+
+/** Renders the profile panel; `changed` names keys to highlight (they just changed). */
+function renderProfile(profile, changed = []) {
+  const entries = Object.entries(profile ?? {});
+  profileEl.replaceChildren(
+    ...entries.flatMap(([key, value]) => {
+      const dt = document.createElement('dt');
+      dt.textContent = key;
+      const dd = document.createElement('dd');
+      dd.dataset.key = key;
+      dd.textContent = typeof value === 'string' ? value : JSON.stringify(value);
+      if (changed.includes(key)) dd.classList.add('updated');
+      return [dt, dd];
+    }),
+  );
+  profileEmpty.hidden = entries.length > 0;
+}
+
+// The thread first, then the profile: every profile change at or before `thread.lastSeq` is already in it.
+const thread = await api(`/api/threads/${encodeURIComponent(threadId)}`);
+const me = await setupHeader();
+let current = me.profile ?? {};
+renderProfile(current);
+
+document.getElementById('thread-title').textContent = thread.title;
+document.title = `Threadline: ${thread.title}`;
+
+const chat = document.createElement('agent-chat');
+chat.setAttribute('endpoint', `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+chat.setAttribute('thread-id', threadId);
+chat.setAttribute('placeholder', 'Say hello, or “call me Ada”.');
+// A tool changed the profile: show it now, no reload. The element replays the thread's history first; those
+// older changes are skipped so they cannot overwrite a newer profile (changed from another thread).
+chat.addEventListener('agent-chat:event', (e) => {
+  const event = e.detail.event;
+  if (event.type !== 'STATE_CHANGED' || event.scope !== 'profile' || event.seq <= thread.lastSeq) return;
+  const next = event.value && typeof event.value === 'object' ? event.value : {};
+  const changed = Object.keys(next).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
+  current = next;
+  renderProfile(current, changed);
+});
+document.getElementById('chat-slot').append(chat);
