@@ -382,7 +382,8 @@ function json(status: number, body: ToolResult, headers: Record<string, string> 
 
 function isJsonMediaType(value: string): boolean {
   const type = value.split(';')[0]?.trim().toLowerCase() ?? '';
-  return type === 'application/json' || /^application\/[a-z0-9.+-]*\+json$/.test(type);
+  // text/plain is what fetch labels a string body with by default; the body must still parse as JSON.
+  return type === 'application/json' || type === 'text/plain' || /^application\/[a-z0-9.+-]*\+json$/.test(type);
 }
 
 async function readJsonBody(request: Request, limit: number): Promise<unknown> {
