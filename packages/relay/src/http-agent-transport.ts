@@ -61,7 +61,11 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
         });
       } catch (cause) {
         if (signal.aborted) throw cause;
-        throw new AgentTransportError('agent_unreachable', `could not reach the agent at ${base}/runs: ${describe(cause)}`, { cause });
+        throw new AgentTransportError(
+          'agent_unreachable',
+          `could not reach the agent at ${base}/runs: ${describe(cause)}`,
+          { cause },
+        );
       } finally {
         clearTimeout(connectTimer);
       }
@@ -75,7 +79,10 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
       const type = response.headers.get('content-type') ?? '';
       if (!type.toLowerCase().startsWith('text/event-stream') || !response.body) {
         await response.body?.cancel().catch(() => {});
-        throw new AgentTransportError('agent_stream_invalid', `the agent answered with content-type "${type.slice(0, 100)}", not text/event-stream`);
+        throw new AgentTransportError(
+          'agent_stream_invalid',
+          `the agent answered with content-type "${type.slice(0, 100)}", not text/event-stream`,
+        );
       }
       const reader = response.body.getReader();
       const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -87,7 +94,11 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
             chunk = await reader.read();
           } catch (cause) {
             if (signal.aborted) throw cause;
-            throw new AgentTransportError('agent_unreachable', `the connection to the agent dropped mid-stream: ${describe(cause)}`, { cause });
+            throw new AgentTransportError(
+              'agent_unreachable',
+              `the connection to the agent dropped mid-stream: ${describe(cause)}`,
+              { cause },
+            );
           }
           let text: string;
           try {
@@ -130,10 +141,15 @@ function parsePayload(payload: string): AgentEvent {
   try {
     value = JSON.parse(payload);
   } catch (cause) {
-    throw new AgentTransportError('agent_stream_invalid', 'the agent sent an SSE event that is not JSON', { cause });
+    throw new AgentTransportError('agent_stream_invalid', 'the agent sent an SSE event that is not JSON', {
+      cause,
+    });
   }
   const parsed = safeParse(AgentEventSchema, value, 'agent event');
-  if (!parsed.ok) throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, { cause: parsed.error });
+  if (!parsed.ok)
+    throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, {
+      cause: parsed.error,
+    });
   return parsed.value;
 }
 

@@ -140,10 +140,12 @@ export interface Relay {
 
 /** Why a run was stopped from the relay's side. */
 class RunStop {
-  constructor(
-    readonly code: RunErrorCode,
-    readonly message: string,
-  ) {}
+  readonly code: RunErrorCode;
+  readonly message: string;
+  constructor(code: RunErrorCode, message: string) {
+    this.code = code;
+    this.message = message;
+  }
 }
 
 interface ActiveRun extends WriteOwner {
@@ -175,12 +177,16 @@ export function createRelay(options: RelayOptions): Relay {
   const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
   validateLimits(limits);
   if (options.tools.length > LIMITS.maxToolsPerToken) {
-    throw new RelayError('invalid_message', `at most ${LIMITS.maxToolsPerToken} tools may be allowed per run`);
+    throw new RelayError(
+      'invalid_message',
+      `at most ${LIMITS.maxToolsPerToken} tools may be allowed per run`,
+    );
   }
   const { store, agent } = options;
   const pubsub = options.pubsub ?? new InProcessPubSub();
   const logger = options.logger ?? console;
-  const authorize = options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
+  const authorize =
+    options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
   const whenRunActive = options.whenRunActive ?? 'reject';
   const writerOptions = {
     coalesceWindowMs: limits.coalesceWindowMs,
@@ -231,7 +237,10 @@ export function createRelay(options: RelayOptions): Relay {
 
   function checkId(value: unknown, what: string): asserts value is string {
     if (!safeParse(IdSchema, value).ok) {
-      throw new RelayError('invalid_message', `${what} must be 1-${LIMITS.maxIdLength} letters, digits or _ . : -`);
+      throw new RelayError(
+        'invalid_message',
+        `${what} must be 1-${LIMITS.maxIdLength} letters, digits or _ . : -`,
+      );
     }
   }
 
@@ -251,7 +260,10 @@ export function createRelay(options: RelayOptions): Relay {
     let deadline = 0;
     for (;;) {
       if (runs.size >= limits.maxActiveRuns) {
-        throw new RelayError('agent_unavailable', `too many runs in progress (${limits.maxActiveRuns}); try again shortly`);
+        throw new RelayError(
+          'agent_unavailable',
+          `too many runs in progress (${limits.maxActiveRuns}); try again shortly`,
+        );
       }
       const runId = `run_${randomUUID()}`;
       const userMessage: AgentEvent = {
@@ -286,7 +298,10 @@ export function createRelay(options: RelayOptions): Relay {
       if (!queued) {
         const waiting = queues.get(threadId)?.size ?? 0;
         if (waiting >= limits.maxQueuedSends) {
-          throw new RelayError('queue_full', `${waiting} messages already wait for thread ${threadId}; try again later`);
+          throw new RelayError(
+            'queue_full',
+            `${waiting} messages already wait for thread ${threadId}; try again later`,
+          );
         }
         queued = true;
         deadline = Date.now() + limits.queueTimeoutMs;
@@ -312,10 +327,18 @@ export function createRelay(options: RelayOptions): Relay {
         if (closed) reject(new RelayError('closed', 'the relay is closed'));
         else resolve();
       };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new RelayError('run_active', `thread ${threadId} still has a run in progress (${runId}) after waiting`));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          cleanup();
+          reject(
+            new RelayError(
+              'run_active',
+              `thread ${threadId} still has a run in progress (${runId}) after waiting`,
+            ),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       const unlisten = pubsub.subscribe(threadId, (events) => {
         for (const e of events) {
           if (e.json.includes('"RUN_FINISHED"') || e.json.includes('"RUN_ERROR"')) {
@@ -345,7 +368,9 @@ export function createRelay(options: RelayOptions): Relay {
       done: Promise.resolve(),
       onStoreError(error: unknown) {
         if (!controller.signal.aborted) {
-          controller.abort(new RunStop('store_error', `the store failed to save the run's events: ${describe(error)}`));
+          controller.abort(
+            new RunStop('store_error', `the store failed to save the run's events: ${describe(error)}`),
+          );
         }
       },
     };
@@ -390,7 +415,8 @@ export function createRelay(options: RelayOptions): Relay {
         last = Date.now();
         const event = checkAgentEvent(next.value, threadId, runId);
         if (event.type === 'RUN_STARTED') {
-          if (started) throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
+          if (started)
+            throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
           started = true;
           writer.add(event, run, false);
           continue;
@@ -424,11 +450,22 @@ export function createRelay(options: RelayOptions): Relay {
     if (failure && failure.code !== 'agent_unreachable' && agent.cancel) {
       agent.cancel(runId).catch(() => {});
     }
-    await writeRunError(threadId, runId, failure ?? new RunStop('internal_error', 'the run stopped unexpectedly'));
+    await writeRunError(
+      threadId,
+      runId,
+      failure ?? new RunStop('internal_error', 'the run stopped unexpectedly'),
+    );
   }
 
   async function writeRunError(threadId: string, runId: string, stop: RunStop): Promise<void> {
-    const event: AgentEvent = { type: 'RUN_ERROR', threadId, runId, ts: Date.now(), code: stop.code, message: stop.message };
+    const event: AgentEvent = {
+      type: 'RUN_ERROR',
+      threadId,
+      runId,
+      ts: Date.now(),
+      code: stop.code,
+      message: stop.message,
+    };
     for (let attempt = 1; ; attempt++) {
       const writer = writerFor(threadId);
       writer.add(event, null, false);
@@ -469,7 +506,8 @@ export function createRelay(options: RelayOptions): Relay {
       },
       'run request',
     );
-    if (!request.ok) throw new RunStop('internal_error', `could not build the run request: ${request.error.message}`);
+    if (!request.ok)
+      throw new RunStop('internal_error', `could not build the run request: ${request.error.message}`);
     return request.value;
   }
 
@@ -485,12 +523,21 @@ export function createRelay(options: RelayOptions): Relay {
     checkOpen();
     const onThread = perThread.get(input.threadId) ?? 0;
     if (onThread >= limits.maxSubscribersPerThread) {
-      throw new RelayError('too_many_subscribers', `thread ${input.threadId} has ${onThread} subscribers, the most allowed`);
+      throw new RelayError(
+        'too_many_subscribers',
+        `thread ${input.threadId} has ${onThread} subscribers, the most allowed`,
+      );
     }
     if (subscriptions.size >= limits.maxSubscribers) {
-      throw new RelayError('too_many_subscribers', `the relay has ${subscriptions.size} subscribers, the most allowed`);
+      throw new RelayError(
+        'too_many_subscribers',
+        `the relay has ${subscriptions.size} subscribers, the most allowed`,
+      );
     }
-    const maxBufferedEvents = Math.max(1, Math.min(input.maxBufferedEvents ?? Infinity, limits.maxBufferedEvents));
+    const maxBufferedEvents = Math.max(
+      1,
+      Math.min(input.maxBufferedEvents ?? Infinity, limits.maxBufferedEvents),
+    );
     perThread.set(input.threadId, onThread + 1);
     const threadId = input.threadId;
     const subscription: ThreadSubscription = new ThreadSubscription({
@@ -498,7 +545,11 @@ export function createRelay(options: RelayOptions): Relay {
       pubsub,
       threadId,
       afterSeq,
-      bounds: { maxBufferedEvents, maxBufferedBytes: limits.maxBufferedBytes, replayPageSize: limits.replayPageSize },
+      bounds: {
+        maxBufferedEvents,
+        maxBufferedBytes: limits.maxBufferedBytes,
+        replayPageSize: limits.replayPageSize,
+      },
       onEnd: () => {
         subscriptions.delete(subscription);
         const n = (perThread.get(threadId) ?? 1) - 1;
@@ -517,7 +568,10 @@ export function createRelay(options: RelayOptions): Relay {
     const local = runs.get(input.runId);
     const record = local ? null : await storeCall('reading the run', () => store.getRun(input.runId));
     const threadId = local?.threadId ?? record?.threadId;
-    const notFound = new RelayError('not_found', `run ${input.runId} does not exist or you may not cancel it`);
+    const notFound = new RelayError(
+      'not_found',
+      `run ${input.runId} does not exist or you may not cancel it`,
+    );
     if (threadId === undefined) throw notFound;
     try {
       await threadFor({ id: input.user.id }, threadId);
@@ -526,7 +580,8 @@ export function createRelay(options: RelayOptions): Relay {
       throw error;
     }
     if (local) {
-      if (!local.controller.signal.aborted) local.controller.abort(new RunStop('cancelled', 'the run was cancelled'));
+      if (!local.controller.signal.aborted)
+        local.controller.abort(new RunStop('cancelled', 'the run was cancelled'));
       await local.done;
       return;
     }
@@ -541,15 +596,20 @@ export function createRelay(options: RelayOptions): Relay {
     checkId(threadId, 'threadId');
     if (!Array.isArray(events)) throw new RelayError('invalid_message', 'events must be an array');
     if (events.length > limits.maxBatchEvents) {
-      throw new RelayError('invalid_message', `at most ${limits.maxBatchEvents} events may be published at once`);
+      throw new RelayError(
+        'invalid_message',
+        `at most ${limits.maxBatchEvents} events may be published at once`,
+      );
     }
     const checked: AgentEvent[] = [];
     for (const raw of events) {
       const parsed = safeParse(AgentEventSchema, raw, 'event');
       if (!parsed.ok) throw new RelayError('invalid_message', parsed.error.message, { cause: parsed.error });
       const event = parsed.value;
-      if (event.threadId !== threadId) throw new RelayError('invalid_message', `event belongs to thread ${event.threadId}, not ${threadId}`);
-      if (RELAY_ONLY_TYPES.has(event.type)) throw new RelayError('invalid_message', `${event.type} events are written by the relay only`);
+      if (event.threadId !== threadId)
+        throw new RelayError('invalid_message', `event belongs to thread ${event.threadId}, not ${threadId}`);
+      if (RELAY_ONLY_TYPES.has(event.type))
+        throw new RelayError('invalid_message', `${event.type} events are written by the relay only`);
       checked.push(event);
     }
     if (checked.length === 0) return [];
@@ -570,8 +630,18 @@ export function createRelay(options: RelayOptions): Relay {
     let count = 0;
     for (const run of running) {
       if (runs.has(run.runId)) continue;
-      const stop = new RunStop('relay_restarted', 'the relay restarted while this run was in progress; send the message again');
-      const event: AgentEvent = { type: 'RUN_ERROR', threadId: run.threadId, runId: run.runId, ts: Date.now(), code: stop.code, message: stop.message };
+      const stop = new RunStop(
+        'relay_restarted',
+        'the relay restarted while this run was in progress; send the message again',
+      );
+      const event: AgentEvent = {
+        type: 'RUN_ERROR',
+        threadId: run.threadId,
+        runId: run.runId,
+        ts: Date.now(),
+        code: stop.code,
+        message: stop.message,
+      };
       const writer = writerFor(run.threadId);
       writer.add(event, null, false);
       await storeCall('failing a stale run', () => writer.flush());
@@ -584,7 +654,8 @@ export function createRelay(options: RelayOptions): Relay {
     if (closed) return;
     closed = true;
     for (const run of runs.values()) {
-      if (!run.controller.signal.aborted) run.controller.abort(new RunStop('shutdown', 'the relay shut down'));
+      if (!run.controller.signal.aborted)
+        run.controller.abort(new RunStop('shutdown', 'the relay shut down'));
     }
     await Promise.all([...runs.values()].map((r) => r.done));
     for (const [, waiters] of queues) for (const wake of [...waiters]) wake();
@@ -612,12 +683,19 @@ export function createRelay(options: RelayOptions): Relay {
 /** Validates an event from the agent: contract shape, this run's thread and run, and a type an agent may send. */
 function checkAgentEvent(value: unknown, threadId: string, runId: string): AgentEvent {
   const parsed = safeParse(AgentEventSchema, value, 'agent event');
-  if (!parsed.ok) throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, { cause: parsed.error });
+  if (!parsed.ok)
+    throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, {
+      cause: parsed.error,
+    });
   const event = parsed.value;
   if (event.threadId !== threadId || event.runId !== runId) {
-    throw new AgentTransportError('agent_stream_invalid', `the agent sent an event of another thread or run (${event.threadId}/${event.runId})`);
+    throw new AgentTransportError(
+      'agent_stream_invalid',
+      `the agent sent an event of another thread or run (${event.threadId}/${event.runId})`,
+    );
   }
-  if (event.type === 'USER_MESSAGE') throw new AgentTransportError('agent_stream_invalid', 'the agent may not send USER_MESSAGE events');
+  if (event.type === 'USER_MESSAGE')
+    throw new AgentTransportError('agent_stream_invalid', 'the agent may not send USER_MESSAGE events');
   return event;
 }
 
@@ -625,8 +703,10 @@ function toStop(error: unknown, signal: AbortSignal): RunStop {
   if (error instanceof RunStop) return error;
   if (signal.aborted && signal.reason instanceof RunStop) return signal.reason;
   if (error instanceof AgentTransportError) return new RunStop(error.runErrorCode, error.message);
-  if (error instanceof ContractError) return new RunStop('agent_stream_invalid', `the agent sent an ${error.message}`);
-  if (error instanceof RelayError && error.code === 'store_error') return new RunStop('store_error', error.message);
+  if (error instanceof ContractError)
+    return new RunStop('agent_stream_invalid', `the agent sent an ${error.message}`);
+  if (error instanceof RelayError && error.code === 'store_error')
+    return new RunStop('store_error', error.message);
   return new RunStop('internal_error', `the agent failed: ${describe(error)}`);
 }
 

@@ -35,7 +35,10 @@ export class SseParser {
     }
     const rest = buffer.slice(start);
     if (rest.length + this.#dataLength > this.#maxEventLength) {
-      throw new AgentTransportError('agent_stream_invalid', `agent sent an SSE event longer than ${this.#maxEventLength} characters`);
+      throw new AgentTransportError(
+        'agent_stream_invalid',
+        `agent sent an SSE event longer than ${this.#maxEventLength} characters`,
+      );
     }
     this.#partial = rest;
     return out;
@@ -57,18 +60,27 @@ export class SseParser {
       case 'data':
         this.#dataLength += value.length + 1;
         if (this.#dataLength > this.#maxEventLength) {
-          throw new AgentTransportError('agent_stream_invalid', `agent sent an SSE event longer than ${this.#maxEventLength} characters`);
+          throw new AgentTransportError(
+            'agent_stream_invalid',
+            `agent sent an SSE event longer than ${this.#maxEventLength} characters`,
+          );
         }
         this.#data.push(value);
         return;
       case 'event':
         if (value === 'message') return;
-        throw new AgentTransportError('agent_stream_invalid', `agent sent an SSE event of unknown type "${value.slice(0, 64)}"`);
+        throw new AgentTransportError(
+          'agent_stream_invalid',
+          `agent sent an SSE event of unknown type "${value.slice(0, 64)}"`,
+        );
       case 'id':
       case 'retry':
         return;
       default:
-        throw new AgentTransportError('agent_stream_invalid', `agent sent a malformed SSE line (field "${field.slice(0, 64)}")`);
+        throw new AgentTransportError(
+          'agent_stream_invalid',
+          `agent sent a malformed SSE line (field "${field.slice(0, 64)}")`,
+        );
     }
   }
 }

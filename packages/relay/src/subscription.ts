@@ -132,7 +132,8 @@ export class ThreadSubscription implements Subscription {
     this.#cursor = event.seq;
     if (
       live &&
-      (this.#buffer.length > this.#bounds.maxBufferedEvents || this.#bufferedBytes > this.#bounds.maxBufferedBytes)
+      (this.#buffer.length > this.#bounds.maxBufferedEvents ||
+        this.#bufferedBytes > this.#bounds.maxBufferedBytes)
     ) {
       this.#finish(
         new RelayError(
@@ -156,9 +157,15 @@ export class ThreadSubscription implements Subscription {
         this.#pending.push(event);
         this.#pendingBytes += event.json.length;
       }
-      if (this.#pending.length > this.#bounds.maxBufferedEvents || this.#pendingBytes > this.#bounds.maxBufferedBytes) {
+      if (
+        this.#pending.length > this.#bounds.maxBufferedEvents ||
+        this.#pendingBytes > this.#bounds.maxBufferedBytes
+      ) {
         this.#finish(
-          new RelayError('slow_consumer', `subscriber fell behind while catching up; resubscribe with afterSeq ${this.#lastSeq}`),
+          new RelayError(
+            'slow_consumer',
+            `subscriber fell behind while catching up; resubscribe with afterSeq ${this.#lastSeq}`,
+          ),
         );
       }
       return;
@@ -211,7 +218,8 @@ export class ThreadSubscription implements Subscription {
         this.#pendingBytes = 0;
         this.#catchingUp = false;
         // The store is the truth: a hole it cannot fill either is not one we can wait out, so take the rest.
-        for (; i < pending.length && !this.#end; i++) if (pending[i]!.seq > this.#cursor) this.#push(pending[i]!, true);
+        for (; i < pending.length && !this.#end; i++)
+          if (pending[i]!.seq > this.#cursor) this.#push(pending[i]!, true);
         return;
       }
     } catch (cause) {

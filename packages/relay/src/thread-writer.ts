@@ -72,7 +72,11 @@ export class ThreadWriter {
    * Buffers an event for the next write. `mergeable` lets a TEXT_MESSAGE_CHUNK join the previous chunk of the
    * same run and message. Returns the entry, whose `stored` is set once written.
    */
-  add(event: AgentEvent, owner: WriteOwner | null, mergeable: boolean): { readonly stored: StoredEvent | null } {
+  add(
+    event: AgentEvent,
+    owner: WriteOwner | null,
+    mergeable: boolean,
+  ): { readonly stored: StoredEvent | null } {
     if (mergeable && event.type === 'TEXT_MESSAGE_CHUNK') {
       const last = this.#buffer[this.#buffer.length - 1];
       if (
@@ -161,7 +165,9 @@ export class ThreadWriter {
       void this.flush().catch(() => {});
     };
     this.#scheduled =
-      this.#options.coalesceWindowMs > 0 ? setTimeout(fire, this.#options.coalesceWindowMs) : setImmediate(fire);
+      this.#options.coalesceWindowMs > 0
+        ? setTimeout(fire, this.#options.coalesceWindowMs)
+        : setImmediate(fire);
   }
 
   #cancelSchedule(): void {
@@ -173,6 +179,7 @@ export class ThreadWriter {
 }
 
 function toEvent(entry: Entry): AgentEvent {
-  if (entry.parts === null || entry.parts.length === 1 || entry.event.type !== 'TEXT_MESSAGE_CHUNK') return entry.event;
+  if (entry.parts === null || entry.parts.length === 1 || entry.event.type !== 'TEXT_MESSAGE_CHUNK')
+    return entry.event;
   return { ...entry.event, delta: entry.parts.join('') };
 }

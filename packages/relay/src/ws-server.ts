@@ -159,7 +159,8 @@ export function attachWebSocketServer(
       if (options.path !== undefined && pathOf(req.url) !== options.path) return; // another handler's path
       socket.on('error', () => {});
       if (closed) return refuse(socket, 503, 'shutting down');
-      if (connections.size + upgrading >= limits.maxConnections) return refuse(socket, 503, 'too many connections');
+      if (connections.size + upgrading >= limits.maxConnections)
+        return refuse(socket, 503, 'too many connections');
       if (!originAllowed(req.headers.origin)) return refuse(socket, 403, 'origin not allowed');
       upgrading++;
       identify(req).then(
@@ -292,20 +293,29 @@ class Connection {
     }
     // Token bucket: `messageBurst` at once, `messagesPerSecond` sustained.
     const now = Date.now();
-    this.#tokens = Math.min(limits.messageBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * limits.messagesPerSecond);
+    this.#tokens = Math.min(
+      limits.messageBurst,
+      this.#tokens + ((now - this.#refilledAt) / 1000) * limits.messagesPerSecond,
+    );
     this.#refilledAt = now;
     if (this.#tokens < 1) {
       this.#rateLimited++;
       this.#sendError('rate_limited', `more than ${limits.messagesPerSecond} messages per second; slow down`);
-      if (this.#rateLimited > limits.maxRateLimitedFrames) this.#ws.close(WS_CLOSE_CODES.policyViolation, 'rate limit exceeded');
+      if (this.#rateLimited > limits.maxRateLimitedFrames)
+        this.#ws.close(WS_CLOSE_CODES.policyViolation, 'rate limit exceeded');
       return;
     }
     this.#tokens -= 1;
     if (isBinary) return this.#badFrame('invalid_message', 'frames must be text (JSON)');
-    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
+    const text = Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
     const parsed = safeParseJson(ClientMessageSchema, text, 'message');
     if (!parsed.ok) {
-      return this.#badFrame(parsed.error.code === 'invalid_json' ? 'invalid_json' : 'invalid_message', parsed.error.message);
+      return this.#badFrame(
+        parsed.error.code === 'invalid_json' ? 'invalid_json' : 'invalid_message',
+        parsed.error.message,
+      );
     }
     const message = parsed.value;
     const ref = refOf(message);
@@ -355,9 +365,16 @@ class Connection {
         subs.get(message.threadId)?.close();
         subs.delete(message.threadId);
         if (subs.size >= this.#ctx.limits.maxSubscriptionsPerConnection) {
-          throw new RelayError('too_many_subscribers', `at most ${this.#ctx.limits.maxSubscriptionsPerConnection} threads per connection`);
+          throw new RelayError(
+            'too_many_subscribers',
+            `at most ${this.#ctx.limits.maxSubscriptionsPerConnection} threads per connection`,
+          );
         }
-        const subscription = await relay.subscribe({ user: this.#user, threadId: message.threadId, afterSeq: message.afterSeq });
+        const subscription = await relay.subscribe({
+          user: this.#user,
+          threadId: message.threadId,
+          afterSeq: message.afterSeq,
+        });
         if (this.#closed || this.#subscriptions !== subs) {
           subscription.close();
           return;
@@ -374,7 +391,8 @@ class Connection {
   async #deliver(subscription: Subscription): Promise<void> {
     const ws = this.#ws;
     const socket = (ws as unknown as { _socket?: Partial<Corkable> })._socket;
-    const cork = typeof socket?.cork === 'function' && typeof socket.uncork === 'function' ? (socket as Corkable) : null;
+    const cork =
+      typeof socket?.cork === 'function' && typeof socket.uncork === 'function' ? (socket as Corkable) : null;
     try {
       for (;;) {
         const batch = await subscription.nextBatch();
@@ -384,7 +402,9 @@ class Connection {
         try {
           const last = batch.length - 1;
           for (let i = 0; i < last; i++) ws.send(EVENT_PREFIX + batch[i]!.json + '}');
-          flushed = new Promise<void>((resolve) => ws.send(EVENT_PREFIX + batch[last]!.json + '}', () => resolve()));
+          flushed = new Promise<void>((resolve) =>
+            ws.send(EVENT_PREFIX + batch[last]!.json + '}', () => resolve()),
+          );
         } finally {
           cork?.uncork();
         }
@@ -398,7 +418,8 @@ class Connection {
       }
     } finally {
       subscription.close();
-      if (this.#subscriptions?.get(subscription.threadId) === subscription) this.#subscriptions.delete(subscription.threadId);
+      if (this.#subscriptions?.get(subscription.threadId) === subscription)
+        this.#subscriptions.delete(subscription.threadId);
     }
   }
 
@@ -412,8 +433,17 @@ class Connection {
   }
 
   #sendError(code: BrowserErrorCode, message: string, ref?: string): void {
-    const text = message.length > LIMITS.maxErrorMessageLength ? `${message.slice(0, LIMITS.maxErrorMessageLength - 1)}…` : message;
-    this.#sendRaw(JSON.stringify(ref === undefined ? { type: 'error', code, message: text } : { type: 'error', code, message: text, ref }));
+    const text =
+      message.length > LIMITS.maxErrorMessageLength
+        ? `${message.slice(0, LIMITS.maxErrorMessageLength - 1)}…`
+        : message;
+    this.#sendRaw(
+      JSON.stringify(
+        ref === undefined
+          ? { type: 'error', code, message: text }
+          : { type: 'error', code, message: text, ref },
+      ),
+    );
   }
 
   #sendRaw(frame: string): void {

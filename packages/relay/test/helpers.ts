@@ -5,7 +5,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AgentEvent, RunRequest } from '@threadline/contracts';
+import type { AgentEvent, RunRequest, TextMessageChunkEvent } from '@threadline/contracts';
 import { WebSocket } from 'ws';
 import { createRelay } from '../src/index.js';
 import type { AgentTransport, Relay, RelayOptions, WebSocketTransportOptions } from '../src/index.js';
@@ -23,7 +23,7 @@ export interface ControlledRun {
   fail(error: unknown): void;
   /** Helpers that build this run's events. */
   started(): AgentEvent;
-  chunk(delta: string, messageId?: string): AgentEvent;
+  chunk(delta: string, messageId?: string): TextMessageChunkEvent;
   finished(): AgentEvent;
 }
 
@@ -60,7 +60,13 @@ export class ControlledAgent implements AgentTransport {
         poke();
       },
       started: () => ({ type: 'RUN_STARTED', ...base, ts: Date.now() }),
-      chunk: (delta, messageId = 'm1') => ({ type: 'TEXT_MESSAGE_CHUNK', ...base, ts: Date.now(), messageId, delta }),
+      chunk: (delta, messageId = 'm1') => ({
+        type: 'TEXT_MESSAGE_CHUNK' as const,
+        ...base,
+        ts: Date.now(),
+        messageId,
+        delta,
+      }),
       finished: () => ({ type: 'RUN_FINISHED', ...base, ts: Date.now() }),
     };
     signal.addEventListener('abort', poke);
@@ -137,10 +143,7 @@ export interface Harness {
   cleanup(): Promise<void>;
 }
 
-export async function makeRelay(
-  kind: StoreKind,
-  overrides: Partial<RelayOptions> = {},
-): Promise<Harness> {
+export async function makeRelay(kind: StoreKind, overrides: Partial<RelayOptions> = {}): Promise<Harness> {
   const { store, cleanup } = makeStore(kind);
   const agent = new ControlledAgent();
   const relay = createRelay({
@@ -205,7 +208,8 @@ export class TestClient {
   readonly messages: Record<string, unknown>[] = [];
   readonly opened: Promise<void>;
   readonly closed: Promise<{ code: number; reason: string }>;
-  #waiters: { predicate(m: Record<string, unknown>): boolean; resolve(m: Record<string, unknown>): void }[] = [];
+  #waiters: { predicate(m: Record<string, unknown>): boolean; resolve(m: Record<string, unknown>): void }[] =
+    [];
 
   constructor(url: string, user: string | null, origin: string = ORIGIN) {
     const headers: Record<string, string> = { origin };
@@ -217,7 +221,9 @@ export class TestClient {
       this.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     });
     this.opened.catch(() => {});
-    this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
     this.ws.on('message', (data) => {
       const message = JSON.parse(data.toString()) as Record<string, unknown>;
       this.messages.push(message);
@@ -258,7 +264,10 @@ export class TestClient {
 }
 
 /** Reads a thread's whole stored log. */
-export async function readAll(store: EventStore, threadId: string): Promise<{ seq: number; event: Record<string, unknown> }[]> {
+export async function readAll(
+  store: EventStore,
+  threadId: string,
+): Promise<{ seq: number; event: Record<string, unknown> }[]> {
   const out: { seq: number; event: Record<string, unknown> }[] = [];
   let after = 0;
   for (;;) {

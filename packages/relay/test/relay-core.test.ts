@@ -14,7 +14,10 @@ afterEach(async () => {
 });
 
 /** Collects a subscription's events until `stop` says so. */
-async function collect(sub: Subscription, stop: (e: Record<string, unknown>) => boolean): Promise<Record<string, unknown>[]> {
+async function collect(
+  sub: Subscription,
+  stop: (e: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   for await (const stored of sub) {
     const e = JSON.parse(stored.json) as Record<string, unknown>;
@@ -54,7 +57,12 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     // No RUN_STARTED from this agent: the relay opens the run itself.
     run.push(run.chunk('Hel'), run.chunk('lo'), run.finished());
     const seen = await collect(sub, terminal);
-    expect(seen.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED']);
+    expect(seen.map((e) => e.type)).toEqual([
+      'USER_MESSAGE',
+      'RUN_STARTED',
+      'TEXT_MESSAGE_CHUNK',
+      'RUN_FINISHED',
+    ]);
     expect(seen.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
     expect(seen[0]).toMatchObject({ text: 'hello', clientMessageId: 'c1', userId: A.id, runId });
     expect(seen[2]).toMatchObject({ delta: 'Hello' });
@@ -68,7 +76,10 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     const first = await h.relay.send({ user: A, threadId: 't1', text: 'one', clientMessageId: 'c1' });
     const again = await h.relay.send({ user: A, threadId: 't1', text: 'one', clientMessageId: 'c1' });
     expect(again.runId).toBe(first.runId);
-    await expectCode(h.relay.send({ user: A, threadId: 't1', text: 'two', clientMessageId: 'c2' }), 'run_active');
+    await expectCode(
+      h.relay.send({ user: A, threadId: 't1', text: 'two', clientMessageId: 'c2' }),
+      'run_active',
+    );
     const run = await h.agent.nextRun(0);
     const sub = await h.relay.subscribe({ user: A, threadId: 't1', afterSeq: 0 });
     run.push(run.started(), run.finished());
@@ -82,11 +93,17 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
   });
 
   it('queues sends when asked, bounded by maxQueuedSends and queueTimeoutMs', async () => {
-    h = await makeRelay(kind, { whenRunActive: 'queue', limits: { maxQueuedSends: 1, queueTimeoutMs: 5_000 } });
+    h = await makeRelay(kind, {
+      whenRunActive: 'queue',
+      limits: { maxQueuedSends: 1, queueTimeoutMs: 5_000 },
+    });
     await h.store.createThread({ threadId: 't1', ownerId: A.id });
     await h.relay.send({ user: A, threadId: 't1', text: 'one', clientMessageId: 'c1' });
     const queued = h.relay.send({ user: A, threadId: 't1', text: 'two', clientMessageId: 'c2' });
-    await expectCode(h.relay.send({ user: A, threadId: 't1', text: 'three', clientMessageId: 'c3' }), 'queue_full');
+    await expectCode(
+      h.relay.send({ user: A, threadId: 't1', text: 'three', clientMessageId: 'c3' }),
+      'queue_full',
+    );
     const run = await h.agent.nextRun(0);
     run.push(run.started(), run.finished());
     const { runId } = await queued;
@@ -96,7 +113,10 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     h = await makeRelay(kind, { whenRunActive: 'queue', limits: { queueTimeoutMs: 50 } });
     await h.store.createThread({ threadId: 't1', ownerId: A.id });
     await h.relay.send({ user: A, threadId: 't1', text: 'one', clientMessageId: 'c1' });
-    await expectCode(h.relay.send({ user: A, threadId: 't1', text: 'two', clientMessageId: 'c2' }), 'run_active');
+    await expectCode(
+      h.relay.send({ user: A, threadId: 't1', text: 'two', clientMessageId: 'c2' }),
+      'run_active',
+    );
   });
 
   it('coalesces text chunks for storage without changing the text, within the delta bound', async () => {
@@ -107,7 +127,14 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     const run = await h.agent.nextRun(0);
     const parts = Array.from({ length: 200 }, (_, i) => `w${i} `);
     run.push(run.started(), ...parts.slice(0, 100).map((p) => run.chunk(p)));
-    run.push({ type: 'TOOL_CALL_STARTED', threadId: 't1', runId: run.request.runId, ts: 1, toolCallId: 'tc1', toolName: 'x' });
+    run.push({
+      type: 'TOOL_CALL_STARTED',
+      threadId: 't1',
+      runId: run.request.runId,
+      ts: 1,
+      toolCallId: 'tc1',
+      toolName: 'x',
+    });
     run.push(...parts.slice(100).map((p) => run.chunk(p)), run.finished());
     const seen = await collect(sub, terminal);
     const chunks = seen.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK');
@@ -116,7 +143,13 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     expect(chunks.map((c) => c.delta).join('')).toBe(parts.join(''));
     // The tool call stays between the two halves of the text.
     const toolAt = seen.findIndex((e) => e.type === 'TOOL_CALL_STARTED');
-    expect(seen.slice(0, toolAt).filter((e) => e.type === 'TEXT_MESSAGE_CHUNK').map((c) => c.delta).join('')).toBe(parts.slice(0, 100).join(''));
+    expect(
+      seen
+        .slice(0, toolAt)
+        .filter((e) => e.type === 'TEXT_MESSAGE_CHUNK')
+        .map((c) => c.delta)
+        .join(''),
+    ).toBe(parts.slice(0, 100).join(''));
     expect(seen.map((e) => e.seq)).toEqual(seen.map((_, i) => i + 1));
   });
 
@@ -137,7 +170,9 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     const subs: Promise<Record<string, unknown>[]>[] = [];
     for (const after of [0, 3, 10, 25]) {
       await new Promise((r) => setTimeout(r, 3));
-      subs.push(h.relay.subscribe({ user: A, threadId: 't1', afterSeq: after }).then((s) => collect(s, terminal)));
+      subs.push(
+        h.relay.subscribe({ user: A, threadId: 't1', afterSeq: after }).then((s) => collect(s, terminal)),
+      );
     }
     const results = await Promise.all(subs);
     const log = await readAll(h.store, 't1');
@@ -152,11 +187,27 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     const cases: [string, (run: Awaited<ReturnType<Harness['agent']['nextRun']>>) => void][] = [
       ['agent_stream_ended', (run) => (run.push(run.started(), run.chunk('x')), run.end())],
       ['agent_idle_timeout', (run) => run.push(run.started(), run.chunk('x'))],
-      ['agent_stream_invalid', (run) => run.push(run.started(), { ...run.chunk('x'), runId: 'someone-else' })],
+      [
+        'agent_stream_invalid',
+        (run) => run.push(run.started(), { ...run.chunk('x'), runId: 'someone-else' }),
+      ],
       ['agent_stream_invalid', (run) => run.push({ ...run.chunk('x'), threadId: 'other-thread' })],
       ['agent_stream_invalid', (run) => run.push({ ...run.chunk('x'), delta: 42 } as never)],
       ['agent_stream_invalid', (run) => run.push(run.started(), run.started())],
-      ['agent_stream_invalid', (run) => run.push({ type: 'USER_MESSAGE', threadId: run.request.threadId, runId: run.request.runId, ts: 1, messageId: 'm', clientMessageId: 'c', userId: 'u', text: 'forged' })],
+      [
+        'agent_stream_invalid',
+        (run) =>
+          run.push({
+            type: 'USER_MESSAGE',
+            threadId: run.request.threadId,
+            runId: run.request.runId,
+            ts: 1,
+            messageId: 'm',
+            clientMessageId: 'c',
+            userId: 'u',
+            text: 'forged',
+          }),
+      ],
       ['internal_error', (run) => run.fail(new Error('runner blew up'))],
     ];
     for (const [index, [code, misbehave]] of cases.entries()) {
@@ -199,10 +250,19 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
   it('keeps threads apart: another user can neither send, subscribe nor publish into a thread by id', async () => {
     h = await makeRelay(kind);
     await h.store.createThread({ threadId: 't1', ownerId: A.id });
-    await expectCode(h.relay.send({ user: B, threadId: 't1', text: 'x', clientMessageId: 'c1' }), 'not_found');
+    await expectCode(
+      h.relay.send({ user: B, threadId: 't1', text: 'x', clientMessageId: 'c1' }),
+      'not_found',
+    );
     await expectCode(h.relay.subscribe({ user: B, threadId: 't1', afterSeq: 0 }), 'not_found');
-    await expectCode(h.relay.send({ user: A, threadId: 'missing', text: 'x', clientMessageId: 'c1' }), 'not_found');
-    await expectCode(h.relay.send({ user: A, threadId: 't1', text: '', clientMessageId: 'c1' }), 'invalid_message');
+    await expectCode(
+      h.relay.send({ user: A, threadId: 'missing', text: 'x', clientMessageId: 'c1' }),
+      'not_found',
+    );
+    await expectCode(
+      h.relay.send({ user: A, threadId: 't1', text: '', clientMessageId: 'c1' }),
+      'invalid_message',
+    );
     await expectCode(h.relay.subscribe({ user: A, threadId: 't1', afterSeq: -1 }), 'invalid_message');
     expect(await h.store.lastSeq('t1')).toBe(0);
     expect(h.agent.runs).toHaveLength(0);
@@ -217,13 +277,31 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     run.push(run.started());
     await collect(sub, (e) => e.type === 'RUN_STARTED');
     const stored = await h.relay.publish('t1', [
-      { type: 'STATE_CHANGED', threadId: 't1', runId, ts: 1, scope: 'profile', value: { displayName: 'Ada' } },
+      {
+        type: 'STATE_CHANGED',
+        threadId: 't1',
+        runId,
+        ts: 1,
+        scope: 'profile',
+        value: { displayName: 'Ada' },
+      },
     ]);
     expect(stored).toHaveLength(1);
     expect(JSON.parse(stored[0]!.json)).toMatchObject({ type: 'STATE_CHANGED', seq: stored[0]!.seq });
-    await expectCode(h.relay.publish('t1', [{ type: 'RUN_FINISHED', threadId: 't1', runId, ts: 1 }]), 'invalid_message');
-    await expectCode(h.relay.publish('t1', [{ type: 'STATE_CHANGED', threadId: 't2', runId, ts: 1, scope: 'x', value: 1 }]), 'invalid_message');
-    await expectCode(h.relay.publish('nope', [{ type: 'STATE_CHANGED', threadId: 'nope', runId, ts: 1, scope: 'x', value: 1 }]), 'not_found');
+    await expectCode(
+      h.relay.publish('t1', [{ type: 'RUN_FINISHED', threadId: 't1', runId, ts: 1 }]),
+      'invalid_message',
+    );
+    await expectCode(
+      h.relay.publish('t1', [{ type: 'STATE_CHANGED', threadId: 't2', runId, ts: 1, scope: 'x', value: 1 }]),
+      'invalid_message',
+    );
+    await expectCode(
+      h.relay.publish('nope', [
+        { type: 'STATE_CHANGED', threadId: 'nope', runId, ts: 1, scope: 'x', value: 1 },
+      ]),
+      'not_found',
+    );
     run.push(run.finished());
     const rest = await collect(await h.relay.subscribe({ user: A, threadId: 't1', afterSeq: 0 }), terminal);
     expect(rest.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'STATE_CHANGED', 'RUN_FINISHED']);
@@ -237,7 +315,16 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
       runId: 'r-old',
       userId: A.id,
       clientMessageId: 'c0',
-      userMessage: { type: 'USER_MESSAGE', threadId: 't1', runId: 'r-old', ts: 1, messageId: 'm0', clientMessageId: 'c0', userId: A.id, text: 'before the crash' },
+      userMessage: {
+        type: 'USER_MESSAGE',
+        threadId: 't1',
+        runId: 'r-old',
+        ts: 1,
+        messageId: 'm0',
+        clientMessageId: 'c0',
+        userId: A.id,
+        text: 'before the crash',
+      },
     });
     expect(await h.relay.recover()).toBe(1);
     expect((await h.store.getRun('r-old'))?.status).toBe('failed');
@@ -249,7 +336,9 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
   });
 
   it('ends slow subscribers and bounds subscribers per thread and per process', async () => {
-    h = await makeRelay(kind, { limits: { maxBufferedEvents: 20, maxSubscribersPerThread: 2, maxSubscribers: 3 } });
+    h = await makeRelay(kind, {
+      limits: { maxBufferedEvents: 20, maxSubscribersPerThread: 2, maxSubscribers: 3 },
+    });
     await h.store.createThread({ threadId: 't1', ownerId: A.id });
     await h.store.createThread({ threadId: 't2', ownerId: A.id });
     const slow = await h.relay.subscribe({ user: A, threadId: 't1', afterSeq: 0 });
@@ -287,7 +376,10 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     await h.store.createThread({ threadId: 't1', ownerId: A.id });
     await h.store.createThread({ threadId: 't2', ownerId: A.id });
     await h.relay.send({ user: A, threadId: 't1', text: 'go', clientMessageId: 'c1' });
-    await expectCode(h.relay.send({ user: A, threadId: 't2', text: 'go', clientMessageId: 'c1' }), 'agent_unavailable');
+    await expectCode(
+      h.relay.send({ user: A, threadId: 't2', text: 'go', clientMessageId: 'c1' }),
+      'agent_unavailable',
+    );
     expect(await h.store.lastSeq('t2')).toBe(0);
   });
 
@@ -299,8 +391,16 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
     (await h.agent.nextRun(0)).push();
     await h.relay.close();
     expect((await h.store.getRun(runId))?.status).toBe('failed');
-    expect((await readAll(h.store, 't1')).at(-1)?.event).toMatchObject({ type: 'RUN_ERROR', code: 'shutdown' });
-    await expectCode((async () => { for (;;) await sub.nextBatch(); })(), 'closed');
+    expect((await readAll(h.store, 't1')).at(-1)?.event).toMatchObject({
+      type: 'RUN_ERROR',
+      code: 'shutdown',
+    });
+    await expectCode(
+      (async () => {
+        for (;;) await sub.nextBatch();
+      })(),
+      'closed',
+    );
     await expectCode(h.relay.send({ user: A, threadId: 't1', text: 'go', clientMessageId: 'c2' }), 'closed');
   });
 });
@@ -338,7 +438,10 @@ describe('relay core with a failing store', () => {
     h = await makeRelay('memory', { store: wrapped });
     await wrapped.createThread({ threadId: 't1', ownerId: A.id });
     state.failStartRun = true;
-    await expectCode(h.relay.send({ user: A, threadId: 't1', text: 'go', clientMessageId: 'c1' }), 'store_error');
+    await expectCode(
+      h.relay.send({ user: A, threadId: 't1', text: 'go', clientMessageId: 'c1' }),
+      'store_error',
+    );
     expect(h.agent.runs).toHaveLength(0);
     expect(await wrapped.lastSeq('t1')).toBe(0);
     state.failStartRun = false;

@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { BROWSER_ERROR_CODES, ServerMessageSchema } from '@threadline/contracts';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -48,7 +48,18 @@ describe('WebSocket transport', () => {
     expect(ack).toEqual({ type: 'ack', clientMessageId: 'c1', runId: run.request.runId });
     run.push(run.started());
     for (let i = 0; i < 500; i++) {
-      run.push(i % 50 === 0 ? { type: 'TOOL_CALL_STARTED', threadId: 't1', runId: run.request.runId, ts: 1, toolCallId: `tc${i}`, toolName: 'x' } : run.chunk(`${i} `));
+      run.push(
+        i % 50 === 0
+          ? {
+              type: 'TOOL_CALL_STARTED',
+              threadId: 't1',
+              runId: run.request.runId,
+              ts: 1,
+              toolCallId: `tc${i}`,
+              toolName: 'x',
+            }
+          : run.chunk(`${i} `),
+      );
       if (i % 100 === 0) await new Promise((r) => setImmediate(r));
     }
     run.push(run.finished());
@@ -86,7 +97,16 @@ describe('WebSocket transport', () => {
     expect(b.messages.map((m) => m.type)).toEqual(attacks.map(() => 'error'));
     // Answers come back as each request completes, so compare them as sets keyed by `ref`.
     const byRef = b.messages.map((m) => `${String(m.ref)}:${String(m.code)}`).sort();
-    expect(byRef).toEqual(['a-thread:not_found', 'c2:not_found', 'c1:not_found', `${runId}:not_found`, 'undefined:invalid_message', 'undefined:invalid_message'].sort());
+    expect(byRef).toEqual(
+      [
+        'a-thread:not_found',
+        'c2:not_found',
+        'c1:not_found',
+        `${runId}:not_found`,
+        'undefined:invalid_message',
+        'undefined:invalid_message',
+      ].sort(),
+    );
     expect(JSON.stringify(b.messages)).not.toContain('secret');
     // Nothing was written, A's run is untouched and still streams to A only.
     expect(await h.store.lastSeq('a-thread')).toBe(before);
@@ -97,15 +117,29 @@ describe('WebSocket transport', () => {
   });
 
   it('answers 5,000 fuzzed frames with an error each, writes nothing and stays up', async () => {
-    h = await makeWsHarness('sqlite', {}, {
-      limits: { maxBadFrames: 1e9, messagesPerSecond: 1e9, messageBurst: 1e9, maxPendingRequests: 1e6 },
-    });
+    h = await makeWsHarness(
+      'sqlite',
+      {},
+      {
+        limits: { maxBadFrames: 1e9, messagesPerSecond: 1e9, messageBurst: 1e9, maxPendingRequests: 1e6 },
+      },
+    );
     await h.store.createThread({ threadId: 'a-thread', ownerId: 'user-a' });
     const id = fc.oneof(fc.constantFrom('a-thread', 'nope', 'run_x', ''), fc.string({ maxLength: 20 }));
-    const valueish = fc.oneof(fc.string({ maxLength: 50 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.json({ maxDepth: 2 }));
+    const valueish = fc.oneof(
+      fc.string({ maxLength: 50 }),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.json({ maxDepth: 2 }),
+    );
     const shaped = fc.record(
       {
-        type: fc.oneof(fc.constantFrom('send', 'subscribe', 'cancel', 'event', 'ack', 'SEND'), fc.string({ maxLength: 8 })),
+        type: fc.oneof(
+          fc.constantFrom('send', 'subscribe', 'cancel', 'event', 'ack', 'SEND'),
+          fc.string({ maxLength: 8 }),
+        ),
         threadId: fc.oneof(id, valueish),
         text: fc.oneof(fc.string({ maxLength: 40 }), valueish),
         clientMessageId: fc.oneof(id, valueish),
@@ -117,8 +151,17 @@ describe('WebSocket transport', () => {
     );
     // Well-formed messages aimed at threads and runs that are not the attacker's.
     const wellFormed = fc.oneof(
-      fc.record({ type: fc.constant('send'), threadId: fc.constantFrom('a-thread', 'nope'), text: fc.string({ minLength: 1, maxLength: 40 }), clientMessageId: fc.constantFrom('c1', 'c2') }),
-      fc.record({ type: fc.constant('subscribe'), threadId: fc.constantFrom('a-thread', 'nope'), afterSeq: fc.nat() }),
+      fc.record({
+        type: fc.constant('send'),
+        threadId: fc.constantFrom('a-thread', 'nope'),
+        text: fc.string({ minLength: 1, maxLength: 40 }),
+        clientMessageId: fc.constantFrom('c1', 'c2'),
+      }),
+      fc.record({
+        type: fc.constant('subscribe'),
+        threadId: fc.constantFrom('a-thread', 'nope'),
+        afterSeq: fc.nat(),
+      }),
       fc.record({ type: fc.constant('cancel'), runId: fc.constantFrom('run_x', 'a-thread') }),
     );
     const frame = fc.oneof(
@@ -150,7 +193,19 @@ describe('WebSocket transport', () => {
   });
 
   it('closes with 1008 after repeated bad frames, 1009 for oversize ones, and rate-limits', async () => {
-    h = await makeWsHarness('sqlite', {}, { limits: { maxBadFrames: 3, maxFrameBytes: 1024, messagesPerSecond: 1, messageBurst: 5, maxRateLimitedFrames: 2 } });
+    h = await makeWsHarness(
+      'sqlite',
+      {},
+      {
+        limits: {
+          maxBadFrames: 3,
+          maxFrameBytes: 1024,
+          messagesPerSecond: 1,
+          messageBurst: 5,
+          maxRateLimitedFrames: 2,
+        },
+      },
+    );
     const bad = await connect('user-a');
     for (let i = 0; i < 5; i++) bad.send('{nope');
     expect((await bad.closed).code).toBe(1008);
@@ -181,13 +236,17 @@ describe('WebSocket transport', () => {
   });
 
   it('disconnects a slow consumer with slow_consumer; it resumes from its last seq', async () => {
-    h = await makeWsHarness('sqlite', { limits: { maxBufferedEvents: 50 } }, { limits: { highWaterBytes: 16 * 1024 } });
+    h = await makeWsHarness(
+      'sqlite',
+      { limits: { maxBufferedEvents: 50 } },
+      { limits: { highWaterBytes: 16 * 1024 } },
+    );
     await h.store.createThread({ threadId: 't1', ownerId: 'user-a' });
     const slow = await connect('user-a');
     slow.send({ type: 'subscribe', threadId: 't1', afterSeq: 0 });
     slow.send({ type: 'send', threadId: 't1', text: 'flood me', clientMessageId: 'c1' });
     await slow.waitFor((m) => m.type === 'ack');
-    const socket = (slow.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    const socket = (slow.ws as unknown as { _socket: Socket })._socket;
     socket.pause(); // stop reading: the server's socket backs up
     const run = await h.agent.nextRun(0);
     run.push(run.started());
@@ -215,44 +274,50 @@ describe('WebSocket transport', () => {
     h = await makeWsHarness('sqlite', { limits: { replayPageSize: 16 } });
     let round = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 80 }), { minLength: 1, maxLength: 6 }), async (cuts) => {
-        const threadId = `t${round++}`;
-        await h!.store.createThread({ threadId, ownerId: 'user-a' });
-        const first = await connect('user-a');
-        first.send({ type: 'subscribe', threadId, afterSeq: 0 });
-        first.send({ type: 'send', threadId, text: 'stream', clientMessageId: 'c1' });
-        await first.waitFor((m) => m.type === 'ack');
-        const run = await h!.agent.nextRun(round - 1);
-        run.push(run.started());
-        // The agent streams on its own clock while the client drops and comes back.
-        let i = 0;
-        const feed = setInterval(() => {
-          for (let k = 0; k < 8 && i < 240; k++, i++) run.push({ ...run.chunk(`${i};`), messageId: `m${i % 4}` });
-          if (i >= 240) {
-            clearInterval(feed);
-            run.push(run.finished());
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 80 }), { minLength: 1, maxLength: 6 }),
+        async (cuts) => {
+          const threadId = `t${round++}`;
+          await h!.store.createThread({ threadId, ownerId: 'user-a' });
+          const first = await connect('user-a');
+          first.send({ type: 'subscribe', threadId, afterSeq: 0 });
+          first.send({ type: 'send', threadId, text: 'stream', clientMessageId: 'c1' });
+          await first.waitFor((m) => m.type === 'ack');
+          const run = await h!.agent.nextRun(round - 1);
+          run.push(run.started());
+          // The agent streams on its own clock while the client drops and comes back.
+          let i = 0;
+          const feed = setInterval(() => {
+            for (let k = 0; k < 8 && i < 240; k++, i++)
+              run.push({ ...run.chunk(`${i};`), messageId: `m${i % 4}` });
+            if (i >= 240) {
+              clearInterval(feed);
+              run.push(run.finished());
+            }
+          }, 1);
+          const seen: Record<string, unknown>[] = [];
+          let client = first;
+          for (const cut of cuts) {
+            if (seen.some(isTerminalEvent)) break;
+            const start = client.events().length;
+            await Promise.race([
+              client.waitFor(() => client.events().length >= start + cut),
+              client.waitFor(isTerminal),
+            ]);
+            await client.close();
+            seen.push(...client.events());
+            const lastSeq = (seen.at(-1)?.seq as number | undefined) ?? 0;
+            client = await connect('user-a');
+            client.send({ type: 'subscribe', threadId, afterSeq: lastSeq });
           }
-        }, 1);
-        const seen: Record<string, unknown>[] = [];
-        let client = first;
-        let lastSeq = 0;
-        for (const cut of cuts) {
-          if (seen.some(isTerminalEvent)) break;
-          const start = client.events().length;
-          await Promise.race([client.waitFor(() => client.events().length >= start + cut), client.waitFor(isTerminal)]);
-          await client.close();
+          if (!seen.some(isTerminalEvent)) await client.waitFor(isTerminal);
           seen.push(...client.events());
-          lastSeq = (seen.at(-1)?.seq as number | undefined) ?? 0;
-          client = await connect('user-a');
-          client.send({ type: 'subscribe', threadId, afterSeq: lastSeq });
-        }
-        if (!seen.some(isTerminalEvent)) await client.waitFor(isTerminal);
-        seen.push(...client.events());
-        await client.close();
-        clearInterval(feed);
-        const log = await readAll(h!.store, threadId);
-        expect(seen).toEqual(log.map((e) => e.event));
-      }),
+          await client.close();
+          clearInterval(feed);
+          const log = await readAll(h!.store, threadId);
+          expect(seen).toEqual(log.map((e) => e.event));
+        },
+      ),
       { numRuns: 12, seed: 7 },
     );
   });

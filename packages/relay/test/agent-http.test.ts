@@ -1,0 +1,323 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { AgentEvent } from '@threadline/contracts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentTransportError, createRelay, httpAgentTransport } from '../src/index.js';
+import type { Relay, Subscription } from '../src/index.js';
+import { MemoryStore } from '../src/memory.js';
+import { makeStore, readAll, tokens } from './helpers.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A real HTTP agent on 127.0.0.1 whose handler the test writes. */
+async function agentServer(
+  handler: (req: IncomingMessage, res: ServerResponse, body: string) => void,
+): Promise<{
+  url: string;
+  server: Server;
+  requests: { method: string; url: string; auth: string | undefined; body: string }[];
+}> {
+  const requests: { method: string; url: string; auth: string | undefined; body: string }[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      requests.push({ method: req.method ?? '', url: req.url ?? '', auth: req.headers.authorization, body });
+      if (req.method === 'DELETE') res.writeHead(204).end();
+      else handler(req, res, body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, requests };
+}
+
+function sse(res: ServerResponse, chunks: string[]): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  for (const c of chunks) res.write(c);
+  res.end();
+}
+const ev = (body: string, e: Partial<AgentEvent> & { type: string }) => {
+  const r = JSON.parse(body) as { threadId: string; runId: string };
+  return `data: ${JSON.stringify({ threadId: r.threadId, runId: r.runId, ts: 1, ...e })}\n\n`;
+};
+
+async function relayOver(url: string, limits = {}): Promise<{ relay: Relay; store: MemoryStore }> {
+  const store = new MemoryStore();
+  const relay = createRelay({
+    store,
+    agent: httpAgentTransport({ url, credential: () => 'agent-secret', connectTimeoutMs: 2_000 }),
+    tokens,
+    toolsBaseUrl: 'http://127.0.0.1:9',
+    tools: [],
+    limits,
+    logger: { error() {}, warn() {} },
+  });
+  cleanups.push(async () => {
+    await relay.close();
+    await store.close();
+  });
+  await store.createThread({ threadId: 't1', ownerId: 'u' });
+  return { relay, store };
+}
+
+async function runToEnd(
+  relay: Relay,
+  text = 'go',
+  clientMessageId = 'c1',
+): Promise<Record<string, unknown>[]> {
+  const sub: Subscription = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: 0 });
+  const { runId } = await relay.send({ user: { id: 'u' }, threadId: 't1', text, clientMessageId });
+  const out: Record<string, unknown>[] = [];
+  for await (const s of sub) {
+    const e = JSON.parse(s.json) as Record<string, unknown>;
+    if (e.runId !== runId) continue;
+    out.push(e);
+    if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') break;
+  }
+  return out;
+}
+
+describe('httpAgentTransport', () => {
+  it('posts the run request with the credential and parses a strict SSE stream split anywhere', async () => {
+    const agent = await agentServer((_req, res, body) => {
+      const text =
+        ': ping\n\n' +
+        ev(body, { type: 'RUN_STARTED' }).replace(/\n\n$/, '\r\n\r\n') +
+        'event: message\nid: 1\n' +
+        ev(body, { type: 'TEXT_MESSAGE_CHUNK', messageId: 'm', delta: 'héllo 🌍' }) +
+        // One event split over two data lines is joined with a newline (JSON allows it between tokens).
+        ev(body, { type: 'RUN_FINISHED' }).replace('"type"', '\ndata: "type"');
+      // Bytes one at a time, so lines and UTF-8 sequences are cut at every possible place.
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+      const bytes = Buffer.from(text);
+      let i = 0;
+      const tick = () => {
+        if (i >= bytes.length) return void res.end();
+        res.write(bytes.subarray(i, i + 1));
+        i++;
+        setImmediate(tick);
+      };
+      tick();
+    });
+    const { relay } = await relayOver(agent.url);
+    const events = await runToEnd(relay);
+    expect(events.map((e) => e.type)).toEqual([
+      'USER_MESSAGE',
+      'RUN_STARTED',
+      'TEXT_MESSAGE_CHUNK',
+      'RUN_FINISHED',
+    ]);
+    expect(events[2]).toMatchObject({ delta: 'héllo 🌍' });
+    expect(agent.requests[0]).toMatchObject({ method: 'POST', url: '/runs', auth: 'Bearer agent-secret' });
+    expect(JSON.parse(agent.requests[0]!.body)).toMatchObject({
+      threadId: 't1',
+      message: 'go',
+      user: { id: 'u' },
+    });
+  });
+
+  it.each([
+    [
+      'a line that is not JSON',
+      (body: string) => [ev(body, { type: 'RUN_STARTED' }), 'data: {not json\n\n'],
+      'agent_stream_invalid',
+    ],
+    [
+      'an event off the contract',
+      (body: string) => [ev(body, { type: 'TEXT_MESSAGE_CHUNK', delta: 'x' })],
+      'agent_stream_invalid',
+    ],
+    [
+      'an unknown SSE field',
+      (body: string) => [ev(body, { type: 'RUN_STARTED' }), 'foo: bar\n\n'],
+      'agent_stream_invalid',
+    ],
+    [
+      'an unknown SSE event type',
+      (body: string) => ['event: surprise\n', ev(body, { type: 'RUN_STARTED' })],
+      'agent_stream_invalid',
+    ],
+    [
+      'another thread’s event',
+      (body: string) => [ev(body, { type: 'RUN_STARTED', threadId: 'other' })],
+      'agent_stream_invalid',
+    ],
+    [
+      'an event larger than the bound',
+      (body: string) => [`data: "${'x'.repeat(1 << 20)}"\n\n`, ev(body, { type: 'RUN_STARTED' })],
+      'agent_stream_invalid',
+    ],
+    [
+      'a stream that ends before the run does',
+      (body: string) => [ev(body, { type: 'RUN_STARTED' })],
+      'agent_stream_ended',
+    ],
+  ])('turns %s into RUN_ERROR', async (_name, chunks, code) => {
+    const agent = await agentServer((_req, res, body) => sse(res, chunks(body)));
+    const { relay, store } = await relayOver(agent.url);
+    const events = await runToEnd(relay);
+    expect(events.at(-1)).toMatchObject({ type: 'RUN_ERROR', code });
+    expect((await readAll(store, 't1')).at(-1)?.event).toMatchObject({ type: 'RUN_ERROR', code });
+    if (code === 'agent_stream_invalid') {
+      // The agent is told to stop: DELETE /runs/:runId.
+      await until(() => agent.requests.some((r) => r.method === 'DELETE'));
+      const runId = events[0]!.runId as string;
+      expect(agent.requests.find((r) => r.method === 'DELETE')).toMatchObject({
+        url: `/runs/${runId}`,
+        auth: 'Bearer agent-secret',
+      });
+    }
+  });
+
+  it('reports unreachable agents, HTTP errors, wrong content types and idle agents with their codes', async () => {
+    const refused = await agentServer(() => {});
+    const deadUrl = refused.url;
+    await new Promise<void>((r) => refused.server.close(() => r()));
+    expect((await runToEnd((await relayOver(deadUrl)).relay)).at(-1)).toMatchObject({
+      code: 'agent_unreachable',
+    });
+
+    const failing = await agentServer((_req, res) => res.writeHead(503).end('overloaded '.repeat(10_000)));
+    const failed = (await runToEnd((await relayOver(failing.url)).relay)).at(-1);
+    expect(failed).toMatchObject({ code: 'agent_unreachable' });
+    expect(String(failed?.message)).toMatch(/HTTP 503: overloaded/);
+    expect(String(failed?.message).length).toBeLessThan(400);
+
+    const html = await agentServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html>'),
+    );
+    expect((await runToEnd((await relayOver(html.url)).relay)).at(-1)).toMatchObject({
+      code: 'agent_stream_invalid',
+    });
+
+    const stalled = await agentServer((_req, res, body) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(ev(body, { type: 'RUN_STARTED' }));
+    });
+    const idle = await runToEnd((await relayOver(stalled.url, { agentIdleTimeoutMs: 200 })).relay);
+    expect(idle.at(-1)).toMatchObject({ code: 'agent_idle_timeout' });
+  });
+
+  it('fails a stream with a typed error when used on its own', async () => {
+    const agent = await agentServer((_req, res) => sse(res, ['data: [1,2]\n\n']));
+    const transport = httpAgentTransport({ url: `${agent.url}/`, credential: 's' });
+    const request = {
+      threadId: 't',
+      runId: 'r',
+      user: { id: 'u' },
+      message: 'm',
+      tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
+    };
+    const error = await (async () => {
+      for await (const _ of transport.run(request, { signal: new AbortController().signal })) void _;
+    })().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentTransportError);
+    expect((error as AgentTransportError).runErrorCode).toBe('agent_stream_invalid');
+    expect(agent.requests[0]!.url).toBe('/runs');
+  });
+});
+
+describe('an agent process killed mid-stream', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/sse-agent.mjs', import.meta.url));
+
+  async function startAgent(port = 0): Promise<{ child: ChildProcess; port: number }> {
+    const child = spawn(process.execPath, [fixture, String(port), 'agent-secret'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    cleanups.push(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    const line = await new Promise<string>((resolve, reject) => {
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.once('data', (d: string) => resolve(d));
+      child.once('exit', (code) => reject(new Error(`agent exited with ${code}`)));
+    });
+    return { child, port: Number(/listening (\d+)/.exec(line)?.[1]) };
+  }
+
+  it('gets RUN_ERROR within the idle timeout, and the next send works', async () => {
+    const first = await startAgent();
+    const made = makeStore('sqlite');
+    const store = made.store;
+    const relay = createRelay({
+      store,
+      agent: httpAgentTransport({ url: `http://127.0.0.1:${first.port}`, credential: 'agent-secret' }),
+      tokens,
+      toolsBaseUrl: 'http://127.0.0.1:9',
+      tools: [],
+      limits: { agentIdleTimeoutMs: 5_000 },
+      logger: { error() {}, warn() {} },
+    });
+    cleanups.push(async () => {
+      await relay.close();
+      await made.cleanup();
+    });
+    await store.createThread({ threadId: 't1', ownerId: 'u' });
+    const sub = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: 0 });
+    const { runId } = await relay.send({
+      user: { id: 'u' },
+      threadId: 't1',
+      text: 'forever',
+      clientMessageId: 'c1',
+    });
+    let chunks = 0;
+    let killedAt = 0;
+    let failure: Record<string, unknown> | undefined;
+    for await (const s of sub) {
+      const e = JSON.parse(s.json) as Record<string, unknown>;
+      if (e.type === 'TEXT_MESSAGE_CHUNK' && ++chunks === 3) {
+        first.child.kill('SIGKILL');
+        killedAt = Date.now();
+      }
+      if (e.type === 'RUN_ERROR') {
+        failure = e;
+        break;
+      }
+    }
+    expect(Date.now() - killedAt).toBeLessThan(5_000);
+    expect(failure).toMatchObject({ runId, code: 'agent_unreachable' });
+    expect((await store.getRun(runId))?.status).toBe('failed');
+    const stored = await readAll(store, 't1');
+    expect(stored.at(-1)?.event).toMatchObject({ type: 'RUN_ERROR', runId });
+
+    // The agent comes back on the same address; the thread is not stuck.
+    await startAgent(first.port);
+    const sub2 = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: stored.at(-1)!.seq });
+    const next = await relay.send({
+      user: { id: 'u' },
+      threadId: 't1',
+      text: 'hello',
+      clientMessageId: 'c2',
+    });
+    const types: string[] = [];
+    for await (const s of sub2) {
+      const e = JSON.parse(s.json) as { type: string; runId: string };
+      expect(e.runId).toBe(next.runId);
+      types.push(e.type);
+      if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') break;
+    }
+    expect(types).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED']);
+  });
+});
+
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
