@@ -65,6 +65,8 @@ export interface FakeOpenAIServerOptions {
   maxCaptured?: number;
   /** Status the trace ingest endpoint answers with (default 200). */
   ingestStatus?: number;
+  /** Called right after each text delta is written (index within its stream); for latency benchmarks. */
+  onDeltaWritten?: (index: number) => void;
 }
 
 /** A running fake OpenAI server. */
@@ -245,9 +247,11 @@ export async function createFakeOpenAIServer(
       });
       const size = turn.type === 'text' ? (turn.chunkSize ?? 8) : 8;
       const delay = turn.type === 'text' ? (turn.delayMs ?? 0) : 0;
+      let index = 0;
       for (const delta of chunks(full, Math.max(1, size))) {
         if (signal.aborted) return;
         ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta });
+        options.onDeltaWritten?.(index++);
         if (delay > 0) await sleep(delay, signal);
       }
       if (turn.type === 'response_failed') {
@@ -319,9 +323,11 @@ export async function createFakeOpenAIServer(
       const size = turn.type === 'text' ? (turn.chunkSize ?? 8) : 8;
       const delay = turn.type === 'text' ? (turn.delayMs ?? 0) : 0;
       chunk({ role: 'assistant', content: '' });
+      let index = 0;
       for (const delta of chunks(full, Math.max(1, size))) {
         if (signal.aborted) return;
         chunk({ content: delta });
+        options.onDeltaWritten?.(index++);
         if (delay > 0) await sleep(delay, signal);
       }
       if (turn.type === 'response_failed') {
