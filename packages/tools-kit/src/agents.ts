@@ -34,7 +34,11 @@ export interface ToAgentToolsOptions {
  * const manifest = await client.manifest();
  * if (manifest.ok) agent.tools.push(...toAgentTools(client, manifest.data, { onResult }));
  */
-export function toAgentTools(client: ToolClient, manifest: ToolManifest, options: ToAgentToolsOptions = {}): FunctionTool[] {
+export function toAgentTools(
+  client: ToolClient,
+  manifest: ToolManifest,
+  options: ToAgentToolsOptions = {},
+): FunctionTool[] {
   const out: FunctionTool[] = [];
   const seen = new Map<string, string>();
   for (const entry of manifest.tools) {
@@ -46,40 +50,70 @@ export function toAgentTools(client: ToolClient, manifest: ToolManifest, options
         // A broken observer must not turn a finished tool call into a failed one.
       }
     };
-    const execute = async (input: unknown, _runContext?: unknown, details?: { toolCall?: { callId?: string }; signal?: AbortSignal }) => {
+    const execute = async (
+      input: unknown,
+      _runContext?: unknown,
+      details?: { toolCall?: { callId?: string }; signal?: AbortSignal },
+    ) => {
       const callId = details?.toolCall?.callId;
-      const idempotencyKey = callId !== undefined && callId.length <= LIMITS.maxIdLength && ID_PATTERN.test(callId) ? callId : undefined;
+      const idempotencyKey =
+        callId !== undefined && callId.length <= LIMITS.maxIdLength && ID_PATTERN.test(callId)
+          ? callId
+          : undefined;
       const result = await client.call(entry.name, input, {
         ...(details?.signal ? { signal: details.signal } : {}),
         ...(idempotencyKey ? { idempotencyKey } : {}),
       });
       report({ ...(callId !== undefined ? { callId } : {}), name: entry.name, result });
-      return result.ok ? (typeof result.data === 'string' ? result.data : JSON.stringify(result.data ?? null)) : errorText(result.error);
+      return result.ok
+        ? typeof result.data === 'string'
+          ? result.data
+          : JSON.stringify(result.data ?? null)
+        : errorText(result.error);
     };
     const errorFunction = (_ctx: unknown, error: unknown, details?: { toolCall?: { callId?: string } }) => {
       // Reached when the SDK cannot parse the model's arguments; the router never saw the call. The SDK
       // withholds `details` here (redaction), so the call id comes from the invoke wrapper below.
       const callId = details?.toolCall?.callId ?? currentCallId.getStore();
-      const failure: ToolError = { code: 'invalid_input', message: `the arguments for ${entry.name} were not valid: ${error instanceof Error ? error.message.slice(0, 300) : 'unknown'}` };
-      report({ ...(callId !== undefined ? { callId } : {}), name: entry.name, result: { ok: false, error: failure } });
+      const failure: ToolError = {
+        code: 'invalid_input',
+        message: `the arguments for ${entry.name} were not valid: ${error instanceof Error ? error.message.slice(0, 300) : 'unknown'}`,
+      };
+      report({
+        ...(callId !== undefined ? { callId } : {}),
+        name: entry.name,
+        result: { ok: false, error: failure },
+      });
       return errorText(failure);
     };
     const base = { name: entry.name, description: entry.description || entry.name, execute, errorFunction };
     let made: FunctionTool;
     try {
-      made = tool({ ...base, parameters: structuredClone(entry.inputSchema) as never, strict: true }) as unknown as FunctionTool;
+      made = tool({
+        ...base,
+        parameters: structuredClone(entry.inputSchema) as never,
+        strict: true,
+      }) as unknown as FunctionTool;
     } catch {
       // Strict mode cannot express open-ended shapes (free-form records, `propertyNames`, typeless objects).
       // Such a tool is still offered, non-strict: the router validates every call strictly anyway.
-      made = tool({ ...base, parameters: structuredClone(entry.inputSchema) as never, strict: false }) as unknown as FunctionTool;
+      made = tool({
+        ...base,
+        parameters: structuredClone(entry.inputSchema) as never,
+        strict: false,
+      }) as unknown as FunctionTool;
     }
     const clash = seen.get(made.name);
     if (clash !== undefined) {
-      throw new ToolsKitError('duplicate_tool', `tools ${clash} and ${entry.name} both become ${made.name} for the model; rename one`);
+      throw new ToolsKitError(
+        'duplicate_tool',
+        `tools ${clash} and ${entry.name} both become ${made.name} for the model; rename one`,
+      );
     }
     seen.set(made.name, entry.name);
     const invoke = made.invoke;
-    made.invoke = (runContext, input, details) => currentCallId.run(details?.toolCall?.callId, () => invoke(runContext, input, details));
+    made.invoke = (runContext, input, details) =>
+      currentCallId.run(details?.toolCall?.callId, () => invoke(runContext, input, details));
     out.push(made);
   }
   return out;
@@ -88,6 +122,9 @@ export function toAgentTools(client: ToolClient, manifest: ToolManifest, options
 const currentCallId = new AsyncLocalStorage<string | undefined>();
 
 function errorText(error: ToolError): string {
-  const issues = (error.issues ?? []).slice(0, 10).map((i) => `\n- ${i.path || '(input)'}: ${i.message}`).join('');
+  const issues = (error.issues ?? [])
+    .slice(0, 10)
+    .map((i) => `\n- ${i.path || '(input)'}: ${i.message}`)
+    .join('');
   return `Error (${error.code}): ${error.message}${issues}`;
 }

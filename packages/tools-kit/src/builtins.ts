@@ -47,7 +47,12 @@ export const DefaultProfileSchema = z.strictObject({
  * Event types `events.append` accepts by default. Run lifecycle events (RUN_STARTED, RUN_FINISHED,
  * RUN_ERROR) belong to the relay and runner, and USER_MESSAGE would let a tool speak as the user.
  */
-export const DEFAULT_APPENDABLE_EVENT_TYPES: readonly EventType[] = ['STATE_CHANGED', 'TOOL_CALL_STARTED', 'TOOL_CALL_RESULT', 'TEXT_MESSAGE_CHUNK'];
+export const DEFAULT_APPENDABLE_EVENT_TYPES: readonly EventType[] = [
+  'STATE_CHANGED',
+  'TOOL_CALL_STARTED',
+  'TOOL_CALL_RESULT',
+  'TEXT_MESSAGE_CHUNK',
+];
 
 /** What the built-ins need from the router. */
 export interface BuiltinToolsOptions {
@@ -135,7 +140,8 @@ export function createBuiltinTools(options: BuiltinToolsOptions): ToolDefinition
     }),
     defineTool({
       name: BUILTIN_TOOLS.profilePatch,
-      description: "Update some fields of the user's profile; fields left out stay as they are. List fields in `unset` to remove them.",
+      description:
+        "Update some fields of the user's profile; fields left out stay as they are. List fields in `unset` to remove them.",
       input: ProfilePatchSchema,
       output: z.strictObject({ profile: JsonObjectSchema }),
       async handler(input, ctx) {
@@ -149,7 +155,14 @@ export function createBuiltinTools(options: BuiltinToolsOptions): ToolDefinition
         const patch: Record<string, JsonValue> = { ...set };
         for (const key of unset ?? []) patch[key] = null;
         const profile = await store.patchProfile(ctx.userId, patch);
-        await ctx.emit(createStateChangedEvent({ threadId: ctx.threadId, runId: ctx.runId, scope: 'profile', value: profile }));
+        await ctx.emit(
+          createStateChangedEvent({
+            threadId: ctx.threadId,
+            runId: ctx.runId,
+            scope: 'profile',
+            value: profile,
+          }),
+        );
         return { profile };
       },
     }),
@@ -159,25 +172,36 @@ export function createBuiltinTools(options: BuiltinToolsOptions): ToolDefinition
     tools.push(
       defineTool({
         name: BUILTIN_TOOLS.eventsAppend,
-        description: "Append a contract event to this thread's log. threadId, runId and ts are filled in from the token and the clock.",
+        description:
+          "Append a contract event to this thread's log. threadId, runId and ts are filled in from the token and the clock.",
         internal: true,
         input: z.strictObject({ event: JsonObjectSchema }),
         output: Empty,
         async handler({ event }, ctx) {
           if (event.threadId !== undefined && event.threadId !== ctx.threadId) {
-            throw new ToolCallError('thread_mismatch', 'an event may be appended to the token’s own thread only');
+            throw new ToolCallError(
+              'thread_mismatch',
+              'an event may be appended to the token’s own thread only',
+            );
           }
           if (event.runId !== undefined && event.runId !== ctx.runId) {
             throw new ToolCallError('forbidden', 'an event may be appended to the token’s own run only');
           }
-          if (typeof event.type === 'string' && KNOWN_TYPES.has(event.type) && !appendable.has(event.type as EventType)) {
+          if (
+            typeof event.type === 'string' &&
+            KNOWN_TYPES.has(event.type) &&
+            !appendable.has(event.type as EventType)
+          ) {
             throw new ToolCallError('forbidden', `events of type ${event.type} cannot be appended by a tool`);
           }
           const full = { ...event, threadId: ctx.threadId, runId: ctx.runId, ts: event.ts ?? Date.now() };
           const parsed = safeParse(AgentEventSchema, full, 'event');
           if (!parsed.ok) {
             throw new ToolCallError('invalid_input', parsed.error.message, {
-              issues: parsed.error.issues.map((i) => ({ path: i.path === '' ? 'event' : `event.${i.path}`, message: i.message })),
+              issues: parsed.error.issues.map((i) => ({
+                path: i.path === '' ? 'event' : `event.${i.path}`,
+                message: i.message,
+              })),
             });
           }
           await ctx.emit(parsed.value as AgentEvent);

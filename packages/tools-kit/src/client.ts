@@ -49,16 +49,22 @@ const ABORTED = Symbol('aborted');
  * if (!result.ok) console.warn(result.error.code, result.error.message);
  */
 export function createToolClient(options: ToolClientOptions): ToolClient {
-  if (typeof options !== 'object' || options === null) throw new ToolsKitError('invalid_options', 'createToolClient needs options');
+  if (typeof options !== 'object' || options === null)
+    throw new ToolsKitError('invalid_options', 'createToolClient needs options');
   let base: URL;
   try {
     base = new URL(options.baseUrl);
   } catch (cause) {
-    throw new ToolsKitError('invalid_options', `baseUrl ${JSON.stringify(options.baseUrl)} is not a URL`, { cause });
+    throw new ToolsKitError('invalid_options', `baseUrl ${JSON.stringify(options.baseUrl)} is not a URL`, {
+      cause,
+    });
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ToolsKitError('invalid_options', 'baseUrl must be http or https');
-  if (typeof options.token !== 'string' || options.token === '') throw new ToolsKitError('invalid_options', 'token is required');
-  if (typeof options.threadId !== 'string' || options.threadId === '') throw new ToolsKitError('invalid_options', 'threadId is required');
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new ToolsKitError('invalid_options', 'baseUrl must be http or https');
+  if (typeof options.token !== 'string' || options.token === '')
+    throw new ToolsKitError('invalid_options', 'token is required');
+  if (typeof options.threadId !== 'string' || options.threadId === '')
+    throw new ToolsKitError('invalid_options', 'threadId is required');
   const baseUrl = base.href.replace(/\/+$/, '');
   const doFetch = options.fetch ?? globalThis.fetch;
   const defaultTimeout = positive(options.timeoutMs, 30_000, 'timeoutMs');
@@ -68,12 +74,17 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
     method: 'GET' | 'POST',
     path: string,
     body: unknown,
-    opts: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined; idempotencyKey?: string | undefined },
+    opts: {
+      signal?: AbortSignal | undefined;
+      timeoutMs?: number | undefined;
+      idempotencyKey?: string | undefined;
+    },
   ): Promise<ToolResult> {
     if (opts.signal?.aborted) return failure('aborted', 'the call was aborted before it started');
     let timeoutMs = defaultTimeout;
     if (opts.timeoutMs !== undefined) {
-      if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) return failure('invalid_input', 'timeoutMs must be a positive number');
+      if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0)
+        return failure('invalid_input', 'timeoutMs must be a positive number');
       timeoutMs = opts.timeoutMs;
     }
     const controller = new AbortController();
@@ -81,7 +92,10 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
     const onAbort = () => controller.abort(ABORTED);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const headers: Record<string, string> = { authorization: `Bearer ${options.token}`, accept: 'application/json' };
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${options.token}`,
+        accept: 'application/json',
+      };
       if (body !== undefined) headers['content-type'] = 'application/json';
       if (opts.idempotencyKey !== undefined) headers['idempotency-key'] = opts.idempotencyKey;
       let payload: string | undefined;
@@ -101,15 +115,23 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
         redirect: 'error',
       });
       const text = await readLimited(response, maxResponseBytes);
-      if (text === null) return failure('unavailable', `the tool endpoint answered more than ${maxResponseBytes} bytes`);
+      if (text === null)
+        return failure('unavailable', `the tool endpoint answered more than ${maxResponseBytes} bytes`);
       let value: unknown;
       try {
         value = JSON.parse(text);
       } catch {
-        return failure('unavailable', `the tool endpoint answered HTTP ${response.status} without a JSON result`);
+        return failure(
+          'unavailable',
+          `the tool endpoint answered HTTP ${response.status} without a JSON result`,
+        );
       }
       const parsed = safeParse(ToolResultSchema, value, 'tool result');
-      if (!parsed.ok) return failure('unavailable', `the tool endpoint answered HTTP ${response.status} with a malformed result`);
+      if (!parsed.ok)
+        return failure(
+          'unavailable',
+          `the tool endpoint answered HTTP ${response.status} with a malformed result`,
+        );
       return parsed.value as ToolResult;
     } catch (error) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
@@ -124,22 +146,40 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
 
   return {
     async call<T>(name: string, input: unknown, callOptions: ToolCallOptions = {}) {
-      if (typeof name !== 'string' || name === '') return failure('invalid_input', 'a tool name is required') as ToolResult<T>;
+      if (typeof name !== 'string' || name === '')
+        return failure('invalid_input', 'a tool name is required') as ToolResult<T>;
       const body: Record<string, unknown> = { threadId: options.threadId, input: input ?? {} };
-      return (await request('POST', `/tools/${encodeURIComponent(name)}`, body, callOptions)) as ToolResult<T>;
+      return (await request(
+        'POST',
+        `/tools/${encodeURIComponent(name)}`,
+        body,
+        callOptions,
+      )) as ToolResult<T>;
     },
     async manifest(opts = {}) {
-      const result = await request('GET', `/tools?threadId=${encodeURIComponent(options.threadId)}`, undefined, opts);
+      const result = await request(
+        'GET',
+        `/tools?threadId=${encodeURIComponent(options.threadId)}`,
+        undefined,
+        opts,
+      );
       if (!result.ok) return result;
       const manifest = safeParse(ToolManifestSchema, result.data, 'tool manifest');
       if (!manifest.ok) return failure('unavailable', manifest.error.message) as ToolResult<ToolManifest>;
       return { ok: true, data: manifest.value };
     },
     async state(opts = {}) {
-      const result = await request('GET', `/state?threadId=${encodeURIComponent(options.threadId)}`, undefined, opts);
+      const result = await request(
+        'GET',
+        `/state?threadId=${encodeURIComponent(options.threadId)}`,
+        undefined,
+        opts,
+      );
       if (!result.ok) return result;
       if (typeof result.data !== 'object' || result.data === null || Array.isArray(result.data)) {
-        return failure('unavailable', 'the state endpoint answered a non-object') as ToolResult<Record<string, JsonValue>>;
+        return failure('unavailable', 'the state endpoint answered a non-object') as ToolResult<
+          Record<string, JsonValue>
+        >;
       }
       return result as ToolResult<Record<string, JsonValue>>;
     },
@@ -179,6 +219,7 @@ function describe(error: unknown): string {
 
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new ToolsKitError('invalid_options', `${name} must be a positive number`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new ToolsKitError('invalid_options', `${name} must be a positive number`);
   return value;
 }

@@ -38,7 +38,11 @@ export class ToolsKitError extends Error {
 export class ToolCallError extends ToolsKitError {
   readonly errorCode: ToolErrorCode;
   readonly issues: ToolIssue[] | undefined;
-  constructor(errorCode: ToolErrorCode, message: string, options?: { cause?: unknown; issues?: ToolIssue[] }) {
+  constructor(
+    errorCode: ToolErrorCode,
+    message: string,
+    options?: { cause?: unknown; issues?: ToolIssue[] },
+  ) {
     super('tool_call_failed', message, options);
     this.errorCode = errorCode;
     this.issues = options?.issues;

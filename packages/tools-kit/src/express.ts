@@ -3,11 +3,24 @@
  * @packageDocumentation
  */
 import type { IncomingMessage } from 'node:http';
-import type { NextFunction, Request as ExpressRequest, RequestHandler, Response as ExpressResponse } from 'express';
+import type {
+  NextFunction,
+  Request as ExpressRequest,
+  RequestHandler,
+  Response as ExpressResponse,
+} from 'express';
 import type { ToolRouter } from './router.js';
 
 // Hop-by-hop and length headers describe the original connection, not the body we pass on.
-const DROPPED_HEADERS = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'expect']);
+const DROPPED_HEADERS = new Set([
+  'host',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  'keep-alive',
+  'upgrade',
+  'expect',
+]);
 
 /**
  * Serves a {@link ToolRouter} from Express: handles `/tools`, `/tools/:name` and `/state` (under the
@@ -21,7 +34,8 @@ export function toolRouterMiddleware(router: ToolRouter): RequestHandler {
   return (req: ExpressRequest, res: ExpressResponse, next: NextFunction) => {
     const path = req.path;
     const base = router.basePath;
-    const rest = base === '' ? path : path === base || path.startsWith(`${base}/`) ? path.slice(base.length) : null;
+    const rest =
+      base === '' ? path : path === base || path.startsWith(`${base}/`) ? path.slice(base.length) : null;
     if (rest === null || !(rest === '/tools' || rest === '/state' || rest.startsWith('/tools/'))) {
       next();
       return;
@@ -56,7 +70,10 @@ async function serve(router: ToolRouter, req: ExpressRequest, res: ExpressRespon
 }
 
 /** Reads at most `limit + 1` bytes: enough for the router to see the body is too large, never more. */
-async function readBody(req: IncomingMessage & { body?: unknown; _body?: boolean }, limit: number): Promise<Buffer> {
+async function readBody(
+  req: IncomingMessage & { body?: unknown; _body?: boolean },
+  limit: number,
+): Promise<Buffer> {
   if (req._body === true || (req.readableEnded && req.body !== undefined)) {
     const parsed = req.body;
     if (Buffer.isBuffer(parsed)) return parsed;

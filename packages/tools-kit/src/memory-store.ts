@@ -42,7 +42,8 @@ export class MemoryToolStore implements ToolStore {
     // Build the next profile aside and swap it in, so a failure part-way leaves the old one intact.
     const next = new Map(this.#profiles.get(userId));
     for (const [key, value] of Object.entries(patch)) {
-      if (FORBIDDEN_KEYS.has(key)) throw new ToolsKitError('invalid_value', `profile key "${key}" is not allowed`);
+      if (FORBIDDEN_KEYS.has(key))
+        throw new ToolsKitError('invalid_value', `profile key "${key}" is not allowed`);
       if (value === null) next.delete(key);
       else next.set(key, structuredClone(value));
     }
@@ -61,9 +62,15 @@ export class MemoryToolStore implements ToolStore {
     assertJson(items, 'session items');
     const current = this.#sessions.get(threadId) ?? [];
     if (current.length + items.length > this.#maxSessionItems) {
-      throw new ToolsKitError('limit_exceeded', `a thread's session holds at most ${this.#maxSessionItems} items; clear or pop some first`);
+      throw new ToolsKitError(
+        'limit_exceeded',
+        `a thread's session holds at most ${this.#maxSessionItems} items; clear or pop some first`,
+      );
     }
-    this.#sessions.set(threadId, [...current, ...structuredClone(items as JsonValue[])]);
+    // Cloned (the step that can throw) before touching the stored array, so the append stays all or nothing.
+    const copies = structuredClone(items as JsonValue[]);
+    if (!this.#sessions.has(threadId)) this.#sessions.set(threadId, current);
+    for (const item of copies) current.push(item);
   }
 
   async popSessionItem(threadId: string): Promise<JsonValue | null> {
@@ -94,11 +101,16 @@ export class MemoryToolStore implements ToolStore {
   }
 
   /** A deep copy of everything stored, for tests that assert nothing changed. */
-  snapshot(): { profiles: Record<string, Record<string, JsonValue>>; sessions: Record<string, JsonValue[]>; idempotent: Record<string, JsonValue> } {
+  snapshot(): {
+    profiles: Record<string, Record<string, JsonValue>>;
+    sessions: Record<string, JsonValue[]>;
+    idempotent: Record<string, JsonValue>;
+  } {
     const profiles: Record<string, Record<string, JsonValue>> = {};
     for (const [user, profile] of this.#profiles) profiles[user] = toRecord(profile);
     const sessions: Record<string, JsonValue[]> = {};
-    for (const [thread, items] of this.#sessions) if (items.length > 0) sessions[thread] = structuredClone(items);
+    for (const [thread, items] of this.#sessions)
+      if (items.length > 0) sessions[thread] = structuredClone(items);
     const idempotent: Record<string, JsonValue> = {};
     for (const [key, value] of this.#idempotent) idempotent[key] = structuredClone(value);
     return { profiles, sessions, idempotent };
@@ -113,11 +125,16 @@ function toRecord(map: Map<string, JsonValue> | undefined): Record<string, JsonV
 
 function assertJson(value: unknown, what: string): void {
   const found = findNonJson(value);
-  if (found) throw new ToolsKitError('invalid_value', `${what} is not plain JSON at ${found.path.join('.') || '(root)'}: ${found.reason}`);
+  if (found)
+    throw new ToolsKitError(
+      'invalid_value',
+      `${what} is not plain JSON at ${found.path.join('.') || '(root)'}: ${found.reason}`,
+    );
 }
 
 function positiveInt(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) throw new ToolsKitError('invalid_options', `${name} must be a positive integer`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new ToolsKitError('invalid_options', `${name} must be a positive integer`);
   return value;
 }

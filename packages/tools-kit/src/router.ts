@@ -103,11 +103,16 @@ class Reject {
  * app.use(toolRouterMiddleware(router)); // or: export default { fetch: router }
  */
 export function createToolRouter(options: ToolRouterOptions): ToolRouter {
-  if (typeof options !== 'object' || options === null) throw new ToolsKitError('invalid_options', 'createToolRouter needs options');
+  if (typeof options !== 'object' || options === null)
+    throw new ToolsKitError('invalid_options', 'createToolRouter needs options');
   if (!options.tokens || typeof options.tokens.verify !== 'function') {
-    throw new ToolsKitError('invalid_options', 'tokens must have a verify(token) method (use createTokenIssuer)');
+    throw new ToolsKitError(
+      'invalid_options',
+      'tokens must have a verify(token) method (use createTokenIssuer)',
+    );
   }
-  if (!options.store) throw new ToolsKitError('invalid_options', 'store is required (e.g. new MemoryToolStore())');
+  if (!options.store)
+    throw new ToolsKitError('invalid_options', 'store is required (e.g. new MemoryToolStore())');
   const maxBodyBytes = intOption(options.maxBodyBytes, 65_536, 64, 64 * 1024 * 1024, 'maxBodyBytes');
   const handlerTimeoutMs = intOption(options.handlerTimeoutMs, 30_000, 1, 3_600_000, 'handlerTimeoutMs');
   const maxEventsPerCall = intOption(options.maxEventsPerCall, 100, 1, 10_000, 'maxEventsPerCall');
@@ -127,24 +132,32 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     if (!tool || typeof tool.handler !== 'function' || typeof tool.name !== 'string') {
       throw new ToolsKitError('invalid_tool', 'tools must be created with defineTool()');
     }
-    if (registry.has(tool.name)) throw new ToolsKitError('duplicate_tool', `a tool named ${tool.name} is already registered`);
+    if (registry.has(tool.name))
+      throw new ToolsKitError('duplicate_tool', `a tool named ${tool.name} is already registered`);
     registry.set(tool.name, tool);
   }
   const manifestEntries = [...registry.values()].map(toManifestEntry);
-  const inflight = new Map<string, Promise<{ fingerprint: string; result: ToolResult | Reject; replay: boolean }>>();
+  const inflight = new Map<
+    string,
+    Promise<{ fingerprint: string; result: ToolResult | Reject; replay: boolean }>
+  >();
   let warnedNoSink = false;
 
   async function authenticate(request: Request): Promise<ActAsClaims | Reject> {
     const header = request.headers.get('authorization');
-    if (header === null || header.trim() === '') return new Reject('token_missing', 'send Authorization: Bearer <act-as token>');
+    if (header === null || header.trim() === '')
+      return new Reject('token_missing', 'send Authorization: Bearer <act-as token>');
     const match = /^Bearer +([A-Za-z0-9._~+/=-]+)$/i.exec(header.trim());
-    if (!match?.[1]) return new Reject('token_invalid', 'the Authorization header must be "Bearer <act-as token>"');
+    if (!match?.[1])
+      return new Reject('token_invalid', 'the Authorization header must be "Bearer <act-as token>"');
     let claims: unknown;
     try {
       claims = await tokens.verify(match[1]);
     } catch (error) {
-      if (error instanceof ToolsKitError && error.code === 'token_expired') return new Reject('token_expired', error.message);
-      if (error instanceof ToolsKitError && error.code === 'token_invalid') return new Reject('token_invalid', error.message);
+      if (error instanceof ToolsKitError && error.code === 'token_expired')
+        return new Reject('token_expired', error.message);
+      if (error instanceof ToolsKitError && error.code === 'token_invalid')
+        return new Reject('token_invalid', error.message);
       logger.warn('[tools-kit] token verification failed with an unexpected error', error);
       return new Reject('token_invalid', 'token could not be verified');
     }
@@ -154,7 +167,12 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     return parsed.value;
   }
 
-  async function execute(tool: ToolDefinition, input: unknown, claims: ActAsClaims, outer: AbortSignal): Promise<ToolResult | Reject> {
+  async function execute(
+    tool: ToolDefinition,
+    input: unknown,
+    claims: ActAsClaims,
+    outer: AbortSignal,
+  ): Promise<ToolResult | Reject> {
     const controller = new AbortController();
     const queued: AgentEvent[] = [];
     const onOuterAbort = () => controller.abort(new ToolCallError('aborted', 'the caller went away'));
@@ -168,39 +186,66 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
       signal: controller.signal,
       async emit(event) {
         const parsed = safeParse(AgentEventSchema, event, 'event');
-        if (!parsed.ok) throw new ToolsKitError('invalid_event', `tool ${tool.name} emitted ${parsed.error.message}`, { cause: parsed.error });
-        if (parsed.value.threadId !== claims.thread) throw new ToolCallError('thread_mismatch', 'a tool may emit events to its own thread only');
-        if (queued.length >= maxEventsPerCall) throw new ToolsKitError('limit_exceeded', `a tool call may emit at most ${maxEventsPerCall} events`);
+        if (!parsed.ok)
+          throw new ToolsKitError('invalid_event', `tool ${tool.name} emitted ${parsed.error.message}`, {
+            cause: parsed.error,
+          });
+        if (parsed.value.threadId !== claims.thread)
+          throw new ToolCallError('thread_mismatch', 'a tool may emit events to its own thread only');
+        if (queued.length >= maxEventsPerCall)
+          throw new ToolsKitError(
+            'limit_exceeded',
+            `a tool call may emit at most ${maxEventsPerCall} events`,
+          );
         queued.push(parsed.value);
       },
     };
     try {
       const aborted = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => controller.abort(new ToolCallError('timeout', `tool ${tool.name} did not finish within ${handlerTimeoutMs} ms`)), handlerTimeoutMs);
+        timer = setTimeout(
+          () =>
+            controller.abort(
+              new ToolCallError('timeout', `tool ${tool.name} did not finish within ${handlerTimeoutMs} ms`),
+            ),
+          handlerTimeoutMs,
+        );
         controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
       });
       aborted.catch(() => {});
       const output = await Promise.race([Promise.resolve().then(() => tool.handler(input, ctx)), aborted]);
       const checked = safeParse(tool.output, output, `${tool.name} output`);
-      if (!checked.ok) throw new ToolsKitError('invalid_value', `tool ${tool.name} returned output that does not match its schema: ${checked.error.message}`);
+      if (!checked.ok)
+        throw new ToolsKitError(
+          'invalid_value',
+          `tool ${tool.name} returned output that does not match its schema: ${checked.error.message}`,
+        );
       const nonJson = findNonJson(checked.value);
-      if (nonJson) throw new ToolsKitError('invalid_value', `tool ${tool.name} returned a non-JSON value: ${nonJson.reason}`);
+      if (nonJson)
+        throw new ToolsKitError(
+          'invalid_value',
+          `tool ${tool.name} returned a non-JSON value: ${nonJson.reason}`,
+        );
       // Events go out only once the handler has succeeded: a call that fails part-way emits nothing.
       if (queued.length > 0) {
         if (events) for (const event of queued) await events.emit(event);
         else if (!warnedNoSink) {
           warnedNoSink = true;
-          logger.warn('[tools-kit] a tool emitted events but the router has no `events` sink; they are dropped');
+          logger.warn(
+            '[tools-kit] a tool emitted events but the router has no `events` sink; they are dropped',
+          );
         }
       }
       return { ok: true, data: checked.value };
     } catch (error) {
       if (error instanceof ToolCallError) return new Reject(error.errorCode, error.message, error.issues);
-      if (error instanceof ToolsKitError && error.code === 'limit_exceeded') return new Reject('conflict', error.message);
+      if (error instanceof ToolsKitError && error.code === 'limit_exceeded')
+        return new Reject('conflict', error.message);
       // Output/event bugs are the host's: they are internal errors, not the caller's fault.
       const ref = randomUUID();
       logger.error(`[tools-kit] tool ${tool.name} failed (ref ${ref})`, error);
-      return new Reject('internal_error', `internal error; reference ${ref}`, undefined, { 'x-error-ref': ref });
+      return new Reject('internal_error', `internal error; reference ${ref}`, undefined, {
+        'x-error-ref': ref,
+      });
     } finally {
       clearTimeout(timer);
       outer.removeEventListener('abort', onOuterAbort);
@@ -211,8 +256,12 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     const auth = await authenticate(request);
     if (auth instanceof Reject) return fail(auth);
     const tool = registry.get(name);
-    if (!tool) return fail(new Reject('not_found', `no tool named ${JSON.stringify(name.slice(0, LIMITS.maxToolNameLength))}`));
-    if (!auth.tools.includes(name)) return fail(new Reject('tool_not_allowed', `this token does not allow ${name}`));
+    if (!tool)
+      return fail(
+        new Reject('not_found', `no tool named ${JSON.stringify(name.slice(0, LIMITS.maxToolNameLength))}`),
+      );
+    if (!auth.tools.includes(name))
+      return fail(new Reject('tool_not_allowed', `this token does not allow ${name}`));
 
     const contentType = request.headers.get('content-type');
     if (contentType !== null && !isJsonMediaType(contentType)) {
@@ -226,13 +275,23 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     let idempotencyKey = envelope.value.idempotencyKey;
     if (headerKey !== null) {
       const key = safeParse(IdSchema, headerKey, 'Idempotency-Key');
-      if (!key.ok) return fail(new Reject('invalid_input', key.error.message, [{ path: 'Idempotency-Key', message: key.error.issues[0]?.message ?? 'invalid' }]));
+      if (!key.ok)
+        return fail(
+          new Reject('invalid_input', key.error.message, [
+            { path: 'Idempotency-Key', message: key.error.issues[0]?.message ?? 'invalid' },
+          ]),
+        );
       if (idempotencyKey !== undefined && idempotencyKey !== key.value) {
-        return fail(new Reject('invalid_input', 'the Idempotency-Key header and body idempotencyKey differ', [{ path: 'idempotencyKey', message: 'differs from the header' }]));
+        return fail(
+          new Reject('invalid_input', 'the Idempotency-Key header and body idempotencyKey differ', [
+            { path: 'idempotencyKey', message: 'differs from the header' },
+          ]),
+        );
       }
       idempotencyKey = key.value;
     }
-    if (envelope.value.threadId !== auth.thread) return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    if (envelope.value.threadId !== auth.thread)
+      return fail(new Reject('thread_mismatch', 'this token is for another thread'));
 
     const input = validateInput(tool, envelope.value.input === undefined ? {} : envelope.value.input);
     if (input instanceof Reject) return fail(input);
@@ -244,10 +303,17 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     const running = inflight.get(storeKey);
     if (running) {
       const first = await running;
-      if (first.fingerprint !== fingerprint) return fail(new Reject('conflict', 'this idempotency key was used with a different input'));
-      return !(first.result instanceof Reject) && first.result.ok ? replayed(first.result) : respond(first.result);
+      if (first.fingerprint !== fingerprint)
+        return fail(new Reject('conflict', 'this idempotency key was used with a different input'));
+      return !(first.result instanceof Reject) && first.result.ok
+        ? replayed(first.result)
+        : respond(first.result);
     }
-    const work = (async (): Promise<{ fingerprint: string; result: ToolResult | Reject; replay: boolean }> => {
+    const work = (async (): Promise<{
+      fingerprint: string;
+      result: ToolResult | Reject;
+      replay: boolean;
+    }> => {
       const stored = await store.getIdempotent(storeKey);
       if (stored !== null) return { fingerprint, result: fromStored(stored, fingerprint), replay: true };
       const result = await execute(tool, input.value, auth, request.signal);
@@ -268,14 +334,27 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
   async function readState(request: Request, url: URL): Promise<Response> {
     const auth = await authenticate(request);
     if (auth instanceof Reject) return fail(auth);
-    if (!auth.tools.includes(BUILTIN_TOOLS.stateGet)) return fail(new Reject('tool_not_allowed', `this token does not allow ${BUILTIN_TOOLS.stateGet}`));
+    if (!auth.tools.includes(BUILTIN_TOOLS.stateGet))
+      return fail(new Reject('tool_not_allowed', `this token does not allow ${BUILTIN_TOOLS.stateGet}`));
     const threadIds = url.searchParams.getAll('threadId');
     if (threadIds.length !== 1) {
-      return fail(new Reject('invalid_input', 'pass exactly one threadId query parameter', [{ path: 'threadId', message: 'required once' }]));
+      return fail(
+        new Reject('invalid_input', 'pass exactly one threadId query parameter', [
+          { path: 'threadId', message: 'required once' },
+        ]),
+      );
     }
     const threadId = safeParse(IdSchema, threadIds[0], 'threadId');
-    if (!threadId.ok) return fail(new Reject('invalid_input', threadId.error.message, threadId.error.issues.map((i) => ({ ...i, path: 'threadId' }))));
-    if (threadId.value !== auth.thread) return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    if (!threadId.ok)
+      return fail(
+        new Reject(
+          'invalid_input',
+          threadId.error.message,
+          threadId.error.issues.map((i) => ({ ...i, path: 'threadId' })),
+        ),
+      );
+    if (threadId.value !== auth.thread)
+      return fail(new Reject('thread_mismatch', 'this token is for another thread'));
     const tool = registry.get(BUILTIN_TOOLS.stateGet) as ToolDefinition;
     return respond(await execute(tool, {}, auth, request.signal));
   }
@@ -284,8 +363,12 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     const auth = await authenticate(request);
     if (auth instanceof Reject) return fail(auth);
     const threadIds = url.searchParams.getAll('threadId');
-    if (threadIds.length > 1) return fail(new Reject('invalid_input', 'pass at most one threadId', [{ path: 'threadId', message: 'repeated' }]));
-    if (threadIds.length === 1 && threadIds[0] !== auth.thread) return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    if (threadIds.length > 1)
+      return fail(
+        new Reject('invalid_input', 'pass at most one threadId', [{ path: 'threadId', message: 'repeated' }]),
+      );
+    if (threadIds.length === 1 && threadIds[0] !== auth.thread)
+      return fail(new Reject('thread_mismatch', 'this token is for another thread'));
     const allowed = new Set(auth.tools);
     const manifest: ToolManifest = { tools: manifestEntries.filter((e) => allowed.has(e.name)) };
     return json(200, { ok: true, data: manifest });
@@ -295,12 +378,14 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     const url = new URL(request.url);
     let path = url.pathname;
     if (basePath !== '') {
-      if (path !== basePath && !path.startsWith(`${basePath}/`)) return fail(new Reject('not_found', 'no such route'));
+      if (path !== basePath && !path.startsWith(`${basePath}/`))
+        return fail(new Reject('not_found', 'no such route'));
       path = path.slice(basePath.length);
     }
     const method = request.method.toUpperCase();
     if (path === '/tools' || path === '/state') {
-      if (method !== 'GET') return fail(new Reject('method_not_allowed', `use GET ${path}`, undefined, { allow: 'GET' }));
+      if (method !== 'GET')
+        return fail(new Reject('method_not_allowed', `use GET ${path}`, undefined, { allow: 'GET' }));
       return path === '/tools' ? listTools(request, url) : readState(request, url);
     }
     if (path.startsWith('/tools/')) {
@@ -312,7 +397,8 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
         return fail(new Reject('not_found', 'no such tool'));
       }
       if (name === '' || name.includes('/')) return fail(new Reject('not_found', 'no such tool'));
-      if (method !== 'POST') return fail(new Reject('method_not_allowed', 'call a tool with POST', undefined, { allow: 'POST' }));
+      if (method !== 'POST')
+        return fail(new Reject('method_not_allowed', 'call a tool with POST', undefined, { allow: 'POST' }));
       return callTool(request, name);
     }
     return fail(new Reject('not_found', 'no such route'));
@@ -324,7 +410,9 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     } catch (error) {
       const ref = randomUUID();
       logger.error(`[tools-kit] request failed (ref ${ref})`, error);
-      return fail(new Reject('internal_error', `internal error; reference ${ref}`, undefined, { 'x-error-ref': ref }));
+      return fail(
+        new Reject('internal_error', `internal error; reference ${ref}`, undefined, { 'x-error-ref': ref }),
+      );
     }
   };
   return Object.assign(handler, {
@@ -340,13 +428,19 @@ function validateInput(tool: ToolDefinition, input: unknown): { value: unknown }
   try {
     result = tool.input.safeParse(input);
   } catch {
-    return new Reject('invalid_input', `invalid input for ${tool.name}`, [{ path: '', message: 'unreadable value' }]);
+    return new Reject('invalid_input', `invalid input for ${tool.name}`, [
+      { path: '', message: 'unreadable value' },
+    ]);
   }
   if (result.success) return { value: result.data };
   const issues = toContractIssues(result.error);
   const first = issues[0];
   const where = first && first.path !== '' ? ` at ${first.path}` : '';
-  return new Reject('invalid_input', `invalid input for ${tool.name}${first ? `: ${first.message}${where}` : ''}`, issues);
+  return new Reject(
+    'invalid_input',
+    `invalid input for ${tool.name}${first ? `: ${first.message}${where}` : ''}`,
+    issues,
+  );
 }
 
 function fromStored(stored: JsonValue, fingerprint: string): ToolResult | Reject {
@@ -367,7 +461,10 @@ function respond(result: ToolResult | Reject): Response {
 }
 
 function fail(reject: Reject): Response {
-  const error: ToolError = { code: reject.code, message: reject.message.slice(0, LIMITS.maxErrorMessageLength) || reject.code };
+  const error: ToolError = {
+    code: reject.code,
+    message: reject.message.slice(0, LIMITS.maxErrorMessageLength) || reject.code,
+  };
   if (reject.issues && reject.issues.length > 0) error.issues = reject.issues.slice(0, 100);
   const ref = reject.headers?.['x-error-ref'];
   if (ref !== undefined) error.ref = ref;
@@ -383,7 +480,9 @@ function json(status: number, body: ToolResult, headers: Record<string, string> 
 function isJsonMediaType(value: string): boolean {
   const type = value.split(';')[0]?.trim().toLowerCase() ?? '';
   // text/plain is what fetch labels a string body with by default; the body must still parse as JSON.
-  return type === 'application/json' || type === 'text/plain' || /^application\/[a-z0-9.+-]*\+json$/.test(type);
+  return (
+    type === 'application/json' || type === 'text/plain' || /^application\/[a-z0-9.+-]*\+json$/.test(type)
+  );
 }
 
 async function readJsonBody(request: Request, limit: number): Promise<unknown> {
@@ -419,7 +518,8 @@ async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   } catch {
     return new Reject('invalid_json', 'the body is not valid JSON');
   }
-  if (depthExceeds(value, MAX_BODY_DEPTH)) return new Reject('invalid_input', `the body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+  if (depthExceeds(value, MAX_BODY_DEPTH))
+    return new Reject('invalid_input', `the body is nested deeper than ${MAX_BODY_DEPTH} levels`);
   return value;
 }
 
@@ -430,7 +530,8 @@ function depthExceeds(value: unknown, max: number): boolean {
     const [current, depth] = stack.pop() as [unknown, number];
     if (typeof current !== 'object' || current === null) continue;
     if (depth >= max) return true;
-    for (const child of Array.isArray(current) ? current : Object.values(current)) stack.push([child, depth + 1]);
+    for (const child of Array.isArray(current) ? current : Object.values(current))
+      stack.push([child, depth + 1]);
   }
   return false;
 }
@@ -460,18 +561,28 @@ function toManifestEntry(tool: ToolDefinition): ToolManifestEntry {
 }
 
 function toJsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
-  const out = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<string, unknown>;
+  const out = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
   delete out.$schema;
   return out;
 }
 
 function normaliseBasePath(value: string | undefined): string {
   if (value === undefined || value === '' || value === '/') return '';
-  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(value)) throw new ToolsKitError('invalid_options', 'basePath must start with "/" and be a plain path');
+  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(value))
+    throw new ToolsKitError('invalid_options', 'basePath must start with "/" and be a plain path');
   return value.replace(/\/+$/, '');
 }
 
-function intOption(value: number | undefined, fallback: number, min: number, max: number, name: string): number {
+function intOption(
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  name: string,
+): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new ToolsKitError('invalid_options', `${name} must be an integer from ${min} to ${max}`);

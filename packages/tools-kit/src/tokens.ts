@@ -1,5 +1,12 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { ACT_AS_AUDIENCE, ActAsClaimsSchema, IdSchema, LIMITS, ToolNameSchema, safeParse } from '@threadline/contracts';
+import {
+  ACT_AS_AUDIENCE,
+  ActAsClaimsSchema,
+  IdSchema,
+  LIMITS,
+  ToolNameSchema,
+  safeParse,
+} from '@threadline/contracts';
 import type { ActAsClaims } from '@threadline/contracts';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
@@ -8,7 +15,13 @@ import { ToolsKitError } from './errors.js';
 /** Mints and checks act-as tokens: short-lived JWTs for one user, thread, run and set of tools. */
 export interface TokenIssuer {
   /** Mints a token. Throws {@link ToolsKitError} `invalid_token_request` for bad ids, tool names or TTL. */
-  issue(input: { userId: string; threadId: string; runId: string; tools: string[]; ttlSeconds?: number }): Promise<string>;
+  issue(input: {
+    userId: string;
+    threadId: string;
+    runId: string;
+    tools: string[];
+    ttlSeconds?: number;
+  }): Promise<string>;
   /** Verifies a token and returns its claims. Throws {@link ToolsKitError} `token_invalid` or `token_expired`. */
   verify(token: string): Promise<ActAsClaims>;
 }
@@ -62,7 +75,8 @@ const IssueInputSchema = z.strictObject({
  * const claims = await tokens.verify(token);
  */
 export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
-  if (typeof options !== 'object' || options === null) throw new ToolsKitError('invalid_options', 'createTokenIssuer needs options');
+  if (typeof options !== 'object' || options === null)
+    throw new ToolsKitError('invalid_options', 'createTokenIssuer needs options');
   const issuer = options.issuer;
   if (typeof issuer !== 'string' || issuer.length === 0 || issuer.length > 256) {
     throw new ToolsKitError('invalid_options', 'issuer must be a non-empty string of at most 256 characters');
@@ -75,8 +89,10 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   let signKey: Uint8Array | CryptoKey | KeyObject | undefined;
   let verifyKey: Uint8Array | CryptoKey | KeyObject;
   if ('secret' in options) {
-    const secret = typeof options.secret === 'string' ? new TextEncoder().encode(options.secret) : options.secret;
-    if (!(secret instanceof Uint8Array)) throw new ToolsKitError('invalid_options', 'secret must be a string or a Uint8Array');
+    const secret =
+      typeof options.secret === 'string' ? new TextEncoder().encode(options.secret) : options.secret;
+    if (!(secret instanceof Uint8Array))
+      throw new ToolsKitError('invalid_options', 'secret must be a string or a Uint8Array');
     if (secret.byteLength < MIN_SECRET_BYTES) {
       throw new ToolsKitError(
         'invalid_options',
@@ -87,9 +103,13 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
     signKey = verifyKey = new Uint8Array(secret);
   } else {
     if (options.algorithm !== 'EdDSA' && options.algorithm !== 'ES256') {
-      throw new ToolsKitError('invalid_options', 'algorithm must be "EdDSA" or "ES256" (or pass `secret` for HS256)');
+      throw new ToolsKitError(
+        'invalid_options',
+        'algorithm must be "EdDSA" or "ES256" (or pass `secret` for HS256)',
+      );
     }
-    if (!options.publicKey) throw new ToolsKitError('invalid_options', 'publicKey is required with a key pair');
+    if (!options.publicKey)
+      throw new ToolsKitError('invalid_options', 'publicKey is required with a key pair');
     if (isKeyObject(options.publicKey) && options.publicKey.type !== 'public') {
       throw new ToolsKitError('invalid_options', 'publicKey must be a public key');
     }
@@ -104,12 +124,19 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   return {
     async issue(input) {
       const parsed = safeParse(IssueInputSchema, input, 'token request');
-      if (!parsed.ok) throw new ToolsKitError('invalid_token_request', parsed.error.message, { cause: parsed.error });
+      if (!parsed.ok)
+        throw new ToolsKitError('invalid_token_request', parsed.error.message, { cause: parsed.error });
       const ttl = parsed.value.ttlSeconds ?? defaultTtl;
-      if (ttl > maxTtl) throw new ToolsKitError('invalid_token_request', `ttlSeconds ${ttl} exceeds maxTtlSeconds ${maxTtl}`);
-      if (!signKey) throw new ToolsKitError('invalid_options', 'this issuer has no privateKey, so it can only verify');
+      if (ttl > maxTtl)
+        throw new ToolsKitError('invalid_token_request', `ttlSeconds ${ttl} exceeds maxTtlSeconds ${maxTtl}`);
+      if (!signKey)
+        throw new ToolsKitError('invalid_options', 'this issuer has no privateKey, so it can only verify');
       const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ thread: parsed.value.threadId, run: parsed.value.runId, tools: [...new Set(parsed.value.tools)] })
+      return new SignJWT({
+        thread: parsed.value.threadId,
+        run: parsed.value.runId,
+        tools: [...new Set(parsed.value.tools)],
+      })
         .setProtectedHeader({ alg: algorithm, typ: 'JWT' })
         .setIssuer(issuer)
         .setAudience(ACT_AS_AUDIENCE)
@@ -122,7 +149,8 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
     },
 
     async verify(token) {
-      if (typeof token !== 'string' || token.length === 0) throw new ToolsKitError('token_invalid', 'no token given');
+      if (typeof token !== 'string' || token.length === 0)
+        throw new ToolsKitError('token_invalid', 'no token given');
       if (token.length > LIMITS.maxTokenLength) throw new ToolsKitError('token_invalid', 'token is too long');
       let payload: unknown;
       try {
@@ -136,7 +164,8 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
           requiredClaims: ['iat', 'exp', 'sub', 'jti'],
         }));
       } catch (cause) {
-        if (cause instanceof joseErrors.JWTExpired) throw new ToolsKitError('token_expired', 'token has expired; mint a new one', { cause });
+        if (cause instanceof joseErrors.JWTExpired)
+          throw new ToolsKitError('token_expired', 'token has expired; mint a new one', { cause });
         throw new ToolsKitError('token_invalid', describeJoseError(cause), { cause });
       }
       const claims = safeParse(ActAsClaimsSchema, payload, 'token claims');
@@ -160,10 +189,21 @@ function describeJoseError(error: unknown): string {
 }
 
 function isKeyObject(key: unknown): key is KeyObject {
-  return typeof key === 'object' && key !== null && 'asymmetricKeyType' in key && typeof (key as KeyObject).export === 'function';
+  return (
+    typeof key === 'object' &&
+    key !== null &&
+    'asymmetricKeyType' in key &&
+    typeof (key as KeyObject).export === 'function'
+  );
 }
 
-function intOption(value: number | undefined, fallback: number, min: number, max: number, name: string): number {
+function intOption(
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  name: string,
+): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new ToolsKitError('invalid_options', `${name} must be an integer from ${min} to ${max}`);

@@ -54,8 +54,11 @@ export interface ToolDefinitionInput<I extends z.ZodType, O extends z.ZodType> {
  *   async handler({ text }, ctx) { return { id: await notes.add(ctx.threadId, text) }; },
  * });
  */
-export function defineTool<I extends z.ZodType, O extends z.ZodType>(def: ToolDefinitionInput<I, O>): ToolDefinition<I, O> {
-  if (typeof def !== 'object' || def === null) throw new ToolsKitError('invalid_tool', 'defineTool needs an object');
+export function defineTool<I extends z.ZodType, O extends z.ZodType>(
+  def: ToolDefinitionInput<I, O>,
+): ToolDefinition<I, O> {
+  if (typeof def !== 'object' || def === null)
+    throw new ToolsKitError('invalid_tool', 'defineTool needs an object');
   const { name, description } = def;
   if (typeof name !== 'string' || name.length > LIMITS.maxToolNameLength || !TOOL_NAME_PATTERN.test(name)) {
     throw new ToolsKitError(
@@ -67,12 +70,16 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(def: ToolDe
     throw new ToolsKitError('invalid_tool', `tool ${name}: description must be 1 to 4096 characters`);
   }
   if (!isZodObject(def.input)) {
-    throw new ToolsKitError('invalid_tool', `tool ${name}: input must be a zod object schema (z.strictObject({...}))`);
+    throw new ToolsKitError(
+      'invalid_tool',
+      `tool ${name}: input must be a zod object schema (z.strictObject({...}))`,
+    );
   }
   if (!isZodSchema(def.output)) {
     throw new ToolsKitError('invalid_tool', `tool ${name}: output must be a zod schema`);
   }
-  if (typeof def.handler !== 'function') throw new ToolsKitError('invalid_tool', `tool ${name}: handler must be a function`);
+  if (typeof def.handler !== 'function')
+    throw new ToolsKitError('invalid_tool', `tool ${name}: handler must be a function`);
   // Unknown keys must be rejected, not silently stripped: a typo in a field name is an error the caller should see.
   const input = (def.input as unknown as z.ZodObject).strict() as unknown as I;
   const handler = def.handler;
@@ -88,9 +95,18 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(def: ToolDe
 
 // Duck-typed on purpose: `instanceof` fails when the host's zod is a different copy (ESM vs CJS build).
 function isZodSchema(value: unknown): value is z.ZodType {
-  return typeof value === 'object' && value !== null && typeof (value as { safeParse?: unknown }).safeParse === 'function' && '_zod' in value;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { safeParse?: unknown }).safeParse === 'function' &&
+    '_zod' in value
+  );
 }
 
 function isZodObject(value: unknown): value is z.ZodObject {
-  return isZodSchema(value) && (value as unknown as z.ZodObject)._zod.def.type === 'object' && typeof (value as z.ZodObject).strict === 'function';
+  return (
+    isZodSchema(value) &&
+    (value as unknown as z.ZodObject)._zod.def.type === 'object' &&
+    typeof (value as z.ZodObject).strict === 'function'
+  );
 }

@@ -44,18 +44,29 @@ async function rawServer(handler: Parameters<typeof createServer>[1]): Promise<s
 describe('createToolClient against a real router', () => {
   it('calls tools, reads the manifest and the state', async () => {
     const client = createToolClient({ baseUrl: `${server.url}/`, token: await setup.mint(), threadId: 't1' });
-    expect(await client.call('profile.patch', { displayName: 'Grace' })).toEqual({ ok: true, data: { profile: { displayName: 'Grace' } } });
+    expect(await client.call('profile.patch', { displayName: 'Grace' })).toEqual({
+      ok: true,
+      data: { profile: { displayName: 'Grace' } },
+    });
     expect(await client.state()).toEqual({ ok: true, data: { profile: { displayName: 'Grace' } } });
     const manifest = await client.manifest();
     expect(manifest.ok && manifest.data.tools.map((t) => t.name)).toContain('slow.wait');
     const bad = await client.call('profile.patch', { displayName: 7 });
-    expect(bad).toMatchObject({ ok: false, error: { code: 'invalid_input', issues: [{ path: 'displayName' }] } });
+    expect(bad).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_input', issues: [{ path: 'displayName' }] },
+    });
     expect(await client.call('no.such', {})).toMatchObject({ ok: false, error: { code: 'not_found' } });
   });
 
   it('times out with code timeout, and the handler sees its signal abort', async () => {
     const aborted = new Promise((r) => (sawAbort = r));
-    const client = createToolClient({ baseUrl: server.url, token: await setup.mint(), threadId: 't1', timeoutMs: 5_000 });
+    const client = createToolClient({
+      baseUrl: server.url,
+      token: await setup.mint(),
+      threadId: 't1',
+      timeoutMs: 5_000,
+    });
     const result = await client.call('slow.wait', {}, { timeoutMs: 100 });
     expect(result).toMatchObject({ ok: false, error: { code: 'timeout' } });
     await expect(aborted).resolves.toBeDefined();
@@ -63,7 +74,10 @@ describe('createToolClient against a real router', () => {
 
   it('honours an AbortSignal, before and during a call', async () => {
     const client = createToolClient({ baseUrl: server.url, token: await setup.mint(), threadId: 't1' });
-    expect(await client.call('state.get', {}, { signal: AbortSignal.abort() })).toMatchObject({ ok: false, error: { code: 'aborted' } });
+    expect(await client.call('state.get', {}, { signal: AbortSignal.abort() })).toMatchObject({
+      ok: false,
+      error: { code: 'aborted' },
+    });
     const controller = new AbortController();
     const aborted = new Promise((r) => (sawAbort = r));
     const pending = client.call('slow.wait', {}, { signal: controller.signal });
@@ -71,7 +85,10 @@ describe('createToolClient against a real router', () => {
     setImmediate(() => setTimeout(() => controller.abort(), 50));
     expect(await pending).toMatchObject({ ok: false, error: { code: 'aborted' } });
     await expect(aborted).resolves.toBeDefined();
-    expect(await client.manifest({ signal: AbortSignal.abort() })).toMatchObject({ ok: false, error: { code: 'aborted' } });
+    expect(await client.manifest({ signal: AbortSignal.abort() })).toMatchObject({
+      ok: false,
+      error: { code: 'aborted' },
+    });
   });
 
   it('turns network failures and non-envelope answers into unavailable, never a rejection', async () => {
@@ -84,16 +101,27 @@ describe('createToolClient against a real router', () => {
       res.writeHead(502, { 'content-type': 'text/html' });
       res.end('<h1>Bad gateway</h1>');
     });
-    expect(await createToolClient({ baseUrl: html, token: 'x', threadId: 't1' }).call('a', {})).toMatchObject({
-      ok: false,
-      error: { code: 'unavailable', message: expect.stringContaining('502') },
-    });
+    expect(await createToolClient({ baseUrl: html, token: 'x', threadId: 't1' }).call('a', {})).toMatchObject(
+      {
+        ok: false,
+        error: { code: 'unavailable', message: expect.stringContaining('502') },
+      },
+    );
 
     const wrongShape = await rawServer((_req, res) => res.end(JSON.stringify({ ok: 'yes' })));
-    expect(await createToolClient({ baseUrl: wrongShape, token: 'x', threadId: 't1' }).state()).toMatchObject({ ok: false, error: { code: 'unavailable' } });
+    expect(await createToolClient({ baseUrl: wrongShape, token: 'x', threadId: 't1' }).state()).toMatchObject(
+      { ok: false, error: { code: 'unavailable' } },
+    );
 
-    const huge = await rawServer((_req, res) => res.end(JSON.stringify({ ok: true, data: 'x'.repeat(10_000) })));
-    expect(await createToolClient({ baseUrl: huge, token: 'x', threadId: 't1', maxResponseBytes: 1000 }).call('a', {})).toMatchObject({
+    const huge = await rawServer((_req, res) =>
+      res.end(JSON.stringify({ ok: true, data: 'x'.repeat(10_000) })),
+    );
+    expect(
+      await createToolClient({ baseUrl: huge, token: 'x', threadId: 't1', maxResponseBytes: 1000 }).call(
+        'a',
+        {},
+      ),
+    ).toMatchObject({
       ok: false,
       error: { code: 'unavailable', message: expect.stringContaining('1000 bytes') },
     });
@@ -113,7 +141,11 @@ describe('createToolClient against a real router', () => {
       res.writeHead(307, { location: `${sinkUrl}/tools/a` });
       res.end();
     });
-    const result = await createToolClient({ baseUrl: redirecting, token: 'secret-token', threadId: 't1' }).call('a', {});
+    const result = await createToolClient({
+      baseUrl: redirecting,
+      token: 'secret-token',
+      threadId: 't1',
+    }).call('a', {});
     expect(result).toMatchObject({ ok: false, error: { code: 'unavailable' } });
     expect(leaked).toBe(0);
   });

@@ -19,10 +19,15 @@ async function serve(router: Parameters<typeof serveExpress>[0], mount = '/') {
 async function envelope(res: Response) {
   return { status: res.status, body: ToolResultSchema.parse(await res.json()), headers: res.headers };
 }
-const code = (r: { body: { ok: boolean; error?: { code: string } } }) => (r.body.ok ? 'ok' : r.body.error?.code);
+const code = (r: { body: { ok: boolean; error?: { code: string } } }) =>
+  r.body.ok ? 'ok' : r.body.error?.code;
 
 /** Sends a raw body with chosen headers, including chunked uploads without Content-Length. */
-function rawPost(url: string, headers: Record<string, string>, chunks: Buffer[]): Promise<{ status: number; body: string }> {
+function rawPost(
+  url: string,
+  headers: Record<string, string>,
+  chunks: Buffer[],
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: 'POST', headers }, (res) => {
       const parts: Buffer[] = [];
@@ -41,21 +46,29 @@ describe('request bodies at the edges (over HTTP)', () => {
     const { url } = await serve(router);
     const token = await mint();
     const before = store.snapshot();
-    const big = await envelope(await post(`${url}/tools/session.add`, token, { threadId: 't1', input: { items: ['x'.repeat(2000)] } }));
+    const big = await envelope(
+      await post(`${url}/tools/session.add`, token, { threadId: 't1', input: { items: ['x'.repeat(2000)] } }),
+    );
     expect([big.status, code(big)]).toEqual([413, 'payload_too_large']);
 
     const chunk = Buffer.from(`{"threadId":"t1","input":{"items":["${'y'.repeat(600)}`);
-    const chunked = await rawPost(`${url}/tools/session.add`, { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, [
-      chunk,
-      chunk,
-      Buffer.from('"]}}'),
-    ]);
+    const chunked = await rawPost(
+      `${url}/tools/session.add`,
+      {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        'transfer-encoding': 'chunked',
+      },
+      [chunk, chunk, Buffer.from('"]}}')],
+    );
     expect(chunked.status).toBe(413);
     expect(JSON.parse(chunked.body)).toMatchObject({ ok: false, error: { code: 'payload_too_large' } });
     expect(store.snapshot()).toEqual(before);
     // A body exactly at the limit is still accepted.
     const items = ['z'.repeat(1024 - JSON.stringify({ threadId: 't1', input: { items: [''] } }).length)];
-    const exact = await envelope(await post(`${url}/tools/session.add`, token, { threadId: 't1', input: { items } }));
+    const exact = await envelope(
+      await post(`${url}/tools/session.add`, token, { threadId: 't1', input: { items } }),
+    );
     expect(code(exact)).toBe('ok');
   });
 
@@ -70,14 +83,30 @@ describe('request bodies at the edges (over HTTP)', () => {
       [Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), 'invalid_json', 400],
       ['[1,2,3]', 'invalid_input', 400],
       ['"just a string"', 'invalid_input', 400],
-      [JSON.stringify({ threadId: 't1', input: { items: [JSON.parse('['.repeat(60) + ']'.repeat(60))] } }), 'invalid_input', 400],
+      [
+        JSON.stringify({ threadId: 't1', input: { items: [JSON.parse('['.repeat(60) + ']'.repeat(60))] } }),
+        'invalid_input',
+        400,
+      ],
       [JSON.stringify({ threadId: 't1' }) + 'trailing', 'invalid_json', 400],
     ];
     for (const [body, expected, status] of cases) {
-      const res = await rawPost(`${url}/tools/session.add`, { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, [Buffer.from(body)]);
-      expect([String(body).slice(0, 20), res.status, JSON.parse(res.body).error.code]).toEqual([String(body).slice(0, 20), status, expected]);
+      const res = await rawPost(
+        `${url}/tools/session.add`,
+        { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        [Buffer.from(body)],
+      );
+      expect([String(body).slice(0, 20), res.status, JSON.parse(res.body).error.code]).toEqual([
+        String(body).slice(0, 20),
+        status,
+        expected,
+      ]);
     }
-    const text = await rawPost(`${url}/tools/session.add`, { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' }, [Buffer.from('a=1')]);
+    const text = await rawPost(
+      `${url}/tools/session.add`,
+      { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+      [Buffer.from('a=1')],
+    );
     expect([text.status, JSON.parse(text.body).error.code]).toEqual([415, 'unsupported_media_type']);
     expect(store.snapshot()).toEqual(before);
   });
@@ -86,8 +115,12 @@ describe('request bodies at the edges (over HTTP)', () => {
     const { router, mint } = makeSetup();
     const { url } = await serve(router);
     const token = await mint({ tools: [...makeSetup().router.toolNames, 'no.such'] });
-    expect(code(await envelope(await post(`${url}/tools/no.such`, token, { threadId: 't1', input: {} })))).toBe('not_found');
-    expect(code(await envelope(await post(`${url}/tools/%E0%A4%A`, token, { threadId: 't1' })))).toBe('not_found');
+    expect(
+      code(await envelope(await post(`${url}/tools/no.such`, token, { threadId: 't1', input: {} }))),
+    ).toBe('not_found');
+    expect(code(await envelope(await post(`${url}/tools/%E0%A4%A`, token, { threadId: 't1' })))).toBe(
+      'not_found',
+    );
     const get = await fetch(`${url}/tools/state.get`, { headers: { authorization: `Bearer ${token}` } });
     expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
     const postState = await post(`${url}/state?threadId=t1`, token, {});
@@ -100,7 +133,9 @@ describe('request bodies at the edges (over HTTP)', () => {
     const { router, mint } = makeSetup({ basePath: '/v1' });
     const { url } = await serve(router, '/api');
     const token = await mint();
-    expect(code(await envelope(await post(`${url}/v1/tools/state.get`, token, { threadId: 't1', input: {} })))).toBe('ok');
+    expect(
+      code(await envelope(await post(`${url}/v1/tools/state.get`, token, { threadId: 't1', input: {} }))),
+    ).toBe('ok');
     expect(await (await fetch(`${url}/tools`)).json()).toEqual({ fallthrough: true });
   });
 
@@ -141,18 +176,52 @@ describe('idempotency', () => {
     const { router, mint, store } = makeSetup({ tools: [add] });
     const { url } = await serve(router);
     const token = await mint();
-    const first = await envelope(await post(`${url}/tools/ledger.add`, token, { threadId: 't1', input: { amount: 5 } }, { 'idempotency-key': 'k1' }));
-    const second = await envelope(await post(`${url}/tools/ledger.add`, token, { threadId: 't1', input: { amount: 5 } }, { 'idempotency-key': 'k1' }));
+    const first = await envelope(
+      await post(
+        `${url}/tools/ledger.add`,
+        token,
+        { threadId: 't1', input: { amount: 5 } },
+        { 'idempotency-key': 'k1' },
+      ),
+    );
+    const second = await envelope(
+      await post(
+        `${url}/tools/ledger.add`,
+        token,
+        { threadId: 't1', input: { amount: 5 } },
+        { 'idempotency-key': 'k1' },
+      ),
+    );
     expect(first.body).toEqual({ ok: true, data: { total: 5 } });
     expect(second.body).toEqual(first.body);
     expect(second.headers.get('idempotent-replayed')).toBe('true');
     expect(runs).toBe(5);
-    const differs = await envelope(await post(`${url}/tools/ledger.add`, token, { threadId: 't1', input: { amount: 7 } }, { 'idempotency-key': 'k1' }));
+    const differs = await envelope(
+      await post(
+        `${url}/tools/ledger.add`,
+        token,
+        { threadId: 't1', input: { amount: 7 } },
+        { 'idempotency-key': 'k1' },
+      ),
+    );
     expect([differs.status, code(differs)]).toEqual([409, 'conflict']);
     // The body form of the key works too, and the same key in another thread is another call.
-    const other = await envelope(await post(`${url}/tools/ledger.add`, await mint({ threadId: 't2' }), { threadId: 't2', input: { amount: 5 }, idempotencyKey: 'k1' }));
+    const other = await envelope(
+      await post(`${url}/tools/ledger.add`, await mint({ threadId: 't2' }), {
+        threadId: 't2',
+        input: { amount: 5 },
+        idempotencyKey: 'k1',
+      }),
+    );
     expect(other.body).toEqual({ ok: true, data: { total: 10 } });
-    const bad = await envelope(await post(`${url}/tools/ledger.add`, token, { threadId: 't1', input: { amount: 1 } }, { 'idempotency-key': 'has space' }));
+    const bad = await envelope(
+      await post(
+        `${url}/tools/ledger.add`,
+        token,
+        { threadId: 't1', input: { amount: 1 } },
+        { 'idempotency-key': 'has space' },
+      ),
+    );
     expect(code(bad)).toBe('invalid_input');
     expect(Object.keys(store.snapshot().idempotent)).toHaveLength(2);
   });
@@ -190,7 +259,13 @@ describe('idempotency', () => {
     const { router, mint } = makeSetup({ tools: [flaky] });
     const token = await mint();
     const send = () =>
-      router(new Request('http://x/tools/flaky.op', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'idempotency-key': 'r' }, body: '{"threadId":"t1"}' }));
+      router(
+        new Request('http://x/tools/flaky.op', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'idempotency-key': 'r' },
+          body: '{"threadId":"t1"}',
+        }),
+      );
     expect((await send()).status).toBe(500);
     expect(await (await send()).json()).toEqual({ ok: true, data: { attempt: 2 } });
     expect(await (await send()).json()).toEqual({ ok: true, data: { attempt: 2 } });
@@ -224,7 +299,15 @@ describe('all or nothing', () => {
       },
     });
     const { router, mint, sink, log } = makeSetup({ store: failing });
-    const res = await envelope(await router(new Request('http://x/tools/profile.patch', { method: 'POST', headers: { authorization: `Bearer ${await mint()}` }, body: '{"threadId":"t1","input":{"displayName":"After"}}' })));
+    const res = await envelope(
+      await router(
+        new Request('http://x/tools/profile.patch', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${await mint()}` },
+          body: '{"threadId":"t1","input":{"displayName":"After"}}',
+        }),
+      ),
+    );
     expect([res.status, code(res)]).toEqual([500, 'internal_error']);
     expect(JSON.stringify(res.body)).not.toContain('disk full');
     expect(sink.events).toHaveLength(0);
@@ -239,12 +322,25 @@ describe('all or nothing', () => {
       input: z.strictObject({}),
       output: z.strictObject({}),
       async handler(_i, ctx) {
-        await ctx.emit({ type: 'STATE_CHANGED', threadId: ctx.threadId, runId: ctx.runId, ts: Date.now(), scope: 'x', value: 1 });
+        await ctx.emit({
+          type: 'STATE_CHANGED',
+          threadId: ctx.threadId,
+          runId: ctx.runId,
+          ts: Date.now(),
+          scope: 'x',
+          value: 1,
+        });
         throw new Error('midway');
       },
     });
     const { router, mint, sink } = makeSetup({ tools: [half] });
-    const res = await router(new Request('http://x/tools/half.done', { method: 'POST', headers: { authorization: `Bearer ${await mint()}` }, body: '{"threadId":"t1"}' }));
+    const res = await router(
+      new Request('http://x/tools/half.done', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await mint()}` },
+        body: '{"threadId":"t1"}',
+      }),
+    );
     expect(res.status).toBe(500);
     expect(sink.events).toHaveLength(0);
   });
@@ -254,7 +350,13 @@ describe('all or nothing', () => {
     const { router, mint } = makeSetup({ store });
     const token = await mint();
     const add = (items: JsonValue[]) =>
-      router(new Request('http://x/tools/session.add', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ threadId: 't1', input: { items } }) }));
+      router(
+        new Request('http://x/tools/session.add', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+          body: JSON.stringify({ threadId: 't1', input: { items } }),
+        }),
+      );
     expect((await add(['a', 'b'])).status).toBe(200);
     const over = await envelope(await add(['c', 'd']));
     expect([over.status, code(over)]).toEqual([409, 'conflict']);
@@ -279,7 +381,15 @@ describe('bounds on handlers', () => {
         ),
     });
     const { router, mint } = makeSetup({ tools: [stuck], handlerTimeoutMs: 50 });
-    const res = await envelope(await router(new Request('http://x/tools/stuck.op', { method: 'POST', headers: { authorization: `Bearer ${await mint()}` }, body: '{"threadId":"t1"}' })));
+    const res = await envelope(
+      await router(
+        new Request('http://x/tools/stuck.op', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${await mint()}` },
+          body: '{"threadId":"t1"}',
+        }),
+      ),
+    );
     expect([res.status, code(res)]).toEqual([504, 'timeout']);
     expect(aborted).toBeInstanceOf(ToolsKitError);
   });
@@ -291,13 +401,28 @@ describe('bounds on handlers', () => {
       input: z.strictObject({ n: z.number().int() }),
       output: z.strictObject({}),
       async handler({ n }, ctx) {
-        for (let i = 0; i < n; i++) await ctx.emit({ type: 'STATE_CHANGED', threadId: ctx.threadId, runId: ctx.runId, ts: 1, scope: 's', value: i });
+        for (let i = 0; i < n; i++)
+          await ctx.emit({
+            type: 'STATE_CHANGED',
+            threadId: ctx.threadId,
+            runId: ctx.runId,
+            ts: 1,
+            scope: 's',
+            value: i,
+          });
         return {};
       },
     });
     const { router, mint, sink } = makeSetup({ tools: [chatty], maxEventsPerCall: 3 });
     const token = await mint();
-    const send = (n: number) => router(new Request('http://x/tools/chatty.op', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ threadId: 't1', input: { n } }) }));
+    const send = (n: number) =>
+      router(
+        new Request('http://x/tools/chatty.op', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+          body: JSON.stringify({ threadId: 't1', input: { n } }),
+        }),
+      );
     expect((await send(3)).status).toBe(200);
     expect(sink.events).toHaveLength(3);
     expect((await send(4)).status).toBe(409);
@@ -318,16 +443,39 @@ describe('bounds on handlers', () => {
       input: z.strictObject({}),
       output: z.strictObject({}),
       async handler(_i, ctx) {
-        await ctx.emit({ type: 'STATE_CHANGED', threadId: 'someone-elses', runId: ctx.runId, ts: 1, scope: 's', value: 1 });
+        await ctx.emit({
+          type: 'STATE_CHANGED',
+          threadId: 'someone-elses',
+          runId: ctx.runId,
+          ts: 1,
+          scope: 's',
+          value: 1,
+        });
         return {};
       },
     });
     const { router, mint, sink } = makeSetup({ tools: [liar, leaker] });
     const token = await mint();
-    const liarRes = await envelope(await router(new Request('http://x/tools/liar.op', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{"threadId":"t1"}' })));
+    const liarRes = await envelope(
+      await router(
+        new Request('http://x/tools/liar.op', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+          body: '{"threadId":"t1"}',
+        }),
+      ),
+    );
     expect([liarRes.status, code(liarRes)]).toEqual([500, 'internal_error']);
     expect(!liarRes.body.ok && liarRes.body.error.ref).toBeTruthy();
-    const leak = await envelope(await router(new Request('http://x/tools/leaker.op', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{"threadId":"t1"}' })));
+    const leak = await envelope(
+      await router(
+        new Request('http://x/tools/leaker.op', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+          body: '{"threadId":"t1"}',
+        }),
+      ),
+    );
     expect([leak.status, code(leak)]).toEqual([403, 'thread_mismatch']);
     expect(sink.events).toHaveLength(0);
   });

@@ -13,7 +13,13 @@ import { makeSetup, serveExpress } from './helpers.js';
 const book = defineTool({
   name: 'calendar.book',
   description: 'Book a slot.',
-  input: z.strictObject({ slot: z.string().min(1).max(20), attendees: z.array(z.strictObject({ email: z.email() })).max(5).optional() }),
+  input: z.strictObject({
+    slot: z.string().min(1).max(20),
+    attendees: z
+      .array(z.strictObject({ email: z.email() }))
+      .max(5)
+      .optional(),
+  }),
   output: z.strictObject({ booked: z.string() }),
   handler: ({ slot }) => ({ booked: slot }),
 });
@@ -44,7 +50,9 @@ const inputFor = fc.oneof(
       displayName: fc.oneof(anyText, fc.constant(null), fc.integer()),
       locale: fc.oneof(fc.constantFrom('en', 'pt-BR', 'xx-'), anyText),
       timezone: fc.oneof(fc.constantFrom('Europe/Paris', 'UTC'), anyText),
-      unset: fc.array(fc.oneof(fc.constantFrom('displayName', 'locale', 'timezone'), anyText), { maxLength: 3 }),
+      unset: fc.array(fc.oneof(fc.constantFrom('displayName', 'locale', 'timezone'), anyText), {
+        maxLength: 3,
+      }),
       extra: fc.jsonValue({ maxDepth: 1 }),
     },
     { requiredKeys: [] },
@@ -64,7 +72,13 @@ const inputFor = fc.oneof(
       { requiredKeys: [] },
     ),
   }),
-  fc.record({ slot: anyText, attendees: fc.array(fc.record({ email: fc.oneof(fc.emailAddress(), anyText) }), { maxLength: 6 }) }, { requiredKeys: [] }),
+  fc.record(
+    {
+      slot: anyText,
+      attendees: fc.array(fc.record({ email: fc.oneof(fc.emailAddress(), anyText) }), { maxLength: 6 }),
+    },
+    { requiredKeys: [] },
+  ),
 );
 const body = fc.oneof(
   { weight: 1, arbitrary: anyText },
@@ -73,13 +87,22 @@ const body = fc.oneof(
     weight: 6,
     arbitrary: fc
       .record(
-        { threadId: fc.oneof({ weight: 4, arbitrary: fc.constant('t1') }, { weight: 1, arbitrary: id }), input: inputFor, idempotencyKey: fc.oneof(fc.constantFrom('k1', 'k2'), anyText), junk: fc.jsonValue({ maxDepth: 1 }) },
+        {
+          threadId: fc.oneof({ weight: 4, arbitrary: fc.constant('t1') }, { weight: 1, arbitrary: id }),
+          input: inputFor,
+          idempotencyKey: fc.oneof(fc.constantFrom('k1', 'k2'), anyText),
+          junk: fc.jsonValue({ maxDepth: 1 }),
+        },
         { requiredKeys: [] },
       )
       .map((b) => JSON.stringify(b)),
   },
 );
-const toolName = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...names) }, { weight: 1, arbitrary: anyText }, { weight: 1, arbitrary: fc.constantFrom('no.such', '..', 'session.get/x', '%2e%2e') });
+const toolName = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom(...names) },
+  { weight: 1, arbitrary: anyText },
+  { weight: 1, arbitrary: fc.constantFrom('no.such', '..', 'session.get/x', '%2e%2e') },
+);
 
 /** Mostly valid inputs per tool, so the fuzzer also drives the handlers and their writes. */
 const plausible: Record<string, fc.Arbitrary<unknown>> = {
@@ -97,7 +120,13 @@ const plausible: Record<string, fc.Arbitrary<unknown>> = {
   'events.append': fc.record({
     event: fc.record(
       {
-        type: fc.constantFrom('STATE_CHANGED', 'STATE_CHANGED', 'STATE_CHANGED', 'RUN_FINISHED', 'USER_MESSAGE'),
+        type: fc.constantFrom(
+          'STATE_CHANGED',
+          'STATE_CHANGED',
+          'STATE_CHANGED',
+          'RUN_FINISHED',
+          'USER_MESSAGE',
+        ),
         scope: fc.constantFrom('profile', 'cart'),
         value: fc.jsonValue({ maxDepth: 2 }),
         runId: fc.constantFrom('r1', 'r2'),
@@ -106,29 +135,49 @@ const plausible: Record<string, fc.Arbitrary<unknown>> = {
     ),
   }),
   'calendar.book': fc.record(
-    { slot: fc.string({ minLength: 1, maxLength: 20 }), attendees: fc.array(fc.record({ email: fc.emailAddress() }), { maxLength: 5 }) },
+    {
+      slot: fc.string({ minLength: 1, maxLength: 20 }),
+      attendees: fc.array(fc.record({ email: fc.emailAddress() }), { maxLength: 5 }),
+    },
     { requiredKeys: ['slot'] },
   ),
 };
 const wellFormed = fc
   .constantFrom(...names)
-  .chain((name) => (plausible[name] ?? fc.constant({})).map((input) => [name, JSON.stringify({ threadId: 't1', input })] as const));
-const call = fc.oneof({ weight: 3, arbitrary: wellFormed }, { weight: 4, arbitrary: fc.tuple(fc.constant(''), body) }).chain(([name, raw]) =>
-  name === '' ? fc.tuple(toolName, fc.constant(raw)) : fc.constant([name, raw] as const),
-);
+  .chain((name) =>
+    (plausible[name] ?? fc.constant({})).map(
+      (input) => [name, JSON.stringify({ threadId: 't1', input })] as const,
+    ),
+  );
+const call = fc
+  .oneof({ weight: 3, arbitrary: wellFormed }, { weight: 4, arbitrary: fc.tuple(fc.constant(''), body) })
+  .chain(([name, raw]) =>
+    name === '' ? fc.tuple(toolName, fc.constant(raw)) : fc.constant([name, raw] as const),
+  );
 
 const token = fc.oneof(
   { weight: 8, arbitrary: fc.constant('valid' as const) },
-  { weight: 1, arbitrary: fc.constantFrom('otherThread' as const, 'fewTools' as const, 'expiredish' as const) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('otherThread' as const, 'fewTools' as const, 'expiredish' as const),
+  },
   { weight: 1, arbitrary: anyText.map((t) => ({ raw: t })) },
 );
-const header = (t: 'valid' | 'otherThread' | 'fewTools' | 'expiredish' | { raw: string }) => (typeof t === 'string' ? `Bearer ${tokens[t]}` : t.raw);
+const header = (t: 'valid' | 'otherThread' | 'fewTools' | 'expiredish' | { raw: string }) =>
+  typeof t === 'string' ? `Bearer ${tokens[t]}` : t.raw;
 const idempotencyKey = fc.oneof(
   { weight: 6, arbitrary: fc.constant(undefined) },
   { weight: 1, arbitrary: fc.constantFrom('k1', 'k2') },
   { weight: 1, arbitrary: anyText },
 );
-const contentType = fc.constantFrom(undefined, 'application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x');
+const contentType = fc.constantFrom(
+  undefined,
+  'application/json',
+  'application/json; charset=utf-8',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+);
 
 function safeHeaders(entries: [string, string | undefined][]): Headers {
   const headers = new Headers();
@@ -177,14 +226,33 @@ describe('fuzzing', () => {
         } catch {
           return;
         }
-        const res = await router(new Request(url, { method: 'POST', headers: safeHeaders([['authorization', header(tok)], ['content-type', ct], ['idempotency-key', idem]]), body: raw }));
+        const res = await router(
+          new Request(url, {
+            method: 'POST',
+            headers: safeHeaders([
+              ['authorization', header(tok)],
+              ['content-type', ct],
+              ['idempotency-key', idem],
+            ]),
+            body: raw,
+          }),
+        );
         await check(res, before, eventsBefore);
       }),
       { numRuns: 3600 },
     );
     // The generators must reach the handlers, not only the front door.
     expect(seen.get('ok') ?? 0).toBeGreaterThan(200);
-    for (const code of ['invalid_input', 'invalid_json', 'token_invalid', 'thread_mismatch', 'tool_not_allowed', 'not_found', 'unsupported_media_type', 'forbidden']) {
+    for (const code of [
+      'invalid_input',
+      'invalid_json',
+      'token_invalid',
+      'thread_mismatch',
+      'tool_not_allowed',
+      'not_found',
+      'unsupported_media_type',
+      'forbidden',
+    ]) {
       expect([code, seen.get(code) ?? 0]).not.toEqual([code, 0]);
     }
   });
@@ -192,23 +260,32 @@ describe('fuzzing', () => {
   it('GET /state and GET /tools: random query strings never 5xx and never write', async () => {
     const query = fc.oneof(
       anyText.map((q) => `?${encodeURI(q)}`),
-      fc.array(fc.tuple(fc.constantFrom('threadId', 'threadid', 'limit', ''), id), { maxLength: 3 }).map((pairs) => `?${new URLSearchParams(pairs).toString()}`),
+      fc
+        .array(fc.tuple(fc.constantFrom('threadId', 'threadid', 'limit', ''), id), { maxLength: 3 })
+        .map((pairs) => `?${new URLSearchParams(pairs).toString()}`),
     );
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('/state', '/tools', '/tools/', '/state/'), query, token, async (path, q, tok) => {
-        const before = store.snapshot();
-        const eventsBefore = sink.events.length;
-        let url: string;
-        try {
-          url = new URL(`http://x${path}${q}`).href;
-        } catch {
-          return;
-        }
-        const res = await router(new Request(url, { headers: safeHeaders([['authorization', header(tok)]]) }));
-        await check(res, before, eventsBefore);
-        // Reads never write, whatever they answer.
-        expect(store.snapshot()).toEqual(before);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom('/state', '/tools', '/tools/', '/state/'),
+        query,
+        token,
+        async (path, q, tok) => {
+          const before = store.snapshot();
+          const eventsBefore = sink.events.length;
+          let url: string;
+          try {
+            url = new URL(`http://x${path}${q}`).href;
+          } catch {
+            return;
+          }
+          const res = await router(
+            new Request(url, { headers: safeHeaders([['authorization', header(tok)]]) }),
+          );
+          await check(res, before, eventsBefore);
+          // Reads never write, whatever they answer.
+          expect(store.snapshot()).toEqual(before);
+        },
+      ),
       { numRuns: 1600 },
     );
   });
@@ -222,18 +299,29 @@ describe('fuzzing', () => {
 
     it('random bodies over a real socket never 5xx and never write on refusal', async () => {
       // A real HTTP client refuses control characters in headers, so raw tokens are kept printable here.
-      const printableToken = token.map((t) => (typeof t === 'string' ? t : { raw: t.raw.replace(/[^\x20-\x7e]/g, '') }));
+      const printableToken = token.map((t) =>
+        typeof t === 'string' ? t : { raw: t.raw.replace(/[^\x20-\x7e]/g, '') },
+      );
       await fc.assert(
-        fc.asyncProperty(fc.constantFrom(...names), printableToken, body, contentType, async (name, tok, raw, ct) => {
-          const before = store.snapshot();
-          const eventsBefore = sink.events.length;
-          const res = await fetch(`${server.url}/tools/${encodeURIComponent(name)}`, {
-            method: 'POST',
-            headers: safeHeaders([['authorization', header(tok)], ['content-type', ct]]),
-            body: raw,
-          });
-          await check(res, before, eventsBefore);
-        }),
+        fc.asyncProperty(
+          fc.constantFrom(...names),
+          printableToken,
+          body,
+          contentType,
+          async (name, tok, raw, ct) => {
+            const before = store.snapshot();
+            const eventsBefore = sink.events.length;
+            const res = await fetch(`${server.url}/tools/${encodeURIComponent(name)}`, {
+              method: 'POST',
+              headers: safeHeaders([
+                ['authorization', header(tok)],
+                ['content-type', ct],
+              ]),
+              body: raw,
+            });
+            await check(res, before, eventsBefore);
+          },
+        ),
         { numRuns: 400 },
       );
     });

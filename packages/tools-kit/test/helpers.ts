@@ -21,7 +21,14 @@ export class RecordingSink implements EventSink {
 export function captureLogger() {
   const errors: unknown[][] = [];
   const warns: unknown[][] = [];
-  return { errors, warns, logger: { error: (...a: unknown[]) => void errors.push(a), warn: (...a: unknown[]) => void warns.push(a) } };
+  return {
+    errors,
+    warns,
+    logger: {
+      error: (...a: unknown[]) => void errors.push(a),
+      warn: (...a: unknown[]) => void warns.push(a),
+    },
+  };
 }
 
 export function makeSetup(extra: Partial<ToolRouterOptions> & { tools?: ToolDefinition[] } = {}) {
@@ -36,7 +43,10 @@ export function makeSetup(extra: Partial<ToolRouterOptions> & { tools?: ToolDefi
 }
 
 /** Serves a router through the Express adapter on 127.0.0.1 (port 0). */
-export async function serveExpress(router: Parameters<typeof toolRouterMiddleware>[0], mount = '/'): Promise<{ url: string; close(): Promise<void> }> {
+export async function serveExpress(
+  router: Parameters<typeof toolRouterMiddleware>[0],
+  mount = '/',
+): Promise<{ url: string; close(): Promise<void> }> {
   const app = express();
   app.use(mount, toolRouterMiddleware(router));
   app.use((_req, res) => {
@@ -59,7 +69,11 @@ export async function serveExpress(router: Parameters<typeof toolRouterMiddlewar
 export function post(url: string, token: string | null, body: unknown, headers: Record<string, string> = {}) {
   return fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token !== null ? { authorization: `Bearer ${token}` } : {}), ...headers },
+    headers: {
+      'content-type': 'application/json',
+      ...(token !== null ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 }

@@ -6,7 +6,14 @@ import { makeSetup } from './helpers.js';
 
 const BASE = 'http://api.test';
 
-async function call(router: (r: Request) => Promise<Response>, token: string, name: string, input: unknown, threadId = 't1', headers: Record<string, string> = {}) {
+async function call(
+  router: (r: Request) => Promise<Response>,
+  token: string,
+  name: string,
+  input: unknown,
+  threadId = 't1',
+  headers: Record<string, string> = {},
+) {
   const res = await router(
     new Request(`${BASE}/tools/${name}`, {
       method: 'POST',
@@ -27,12 +34,20 @@ describe('createToolRouter: built-in tools', () => {
     expect(r.body).toEqual({ ok: true, data: { profile: { displayName: 'Ada', locale: 'en-GB' } } });
     expect(await store.getProfile('u1')).toEqual({ displayName: 'Ada', locale: 'en-GB' });
     expect(sink.events).toHaveLength(1);
-    expect(sink.events[0]).toMatchObject({ type: 'STATE_CHANGED', threadId: 't1', runId: 'r1', scope: 'profile', value: { displayName: 'Ada', locale: 'en-GB' } });
+    expect(sink.events[0]).toMatchObject({
+      type: 'STATE_CHANGED',
+      threadId: 't1',
+      runId: 'r1',
+      scope: 'profile',
+      value: { displayName: 'Ada', locale: 'en-GB' },
+    });
 
     const unset = await call(router, token, 'profile.patch', { unset: ['locale'] });
     expect(unset.body).toEqual({ ok: true, data: { profile: { displayName: 'Ada' } } });
 
-    const state = await router(new Request(`${BASE}/state?threadId=t1`, { headers: { authorization: `Bearer ${token}` } }));
+    const state = await router(
+      new Request(`${BASE}/state?threadId=t1`, { headers: { authorization: `Bearer ${token}` } }),
+    );
     expect(state.status).toBe(200);
     expect(await state.json()).toEqual({ ok: true, data: { profile: { displayName: 'Ada' } } });
   });
@@ -40,9 +55,17 @@ describe('createToolRouter: built-in tools', () => {
   it('session.add/get/pop/clear keep the thread history in order', async () => {
     const { router, mint } = makeSetup();
     const token = await mint();
-    expect((await call(router, token, 'session.add', { items: [{ role: 'user', content: 'hi' }, 'two', 3] })).body).toEqual({ ok: true, data: { count: 3 } });
-    expect((await call(router, token, 'session.get', {})).body).toEqual({ ok: true, data: { items: [{ role: 'user', content: 'hi' }, 'two', 3] } });
-    expect((await call(router, token, 'session.get', { limit: 2 })).body).toEqual({ ok: true, data: { items: ['two', 3] } });
+    expect(
+      (await call(router, token, 'session.add', { items: [{ role: 'user', content: 'hi' }, 'two', 3] })).body,
+    ).toEqual({ ok: true, data: { count: 3 } });
+    expect((await call(router, token, 'session.get', {})).body).toEqual({
+      ok: true,
+      data: { items: [{ role: 'user', content: 'hi' }, 'two', 3] },
+    });
+    expect((await call(router, token, 'session.get', { limit: 2 })).body).toEqual({
+      ok: true,
+      data: { items: ['two', 3] },
+    });
     expect((await call(router, token, 'session.pop', {})).body).toEqual({ ok: true, data: { item: 3 } });
     expect((await call(router, token, 'session.clear', {})).body).toEqual({ ok: true, data: {} });
     expect((await call(router, token, 'session.pop', {})).body).toEqual({ ok: true, data: { item: null } });
@@ -51,18 +74,31 @@ describe('createToolRouter: built-in tools', () => {
   it('events.append fills thread, run and ts from the token and refuses other threads, runs and lifecycle types', async () => {
     const { router, mint, sink } = makeSetup();
     const token = await mint();
-    const ok = await call(router, token, 'events.append', { event: { type: 'STATE_CHANGED', scope: 'cart', value: { items: 2 } } });
+    const ok = await call(router, token, 'events.append', {
+      event: { type: 'STATE_CHANGED', scope: 'cart', value: { items: 2 } },
+    });
     expect(ok.body).toEqual({ ok: true, data: {} });
-    expect(sink.events[0]).toMatchObject({ type: 'STATE_CHANGED', threadId: 't1', runId: 'r1', scope: 'cart' });
+    expect(sink.events[0]).toMatchObject({
+      type: 'STATE_CHANGED',
+      threadId: 't1',
+      runId: 'r1',
+      scope: 'cart',
+    });
     expect(typeof sink.events[0]?.ts).toBe('number');
 
-    const other = await call(router, token, 'events.append', { event: { type: 'STATE_CHANGED', threadId: 't2', scope: 'x', value: 1 } });
+    const other = await call(router, token, 'events.append', {
+      event: { type: 'STATE_CHANGED', threadId: 't2', scope: 'x', value: 1 },
+    });
     expect([other.status, !other.body.ok && other.body.error.code]).toEqual([403, 'thread_mismatch']);
-    const otherRun = await call(router, token, 'events.append', { event: { type: 'STATE_CHANGED', runId: 'r9', scope: 'x', value: 1 } });
+    const otherRun = await call(router, token, 'events.append', {
+      event: { type: 'STATE_CHANGED', runId: 'r9', scope: 'x', value: 1 },
+    });
     expect([otherRun.status, !otherRun.body.ok && otherRun.body.error.code]).toEqual([403, 'forbidden']);
     const finish = await call(router, token, 'events.append', { event: { type: 'RUN_FINISHED' } });
     expect([finish.status, !finish.body.ok && finish.body.error.code]).toEqual([403, 'forbidden']);
-    const bad = await call(router, token, 'events.append', { event: { type: 'STATE_CHANGED', scope: 'bad scope!', value: 1 } });
+    const bad = await call(router, token, 'events.append', {
+      event: { type: 'STATE_CHANGED', scope: 'bad scope!', value: 1 },
+    });
     expect(bad.status).toBe(400);
     expect(!bad.body.ok && bad.body.error.issues?.[0]?.path).toBe('event.scope');
     expect(sink.events).toHaveLength(1);
@@ -70,14 +106,23 @@ describe('createToolRouter: built-in tools', () => {
 
   it('GET /tools lists only what the token allows and flags internal tools', async () => {
     const { router, mint } = makeSetup();
-    const all = await router(new Request(`${BASE}/tools`, { headers: { authorization: `Bearer ${await mint()}` } }));
+    const all = await router(
+      new Request(`${BASE}/tools`, { headers: { authorization: `Bearer ${await mint()}` } }),
+    );
     const manifest = ToolManifestSchema.parse(((await all.json()) as { data: unknown }).data);
     expect(manifest.tools.map((t) => t.name).sort()).toEqual([...Object.values(BUILTIN_TOOLS)].sort());
     expect(manifest.tools.find((t) => t.name === 'session.add')?.internal).toBe(true);
     expect(manifest.tools.find((t) => t.name === 'profile.patch')?.internal).toBeUndefined();
-    expect(manifest.tools.find((t) => t.name === 'profile.patch')?.inputSchema).toMatchObject({ type: 'object', additionalProperties: false });
+    expect(manifest.tools.find((t) => t.name === 'profile.patch')?.inputSchema).toMatchObject({
+      type: 'object',
+      additionalProperties: false,
+    });
 
-    const some = await router(new Request(`${BASE}/tools`, { headers: { authorization: `Bearer ${await mint({ tools: ['state.get'] })}` } }));
+    const some = await router(
+      new Request(`${BASE}/tools`, {
+        headers: { authorization: `Bearer ${await mint({ tools: ['state.get'] })}` },
+      }),
+    );
     const limited = ToolManifestSchema.parse(((await some.json()) as { data: unknown }).data);
     expect(limited.tools.map((t) => t.name)).toEqual(['state.get']);
   });
@@ -102,11 +147,20 @@ describe('createToolRouter: custom tools', () => {
     const token = await mint();
     const unknownKey = await call(router, token, 'counter.bump', { by: 1, extra: true });
     expect(unknownKey.status).toBe(400);
-    expect(unknownKey.body).toMatchObject({ ok: false, error: { code: 'invalid_input', issues: [{ path: '', message: 'unknown key: extra' }] } });
+    expect(unknownKey.body).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_input', issues: [{ path: '', message: 'unknown key: extra' }] },
+    });
     const wrongType = await call(router, token, 'counter.bump', { by: 'x' });
-    expect(wrongType.body).toMatchObject({ ok: false, error: { code: 'invalid_input', issues: [{ path: 'by' }] } });
+    expect(wrongType.body).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_input', issues: [{ path: 'by' }] },
+    });
     expect(counter.n).toBe(0);
-    expect((await call(router, token, 'counter.bump', { by: 2 })).body).toEqual({ ok: true, data: { value: 2 } });
+    expect((await call(router, token, 'counter.bump', { by: 2 })).body).toEqual({
+      ok: true,
+      data: { value: 2 },
+    });
   });
 
   it('a ToolCallError becomes its code and status; a throw becomes a generic 500 with a reference', async () => {
@@ -131,7 +185,10 @@ describe('createToolRouter: custom tools', () => {
     const { router, mint, log } = makeSetup({ tools: [conflict, boom] });
     const token = await mint();
     const c = await call(router, token, 'x.conflict', {});
-    expect([c.status, c.body]).toEqual([409, { ok: false, error: { code: 'conflict', message: 'slot already booked' } }]);
+    expect([c.status, c.body]).toEqual([
+      409,
+      { ok: false, error: { code: 'conflict', message: 'slot already booked' } },
+    ]);
     const b = await call(router, token, 'x.boom', {});
     expect(b.status).toBe(500);
     expect(b.body.ok).toBe(false);
@@ -147,12 +204,30 @@ describe('createToolRouter: custom tools', () => {
   it('rejects duplicate and invalid tool definitions at startup', () => {
     expect(() => makeSetup({ tools: [bump, bump] })).toThrow(/already registered/);
     expect(() =>
-      defineTool({ name: '9bad', description: 'x', input: z.strictObject({}), output: z.strictObject({}), handler: () => ({}) }),
+      defineTool({
+        name: '9bad',
+        description: 'x',
+        input: z.strictObject({}),
+        output: z.strictObject({}),
+        handler: () => ({}),
+      }),
     ).toThrow(/invalid/);
     expect(() =>
-      defineTool({ name: 'ok', description: 'x', input: z.string() as never, output: z.strictObject({}), handler: () => ({}) }),
+      defineTool({
+        name: 'ok',
+        description: 'x',
+        input: z.string() as never,
+        output: z.strictObject({}),
+        handler: () => ({}),
+      }),
     ).toThrow(/zod object/);
-    const shadow = defineTool({ name: 'profile.patch', description: 'x', input: z.strictObject({}), output: z.strictObject({}), handler: () => ({}) });
+    const shadow = defineTool({
+      name: 'profile.patch',
+      description: 'x',
+      input: z.strictObject({}),
+      output: z.strictObject({}),
+      handler: () => ({}),
+    });
     expect(() => makeSetup({ tools: [shadow] })).toThrow(/already registered/);
   });
 });

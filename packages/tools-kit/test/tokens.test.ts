@@ -23,7 +23,14 @@ describe('createTokenIssuer', () => {
     const token = await tokens.issue(input);
     expect(decodeProtectedHeader(token)).toMatchObject({ alg: 'HS256', typ: 'JWT' });
     const raw = decodeJwt(token);
-    expect(raw).toMatchObject({ iss: ISSUER, aud: ACT_AS_AUDIENCE, sub: 'u1', thread: 't1', run: 'r1', tools: input.tools });
+    expect(raw).toMatchObject({
+      iss: ISSUER,
+      aud: ACT_AS_AUDIENCE,
+      sub: 'u1',
+      thread: 't1',
+      run: 'r1',
+      tools: input.tools,
+    });
     expect((raw.exp ?? 0) - (raw.iat ?? 0)).toBe(300);
     expect(typeof raw.jti).toBe('string');
     const claims = await tokens.verify(token);
@@ -40,8 +47,12 @@ describe('createTokenIssuer', () => {
   });
 
   it('caps lifetimes: ttl above the maximum is refused, the maximum is capped at one hour', async () => {
-    expect(() => createTokenIssuer({ secret: SECRET, issuer: ISSUER, maxTtlSeconds: 7200 })).toThrow(/maxTtlSeconds/);
-    expect(() => createTokenIssuer({ secret: SECRET, issuer: ISSUER, ttlSeconds: 1000, maxTtlSeconds: 900 })).toThrow(/ttlSeconds/);
+    expect(() => createTokenIssuer({ secret: SECRET, issuer: ISSUER, maxTtlSeconds: 7200 })).toThrow(
+      /maxTtlSeconds/,
+    );
+    expect(() =>
+      createTokenIssuer({ secret: SECRET, issuer: ISSUER, ttlSeconds: 1000, maxTtlSeconds: 900 }),
+    ).toThrow(/ttlSeconds/);
     const tokens = createTokenIssuer({ secret: SECRET, issuer: ISSUER, ttlSeconds: 60, maxTtlSeconds: 120 });
     const t = decodeJwt(await tokens.issue(input));
     expect((t.exp ?? 0) - (t.iat ?? 0)).toBe(60);
@@ -52,7 +63,10 @@ describe('createTokenIssuer', () => {
     const tokens = createTokenIssuer({ secret: SECRET, issuer: ISSUER });
     await expectCode(tokens.issue({ ...input, threadId: 'has space' }), 'invalid_token_request');
     await expectCode(tokens.issue({ ...input, tools: ['9tool'] }), 'invalid_token_request');
-    await expectCode(tokens.issue({ ...input, tools: Array.from({ length: 65 }, (_, i) => `t${i}`) }), 'invalid_token_request');
+    await expectCode(
+      tokens.issue({ ...input, tools: Array.from({ length: 65 }, (_, i) => `t${i}`) }),
+      'invalid_token_request',
+    );
   });
 
   it('supports EdDSA and ES256 key pairs (KeyObject and CryptoKey) and a verify-only issuer', async () => {
@@ -73,14 +87,24 @@ describe('createTokenIssuer', () => {
     // A token from the ES256 pair must not open the EdDSA verifier, and vice versa.
     await expectCode(verifyOnly.verify(esToken), 'token_invalid');
     await expectCode(esIssuer.verify(edToken), 'token_invalid');
-    expect(() => createTokenIssuer({ privateKey: ed.publicKey, publicKey: ed.publicKey, algorithm: 'EdDSA', issuer: ISSUER })).toThrow(/private/);
+    expect(() =>
+      createTokenIssuer({
+        privateKey: ed.publicKey,
+        publicKey: ed.publicKey,
+        algorithm: 'EdDSA',
+        issuer: ISSUER,
+      }),
+    ).toThrow(/private/);
   });
 
   it('refuses alg none, algorithm swaps, wrong issuer/audience, expired and future tokens', async () => {
     const tokens = createTokenIssuer({ secret: SECRET, issuer: ISSUER });
     const key = new TextEncoder().encode(SECRET);
     const claims = { thread: 't1', run: 'r1', tools: ['state.get'] };
-    const sign = (alg: string, over: { iss?: string; aud?: string; iat?: number; exp?: number; nbf?: number } = {}) => {
+    const sign = (
+      alg: string,
+      over: { iss?: string; aud?: string; iat?: number; exp?: number; nbf?: number } = {},
+    ) => {
       const t = now();
       const jwt = new SignJWT(claims)
         .setProtectedHeader({ alg })
@@ -94,13 +118,22 @@ describe('createTokenIssuer', () => {
       return jwt.sign(key);
     };
     expect((await tokens.verify(await sign('HS256'))).sub).toBe('u1');
-    const none = new UnsecuredJWT({ ...claims, sub: 'u1', jti: 'j', iss: ISSUER, aud: ACT_AS_AUDIENCE }).setIssuedAt().setExpirationTime('1m').encode();
+    const none = new UnsecuredJWT({ ...claims, sub: 'u1', jti: 'j', iss: ISSUER, aud: ACT_AS_AUDIENCE })
+      .setIssuedAt()
+      .setExpirationTime('1m')
+      .encode();
     await expectCode(tokens.verify(none), 'token_invalid');
     await expectCode(tokens.verify(await sign('HS512')), 'token_invalid');
     await expectCode(tokens.verify(await sign('HS256', { iss: 'someone-else' })), 'token_invalid');
     await expectCode(tokens.verify(await sign('HS256', { aud: 'threadline-agent' })), 'token_invalid');
-    await expectCode(tokens.verify(await sign('HS256', { iat: now() - 600, exp: now() - 60 })), 'token_expired');
-    await expectCode(tokens.verify(await sign('HS256', { iat: now() + 600, exp: now() + 660 })), 'token_invalid');
+    await expectCode(
+      tokens.verify(await sign('HS256', { iat: now() - 600, exp: now() - 60 })),
+      'token_expired',
+    );
+    await expectCode(
+      tokens.verify(await sign('HS256', { iat: now() + 600, exp: now() + 660 })),
+      'token_invalid',
+    );
     await expectCode(tokens.verify(await sign('HS256', { nbf: now() + 600 })), 'token_invalid');
     await expectCode(tokens.verify(await sign('HS256', { exp: now() + 7200 })), 'token_invalid');
     // Within the clock tolerance, a token that just expired still passes.
