@@ -1,12 +1,23 @@
 import { LitElement, html, nothing, type PropertyValues, type TemplateResult } from 'lit';
 import type { RunErrorEvent, RunFinishedEvent, SequencedAgentEvent } from '@threadline/contracts';
 import { resolveReconnect, type ReconnectOptions } from './backoff.js';
-import { ChatConnection, type ChatProblem, type ConnectionChange, type ConnectionState } from './connection.js';
+import {
+  ChatConnection,
+  type ChatProblem,
+  type ConnectionChange,
+  type ConnectionState,
+} from './connection.js';
 import { AgentChatError } from './errors.js';
 import { renderMarkdown } from './markdown.js';
 import { WIRE_LIMITS as LIMITS } from './protocol.js';
 import { styles } from './styles.js';
-import { ThreadModel, type AssistantItem, type ChatItem, type ThreadModelLimits, type UserItem } from './thread-model.js';
+import {
+  ThreadModel,
+  type AssistantItem,
+  type ChatItem,
+  type ThreadModelLimits,
+  type UserItem,
+} from './thread-model.js';
 import { WebSocketTransport, type ChatTransport } from './transport.js';
 
 /** Detail of `agent-chat:event`: one contract event as it arrived (deduplicated, in seq order). */
@@ -41,7 +52,9 @@ const HISTORY_SLACK_MS = 2_000;
 function newId(): string {
   // randomUUID needs a secure context; plain-http intranet pages fall back to getRandomValues.
   if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join(
+    '',
+  );
 }
 
 const STATUS_TEXT: Record<ConnectionState, string> = {
@@ -180,9 +193,13 @@ export class AgentChat extends LitElement {
    */
   send(text: string): string {
     if (this.readonly) throw new AgentChatError('readonly', 'this chat is read-only');
-    if (typeof text !== 'string' || !text.trim()) throw new AgentChatError('invalid_message', 'the message is empty');
+    if (typeof text !== 'string' || !text.trim())
+      throw new AgentChatError('invalid_message', 'the message is empty');
     if (text.length > LIMITS.maxMessageLength) {
-      throw new AgentChatError('invalid_message', `the message is longer than ${LIMITS.maxMessageLength} characters`);
+      throw new AgentChatError(
+        'invalid_message',
+        `the message is longer than ${LIMITS.maxMessageLength} characters`,
+      );
     }
     if (this.model.activeRunId && !this.allowSendWhileRunning) {
       throw new AgentChatError('run_active', 'a run is still active; wait for it or stop it first');
@@ -269,32 +286,48 @@ export class AgentChat extends LitElement {
       return;
     }
     this.stopReason = '';
-    const conn = new ChatConnection(transport, this.threadId, resolveReconnect(this.reconnectOptions), {
-      event: (e) => this.onEvent(e),
-      ack: (m) => {
-        this.model.acknowledge(m.clientMessageId, m.runId);
-        this.myRuns.add(m.runId);
-        this.schedule();
+    const conn = new ChatConnection(
+      transport,
+      this.threadId,
+      resolveReconnect(this.reconnectOptions),
+      {
+        event: (e) => this.onEvent(e),
+        ack: (m) => {
+          this.model.acknowledge(m.clientMessageId, m.runId);
+          this.myRuns.add(m.runId);
+          this.schedule();
+        },
+        serverError: (m, fatal) => {
+          if (m.ref && this.model.fail(m.ref, m.message)) this.schedule();
+          if (fatal) this.stopReason = m.message;
+          this.emit('agent-chat:error', {
+            code: m.code,
+            message: m.message,
+            ...(m.ref ? { ref: m.ref } : {}),
+            fatal,
+          });
+        },
+        problem: (p) => {
+          if (p.fatal) this.stopReason = p.message;
+          this.emit('agent-chat:error', p);
+        },
+        state: (c) => {
+          if (c.state === 'connected' && this.historyBefore === 0)
+            this.historyBefore = Date.now() - HISTORY_SLACK_MS;
+          if (c.state === 'reconnecting' || c.state === 'disconnected') {
+            // The server may or may not have stored these; Retry re-sends with the same clientMessageId, which the
+            // relay treats idempotently.
+            for (const item of this.model.unacknowledged())
+              this.model.fail(
+                item.clientMessageId as string,
+                'connection lost before the server confirmed it',
+              );
+          }
+          this.setConnection(c);
+        },
       },
-      serverError: (m, fatal) => {
-        if (m.ref && this.model.fail(m.ref, m.message)) this.schedule();
-        if (fatal) this.stopReason = m.message;
-        this.emit('agent-chat:error', { code: m.code, message: m.message, ...(m.ref ? { ref: m.ref } : {}), fatal });
-      },
-      problem: (p) => {
-        if (p.fatal) this.stopReason = p.message;
-        this.emit('agent-chat:error', p);
-      },
-      state: (c) => {
-        if (c.state === 'connected' && this.historyBefore === 0) this.historyBefore = Date.now() - HISTORY_SLACK_MS;
-        if (c.state === 'reconnecting' || c.state === 'disconnected') {
-          // The server may or may not have stored these; Retry re-sends with the same clientMessageId, which the
-          // relay treats idempotently.
-          for (const item of this.model.unacknowledged()) this.model.fail(item.clientMessageId as string, 'connection lost before the server confirmed it');
-        }
-        this.setConnection(c);
-      },
-    }, this.limits?.maxQueuedFrames);
+      this.limits?.maxQueuedFrames,
+    );
     conn.lastSeq = this.savedSeq;
     this.conn = conn;
     conn.start();
@@ -314,7 +347,8 @@ export class AgentChat extends LitElement {
     if (live) {
       const last = completed[completed.length - 1];
       if (last) this.announce(`Assistant: ${last.text}`);
-      if (event.type === 'RUN_ERROR') this.announce(event.code === 'cancelled' ? 'Stopped.' : `The run failed: ${event.message}`);
+      if (event.type === 'RUN_ERROR')
+        this.announce(event.code === 'cancelled' ? 'Stopped.' : `The run failed: ${event.message}`);
     }
     this.emit('agent-chat:event', { event });
     if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
@@ -381,13 +415,22 @@ export class AgentChat extends LitElement {
   }
 
   private canSend(): boolean {
-    return !this.readonly && this.connChange.state === 'connected' && (!this.model.activeRunId || this.allowSendWhileRunning);
+    return (
+      !this.readonly &&
+      this.connChange.state === 'connected' &&
+      (!this.model.activeRunId || this.allowSendWhileRunning)
+    );
   }
 
   private resend(item: UserItem): void {
     if (!this.conn || !item.clientMessageId) return;
     try {
-      this.conn.send({ type: 'send', threadId: this.threadId, text: item.text, clientMessageId: item.clientMessageId });
+      this.conn.send({
+        type: 'send',
+        threadId: this.threadId,
+        text: item.text,
+        clientMessageId: item.clientMessageId,
+      });
       item.status = 'sending';
       delete item.error;
     } catch (err) {
@@ -454,54 +497,98 @@ export class AgentChat extends LitElement {
       <div part="status" class="status" data-state=${state}>
         <span class="dot" aria-hidden="true"></span>
         <span>${status}</span>
-        ${state === 'disconnected'
-          ? html`<button type="button" class="link" part="reconnect-button" @click=${() => this.reconnect()}>Reconnect</button>`
-          : nothing}
+        ${
+          state === 'disconnected'
+            ? html`<button
+                type="button"
+                class="link"
+                part="reconnect-button"
+                @click=${() => this.reconnect()}
+              >
+                Reconnect
+              </button>`
+            : nothing
+        }
       </div>
-      <section part="messages" class="messages" aria-label="Conversation" tabindex="0" @scroll=${this.onScroll}>
-        ${items.length === 0
-          ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
-          : items.map((i) => this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running))}
+      <section
+        part="messages"
+        class="messages"
+        aria-label="Conversation"
+        tabindex="0"
+        @scroll=${this.onScroll}
+      >
+        ${
+          items.length === 0
+            ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
+            : items.map((i) => this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running))
+        }
       </section>
       <div class="sr-only" role="status" aria-live="polite" aria-atomic="true">${this.announcement}</div>
-      ${this.readonly
-        ? nothing
-        : html`<form part="composer" class="composer" @submit=${this.onSubmit}>
-            <textarea
-              part="input"
-              rows="1"
-              aria-label="Message"
-              placeholder="Write a message…"
-              maxlength=${LIMITS.maxMessageLength}
-              @keydown=${this.onKeydown}
-              @input=${this.onInput}
-            ></textarea>
-            <button part="send-button" type="submit" aria-label="Send message" ?disabled=${!this.canSend() || !this.hasDraft}>
-              Send
-            </button>
-            ${running
-              ? html`<button part="stop-button" type="button" class="secondary" aria-label="Stop the response" @click=${this.stop}>
-                  Stop
-                </button>`
-              : nothing}
-          </form>`}
+      ${
+        this.readonly
+          ? nothing
+          : html`<form part="composer" class="composer" @submit=${this.onSubmit}>
+              <textarea
+                part="input"
+                rows="1"
+                aria-label="Message"
+                placeholder="Write a message…"
+                maxlength=${LIMITS.maxMessageLength}
+                @keydown=${this.onKeydown}
+                @input=${this.onInput}
+              ></textarea>
+              <button
+                part="send-button"
+                type="submit"
+                aria-label="Send message"
+                ?disabled=${!this.canSend() || !this.hasDraft}
+              >
+                Send
+              </button>
+              ${
+                running
+                  ? html`<button
+                      part="stop-button"
+                      type="button"
+                      class="secondary"
+                      aria-label="Stop the response"
+                      @click=${this.stop}
+                    >
+                      Stop
+                    </button>`
+                  : nothing
+              }
+            </form>`
+      }
     `;
   }
 
   private renderItem(item: ChatItem, retryable: boolean): TemplateResult {
     switch (item.kind) {
       case 'user':
-        return html`<div part="message user-message" class="msg user" data-status=${item.status}>${item.text}</div>
-          ${item.status === 'failed'
-            ? html`<div part="send-error" class="failed">
-                <span>Not sent: ${item.error ?? 'unknown error'}</span>
-                ${this.readonly
-                  ? nothing
-                  : html`<button type="button" class="link" part="retry-button" aria-label="Retry sending" @click=${() => this.resend(item)}>
-                      Retry
-                    </button>`}
-              </div>`
-            : nothing}`;
+        return html`<div part="message user-message" class="msg user" data-status=${item.status}>
+            ${item.text}
+          </div>
+          ${
+            item.status === 'failed'
+              ? html`<div part="send-error" class="failed">
+                  <span>Not sent: ${item.error ?? 'unknown error'}</span>
+                  ${
+                    this.readonly
+                      ? nothing
+                      : html`<button
+                          type="button"
+                          class="link"
+                          part="retry-button"
+                          aria-label="Retry sending"
+                          @click=${() => this.resend(item)}
+                        >
+                          Retry
+                        </button>`
+                  }
+                </div>`
+              : nothing
+          }`;
       case 'assistant':
         return html`<div
           part="message assistant-message"
@@ -513,22 +600,48 @@ export class AgentChat extends LitElement {
         </div>`;
       case 'tool': {
         const label = item.label ?? item.toolName;
-        const what = item.status === 'running' ? 'running…' : item.status === 'done' ? 'done' : `failed${item.error ? `: ${item.error}` : ''}`;
-        return html`<div part="tool-call" class="tool" data-status=${item.status} data-tool-call-id=${item.toolCallId}>
-          ${item.status === 'running'
-            ? html`<span class="spinner" aria-hidden="true"></span>`
-            : html`<span aria-hidden="true">${item.status === 'done' ? '✓' : '✕'}</span>`}
+        const what =
+          item.status === 'running'
+            ? 'running…'
+            : item.status === 'done'
+              ? 'done'
+              : `failed${item.error ? `: ${item.error}` : ''}`;
+        return html`<div
+          part="tool-call"
+          class="tool"
+          data-status=${item.status}
+          data-tool-call-id=${item.toolCallId}
+        >
+          ${
+            item.status === 'running'
+              ? html`<span class="spinner" aria-hidden="true"></span>`
+              : html`<span aria-hidden="true">${item.status === 'done' ? '✓' : '✕'}</span>`
+          }
           <span>${label}: ${what}</span>
         </div>`;
       }
       case 'run-error':
-        return html`<div part="run-error" class="run-error" data-code=${item.code ?? ''} data-run-id=${item.runId}>
+        return html`<div
+          part="run-error"
+          class="run-error"
+          data-code=${item.code ?? ''}
+          data-run-id=${item.runId}
+        >
           <span>${item.code === 'cancelled' ? 'Stopped.' : `The run failed: ${item.message}`}</span>
-          ${retryable && !this.readonly && this.model.userMessageOf(item.runId)
-            ? html`<button type="button" class="link" part="retry-button" aria-label="Retry this message" ?disabled=${!this.canSend()} @click=${() => this.retryRun(item.runId)}>
-                Retry
-              </button>`
-            : nothing}
+          ${
+            retryable && !this.readonly && this.model.userMessageOf(item.runId)
+              ? html`<button
+                  type="button"
+                  class="link"
+                  part="retry-button"
+                  aria-label="Retry this message"
+                  ?disabled=${!this.canSend()}
+                  @click=${() => this.retryRun(item.runId)}
+                >
+                  Retry
+                </button>`
+              : nothing
+          }
         </div>`;
     }
   }

@@ -22,7 +22,12 @@ export function resolveReconnect(partial: Partial<ReconnectOptions> | undefined)
   const baseDelayMs = pick(partial?.baseDelayMs, DEFAULT_RECONNECT.baseDelayMs, 1, 60_000);
   return {
     baseDelayMs,
-    maxDelayMs: pick(partial?.maxDelayMs, Math.max(baseDelayMs, DEFAULT_RECONNECT.maxDelayMs), baseDelayMs, 300_000),
+    maxDelayMs: pick(
+      partial?.maxDelayMs,
+      Math.max(baseDelayMs, DEFAULT_RECONNECT.maxDelayMs),
+      baseDelayMs,
+      300_000,
+    ),
     maxAttempts: Math.round(pick(partial?.maxAttempts, DEFAULT_RECONNECT.maxAttempts, 0, 1_000)),
   };
 }
@@ -32,7 +37,11 @@ export function resolveReconnect(partial: Partial<ReconnectOptions> | undefined)
  * random) so that many tabs dropped by one server restart do not all come back in the same millisecond, yet
  * no retry fires immediately.
  */
-export function backoffDelay(attempt: number, options: ReconnectOptions, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  options: ReconnectOptions,
+  random: () => number = Math.random,
+): number {
   const cap = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 30));
   return Math.round(cap / 2 + (random() * cap) / 2);
 }

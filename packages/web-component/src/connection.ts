@@ -38,7 +38,11 @@ export interface ConnectionHooks {
 
 const FATAL_SERVER_CODES = new Set<string>(FATAL_ERROR_CODES);
 /** Close codes a server uses to say the same at the socket level (4401/4403 by Threadline's convention). */
-const FATAL_CLOSE_CODES: Record<number, string> = { 4401: 'unauthorized', 4403: 'forbidden', 1008: 'forbidden' };
+const FATAL_CLOSE_CODES: Record<number, string> = {
+  4401: 'unauthorized',
+  4403: 'forbidden',
+  1008: 'forbidden',
+};
 
 /** Default bound of the frame backlog. */
 export const DEFAULT_MAX_QUEUED_FRAMES = 50_000;
@@ -133,7 +137,10 @@ export class ChatConnection {
         },
       });
     } catch (cause) {
-      this.fail('transport_error', cause instanceof Error ? cause.message : 'the transport failed to connect');
+      this.fail(
+        'transport_error',
+        cause instanceof Error ? cause.message : 'the transport failed to connect',
+      );
     }
   }
 
@@ -176,13 +183,21 @@ export class ChatConnection {
     const f = readServerFrame(text);
     switch (f.kind) {
       case 'invalid':
-        this.hooks.problem({ code: 'invalid_frame', message: `ignored a server message: ${f.reason}`, fatal: false });
+        this.hooks.problem({
+          code: 'invalid_frame',
+          message: `ignored a server message: ${f.reason}`,
+          fatal: false,
+        });
         return;
       case 'unknown_event':
       case 'event': {
         const { seq, threadId } = f.kind === 'event' ? f.event : f;
         if (threadId !== this.threadId) {
-          this.hooks.problem({ code: 'invalid_frame', message: 'ignored an event of another thread', fatal: false });
+          this.hooks.problem({
+            code: 'invalid_frame',
+            message: 'ignored an event of another thread',
+            fatal: false,
+          });
           return;
         }
         if (seq <= this.lastSeq) return; // already delivered before a reconnect
@@ -198,7 +213,8 @@ export class ChatConnection {
       case 'error': {
         const m = f.message;
         const fatal =
-          FATAL_SERVER_CODES.has(m.code) || (m.code === 'not_found' && (m.ref === undefined || m.ref === this.threadId));
+          FATAL_SERVER_CODES.has(m.code) ||
+          (m.code === 'not_found' && (m.ref === undefined || m.ref === this.threadId));
         this.hooks.serverError(m, fatal);
         if (fatal) this.fail(m.code, m.message, false);
         else if (m.code === 'slow_consumer') {

@@ -26,7 +26,8 @@ const CODE = /^[a-z][a-z0-9_]*$/;
 const UNKNOWN_TYPE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isStr = (v: unknown, max: number): v is string => typeof v === 'string' && v.length > 0 && v.length <= max;
+const isStr = (v: unknown, max: number): v is string =>
+  typeof v === 'string' && v.length > 0 && v.length <= max;
 const isId = (v: unknown): v is string => isStr(v, LIMITS.maxIdLength) && ID_PATTERN.test(v);
 const isInt = (v: unknown, min: number): v is number => Number.isSafeInteger(v) && (v as number) >= min;
 const isCode = (v: unknown): v is string => isStr(v, LIMITS.maxCodeLength) && CODE.test(v);
@@ -72,7 +73,8 @@ function eventProblem(e: Obj): string | undefined {
 /** Reads one server frame (JSON text) into a {@link ServerFrame}. Never throws. */
 export function readServerFrame(text: string): ServerFrame {
   if (typeof text !== 'string') return { kind: 'invalid', reason: 'frame is not text' };
-  if (text.length > MAX_FRAME_LENGTH) return { kind: 'invalid', reason: `frame longer than ${MAX_FRAME_LENGTH}` };
+  if (text.length > MAX_FRAME_LENGTH)
+    return { kind: 'invalid', reason: `frame longer than ${MAX_FRAME_LENGTH}` };
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -96,10 +98,15 @@ export function readServerFrame(text: string): ServerFrame {
       return { kind: 'event', event: e as unknown as SequencedAgentEvent };
     }
     case 'ack':
-      if (!isId(value.clientMessageId) || !isId(value.runId)) return { kind: 'invalid', reason: 'invalid ack' };
+      if (!isId(value.clientMessageId) || !isId(value.runId))
+        return { kind: 'invalid', reason: 'invalid ack' };
       return { kind: 'ack', message: value as unknown as AckMessage };
     case 'error':
-      if (!isCode(value.code) || !isStr(value.message, LIMITS.maxErrorMessageLength) || !opt(value.ref, isId)) {
+      if (
+        !isCode(value.code) ||
+        !isStr(value.message, LIMITS.maxErrorMessageLength) ||
+        !opt(value.ref, isId)
+      ) {
         return { kind: 'invalid', reason: 'invalid error message' };
       }
       return { kind: 'error', message: value as unknown as ErrorMessage };

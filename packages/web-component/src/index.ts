@@ -16,11 +16,23 @@ export type {
 export { AgentChatError, AGENT_CHAT_ERROR_CODES } from './errors.js';
 export type { AgentChatErrorCode } from './errors.js';
 export { WebSocketTransport } from './transport.js';
-export type { ChatTransport, TransportConnection, TransportListener, TransportCloseInfo } from './transport.js';
+export type {
+  ChatTransport,
+  TransportConnection,
+  TransportListener,
+  TransportCloseInfo,
+} from './transport.js';
 export { DEFAULT_RECONNECT, backoffDelay } from './backoff.js';
 export type { ReconnectOptions } from './backoff.js';
 export { DEFAULT_MODEL_LIMITS } from './thread-model.js';
-export type { ChatItem, UserItem, AssistantItem, ToolItem, RunErrorItem, ThreadModelLimits } from './thread-model.js';
+export type {
+  ChatItem,
+  UserItem,
+  AssistantItem,
+  ToolItem,
+  RunErrorItem,
+  ThreadModelLimits,
+} from './thread-model.js';
 export { DEFAULT_MAX_QUEUED_FRAMES } from './connection.js';
 export type { ConnectionState, ConnectionChange, ChatProblem } from './connection.js';
 export { renderMarkdown, safeUrl } from './markdown.js';

@@ -73,14 +73,21 @@ function blocks(lines: string[], parent: Node): void {
       i++;
     } else if (QUOTE.test(line)) {
       const body: string[] = [];
-      for (; i < lines.length && QUOTE.test(lines[i] as string); i++) body.push((lines[i] as string).replace(QUOTE, ''));
+      for (; i < lines.length && QUOTE.test(lines[i] as string); i++)
+        body.push((lines[i] as string).replace(QUOTE, ''));
       blocks(body, el('blockquote', parent));
-    } else if ((m = ITEM.exec(line))) {
+    } else if (ITEM.test(line)) {
       i = list(lines, i, parent);
     } else {
       const p = el('p', parent);
       const body: string[] = [];
-      for (; i < lines.length && (lines[i] as string).trim() && (body.length === 0 || !startsBlock(lines[i] as string)); i++) {
+      for (
+        ;
+        i < lines.length &&
+        (lines[i] as string).trim() &&
+        (body.length === 0 || !startsBlock(lines[i] as string));
+        i++
+      ) {
         body.push((lines[i] as string).trim());
       }
       body.forEach((l, n) => {
@@ -125,7 +132,8 @@ function list(lines: string[], start: number, parent: Node): number {
     blocks(body, li);
     // Tight list: an item that is a single paragraph shows its text without the paragraph's margins.
     const only = li.firstChild;
-    if (only && only === li.lastChild && only.nodeName === 'P') li.replaceChildren(...Array.from(only.childNodes));
+    if (only && only === li.lastChild && only.nodeName === 'P')
+      li.replaceChildren(...Array.from(only.childNodes));
     if (i < lines.length && !(lines[i] as string).trim()) {
       const next = lines[i + 1];
       if (next === undefined || !ITEM.test(next)) break;

@@ -29,7 +29,8 @@ export const styles = css`
     color-scheme: light dark;
     background: var(--_bg);
     color: var(--_fg);
-    font: var(--agent-chat-font-size, 15px) / 1.5 var(--agent-chat-font, system-ui, -apple-system, 'Segoe UI', sans-serif);
+    font: var(--agent-chat-font-size, 15px) / 1.5
+      var(--agent-chat-font, system-ui, -apple-system, 'Segoe UI', sans-serif);
     border: 1px solid var(--_border);
     border-radius: var(--_radius);
     overflow: hidden;

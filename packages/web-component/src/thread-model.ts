@@ -89,7 +89,13 @@ export class ThreadModel {
 
   /** Adds a message being sent from this element. */
   addPending(clientMessageId: string, text: string): UserItem {
-    const item: UserItem = { kind: 'user', key: `c:${clientMessageId}`, clientMessageId, text, status: 'sending' };
+    const item: UserItem = {
+      kind: 'user',
+      key: `c:${clientMessageId}`,
+      clientMessageId,
+      text,
+      status: 'sending',
+    };
     this.push(item);
     return item;
   }
@@ -192,7 +198,14 @@ export class ThreadModel {
         const key = `t:${event.toolCallId}`;
         let item = this.byKey.get(key) as ToolItem | undefined;
         if (!item) {
-          item = { kind: 'tool', key, runId: event.runId, toolCallId: event.toolCallId, toolName: event.toolName, status: 'running' };
+          item = {
+            kind: 'tool',
+            key,
+            runId: event.runId,
+            toolCallId: event.toolCallId,
+            toolName: event.toolName,
+            status: 'running',
+          };
           this.push(item);
         }
         if (event.label) item.label = event.label;
@@ -205,9 +218,15 @@ export class ThreadModel {
       case 'RUN_ERROR':
       case 'RUN_FINISHED': {
         this.completeRun(event.runId, completed);
-        for (const i of this.items) if (i.kind === 'tool' && i.runId === event.runId && i.status === 'running') i.status = 'failed';
+        for (const i of this.items)
+          if (i.kind === 'tool' && i.runId === event.runId && i.status === 'running') i.status = 'failed';
         if (event.type === 'RUN_ERROR') {
-          const item: RunErrorItem = { kind: 'run-error', key: `e:${event.runId}`, runId: event.runId, message: event.message };
+          const item: RunErrorItem = {
+            kind: 'run-error',
+            key: `e:${event.runId}`,
+            runId: event.runId,
+            message: event.message,
+          };
           if (event.code) item.code = event.code;
           if (!this.byKey.has(item.key)) this.push(item);
         }

@@ -58,7 +58,11 @@ export class WebSocketTransport implements ChatTransport {
     try {
       ws = new WebSocket(this.url, this.protocols);
     } catch (cause) {
-      throw new AgentChatError('transport_error', `cannot open a WebSocket to ${this.url}: check the endpoint`, { cause });
+      throw new AgentChatError(
+        'transport_error',
+        `cannot open a WebSocket to ${this.url}: check the endpoint`,
+        { cause },
+      );
     }
     let done = false;
     ws.onopen = () => {

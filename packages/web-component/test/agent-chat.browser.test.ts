@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { WebSocket } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PageServer } from './helpers/page-server.js';
 import { ScriptedServer, type Script } from './helpers/scripted-server.js';
@@ -22,7 +23,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/', import.meta.url));
 const haveChromium = existsSync(CHROMIUM);
 // Without Chromium a developer machine skips these with a reason; CI must have it, so there they fail instead.
-if (!haveChromium && !process.env.CI) console.warn(`skipping <agent-chat> browser tests: ${CHROMIUM} is missing (CI=1 makes this a failure)`);
+if (!haveChromium && !process.env.CI)
+  console.warn(`skipping <agent-chat> browser tests: ${CHROMIUM} is missing (CI=1 makes this a failure)`);
 const suite = haveChromium || process.env.CI ? describe : describe.skip;
 
 suite('<agent-chat> in Chromium', () => {
@@ -69,7 +71,11 @@ suite('<agent-chat> in Chromium', () => {
   }
 
   /** Opens the test page and mounts one <agent-chat> on `server`, recording its DOM events. */
-  async function mount(server: ScriptedServer, extra: Record<string, string> = {}, baseDelayMs = 30): Promise<Page> {
+  async function mount(
+    server: ScriptedServer,
+    extra: Record<string, string> = {},
+    baseDelayMs = 30,
+  ): Promise<Page> {
     context = await browser.newContext({ viewport: { width: 640, height: 720 } });
     const page = await context.newPage();
     page.on('pageerror', (err) => console.error('page error:', err.message));
@@ -90,7 +96,9 @@ suite('<agent-chat> in Chromium', () => {
         });
         el.addEventListener('agent-chat:error', (e) => window.__errors.push(e.detail));
         el.addEventListener('agent-chat:connection', (e) => window.__states.push(e.detail.state));
-        el.addEventListener('agent-chat:run-finished', (e) => window.__finished.push({ runId: e.detail.runId, ok: e.detail.ok }));
+        el.addEventListener('agent-chat:run-finished', (e) =>
+          window.__finished.push({ runId: e.detail.runId, ok: e.detail.ok }),
+        );
         for (const [k, v] of Object.entries(extra)) el.setAttribute(k, v);
         el.setAttribute('endpoint', url);
         el.setAttribute('thread-id', threadId);
@@ -103,11 +111,13 @@ suite('<agent-chat> in Chromium', () => {
 
   const assistantText = (page: Page, messageId: string): Promise<string | null> =>
     page.evaluate(
-      (id) => document.querySelector('agent-chat')?.shadowRoot?.querySelector(`[data-message-id="${id}"] > div`)?.textContent ?? null,
+      (id) =>
+        document.querySelector('agent-chat')?.shadowRoot?.querySelector(`[data-message-id="${id}"] > div`)
+          ?.textContent ?? null,
       messageId,
     );
 
-  const ack = (s: ScriptedServer, ws: import('ws').WebSocket, clientMessageId: string, runId: string): void => {
+  const ack = (s: ScriptedServer, ws: WebSocket, clientMessageId: string, runId: string): void => {
     ws.send(JSON.stringify({ type: 'ack', clientMessageId, runId }));
     void s;
   };
@@ -117,25 +127,70 @@ suite('<agent-chat> in Chromium', () => {
       onSend(server, msg, ws) {
         ack(server, ws, msg.clientMessageId, 'r3');
         server.append(
-          { type: 'USER_MESSAGE', runId: 'r3', messageId: 'u3', clientMessageId: msg.clientMessageId, userId: 'u-1', text: msg.text },
+          {
+            type: 'USER_MESSAGE',
+            runId: 'r3',
+            messageId: 'u3',
+            clientMessageId: msg.clientMessageId,
+            userId: 'u-1',
+            text: msg.text,
+          },
           { type: 'RUN_STARTED', runId: 'r3' },
-          { type: 'TOOL_CALL_STARTED', runId: 'r3', toolCallId: 'tc3', toolName: 'booking.create', label: 'Booking a table' },
+          {
+            type: 'TOOL_CALL_STARTED',
+            runId: 'r3',
+            toolCallId: 'tc3',
+            toolName: 'booking.create',
+            label: 'Booking a table',
+          },
         );
       },
     });
     s.append(
-      { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: 'c1', userId: 'u-1', text: 'What is the weather?' },
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'What is the weather?',
+      },
       { type: 'RUN_STARTED', runId: 'r1' },
-      { type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'tc1', toolName: 'weather.lookup', label: 'Checking the weather' },
+      {
+        type: 'TOOL_CALL_STARTED',
+        runId: 'r1',
+        toolCallId: 'tc1',
+        toolName: 'weather.lookup',
+        label: 'Checking the weather',
+      },
       { type: 'TOOL_CALL_RESULT', runId: 'r1', toolCallId: 'tc1', toolName: 'weather.lookup', ok: true },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'It is **sunny** in ' },
-      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: '`Lisbon`.\n\n- warm\n- dry\n\n```js\nconst x = 1;\n```' },
+      {
+        type: 'TEXT_MESSAGE_CHUNK',
+        runId: 'r1',
+        messageId: 'a1',
+        delta: '`Lisbon`.\n\n- warm\n- dry\n\n```js\nconst x = 1;\n```',
+      },
       { type: 'STATE_CHANGED', runId: 'r1', scope: 'profile', value: { city: 'Lisbon' } },
       { type: 'RUN_FINISHED', runId: 'r1' },
-      { type: 'USER_MESSAGE', runId: 'r2', messageId: 'u2', clientMessageId: 'c2', userId: 'u-1', text: 'Book a table' },
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r2',
+        messageId: 'u2',
+        clientMessageId: 'c2',
+        userId: 'u-1',
+        text: 'Book a table',
+      },
       { type: 'RUN_STARTED', runId: 'r2' },
       { type: 'TOOL_CALL_STARTED', runId: 'r2', toolCallId: 'tc2', toolName: 'booking.create' },
-      { type: 'TOOL_CALL_RESULT', runId: 'r2', toolCallId: 'tc2', toolName: 'booking.create', ok: false, error: 'no tables left' },
+      {
+        type: 'TOOL_CALL_RESULT',
+        runId: 'r2',
+        toolCallId: 'tc2',
+        toolName: 'booking.create',
+        ok: false,
+        error: 'no tables left',
+      },
       { type: 'RUN_ERROR', runId: 'r2', message: 'The model is overloaded', code: 'model_error' },
     );
     const page = await mount(s);
@@ -146,7 +201,10 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[data-message-id="a1"] strong').textContent()).toBe('sunny');
     expect(await chat.locator('[data-message-id="a1"] li').count()).toBe(2);
     expect(await chat.locator('[data-message-id="a1"] pre code').textContent()).toBe('const x = 1;');
-    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual(['What is the weather?', 'Book a table']);
+    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual([
+      'What is the weather?',
+      'Book a table',
+    ]);
     expect(await chat.locator('[data-tool-call-id="tc1"]').getAttribute('data-status')).toBe('done');
     expect(await chat.locator('[data-tool-call-id="tc1"]').textContent()).toContain('Checking the weather');
     expect(await chat.locator('[data-tool-call-id="tc2"]').getAttribute('data-status')).toBe('failed');
@@ -155,16 +213,30 @@ suite('<agent-chat> in Chromium', () => {
     expect(await page.evaluate(() => window.__types.includes('STATE_CHANGED'))).toBe(true);
 
     // Unknown event types are skipped and garbage is reported, without breaking the stream.
-    s.log.push({ type: 'FUTURE_EVENT', threadId: s.threadId, runId: 'r2', ts: Date.now(), seq: s.log.length + 1 } as never);
+    s.log.push({
+      type: 'FUTURE_EVENT',
+      threadId: s.threadId,
+      runId: 'r2',
+      ts: Date.now(),
+      seq: s.log.length + 1,
+    } as never);
     s.broadcastRaw(JSON.stringify({ type: 'event', event: s.log[s.log.length - 1] }));
     s.broadcastRaw('not json at all');
-    await expect.poll(() => page.evaluate(() => window.__errors.map((e) => e.code))).toContain('invalid_frame');
+    await expect
+      .poll(() => page.evaluate(() => window.__errors.map((e) => e.code)))
+      .toContain('invalid_frame');
 
     // Retry the failed run: the element re-sends the run's user message.
     await chat.locator('[part~="run-error"] [part~="retry-button"]').click();
     await s.until(() => s.received.some((m) => m.type === 'send'), 'the retried send');
-    expect(s.received.find((m) => m.type === 'send')).toMatchObject({ type: 'send', threadId: 't-render', text: 'Book a table' });
-    await expect.poll(() => chat.locator('[data-tool-call-id="tc3"]').getAttribute('data-status')).toBe('running');
+    expect(s.received.find((m) => m.type === 'send')).toMatchObject({
+      type: 'send',
+      threadId: 't-render',
+      text: 'Book a table',
+    });
+    await expect
+      .poll(() => chat.locator('[data-tool-call-id="tc3"]').getAttribute('data-status'))
+      .toBe('running');
     expect(await chat.locator('[part~="stop-button"]').isVisible()).toBe(true);
     expect(await chat.locator('[part~="send-button"]').isDisabled()).toBe(true);
 
@@ -179,7 +251,11 @@ suite('<agent-chat> in Chromium', () => {
     await expect.poll(() => assistantText(page, 'a3')).toBe('Booked for 8pm.');
     expect(await chat.locator('[data-tool-call-id="tc3"]').getAttribute('data-status')).toBe('done');
     // The pending user message was replaced by its USER_MESSAGE, not duplicated.
-    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual(['What is the weather?', 'Book a table', 'Book a table']);
+    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual([
+      'What is the weather?',
+      'Book a table',
+      'Book a table',
+    ]);
     expect(await chat.locator('[part~="stop-button"]').count()).toBe(0);
     // Every event once, in order; the unknown one is not passed on as a contract event.
     const seqs = await page.evaluate(() => window.__events);
@@ -219,10 +295,18 @@ suite('<agent-chat> in Chromium', () => {
       onSend(server, msg, ws) {
         ack(server, ws, msg.clientMessageId, 'r1');
         server.append(
-          { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: msg.clientMessageId, userId: 'u-1', text: msg.text },
+          {
+            type: 'USER_MESSAGE',
+            runId: 'r1',
+            messageId: 'u1',
+            clientMessageId: msg.clientMessageId,
+            userId: 'u-1',
+            text: msg.text,
+          },
           { type: 'RUN_STARTED', runId: 'r1' },
         );
-        for (let i = 0; i < 60; i++) server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `part${i} ` });
+        for (let i = 0; i < 60; i++)
+          server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `part${i} ` });
       },
     });
     s.overlap = 25; // the server replays 25 events the client already has: the client must drop them
@@ -233,7 +317,8 @@ suite('<agent-chat> in Chromium', () => {
     await expect.poll(() => page.evaluate(() => window.__events.length)).toBeGreaterThan(30);
 
     s.dropAll();
-    for (let i = 60; i < 120; i++) s.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `part${i} ` });
+    for (let i = 60; i < 120; i++)
+      s.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `part${i} ` });
     s.append({ type: 'RUN_FINISHED', runId: 'r1' });
 
     await expect.poll(() => page.evaluate(() => window.__finished.length), { timeout: 10_000 }).toBe(1);
@@ -246,7 +331,10 @@ suite('<agent-chat> in Chromium', () => {
     const expected = s.textOf('a1');
     await expect.poll(() => assistantText(page, 'a1')).toBe(expected.trim());
     const model = await page.evaluate(() =>
-      document.querySelector('agent-chat')!.messages.filter((m) => m.kind === 'assistant').map((m) => (m as { text: string }).text),
+      document
+        .querySelector('agent-chat')!
+        .messages.filter((m) => m.kind === 'assistant')
+        .map((m) => (m as { text: string }).text),
     );
     expect(model).toEqual([expected]);
   });
@@ -265,13 +353,27 @@ suite('<agent-chat> in Chromium', () => {
           drops++;
           return; // default replay from afterSeq
         }
-        ws.send(JSON.stringify({ type: 'error', code: 'unauthorized', message: 'sign in again', ref: server.threadId }));
+        ws.send(
+          JSON.stringify({
+            type: 'error',
+            code: 'unauthorized',
+            message: 'sign in again',
+            ref: server.threadId,
+          }),
+        );
         ws.close(4401, 'unauthorized');
         return false;
       },
     });
     s.append(
-      { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: 'c1', userId: 'u-1', text: 'hi' },
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'hi',
+      },
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'hello' },
       { type: 'RUN_FINISHED', runId: 'r1' },
@@ -280,16 +382,22 @@ suite('<agent-chat> in Chromium', () => {
     await expect.poll(() => assistantText(page, 'a1')).toBe('hello');
     const errors = await page.evaluate(() => window.__errors);
     expect(errors).toEqual([{ code: 'slow_consumer', message: 'you fell behind', fatal: false }]);
-    expect(s.received.filter((m) => m.type === 'subscribe').map((m) => (m as { afterSeq: number }).afterSeq)).toEqual([0, 1]);
+    expect(
+      s.received.filter((m) => m.type === 'subscribe').map((m) => (m as { afterSeq: number }).afterSeq),
+    ).toEqual([0, 1]);
 
     // Now an auth failure: fired once, marked fatal, and no more connection attempts.
     await page.evaluate(() => document.querySelector('agent-chat')!.reconnect());
-    await expect.poll(() => page.evaluate(() => window.__errors.map((e) => e.code))).toContain('unauthorized');
+    await expect
+      .poll(() => page.evaluate(() => window.__errors.map((e) => e.code)))
+      .toContain('unauthorized');
     await expect.poll(() => page.locator('agent-chat').getAttribute('connection')).toBe('disconnected');
     const after = s.connections;
     await page.waitForTimeout(400); // ten times the backoff base: a retry would have happened by now
     expect(s.connections).toBe(after);
-    expect((await page.evaluate(() => window.__errors)).find((e) => e.code === 'unauthorized')).toMatchObject({ fatal: true });
+    expect((await page.evaluate(() => window.__errors)).find((e) => e.code === 'unauthorized')).toMatchObject(
+      { fatal: true },
+    );
     expect(await page.locator('agent-chat [part~="status"]').textContent()).toContain('sign in again');
     expect(await page.locator('agent-chat [part~="reconnect-button"]').isVisible()).toBe(true);
   });
@@ -303,9 +411,15 @@ suite('<agent-chat> in Chromium', () => {
     });
     const page = await mount(s, {}, 10);
     await page.evaluate(() => {
-      document.querySelector('agent-chat')!.reconnectOptions = { baseDelayMs: 10, maxDelayMs: 40, maxAttempts: 2 };
+      document.querySelector('agent-chat')!.reconnectOptions = {
+        baseDelayMs: 10,
+        maxDelayMs: 40,
+        maxAttempts: 2,
+      };
     });
-    await expect.poll(() => page.evaluate(() => window.__errors.map((e) => e.code))).toContain('reconnect_exhausted');
+    await expect
+      .poll(() => page.evaluate(() => window.__errors.map((e) => e.code)))
+      .toContain('reconnect_exhausted');
     expect(await page.locator('agent-chat').getAttribute('connection')).toBe('disconnected');
     const settled = s.connections;
     expect(settled).toBeLessThanOrEqual(1 + 1 + 2); // the first mount's attempts, then the new options: 1 + maxAttempts
@@ -324,16 +438,26 @@ suite('<agent-chat> in Chromium', () => {
     ].join('\n\n');
     const s = await serve('t-xss');
     s.append(
-      { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: 'c1', userId: 'u-1', text: '<img src=x onerror="window.__xss=9">' },
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: '<img src=x onerror="window.__xss=9">',
+      },
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: attack.slice(0, 40) },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: attack.slice(40) },
       { type: 'RUN_FINISHED', runId: 'r1' },
     );
     const page = await mount(s);
-    await expect.poll(() => assistantText(page, 'a1')).toContain('Hi <img src=x onerror="window.__xss = 1"> there');
+    await expect
+      .poll(() => assistantText(page, 'a1'))
+      .toContain('Hi <img src=x onerror="window.__xss = 1"> there');
     const chat = page.locator('agent-chat');
-    for (const text of ['click me', 'again', 'raw link']) await chat.getByText(text, { exact: false }).first().click();
+    for (const text of ['click me', 'again', 'raw link'])
+      await chat.getByText(text, { exact: false }).first().click();
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     const report = await page.evaluate(() => {
       const all: Element[] = [];
@@ -346,9 +470,18 @@ suite('<agent-chat> in Chromium', () => {
       walk(document.querySelector('agent-chat')!.shadowRoot!);
       return {
         xss: window.__xss,
-        handlers: all.flatMap((el) => el.getAttributeNames().filter((n) => n.toLowerCase().startsWith('on')).map((n) => `${el.tagName}[${n}]`)),
-        dangerous: all.filter((el) => ['SCRIPT', 'IMG', 'IFRAME', 'SVG', 'OBJECT', 'EMBED'].includes(el.tagName.toUpperCase())).length,
-        links: all.filter((el) => el.tagName === 'A').map((a) => ({ href: a.getAttribute('href'), rel: a.getAttribute('rel') })),
+        handlers: all.flatMap((el) =>
+          el
+            .getAttributeNames()
+            .filter((n) => n.toLowerCase().startsWith('on'))
+            .map((n) => `${el.tagName}[${n}]`),
+        ),
+        dangerous: all.filter((el) =>
+          ['SCRIPT', 'IMG', 'IFRAME', 'SVG', 'OBJECT', 'EMBED'].includes(el.tagName.toUpperCase()),
+        ).length,
+        links: all
+          .filter((el) => el.tagName === 'A')
+          .map((a) => ({ href: a.getAttribute('href'), rel: a.getAttribute('rel') })),
       };
     });
     expect(report.xss).toBeUndefined();
@@ -358,7 +491,9 @@ suite('<agent-chat> in Chromium', () => {
       { href: 'https://example.com/a?b=1', rel: 'noopener noreferrer' },
       { href: 'https://example.org/', rel: 'noopener noreferrer' },
     ]);
-    expect(await chat.locator('[part~="user-message"]').textContent()).toBe('<img src=x onerror="window.__xss=9">');
+    expect(await chat.locator('[part~="user-message"]').textContent()).toBe(
+      '<img src=x onerror="window.__xss=9">',
+    );
     expect(await chat.locator('[data-message-id="a1"] code').first().textContent()).toBe('<b onmouseover=x>');
   });
 
@@ -367,13 +502,25 @@ suite('<agent-chat> in Chromium', () => {
       onSend(server, msg, ws) {
         ack(server, ws, msg.clientMessageId, 'r1');
         server.append(
-          { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: msg.clientMessageId, userId: 'u-1', text: msg.text },
+          {
+            type: 'USER_MESSAGE',
+            runId: 'r1',
+            messageId: 'u1',
+            clientMessageId: msg.clientMessageId,
+            userId: 'u-1',
+            text: msg.text,
+          },
           { type: 'RUN_STARTED', runId: 'r1' },
           { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Thinking' },
         );
       },
       onCancel(server, msg) {
-        server.append({ type: 'RUN_ERROR', runId: msg.runId, message: 'Cancelled by the user', code: 'cancelled' });
+        server.append({
+          type: 'RUN_ERROR',
+          runId: msg.runId,
+          message: 'Cancelled by the user',
+          code: 'cancelled',
+        });
       },
     });
     const page = await mount(s);
@@ -383,7 +530,9 @@ suite('<agent-chat> in Chromium', () => {
       page.evaluate(() => {
         let a: Element | null = document.activeElement;
         while (a?.shadowRoot?.activeElement) a = a.shadowRoot.activeElement;
-        return a ? `${a.tagName.toLowerCase()}${a.getAttribute('part') ? `[${a.getAttribute('part')}]` : ''}` : '';
+        return a
+          ? `${a.tagName.toLowerCase()}${a.getAttribute('part') ? `[${a.getAttribute('part')}]` : ''}`
+          : '';
       });
     for (let i = 0; i < 5 && (await focused()) !== 'textarea[input]'; i++) await page.keyboard.press('Tab');
     expect(await focused()).toBe('textarea[input]');
@@ -399,7 +548,9 @@ suite('<agent-chat> in Chromium', () => {
     // Send is disabled during the run, so the next Tab stop is Stop, with a visible focus ring.
     await page.keyboard.press('Tab');
     expect(await focused()).toBe('button[stop-button]');
-    const outline = await chat.locator('[part~="stop-button"]').evaluate((b) => getComputedStyle(b).outlineStyle);
+    const outline = await chat
+      .locator('[part~="stop-button"]')
+      .evaluate((b) => getComputedStyle(b).outlineStyle);
     expect(outline).not.toBe('none');
     await page.keyboard.press('Enter');
     await s.until(() => s.received.some((m) => m.type === 'cancel'), 'cancel');
@@ -418,12 +569,28 @@ suite('<agent-chat> in Chromium', () => {
     const s = await serve('t-retry-send', {
       onSend(server, msg, ws) {
         sends++;
-        if (sends === 1) ws.send(JSON.stringify({ type: 'error', code: 'rate_limited', message: 'slow down', ref: msg.clientMessageId }));
-        else if (sends === 2) server.dropAll(); // lost before the ack
+        if (sends === 1)
+          ws.send(
+            JSON.stringify({
+              type: 'error',
+              code: 'rate_limited',
+              message: 'slow down',
+              ref: msg.clientMessageId,
+            }),
+          );
+        else if (sends === 2)
+          server.dropAll(); // lost before the ack
         else {
           ack(server, ws, msg.clientMessageId, 'r1');
           server.append(
-            { type: 'USER_MESSAGE', runId: 'r1', messageId: 'u1', clientMessageId: msg.clientMessageId, userId: 'u-1', text: msg.text },
+            {
+              type: 'USER_MESSAGE',
+              runId: 'r1',
+              messageId: 'u1',
+              clientMessageId: msg.clientMessageId,
+              userId: 'u-1',
+              text: msg.text,
+            },
             { type: 'RUN_STARTED', runId: 'r1' },
             { type: 'RUN_FINISHED', runId: 'r1' },
           );
@@ -435,13 +602,17 @@ suite('<agent-chat> in Chromium', () => {
     await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
     await page.evaluate(() => document.querySelector('agent-chat')!.send('hello'));
     await expect.poll(() => chat.locator('[part~="send-error"]').textContent()).toContain('slow down');
-    expect(await page.evaluate(() => window.__errors)).toEqual([{ code: 'rate_limited', message: 'slow down', ref: expect.any(String), fatal: false }]);
+    expect(await page.evaluate(() => window.__errors)).toEqual([
+      { code: 'rate_limited', message: 'slow down', ref: expect.any(String), fatal: false },
+    ]);
     await chat.locator('[part~="send-error"] [part~="retry-button"]').click();
     await expect.poll(() => chat.locator('[part~="send-error"]').textContent()).toContain('connection lost');
     await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
     await chat.locator('[part~="send-error"] [part~="retry-button"]').click();
     await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(1);
-    const ids = s.received.filter((m) => m.type === 'send').map((m) => (m as { clientMessageId: string }).clientMessageId);
+    const ids = s.received
+      .filter((m) => m.type === 'send')
+      .map((m) => (m as { clientMessageId: string }).clientMessageId);
     expect(ids).toHaveLength(3);
     expect(new Set(ids).size).toBe(1);
     expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
@@ -455,7 +626,8 @@ suite('<agent-chat> in Chromium', () => {
       onSend(server, msg, ws) {
         ack(server, ws, msg.clientMessageId, 'r1');
         server.append({ type: 'RUN_STARTED', runId: 'r1' });
-        for (let i = 0; i < N; i++) server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `c${i} ` });
+        for (let i = 0; i < N; i++)
+          server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `c${i} ` });
         server.append({ type: 'RUN_FINISHED', runId: 'r1' });
       },
     });
@@ -493,7 +665,10 @@ suite('<agent-chat> in Chromium', () => {
                 { ...base, seq: 2, type: 'TEXT_MESSAGE_CHUNK', messageId: 'a1', delta: 'via SSE' },
                 { ...base, seq: 3, type: 'RUN_FINISHED' },
               ];
-              setTimeout(() => frames.forEach((event) => listener.message(JSON.stringify({ type: 'event', event }))), 0);
+              setTimeout(
+                () => frames.forEach((event) => listener.message(JSON.stringify({ type: 'event', event }))),
+                0,
+              );
             },
             close() {},
           };
@@ -515,7 +690,8 @@ suite('<agent-chat> in Chromium', () => {
       onSend(server, msg, ws) {
         ack(server, ws, msg.clientMessageId, 'r1');
         server.append({ type: 'RUN_STARTED', runId: 'r1' });
-        for (let i = 0; i < N; i++) server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `w${i} ` });
+        for (let i = 0; i < N; i++)
+          server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `w${i} ` });
         server.append({ type: 'RUN_FINISHED', runId: 'r1' });
       },
     });
@@ -533,7 +709,9 @@ suite('<agent-chat> in Chromium', () => {
     const supported = await page.evaluate(() => PerformanceObserver.supportedEntryTypes.includes('longtask'));
     expect(supported).toBe(true); // otherwise the figure below would be meaningless
     const longest = await page.evaluate(() => Math.max(0, ...window.__longTasks));
-    console.log(`[figure] 10,000 chunks rendered in ${elapsed} ms; longest main-thread task ${Math.round(longest)} ms (target < 50 ms)`);
+    console.log(
+      `[figure] 10,000 chunks rendered in ${elapsed} ms; longest main-thread task ${Math.round(longest)} ms (target < 50 ms)`,
+    );
     expect(expected.split(' ').filter(Boolean).length).toBe(N);
     expect(await page.evaluate(() => window.__events.length)).toBe(N + 2);
   });

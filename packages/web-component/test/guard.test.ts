@@ -9,7 +9,14 @@ const valid = [
   { ...base, type: 'RUN_STARTED' },
   { ...base, type: 'RUN_STARTED', parentRunId: 'r0' },
   { ...base, type: 'TOOL_CALL_STARTED', toolCallId: 'c1', toolName: 'profile.patch', label: 'Saving' },
-  { ...base, type: 'TOOL_CALL_RESULT', toolCallId: 'c1', toolName: 'profile.patch', ok: false, error: 'nope' },
+  {
+    ...base,
+    type: 'TOOL_CALL_RESULT',
+    toolCallId: 'c1',
+    toolName: 'profile.patch',
+    ok: false,
+    error: 'nope',
+  },
   { ...base, type: 'TEXT_MESSAGE_CHUNK', messageId: 'm1', delta: '' },
   { ...base, type: 'RUN_ERROR', message: 'boom', code: 'model_error' },
   { ...base, type: 'RUN_FINISHED', traceId: 'trace_1' },
@@ -27,7 +34,10 @@ const invalid: Array<[string, object]> = [
   ['ok missing', { ...base, type: 'TOOL_CALL_RESULT', toolCallId: 'c1', toolName: 'x' }],
   ['empty run error', { ...base, type: 'RUN_ERROR', message: '' }],
   ['bad error code', { ...base, type: 'RUN_ERROR', message: 'x', code: 'Not-Snake' }],
-  ['user text empty', { ...base, type: 'USER_MESSAGE', messageId: 'm0', clientMessageId: 'c', userId: 'u', text: '' }],
+  [
+    'user text empty',
+    { ...base, type: 'USER_MESSAGE', messageId: 'm0', clientMessageId: 'c', userId: 'u', text: '' },
+  ],
 ];
 
 describe('readServerFrame', () => {
@@ -59,7 +69,15 @@ describe('readServerFrame', () => {
     expect(readServerFrame('{"type":"ack","clientMessageId":"c1","runId":"r1"}').kind).toBe('ack');
     expect(readServerFrame('{"type":"error","code":"slow_consumer","message":"behind"}').kind).toBe('error');
     expect(readServerFrame('{"type":"error","code":"x","message":""}').kind).toBe('invalid');
-    for (const bad of ['', 'nope', '[]', 'null', '{"type":"event"}', '{"type":"other"}', '{"type":"ack","runId":"r"}']) {
+    for (const bad of [
+      '',
+      'nope',
+      '[]',
+      'null',
+      '{"type":"event"}',
+      '{"type":"other"}',
+      '{"type":"ack","runId":"r"}',
+    ]) {
       const r = readServerFrame(bad);
       expect(r.kind, bad).toBe('invalid');
       expect(r.kind === 'invalid' && r.reason.length > 0).toBe(true);
@@ -68,6 +86,9 @@ describe('readServerFrame', () => {
 
   it('refuses frames over the size bound before parsing them', () => {
     const big = frame({ ...base, type: 'RUN_ERROR', message: 'x'.repeat(MAX_FRAME_LENGTH) });
-    expect(readServerFrame(big)).toEqual({ kind: 'invalid', reason: `frame longer than ${MAX_FRAME_LENGTH}` });
+    expect(readServerFrame(big)).toEqual({
+      kind: 'invalid',
+      reason: `frame longer than ${MAX_FRAME_LENGTH}`,
+    });
   });
 });

@@ -23,20 +23,31 @@ describe('ThreadModel', () => {
     const end = m.apply(ev({ type: 'RUN_ERROR', message: 'boom' }));
     expect(end.completed).toEqual([]);
     expect(m.activeRunId).toBeUndefined();
-    expect(m.items.map((i) => [i.kind, 'text' in i ? i.text : 'status' in i ? i.status : i.message])).toEqual([
-      ['assistant', 'Hello'],
-      ['tool', 'failed'],
-      ['assistant', 'Sorry'],
-      ['tool', 'failed'], // still running when the run died
-      ['run-error', 'boom'],
-    ]);
+    expect(m.items.map((i) => [i.kind, 'text' in i ? i.text : 'status' in i ? i.status : i.message])).toEqual(
+      [
+        ['assistant', 'Hello'],
+        ['tool', 'failed'],
+        ['assistant', 'Sorry'],
+        ['tool', 'failed'], // still running when the run died
+        ['run-error', 'boom'],
+      ],
+    );
   });
 
   it('matches a pending message to its ack and USER_MESSAGE without duplicating it', () => {
     const m = new ThreadModel();
     m.addPending('c1', 'hi');
     m.acknowledge('c1', 'r9');
-    m.apply(ev({ type: 'USER_MESSAGE', runId: 'r9', messageId: 'u1', clientMessageId: 'c1', userId: 'u', text: 'hi' }));
+    m.apply(
+      ev({
+        type: 'USER_MESSAGE',
+        runId: 'r9',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u',
+        text: 'hi',
+      }),
+    );
     expect(m.items).toHaveLength(1);
     expect(m.items[0]).toMatchObject({ status: 'sent', runId: 'r9' });
     expect(m.userMessageOf('r9')?.text).toBe('hi');

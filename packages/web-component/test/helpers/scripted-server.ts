@@ -15,7 +15,11 @@ export interface Script {
   /** Runs on every `cancel`; default: nothing. */
   onCancel?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'cancel' }>, ws: WebSocket): void;
   /** Runs on every `subscribe` before the replay; return false to skip the default replay. */
-  onSubscribe?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'subscribe' }>, ws: WebSocket): boolean | void;
+  onSubscribe?(
+    server: ScriptedServer,
+    msg: Extract<ClientMessage, { type: 'subscribe' }>,
+    ws: WebSocket,
+  ): boolean | void;
   /** Runs on every new socket; return false to ignore its messages. */
   onConnection?(server: ScriptedServer, ws: WebSocket): boolean | void;
 }
@@ -90,7 +94,8 @@ export class ScriptedServer {
       this.log.push(stamped);
       return stamped;
     });
-    for (const ws of this.subscribed) for (const e of out) ws.send(JSON.stringify({ type: 'event', event: e }));
+    for (const ws of this.subscribed)
+      for (const e of out) ws.send(JSON.stringify({ type: 'event', event: e }));
     return out;
   }
 
