@@ -190,6 +190,14 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   const env = options.env ?? process.env;
   const logger = options.logger ?? console;
   const tracing = resolveTracing(options.tracing, env);
+  const customProcessors = options.tracing !== false && options.tracing?.processors !== undefined;
+  if (!tracing.disabled && !tracing.apiKey && !customProcessors) {
+    // Without a key the SDK would log a failed export after every run; say it once instead.
+    tracing.disabled = true;
+    logger.warn(
+      '[threadline-agent] tracing off: no OPENAI_API_KEY or OPENAI_TRACING_API_KEY to export traces with (run `threadline-agent doctor`)',
+    );
+  }
   if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
   const maxTurns = options.maxTurns ?? 10;
   const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;

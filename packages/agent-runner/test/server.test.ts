@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { generateKeyPair, SignJWT } from 'jose';
 import {
   createRunErrorEvent,
@@ -283,5 +284,60 @@ describe('agent HTTP service: requests', () => {
     expect(rest.at(-1)).toMatchObject({ type: 'RUN_FINISHED' });
     await closing;
     served = undefined;
+  });
+});
+
+describe('agent HTTP service: bounds', () => {
+  it('answers 408 when the run request body arrives too slowly', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner, { bodyTimeoutMs: 50 });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${url}/runs`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${SECRET}`,
+          'content-type': 'application/json',
+          'content-length': '500',
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write('{"threadId":'); // and never the rest
+    });
+    expect(status).toBe(408);
+    expect(c.started).toHaveLength(0);
+  });
+
+  it('cancels the run of a client that stops reading, after writeStallTimeoutMs', async () => {
+    const signals: AbortSignal[] = [];
+    const flood: Runner = {
+      async *run(request, { signal } = {}) {
+        signals.push(signal!);
+        const base = { threadId: request.threadId, runId: request.runId };
+        yield createRunStartedEvent(base);
+        const delta = 'z'.repeat(32_000);
+        while (!signal!.aborted) yield createTextMessageChunkEvent({ ...base, messageId: 'm', delta });
+        yield createRunErrorEvent({ ...base, code: 'aborted', message: 'stopped' });
+      },
+    };
+    const { url } = await start(flood, { writeStallTimeoutMs: 100 });
+    const req = httpRequest(`${url}/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+    });
+    req.on('response', (res) => res.pause()); // never read
+    req.on('error', () => {});
+    req.end(JSON.stringify(runRequest()));
+    await until(() => signals.length === 1);
+    const reason = await new Promise<unknown>((r) => {
+      if (signals[0]!.aborted) r(signals[0]!.reason);
+      signals[0]!.addEventListener('abort', () => r(signals[0]!.reason));
+    });
+    expect(reason).toMatchObject({ code: 'aborted', message: 'The client stopped reading.' });
+    req.destroy();
   });
 });
