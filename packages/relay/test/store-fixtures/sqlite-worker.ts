@@ -14,14 +14,18 @@ for await (const line of lines) if (line === 'go') break;
 lines.close();
 
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
-const result: { batches: number[][]; started: string[]; refused: string[] } = {
+const result: { batches: number[][]; started: string[]; refused: string[]; sawOther?: boolean } = {
   batches: [],
   started: [],
   refused: [],
 };
 const ts = Date.now();
 if (mode === 'append') {
-  for (let i = 0; i < count; i++) {
+  // At least `count` appends, then on until this process has seen the other writer's events land between two
+  // of its own (a gap in its seqs), so the race really happened; bounded so a lone worker still ends.
+  let sawOther = false;
+  let previous = 0;
+  for (let i = 0; i < 20_000 && (i < count || !sawOther); i++) {
     const size = (i % 3) + 1;
     const events = Array.from({ length: size }, (_, j) => ({
       type: 'TEXT_MESSAGE_CHUNK' as const,
@@ -32,9 +36,13 @@ if (mode === 'append') {
       delta: `${name}:${i}:${j}`,
     }));
     const stored = await store.append(threadId, events);
-    result.batches.push(stored.map((e) => e.seq));
+    const seqs = stored.map((e) => e.seq);
+    if (previous !== 0 && seqs[0] !== previous + 1) sawOther = true;
+    previous = seqs[seqs.length - 1]!;
+    result.batches.push(seqs);
     await yieldToOthers();
   }
+  result.sawOther = sawOther;
 } else if (mode === 'flood') {
   // Appends batches of `count` until killed, reporting each commit; the parent SIGKILLs it mid-stream.
   for (let i = 0; ; i++) {
