@@ -81,4 +81,40 @@ describe('offline demo model end to end over POST /runs', () => {
       .toContain('a long message');
     expect(JSON.stringify(await tools.store.getSessionItems('t-cancel'))).not.toContain('Demo model here');
   });
+
+  it('a real run still streaming at the shutdown deadline ends with RUN_ERROR shutdown', async () => {
+    const slowRunner = createRunner({
+      modelProvider: createDemoModelProvider({ delayMs: 50 }),
+      logger: silent,
+      tracing: false,
+    });
+    const slowServed = await serveAgent(slowRunner, {
+      auth: { sharedSecret: SECRET },
+      logger: silent,
+      doctor: false,
+    });
+    const threadId = 't-shutdown';
+    const res = await fetch(`${slowServed.url}/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        threadId,
+        runId: 'r-sd',
+        user: { id: 'u1' },
+        message: 'hi',
+        tools: await tools.toolsRef({ userId: 'u1', threadId, runId: 'r-sd' }),
+      }),
+    });
+    const events: AgentEvent[] = [];
+    let closing: Promise<void> | undefined;
+    for await (const item of readSse(res)) {
+      if (!item.event) continue;
+      events.push(item.event);
+      if (item.event.type === 'TEXT_MESSAGE_CHUNK' && !closing)
+        closing = slowServed.close({ deadlineMs: 60 });
+    }
+    await closing;
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'shutdown' });
+    expect(slowServed.activeRuns()).toBe(0);
+  });
 });
