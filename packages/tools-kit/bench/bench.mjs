@@ -8,7 +8,12 @@ import { toolRouterMiddleware } from '../dist/express.js';
 const secret = 'bench-secret-that-is-at-least-32-bytes-long';
 const tokens = createTokenIssuer({ secret, issuer: 'bench' });
 const store = new MemoryToolStore({ maxSessionItems: 1_000_000 });
-const events = { emitted: 0, async emit() { this.emitted++; } };
+const events = {
+  emitted: 0,
+  async emit() {
+    this.emitted++;
+  },
+};
 const router = createToolRouter({ tokens, store, events });
 const token = await tokens.issue({ userId: 'u1', threadId: 't1', runId: 'r1', tools: router.toolNames });
 
@@ -17,19 +22,39 @@ async function measure(label, n, fn) {
   const start = performance.now();
   for (let i = 0; i < n; i++) await fn(i);
   const ms = performance.now() - start;
-  console.log(`${label.padEnd(44)} ${String(Math.round((n / ms) * 1000)).padStart(8)} ops/s  (${((ms / n) * 1000).toFixed(1)} µs/op)`);
+  console.log(
+    `${label.padEnd(44)} ${String(Math.round((n / ms) * 1000)).padStart(8)} ops/s  (${((ms / n) * 1000).toFixed(1)} µs/op)`,
+  );
 }
 
 const call = (name, input) =>
-  router(new Request(`http://x/tools/${name}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ threadId: 't1', input }) }));
+  router(
+    new Request(`http://x/tools/${name}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ threadId: 't1', input }),
+    }),
+  );
 
-await measure('token issue (HS256)', 5_000, () => tokens.issue({ userId: 'u1', threadId: 't1', runId: 'r1', tools: router.toolNames }));
+await measure('token issue (HS256)', 5_000, () =>
+  tokens.issue({ userId: 'u1', threadId: 't1', runId: 'r1', tools: router.toolNames }),
+);
 await measure('token verify (HS256)', 5_000, () => tokens.verify(token));
 await measure('in-process state.get', 5_000, () => call('state.get', {}));
-await measure('in-process profile.patch (+STATE_CHANGED)', 5_000, (i) => call('profile.patch', { displayName: `User ${i}` }));
-await measure('in-process session.add (10 items)', 5_000, () => call('session.add', { items: Array.from({ length: 10 }, (_, k) => ({ role: 'user', content: `m${k}` })) }));
+await measure('in-process profile.patch (+STATE_CHANGED)', 5_000, (i) =>
+  call('profile.patch', { displayName: `User ${i}` }),
+);
+await measure('in-process session.add (10 items)', 5_000, () =>
+  call('session.add', { items: Array.from({ length: 10 }, (_, k) => ({ role: 'user', content: `m${k}` })) }),
+);
 await measure('in-process rejected call (bad token)', 5_000, () =>
-  router(new Request('http://x/tools/state.get', { method: 'POST', headers: { authorization: 'Bearer nope' }, body: '{"threadId":"t1"}' })),
+  router(
+    new Request('http://x/tools/state.get', {
+      method: 'POST',
+      headers: { authorization: 'Bearer nope' },
+      body: '{"threadId":"t1"}',
+    }),
+  ),
 );
 
 const app = express();
@@ -46,13 +71,19 @@ await Promise.all(
   Array.from({ length: concurrency }, async () => {
     while (next < total) {
       next++;
-      const res = await fetch(`${url}/tools/state.get`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"threadId":"t1"}' });
+      const res = await fetch(`${url}/tools/state.get`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: '{"threadId":"t1"}',
+      });
       await res.arrayBuffer();
     }
   }),
 );
 const ms = performance.now() - start;
-console.log(`${'HTTP (Express) state.get, 16 concurrent'.padEnd(44)} ${String(Math.round((total / ms) * 1000)).padStart(8)} req/s`);
+console.log(
+  `${'HTTP (Express) state.get, 16 concurrent'.padEnd(44)} ${String(Math.round((total / ms) * 1000)).padStart(8)} req/s`,
+);
 server.closeAllConnections();
 server.close();
 console.log(`events emitted: ${events.emitted}`);

@@ -18,11 +18,20 @@ describe('README quickstart', () => {
   it('runs: a scoped, validated tool over HTTP', async () => {
     process.env.TOOLS_SECRET = 'readme-example-secret-of-at-least-32-bytes';
     process.env.PORT = '0';
-    const mod = (await import(exampleUrl.href)) as { server: Server; tokens: TokenIssuer; router: ToolRouter };
+    const mod = (await import(exampleUrl.href)) as {
+      server: Server;
+      tokens: TokenIssuer;
+      router: ToolRouter;
+    };
     server = mod.server;
     if (!server.listening) await new Promise((r) => server?.once('listening', r));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
-    const token = await mod.tokens.issue({ userId: 'u1', threadId: 't1', runId: 'r1', tools: mod.router.toolNames });
+    const token = await mod.tokens.issue({
+      userId: 'u1',
+      threadId: 't1',
+      runId: 'r1',
+      tools: mod.router.toolNames,
+    });
     const send = (threadId: string, input: unknown) =>
       fetch(`${base}/tools/notes.add`, {
         method: 'POST',
