@@ -39,7 +39,10 @@ export type AgentProcessState = 'starting' | 'running' | 'restarting' | 'failed'
  * fail with `agent_unreachable`) and the reason is logged. Emits `ready` (AgentReadyMessage) on every start
  * and `exit` on every exit.
  */
-export class AgentProcess extends EventEmitter<{ ready: [AgentReadyMessage]; exit: [number | null, NodeJS.Signals | null] }> {
+export class AgentProcess extends EventEmitter<{
+  ready: [AgentReadyMessage];
+  exit: [number | null, NodeJS.Signals | null];
+}> {
   readonly #o: Required<Omit<AgentProcessOptions, 'logger'>> & { logger: Pick<Console, 'error' | 'log'> };
   #child: ChildProcess | undefined;
   #state: AgentProcessState = 'stopped';
@@ -77,14 +80,22 @@ export class AgentProcess extends EventEmitter<{ ready: [AgentReadyMessage]; exi
     this.#state = 'starting';
     const child = fork(this.#o.entry, [], {
       env: this.#o.env,
-      stdio: this.#o.stdio === 'inherit' ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'pipe', 'pipe', 'ipc'],
+      stdio:
+        this.#o.stdio === 'inherit'
+          ? ['ignore', 'inherit', 'inherit', 'ipc']
+          : ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
     });
     this.#child = child;
     const ready = new Promise<AgentReadyMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new HostError('internal_error', `The agent service did not start within ${this.#o.readyTimeoutMs} ms.`));
+        reject(
+          new HostError(
+            'internal_error',
+            `The agent service did not start within ${this.#o.readyTimeoutMs} ms.`,
+          ),
+        );
       }, this.#o.readyTimeoutMs);
       child.on('message', (m: unknown) => {
         const msg = m as Partial<AgentReadyMessage> | null;
@@ -97,7 +108,12 @@ export class AgentProcess extends EventEmitter<{ ready: [AgentReadyMessage]; exi
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        reject(new HostError('internal_error', `The agent service exited during start (code ${code}, signal ${signal}).`));
+        reject(
+          new HostError(
+            'internal_error',
+            `The agent service exited during start (code ${code}, signal ${signal}).`,
+          ),
+        );
       });
     });
     child.once('exit', (code, signal) => this.#onExit(child, code, signal));
@@ -131,7 +147,9 @@ export class AgentProcess extends EventEmitter<{ ready: [AgentReadyMessage]; exi
     this.#state = 'restarting';
     this.#o.logger.error(`agent service: exited (code ${code}, signal ${signal}); restarting in ${delay} ms`);
     this.#restartTimer = setTimeout(() => {
-      this.start().catch((err: unknown) => this.#o.logger.error(`agent service: restart failed: ${(err as Error).message}`));
+      this.start().catch((err: unknown) =>
+        this.#o.logger.error(`agent service: restart failed: ${(err as Error).message}`),
+      );
     }, delay);
   }
 

@@ -14,10 +14,14 @@ const EnvSchema = z.object({
   DEMO_MODEL_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(15),
 });
 
-const emptyToUnset = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== undefined && v.trim() !== ''));
+const emptyToUnset = Object.fromEntries(
+  Object.entries(process.env).filter(([, v]) => v !== undefined && v.trim() !== ''),
+);
 const parsed = EnvSchema.safeParse(emptyToUnset);
 if (!parsed.success) {
-  console.error(`agent service: invalid settings: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  console.error(
+    `agent service: invalid settings: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+  );
   process.exit(1);
 }
 const env = parsed.data;

@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import express, {
+  type ErrorRequestHandler,
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
 import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
 import type { EventStore } from '@threadline/relay';
@@ -13,7 +19,10 @@ import type { Sessions } from './sessions.js';
 import type { UserRecord, UserStore } from './users/user-store.js';
 
 /** The part of the relay's store the REST routes use. */
-export type ThreadStore = Pick<EventStore, 'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'>;
+export type ThreadStore = Pick<
+  EventStore,
+  'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'
+>;
 
 /** Bounds of the HTTP API, with their defaults. */
 export interface AppLimits {
@@ -62,7 +71,10 @@ const UsernameSchema = z
   .toLowerCase()
   .min(3, 'username must be at least 3 characters')
   .max(32, 'username must be at most 32 characters')
-  .regex(/^[a-z0-9][a-z0-9_.-]*$/, 'username may contain only letters, digits and _ . - (starting with a letter or digit)');
+  .regex(
+    /^[a-z0-9][a-z0-9_.-]*$/,
+    'username may contain only letters, digits and _ . - (starting with a letter or digit)',
+  );
 const CredentialsSchema = z.strictObject({
   username: UsernameSchema,
   password: z
@@ -76,7 +88,12 @@ const LoginSchema = z.strictObject({
   password: z.string({ error: 'password is required' }).min(1).max(256),
 });
 const CreateThreadSchema = z.strictObject({
-  title: z.string().trim().min(1, 'title must not be empty').max(200, 'title must be at most 200 characters').optional(),
+  title: z
+    .string()
+    .trim()
+    .min(1, 'title must not be empty')
+    .max(200, 'title must be at most 200 characters')
+    .optional(),
 });
 const EventsQuerySchema = z.strictObject({
   afterSeq: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0),
@@ -130,9 +147,12 @@ export function createApp(options: AppOptions): express.Express {
   app.set('etag', false);
   app.use(securityHeaders({ hsts: options.hsts ?? false }));
 
-  app.get('/healthz', route(async (_req, res) => {
-    res.json({ status: 'ok', ...(await options.health?.()) });
-  }));
+  app.get(
+    '/healthz',
+    route(async (_req, res) => {
+      res.json({ status: 'ok', ...(await options.health?.()) });
+    }),
+  );
 
   // Tool endpoints authenticate with the agent's bearer act-as token (no cookie), and read their own body.
   if (options.tools) app.use(options.tools);
@@ -157,7 +177,8 @@ export function createApp(options: AppOptions): express.Express {
   });
   api.use(originCheck(options.isAllowedOrigin));
   api.use((req, _res, next) => {
-    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (req.method === 'POST' && hasBody && !req.is('application/json')) {
       return next(new HostError('unsupported_media_type', 'Send JSON with Content-Type: application/json.'));
     }
@@ -171,75 +192,103 @@ export function createApp(options: AppOptions): express.Express {
     }
   };
 
-  api.post('/auth/signup', route(async (req, res) => {
-    throttle(signupLimiter, req.socket.remoteAddress ?? '');
-    const { username, password } = parse(CredentialsSchema, req.body ?? {}, 'sign-up');
-    const user = await users.createUser({
-      id: newId('usr'),
-      username,
-      passwordHash: await hashPassword(password),
-      createdAt: Date.now(),
-    });
-    await sessions.start(res, user.id);
-    res.status(201).json({ user: userView(user) });
-  }));
+  api.post(
+    '/auth/signup',
+    route(async (req, res) => {
+      throttle(signupLimiter, req.socket.remoteAddress ?? '');
+      const { username, password } = parse(CredentialsSchema, req.body ?? {}, 'sign-up');
+      const user = await users.createUser({
+        id: newId('usr'),
+        username,
+        passwordHash: await hashPassword(password),
+        createdAt: Date.now(),
+      });
+      await sessions.start(res, user.id);
+      res.status(201).json({ user: userView(user) });
+    }),
+  );
 
-  api.post('/auth/login', route(async (req, res) => {
-    const { username, password } = parse(LoginSchema, req.body ?? {}, 'sign-in');
-    // Per address and username: slows guessing one account without letting one address lock others out.
-    throttle(loginLimiter, `${req.socket.remoteAddress ?? ''}\n${username}`);
-    const user = await users.findUserByUsername(username);
-    const ok = await verifyPassword(user?.passwordHash, password);
-    if (!user || !ok) throw new HostError('invalid_credentials', 'Wrong username or password.');
-    await sessions.start(res, user.id);
-    res.json({ user: userView(user) });
-  }));
+  api.post(
+    '/auth/login',
+    route(async (req, res) => {
+      const { username, password } = parse(LoginSchema, req.body ?? {}, 'sign-in');
+      // Per address and username: slows guessing one account without letting one address lock others out.
+      throttle(loginLimiter, `${req.socket.remoteAddress ?? ''}\n${username}`);
+      const user = await users.findUserByUsername(username);
+      const ok = await verifyPassword(user?.passwordHash, password);
+      if (!user || !ok) throw new HostError('invalid_credentials', 'Wrong username or password.');
+      await sessions.start(res, user.id);
+      res.json({ user: userView(user) });
+    }),
+  );
 
-  api.post('/auth/logout', route(async (req, res) => {
-    await sessions.end(req, res);
-    res.status(204).end();
-  }));
+  api.post(
+    '/auth/logout',
+    route(async (req, res) => {
+      await sessions.end(req, res);
+      res.status(204).end();
+    }),
+  );
 
-  api.get('/me', route(async (req, res) => {
-    const user = await requireUser(req);
-    res.json({ user: userView(user), profile: await store.getProfile(user.id) });
-  }));
+  api.get(
+    '/me',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      res.json({ user: userView(user), profile: await store.getProfile(user.id) });
+    }),
+  );
 
-  api.get('/threads', route(async (req, res) => {
-    const user = await requireUser(req);
-    const threads = await store.listThreads(user.id, { limit: 100 });
-    res.json({ threads: threads.map(threadView) });
-  }));
+  api.get(
+    '/threads',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const threads = await store.listThreads(user.id, { limit: 100 });
+      res.json({ threads: threads.map(threadView) });
+    }),
+  );
 
-  api.post('/threads', route(async (req, res) => {
-    const user = await requireUser(req);
-    const { title } = parse(CreateThreadSchema, req.body ?? {}, 'thread');
-    const thread = await store.createThread({ threadId: newId('thr'), ownerId: user.id, title: title ?? 'New thread' });
-    res.status(201).json(threadView(thread));
-  }));
+  api.post(
+    '/threads',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const { title } = parse(CreateThreadSchema, req.body ?? {}, 'thread');
+      const thread = await store.createThread({
+        threadId: newId('thr'),
+        ownerId: user.id,
+        title: title ?? 'New thread',
+      });
+      res.status(201).json(threadView(thread));
+    }),
+  );
 
-  api.get('/threads/:threadId', route(async (req, res) => {
-    const user = await requireUser(req);
-    const thread = await ownThread(user, String(req.params.threadId));
-    res.json({ ...threadView(thread), lastSeq: await store.lastSeq(thread.threadId) });
-  }));
+  api.get(
+    '/threads/:threadId',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const thread = await ownThread(user, String(req.params.threadId));
+      res.json({ ...threadView(thread), lastSeq: await store.lastSeq(thread.threadId) });
+    }),
+  );
 
-  api.get('/threads/:threadId/events', route(async (req, res) => {
-    const user = await requireUser(req);
-    const thread = await ownThread(user, String(req.params.threadId));
-    const q = parse(EventsQuerySchema, req.query, 'query');
-    const limit = Math.min(q.limit ?? limits.maxEventsPerPage, limits.maxEventsPerPage);
-    // One extra row tells whether more follow without a second query.
-    const rows = await store.read(thread.threadId, { afterSeq: q.afterSeq, limit: limit + 1 });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    // Stored events are already the exact JSON browsers get, so they are spliced in without re-parsing.
-    res
-      .type('application/json')
-      .send(
-        `{"events":[${page.map((e) => e.json).join(',')}],"nextAfterSeq":${last ? last.seq : q.afterSeq},"hasMore":${rows.length > limit}}`,
-      );
-  }));
+  api.get(
+    '/threads/:threadId/events',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const thread = await ownThread(user, String(req.params.threadId));
+      const q = parse(EventsQuerySchema, req.query, 'query');
+      const limit = Math.min(q.limit ?? limits.maxEventsPerPage, limits.maxEventsPerPage);
+      // One extra row tells whether more follow without a second query.
+      const rows = await store.read(thread.threadId, { afterSeq: q.afterSeq, limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      // Stored events are already the exact JSON browsers get, so they are spliced in without re-parsing.
+      res
+        .type('application/json')
+        .send(
+          `{"events":[${page.map((e) => e.json).join(',')}],"nextAfterSeq":${last ? last.seq : q.afterSeq},"hasMore":${rows.length > limit}}`,
+        );
+    }),
+  );
 
   api.use((_req, _res, next) => next(new HostError('not_found', 'No such API route.')));
   app.use('/api', api);
@@ -247,24 +296,38 @@ export function createApp(options: AppOptions): express.Express {
   // Pages. Each one is a static file; the chat page is only served to the thread's owner.
   const page = (name: string) => join(options.publicDir, name);
   const signedIn = async (req: Request) => (await sessions.userOf(req.headers.cookie)) !== null;
-  app.get('/', route(async (req, res) => {
-    if (await signedIn(req)) return res.redirect(303, '/threads');
-    res.sendFile(page('index.html'));
-  }));
-  app.get('/threads', route(async (req, res) => {
-    if (!(await signedIn(req))) return res.redirect(303, '/');
-    res.sendFile(page('threads.html'));
-  }));
-  app.get('/threads/:threadId', route(async (req, res) => {
-    const user = await sessions.userOf(req.headers.cookie);
-    if (!user) return res.redirect(303, '/');
-    await ownThread(user, String(req.params.threadId));
-    res.sendFile(page('chat.html'));
-  }));
+  app.get(
+    '/',
+    route(async (req, res) => {
+      if (await signedIn(req)) return res.redirect(303, '/threads');
+      res.sendFile(page('index.html'));
+    }),
+  );
+  app.get(
+    '/threads',
+    route(async (req, res) => {
+      if (!(await signedIn(req))) return res.redirect(303, '/');
+      res.sendFile(page('threads.html'));
+    }),
+  );
+  app.get(
+    '/threads/:threadId',
+    route(async (req, res) => {
+      const user = await sessions.userOf(req.headers.cookie);
+      if (!user) return res.redirect(303, '/');
+      await ownThread(user, String(req.params.threadId));
+      res.sendFile(page('chat.html'));
+    }),
+  );
   app.get('/assets/agent-chat.js', (_req, res, next) => {
     const file = options.webComponentFile;
     if (file === undefined || !existsSync(file)) {
-      return next(new HostError('not_found', 'The <agent-chat> bundle is not built: run `npm run build -w @threadline/web-component`.'));
+      return next(
+        new HostError(
+          'not_found',
+          'The <agent-chat> bundle is not built: run `npm run build -w @threadline/web-component`.',
+        ),
+      );
     }
     res.type('text/javascript').sendFile(file);
   });
@@ -316,7 +379,14 @@ function sendError(req: Request, res: Response, e: HostError, ref?: string): voi
     res.end();
     return;
   }
-  const body = { error: { code: e.code, message: e.message, ...(e.issues ? { issues: e.issues } : {}), ...(ref ? { ref } : {}) } };
+  const body = {
+    error: {
+      code: e.code,
+      message: e.message,
+      ...(e.issues ? { issues: e.issues } : {}),
+      ...(ref ? { ref } : {}),
+    },
+  };
   res.status(e.status);
   if (req.path.startsWith('/api/') || req.path === '/api' || !req.accepts('html')) {
     res.json(body);

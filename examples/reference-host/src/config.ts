@@ -23,13 +23,19 @@ const bool = (what: string) =>
     z.enum(['true', 'false', '1', '0', ''], { error: `${what} must be true or false` }),
   );
 const secret = (what: string) =>
-  z.preprocess(unset, z.string().min(32, `${what} must be at least 32 characters (or leave it unset to generate one)`));
+  z.preprocess(
+    unset,
+    z
+      .string()
+      .min(32, `${what} must be at least 32 characters (or leave it unset to generate one)`)
+      .optional(),
+  );
 
 const EnvSchema = z.object({
   PORT: port('PORT', 3000),
   HOST: z.preprocess(unset, z.string().min(1).max(255).default('127.0.0.1')),
   AGENT_PORT: port('AGENT_PORT', 3001),
-  DATA_DIR: z.preprocess(unset, z.string().min(1)).optional(),
+  DATA_DIR: z.preprocess(unset, z.string().min(1).optional()),
   MONGODB_URI: z.preprocess(
     unset,
     z
@@ -59,7 +65,10 @@ const EnvSchema = z.object({
   PUBLIC_ORIGIN: z.preprocess(
     unset,
     z
-      .url({ protocol: /^https?$/, error: 'PUBLIC_ORIGIN must be an origin such as https://chat.example.com' })
+      .url({
+        protocol: /^https?$/,
+        error: 'PUBLIC_ORIGIN must be an origin such as https://chat.example.com',
+      })
       .refine((u) => new URL(u).origin === u.replace(/\/$/, ''), {
         error: 'PUBLIC_ORIGIN must be an origin only (scheme, host, port), without a path',
       })
@@ -75,8 +84,8 @@ const EnvSchema = z.object({
       .max(8760, 'SESSION_TTL_HOURS must be between 1 and 8760')
       .default(168),
   ),
-  TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET').optional(),
-  AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET').optional(),
+  TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
+  AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
 });
 
 /** The host's validated settings. Secrets not given here are generated into `dataDir` by {@link loadSecrets}. */
@@ -120,7 +129,11 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
   }
   const cwd = options.cwd ?? process.cwd();
   const dataDir =
-    e.DATA_DIR === undefined ? resolve(EXAMPLE_ROOT, 'data') : isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(cwd, e.DATA_DIR);
+    e.DATA_DIR === undefined
+      ? resolve(EXAMPLE_ROOT, 'data')
+      : isAbsolute(e.DATA_DIR)
+        ? e.DATA_DIR
+        : resolve(cwd, e.DATA_DIR);
   const publicOrigin = e.PUBLIC_ORIGIN?.replace(/\/$/, '');
   const cookieSecure =
     e.COOKIE_SECURE === undefined || e.COOKIE_SECURE === ''

@@ -103,14 +103,13 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const origins = allowedOrigins(config.publicOrigin, port);
 
   const tokens = createTokenIssuer({ secret: secrets.toolsTokenSecret, issuer: TOKEN_ISSUER });
-  let relay: Relay | undefined;
   const toolRouter = createToolRouter({
     tokens,
     store,
     // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
     events: {
+      // `relay` is created just below; tools are only called during runs, long after.
       emit: async (event) => {
-        if (!relay) throw new Error('relay not ready');
         await relay.publish(event.threadId, [event]);
       },
     },
@@ -118,8 +117,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
   });
   const agent =
     options.agent ??
-    httpAgentTransport({ url: `http://127.0.0.1:${config.agentPort}`, credential: secrets.agentSharedSecret });
-  relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools: toolRouter.toolNames });
+    httpAgentTransport({
+      url: `http://127.0.0.1:${config.agentPort}`,
+      credential: secrets.agentSharedSecret,
+    });
+  const relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools: toolRouter.toolNames });
 
   const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
   const storeName = mongo ? 'mongodb' : 'sqlite';
@@ -155,24 +157,25 @@ export async function startHost(options: HostOptions): Promise<Host> {
 
   const recovered = await relay.recover();
   const sweep = setInterval(() => {
-    users.deleteExpiredSessions(Date.now()).catch((err: unknown) => logger.warn('session sweep failed:', err));
+    users
+      .deleteExpiredSessions(Date.now())
+      .catch((err: unknown) => logger.warn('session sweep failed:', err));
   }, 3_600_000);
   sweep.unref();
 
   let closing: Promise<void> | undefined;
-  const activeRelay = relay;
   return {
     url: config.publicOrigin ?? `http://localhost:${port}`,
     port,
     storeName,
     dataDir: config.dataDir,
-    relay: activeRelay,
+    relay,
     recovered,
     close: () =>
       (closing ??= (async () => {
         clearInterval(sweep);
         await ws.close();
-        await activeRelay.close();
+        await relay.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

@@ -74,7 +74,8 @@ try {
     startHost({ config: { ...config, agentPort }, secrets, health: () => ({ agent: agent.state }) }),
   ]);
   host = started;
-  const store = host.storeName === 'sqlite' ? `SQLite in ${host.dataDir}` : `MongoDB (database ${config.mongodbDb})`;
+  const store =
+    host.storeName === 'sqlite' ? `SQLite in ${host.dataDir}` : `MongoDB (database ${config.mongodbDb})`;
   console.log(
     [
       '',
@@ -84,7 +85,9 @@ try {
       `  Model    ${ready.model}`,
       `  Agent    separate process at ${ready.url} (pid ${agent.pid})`,
       `  Tracing  ${ready.tracing}`,
-      ...(host.recovered > 0 ? [`  Recovered ${host.recovered} run(s) left unfinished by the last stop`] : []),
+      ...(host.recovered > 0
+        ? [`  Recovered ${host.recovered} run(s) left unfinished by the last stop`]
+        : []),
       '',
       'Press Ctrl-C to stop.',
     ].join('\n'),

@@ -4,7 +4,12 @@ import { hash, verify, type Options } from '@node-rs/argon2';
  * argon2id at OWASP's current minimum (19 MiB memory, 2 passes, 1 lane). `algorithm: 2` is Argon2id; the
  * package's enum is a `const enum`, which isolated-module builds cannot import.
  */
-export const PASSWORD_HASH_OPTIONS: Options = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+export const PASSWORD_HASH_OPTIONS: Options = {
+  algorithm: 2,
+  memoryCost: 19_456,
+  timeCost: 2,
+  parallelism: 1,
+};
 
 /** Hashes a password into an argon2id PHC string (salt included). */
 export function hashPassword(password: string): Promise<string> {

@@ -23,7 +23,12 @@ export class Sessions {
   async start(res: Response, userId: string): Promise<void> {
     const id = randomBytes(32).toString('base64url');
     const now = Date.now();
-    await this.#users.createSession({ idHash: hashId(id), userId, createdAt: now, expiresAt: now + this.#ttlMs });
+    await this.#users.createSession({
+      idHash: hashId(id),
+      userId,
+      createdAt: now,
+      expiresAt: now + this.#ttlMs,
+    });
     res.cookie(this.cookieName, id, {
       httpOnly: true,
       sameSite: 'lax',

@@ -21,7 +21,12 @@ describe('AgentProcess', () => {
   });
 
   it('starts the child, restarts it when killed, and stops it for good', async () => {
-    p = new AgentProcess({ entry, env: { ...process.env, FAKE_MODE: 'ok' }, logger: quiet, restartDelayMs: 10 });
+    p = new AgentProcess({
+      entry,
+      env: { ...process.env, FAKE_MODE: 'ok' },
+      logger: quiet,
+      restartDelayMs: 10,
+    });
     const ready = await p.start();
     expect(ready.url).toBe('http://127.0.0.1:1');
     const first = p.pid!;

@@ -84,15 +84,21 @@ describe('auth', () => {
     const u = await users.findUserByUsername('carol');
     expect(u?.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
     const again = new Client(base);
-    const r = await again.req('POST', '/api/auth/login', { json: { username: 'Carol', password: 'a long enough password' } });
+    const r = await again.req('POST', '/api/auth/login', {
+      json: { username: 'Carol', password: 'a long enough password' },
+    });
     expect(r.status).toBe(200);
     expect((await again.req('GET', '/api/me')).json.user.username).toBe('carol');
   });
 
   it('answers a wrong password and an unknown user with the same generic error', async () => {
     await new Client(base).signup('dave');
-    const wrong = await new Client(base).req('POST', '/api/auth/login', { json: { username: 'dave', password: 'nope nope nope' } });
-    const unknown = await new Client(base).req('POST', '/api/auth/login', { json: { username: 'nobody', password: 'nope nope nope' } });
+    const wrong = await new Client(base).req('POST', '/api/auth/login', {
+      json: { username: 'dave', password: 'nope nope nope' },
+    });
+    const unknown = await new Client(base).req('POST', '/api/auth/login', {
+      json: { username: 'nobody', password: 'nope nope nope' },
+    });
     expect(wrong.status).toBe(401);
     expect(unknown.status).toBe(401);
     expect(wrong.json).toEqual(unknown.json);
@@ -102,7 +108,9 @@ describe('auth', () => {
   it('refuses a taken username with 409 and bad credentials with 400 and field issues', async () => {
     await new Client(base).signup('erin');
     expect((await new Client(base).signup('ERIN')).json.error.code).toBe('username_taken');
-    const bad = await new Client(base).req('POST', '/api/auth/signup', { json: { username: 'x', password: 'short' } });
+    const bad = await new Client(base).req('POST', '/api/auth/signup', {
+      json: { username: 'x', password: 'short' },
+    });
     expect(bad.status).toBe(400);
     expect(bad.json.error.code).toBe('invalid_input');
     expect(bad.json.error.issues.map((i: { path: string }) => i.path)).toEqual(['username', 'password']);
@@ -132,7 +140,10 @@ describe('CSRF', () => {
     expect(r.json.error.code).toBe('cross_origin');
     const noOrigin = new Client(base, null);
     noOrigin.cookie = c.cookie;
-    const r2 = await noOrigin.req('POST', '/api/threads', { json: {}, headers: { 'sec-fetch-site': 'cross-site' } });
+    const r2 = await noOrigin.req('POST', '/api/threads', {
+      json: {},
+      headers: { 'sec-fetch-site': 'cross-site' },
+    });
     expect(r2.status).toBe(403);
     // Login CSRF too: a foreign page cannot sign the victim into the attacker's account.
     const r3 = await new Client(base, 'https://evil.example').req('POST', '/api/auth/login', {
@@ -231,28 +242,45 @@ describe('input handling and limits', () => {
   });
 
   it('answers bad JSON with 400 invalid_json', async () => {
-    const r = await c.req('POST', '/api/threads', { body: '{"title": ', headers: { 'content-type': 'application/json' } });
+    const r = await c.req('POST', '/api/threads', {
+      body: '{"title": ',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.status).toBe(400);
     expect(r.json.error.code).toBe('invalid_json');
-    const r2 = await c.req('POST', '/api/threads', { body: '"just a string"', headers: { 'content-type': 'application/json' } });
+    const r2 = await c.req('POST', '/api/threads', {
+      body: '"just a string"',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r2.status).toBe(400);
   });
 
   it('answers a body over the limit with 413, whatever Content-Length claims', async () => {
     const big = JSON.stringify({ title: 'x'.repeat(2000) });
-    const r = await c.req('POST', '/api/threads', { body: big, headers: { 'content-type': 'application/json' } });
+    const r = await c.req('POST', '/api/threads', {
+      body: big,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.status).toBe(413);
     expect(r.json.error.code).toBe('payload_too_large');
     const lying = await rawRequest(`${base}/api/threads`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': '10', cookie: c.cookie!, origin: base },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': '10',
+        cookie: c.cookie!,
+        origin: base,
+      },
       body: '{"title":"this is much longer than ten bytes"}',
     });
     expect(lying.status).toBe(400);
   });
 
   it('answers non-JSON bodies with 415, wrong shapes with 400, never 500', async () => {
-    const form = await c.req('POST', '/api/threads', { body: 'title=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const form = await c.req('POST', '/api/threads', {
+      body: 'title=x',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(form.status).toBe(415);
     for (const body of [[], { title: 5 }, { title: '' }, { title: 'x'.repeat(201) }, { nope: 1 }, null]) {
       const r = await c.req('POST', '/api/threads', { json: body });
@@ -275,11 +303,19 @@ describe('input handling and limits', () => {
   it('rate-limits sign-in attempts per client address (429 after the limit)', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 12; i++) {
-      statuses.push((await new Client(base).req('POST', '/api/auth/login', { json: { username: 'kim', password: `guess ${i}` } })).status);
+      statuses.push(
+        (
+          await new Client(base).req('POST', '/api/auth/login', {
+            json: { username: 'kim', password: `guess ${i}` },
+          })
+        ).status,
+      );
     }
     expect(statuses).toEqual([...Array(8).fill(401), ...Array(4).fill(429)]);
     // Another username from the same address is not locked out.
-    const other = await new Client(base).req('POST', '/api/auth/login', { json: { username: 'someone', password: 'x' } });
+    const other = await new Client(base).req('POST', '/api/auth/login', {
+      json: { username: 'someone', password: 'x' },
+    });
     expect(other.status).toBe(401);
   });
 });

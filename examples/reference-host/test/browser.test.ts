@@ -13,7 +13,8 @@ const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium && process.env.CI) {
   throw new Error(`${CHROMIUM} is missing: CI must install Chromium for the reference host's browser tests.`);
 }
-if (!haveChromium) console.warn(`[reference-host] browser tests skipped: ${CHROMIUM} not found (and CI is not set).`);
+if (!haveChromium)
+  console.warn(`[reference-host] browser tests skipped: ${CHROMIUM} not found (and CI is not set).`);
 
 // The end-to-end: the host started as a user starts it (node dist/main.js, a separate agent process, SQLite in a
 // temp folder, the offline demo model), driven by a real Chromium, with trace export pointed at a local ingest
@@ -40,7 +41,16 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
     page = await context.newPage();
@@ -76,7 +86,11 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     });
   }
   const events = (p: Page) =>
-    p.evaluate(() => (window as unknown as { tlEvents: { type: string; runId: string; seq: number; delta?: string }[] }).tlEvents);
+    p.evaluate(
+      () =>
+        (window as unknown as { tlEvents: { type: string; runId: string; seq: number; delta?: string }[] })
+          .tlEvents,
+    );
 
   it('signs up, creates a thread, and streams a reply', async () => {
     await page.goto(host.url);
@@ -89,7 +103,9 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await page.waitForURL(/\/threads\/thr_/);
     threadUrl = page.url();
     threadId = threadUrl.split('/').pop()!;
-    await expect.poll(() => chat(page).locator('[part~="status"]').getAttribute('data-state'), WAIT).toBe('connected');
+    await expect
+      .poll(() => chat(page).locator('[part~="status"]').getAttribute('data-state'), WAIT)
+      .toBe('connected');
     await recordEvents(page);
 
     await send(page, 'hello there');
@@ -97,7 +113,9 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await assistant(page).first().waitFor();
     await page.screenshot({ path: join(ARTIFACTS, '1-streaming.png') });
     await expect.poll(() => assistant(page).first().textContent(), WAIT).toContain('You said: "hello there"');
-    await expect.poll(async () => (await events(page)).some((e) => e.type === 'RUN_FINISHED'), WAIT).toBe(true);
+    await expect
+      .poll(async () => (await events(page)).some((e) => e.type === 'RUN_FINISHED'), WAIT)
+      .toBe(true);
     const chunks = (await events(page)).filter((e) => e.type === 'TEXT_MESSAGE_CHUNK');
     expect(chunks.length).toBeGreaterThan(3);
     await page.screenshot({ path: join(ARTIFACTS, '2-streamed.png') });
@@ -108,10 +126,14 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await send(page, 'call me Ada');
     const tool = chat(page).locator('[part~="tool-call"]');
     await expect.poll(() => tool.first().getAttribute('data-status'), WAIT).toBe('done');
-    await expect.poll(() => page.locator('#profile dd[data-key="displayName"]').textContent(), WAIT).toBe('Ada');
+    await expect
+      .poll(() => page.locator('#profile dd[data-key="displayName"]').textContent(), WAIT)
+      .toBe('Ada');
     await expect.poll(() => assistant(page).nth(1).textContent(), WAIT).toContain('updated your profile');
     // Still the same document: the panel changed through the STATE_CHANGED event, not a navigation.
-    expect(await page.evaluate(() => (window as unknown as { tlEvents?: unknown[] }).tlEvents !== undefined)).toBe(true);
+    expect(
+      await page.evaluate(() => (window as unknown as { tlEvents?: unknown[] }).tlEvents !== undefined),
+    ).toBe(true);
     await page.screenshot({ path: join(ARTIFACTS, '3-profile-updated.png') });
   });
 
@@ -128,14 +150,18 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
   it('streams a new run into two pages on the same thread', async () => {
     const second = await context.newPage();
     await second.goto(threadUrl);
-    await expect.poll(() => chat(second).locator('[part~="status"]').getAttribute('data-state'), WAIT).toBe('connected');
+    await expect
+      .poll(() => chat(second).locator('[part~="status"]').getAttribute('data-state'), WAIT)
+      .toBe('connected');
     await expect.poll(() => assistant(second).count(), WAIT).toBe(2);
     await recordEvents(page);
     await recordEvents(second);
     await send(page, 'both tabs please');
     for (const p of [page, second]) {
       await expect.poll(() => assistant(p).nth(2).textContent(), WAIT).toContain('both tabs please');
-      await expect.poll(async () => (await events(p)).some((e) => e.type === 'RUN_FINISHED'), WAIT).toBe(true);
+      await expect
+        .poll(async () => (await events(p)).some((e) => e.type === 'RUN_FINISHED'), WAIT)
+        .toBe(true);
     }
     // Both saw the same live chunks, in the same order.
     const a = (await events(page)).filter((e) => e.type === 'TEXT_MESSAGE_CHUNK').map((e) => e.seq);
@@ -146,13 +172,31 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await second.close();
   });
 
+  it('keeps a run going while its tab is closed, and shows it whole when the thread is reopened', async () => {
+    await recordEvents(page);
+    await send(page, 'finish this without me');
+    await expect
+      .poll(async () => (await events(page)).some((e) => e.type === 'TEXT_MESSAGE_CHUNK'), WAIT)
+      .toBe(true);
+    await page.close();
+    page = await context.newPage();
+    await page.goto(threadUrl);
+    await expect.poll(() => assistant(page).last().textContent(), WAIT).toContain('"finish this without me"');
+    await expect
+      .poll(() => assistant(page).last().textContent(), WAIT)
+      .toContain('update your profile with a tool.');
+    expect(await chat(page).locator('[part~="run-error"]').count()).toBe(0);
+  });
+
   it('shows the run error when the agent process dies mid-run, and works again after it restarts', async () => {
     const [agentPid] = childPids(host.child.pid!);
     expect(agentPid).toBeDefined();
     await recordEvents(page);
     const mark = host.output().length;
     await send(page, 'a message the agent will not finish');
-    await expect.poll(async () => (await events(page)).some((e) => e.type === 'TEXT_MESSAGE_CHUNK'), WAIT).toBe(true);
+    await expect
+      .poll(async () => (await events(page)).some((e) => e.type === 'TEXT_MESSAGE_CHUNK'), WAIT)
+      .toBe(true);
     process.kill(agentPid!, 'SIGKILL');
     const runError = chat(page).locator('[part~="run-error"]');
     await runError.first().waitFor({ timeout: 15_000 });
@@ -165,7 +209,9 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await recordEvents(page);
     await send(page, 'are you back');
     await expect.poll(() => assistant(page).last().textContent(), WAIT).toContain('are you back');
-    await expect.poll(async () => (await events(page)).some((e) => e.type === 'RUN_FINISHED'), WAIT).toBe(true);
+    await expect
+      .poll(async () => (await events(page)).some((e) => e.type === 'RUN_FINISHED'), WAIT)
+      .toBe(true);
     await page.screenshot({ path: join(ARTIFACTS, '7-after-restart.png') });
   });
 
@@ -175,8 +221,8 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
       return (await r.json()) as { events: { type: string; runId: string; traceId?: string }[] };
     }, threadId);
     const finished = log.events.filter((e) => e.type === 'RUN_FINISHED');
-    // hello, call me Ada, both tabs, are you back (the interrupted run ended in RUN_ERROR).
-    expect(finished.length).toBe(4);
+    // hello, call me Ada, both tabs, closed tab, are you back (the interrupted run ended in RUN_ERROR).
+    expect(finished.length).toBe(5);
     const isTrace = (i: Record<string, unknown>) => i.object === 'trace';
     await ingest.waitForTraceItems(
       (items) => finished.every((f) => items.some((i) => isTrace(i) && i.id === f.traceId)),

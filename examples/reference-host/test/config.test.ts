@@ -1,6 +1,7 @@
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseEnv } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXAMPLE_ROOT, readConfig } from '../src/config.js';
 import { HostError } from '../src/errors.js';
@@ -32,10 +33,14 @@ describe('readConfig', () => {
 
   it('turns Secure cookies on for an https PUBLIC_ORIGIN, and lets COOKIE_SECURE override', () => {
     expect(readConfig({ PUBLIC_ORIGIN: 'https://chat.example.com' }).cookieSecure).toBe(true);
-    expect(readConfig({ PUBLIC_ORIGIN: 'https://chat.example.com/' }).publicOrigin).toBe('https://chat.example.com');
+    expect(readConfig({ PUBLIC_ORIGIN: 'https://chat.example.com/' }).publicOrigin).toBe(
+      'https://chat.example.com',
+    );
     expect(readConfig({ PUBLIC_ORIGIN: 'http://localhost:8080' }).cookieSecure).toBe(false);
     expect(readConfig({ COOKIE_SECURE: 'true' }).cookieSecure).toBe(true);
-    expect(readConfig({ PUBLIC_ORIGIN: 'https://a.example', COOKIE_SECURE: 'false' }).cookieSecure).toBe(false);
+    expect(readConfig({ PUBLIC_ORIGIN: 'https://a.example', COOKIE_SECURE: 'false' }).cookieSecure).toBe(
+      false,
+    );
   });
 
   it('lists every bad setting in one error, one line each, naming the setting', () => {
@@ -75,7 +80,9 @@ describe('readConfig', () => {
   });
 
   it('refuses the agent service on the API port', () => {
-    expect(() => readConfig({ PORT: '4000', AGENT_PORT: '4000' })).toThrow(/AGENT_PORT must differ from PORT/);
+    expect(() => readConfig({ PORT: '4000', AGENT_PORT: '4000' })).toThrow(
+      /AGENT_PORT must differ from PORT/,
+    );
   });
 });
 
@@ -114,5 +121,23 @@ describe('loadSecrets', () => {
     chmodSync(file, 0o644);
     loadSecrets(dir);
     expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('.env.example and README', () => {
+  const root = EXAMPLE_ROOT;
+  it('.env.example is accepted as is, and lists every setting the README table documents', () => {
+    const example = parseEnv(readFileSync(join(root, '.env.example'), 'utf8'));
+    const c = readConfig(example);
+    expect(c.port).toBe(3000);
+    expect(c.dataDir).toBe(join(root, 'data'));
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('| setting'),
+      readme.indexOf('\n\n', readme.indexOf('| setting')),
+    );
+    const documented = [...table.matchAll(/^\| `([A-Z_]+)`/gm)].map((m) => m[1]);
+    expect(documented.length).toBeGreaterThan(10);
+    expect(Object.keys(example).sort()).toEqual([...documented].sort());
   });
 });

@@ -24,8 +24,18 @@ beforeAll(async () => {
   const config = readConfig({ PORT: '0', AGENT_PORT: '0', DATA_DIR: dir });
   const secrets = loadSecrets(dir);
   secret = secrets.toolsTokenSecret;
-  const runner = createRunner({ modelProvider: createDemoModelProvider({ delayMs: 0 }), model: 'demo', tracing: false, logger: { info: () => {}, warn: () => {}, error: console.error } });
-  host = await startHost({ config, secrets, agent: inProcessAgentTransport(runner), logger: { error: () => {}, warn: () => {} } });
+  const runner = createRunner({
+    modelProvider: createDemoModelProvider({ delayMs: 0 }),
+    model: 'demo',
+    tracing: false,
+    logger: { info: () => {}, warn: () => {}, error: console.error },
+  });
+  host = await startHost({
+    config,
+    secrets,
+    agent: inProcessAgentTransport(runner),
+    logger: { error: () => {}, warn: () => {} },
+  });
   base = `http://127.0.0.1:${host.port}`;
 });
 afterAll(async () => {
@@ -45,7 +55,9 @@ class WsClient {
     });
   }
   static open(cookie: string | undefined, origin = base): Promise<WsClient> {
-    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, { headers: { origin, ...(cookie ? { cookie } : {}) } });
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, {
+      headers: { origin, ...(cookie ? { cookie } : {}) },
+    });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new WsClient(ws)));
       ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
@@ -59,7 +71,10 @@ class WsClient {
     const seen = this.messages.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no matching message; got ${JSON.stringify(this.messages.slice(-5))}`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`no matching message; got ${JSON.stringify(this.messages.slice(-5))}`)),
+        timeoutMs,
+      );
       this.#waiters.push({ pred, resolve: (m) => (clearTimeout(t), resolve(m)) });
     });
   }
@@ -72,12 +87,15 @@ class WsClient {
 }
 
 const finished = (runId: string) => (m: ServerMessage) =>
-  m.type === 'event' && (m.event.type === 'RUN_FINISHED' || m.event.type === 'RUN_ERROR') && m.event.runId === runId;
+  m.type === 'event' &&
+  (m.event.type === 'RUN_FINISHED' || m.event.type === 'RUN_ERROR') &&
+  m.event.runId === runId;
 
 async function userWithThread(name: string) {
   const c = new Client(base);
   expect((await c.signup(name)).status).toBe(201);
-  const threadId = (await c.req('POST', '/api/threads', { json: { title: `${name}'s thread` } })).json.threadId as string;
+  const threadId = (await c.req('POST', '/api/threads', { json: { title: `${name}'s thread` } })).json
+    .threadId as string;
   return { c, threadId };
 }
 
@@ -103,8 +121,20 @@ describe('host: a run over the WebSocket', () => {
     const ack2 = await ws.next((m) => m.type === 'ack' && m.clientMessageId === 'cm2');
     const run2 = ack2.type === 'ack' ? ack2.runId : '';
     await ws.next(finished(run2));
-    const types = ws.events().filter((e) => e.runId === run2).map((e) => e.type);
-    expect(types).toEqual(expect.arrayContaining(['USER_MESSAGE', 'RUN_STARTED', 'TOOL_CALL_STARTED', 'TOOL_CALL_RESULT', 'STATE_CHANGED', 'RUN_FINISHED']));
+    const types = ws
+      .events()
+      .filter((e) => e.runId === run2)
+      .map((e) => e.type);
+    expect(types).toEqual(
+      expect.arrayContaining([
+        'USER_MESSAGE',
+        'RUN_STARTED',
+        'TOOL_CALL_STARTED',
+        'TOOL_CALL_RESULT',
+        'STATE_CHANGED',
+        'RUN_FINISHED',
+      ]),
+    );
     const state = ws.events().find((e) => e.type === 'STATE_CHANGED');
     expect(state?.type === 'STATE_CHANGED' && state.scope).toBe('profile');
     expect(state?.type === 'STATE_CHANGED' && state.value).toMatchObject({ displayName: 'Ada' });
@@ -152,7 +182,12 @@ describe('host: tool endpoints', () => {
     expect(noToken.status).toBe(401);
     const userA = (await a.c.req('GET', '/api/me')).json.user.id as string;
     const tokens = createTokenIssuer({ secret, issuer: TOKEN_ISSUER });
-    const token = await tokens.issue({ userId: userA, threadId: a.threadId, runId: 'r1', tools: ['profile.patch', 'state.get'] });
+    const token = await tokens.issue({
+      userId: userA,
+      threadId: a.threadId,
+      runId: 'r1',
+      tools: ['profile.patch', 'state.get'],
+    });
     const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
     const own = await fetch(`${base}/state?threadId=${a.threadId}`, { headers: auth });
     expect(own.status).toBe(200);
@@ -173,7 +208,9 @@ describe('host: tool endpoints', () => {
       runId: 'r1',
       tools: ['profile.patch'],
     });
-    const r = await fetch(`${base}/state?threadId=${a.threadId}`, { headers: { authorization: `Bearer ${forged}` } });
+    const r = await fetch(`${base}/state?threadId=${a.threadId}`, {
+      headers: { authorization: `Bearer ${forged}` },
+    });
     expect(r.status).toBe(401);
   });
 

@@ -68,7 +68,8 @@ export async function startUserHost(env: Record<string, string> = {}): Promise<U
   const base: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     // A user's shell has none of vitest's settings (NODE_ENV=test would switch the SDK's tracing off).
-    if (k === 'NODE_ENV' || k.startsWith('VITEST') || k.startsWith('OPENAI_') || k.startsWith('THREADLINE_')) continue;
+    if (k === 'NODE_ENV' || k.startsWith('VITEST') || k.startsWith('OPENAI_') || k.startsWith('THREADLINE_'))
+      continue;
     base[k] = v;
   }
   const child = spawn(process.execPath, [join(EXAMPLE_DIR, 'dist/main.js')], {

@@ -20,7 +20,12 @@ function conformance(name: string, open: () => Promise<{ store: UserStore; done(
       await done();
     });
 
-    const user = (id: string, username: string) => ({ id, username, passwordHash: `hash-${id}`, createdAt: 1 });
+    const user = (id: string, username: string) => ({
+      id,
+      username,
+      passwordHash: `hash-${id}`,
+      createdAt: 1,
+    });
 
     it('creates and finds users by id and username', async () => {
       await store.createUser(user('u1', 'ada'));
@@ -53,7 +58,10 @@ function conformance(name: string, open: () => Promise<{ store: UserStore; done(
 
 conformance('sqlite (real file)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tl-users-'));
-  return { store: new SqliteUserStore(join(dir, 'users.db')), done: async () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    store: new SqliteUserStore(join(dir, 'users.db')),
+    done: async () => rmSync(dir, { recursive: true, force: true }),
+  };
 });
 
 // MongoDB cannot be installed on this machine; the same suite runs wherever MONGODB_URI points at a server.

@@ -1,3 +1,4 @@
+/* global document, location */
 // Small helpers shared by the pages. Cookies carry the session; every call is same-origin JSON.
 
 /** Calls the host's JSON API; resolves to the parsed body, rejects with an Error carrying `code`. */

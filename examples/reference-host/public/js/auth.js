@@ -1,3 +1,4 @@
+/* global document, location */
 import { api, showError } from './api.js';
 
 const form = document.getElementById('auth-form');

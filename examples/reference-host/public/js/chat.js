@@ -1,3 +1,4 @@
+/* global document, location */
 import { api, setupHeader } from './api.js';
 
 const threadId = decodeURIComponent(location.pathname.split('/').pop() ?? '');

@@ -1,3 +1,4 @@
+/* global document, location */
 import { api, setupHeader, showError } from './api.js';
 
 const list = document.getElementById('threads');

@@ -54,12 +54,16 @@ export class MongoUserStore implements UserStore {
 
   async findUserByUsername(username: string): Promise<UserRecord | null> {
     const d = await this.#users.findOne({ username });
-    return d ? { id: d._id, username: d.username, passwordHash: d.passwordHash, createdAt: d.createdAt } : null;
+    return d
+      ? { id: d._id, username: d.username, passwordHash: d.passwordHash, createdAt: d.createdAt }
+      : null;
   }
 
   async getUser(id: string): Promise<UserRecord | null> {
     const d = await this.#users.findOne({ _id: id });
-    return d ? { id: d._id, username: d.username, passwordHash: d.passwordHash, createdAt: d.createdAt } : null;
+    return d
+      ? { id: d._id, username: d.username, passwordHash: d.passwordHash, createdAt: d.createdAt }
+      : null;
   }
 
   async createSession(s: SessionRecord): Promise<void> {

@@ -65,7 +65,8 @@ export class SqliteUserStore implements UserStore {
   }
 
   async findUserByUsername(username: string): Promise<UserRecord | null> {
-    const row = this.#db.prepare('SELECT * FROM users WHERE username = ?').get(username) as UserRow | undefined;
+    const row = this.#db.prepare('SELECT * FROM users WHERE username = ?').get(username) as
+      UserRow | undefined;
     return row ? toUser(row) : null;
   }
 
@@ -81,10 +82,12 @@ export class SqliteUserStore implements UserStore {
   }
 
   async getSession(idHash: string, now: number): Promise<SessionRecord | null> {
-    const row = this.#db.prepare('SELECT * FROM sessions WHERE id_hash = ? AND expires_at > ?').get(idHash, now) as
-      | SessionRow
-      | undefined;
-    return row ? { idHash: row.id_hash, userId: row.user_id, createdAt: row.created_at, expiresAt: row.expires_at } : null;
+    const row = this.#db
+      .prepare('SELECT * FROM sessions WHERE id_hash = ? AND expires_at > ?')
+      .get(idHash, now) as SessionRow | undefined;
+    return row
+      ? { idHash: row.id_hash, userId: row.user_id, createdAt: row.created_at, expiresAt: row.expires_at }
+      : null;
   }
 
   async deleteSession(idHash: string): Promise<void> {
