@@ -36,7 +36,7 @@ beforeAll(async () => {
       sessions: new Sessions(users, { ttlMs: 3_600_000, secure: false }),
       isAllowedOrigin: (o) => origins.includes(o),
       publicDir: join(EXAMPLE_ROOT, 'public'),
-      limits: { authAttempts: 8, signups: 100, jsonBodyBytes: 1024 },
+      limits: { authAttempts: 8, signups: 100, jsonBodyBytes: 1024, maxEventsPerPage: 2 },
       logger: { error: () => {} },
     }),
   );
@@ -193,6 +193,10 @@ describe('threads REST and isolation', () => {
       { type: 'RUN_STARTED', threadId: t.json.threadId, runId: 'run1', ts: 2 },
       { type: 'RUN_FINISHED', threadId: t.json.threadId, runId: 'run1', ts: 3 },
     ]);
+    // A page never holds more than maxEventsPerPage (2 here), whatever `limit` asks for.
+    const capped = await c.req('GET', `/api/threads/${t.json.threadId}/events?limit=1000`);
+    expect(capped.json.events).toHaveLength(2);
+    expect(capped.json.hasMore).toBe(true);
     const ev = await c.req('GET', `/api/threads/${t.json.threadId}/events?afterSeq=1`);
     expect(ev.status).toBe(200);
     expect(ev.json.events.map((e: { type: string; seq: number }) => [e.seq, e.type])).toEqual([

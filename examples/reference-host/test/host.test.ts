@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDemoModelProvider, createRunner } from '@threadline/agent-runner';
-import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
+import { createRunFinishedEvent, createRunStartedEvent } from '@threadline/contracts';
+import type { AgentEvent, RunRequest, SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { inProcessAgentTransport } from '@threadline/relay';
 import { createTokenIssuer } from '@threadline/tools-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,7 @@ let host: Host;
 let dir: string;
 let base: string;
 let secret: string;
+const holds = new Map<string, () => void>();
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-host-'));
@@ -169,7 +171,22 @@ describe('host: WebSocket boundary', () => {
     expect(e2.type === 'error' && e2.code).toBe('not_found');
     // Nothing was written to the owner's thread.
     expect((await owner.c.req('GET', `/api/threads/${owner.threadId}/events`)).json.events).toEqual([]);
+
+    // The owner starts a run that stays in progress; the attacker's cancel for its id does nothing.
+    const ownerWs = await WsClient.open(owner.c.cookie);
+    ownerWs.send({ type: 'subscribe', threadId: owner.threadId, afterSeq: 0 });
+    ownerWs.send({ type: 'send', threadId: owner.threadId, text: 'hold', clientMessageId: 'o1' });
+    const ack = await ownerWs.next((m) => m.type === 'ack');
+    const runId = ack.type === 'ack' ? ack.runId : '';
+    await ownerWs.next((m) => m.type === 'event' && m.event.type === 'RUN_STARTED');
+    ws.send({ type: 'cancel', runId });
+    const e3 = await ws.next((m) => m.type === 'error' && m.ref === runId);
+    expect(e3.type === 'error' && e3.code).toBe('not_found');
+    holds.get(runId)?.();
+    const end = await ownerWs.next(finished(runId));
+    expect(end.type === 'event' && end.event.type).toBe('RUN_FINISHED');
     expect(ws.events()).toEqual([]);
+    ownerWs.close();
     ws.close();
   });
 });
