@@ -32,12 +32,22 @@ beforeAll(async () => {
     tracing: false,
     logger: { info: () => {}, warn: () => {}, error: console.error },
   });
-  host = await startHost({
-    config,
-    secrets,
-    agent: inProcessAgentTransport(runner),
-    logger: { error: () => {}, warn: () => {} },
+  // A message "hold" starts a run that stays open until released or cancelled (the seam is the agent
+  // transport), so cancel can be tried on a run that is really in progress.
+  async function* hold(request: RunRequest, { signal }: { signal: AbortSignal }): AsyncGenerator<AgentEvent> {
+    const ids = { threadId: request.threadId, runId: request.runId };
+    yield createRunStartedEvent(ids);
+    await new Promise<void>((resolve) => {
+      holds.set(request.runId, resolve);
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    if (!signal.aborted) yield createRunFinishedEvent(ids);
+  }
+  const agent = inProcessAgentTransport({
+    run: (request, options) =>
+      request.message === 'hold' ? hold(request, options) : runner.run(request, options),
   });
+  host = await startHost({ config, secrets, agent, logger: { error: () => {}, warn: () => {} } });
   base = `http://127.0.0.1:${host.port}`;
 });
 afterAll(async () => {
@@ -182,7 +192,15 @@ describe('host: WebSocket boundary', () => {
     ws.send({ type: 'cancel', runId });
     const e3 = await ws.next((m) => m.type === 'error' && m.ref === runId);
     expect(e3.type === 'error' && e3.code).toBe('not_found');
-    holds.get(runId)?.();
+    // The run is still in progress (no terminal event), so the refused cancel really had something to stop.
+    expect(
+      ownerWs
+        .events()
+        .some((e) => e.runId === runId && (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR')),
+    ).toBe(false);
+    const release = holds.get(runId);
+    expect(release).toBeDefined();
+    release!();
     const end = await ownerWs.next(finished(runId));
     expect(end.type === 'event' && end.event.type).toBe('RUN_FINISHED');
     expect(ws.events()).toEqual([]);
