@@ -565,30 +565,32 @@ export class AgentChat extends LitElement {
 
   private renderItem(item: ChatItem, retryable: boolean): TemplateResult {
     switch (item.kind) {
-      case 'user':
-        return html`<div part="message user-message" class="msg user" data-status=${item.status}>
-            ${item.text}
-          </div>
-          ${
-            item.status === 'failed'
-              ? html`<div part="send-error" class="failed">
-                  <span>Not sent: ${item.error ?? 'unknown error'}</span>
-                  ${
-                    this.readonly
-                      ? nothing
-                      : html`<button
-                          type="button"
-                          class="link"
-                          part="retry-button"
-                          aria-label="Retry sending"
-                          @click=${() => this.resend(item)}
-                        >
-                          Retry
-                        </button>`
-                  }
-                </div>`
-              : nothing
-          }`;
+      case 'user': {
+        // The bubble uses white-space: pre-wrap, so the template must not put whitespace around the text.
+        // prettier-ignore
+        const bubble = html`<div part="message user-message" class="msg user" data-status=${item.status}>${item.text}</div>`;
+        return html`${bubble}
+        ${
+          item.status === 'failed'
+            ? html`<div part="send-error" class="failed">
+                <span>Not sent: ${item.error ?? 'unknown error'}</span>
+                ${
+                  this.readonly
+                    ? nothing
+                    : html`<button
+                        type="button"
+                        class="link"
+                        part="retry-button"
+                        aria-label="Retry sending"
+                        @click=${() => this.resend(item)}
+                      >
+                        Retry
+                      </button>`
+                }
+              </div>`
+            : nothing
+        }`;
+      }
       case 'assistant':
         return html`<div
           part="message assistant-message"

@@ -21,6 +21,11 @@ export type AgentChatErrorCode = (typeof AGENT_CHAT_ERROR_CODES)[number];
  * try { chat.send('hi'); } catch (err) { if (err instanceof AgentChatError && err.code === 'run_active') wait(); }
  */
 export class AgentChatError extends Error {
+  static {
+    // Minifiers rename classes; pin the name so `new.target.name` stays readable in the script-tag bundle.
+    Object.defineProperty(this, 'name', { value: 'AgentChatError' });
+  }
+
   /** Machine-readable reason. */
   readonly code: AgentChatErrorCode;
 

@@ -75,6 +75,7 @@ suite('<agent-chat> in Chromium', () => {
     server: ScriptedServer,
     extra: Record<string, string> = {},
     baseDelayMs = 30,
+    maxAttempts = 5,
   ): Promise<Page> {
     context = await browser.newContext({ viewport: { width: 640, height: 720 } });
     const page = await context.newPage();
@@ -82,14 +83,14 @@ suite('<agent-chat> in Chromium', () => {
     await page.goto(pages.url);
     await page.waitForFunction(() => customElements.get('agent-chat') !== undefined);
     await page.evaluate(
-      ({ url, threadId, extra, baseDelayMs }) => {
+      ({ url, threadId, extra, baseDelayMs, maxAttempts }) => {
         window.__events = [];
         window.__types = [];
         window.__errors = [];
         window.__states = [];
         window.__finished = [];
         const el = document.createElement('agent-chat');
-        el.reconnectOptions = { baseDelayMs, maxDelayMs: baseDelayMs * 4, maxAttempts: 5 };
+        el.reconnectOptions = { baseDelayMs, maxDelayMs: baseDelayMs * 4, maxAttempts };
         el.addEventListener('agent-chat:event', (e) => {
           window.__events.push(e.detail.event.seq);
           window.__types.push(e.detail.event.type);
@@ -104,7 +105,7 @@ suite('<agent-chat> in Chromium', () => {
         el.setAttribute('thread-id', threadId);
         document.body.append(el);
       },
-      { url: server.url, threadId: server.threadId, extra, baseDelayMs },
+      { url: server.url, threadId: server.threadId, extra, baseDelayMs, maxAttempts },
     );
     return page;
   }
@@ -117,9 +118,8 @@ suite('<agent-chat> in Chromium', () => {
       messageId,
     );
 
-  const ack = (s: ScriptedServer, ws: WebSocket, clientMessageId: string, runId: string): void => {
+  const ack = (_s: ScriptedServer, ws: WebSocket, clientMessageId: string, runId: string): void => {
     ws.send(JSON.stringify({ type: 'ack', clientMessageId, runId }));
-    void s;
   };
 
   it('renders history, live chunks, tool states, a run error with retry and a finished run (light and dark)', async () => {
@@ -288,6 +288,35 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[part~="composer"]').count()).toBe(0);
     await chat.evaluate((el) => el.removeAttribute('readonly'));
     expect(await chat.locator('textarea[aria-label="Message"]').count()).toBe(1);
+    // The methods refuse with a typed error instead of sending something the server would reject.
+    const refusals = await chat.evaluate((el: HTMLElementTagNameMap['agent-chat']) => {
+      const out: string[] = [];
+      const attempts = [
+        () => el.send('   '),
+        () => el.send('x'.repeat(32_001)),
+        () => el.cancel(),
+        () => {
+          el.readonly = true;
+          el.send('hi');
+        },
+      ];
+      for (const attempt of attempts) {
+        try {
+          attempt();
+          out.push('no error');
+        } catch (err) {
+          out.push(`${(err as Error).name}:${(err as { code: string }).code}`);
+        }
+      }
+      return out;
+    });
+    expect(refusals).toEqual([
+      'AgentChatError:invalid_message',
+      'AgentChatError:invalid_message',
+      'AgentChatError:no_active_run',
+      'AgentChatError:readonly',
+    ]);
+    expect(s.received.filter((m) => m.type !== 'subscribe')).toEqual([]);
   });
 
   it('resumes mid-run after the server drops the socket: final text equals the log, no duplicates', async () => {
@@ -409,20 +438,16 @@ suite('<agent-chat> in Chromium', () => {
         return false;
       },
     });
-    const page = await mount(s, {}, 10);
-    await page.evaluate(() => {
-      document.querySelector('agent-chat')!.reconnectOptions = {
-        baseDelayMs: 10,
-        maxDelayMs: 40,
-        maxAttempts: 2,
-      };
-    });
+    const page = await mount(s, {}, 10, 2);
     await expect
       .poll(() => page.evaluate(() => window.__errors.map((e) => e.code)))
       .toContain('reconnect_exhausted');
     expect(await page.locator('agent-chat').getAttribute('connection')).toBe('disconnected');
+    expect(s.connections).toBe(3); // the first attempt and maxAttempts retries
+    await page.waitForTimeout(200); // many times the 10-40 ms backoff: a further retry would show up here
+    expect(s.connections).toBe(3);
     const settled = s.connections;
-    expect(settled).toBeLessThanOrEqual(1 + 1 + 2); // the first mount's attempts, then the new options: 1 + maxAttempts
+    expect(await page.evaluate(() => window.__states.filter((x) => x === 'reconnecting').length)).toBe(2);
     await page.locator('agent-chat [part~="reconnect-button"]').click();
     await s.until(() => s.connections > settled, 'a manual reconnect');
   });
