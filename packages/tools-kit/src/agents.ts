@@ -27,8 +27,8 @@ export interface ToAgentToolsOptions {
 }
 
 /**
- * Turns a manifest into `@openai/agents` function tools (JSON Schema parameters, strict mode). Internal
- * entries (session, events) are skipped. A failed call is returned to the model as an error text and
+ * Turns a manifest into `@openai/agents` function tools (JSON Schema parameters, strict mode), in manifest
+ * order. Internal entries (session, events) are skipped. A failed call is returned to the model as an error text and
  * reported through `onResult`; nothing rejects. The SDK's call id is sent as the idempotency key.
  * @example
  * const manifest = await client.manifest();

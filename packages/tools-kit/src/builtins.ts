@@ -23,6 +23,7 @@ export const BUILTIN_TOOLS = {
   /** Backs `GET /state`; also callable as a tool so the model can read state on demand. */
   stateGet: 'state.get',
 } as const;
+/** The name of a built-in tool. */
 export type BuiltinToolName = (typeof BUILTIN_TOOLS)[keyof typeof BUILTIN_TOOLS];
 
 /** Most session items one `session.add` call may carry, and most one `session.get` returns. */

@@ -13,6 +13,7 @@ export const TOOLS_KIT_ERROR_CODES = [
   'limit_exceeded',
   'tool_call_failed',
 ] as const;
+/** A {@link ToolsKitError} code. */
 export type ToolsKitErrorCode = (typeof TOOLS_KIT_ERROR_CODES)[number];
 
 /**

@@ -1,10 +1,13 @@
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
 import { ToolResultSchema } from '@threadline/contracts';
 import type { JsonValue } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { MemoryToolStore, ToolsKitError, defineTool } from '../src/index.js';
 import type { ToolStore } from '../src/index.js';
+import { toolRouterMiddleware } from '../src/express.js';
 import { makeSetup, post, serveExpress } from './helpers.js';
 
 const servers: { close(): Promise<void> }[] = [];
@@ -127,6 +130,25 @@ describe('request bodies at the edges (over HTTP)', () => {
     expect(postState.status).toBe(405);
     const other = await fetch(`${url}/health`);
     expect(await other.json()).toEqual({ fallthrough: true });
+  });
+
+  it('reuses a body that express.json() already parsed', async () => {
+    const { router, mint } = makeSetup();
+    const app = express();
+    app.use(express.json({ limit: '10kb' }));
+    app.use(toolRouterMiddleware(router));
+    const server = await new Promise<Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    servers.push({ close: () => new Promise<void>((r) => server.close(() => r())) });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const res = await envelope(
+      await post(`${url}/tools/profile.patch`, await mint(), {
+        threadId: 't1',
+        input: { displayName: 'Pre' },
+      }),
+    );
+    expect(res.body).toEqual({ ok: true, data: { profile: { displayName: 'Pre' } } });
   });
 
   it('serves under a mount point and a basePath', async () => {
