@@ -1,0 +1,81 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createFakeOpenAIServer, type FakeOpenAIServer } from '@threadline/agent-runner/testing';
+import type { ServerMessage } from '@threadline/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { Client } from './helpers.js';
+import { EXAMPLE_DIR, ensureBuilt, startUserHost, type UserHost } from './user-host.js';
+
+// `node dist/main.js` as a user runs it, without a browser: settings are validated, and with OPENAI_API_KEY the
+// agent process really talks to an OpenAI endpoint (here a local server speaking the OpenAI wire format).
+beforeAll(() => ensureBuilt(), 240_000);
+
+describe('starting the host', () => {
+  it('refuses bad settings with one line per problem and exit code 1', () => {
+    const r = spawnSync(process.execPath, [join(EXAMPLE_DIR, 'dist/main.js')], {
+      env: { PATH: process.env.PATH, PORT: 'eighty', MONGODB_URI: 'mysql://x', TOOLS_TOKEN_SECRET: 'short' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('Invalid settings:');
+    expect(r.stderr).toContain('  - PORT: PORT must be a number');
+    expect(r.stderr).toContain('  - MONGODB_URI: MONGODB_URI must start with mongodb:// or mongodb+srv://');
+    expect(r.stderr).toContain('  - TOOLS_TOKEN_SECRET: TOOLS_TOKEN_SECRET must be at least 32 characters');
+  });
+
+  describe('with OPENAI_API_KEY', () => {
+    let fake: FakeOpenAIServer;
+    let host: UserHost;
+    beforeAll(async () => {
+      fake = await createFakeOpenAIServer({
+        respond: () => ({ type: 'text', text: 'Hello from the OpenAI endpoint.' }),
+      });
+      host = await startUserHost({
+        OPENAI_API_KEY: 'sk-test-fake',
+        OPENAI_BASE_URL: fake.baseURL,
+        OPENAI_MODEL: 'gpt-test-model',
+        // Traces go to the fake server too, never to the internet.
+        THREADLINE_TRACING_ENDPOINT: fake.tracesEndpoint,
+      });
+    }, 60_000);
+    afterAll(async () => {
+      expect(await host?.stop()).toBe(0);
+      await fake?.close();
+    });
+
+    it('prints the model in use, and the agent process answers through the configured OpenAI endpoint', async () => {
+      expect(host.output()).toMatch(/Model\s+gpt-test-model \(OpenAI\)/);
+      expect(host.output()).toMatch(/Store\s+SQLite in /);
+      const port = new URL(host.url).port;
+      const base = `http://127.0.0.1:${port}`;
+      const c = new Client(base);
+      await c.signup('openai-user');
+      const threadId = (await c.req('POST', '/api/threads', { json: {} })).json.threadId as string;
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { origin: base, cookie: c.cookie! } });
+      const messages: ServerMessage[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        ws.on('message', (d) => {
+          const m = JSON.parse(String(d)) as ServerMessage;
+          messages.push(m);
+          if (m.type === 'event' && (m.event.type === 'RUN_FINISHED' || m.event.type === 'RUN_ERROR'))
+            resolve();
+        });
+        ws.on('error', reject);
+      });
+      await new Promise((r) => ws.once('open', r));
+      ws.send(JSON.stringify({ type: 'subscribe', threadId, afterSeq: 0 }));
+      ws.send(JSON.stringify({ type: 'send', threadId, text: 'hi', clientMessageId: 'c1' }));
+      await done;
+      ws.close();
+      const events = messages.flatMap((m) => (m.type === 'event' ? [m.event] : []));
+      expect(events.at(-1)?.type).toBe('RUN_FINISHED');
+      const text = events.map((e) => (e.type === 'TEXT_MESSAGE_CHUNK' ? e.delta : '')).join('');
+      expect(text).toBe('Hello from the OpenAI endpoint.');
+      expect(fake.requests.length).toBeGreaterThan(0);
+      expect(fake.requests[0]!.body.model).toBe('gpt-test-model');
+      expect(fake.requests[0]!.headers.authorization).toBe('Bearer sk-test-fake');
+    });
+  });
+});
