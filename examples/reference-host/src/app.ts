@@ -203,7 +203,7 @@ export function createApp(options: AppOptions): express.Express {
         passwordHash: await hashPassword(password),
         createdAt: Date.now(),
       });
-      await sessions.start(res, user.id);
+      await sessions.start(req, res, user.id);
       res.status(201).json({ user: userView(user) });
     }),
   );
@@ -217,7 +217,7 @@ export function createApp(options: AppOptions): express.Express {
       const user = await users.findUserByUsername(username);
       const ok = await verifyPassword(user?.passwordHash, password);
       if (!user || !ok) throw new HostError('invalid_credentials', 'Wrong username or password.');
-      await sessions.start(res, user.id);
+      await sessions.start(req, res, user.id);
       res.json({ user: userView(user) });
     }),
   );

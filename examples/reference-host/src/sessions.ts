@@ -19,8 +19,13 @@ export class Sessions {
     this.cookieName = options.secure ? '__Host-tl_session' : 'tl_session';
   }
 
-  /** Starts a session for `userId` and sets its cookie. */
-  async start(res: Response, userId: string): Promise<void> {
+  /**
+   * Starts a session for `userId` and sets its cookie. A session the request already carried is deleted
+   * first, so signing in always gets a fresh id (no session fixation) and leaves no stray session behind.
+   */
+  async start(req: Request, res: Response, userId: string): Promise<void> {
+    const previous = readCookie(req.headers.cookie, this.cookieName);
+    if (previous !== undefined && previous.length <= 128) await this.#users.deleteSession(hashId(previous));
     const id = randomBytes(32).toString('base64url');
     const now = Date.now();
     await this.#users.createSession({

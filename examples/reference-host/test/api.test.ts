@@ -120,6 +120,20 @@ describe('auth', () => {
     expect(extra.status).toBe(400);
   });
 
+  it('signing in again replaces the session: the previous cookie stops working', async () => {
+    const c = new Client(base);
+    await c.signup('rotate', 'a long enough password');
+    const before = c.cookie;
+    await c.req('POST', '/api/auth/login', {
+      json: { username: 'rotate', password: 'a long enough password' },
+    });
+    expect(c.cookie).not.toBe(before);
+    expect((await c.req('GET', '/api/me')).status).toBe(200);
+    const old = new Client(base);
+    old.cookie = before;
+    expect((await old.req('GET', '/api/me')).status).toBe(401);
+  });
+
   it('refuses a forged or oversized session cookie', async () => {
     const c = new Client(base);
     c.cookie = `tl_session=${'A'.repeat(43)}`;

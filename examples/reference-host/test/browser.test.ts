@@ -215,6 +215,22 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, '7-after-restart.png') });
   });
 
+  it('signs out, refuses a wrong password with a generic message, and signs back in to the thread list', async () => {
+    await page.click('#logout');
+    await page.waitForURL(`${host.url}/`);
+    await page.fill('#username', 'ada');
+    await page.fill('#password', 'not the password');
+    await page.click('#login');
+    await expect
+      .poll(() => page.locator('#auth-error').textContent(), WAIT)
+      .toBe('Wrong username or password.');
+    await page.fill('#password', 'correct horse battery');
+    await page.click('#login');
+    await page.waitForURL(`${host.url}/threads`);
+    await expect.poll(() => page.locator('#threads a').first().textContent(), WAIT).toBe('First thread');
+    await page.screenshot({ path: join(ARTIFACTS, '8-thread-list.png') });
+  });
+
   it('exported one trace per finished run to the ingest endpoint, grouped by the thread', async () => {
     const log = await page.evaluate(async (id) => {
       const r = await fetch(`/api/threads/${id}/events`);

@@ -169,6 +169,18 @@ describe('host: WebSocket boundary', () => {
     await expect(WsClient.open(c.cookie, 'https://evil.example')).rejects.toThrow('HTTP 403');
   });
 
+  it('answers upgrades on paths other than /ws with 404 instead of leaving them hanging', async () => {
+    const { c } = await userWithThread('wspath');
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/elsewhere`, {
+      headers: { origin: base, cookie: c.cookie! },
+    });
+    const status = await new Promise<number | undefined>((resolve) => {
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode));
+      ws.once('error', () => resolve(undefined));
+    });
+    expect(status).toBe(404);
+  });
+
   it('another user can neither subscribe to, send to, nor cancel runs of a thread by frame', async () => {
     const owner = await userWithThread('owner1');
     const attacker = await userWithThread('attacker1');
