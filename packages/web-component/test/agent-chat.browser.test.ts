@@ -1,31 +1,15 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { WebSocket } from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { browserSuite, launchChromium } from './helpers/browser.js';
 import { PageServer } from './helpers/page-server.js';
 import { ScriptedServer, type Script } from './helpers/scripted-server.js';
 
-declare global {
-  interface Window {
-    __events: number[];
-    __types: string[];
-    __errors: Array<{ code: string; fatal: boolean; message: string }>;
-    __states: string[];
-    __finished: Array<{ runId: string; ok: boolean }>;
-    __longTasks: number[];
-    __xss?: unknown;
-  }
-}
-
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/', import.meta.url));
-const haveChromium = existsSync(CHROMIUM);
-// Without Chromium a developer machine skips these with a reason; CI must have it, so there they fail instead.
-if (!haveChromium && !process.env.CI)
-  console.warn(`skipping <agent-chat> browser tests: ${CHROMIUM} is missing (CI=1 makes this a failure)`);
-const suite = haveChromium || process.env.CI ? describe : describe.skip;
+const suite = browserSuite('<agent-chat> in Chromium');
 
 suite('<agent-chat> in Chromium', () => {
   let browser: Browser;
@@ -34,22 +18,7 @@ suite('<agent-chat> in Chromium', () => {
   const servers: ScriptedServer[] = [];
 
   beforeAll(async () => {
-    [pages, browser] = await Promise.all([
-      PageServer.start(),
-      chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      }),
-    ]);
+    [pages, browser] = await Promise.all([PageServer.start(), launchChromium()]);
     await mkdir(ARTIFACTS, { recursive: true });
   });
 

@@ -23,12 +23,13 @@ const PAGE = `<!doctype html>
 /** Builds the single-file bundle (same options as scripts/bundle.mjs) into a temp dir and serves it with a test page. */
 export class PageServer {
   private constructor(
-    private readonly server: Server,
+    readonly server: Server,
     private readonly dir: string,
     readonly bundleBytes: number,
   ) {}
 
-  static async start(): Promise<PageServer> {
+  /** `setup` may attach more to the HTTP server (e.g. the relay's WebSocket transport) before it listens. */
+  static async start(setup?: (server: Server) => void): Promise<PageServer> {
     const dir = await mkdtemp(join(tmpdir(), 'agent-chat-test-'));
     const outfile = join(dir, 'agent-chat.js');
     await build({
@@ -51,12 +52,17 @@ export class PageServer {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
       } else res.writeHead(404).end();
     });
+    setup?.(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return new PageServer(server, dir, bundle.length);
   }
 
   get url(): string {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/`;
+  }
+
+  get origin(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   async close(): Promise<void> {
