@@ -46,8 +46,14 @@ export interface AgentChatLimits extends ThreadModelLimits {
 
 /** Completed messages are announced to screen readers up to this many characters. */
 const MAX_ANNOUNCEMENT = 1_000;
-/** Events older than this before the first subscribe count as history and are not announced. */
+/*
+ * Screen readers should hear new answers, not the replayed history. The protocol has no "replay done" marker,
+ * so an event counts as live when it belongs to a run this element started, or when it arrived more than
+ * REPLAY_WINDOW_MS after the connection opened and is not older (server clock) than that connection minus
+ * HISTORY_SLACK_MS. Both clocks are used so that neither skew nor a slow replay alone announces history.
+ */
 const HISTORY_SLACK_MS = 2_000;
+const REPLAY_WINDOW_MS = 1_000;
 
 function newId(): string {
   // randomUUID needs a secure context; plain-http intranet pages fall back to getRandomValues.
@@ -154,6 +160,7 @@ export class AgentChat extends LitElement {
   private connChange: ConnectionChange = { state: 'idle', attempt: 0 };
   private stopReason = '';
   private historyBefore = 0;
+  private connectedAt = 0;
   private readonly myRuns = new Set<string>();
   private announcement = '';
   private frame = 0;
@@ -312,8 +319,10 @@ export class AgentChat extends LitElement {
           this.emit('agent-chat:error', p);
         },
         state: (c) => {
-          if (c.state === 'connected' && this.historyBefore === 0)
+          if (c.state === 'connected') {
+            this.connectedAt = performance.now();
             this.historyBefore = Date.now() - HISTORY_SLACK_MS;
+          }
           if (c.state === 'reconnecting' || c.state === 'disconnected') {
             // The server may or may not have stored these; Retry re-sends with the same clientMessageId, which the
             // relay treats idempotently.
@@ -343,7 +352,9 @@ export class AgentChat extends LitElement {
 
   private onEvent(event: SequencedAgentEvent): void {
     const { completed } = this.model.apply(event);
-    const live = event.ts >= this.historyBefore || this.myRuns.has(event.runId);
+    const live =
+      this.myRuns.has(event.runId) ||
+      (event.ts >= this.historyBefore && performance.now() - this.connectedAt > REPLAY_WINDOW_MS);
     if (live) {
       const last = completed[completed.length - 1];
       if (last) this.announce(`Assistant: ${last.text}`);

@@ -180,6 +180,7 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[data-tool-call-id="tc2"]').textContent()).toContain('no tables left');
     expect(await chat.locator('[part~="run-error"]').textContent()).toContain('The model is overloaded');
     expect(await page.evaluate(() => window.__types.includes('STATE_CHANGED'))).toBe(true);
+    expect(await chat.locator('[role="status"]').textContent()).toBe(''); // history is not announced
 
     // Unknown event types are skipped and garbage is reported, without breaking the stream.
     s.log.push({
@@ -208,6 +209,11 @@ suite('<agent-chat> in Chromium', () => {
       .toBe('running');
     expect(await chat.locator('[part~="stop-button"]').isVisible()).toBe(true);
     expect(await chat.locator('[part~="send-button"]').isDisabled()).toBe(true);
+    const spinner = chat.locator('[data-tool-call-id="tc3"] .spinner');
+    expect(await spinner.evaluate((el) => getComputedStyle(el).animationName)).toBe('spin');
+    await page.emulateMedia({ reducedMotion: 'reduce' });
+    expect(await spinner.evaluate((el) => getComputedStyle(el).animationName)).toBe('none');
+    await page.emulateMedia({ reducedMotion: 'no-preference' });
 
     s.append(
       { type: 'TOOL_CALL_RESULT', runId: 'r3', toolCallId: 'tc3', toolName: 'booking.create', ok: true },
@@ -491,6 +497,33 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[data-message-id="a1"] code').first().textContent()).toBe('<b onmouseover=x>');
   });
 
+  it('renders the common Markdown subset as DOM', async () => {
+    const s = await serve('t-md');
+    const page = await mount(s);
+    await page.waitForFunction(() => typeof window.__renderMarkdown === 'function');
+    const html = await page.evaluate(() => {
+      const render = (src: string): string => {
+        const div = document.createElement('div');
+        div.append(window.__renderMarkdown(src));
+        return div.innerHTML;
+      };
+      return [
+        render('# Title\n\nSome *em*, __strong__, ~~gone~~ and `a <b>`.\nNext line with snake_case_name.'),
+        render('3. three\n4. four\n   - nested *x*\n\n> quoted **text**\n\n---'),
+        render('```ts\nconst a = "<script>";\n```\nafter'),
+        render('streaming ```py\n```py\nprint(1)'),
+        render('see https://example.com/x?y=1, or [mail](mailto:a@b.c) or [rel](/relative)'),
+      ];
+    });
+    expect(html).toEqual([
+      '<h3>Title</h3><p>Some <em>em</em>, <strong>strong</strong>, <s>gone</s> and <code>a &lt;b&gt;</code>.<br>Next line with snake_case_name.</p>',
+      '<ol start="3"><li>three</li><li><p>four</p><ul><li>nested <em>x</em></li></ul></li></ol><blockquote><p>quoted <strong>text</strong></p></blockquote><hr>',
+      '<pre><code data-lang="ts">const a = "&lt;script&gt;";</code></pre><p>after</p>',
+      '<p>streaming ```py</p><pre><code data-lang="py">print(1)</code></pre>',
+      '<p>see <a href="https://example.com/x?y=1" target="_blank" rel="noopener noreferrer">https://example.com/x?y=1</a>, or <a href="mailto:a@b.c" target="_blank" rel="noopener noreferrer">mail</a> or rel</p>',
+    ]);
+  });
+
   it('works keyboard-only: focus the input, type, Shift+Enter, Enter to send, Tab to Stop', async () => {
     const s = await serve('t-keys', {
       onSend(server, msg, ws) {
@@ -609,8 +642,9 @@ suite('<agent-chat> in Chromium', () => {
       .map((m) => (m as { clientMessageId: string }).clientMessageId);
     expect(ids).toHaveLength(3);
     expect(new Set(ids).size).toBe(1);
+    // The DOM catches up on the next animation frame after the event.
+    await expect.poll(() => chat.locator('[part~="user-message"]').getAttribute('data-status')).toBe('sent');
     expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
-    expect(await chat.locator('[part~="user-message"]').getAttribute('data-status')).toBe('sent');
     expect(await chat.locator('[part~="send-error"]').count()).toBe(0);
   });
 

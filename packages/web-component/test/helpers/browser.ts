@@ -12,6 +12,7 @@ declare global {
     __finished: Array<{ runId: string; ok: boolean }>;
     __longTasks: number[];
     __xss?: unknown;
+    __renderMarkdown(source: string): DocumentFragment;
   }
 }
 

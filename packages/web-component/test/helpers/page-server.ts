@@ -17,7 +17,10 @@ const PAGE = `<!doctype html>
       .observe({ type: 'longtask', buffered: true });
   } catch {}
 </script>
-<script type="module" src="/agent-chat.js"></script>
+<script type="module">
+  import { renderMarkdown } from '/agent-chat.js';
+  window.__renderMarkdown = renderMarkdown;
+</script>
 </head><body></body></html>`;
 
 /** Builds the single-file bundle (same options as scripts/bundle.mjs) into a temp dir and serves it with a test page. */
