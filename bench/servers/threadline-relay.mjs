@@ -1,0 +1,64 @@
+// The API side: relay + SQLite store + WebSocket transport, with the agent in process or over HTTP/SSE.
+// Usage: node threadline-relay.mjs <inproc|http> <threads> [agentUrl]
+import { createServer } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  attachWebSocketServer,
+  createRelay,
+  httpAgentTransport,
+  inProcessAgentTransport,
+} from '@threadline/relay';
+import { openSqliteStore } from '@threadline/relay/sqlite';
+import { syntheticRunner } from './synthetic-runner.mjs';
+
+const [mode, threadsText, agentUrl] = process.argv.slice(2);
+const dir = mkdtempSync(join(tmpdir(), 'threadline-bench-'));
+const store = openSqliteStore({ path: join(dir, 'bench.db') });
+const threads = Number(threadsText ?? 1);
+for (let i = 0; i < threads; i++) store.createThread({ threadId: `bench_${i}`, ownerId: 'bench_user' });
+
+const agent =
+  mode === 'http'
+    ? httpAgentTransport({ url: agentUrl, credential: process.env.BENCH_AGENT_SECRET })
+    : inProcessAgentTransport(syntheticRunner);
+const relay = createRelay({
+  store,
+  agent,
+  tokens: { issue: async () => 'bench-token' },
+  toolsBaseUrl: 'http://127.0.0.1:1',
+  tools: [],
+  limits: { maxActiveRuns: 5_000, maxBufferedEvents: 1_000_000, maxBufferedBytes: 256 * 1024 * 1024 },
+  logger: { warn: console.error, error: console.error },
+});
+const server = createServer();
+const ws = attachWebSocketServer(server, relay, {
+  authenticate: async () => ({ id: 'bench_user' }),
+  allowedOrigins: ['http://127.0.0.1'],
+  limits: {
+    messagesPerSecond: 100_000,
+    messageBurst: 100_000,
+    maxPendingRequests: 10_000,
+    maxSubscriptionsPerConnection: 10_000,
+    highWaterBytes: 16 * 1024 * 1024,
+  },
+});
+server.listen(0, '127.0.0.1', () =>
+  console.log(`READY ${JSON.stringify({ port: server.address().port, pid: process.pid })}`),
+);
+
+process.stdin.on('data', (d) => {
+  // "mem" → print RSS after GC, for the memory figures.
+  if (String(d).trim() === 'mem') {
+    globalThis.gc?.();
+    console.log(`MEM ${process.memoryUsage().rss}`);
+  }
+});
+process.on('SIGTERM', async () => {
+  await ws.close();
+  await relay.close();
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
+});
