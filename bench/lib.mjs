@@ -32,8 +32,8 @@ export function percentile(values, p) {
  * Starts `node <file> ...args` and waits for it to print `READY <json>`; returns that JSON and a stop function.
  * The child is killed on stop and when this process exits.
  */
-export async function startServer(file, args = [], env = {}) {
-  const child = spawn(process.execPath, [file, ...args], {
+export async function startServer(file, args = [], env = {}, nodeArgs = []) {
+  const child = spawn(process.execPath, [...nodeArgs, file, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, NODE_ENV: 'production', ...env },
   });
@@ -83,3 +83,9 @@ export function latencyRecorder(expected) {
 
 /** Resident set size in bytes. */
 export const rss = () => process.memoryUsage().rss;
+
+/** Asks a bench server for its RSS after a full GC (servers answer GET /mem when started with --expose-gc). */
+export async function serverRss(port) {
+  const res = await fetch(`http://127.0.0.1:${port}/mem`);
+  return Number(await res.text());
+}

@@ -67,7 +67,7 @@ for (const n of sizes) {
 for (const name of extraScenarios) {
   const r = runScenario(name, smoke ? 1 : 0);
   results.extra.push(r);
-  console.log(`${name}: ${JSON.stringify(r)}`);
+  console.log(`${name}:\n${r.error ? `ERROR ${r.error}` : (r.markdown ?? JSON.stringify(r))}\n`);
 }
 results.seconds = (Date.now() - started) / 1000;
 
@@ -90,8 +90,68 @@ if (results.extra.length) {
   for (const r of results.extra)
     md += `### ${r.name}\n\n${r.error ? `error: ${r.error}` : (r.markdown ?? '```\n' + JSON.stringify(r, null, 2) + '\n```')}\n\n`;
 }
+// Targets (issue 8), stated plainly: met or missed.
+const targets = [];
+const at = (name, n) => results.stream.find((r) => r.name === name && r.requested === n);
+const extra = (name) => results.extra.find((r) => r.name === name && !r.error);
+for (const n of sizes) {
+  const full = at('stream-full', n);
+  const inproc = at('stream-inproc', n);
+  const peersBest = Math.max(at('ag-ui', n)?.eventsPerSec ?? 0, at('ai-sdk', n)?.eventsPerSec ?? 0);
+  if (full)
+    targets.push([
+      `full topology ≥ 150,000 events/s @${n}`,
+      full.eventsPerSec >= 150_000 && full.complete,
+      fmt(full.eventsPerSec),
+    ]);
+  if (inproc)
+    targets.push([
+      `in-process ≥ 250,000 events/s @${n}`,
+      inproc.eventsPerSec >= 250_000 && inproc.complete,
+      fmt(inproc.eventsPerSec),
+    ]);
+  if (full && inproc)
+    targets.push([
+      `both ahead of AG-UI and AI SDK @${n}`,
+      Math.min(full.eventsPerSec, inproc.eventsPerSec) > peersBest,
+      `best peer ${fmt(peersBest)}`,
+    ]);
+}
+const conc = extra('concurrency');
+if (conc) {
+  const r100 = conc.rows.find((r) => r.runs === 100);
+  const r1000 = conc.rows.find((r) => r.runs === 1_000);
+  if (r100) targets.push(['p99 added latency < 5 ms at 100 runs', r100.p99 < 5, `${r100.p99.toFixed(2)} ms`]);
+  if (r1000)
+    targets.push([
+      '1,000 runs within 50 ms, zero lost',
+      r1000.ok,
+      `p99 ${r1000.p99.toFixed(2)} ms, lost ${r1000.lost}`,
+    ]);
+}
+const mem = extra('memory');
+if (mem) targets.push(['≤ 2× bare ws memory per idle socket', mem.ratio <= 2, `${mem.ratio.toFixed(2)}×`]);
+const resume = extra('resume');
+if (resume)
+  targets.push([
+    `resume of ${resume.storedEvents} events < 50 ms`,
+    resume.medianMs < 50,
+    `${resume.medianMs.toFixed(1)} ms`,
+  ]);
+const wc = extra('web-component');
+if (wc)
+  targets.push([
+    '<agent-chat> bundle < 20 KiB gzipped',
+    wc.sizes[0].gzip < 20 * 1024,
+    `${(wc.sizes[0].gzip / 1024).toFixed(1)} KiB`,
+  ]);
+results.targets = targets.map(([target, met, figure]) => ({ target, met, figure }));
+md += '\n## Targets\n\n| target | met | figure |\n|---|---|---|\n';
+for (const [target, met, figure] of targets)
+  md += `| ${target} | ${met ? 'yes' : '**MISSED**'} | ${figure} |\n`;
 md += `\nTotal bench time: ${results.seconds.toFixed(0)} s.\n`;
 mkdirSync('bench/results', { recursive: true });
+console.log(md.slice(md.indexOf('## Targets')));
 writeFileSync('bench/results/latest.json', JSON.stringify(results, null, 2) + '\n');
 writeFileSync('bench/results/latest.md', md);
 console.log(

@@ -1,8 +1,14 @@
 // The physical limit: a bare `ws` server streaming ~150-byte JSON events, one send per frame or corked batches.
+import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { stampedDelta } from '../lib.mjs';
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+const server = createServer((req, res) => {
+  // GET /mem: RSS after a full GC, for the memory comparison.
+  globalThis.gc?.();
+  res.end(String(process.memoryUsage().rss));
+});
+const wss = new WebSocketServer({ server, perMessageDeflate: false });
 wss.on('connection', (ws) => {
   ws.on('message', (data) => {
     const { n, mode } = JSON.parse(String(data));
@@ -35,5 +41,5 @@ wss.on('connection', (ws) => {
     pump();
   });
 });
-wss.on('listening', () => console.log(`READY ${JSON.stringify({ port: wss.address().port })}`));
+server.listen(0, '127.0.0.1', () => console.log(`READY ${JSON.stringify({ port: server.address().port })}`));
 process.on('SIGTERM', () => process.exit(0));

@@ -4,7 +4,8 @@ import { stampedDelta } from '../lib.mjs';
 
 export const syntheticRunner = {
   async *run(request, { signal } = {}) {
-    const [, nText, rateText] = request.message.split(' ');
+    // "distinct" gives every chunk its own messageId, so the relay cannot coalesce them (a log of N events).
+    const [, nText, rateText, distinct] = request.message.split(' ');
     const n = Number(nText);
     const rate = Number(rateText ?? 0);
     const { threadId, runId } = request;
@@ -24,7 +25,7 @@ export const syntheticRunner = {
         type: 'TEXT_MESSAGE_CHUNK',
         threadId,
         runId,
-        messageId: `${runId}:m`,
+        messageId: distinct ? `${runId}:m${i}` : `${runId}:m`,
         delta: stampedDelta(),
         ts: Date.now(),
       };

@@ -32,7 +32,11 @@ const relay = createRelay({
   limits: { maxActiveRuns: 5_000, maxBufferedEvents: 1_000_000, maxBufferedBytes: 256 * 1024 * 1024 },
   logger: { warn: console.error, error: console.error },
 });
-const server = createServer();
+const server = createServer((req, res) => {
+  // GET /mem: RSS after a full GC, for the memory figures.
+  globalThis.gc?.();
+  res.end(String(process.memoryUsage().rss));
+});
 const ws = attachWebSocketServer(server, relay, {
   authenticate: async () => ({ id: 'bench_user' }),
   allowedOrigins: ['http://127.0.0.1'],
@@ -48,13 +52,6 @@ server.listen(0, '127.0.0.1', () =>
   console.log(`READY ${JSON.stringify({ port: server.address().port, pid: process.pid })}`),
 );
 
-process.stdin.on('data', (d) => {
-  // "mem" → print RSS after GC, for the memory figures.
-  if (String(d).trim() === 'mem') {
-    globalThis.gc?.();
-    console.log(`MEM ${process.memoryUsage().rss}`);
-  }
-});
 process.on('SIGTERM', async () => {
   await ws.close();
   await relay.close();
