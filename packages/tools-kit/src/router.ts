@@ -24,6 +24,7 @@ import type {
 import { z } from 'zod';
 import { BUILTIN_TOOLS, createBuiltinTools } from './builtins.js';
 import { ToolCallError, ToolsKitError } from './errors.js';
+import { intOption } from './options.js';
 import type { EventSink, ToolStore } from './store.js';
 import type { ToolContext, ToolDefinition } from './tool.js';
 import type { TokenIssuer } from './tokens.js';
@@ -574,18 +575,4 @@ function normaliseBasePath(value: string | undefined): string {
   if (!/^\/[A-Za-z0-9._~\-/]*$/.test(value))
     throw new ToolsKitError('invalid_options', 'basePath must start with "/" and be a plain path');
   return value.replace(/\/+$/, '');
-}
-
-function intOption(
-  value: number | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-  name: string,
-): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ToolsKitError('invalid_options', `${name} must be an integer from ${min} to ${max}`);
-  }
-  return value;
 }

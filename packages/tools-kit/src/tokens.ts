@@ -11,6 +11,7 @@ import type { ActAsClaims } from '@threadline/contracts';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { ToolsKitError } from './errors.js';
+import { intOption } from './options.js';
 
 /** Mints and checks act-as tokens: short-lived JWTs for one user, thread, run and set of tools. */
 export interface TokenIssuer {
@@ -195,18 +196,4 @@ function isKeyObject(key: unknown): key is KeyObject {
     'asymmetricKeyType' in key &&
     typeof (key as KeyObject).export === 'function'
   );
-}
-
-function intOption(
-  value: number | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-  name: string,
-): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ToolsKitError('invalid_options', `${name} must be an integer from ${min} to ${max}`);
-  }
-  return value;
 }
