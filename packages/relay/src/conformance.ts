@@ -8,7 +8,7 @@ import {
   type UserMessageEvent,
 } from '@threadline/contracts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { EventStore } from './store.js';
+import type { EventStore, StoredEvent } from './store.js';
 
 /** What a conformance factory returns: a fresh (or freshly namespaced) store and how to dispose of it. */
 export interface ConformanceStore {
@@ -298,6 +298,131 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         expect(await store.lastSeq(t)).toBe(total);
         const back = await store.read(t, { afterSeq: 0, limit: total + 10 });
         expect(back.map((e) => e.seq)).toEqual(seqs);
+      });
+    });
+
+    describe('appendMany (optional group commit)', () => {
+      /** The adapter's appendMany, or a skip: the method is optional on the port. */
+      function appendManyOf(ctx: { skip(note?: string): never }): NonNullable<EventStore['appendMany']> {
+        if (!store.appendMany) ctx.skip(`${name} does not offer appendMany (the relay appends per thread)`);
+        return store.appendMany!.bind(store);
+      }
+
+      it('appends several threads in one call: per-thread consecutive seqs, sequenced JSON, results in order', async (ctx) => {
+        const appendMany = appendManyOf(ctx);
+        const a = await newThread();
+        const b = await newThread();
+        await store.append(a, [chunk(a, 'r1', 'earlier')]);
+        const result = await appendMany([
+          { threadId: a, events: [chunk(a, 'r1', 'a1'), chunk(a, 'r1', 'a2')] },
+          { threadId: b, events: [chunk(b, 'r1', 'b1')] },
+          { threadId: a, events: [chunk(a, 'r1', 'a3')] },
+          { threadId: b, events: [] },
+        ]);
+        expect(result.map((r) => r.map((e) => e.seq))).toEqual([[2, 3], [1], [4], []]);
+        expect(JSON.parse(result[0]![1]!.json)).toEqual({ ...chunk(a, 'r1', 'a2'), seq: 3 });
+        expect(JSON.parse(result[1]![0]!.json)).toEqual({ ...chunk(b, 'r1', 'b1'), seq: 1 });
+        expect(await store.read(a, { afterSeq: 1, limit: 10 })).toEqual([...result[0]!, ...result[2]!]);
+        expect(await store.read(b, { afterSeq: 0, limit: 10 })).toEqual(result[1]);
+        expect(await store.lastSeq(a)).toBe(4);
+        expect(await store.lastSeq(b)).toBe(1);
+        expect(await appendMany([])).toEqual([]);
+      });
+
+      it('ends runs on terminal events, each in its own thread only', async (ctx) => {
+        const appendMany = appendManyOf(ctx);
+        const a = await newThread();
+        const b = await newThread();
+        const runA = uid('run');
+        const runB = uid('run');
+        await store.startRun(startInput(a, runA, 'cm-a'));
+        await store.startRun(startInput(b, runB, 'cm-b'));
+        await appendMany([
+          { threadId: a, events: [chunk(a, runA, 'x'), finished(a, runA)] },
+          // A terminal event naming run A inside thread B's batch must not end run A (nor B).
+          { threadId: b, events: [finished(b, runA), chunk(b, runB, 'y')] },
+        ]);
+        expect((await store.getRun(runA))?.status).toBe('finished');
+        expect((await store.getRun(runB))?.status).toBe('running');
+        await appendMany([{ threadId: b, events: [failed(b, runB)] }]);
+        expect((await store.getRun(runB))?.status).toBe('failed');
+      });
+
+      it('rejects the whole call when one batch is invalid, naming it, and stores nothing for any thread', async (ctx) => {
+        const appendMany = appendManyOf(ctx);
+        const a = await newThread();
+        const b = await newThread();
+        const runA = uid('run');
+        await store.startRun(startInput(a, runA, 'cm-a'));
+        const bad = { ...chunk(b, 'r1', 'x'), delta: 42 } as unknown as AgentEvent;
+        const error = await expectStoreError(
+          appendMany([
+            { threadId: a, events: [chunk(a, runA, 'ok'), finished(a, runA)] },
+            { threadId: b, events: [chunk(b, 'r1', 'ok'), bad] },
+          ]),
+          'invalid_message',
+        );
+        expect(error.message).toContain('batch [1]');
+        // An event of another thread inside a batch is refused the same way.
+        await expectStoreError(
+          appendMany([
+            { threadId: a, events: [chunk(a, runA, 'ok')] },
+            { threadId: b, events: [chunk(a, runA, 'smuggled')] },
+          ]),
+          'invalid_message',
+        );
+        await expectStoreError(
+          appendMany([{ threadId: 'bad id!', events: [] }] as unknown as Parameters<typeof appendMany>[0]),
+          'invalid_message',
+        );
+        expect(await store.lastSeq(a)).toBe(1);
+        expect(await store.lastSeq(b)).toBe(0);
+        expect((await store.getRun(runA))?.status).toBe('running');
+      });
+
+      it('rejects the whole call with not_found when one thread does not exist, storing nothing', async (ctx) => {
+        const appendMany = appendManyOf(ctx);
+        const a = await newThread();
+        const runA = uid('run');
+        await store.startRun(startInput(a, runA, 'cm-a'));
+        const ghost = uid('ghost');
+        await expectStoreError(
+          appendMany([
+            { threadId: a, events: [chunk(a, runA, 'ok'), finished(a, runA)] },
+            { threadId: ghost, events: [chunk(ghost, 'r1', 'x')] },
+          ]),
+          'not_found',
+        );
+        expect(await store.lastSeq(a)).toBe(1);
+        expect((await store.getRun(runA))?.status).toBe('running');
+        expect(await store.getThread(ghost)).toBeNull();
+      });
+
+      it('never hands out a seq twice or leaves a hole when appendMany and append race on the same threads', async (ctx) => {
+        const appendMany = appendManyOf(ctx);
+        const threads = [await newThread(), await newThread(), await newThread()];
+        const calls: Promise<StoredEvent[][]>[] = [];
+        for (let i = 0; i < 30; i++) {
+          if (i % 3 === 0) {
+            const t = threads[i % threads.length]!;
+            calls.push(store.append(t, [chunk(t, 'r1', `s${i}`)]).then((r) => [r]));
+          } else {
+            calls.push(
+              appendMany(
+                threads.map((t, k) => ({
+                  threadId: t,
+                  events: Array.from({ length: ((i + k) % 3) + 1 }, (_, j) => chunk(t, 'r1', `${i}.${j}`)),
+                })),
+              ),
+            );
+          }
+        }
+        await Promise.all(calls);
+        for (const t of threads) {
+          const last = await store.lastSeq(t);
+          const back = await store.read(t, { afterSeq: 0, limit: last + 10 });
+          expect(back.map((e) => e.seq)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+        }
       });
     });
 

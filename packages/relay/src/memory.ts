@@ -1,6 +1,6 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
-import type { EventStore, RunRecord, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import type { AppendBatch, EventStore, RunRecord, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
 import {
   checkAfterSeq,
   checkId,
@@ -12,10 +12,12 @@ import {
   closedError,
   mergeProfile,
   notFoundThread,
+  prepareBatches,
   prepareEvents,
   prepareStartRun,
   threadListLimit,
   withSeq,
+  type PreparedEvent,
 } from './store-input.js';
 
 interface ThreadState {
@@ -80,19 +82,20 @@ export class MemoryStore implements EventStore {
     const prepared = prepareEvents(threadId, events);
     const state = this.#threads.get(threadId);
     if (!state) throw notFoundThread(threadId);
-    if (prepared.length === 0) return [];
+    return this.#apply(state, prepared, Date.now());
+  }
+
+  async appendMany(batches: readonly AppendBatch[]): Promise<StoredEvent[][]> {
+    this.#open();
+    const prepared = prepareBatches(batches);
+    // Every thread is checked before the first write: the call is all or nothing.
+    const states = prepared.map((b) => {
+      const state = this.#threads.get(b.threadId);
+      if (!state) throw notFoundThread(b.threadId);
+      return state;
+    });
     const now = Date.now();
-    let seq = state.events.length;
-    const stored: StoredEvent[] = [];
-    for (const p of prepared) {
-      seq += 1;
-      const row = { seq, json: withSeq(p.body, seq) };
-      state.events.push(row);
-      stored.push({ ...row });
-      if (p.ends) this.#endRun(state, p.event.runId, p.ends, now);
-    }
-    state.record.updatedAt = now;
-    return stored;
+    return prepared.map((b, i) => this.#apply(states[i]!, b.events, now));
   }
 
   async read(threadId: string, options: { afterSeq: number; limit: number }): Promise<StoredEvent[]> {
@@ -231,6 +234,21 @@ export class MemoryStore implements EventStore {
 
   #open(): void {
     if (this.#closed) throw closedError();
+  }
+
+  #apply(state: ThreadState, prepared: readonly PreparedEvent[], now: number): StoredEvent[] {
+    if (prepared.length === 0) return [];
+    let seq = state.events.length;
+    const stored: StoredEvent[] = [];
+    for (const p of prepared) {
+      seq += 1;
+      const row = { seq, json: withSeq(p.body, seq) };
+      state.events.push(row);
+      stored.push({ ...row });
+      if (p.ends) this.#endRun(state, p.event.runId, p.ends, now);
+    }
+    state.record.updatedAt = now;
+    return stored;
   }
 
   #copyRun(runId: string): RunRecord {

@@ -1,7 +1,7 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { MongoClient, type ClientSession, type Collection, type Db, type MongoClientOptions } from 'mongodb';
 import { StoreError } from './errors.js';
-import type { EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import type { AppendBatch, EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
 import {
   checkAfterSeq,
   checkId,
@@ -13,6 +13,7 @@ import {
   closedError,
   mergeProfile,
   notFoundThread,
+  prepareBatches,
   prepareEvents,
   prepareStartRun,
   threadListLimit,
@@ -133,6 +134,12 @@ function toRun(doc: RunDoc): RunRecord {
 export class MongoStore implements EventStore {
   /** True when writes run in multi-document transactions. */
   readonly transactions: boolean;
+  /**
+   * Several threads' batches in one transaction (see {@link EventStore.appendMany}). Only offered when the
+   * deployment has transactions: without them it could not be all or nothing across threads, and the relay
+   * then appends thread by thread.
+   */
+  readonly appendMany?: (batches: readonly AppendBatch[]) => Promise<StoredEvent[][]>;
   readonly #client: MongoClient;
   readonly #ownsClient: boolean;
   readonly #threads: Collection<ThreadDoc>;
@@ -160,6 +167,7 @@ export class MongoStore implements EventStore {
     this.#ownsClient = options.ownsClient;
     this.transactions = options.transactions;
     this.#maxProfileRetries = options.maxProfileRetries;
+    if (options.transactions) this.appendMany = (batches) => this.#appendMany(batches);
     const p = options.prefix;
     this.#threads = options.db.collection<ThreadDoc>(`${p}threads`);
     this.#events = options.db.collection<EventDoc>(`${p}events`);
@@ -256,6 +264,45 @@ export class MongoStore implements EventStore {
             );
           }
           return stored;
+        }),
+      ),
+    );
+  }
+
+  async #appendMany(batches: readonly AppendBatch[]): Promise<StoredEvent[][]> {
+    this.#open();
+    const prepared = prepareBatches(batches);
+    if (prepared.length === 0) return [];
+    const threadIds = [...new Set(prepared.map((b) => b.threadId))];
+    return this.#locked(threadIds, () =>
+      this.#do('appending events', () =>
+        this.#tx(async (session) => {
+          const now = Date.now();
+          const out: StoredEvent[][] = [];
+          for (const { threadId, events } of prepared) {
+            if (events.length === 0) {
+              const found = await this.#threads.findOne(
+                { _id: threadId },
+                { ...inSession(session), projection: { _id: 1 } },
+              );
+              if (!found) throw notFoundThread(threadId);
+              out.push([]);
+              continue;
+            }
+            const first = await this.#reserveSeqs(threadId, events.length, now, session);
+            const stored = events.map((p, i) => ({ seq: first + i, json: withSeq(p.body, first + i) }));
+            await this.#insertEvents(threadId, stored, session);
+            for (const p of events) {
+              if (!p.ends) continue;
+              await this.#runs.updateOne(
+                { _id: p.event.runId, threadId, status: 'running' },
+                { $set: { status: p.ends, endedAt: now } },
+                inSession(session),
+              );
+            }
+            out.push(stored);
+          }
+          return out;
         }),
       ),
     );
@@ -548,16 +595,18 @@ export class MongoStore implements EventStore {
     }
   }
 
-  /** Chains writes of one thread inside this process, so they reserve and insert seqs in order. */
-  async #locked<T>(threadId: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(threadId) ?? Promise.resolve();
-    const next = previous.then(fn, fn);
+  /** Chains writes of the given threads inside this process, so they reserve and insert seqs in order. */
+  async #locked<T>(threadIds: string | readonly string[], fn: () => Promise<T>): Promise<T> {
+    const ids = typeof threadIds === 'string' ? [threadIds] : threadIds;
+    const previous = ids.map((id) => this.#locks.get(id)).filter((p) => p !== undefined);
+    const before = previous.length === 0 ? Promise.resolve() : Promise.all(previous);
+    const next = before.then(fn, fn);
     const tail = next.catch(() => undefined);
-    this.#locks.set(threadId, tail);
+    for (const id of ids) this.#locks.set(id, tail);
     try {
       return await next;
     } finally {
-      if (this.#locks.get(threadId) === tail) this.#locks.delete(threadId);
+      for (const id of ids) if (this.#locks.get(id) === tail) this.#locks.delete(id);
     }
   }
 }

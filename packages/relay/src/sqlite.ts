@@ -1,7 +1,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
-import type { EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import type { AppendBatch, EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
 import {
   checkAfterSeq,
   checkId,
@@ -13,6 +13,7 @@ import {
   closedError,
   mergeProfile,
   notFoundThread,
+  prepareBatches,
   prepareEvents,
   prepareStartRun,
   threadListLimit,
@@ -220,14 +221,23 @@ export class SqliteStore implements EventStore {
     const prepared = prepareEvents(threadId, events);
     return this.#write('appending events', () => {
       const last = this.#lastSeqOrThrow(threadId);
-      if (prepared.length === 0) return [];
+      return this.#appendIn(threadId, last, prepared, Date.now());
+    });
+  }
+
+  async appendMany(batches: readonly AppendBatch[]): Promise<StoredEvent[][]> {
+    this.#open();
+    const prepared = prepareBatches(batches);
+    if (prepared.length === 0) return [];
+    // One BEGIN IMMEDIATE … COMMIT for every thread: one WAL sync however many threads are streaming.
+    return this.#write('appending events', () => {
+      const lastOf = new Map<string, number>();
       const now = Date.now();
-      const stored = this.#insertEvents(threadId, last, prepared);
-      for (const p of prepared) {
-        if (p.ends) this.#stmt.endRun.run(p.ends, now, p.event.runId, threadId);
-      }
-      this.#stmt.bumpThread.run(last + prepared.length, now, threadId);
-      return stored;
+      return prepared.map(({ threadId, events }) => {
+        const last = lastOf.get(threadId) ?? this.#lastSeqOrThrow(threadId);
+        lastOf.set(threadId, last + events.length);
+        return this.#appendIn(threadId, last, events, now);
+      });
     });
   }
 
@@ -404,6 +414,17 @@ export class SqliteStore implements EventStore {
     const row = this.#stmt.lastSeq.get(threadId) as { last_seq: number } | undefined;
     if (!row) throw notFoundThread(threadId);
     return row.last_seq;
+  }
+
+  /** Appends a validated batch after seq `last`, ends runs and bumps the counter. Inside a write transaction. */
+  #appendIn(threadId: string, last: number, prepared: readonly PreparedEvent[], now: number): StoredEvent[] {
+    if (prepared.length === 0) return [];
+    const stored = this.#insertEvents(threadId, last, prepared);
+    for (const p of prepared) {
+      if (p.ends) this.#stmt.endRun.run(p.ends, now, p.event.runId, threadId);
+    }
+    this.#stmt.bumpThread.run(last + prepared.length, now, threadId);
+    return stored;
   }
 
   /** Inserts events with seqs `last + 1 …`, 64 rows per statement. Must run inside a write transaction. */

@@ -121,6 +121,33 @@ export function prepareEvents(threadId: string, events: readonly unknown[]): Pre
   return out;
 }
 
+/** One validated batch of {@link prepareBatches}. */
+export interface PreparedBatch {
+  threadId: string;
+  events: PreparedEvent[];
+}
+
+/**
+ * Validates every batch of an appendMany call before anything is written: the call is all or nothing, so
+ * one bad batch (named by its index) rejects the whole call.
+ */
+export function prepareBatches(batches: readonly unknown[]): PreparedBatch[] {
+  if (!Array.isArray(batches)) throw invalid('batches must be an array');
+  const out: PreparedBatch[] = new Array<PreparedBatch>(batches.length);
+  for (let b = 0; b < batches.length; b++) {
+    const batch = batches[b] as { threadId?: unknown; events?: unknown } | null;
+    if (typeof batch !== 'object' || batch === null) throw invalid(`batch [${b}] must be an object`);
+    const threadId = checkId(`batch [${b}] threadId`, batch.threadId);
+    try {
+      out[b] = { threadId, events: prepareEvents(threadId, batch.events as readonly unknown[]) };
+    } catch (error) {
+      if (error instanceof StoreError) throw invalid(`batch [${b}] (thread "${threadId}"): ${error.message}`, error);
+      throw error;
+    }
+  }
+  return out;
+}
+
 /** The stored text of a sequenced event: the event's JSON with `seq` added, without re-serializing it. */
 export function withSeq(body: string, seq: number): string {
   return `${body.slice(0, -1)},"seq":${seq}}`;

@@ -31,6 +31,12 @@ export interface StoredEvent {
   json: string;
 }
 
+/** One thread's events in an {@link EventStore.appendMany} call. */
+export interface AppendBatch {
+  threadId: string;
+  events: readonly AgentEvent[];
+}
+
 /** What {@link EventStore.startRun} did. */
 export type StartRunResult =
   | { status: 'started'; run: RunRecord; userMessage: StoredEvent }
@@ -60,6 +66,19 @@ export interface EventStore {
    * same transaction. Returns what was stored, in order.
    */
   append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]>;
+  /**
+   * Optional group commit: appends several threads' batches in ONE transaction, so N threads streaming at
+   * once cost one commit (one fsync) instead of N. Each batch gets what {@link EventStore.append} would give
+   * it (consecutive seqs after its thread's last; a thread named twice continues where its earlier batch
+   * ended; terminal events end their run) and the result holds one `StoredEvent[]` per batch, in order.
+   *
+   * All or nothing for the whole call: every batch is validated (contract shape, its own thread, the thread
+   * exists) before anything is written, and one invalid batch rejects the call (`invalid_message` naming the
+   * batch, or `not_found`) with nothing stored for any thread. The relay then retries the batches one by one
+   * with `append`, so only the bad one fails. Adapters that can't commit across threads atomically must not
+   * offer this method (the relay falls back to `append` per thread).
+   */
+  appendMany?(batches: readonly AppendBatch[]): Promise<StoredEvent[][]>;
   /** Stored events with `seq > afterSeq`, ascending, at most `limit`. */
   read(threadId: string, options: { afterSeq: number; limit: number }): Promise<StoredEvent[]>;
   /** The thread's highest seq, 0 when it has none. */
