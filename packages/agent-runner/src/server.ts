@@ -28,6 +28,11 @@ export interface AgentServerOptions {
   bodyTimeoutMs?: number;
   /** A client that stops reading for this long has its run cancelled, in ms (default 30000). */
   writeStallTimeoutMs?: number;
+  /**
+   * Most bytes of SSE text gathered before they are written, in UTF-16 code units (default 32768). Events that
+   * arrive together (in one tick) go out in one write up to this bound; a lone event is written at once.
+   */
+  maxWriteBatchBytes?: number;
   /** Where errors are logged (default console). */
   logger?: Pick<Console, 'info' | 'warn' | 'error'>;
 }
@@ -94,6 +99,7 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
   const maxBody = options.maxBodyBytes ?? 262_144;
   const bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000;
   const stallMs = options.writeStallTimeoutMs ?? 30_000;
+  const maxBatch = Math.max(1, options.maxWriteBatchBytes ?? 32_768);
   const logger = options.logger ?? console;
   const active = new Map<string, ActiveRun>();
   let reserved = 0;
@@ -188,20 +194,44 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
       },
       Math.max(10, Math.floor(heartbeatMs / 2)),
     );
+    // Events are gathered into one string and written once per tick (or at the size bound): a write per event
+    // costs a syscall, an HTTP chunk header and a nextTick callback each, which capped the service at a fraction
+    // of what the socket carries. The flush runs as soon as the runner waits for anything, so no event waits
+    // for a timer.
+    let pending = '';
+    let flushQueued = false;
+    const flush = () => {
+      flushQueued = false;
+      if (pending === '') return;
+      const text = pending;
+      pending = '';
+      if (res.destroyed || res.writableEnded) return;
+      res.write(text);
+      lastWrite = Date.now();
+    };
     try {
       for await (const event of runner.run(request, { signal: controller.signal })) {
         if (res.destroyed) continue; // keep draining so the runner reaches its terminal event and cleans up
-        const ok = res.write(`data: ${JSON.stringify(event)}\n\n`);
-        lastWrite = Date.now();
-        if (!ok) await drained(res, controller);
+        pending += `data: ${JSON.stringify(event)}\n\n`;
         if (isTerminalEvent(event)) break;
+        if (pending.length >= maxBatch) flush();
+        else if (!flushQueued) {
+          flushQueued = true;
+          process.nextTick(flush);
+        }
+        // A flush (here or in an earlier tick) filled the socket buffer: wait before asking for more events.
+        if (res.writableNeedDrain) await drained(res, controller);
       }
     } catch (error) {
       logger.error('[threadline-agent] run stream failed', error);
     } finally {
       clearInterval(heartbeat);
       res.off('close', onClose);
-      if (!res.writableEnded) res.end();
+      if (!res.writableEnded) {
+        if (!res.destroyed && pending !== '') res.end(pending);
+        else res.end();
+      }
+      pending = '';
       active.delete(request.runId);
       resolveDone();
     }

@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { generateKeyPair, SignJWT } from 'jose';
 import {
   createRunErrorEvent,
@@ -339,5 +340,72 @@ describe('agent HTTP service: bounds', () => {
     });
     expect(reason).toMatchObject({ code: 'aborted', message: 'The client stopped reading.' });
     req.destroy();
+  });
+});
+
+/** POSTs a run over a raw socket and returns the HTTP chunks of the chunked response body, as the server wrote them. */
+async function rawChunks(url: string, body: unknown): Promise<string[]> {
+  const { port } = new URL(url);
+  const text = JSON.stringify(body);
+  const socket = connect(Number(port), '127.0.0.1');
+  socket.write(
+    `POST /runs HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${SECRET}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+  const parts: Buffer[] = [];
+  for await (const part of socket) parts.push(part as Buffer);
+  const raw = Buffer.concat(parts).toString('latin1');
+  let at = raw.indexOf('\r\n\r\n') + 4;
+  expect(raw.slice(0, at)).toMatch(/transfer-encoding: chunked/i);
+  const chunks: string[] = [];
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    const size = parseInt(raw.slice(at, eol), 16);
+    if (!(size > 0)) break;
+    chunks.push(raw.slice(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
+  return chunks;
+}
+
+describe('agent HTTP service: write batching', () => {
+  it('writes events that arrive together in batches no larger than maxWriteBatchBytes, in order', async () => {
+    const delta = 'x'.repeat(100);
+    const burst: Runner = {
+      async *run(request) {
+        const base = { threadId: request.threadId, runId: request.runId };
+        yield createRunStartedEvent(base);
+        for (let i = 0; i < 300; i++) yield createTextMessageChunkEvent({ ...base, messageId: 'm', delta });
+        yield createRunFinishedEvent(base);
+      },
+    };
+    const { url } = await start(burst, { maxWriteBatchBytes: 4096 });
+    const chunks = await rawChunks(url, runRequest());
+    const event = `data: ${JSON.stringify(createTextMessageChunkEvent({ threadId: 'thread-1', runId: 'run-x', messageId: 'm', delta }))}\n\n`;
+    // A batch is written once it reaches the bound, so it exceeds it by less than one event.
+    for (const c of chunks) expect(c.length).toBeLessThan(4096 + event.length + 64);
+    expect(chunks.length).toBeLessThan(30); // 300 events: one write each would be 300+
+    const events = chunks
+      .join('')
+      .split('\n\n')
+      .filter((b) => b.startsWith('data: '))
+      .map((b) => JSON.parse(b.slice(6)) as AgentEvent);
+    expect(events).toHaveLength(302);
+    expect(events[0]!.type).toBe('RUN_STARTED');
+    expect(events.at(-1)!.type).toBe('RUN_FINISHED');
+  });
+
+  it('writes an event at once when the runner waits after it (no waiting for a fuller batch)', async () => {
+    const c = controlledRunner();
+    const { url } = await start(c.runner, { heartbeatMs: 60_000 });
+    const res = await post(url, runRequest());
+    const stream = readSse(res);
+    // The runner now waits for `release`: both events must already be on the wire.
+    expect((await stream.next()).value?.event?.type).toBe('RUN_STARTED');
+    expect((await stream.next()).value?.event?.type).toBe('TEXT_MESSAGE_CHUNK');
+    c.release.resolve();
+    const rest: AgentEvent[] = [];
+    for await (const item of stream) if (item.event) rest.push(item.event);
+    expect(rest.map((e) => e.type)).toEqual(['RUN_FINISHED']);
   });
 });
