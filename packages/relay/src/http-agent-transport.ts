@@ -1,4 +1,4 @@
-import { AgentEventSchema, safeParse } from '@threadline/contracts';
+import { AgentEventSchema, ID_PATTERN, LIMITS, safeParse } from '@threadline/contracts';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
 import type { AgentTransport } from './agent-transport.js';
@@ -87,6 +87,7 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
       const reader = response.body.getReader();
       const decoder = new TextDecoder('utf-8', { fatal: true });
       const parser = new SseParser(maxEventLength);
+      const parsePayload = payloadParser();
       try {
         for (;;) {
           let chunk: ReadableStreamReadResult<Uint8Array>;
@@ -136,21 +137,62 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
   };
 }
 
-function parsePayload(payload: string): AgentEvent {
-  let value: unknown;
-  try {
-    value = JSON.parse(payload);
-  } catch (cause) {
-    throw new AgentTransportError('agent_stream_invalid', 'the agent sent an SSE event that is not JSON', {
-      cause,
-    });
-  }
-  const parsed = safeParse(AgentEventSchema, value, 'agent event');
-  if (!parsed.ok)
-    throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, {
-      cause: parsed.error,
-    });
-  return parsed.value;
+/**
+ * Parses and validates SSE payloads of one stream. Text chunks, nearly all of a stream, are checked by hand
+ * against exactly what the contract's schema requires (the same six keys, types and bounds); anything else, or
+ * a chunk that fails the quick check, goes through the schema, which also words the error.
+ */
+function payloadParser(): (payload: string) => AgentEvent {
+  // Ids repeat on every chunk of a stream: each distinct one is checked against the pattern once.
+  let okThread: string | undefined;
+  let okRun: string | undefined;
+  let okMessage: string | undefined;
+  const isId = (v: unknown): v is string =>
+    typeof v === 'string' && v.length <= LIMITS.maxIdLength && v.length > 0 && ID_PATTERN.test(v);
+  const isChunk = (value: unknown): value is AgentEvent => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+    const e = value as Record<string, unknown>;
+    if (e.type !== 'TEXT_MESSAGE_CHUNK') return false;
+    const { threadId, runId, messageId, ts, delta } = e;
+    if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return false;
+    if (typeof delta !== 'string' || delta.length > LIMITS.maxDeltaLength) return false;
+    if (threadId !== okThread) {
+      if (!isId(threadId)) return false;
+      okThread = threadId;
+    }
+    if (runId !== okRun) {
+      if (!isId(runId)) return false;
+      okRun = runId;
+    }
+    if (messageId !== okMessage) {
+      if (!isId(messageId)) return false;
+      okMessage = messageId;
+    }
+    // Exactly those six keys (the schema is strict); JSON.parse makes plain objects with own keys only.
+    let keys = 0;
+    for (const key in e) {
+      if (!Object.hasOwn(e, key)) return false;
+      keys++;
+    }
+    return keys === 6;
+  };
+  return (payload) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(payload);
+    } catch (cause) {
+      throw new AgentTransportError('agent_stream_invalid', 'the agent sent an SSE event that is not JSON', {
+        cause,
+      });
+    }
+    if (isChunk(value)) return value;
+    const parsed = safeParse(AgentEventSchema, value, 'agent event');
+    if (!parsed.ok)
+      throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, {
+        cause: parsed.error,
+      });
+    return parsed.value;
+  };
 }
 
 async function readSome(response: Response): Promise<string> {

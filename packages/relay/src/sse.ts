@@ -8,7 +8,8 @@ import { AgentTransportError } from './agent-transport.js';
  */
 export class SseParser {
   #partial = '';
-  #data: string[] = [];
+  /** The data of the event being read; null until its first `data:` line (most events have exactly one). */
+  #data: string | null = null;
   #dataLength = 0;
   readonly #maxEventLength: number;
 
@@ -30,27 +31,30 @@ export class SseParser {
       if (nl === -1) break;
       let end = nl;
       if (end > start && buffer.charCodeAt(end - 1) === 13) end--;
-      this.#line(buffer.slice(start, end), out);
+      if (end === start) {
+        // A blank line ends the event.
+        if (this.#data !== null) out.push(this.#data);
+        this.#data = null;
+        this.#dataLength = 0;
+      } else if (isDataLine(buffer, start)) {
+        // The hot path, one `data: <json>` line per event: one slice, no field parsing.
+        this.#addData(buffer.slice(buffer.charCodeAt(start + 5) === 32 ? start + 6 : start + 5, end));
+      } else this.#otherLine(buffer.slice(start, end));
       start = nl + 1;
     }
-    const rest = buffer.slice(start);
-    if (rest.length + this.#dataLength > this.#maxEventLength) {
-      throw new AgentTransportError(
-        'agent_stream_invalid',
-        `agent sent an SSE event longer than ${this.#maxEventLength} characters`,
-      );
-    }
+    const rest = start === 0 ? buffer : buffer.slice(start);
+    if (rest.length + this.#dataLength > this.#maxEventLength) this.#tooLong();
     this.#partial = rest;
     return out;
   }
 
-  #line(line: string, out: string[]): void {
-    if (line === '') {
-      if (this.#data.length > 0) out.push(this.#data.join('\n'));
-      this.#data = [];
-      this.#dataLength = 0;
-      return;
-    }
+  #addData(value: string): void {
+    this.#dataLength += value.length + 1;
+    if (this.#dataLength > this.#maxEventLength) this.#tooLong();
+    this.#data = this.#data === null ? value : `${this.#data}\n${value}`;
+  }
+
+  #otherLine(line: string): void {
     if (line.charCodeAt(0) === 58 /* ':' */) return; // comment / heartbeat
     const colon = line.indexOf(':');
     const field = colon === -1 ? line : line.slice(0, colon);
@@ -58,15 +62,7 @@ export class SseParser {
     if (value.charCodeAt(0) === 32) value = value.slice(1);
     switch (field) {
       case 'data':
-        this.#dataLength += value.length + 1;
-        if (this.#dataLength > this.#maxEventLength) {
-          throw new AgentTransportError(
-            'agent_stream_invalid',
-            `agent sent an SSE event longer than ${this.#maxEventLength} characters`,
-          );
-        }
-        this.#data.push(value);
-        return;
+        return this.#addData(value); // `data` without a colon: an empty data line
       case 'event':
         if (value === 'message') return;
         throw new AgentTransportError(
@@ -83,4 +79,22 @@ export class SseParser {
         );
     }
   }
+
+  #tooLong(): never {
+    throw new AgentTransportError(
+      'agent_stream_invalid',
+      `agent sent an SSE event longer than ${this.#maxEventLength} characters`,
+    );
+  }
+}
+
+/** Whether the line starting at `i` begins with `data:`. */
+function isDataLine(s: string, i: number): boolean {
+  return (
+    s.charCodeAt(i) === 100 &&
+    s.charCodeAt(i + 1) === 97 &&
+    s.charCodeAt(i + 2) === 116 &&
+    s.charCodeAt(i + 3) === 97 &&
+    s.charCodeAt(i + 4) === 58
+  );
 }
