@@ -12,6 +12,10 @@ import { openSqliteStore } from '@threadline/relay/sqlite';
 
 const ORIGIN = 'http://bench.local';
 const quick = process.argv.includes('--quick');
+// `--only=baseline,throughput,latency,memory,replay` runs a subset (e.g. under `node --cpu-prof`).
+const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+const only = onlyArg ? new Set(onlyArg.slice('--only='.length).split(',')) : null;
+const wants = (section) => only === null || only.has(section);
 // SQLite durability: 'full' (the store's default) syncs the WAL on every commit; 'normal' survives a process crash.
 const synchronous = process.argv.includes('--sync=normal') ? 'normal' : 'full';
 const dir = mkdtempSync(join(tmpdir(), 'threadline-bench-'));
@@ -314,62 +318,76 @@ try {
   console.log(
     `@threadline/relay benchmark (Node ${process.version}, ${(await import('node:os')).cpus().length} cores)${quick ? ' [quick]' : ''}, SQLite synchronous=${synchronous}`,
   );
-  console.log('\nBaselines: bare ws server → validating client');
-  const bareN = quick ? 50_000 : 200_000;
-  const perFrame = await bareWs(bareN, false);
-  line(`bare ws, one write per frame (${fmt(bareN)} events)`, `${fmt(perFrame.rate)} events/s`);
-  const corked = await bareWs(bareN, true);
-  line(`bare ws, corked writes (${fmt(bareN)} events)`, `${fmt(corked.rate)} events/s`);
-
-  console.log('\nThroughput: in-process agent → relay → SQLite → ws → validating client (agent events/s)');
-  const sizes = quick ? [5_000, 50_000] : [5_000, 50_000, 200_000];
-  for (const n of sizes) {
-    const r = await throughput(n);
-    line(
-      `one message of ${fmt(n)} chunks`,
-      `${fmt(r.rate)} events/s  (${fmt(r.stored)} stored, ${fmt(r.frames)} frames, ${r.invalid} invalid)  ${(r.rate / corked.rate).toFixed(2)}x corked ws`,
-    );
-  }
-  for (const n of quick ? [20_000] : [50_000]) {
-    const r = await throughput(n, { distinctMessages: true });
-    line(
-      `${fmt(n)} events that cannot be coalesced`,
-      `${fmt(r.rate)} events/s  (${fmt(r.stored)} stored, ${r.invalid} invalid)  ${(r.rate / perFrame.rate).toFixed(2)}x per-frame ws`,
-    );
+  let perFrame = { rate: NaN };
+  let corked = { rate: NaN };
+  if (wants('baseline')) {
+    console.log('\nBaselines: bare ws server → validating client');
+    const bareN = quick ? 50_000 : 200_000;
+    perFrame = await bareWs(bareN, false);
+    line(`bare ws, one write per frame (${fmt(bareN)} events)`, `${fmt(perFrame.rate)} events/s`);
+    corked = await bareWs(bareN, true);
+    line(`bare ws, corked writes (${fmt(bareN)} events)`, `${fmt(corked.rate)} events/s`);
   }
 
-  console.log('\nLatency added per event (agent yield → validated at the client), concurrent streaming runs');
-  for (const [runs, perRun, interval] of [
-    [1, 500, 2],
-    [100, 50, 20],
-    [1_000, quick ? 5 : 10, 100],
-  ]) {
-    const r = await latency(runs, perRun, interval);
+  if (wants('throughput')) {
+    console.log('\nThroughput: in-process agent → relay → SQLite → ws → validating client (agent events/s)');
+    const sizes = quick ? [5_000, 50_000] : [5_000, 50_000, 200_000];
+    for (const n of sizes) {
+      const r = await throughput(n);
+      line(
+        `one message of ${fmt(n)} chunks`,
+        `${fmt(r.rate)} events/s  (${fmt(r.stored)} stored, ${fmt(r.frames)} frames, ${r.invalid} invalid)  ${(r.rate / corked.rate).toFixed(2)}x corked ws`,
+      );
+    }
+    for (const n of quick ? [20_000] : [50_000]) {
+      const r = await throughput(n, { distinctMessages: true });
+      line(
+        `${fmt(n)} events that cannot be coalesced`,
+        `${fmt(r.rate)} events/s  (${fmt(r.stored)} stored, ${r.invalid} invalid)  ${(r.rate / perFrame.rate).toFixed(2)}x per-frame ws`,
+      );
+    }
+  }
+
+  if (wants('latency')) {
+    console.log(
+      '\nLatency added per event (agent yield → validated at the client), concurrent streaming runs',
+    );
+    for (const [runs, perRun, interval] of [
+      [1, 500, 2],
+      [100, 50, 20],
+      [1_000, quick ? 5 : 10, 100],
+    ]) {
+      const r = await latency(runs, perRun, interval);
+      line(
+        `${fmt(runs)} runs × ${perRun} events`,
+        `p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${fmt(r.n)} samples, ${r.invalid} invalid)`,
+      );
+    }
+  }
+
+  if (wants('memory')) {
+    console.log('\nMemory per idle socket (separate server process, RSS delta / sockets)');
+    const socketsN = quick ? 500 : 2_000;
+    const bare = await memoryPerSocket('bare', socketsN);
     line(
-      `${fmt(runs)} runs × ${perRun} events`,
-      `p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${fmt(r.n)} samples, ${r.invalid} invalid)`,
+      `bare ws, ${fmt(socketsN)} idle sockets`,
+      `${(bare.perSocket / 1024).toFixed(1)} KB/socket (heap ${(bare.heapPerSocket / 1024).toFixed(1)} KB)`,
+    );
+    const subscribed = await memoryPerSocket('relay', socketsN);
+    line(
+      `relay, ${fmt(socketsN)} idle subscribed sockets (${subscribed.subscribers} subscriptions)`,
+      `${(subscribed.perSocket / 1024).toFixed(1)} KB/socket (heap ${(subscribed.heapPerSocket / 1024).toFixed(1)} KB)  ${(subscribed.perSocket / bare.perSocket).toFixed(2)}x bare`,
     );
   }
 
-  console.log('\nMemory per idle socket (separate server process, RSS delta / sockets)');
-  const socketsN = quick ? 500 : 2_000;
-  const bare = await memoryPerSocket('bare', socketsN);
-  line(
-    `bare ws, ${fmt(socketsN)} idle sockets`,
-    `${(bare.perSocket / 1024).toFixed(1)} KB/socket (heap ${(bare.heapPerSocket / 1024).toFixed(1)} KB)`,
-  );
-  const subscribed = await memoryPerSocket('relay', socketsN);
-  line(
-    `relay, ${fmt(socketsN)} idle subscribed sockets (${subscribed.subscribers} subscriptions)`,
-    `${(subscribed.perSocket / 1024).toFixed(1)} KB/socket (heap ${(subscribed.heapPerSocket / 1024).toFixed(1)} KB)  ${(subscribed.perSocket / bare.perSocket).toFixed(2)}x bare`,
-  );
-
-  console.log('\nReplay: resuming client reads a 10,000-event thread from SQLite over ws');
-  const r = await replay(10_000);
-  line(
-    '10,000 events, subscribe → last event received',
-    `median ${r.median.toFixed(1)} ms, best ${r.best.toFixed(1)} ms`,
-  );
+  if (wants('replay')) {
+    console.log('\nReplay: resuming client reads a 10,000-event thread from SQLite over ws');
+    const r = await replay(10_000);
+    line(
+      '10,000 events, subscribe → last event received',
+      `median ${r.median.toFixed(1)} ms, best ${r.best.toFixed(1)} ms`,
+    );
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

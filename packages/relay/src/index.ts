@@ -15,4 +15,12 @@ export { attachWebSocketServer, DEFAULT_WEBSOCKET_LIMITS, WS_CLOSE_CODES } from 
 export type { WebSocketLimits, WebSocketTransportOptions } from './ws-server.js';
 export { RelayError, StoreError, RELAY_ERROR_CODES } from './errors.js';
 export type { RelayErrorCode } from './errors.js';
-export type { EventStore, StoredEvent, StartRunResult, RunRecord, RunStatus, ThreadRecord } from './store.js';
+export type {
+  AppendBatch,
+  EventStore,
+  StoredEvent,
+  StartRunResult,
+  RunRecord,
+  RunStatus,
+  ThreadRecord,
+} from './store.js';

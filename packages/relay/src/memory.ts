@@ -1,6 +1,13 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
-import type { AppendBatch, EventStore, RunRecord, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import type {
+  AppendBatch,
+  EventStore,
+  RunRecord,
+  StartRunResult,
+  StoredEvent,
+  ThreadRecord,
+} from './store.js';
 import {
   checkAfterSeq,
   checkId,

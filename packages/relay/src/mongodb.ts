@@ -1,7 +1,15 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { MongoClient, type ClientSession, type Collection, type Db, type MongoClientOptions } from 'mongodb';
 import { StoreError } from './errors.js';
-import type { AppendBatch, EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import type {
+  AppendBatch,
+  EventStore,
+  RunRecord,
+  RunStatus,
+  StartRunResult,
+  StoredEvent,
+  ThreadRecord,
+} from './store.js';
 import {
   checkAfterSeq,
   checkId,

@@ -12,6 +12,7 @@ import type { AgentEvent, RunErrorCode, RunRequest } from '@threadline/contracts
 import { AgentTransportError } from './agent-transport.js';
 import type { AgentTransport } from './agent-transport.js';
 import { RelayError } from './errors.js';
+import { GroupCommitter } from './group-commit.js';
 import { InProcessPubSub } from './pubsub.js';
 import type { ThreadPubSub } from './pubsub.js';
 import type { EventStore, RunRecord, StoredEvent, ThreadRecord } from './store.js';
@@ -188,8 +189,8 @@ export function createRelay(options: RelayOptions): Relay {
   const authorize =
     options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
   const whenRunActive = options.whenRunActive ?? 'reject';
+  const committer = new GroupCommitter(store, limits.coalesceWindowMs);
   const writerOptions = {
-    coalesceWindowMs: limits.coalesceWindowMs,
     maxBatchEvents: limits.maxBatchEvents,
     maxCoalescedDeltaLength: Math.min(limits.maxCoalescedDeltaLength, LIMITS.maxDeltaLength),
   };
@@ -205,7 +206,7 @@ export function createRelay(options: RelayOptions): Relay {
   function writerFor(threadId: string): ThreadWriter {
     let writer = writers.get(threadId);
     if (!writer) {
-      writer = new ThreadWriter(threadId, store, pubsub, writerOptions, (w) => {
+      writer = new ThreadWriter(threadId, committer, pubsub, writerOptions, (w) => {
         if (writers.get(w.threadId) === w) writers.delete(w.threadId);
       });
       writers.set(threadId, writer);

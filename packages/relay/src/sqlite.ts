@@ -1,7 +1,15 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
-import type { AppendBatch, EventStore, RunRecord, RunStatus, StartRunResult, StoredEvent, ThreadRecord } from './store.js';
+import type {
+  AppendBatch,
+  EventStore,
+  RunRecord,
+  RunStatus,
+  StartRunResult,
+  StoredEvent,
+  ThreadRecord,
+} from './store.js';
 import {
   checkAfterSeq,
   checkId,

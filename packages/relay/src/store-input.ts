@@ -141,7 +141,8 @@ export function prepareBatches(batches: readonly unknown[]): PreparedBatch[] {
     try {
       out[b] = { threadId, events: prepareEvents(threadId, batch.events as readonly unknown[]) };
     } catch (error) {
-      if (error instanceof StoreError) throw invalid(`batch [${b}] (thread "${threadId}"): ${error.message}`, error);
+      if (error instanceof StoreError)
+        throw invalid(`batch [${b}] (thread "${threadId}"): ${error.message}`, error);
       throw error;
     }
   }

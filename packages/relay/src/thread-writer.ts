@@ -1,6 +1,7 @@
 import type { AgentEvent } from '@threadline/contracts';
+import type { Flushable, GroupCommitter } from './group-commit.js';
 import type { ThreadPubSub } from './pubsub.js';
-import type { EventStore, StoredEvent } from './store.js';
+import type { StoredEvent } from './store.js';
 
 /** Who to tell when a batch holding one's events could not be stored. */
 export interface WriteOwner {
@@ -17,10 +18,8 @@ interface Entry {
   stored: StoredEvent | null;
 }
 
-/** Bounds and timing of a {@link ThreadWriter}. */
+/** Bounds of a {@link ThreadWriter}. */
 export interface WriterOptions {
-  /** Extra time to wait for more events before writing; 0 writes at the end of the current I/O turn. */
-  coalesceWindowMs: number;
   /** Most buffered entries; reaching it writes at once. */
   maxBatchEvents: number;
   /** Longest delta a coalesced chunk may reach. */
@@ -28,31 +27,32 @@ export interface WriterOptions {
 }
 
 /**
- * @internal Appends one thread's events in order: one store transaction per batch (group commit — while a
+ * @internal Appends one thread's events in order: batches go through the relay's shared
+ * {@link GroupCommitter} (one store transaction for every thread's batch of the turn; while this thread's
  * write is in flight, new events gather for the next one), chunks of the same message coalesced, every
  * stored batch published to the thread's subscribers after the store confirmed it, never before.
  */
-export class ThreadWriter {
+export class ThreadWriter implements Flushable {
   readonly threadId: string;
   #buffer: Entry[] = [];
   /** The serial chain of store operations on this thread. */
   #tail: Promise<unknown> = Promise.resolve();
   #ops = 0;
-  #scheduled: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
-  readonly #store: EventStore;
+  #requested = false;
+  readonly #committer: GroupCommitter;
   readonly #pubsub: ThreadPubSub;
   readonly #options: WriterOptions;
   readonly #onIdle: (writer: ThreadWriter) => void;
 
   constructor(
     threadId: string,
-    store: EventStore,
+    committer: GroupCommitter,
     pubsub: ThreadPubSub,
     options: WriterOptions,
     onIdle: (writer: ThreadWriter) => void,
   ) {
     this.threadId = threadId;
-    this.#store = store;
+    this.#committer = committer;
     this.#pubsub = pubsub;
     this.#options = options;
     this.#onIdle = onIdle;
@@ -101,21 +101,37 @@ export class ThreadWriter {
       stored: null,
     };
     this.#buffer.push(entry);
-    if (this.#buffer.length >= this.#options.maxBatchEvents) void this.flush().catch(() => {});
-    else this.#schedule();
+    if (this.#buffer.length >= this.#options.maxBatchEvents) void this.#flush(true).catch(() => {});
+    else if (!this.#requested) {
+      this.#requested = true;
+      this.#committer.request(this);
+    }
     return entry;
   }
 
   /** Writes everything buffered so far; resolves once stored and published, rejects if the store failed. */
   flush(): Promise<void> {
-    this.#cancelSchedule();
+    return this.#flush(false);
+  }
+
+  /** @internal The shared flush of the turn. */
+  flushNow(): void {
+    this.#requested = false;
+    void this.#flush(false).catch(() => {});
+  }
+
+  #flush(urgent: boolean): Promise<void> {
+    if (this.#requested) {
+      this.#requested = false;
+      this.#committer.cancel(this);
+    }
     if (this.#buffer.length === 0) {
       // Something earlier may still be in flight; callers expect it to be written when this resolves.
       return this.#ops === 0 ? Promise.resolve() : this.#chain(async () => {});
     }
     const batch = this.#buffer;
     this.#buffer = [];
-    return this.#chain(() => this.#write(batch));
+    return this.#chain(() => this.#write(batch, urgent));
   }
 
   /** Runs `fn` on the thread's serial chain after everything buffered so far is written. */
@@ -125,8 +141,10 @@ export class ThreadWriter {
   }
 
   #chain<T>(op: () => Promise<T>): Promise<T> {
+    // An idle chain starts the op at once, so a shared flush collects every writer's batch in the same tick.
+    const idle = this.#ops === 0;
     this.#ops++;
-    const run = this.#tail.then(op);
+    const run = idle ? start(op) : this.#tail.then(op);
     this.#tail = run.then(
       () => this.#done(),
       () => this.#done(),
@@ -139,11 +157,11 @@ export class ThreadWriter {
     if (this.idle) this.#onIdle(this);
   }
 
-  async #write(batch: Entry[]): Promise<void> {
+  async #write(batch: Entry[], urgent: boolean): Promise<void> {
     const events = batch.map(toEvent);
     let stored: StoredEvent[];
     try {
-      stored = await this.#store.append(this.threadId, events);
+      stored = await this.#committer.submit(this.threadId, events, urgent);
     } catch (error) {
       const told = new Set<WriteOwner>();
       for (const entry of batch) {
@@ -157,24 +175,14 @@ export class ThreadWriter {
     for (let i = 0; i < batch.length; i++) batch[i]!.stored = stored[i] ?? null;
     this.#pubsub.publish(this.threadId, stored);
   }
+}
 
-  #schedule(): void {
-    if (this.#scheduled !== undefined) return;
-    const fire = () => {
-      this.#scheduled = undefined;
-      void this.flush().catch(() => {});
-    };
-    this.#scheduled =
-      this.#options.coalesceWindowMs > 0
-        ? setTimeout(fire, this.#options.coalesceWindowMs)
-        : setImmediate(fire);
-  }
-
-  #cancelSchedule(): void {
-    if (this.#scheduled === undefined) return;
-    if (this.#options.coalesceWindowMs > 0) clearTimeout(this.#scheduled as ReturnType<typeof setTimeout>);
-    else clearImmediate(this.#scheduled as ReturnType<typeof setImmediate>);
-    this.#scheduled = undefined;
+/** Starts an async op now, turning a synchronous throw into a rejection. */
+function start<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return op();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 

@@ -1,0 +1,137 @@
+import type { AgentEvent } from '@threadline/contracts';
+import { StoreError } from './errors.js';
+import type { EventStore, StoredEvent } from './store.js';
+
+/** Something with buffered events that wants them written at the next shared flush. */
+export interface Flushable {
+  /** Hands its buffer to the committer (through {@link GroupCommitter.submit}). */
+  flushNow(): void;
+}
+
+interface Job {
+  threadId: string;
+  events: AgentEvent[];
+  resolve(stored: StoredEvent[]): void;
+  reject(error: unknown): void;
+}
+
+/** Codes with which a store refuses an appendMany call before writing anything, for one batch's sake. */
+const REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found']);
+
+/**
+ * @internal Group commit across threads. Every thread writer asks for a flush instead of arming its own
+ * timer; once per I/O turn (or `coalesceWindowMs`) the committer flushes all of them and writes every batch
+ * handed to it in ONE store transaction (`EventStore.appendMany`), so N threads streaming at once cost one
+ * commit (one fsync on SQLite) per turn instead of N. While a commit is in flight new batches gather for the
+ * next one. Stores without `appendMany` get one `append` per batch, as before.
+ *
+ * If the shared commit fails: when the store refused it up front for one batch's sake (`invalid_message`,
+ * `not_found`: nothing was written), each batch is retried alone so only the bad one fails; any other
+ * failure (I/O, lock timeout) fails every batch of that commit, and their runs end with `store_error`.
+ * Nothing is ever retried after a failure that might have written, so nothing can be stored twice.
+ */
+export class GroupCommitter {
+  readonly #store: EventStore;
+  readonly #windowMs: number;
+  #asking = new Set<Flushable>();
+  #queue: Job[] = [];
+  #timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
+  #inTick = false;
+  #inFlight = false;
+
+  constructor(store: EventStore, windowMs: number) {
+    this.#store = store;
+    this.#windowMs = windowMs;
+  }
+
+  /** Flushes `writer` at the next shared flush. */
+  request(writer: Flushable): void {
+    this.#asking.add(writer);
+    this.#arm();
+  }
+
+  /** Forgets a pending request (the writer flushed on its own). */
+  cancel(writer: Flushable): void {
+    this.#asking.delete(writer);
+  }
+
+  /**
+   * Queues one thread's batch for the next commit; resolves with what was stored. `urgent` commits at once
+   * (with whatever else is queued) when nothing is in flight: a full batch that holds the agent stream up.
+   */
+  submit(threadId: string, events: AgentEvent[], urgent = false): Promise<StoredEvent[]> {
+    return new Promise<StoredEvent[]>((resolve, reject) => {
+      this.#queue.push({ threadId, events, resolve, reject });
+      if (this.#inTick) return; // the tick commits when every writer has handed its batch over
+      if (urgent && !this.#inFlight) this.#commit();
+      else this.#arm();
+    });
+  }
+
+  #arm(): void {
+    if (this.#timer !== undefined || this.#inTick) return;
+    this.#timer = this.#windowMs > 0 ? setTimeout(this.#tick, this.#windowMs) : setImmediate(this.#tick);
+  }
+
+  readonly #tick = (): void => {
+    this.#timer = undefined;
+    const asking = this.#asking;
+    this.#asking = new Set();
+    this.#inTick = true;
+    try {
+      for (const writer of asking) writer.flushNow();
+    } finally {
+      this.#inTick = false;
+    }
+    if (this.#inFlight) {
+      if (this.#queue.length > 0) this.#arm();
+    } else this.#commit();
+  };
+
+  #commit(): void {
+    if (this.#queue.length === 0) return;
+    const jobs = this.#queue;
+    this.#queue = [];
+    this.#inFlight = true;
+    void this.#write(jobs).finally(() => {
+      this.#inFlight = false;
+      if (this.#queue.length > 0 || this.#asking.size > 0) this.#arm();
+    });
+  }
+
+  async #write(jobs: Job[]): Promise<void> {
+    const store = this.#store;
+    if (jobs.length === 1 || !store.appendMany) {
+      await Promise.all(jobs.map((job) => this.#writeOne(job)));
+      return;
+    }
+    let results: StoredEvent[][];
+    try {
+      results = await store.appendMany(jobs.map((job) => ({ threadId: job.threadId, events: job.events })));
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (typeof code === 'string' && REFUSED_BEFORE_WRITING.has(code)) {
+        // Nothing was written: isolate the bad batch by writing each one alone.
+        await Promise.all(jobs.map((job) => this.#writeOne(job)));
+      } else {
+        for (const job of jobs) job.reject(error);
+      }
+      return;
+    }
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      const stored = results[i];
+      if (stored?.length === job.events.length) job.resolve(stored);
+      else
+        job.reject(new StoreError('internal_error', 'the store returned the wrong number of stored events'));
+    }
+  }
+
+  async #writeOne(job: Job): Promise<void> {
+    try {
+      job.resolve(await this.#store.append(job.threadId, job.events));
+    } catch (error) {
+      job.reject(error);
+    }
+  }
+}

@@ -1,0 +1,243 @@
+// The relay's shared flush: every thread's batch of a turn goes to the store in one appendMany commit.
+import type { AgentEvent } from '@threadline/contracts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { StoreError } from '../src/errors.js';
+import { createRelay, inProcessAgentTransport } from '../src/index.js';
+import type { AgentTransport, AppendBatch, EventStore, Relay, Subscription } from '../src/index.js';
+import { ControlledAgent, makeStore, readAll, tokens } from './helpers.js';
+import type { StoreKind } from './helpers.js';
+
+const U = { id: 'user-1' };
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+/** The real store, with every write recorded and appendMany failures switchable (the store is the seam). */
+function instrumented(store: EventStore) {
+  const log = {
+    appendMany: [] as string[][],
+    append: [] as string[],
+    /** Fail the next appendMany calls with this error. */
+    failNextAppendMany: [] as unknown[],
+    /** Refuse appendMany calls holding this thread's batch, and its next append alone (then clear it). */
+    refuseThread: null as string | null,
+  };
+  const wrapped = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'appendMany') {
+        return async (batches: readonly AppendBatch[]) => {
+          log.appendMany.push(batches.map((b) => b.threadId));
+          const failure = log.failNextAppendMany.shift();
+          if (failure !== undefined) throw failure;
+          if (log.refuseThread !== null && batches.some((b) => b.threadId === log.refuseThread))
+            throw new StoreError('invalid_message', `batch for ${log.refuseThread} refused`);
+          return target.appendMany!(batches);
+        };
+      }
+      if (prop === 'append') {
+        return async (threadId: string, events: readonly AgentEvent[]) => {
+          log.append.push(threadId);
+          if (threadId === log.refuseThread) {
+            log.refuseThread = null;
+            throw new StoreError('invalid_message', `batch for ${threadId} refused`);
+          }
+          return target.append(threadId, events);
+        };
+      }
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { wrapped, log };
+}
+
+async function setup(kind: StoreKind, agent: AgentTransport) {
+  const made = makeStore(kind);
+  const { wrapped, log } = instrumented(made.store);
+  const relay: Relay = createRelay({
+    store: wrapped,
+    agent,
+    tokens,
+    toolsBaseUrl: 'http://127.0.0.1:9/api',
+    tools: [],
+    logger: { error() {}, warn() {} },
+    limits: { maxBufferedEvents: 100_000 },
+  });
+  cleanups.push(async () => {
+    await relay.close();
+    await made.cleanup();
+  });
+  return { store: wrapped, log, relay };
+}
+
+async function collectUntilTerminal(sub: Subscription): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  for await (const stored of sub) {
+    const e = JSON.parse(stored.json) as Record<string, unknown>;
+    expect(e.seq).toBe(stored.seq);
+    out.push(e);
+    if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') break;
+  }
+  return out;
+}
+
+describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
+  it('gives many threads streaming at once gap-free per-thread seqs, in shared commits', async () => {
+    const threads = 30;
+    const perRun = 60;
+    // Distinct messageIds: nothing coalesces, so every chunk is its own stored event.
+    const agent = inProcessAgentTransport({
+      async *run(request) {
+        const base = { threadId: request.threadId, runId: request.runId };
+        yield { type: 'RUN_STARTED', ...base, ts: Date.now() };
+        for (let i = 0; i < perRun; i++) {
+          if (i % 5 === 0) await new Promise((r) => setImmediate(r));
+          yield { type: 'TEXT_MESSAGE_CHUNK', ...base, ts: Date.now(), messageId: `m${i}`, delta: `${i};` };
+        }
+        yield { type: 'RUN_FINISHED', ...base, ts: Date.now() };
+      },
+    });
+    const { store, log, relay } = await setup(kind, agent);
+    const ids = Array.from({ length: threads }, (_, i) => `t${i}`);
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    const subs = await Promise.all(
+      ids.map((threadId) => relay.subscribe({ user: U, threadId, afterSeq: 0 })),
+    );
+    const seen = subs.map((sub) => collectUntilTerminal(sub));
+    await Promise.all(
+      ids.map((threadId) => relay.send({ user: U, threadId, text: 'go', clientMessageId: 'c1' })),
+    );
+    const delivered = await Promise.all(seen);
+
+    for (let t = 0; t < threads; t++) {
+      const stored = await readAll(store, ids[t]!);
+      expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: perRun + 3 }, (_, i) => i + 1));
+      expect(stored.map((e) => e.event.type)).toEqual([
+        'USER_MESSAGE',
+        'RUN_STARTED',
+        ...Array<string>(perRun).fill('TEXT_MESSAGE_CHUNK'),
+        'RUN_FINISHED',
+      ]);
+      expect(stored.slice(2, -1).map((e) => e.event.delta)).toEqual(
+        Array.from({ length: perRun }, (_, i) => `${i};`),
+      );
+      // Subscribers saw exactly the stored log: nothing before it was stored, nothing twice, nothing missing.
+      expect(delivered[t]).toEqual(stored.map((e) => ({ ...e.event, seq: e.seq })));
+    }
+    // The point of the shared flush: several threads per commit, far fewer commits than thread batches.
+    const batches = log.appendMany.reduce((n, c) => n + c.length, 0) + log.append.length;
+    const commits = log.appendMany.length + log.append.length;
+    expect(Math.max(...log.appendMany.map((c) => c.length))).toBeGreaterThanOrEqual(threads / 2);
+    expect(commits * 3).toBeLessThan(batches);
+    // A thread appears at most once per commit (its writer has one write in flight at a time).
+    for (const commit of log.appendMany) expect(new Set(commit).size).toBe(commit.length);
+  });
+
+  it('fails exactly the runs of a shared commit that failed, with RUN_ERROR store_error', async () => {
+    const agent = new ControlledAgent();
+    const { store, log, relay } = await setup(kind, agent);
+    const ids = ['ta', 'tb', 'tc'];
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    const subs = await Promise.all(
+      ids.map((threadId) => relay.subscribe({ user: U, threadId, afterSeq: 0 })),
+    );
+    const seen = subs.map((sub) => collectUntilTerminal(sub));
+    const runIds: string[] = [];
+    for (const threadId of ids) {
+      runIds.push((await relay.send({ user: U, threadId, text: 'go', clientMessageId: 'c1' })).runId);
+    }
+    const [a, b, c] = await Promise.all([0, 1, 2].map((i) => agent.nextRun(i)));
+    a!.push(a!.started());
+    b!.push(b!.started());
+    c!.push(c!.started());
+    await waitFor(async () => (await Promise.all(ids.map((t) => store.lastSeq(t)))).every((n) => n === 2));
+
+    // A and B stream in the same turn, so their batches share one commit, and that commit fails.
+    log.failNextAppendMany.push(new Error('disk I/O error'));
+    const failedCall = log.appendMany.length;
+    a!.push(a!.chunk('lost a'));
+    b!.push(b!.chunk('lost b'));
+    const [seenA, seenB] = await Promise.all([seen[0]!, seen[1]!]);
+    expect(log.appendMany[failedCall]).toEqual(['ta', 'tb']);
+    for (const [events, runId] of [
+      [seenA, runIds[0]],
+      [seenB, runIds[1]],
+    ] as const) {
+      expect(events.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'RUN_ERROR']);
+      expect(events[2]).toMatchObject({ code: 'store_error', runId });
+    }
+    expect(a!.signal.aborted).toBe(true);
+    expect(b!.signal.aborted).toBe(true);
+    for (const threadId of ['ta', 'tb']) {
+      expect((await readAll(store, threadId)).map((e) => e.event.type)).toEqual([
+        'USER_MESSAGE',
+        'RUN_STARTED',
+        'RUN_ERROR',
+      ]);
+    }
+    // C was not in that commit: it goes on and finishes.
+    expect(c!.signal.aborted).toBe(false);
+    c!.push(c!.chunk('kept c'), c!.finished());
+    const seenC = await seen[2]!;
+    expect(seenC.map((e) => e.type)).toEqual([
+      'USER_MESSAGE',
+      'RUN_STARTED',
+      'TEXT_MESSAGE_CHUNK',
+      'RUN_FINISHED',
+    ]);
+    expect(seenC[2]).toMatchObject({ delta: 'kept c' });
+    expect((await store.getRun(runIds[2]!))?.status).toBe('finished');
+    expect((await store.getRun(runIds[0]!))?.status).toBe('failed');
+  });
+
+  it('retries batches one by one when the store refused a shared commit for one batch, failing only that run', async () => {
+    const agent = new ControlledAgent();
+    const { store, log, relay } = await setup(kind, agent);
+    const ids = ['ta', 'tb'];
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    const subs = await Promise.all(
+      ids.map((threadId) => relay.subscribe({ user: U, threadId, afterSeq: 0 })),
+    );
+    const seen = subs.map((sub) => collectUntilTerminal(sub));
+    for (const threadId of ids) await relay.send({ user: U, threadId, text: 'go', clientMessageId: 'c1' });
+    const [a, b] = await Promise.all([agent.nextRun(0), agent.nextRun(1)]);
+    a!.push(a!.started());
+    b!.push(b!.started());
+    await waitFor(async () => (await Promise.all(ids.map((t) => store.lastSeq(t)))).every((n) => n === 2));
+
+    log.refuseThread = 'ta';
+    const firstRetry = log.append.length;
+    a!.push(a!.chunk('refused'));
+    b!.push(b!.chunk('kept b'));
+    const seenA = await seen[0]!;
+    expect(seenA.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'RUN_ERROR']);
+    expect(seenA[2]).toMatchObject({ code: 'store_error' });
+    // B's batch was in the refused commit, then written alone.
+    expect(log.append.slice(firstRetry)).toEqual(expect.arrayContaining(['ta', 'tb']));
+    b!.push(b!.finished());
+    const seenB = await seen[1]!;
+    expect(seenB.map((e) => e.type)).toEqual([
+      'USER_MESSAGE',
+      'RUN_STARTED',
+      'TEXT_MESSAGE_CHUNK',
+      'RUN_FINISHED',
+    ]);
+    expect(seenB[2]).toMatchObject({ delta: 'kept b' });
+    // A's RUN_ERROR was stored: the store refused only the chunk's batch.
+    expect((await readAll(store, 'ta')).map((e) => e.event.type)).toEqual([
+      'USER_MESSAGE',
+      'RUN_STARTED',
+      'RUN_ERROR',
+    ]);
+  });
+});
+
+/** Polls `check` each turn until it holds (bounded, so a broken relay fails the test instead of hanging). */
+async function waitFor(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 10_000; i++) {
+    if (await check()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error('condition never held');
+}
