@@ -388,15 +388,25 @@ export function createRelay(options: RelayOptions): Relay {
     let iterator: AsyncIterator<AgentEvent> | undefined;
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     let failure: RunStop | undefined;
+    let onAbort: (() => void) | undefined;
     try {
       const request = await buildRequest(run, message);
       iterator = agent.run(request, { signal })[Symbol.asyncIterator]();
-      const interrupted = new Promise<never>((_, reject) => {
-        const onAbort = () => reject(signal.reason);
-        if (signal.aborted) onAbort();
-        else signal.addEventListener('abort', onAbort, { once: true });
-      });
-      interrupted.catch(() => {});
+      // Every await of the loop can be cut short by the abort signal. Not Promise.race against one shared
+      // promise: each race leaves a reaction on it until the run ends (one per event: a leak and GC churn).
+      let interrupt: ((reason: unknown) => void) | undefined;
+      onAbort = () => interrupt?.(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      const interruptible = <T>(promise: Promise<T>): Promise<T> => {
+        if (signal.aborted) {
+          promise.catch(() => {});
+          return Promise.reject(signal.reason as Error);
+        }
+        return new Promise<T>((resolve, reject) => {
+          interrupt = reject;
+          promise.then(resolve, reject);
+        });
+      };
       let last = Date.now();
       const idle = limits.agentIdleTimeoutMs;
       const watch = () => {
@@ -408,7 +418,7 @@ export function createRelay(options: RelayOptions): Relay {
       idleTimer = setTimeout(watch, idle);
       let started = false;
       for (;;) {
-        const next = await Promise.race([iterator.next(), interrupted]);
+        const next = await interruptible(iterator.next());
         if (next.done) {
           failure = new RunStop('agent_stream_ended', 'the agent stream ended before the run finished');
           break;
@@ -429,17 +439,18 @@ export function createRelay(options: RelayOptions): Relay {
         }
         if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
           writer.add(event, run, false);
-          await Promise.race([writer.flush(), interrupted]);
+          await interruptible(writer.flush());
           return;
         }
         writer.add(event, run, true);
         // Backpressure: a full batch is written before the agent stream is read further.
-        if (writer.buffered >= limits.maxBatchEvents) await Promise.race([writer.flush(), interrupted]);
+        if (writer.buffered >= limits.maxBatchEvents) await interruptible(writer.flush());
       }
     } catch (error) {
       failure = toStop(error, signal);
     } finally {
       clearTimeout(idleTimer);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
     }
     // The run failed: stop the agent and store the RUN_ERROR that ends it.
     if (!signal.aborted) controller.abort(failure);
