@@ -14,6 +14,8 @@ export const TOOL_ERROR_STATUS = {
   tool_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
+  /** The request body did not arrive in time (a slow or stalled client). */
+  request_timeout: 408,
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
