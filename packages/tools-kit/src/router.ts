@@ -4,8 +4,8 @@ import {
   AgentEventSchema,
   IdSchema,
   LIMITS,
-  TOOL_ERROR_STATUS,
   findNonJson,
+  formatPath,
   safeParse,
   toContractIssues,
 } from '@threadline/contracts';
@@ -14,9 +14,6 @@ import type {
   AgentEvent,
   EventType,
   JsonValue,
-  ToolError,
-  ToolErrorCode,
-  ToolIssue,
   ToolManifest,
   ToolManifestEntry,
   ToolResult,
@@ -25,6 +22,7 @@ import { z } from 'zod';
 import { BUILTIN_TOOLS, createBuiltinTools } from './builtins.js';
 import { ToolCallError, ToolsKitError } from './errors.js';
 import { intOption } from './options.js';
+import { Reject, fail, json } from './responses.js';
 import type { EventSink, ToolStore } from './store.js';
 import type { ToolContext, ToolDefinition } from './tool.js';
 import type { TokenIssuer } from './tokens.js';
@@ -47,6 +45,8 @@ export interface ToolRouterOptions {
   logger?: Pick<Console, 'error' | 'warn'>;
   /** A path prefix the routes live under, e.g. `/api`. Default none. */
   basePath?: string;
+  /** How long the request body may take to arrive (slow or stalled clients get 408). Default 10,000 ms. */
+  bodyTimeoutMs?: number;
   /** How long a handler may run before the call answers `timeout` (504) and its signal aborts. Default 30,000 ms. */
   handlerTimeoutMs?: number;
   /** Most events one call may emit. Default 100. */
@@ -70,6 +70,8 @@ export type ToolRouter = ((request: Request) => Promise<Response>) & {
   readonly manifest: ToolManifest;
   /** The path prefix the routes live under (`''` for none). */
   readonly basePath: string;
+  /** The body read deadline, so adapters that buffer the body apply the same bound. */
+  readonly bodyTimeoutMs: number;
 };
 
 const BodySchema = z.strictObject({
@@ -78,23 +80,8 @@ const BodySchema = z.strictObject({
   idempotencyKey: IdSchema.optional(),
 });
 
-const JSON_HEADERS = {
-  'content-type': 'application/json; charset=utf-8',
-  'cache-control': 'no-store',
-  'x-content-type-options': 'nosniff',
-} as const;
-
 /** Bodies nested deeper than this are refused before any schema looks at them (schemas recurse). */
 const MAX_BODY_DEPTH = LIMITS.maxJsonDepth + 8;
-
-class Reject {
-  constructor(
-    readonly code: ToolErrorCode,
-    readonly message: string,
-    readonly issues?: ToolIssue[],
-    readonly headers?: Record<string, string>,
-  ) {}
-}
 
 /**
  * Creates the tool router: strict input validation, act-as token checks (thread, user and tool scope),
@@ -115,6 +102,7 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
   if (!options.store)
     throw new ToolsKitError('invalid_options', 'store is required (e.g. new MemoryToolStore())');
   const maxBodyBytes = intOption(options.maxBodyBytes, 65_536, 64, 64 * 1024 * 1024, 'maxBodyBytes');
+  const bodyTimeoutMs = intOption(options.bodyTimeoutMs, 10_000, 1, 600_000, 'bodyTimeoutMs');
   const handlerTimeoutMs = intOption(options.handlerTimeoutMs, 30_000, 1, 3_600_000, 'handlerTimeoutMs');
   const maxEventsPerCall = intOption(options.maxEventsPerCall, 100, 1, 10_000, 'maxEventsPerCall');
   const basePath = normaliseBasePath(options.basePath);
@@ -268,7 +256,7 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     if (contentType !== null && !isJsonMediaType(contentType)) {
       return fail(new Reject('unsupported_media_type', 'send the body as application/json'));
     }
-    const body = await readJsonBody(request, maxBodyBytes);
+    const body = await readJsonBody(request, maxBodyBytes, bodyTimeoutMs);
     if (body instanceof Reject) return fail(body);
     const envelope = safeParse(BodySchema, body, 'request body');
     if (!envelope.ok) return fail(new Reject('invalid_input', envelope.error.message, envelope.error.issues));
@@ -421,6 +409,7 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     maxBodyBytes,
     manifest: { tools: manifestEntries },
     basePath,
+    bodyTimeoutMs,
   });
 }
 
@@ -461,23 +450,6 @@ function respond(result: ToolResult | Reject): Response {
   return json(200, result);
 }
 
-function fail(reject: Reject): Response {
-  const error: ToolError = {
-    code: reject.code,
-    message: reject.message.slice(0, LIMITS.maxErrorMessageLength) || reject.code,
-  };
-  if (reject.issues && reject.issues.length > 0) error.issues = reject.issues.slice(0, 100);
-  const ref = reject.headers?.['x-error-ref'];
-  if (ref !== undefined) error.ref = ref;
-  const headers: Record<string, string> = { ...reject.headers };
-  if (reject.code === 'payload_too_large') headers.connection = 'close';
-  return json(TOOL_ERROR_STATUS[reject.code], { ok: false, error }, headers);
-}
-
-function json(status: number, body: ToolResult, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...headers } });
-}
-
 function isJsonMediaType(value: string): boolean {
   const type = value.split(';')[0]?.trim().toLowerCase() ?? '';
   // text/plain is what fetch labels a string body with by default; the body must still parse as JSON.
@@ -486,7 +458,7 @@ function isJsonMediaType(value: string): boolean {
   );
 }
 
-async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+async function readJsonBody(request: Request, limit: number, timeoutMs: number): Promise<unknown> {
   const declared = request.headers.get('content-length');
   if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > limit) {
     return new Reject('payload_too_large', `the body may be at most ${limit} bytes`);
@@ -495,15 +467,31 @@ async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   let size = 0;
   if (request.body) {
     const reader = request.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        await reader.cancel().catch(() => {});
-        return new Reject('payload_too_large', `the body may be at most ${limit} bytes`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A client that trickles its body (or stops sending) must not hold the handler open indefinitely.
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    try {
+      for (;;) {
+        const next = await Promise.race([reader.read(), deadline]);
+        if (next === 'timeout') {
+          await reader.cancel().catch(() => {});
+          return new Reject('request_timeout', `the body did not arrive within ${timeoutMs} ms`);
+        }
+        if (next.done) break;
+        size += next.value.byteLength;
+        if (size > limit) {
+          await reader.cancel().catch(() => {});
+          return new Reject('payload_too_large', `the body may be at most ${limit} bytes`);
+        }
+        chunks.push(next.value);
       }
-      chunks.push(value);
+    } catch {
+      // The client went away mid-body: its fault, not ours, so no internal error and no error log.
+      return new Reject('aborted', 'the request body could not be read to the end');
+    } finally {
+      clearTimeout(timer);
     }
   }
   let text: string;
@@ -519,22 +507,32 @@ async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   } catch {
     return new Reject('invalid_json', 'the body is not valid JSON');
   }
-  if (depthExceeds(value, MAX_BODY_DEPTH))
-    return new Reject('invalid_input', `the body is nested deeper than ${MAX_BODY_DEPTH} levels`);
-  return value;
+  return checkBody(value, MAX_BODY_DEPTH) ?? value;
 }
 
-/** Iterative on purpose: a recursive walk is exactly what a deeply nested body would overflow. */
-function depthExceeds(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
+/**
+ * Refuses what JSON.parse lets through but no schema should see: nesting past `max`, and numbers too large
+ * for a double (`1e400` parses to Infinity, which would reach handlers that accept any JSON and later be
+ * written back as `null`). Iterative on purpose: a recursive walk is what a deeply nested body would overflow.
+ */
+function checkBody(value: unknown, max: number): Reject | null {
+  const stack: [unknown, number, (string | number)[]][] = [[value, 0, []]];
   while (stack.length > 0) {
-    const [current, depth] = stack.pop() as [unknown, number];
+    const [current, depth, path] = stack.pop() as [unknown, number, (string | number)[]];
+    if (typeof current === 'number' && !Number.isFinite(current)) {
+      const where = formatPath(path);
+      return new Reject(
+        'invalid_input',
+        `a number in the body is out of range${where ? ` at ${where}` : ''}`,
+        [{ path: where, message: 'number out of range' }],
+      );
+    }
     if (typeof current !== 'object' || current === null) continue;
-    if (depth >= max) return true;
-    for (const child of Array.isArray(current) ? current : Object.values(current))
-      stack.push([child, depth + 1]);
+    if (depth >= max) return new Reject('invalid_input', `the body is nested deeper than ${max} levels`);
+    if (Array.isArray(current)) current.forEach((child, i) => stack.push([child, depth + 1, [...path, i]]));
+    else for (const [key, child] of Object.entries(current)) stack.push([child, depth + 1, [...path, key]]);
   }
-  return false;
+  return null;
 }
 
 function fingerprintOf(value: unknown): string {
