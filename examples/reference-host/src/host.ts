@@ -143,7 +143,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     path: '/ws',
     allowedOrigins: origins,
     authenticate: async (req) => {
-      const user = await sessions.userOf(req.headers.cookie);
+      const user = await sessions.userOfUpgrade(req);
       return user ? { id: user.id } : null;
     },
   });

@@ -231,6 +231,26 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, '8-thread-list.png') });
   });
 
+  it("a sign-out in another tab ends this tab's chat and sends it to sign-in", async () => {
+    await page.goto(threadUrl);
+    await expect
+      .poll(() => chat(page).locator('[part~="status"]').getAttribute('data-state'), WAIT)
+      .toBe('connected');
+    const other = await context.newPage();
+    await other.goto(`${host.url}/threads`);
+    await other.click('#logout');
+    await other.waitForURL(`${host.url}/`);
+    // The host closes the signed-out session's socket; the page finds the session gone instead of retrying.
+    await page.waitForURL(`${host.url}/?signed-out`, { timeout: WAIT.timeout });
+    expect(await page.locator('#auth-error').textContent()).toContain('You were signed out');
+    await page.screenshot({ path: join(ARTIFACTS, '9-signed-out-elsewhere.png') });
+    await other.close();
+    await page.fill('#username', 'ada');
+    await page.fill('#password', 'correct horse battery');
+    await page.click('#login');
+    await page.waitForURL(`${host.url}/threads`);
+  });
+
   it('exported one trace per finished run to the ingest endpoint, grouped by the thread', async () => {
     const log = await page.evaluate(async (id) => {
       const r = await fetch(`/api/threads/${id}/events`);

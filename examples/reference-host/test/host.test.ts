@@ -169,6 +169,33 @@ describe('host: WebSocket boundary', () => {
     await expect(WsClient.open(c.cookie, 'https://evil.example')).rejects.toThrow('HTTP 403');
   });
 
+  it("signing out closes that session's open sockets, not the user's other sessions", async () => {
+    const { c, threadId } = await userWithThread('wslogout');
+    const other = new Client(base);
+    expect(
+      (
+        await other.req('POST', '/api/auth/login', {
+          json: { username: 'wslogout', password: 'correct horse battery' },
+        })
+      ).status,
+    ).toBe(200);
+    const mine = await WsClient.open(c.cookie);
+    const theirs = await WsClient.open(other.cookie);
+    const closed = new Promise<void>((resolve) => mine.ws.once('close', () => resolve()));
+    const cookie = c.cookie;
+
+    expect((await c.req('POST', '/api/auth/logout')).status).toBe(204);
+    // An open socket must not outlive its session: otherwise a signed-out tab could still start runs.
+    await closed;
+    await expect(WsClient.open(cookie)).rejects.toThrow('HTTP 401');
+    // The same user's other session (another browser) keeps its socket.
+    theirs.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    theirs.send({ type: 'send', threadId, text: 'still here', clientMessageId: 'w1' });
+    const ack = await theirs.next((m) => m.type === 'ack');
+    await theirs.next(finished(ack.type === 'ack' ? ack.runId : ''));
+    theirs.close();
+  });
+
   it('answers upgrades on paths other than /ws with 404 instead of leaving them hanging', async () => {
     const { c } = await userWithThread('wspath');
     const ws = new WebSocket(`${base.replace('http', 'ws')}/elsewhere`, {

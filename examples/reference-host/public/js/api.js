@@ -26,9 +26,14 @@ export function showError(el, message) {
   el.hidden = !message;
 }
 
+let signingOut = false;
+/** True once this page's Sign out button was pressed (its own socket then drops; that is not news). */
+export const isSigningOut = () => signingOut;
+
 /** Wires the header's user name and sign-out button; sends signed-out visitors to the sign-in page. */
 export async function setupHeader() {
   document.getElementById('logout')?.addEventListener('click', async () => {
+    signingOut = true;
     await api('/api/auth/logout', { method: 'POST' }).catch(() => {});
     location.assign('/');
   });

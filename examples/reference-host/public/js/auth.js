@@ -1,8 +1,13 @@
-/* global document, location */
+/* global document, location, URLSearchParams */
 import { api, showError } from './api.js';
 
 const form = document.getElementById('auth-form');
 const errorEl = document.getElementById('auth-error');
+
+// Sent here by a page that found its session gone (signed out in another tab, or expired).
+if (new URLSearchParams(location.search).has('signed-out')) {
+  showError(errorEl, 'You were signed out. Sign in again to continue.');
+}
 
 form.addEventListener('submit', async (e) => {
   e.preventDefault();

@@ -1,5 +1,5 @@
 /* global document, location */
-import { api, setupHeader } from './api.js';
+import { api, isSigningOut, setupHeader } from './api.js';
 
 const threadId = decodeURIComponent(location.pathname.split('/').pop() ?? '');
 const profileEl = document.getElementById('profile');
@@ -44,5 +44,26 @@ chat.addEventListener('agent-chat:event', (e) => {
   const changed = Object.keys(next).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
   current = next;
   renderProfile(current, changed);
+});
+// A browser hides why a WebSocket upgrade was refused, so a signed-out tab (signed out elsewhere, or its
+// session expired: the host then closes its socket) would only see "reconnecting" until it gave up. Whenever
+// the connection is in trouble, ask the API whether the session still holds, and go to sign-in if not.
+let checking = false;
+async function checkSession() {
+  if (checking || isSigningOut()) return;
+  checking = true;
+  try {
+    await api('/api/me');
+  } catch (err) {
+    if (err.status === 401 && !isSigningOut()) location.assign('/?signed-out');
+  } finally {
+    checking = false;
+  }
+}
+chat.addEventListener('agent-chat:connection', (e) => {
+  if (e.detail.state === 'reconnecting' || e.detail.state === 'disconnected') void checkSession();
+});
+chat.addEventListener('agent-chat:error', (e) => {
+  if (e.detail.fatal) void checkSession();
 });
 document.getElementById('chat-slot').append(chat);
