@@ -157,7 +157,8 @@ export function attachWebSocketServer(
     ownServer = wss;
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (options.path !== undefined && pathOf(req.url) !== options.path) return; // another handler's path
-      socket.on('error', () => {});
+      // A module-level no-op: a closure here would keep this upgrade's req and head alive with the socket.
+      socket.on('error', ignore);
       if (closed) return refuse(socket, 503, 'shutting down');
       if (connections.size + upgrading >= limits.maxConnections)
         return refuse(socket, 503, 'too many connections');
@@ -216,6 +217,11 @@ interface ConnectionContext {
 
 type Corkable = { cork(): void; uncork(): void };
 
+const CONNECTION = Symbol('threadline.connection');
+type Tagged = WebSocket & { [CONNECTION]?: Connection };
+
+function ignore(): void {}
+
 /** One browser socket: its user, its subscriptions, its rate-limit and bad-frame counters. */
 class Connection {
   readonly #ws: WebSocket;
@@ -237,14 +243,28 @@ class Connection {
     this.#tokens = ctx.limits.messageBurst;
     this.#refilledAt = Date.now();
     ctx.connections.add(this);
-    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
-    ws.on('pong', () => {
-      this.#alive = true;
-    });
-    ws.on('error', () => {
-      // 'close' follows; oversize frames arrive here as errors after ws already closed with 1009.
-    });
-    ws.on('close', () => this.#onClose());
+    // Shared listeners that find their connection on the socket: no closures per idle socket.
+    (ws as Tagged)[CONNECTION] = this;
+    ws.on('message', Connection.#wsMessage);
+    ws.on('pong', Connection.#wsPong);
+    // 'close' follows an error; oversize frames arrive here as errors after ws already closed with 1009.
+    ws.on('error', ignore);
+    ws.on('close', Connection.#wsClose);
+  }
+
+  static #wsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+    const connection = (this as Tagged)[CONNECTION];
+    if (connection) connection.#onMessage(data, isBinary);
+  }
+
+  static #wsPong(this: WebSocket): void {
+    const connection = (this as Tagged)[CONNECTION];
+    if (connection) connection.#alive = true;
+  }
+
+  static #wsClose(this: WebSocket): void {
+    const connection = (this as Tagged)[CONNECTION];
+    if (connection) connection.#onClose();
   }
 
   heartbeat(): void {
