@@ -61,6 +61,7 @@ export const BROWSER_ERROR_CODES = [
   'agent_unavailable',
   'internal_error',
 ] as const;
+/** A code of a server → client `error` message. */
 export type BrowserErrorCode = (typeof BROWSER_ERROR_CODES)[number];
 
 /** server → client: something the client asked for failed. `ref` names what it refers to (a clientMessageId, runId or threadId). */
@@ -78,11 +79,19 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   ErrorMessageWireSchema,
 ]);
 
+/** client → server `send`. */
 export type SendMessage = z.infer<typeof SendMessageSchema>;
+/** client → server `subscribe`. */
 export type SubscribeMessage = z.infer<typeof SubscribeMessageSchema>;
+/** client → server `cancel`. */
 export type CancelMessage = z.infer<typeof CancelMessageSchema>;
+/** Any message a browser may send. */
 export type ClientMessage = z.infer<typeof ClientMessageSchema>;
+/** server → client `event` (one sequenced event). */
 export type EventMessage = z.infer<typeof EventMessageSchema>;
+/** server → client `ack`. */
 export type AckMessage = z.infer<typeof AckMessageSchema>;
+/** server → client `error`. */
 export type ErrorMessage = z.infer<typeof ErrorMessageWireSchema>;
+/** Any message a server may send. */
 export type ServerMessage = z.infer<typeof ServerMessageSchema>;

@@ -8,6 +8,7 @@ export interface ContractIssue {
 
 /** Codes of {@link ContractError}. */
 export const CONTRACT_ERROR_CODES = ['invalid_payload', 'invalid_json'] as const;
+/** A {@link ContractError} code. */
 export type ContractErrorCode = (typeof CONTRACT_ERROR_CODES)[number];
 
 /**

@@ -22,6 +22,7 @@ export const EVENT_TYPES = [
   'USER_MESSAGE',
   'STATE_CHANGED',
 ] as const;
+/** One of {@link EVENT_TYPES}. */
 export type EventType = (typeof EVENT_TYPES)[number];
 
 const base = {
@@ -121,13 +122,21 @@ export const AgentEventSchema = z.discriminatedUnion('type', [
 ]);
 
 const seq = { seq: SeqSchema };
+/** RUN_STARTED as stored and sent to browsers (with `seq`). */
 export const SequencedRunStartedEventSchema = RunStartedEventSchema.extend(seq);
+/** TOOL_CALL_STARTED with `seq`. */
 export const SequencedToolCallStartedEventSchema = ToolCallStartedEventSchema.extend(seq);
+/** TOOL_CALL_RESULT with `seq`. */
 export const SequencedToolCallResultEventSchema = ToolCallResultEventSchema.extend(seq);
+/** TEXT_MESSAGE_CHUNK with `seq`. */
 export const SequencedTextMessageChunkEventSchema = TextMessageChunkEventSchema.extend(seq);
+/** RUN_ERROR with `seq`. */
 export const SequencedRunErrorEventSchema = RunErrorEventSchema.extend(seq);
+/** RUN_FINISHED with `seq`. */
 export const SequencedRunFinishedEventSchema = RunFinishedEventSchema.extend(seq);
+/** USER_MESSAGE with `seq`. */
 export const SequencedUserMessageEventSchema = UserMessageEventSchema.extend(seq);
+/** STATE_CHANGED with `seq`. */
 export const SequencedStateChangedEventSchema = StateChangedEventSchema.extend(seq);
 
 /** An event as stored and as sent to browsers: carries the per-thread `seq` assigned by the relay. */
@@ -142,18 +151,29 @@ export const SequencedAgentEventSchema = z.discriminatedUnion('type', [
   SequencedStateChangedEventSchema,
 ]);
 
+/** A RUN_STARTED event. */
 export type RunStartedEvent = z.infer<typeof RunStartedEventSchema>;
+/** A TOOL_CALL_STARTED event. */
 export type ToolCallStartedEvent = z.infer<typeof ToolCallStartedEventSchema>;
+/** A TOOL_CALL_RESULT event. */
 export type ToolCallResultEvent = z.infer<typeof ToolCallResultEventSchema>;
+/** A TEXT_MESSAGE_CHUNK event. */
 export type TextMessageChunkEvent = z.infer<typeof TextMessageChunkEventSchema>;
+/** A RUN_ERROR event. */
 export type RunErrorEvent = z.infer<typeof RunErrorEventSchema>;
+/** A RUN_FINISHED event. */
 export type RunFinishedEvent = z.infer<typeof RunFinishedEventSchema>;
+/** A USER_MESSAGE event (addition: the user's own message). */
 export type UserMessageEvent = z.infer<typeof UserMessageEventSchema>;
+/** A STATE_CHANGED event (addition: a tool changed stored state). */
 export type StateChangedEvent = z.infer<typeof StateChangedEventSchema>;
+/** Any contract event, without `seq`. */
 export type AgentEvent = z.infer<typeof AgentEventSchema>;
+/** Any contract event as stored and sent to browsers, with `seq`. */
 export type SequencedAgentEvent = z.infer<typeof SequencedAgentEventSchema>;
 /** An event of one type, e.g. `AgentEventOf<'RUN_ERROR'>`. */
 export type AgentEventOf<T extends EventType> = Extract<AgentEvent, { type: T }>;
+/** A sequenced event of one type, e.g. `SequencedAgentEventOf<'USER_MESSAGE'>`. */
 export type SequencedAgentEventOf<T extends EventType> = Extract<SequencedAgentEvent, { type: T }>;
 
 /** Terminal event types: exactly one of them ends every run. */
@@ -180,4 +200,5 @@ export const RUN_ERROR_CODES = [
   'shutdown',
   'internal_error',
 ] as const;
+/** One of {@link RUN_ERROR_CODES}. */
 export type RunErrorCode = (typeof RUN_ERROR_CODES)[number];

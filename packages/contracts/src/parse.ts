@@ -1,7 +1,8 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ContractError, type ContractIssue, toContractIssues } from './errors.js';
 import { AgentEventSchema, EVENT_TYPES, SequencedAgentEventSchema } from './events.js';
 import type { AgentEvent, SequencedAgentEvent } from './events.js';
+import { IdSchema, SeqSchema } from './primitives.js';
 
 /** The result of a safe parse: the value, or the issues. Never throws. */
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: ContractError };
@@ -77,10 +78,17 @@ export function parseSequencedEvent(input: unknown): SequencedAgentEvent {
   return parseWith(SequencedAgentEventSchema, input, 'event');
 }
 
-/** An event of a type this version does not know, kept as it came so it can be passed on or ignored. */
+/**
+ * An event of a type this version does not know, kept as it came so it can be passed on or ignored. Its
+ * envelope is still checked: `threadId` always, and `seq` when parsed as sequenced, so a consumer can file it
+ * under the right thread and advance its resume position past it.
+ */
 export interface UnknownEvent {
   kind: 'unknown';
   type: string;
+  threadId: string;
+  /** Present when parsed with `{ sequenced: true }`. */
+  seq?: number;
   raw: Record<string, unknown>;
 }
 
@@ -88,6 +96,9 @@ export interface UnknownEvent {
 export type LenientEvent<E> = { kind: 'known'; event: E } | UnknownEvent;
 
 const KNOWN = new Set<string>(EVENT_TYPES);
+// Only the envelope every event shares; the rest of an unknown event is the newer server's business.
+const UnknownEnvelopeSchema = z.looseObject({ threadId: IdSchema });
+const UnknownSequencedEnvelopeSchema = z.looseObject({ threadId: IdSchema, seq: SeqSchema });
 
 /**
  * Forward-compatible parse for consumers: an event whose `type` this version does not know is returned
@@ -102,6 +113,7 @@ export function parseEventLenient(
   input: unknown,
   options: { sequenced: true },
 ): LenientEvent<SequencedAgentEvent>;
+/** Forward-compatible parse of an event without `seq` (see the sequenced overload). */
 export function parseEventLenient(input: unknown, options?: { sequenced?: false }): LenientEvent<AgentEvent>;
 export function parseEventLenient(
   input: unknown,
@@ -115,8 +127,15 @@ export function parseEventLenient(
     !KNOWN.has((input as { type: string }).type)
   ) {
     const type = (input as { type: string }).type;
-    if (/^[A-Z][A-Z0-9_]{0,63}$/.test(type))
-      return { kind: 'unknown', type, raw: input as Record<string, unknown> };
+    if (/^[A-Z][A-Z0-9_]{0,63}$/.test(type)) {
+      const raw = input as Record<string, unknown>;
+      if (options.sequenced) {
+        const envelope = parseWith(UnknownSequencedEnvelopeSchema, input, `${type} event`);
+        return { kind: 'unknown', type, threadId: envelope.threadId, seq: envelope.seq, raw };
+      }
+      const envelope = parseWith(UnknownEnvelopeSchema, input, `${type} event`);
+      return { kind: 'unknown', type, threadId: envelope.threadId, raw };
+    }
   }
   const event = options.sequenced ? parseSequencedEvent(input) : parseEvent(input);
   return { kind: 'known', event };

@@ -28,5 +28,7 @@ export const CodeSchema = z
   .max(LIMITS.maxCodeLength)
   .regex(/^[a-z][a-z0-9_]*$/, 'must be lower snake case');
 
+/** A short human-readable label (e.g. a tool call's "Updating profile"): 1 to 200 characters. */
 export const LabelSchema = z.string().min(1).max(LIMITS.maxLabelLength);
+/** A human-readable error message: 1 to 4,096 characters, safe to show. */
 export const ErrorMessageSchema = z.string().min(1).max(LIMITS.maxErrorMessageLength);

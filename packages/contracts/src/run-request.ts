@@ -18,5 +18,7 @@ export const RunRequestSchema = z.strictObject({
   tools: ToolsRefSchema,
 });
 
+/** The tools reference of a run request. */
 export type ToolsRef = z.infer<typeof ToolsRefSchema>;
+/** A run request (API → agent). */
 export type RunRequest = z.infer<typeof RunRequestSchema>;

@@ -24,9 +24,12 @@ export const TOOL_ERROR_STATUS = {
   unavailable: 503,
   internal_error: 500,
 } as const;
+/** Every tool error code, the keys of {@link TOOL_ERROR_STATUS}. */
 export const TOOL_ERROR_CODES = Object.keys(TOOL_ERROR_STATUS) as (keyof typeof TOOL_ERROR_STATUS)[];
+/** A tool error code. */
 export type ToolErrorCode = keyof typeof TOOL_ERROR_STATUS;
 
+/** One validation problem in a failed tool call: where (`path`, dotted) and what. */
 export const ToolIssueSchema = z.strictObject({
   path: z.string().max(1024),
   message: z.string().max(LIMITS.maxErrorMessageLength),
@@ -46,8 +49,11 @@ export const ToolResultSchema = z.discriminatedUnion('ok', [
   z.strictObject({ ok: z.literal(false), error: ToolErrorSchema }),
 ]);
 
+/** One validation problem in a failed tool call. */
 export type ToolIssue = z.infer<typeof ToolIssueSchema>;
+/** The failure side of a tool result. */
 export type ToolError = z.infer<typeof ToolErrorSchema>;
+/** The tool result envelope; `T` types `data` on success. */
 export type ToolResult<T = unknown> = { ok: true; data: T } | { ok: false; error: ToolError };
 
 /** The audience of every act-as token. */
@@ -67,6 +73,7 @@ export const ActAsClaimsSchema = z.object({
   exp: z.number().int().positive(),
   jti: z.string().min(1).max(LIMITS.maxIdLength),
 });
+/** Verified act-as token claims. */
 export type ActAsClaims = z.infer<typeof ActAsClaimsSchema>;
 
 /** One entry of the tool manifest (`GET /tools`). */
@@ -78,8 +85,11 @@ export const ToolManifestEntrySchema = z.strictObject({
   /** True for runtime tools (session history, event append) that are not offered to the model. */
   internal: z.boolean().optional(),
 });
+/** The tool manifest (`GET /tools`): the tools the presented token may call. */
 export const ToolManifestSchema = z.strictObject({
   tools: z.array(ToolManifestEntrySchema),
 });
+/** One entry of the tool manifest. */
 export type ToolManifestEntry = z.infer<typeof ToolManifestEntrySchema>;
+/** The tool manifest. */
 export type ToolManifest = z.infer<typeof ToolManifestSchema>;

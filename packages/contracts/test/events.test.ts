@@ -240,7 +240,22 @@ describe('parseEventLenient', () => {
   it('keeps unknown event types from newer servers as opaque', () => {
     const raw = { type: 'REASONING_CHUNK', threadId: 't', runId: 'r', ts: 1, seq: 3, text: 'hmm' };
     const r = parseEventLenient(raw, { sequenced: true });
-    expect(r).toEqual({ kind: 'unknown', type: 'REASONING_CHUNK', raw });
+    expect(r).toEqual({ kind: 'unknown', type: 'REASONING_CHUNK', threadId: 't', seq: 3, raw });
+    const unsequenced = parseEventLenient({ type: 'REASONING_CHUNK', threadId: 't', runId: 'r', ts: 1 });
+    expect(unsequenced).toMatchObject({ kind: 'unknown', threadId: 't' });
+    expect(unsequenced).not.toHaveProperty('seq');
+  });
+
+  it('still checks the envelope of an unknown type: a thread always, a seq when sequenced', () => {
+    const raw = { type: 'REASONING_CHUNK', threadId: 't', runId: 'r', ts: 1, text: 'hmm' };
+    // Without a seq a consumer could not resume past it; without a thread it could not file it.
+    expect(() => parseEventLenient(raw, { sequenced: true })).toThrow(ContractError);
+    expect(() => parseEventLenient({ ...raw, seq: 0 }, { sequenced: true })).toThrow(ContractError);
+    expect(() => parseEventLenient({ ...raw, threadId: 'a b', seq: 1 }, { sequenced: true })).toThrow(
+      /threadId/,
+    );
+    const { threadId: _omit, ...noThread } = raw;
+    expect(() => parseEventLenient(noThread)).toThrow(ContractError);
   });
 
   it('still rejects known types that are malformed, and junk', () => {
