@@ -1,6 +1,7 @@
 // The hot paths of the HTTP agent transport: the hand-written check of text chunks must accept and refuse exactly
 // what the contract's schema does, and the SSE parser's fast path must keep the strict parser's meaning.
 import { createServer } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentEventSchema, LIMITS } from '@threadline/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,5 +139,118 @@ describe('SseParser', () => {
     const p = new SseParser(10);
     p.push('data: 123');
     expect(() => p.push('45678901')).toThrow(/longer than 10/);
+  });
+});
+
+describe('httpAgentTransport connections (node:http by default)', () => {
+  /** An agent whose handler the test writes; counts TCP connections and reports each request's close. */
+  async function agent(handler: (res: ServerResponse, request: typeof base) => void) {
+    const state = { connections: 0, closed: 0, requests: 0 };
+    const srv = createServer((req, res) => {
+      let text = '';
+      req.on('data', (d: Buffer) => (text += d.toString()));
+      req.on('end', () => {
+        if (req.method === 'DELETE') return void res.writeHead(204).end();
+        state.requests++;
+        res.on('close', () => state.closed++);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        handler(res, JSON.parse(text) as typeof base);
+      });
+    });
+    srv.on('connection', () => state.connections++);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const stop = async () => {
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    };
+    return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, state, stop };
+  }
+  const base = { ...request };
+  const line = (e: object) => `data: ${JSON.stringify(e)}\n\n`;
+  const finished = (r: typeof base) => ({
+    type: 'RUN_FINISHED',
+    threadId: r.threadId,
+    runId: r.runId,
+    ts: 1,
+  });
+  const started = (r: typeof base) => ({ type: 'RUN_STARTED', threadId: r.threadId, runId: r.runId, ts: 1 });
+  const drain = async (it: AsyncIterable<unknown>) => {
+    const out: unknown[] = [];
+    for await (const e of it) out.push(e);
+    return out;
+  };
+
+  it('ends the stream at the terminal event and reuses the connection for the next run', async () => {
+    const a = await agent((res, r) => res.end(line(started(r)) + line(finished(r))));
+    try {
+      const t = httpAgentTransport({ url: a.url, credential: 's' });
+      for (const runId of ['r1', 'r2', 'r3']) {
+        const events = await drain(t.run({ ...base, runId }, { signal: new AbortController().signal }));
+        expect(events).toEqual([started({ ...base, runId }), finished({ ...base, runId })]);
+        await new Promise((r) => setImmediate(r)); // the drained socket goes back to the pool
+      }
+      expect(a.state.requests).toBe(3);
+      expect(a.state.connections).toBe(1);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('cuts off an agent that keeps the response open after the terminal event', async () => {
+    const a = await agent((res, r) => res.write(line(finished(r)))); // and never ends
+    try {
+      const t = httpAgentTransport({ url: a.url, credential: 's' });
+      const events = await drain(t.run(base, { signal: new AbortController().signal }));
+      expect(events).toHaveLength(1);
+      const t0 = Date.now();
+      while (a.state.closed === 0) await new Promise((r) => setTimeout(r, 20));
+      expect(Date.now() - t0).toBeLessThan(3_000);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('drops the connection when the run is aborted mid-stream', async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const a = await agent((res, r) => {
+      res.write(line(started(r)));
+      timer = setInterval(() => res.write(': ping\n\n'), 5);
+      res.on('close', () => clearInterval(timer));
+    });
+    try {
+      const t = httpAgentTransport({ url: a.url, credential: 's' });
+      const controller = new AbortController();
+      const reason = new Error('stop');
+      const seen: unknown[] = [];
+      const error = await (async () => {
+        for await (const e of t.run(base, { signal: controller.signal })) {
+          seen.push(e);
+          controller.abort(reason);
+        }
+      })().catch((e: unknown) => e);
+      expect(seen).toHaveLength(1);
+      expect(error).toBeInstanceOf(Error);
+      while (a.state.closed === 0) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      clearInterval(timer);
+      await a.stop();
+    }
+  });
+
+  it('uses an injected fetch instead when one is given', async () => {
+    const a = await agent((res, r) => res.end(line(started(r)) + line(finished(r))));
+    try {
+      let calls = 0;
+      const counting: typeof fetch = (input, init) => {
+        calls++;
+        return fetch(input, init);
+      };
+      const t = httpAgentTransport({ url: a.url, credential: 's', fetch: counting });
+      const events = await drain(t.run(base, { signal: new AbortController().signal }));
+      expect(events).toEqual([started(base), finished(base)]);
+      expect(calls).toBe(1);
+    } finally {
+      await a.stop();
+    }
   });
 });
