@@ -147,6 +147,27 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, '4-after-reload.png') });
   });
 
+  it('on a phone-sized screen shows the profile and the send box without scrolling', async () => {
+    const phone = await context.newPage();
+    await phone.setViewportSize({ width: 375, height: 700 });
+    await phone.goto(threadUrl);
+    await expect.poll(() => assistant(phone).count(), WAIT).toBe(2);
+    const layout = await phone.evaluate(() => ({
+      viewport: innerHeight,
+      page: document.documentElement.scrollHeight,
+      profile: document.querySelector('#profile dd[data-key="displayName"]')!.getBoundingClientRect().bottom,
+      input: document
+        .querySelector('agent-chat')!
+        .shadowRoot!.querySelector('textarea')!
+        .getBoundingClientRect().bottom,
+    }));
+    expect(layout.page).toBeLessThanOrEqual(layout.viewport);
+    expect(layout.profile).toBeLessThanOrEqual(layout.viewport);
+    expect(layout.input).toBeLessThanOrEqual(layout.viewport);
+    await phone.screenshot({ path: join(ARTIFACTS, '4b-phone.png') });
+    await phone.close();
+  });
+
   it('streams a new run into two pages on the same thread', async () => {
     const second = await context.newPage();
     await second.goto(threadUrl);
@@ -272,5 +293,7 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
       expect(mine[0]).toMatchObject({ id: f.traceId, group_id: threadId });
     }
     expect(consoleProblems.filter((m) => /Content Security Policy/i.test(m))).toEqual([]);
+    // No page asks for something the host does not serve (e.g. /favicon.ico).
+    expect(consoleProblems.filter((m) => /status of 404/.test(m))).toEqual([]);
   });
 });
