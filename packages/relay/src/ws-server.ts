@@ -6,6 +6,7 @@ import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { RelayError } from './errors.js';
 import type { Relay } from './relay.js';
+import type { StoredEvent } from './store.js';
 import type { Subscription } from './subscription.js';
 
 /** Bounds of the browser transport. Every field has a default; see {@link DEFAULT_WEBSOCKET_LIMITS}. */
@@ -227,7 +228,8 @@ class Connection {
   readonly #ws: WebSocket;
   readonly #user: { id: string };
   readonly #ctx: ConnectionContext;
-  #subscriptions: Map<string, Subscription> | undefined;
+  /** At most `maxSubscriptionsPerConnection`: an array is a fraction of a Map's size per idle socket. */
+  #subscriptions: Subscription[] | undefined;
   #tokens: number;
   #refilledAt: number;
   #badFrames = 0;
@@ -297,8 +299,9 @@ class Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.#ctx.connections.delete(this);
-    if (this.#subscriptions) for (const s of this.#subscriptions.values()) s.close();
+    const list = this.#subscriptions;
     this.#subscriptions = undefined;
+    if (list) for (const s of list) s.close();
   }
 
   #onMessage(data: RawData, isBinary: boolean): void {
@@ -380,11 +383,14 @@ class Connection {
         await relay.cancel({ user: this.#user, runId: message.runId });
         return;
       case 'subscribe': {
-        const subs = (this.#subscriptions ??= new Map());
+        const subs = (this.#subscriptions ??= []);
         // A new subscribe to the same thread replaces the old one (a resume from another seq).
-        subs.get(message.threadId)?.close();
-        subs.delete(message.threadId);
-        if (subs.size >= this.#ctx.limits.maxSubscriptionsPerConnection) {
+        const old = findSubscription(subs, message.threadId);
+        if (old) {
+          old.close();
+          removeSubscription(subs, old);
+        }
+        if (subs.length >= this.#ctx.limits.maxSubscriptionsPerConnection) {
           throw new RelayError(
             'too_many_subscribers',
             `at most ${this.#ctx.limits.maxSubscriptionsPerConnection} threads per connection`,
@@ -399,47 +405,66 @@ class Connection {
           subscription.close();
           return;
         }
-        subs.get(message.threadId)?.close();
-        subs.set(message.threadId, subscription);
-        void this.#deliver(subscription);
+        const raced = findSubscription(subs, message.threadId);
+        if (raced) {
+          raced.close();
+          removeSubscription(subs, raced);
+        }
+        subs.push(subscription);
+        this.#deliver(subscription);
         return;
       }
     }
   }
 
-  /** Streams one subscription into the socket: one corked write per batch, waiting for drain past the high-water mark. */
-  async #deliver(subscription: Subscription): Promise<void> {
+  /**
+   * Streams one subscription into the socket: one corked write per batch, waiting for drain past the
+   * high-water mark. Callbacks rather than an async loop: an idle subscription then holds one pending
+   * promise, not a suspended generator with its register file (a few hundred bytes per idle socket).
+   */
+  #deliver(subscription: Subscription): void {
+    const ws = this.#ws;
+    const end = (error: unknown): void => {
+      if (error !== undefined && !this.#closed) {
+        this.#sendFailure(error, subscription.threadId);
+        if (error instanceof RelayError && error.code === 'slow_consumer') {
+          ws.close(WS_CLOSE_CODES.tryAgainLater, 'slow consumer; resubscribe with your last seq');
+        }
+      }
+      subscription.close();
+      const list = this.#subscriptions;
+      if (list) removeSubscription(list, subscription);
+    };
+    const next = (): void => {
+      subscription.nextBatch().then(onBatch, end);
+    };
+    const onBatch = (batch: StoredEvent[] | null): void => {
+      if (batch === null || this.#closed) return end(undefined);
+      let flushed: Promise<void>;
+      try {
+        flushed = this.#sendBatch(batch);
+      } catch (error) {
+        return end(error ?? new Error('sending failed'));
+      }
+      if (ws.bufferedAmount > this.#ctx.limits.highWaterBytes) flushed.then(next, end);
+      else next();
+    };
+    next();
+  }
+
+  /** Writes a batch as event frames in one corked write; resolves when the last frame is flushed. */
+  #sendBatch(batch: StoredEvent[]): Promise<void> {
     const ws = this.#ws;
     const socket = (ws as unknown as { _socket?: Partial<Corkable> })._socket;
     const cork =
       typeof socket?.cork === 'function' && typeof socket.uncork === 'function' ? (socket as Corkable) : null;
+    cork?.cork();
     try {
-      for (;;) {
-        const batch = await subscription.nextBatch();
-        if (batch === null || this.#closed) return;
-        let flushed: Promise<void> | undefined;
-        cork?.cork();
-        try {
-          const last = batch.length - 1;
-          for (let i = 0; i < last; i++) ws.send(EVENT_PREFIX + batch[i]!.json + '}');
-          flushed = new Promise<void>((resolve) =>
-            ws.send(EVENT_PREFIX + batch[last]!.json + '}', () => resolve()),
-          );
-        } finally {
-          cork?.uncork();
-        }
-        if (ws.bufferedAmount > this.#ctx.limits.highWaterBytes) await flushed;
-      }
-    } catch (error) {
-      if (this.#closed) return;
-      this.#sendFailure(error, subscription.threadId);
-      if (error instanceof RelayError && error.code === 'slow_consumer') {
-        ws.close(WS_CLOSE_CODES.tryAgainLater, 'slow consumer; resubscribe with your last seq');
-      }
+      const last = batch.length - 1;
+      for (let i = 0; i < last; i++) ws.send(EVENT_PREFIX + batch[i]!.json + '}');
+      return new Promise<void>((resolve) => ws.send(EVENT_PREFIX + batch[last]!.json + '}', () => resolve()));
     } finally {
-      subscription.close();
-      if (this.#subscriptions?.get(subscription.threadId) === subscription)
-        this.#subscriptions.delete(subscription.threadId);
+      cork?.uncork();
     }
   }
 
@@ -470,6 +495,16 @@ class Connection {
     if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
     this.#ws.send(frame);
   }
+}
+
+function findSubscription(list: readonly Subscription[], threadId: string): Subscription | undefined {
+  for (const s of list) if (s.threadId === threadId) return s;
+  return undefined;
+}
+
+function removeSubscription(list: Subscription[], subscription: Subscription): void {
+  const i = list.indexOf(subscription);
+  if (i !== -1) list.splice(i, 1);
 }
 
 function refOf(message: ClientMessage): string {
