@@ -9,8 +9,16 @@ const n = Number(nArg);
 const timeoutMs = Number(timeoutArg ?? 120) * 1000;
 const here = (f) => new URL(f, import.meta.url).pathname;
 
-/** Runs `body(onEvent)` until it resolves or the time limit passes; reports how far it got. */
+/** Events of the warm-up stream every scenario runs first, in the same processes, before it is measured. */
+const WARMUP = Math.min(2_000, n);
+
+/**
+ * Runs `body(onEvent, count)` once with WARMUP events (not measured: it pays for JIT compilation and first
+ * connections on both sides, for every path alike), then with `n` events until it resolves or the time limit
+ * passes; reports how far it got.
+ */
 async function measure(body) {
+  if (WARMUP > 0) await body(() => {}, WARMUP);
   const lat = latencyRecorder(n);
   let count = 0;
   const started = now();
@@ -22,7 +30,7 @@ async function measure(body) {
   };
   let timer;
   const limit = new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-  const outcome = await Promise.race([body(onEvent).then(() => 'done'), limit]);
+  const outcome = await Promise.race([body(onEvent, n).then(() => 'done'), limit]);
   clearTimeout(timer);
   const seconds = (last - started) / 1000;
   return {
@@ -40,14 +48,18 @@ async function bareWs(mode) {
     const ws = new WebSocket(`ws://127.0.0.1:${server.info.port}`);
     await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
     const result = await measure(
-      (onEvent) =>
+      (onEvent, count) =>
         new Promise((resolve) => {
-          ws.on('message', (data) => {
+          const onMessage = (data) => {
             const msg = JSON.parse(String(data));
-            if (msg.type === 'done') return resolve();
+            if (msg.type === 'done') {
+              ws.off('message', onMessage);
+              return resolve();
+            }
             onEvent(deltaTime(msg.event.delta));
-          });
-          ws.send(JSON.stringify({ n, mode }));
+          };
+          ws.on('message', onMessage);
+          ws.send(JSON.stringify({ n: count, mode }));
         }),
     );
     ws.terminate();

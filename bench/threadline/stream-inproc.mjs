@@ -5,12 +5,19 @@ export async function run(n, { measure, startServer, here }) {
   const relay = await startServer(here('servers/threadline-relay.mjs'), ['inproc', '1']);
   try {
     const ws = await connect(relay.info.port);
-    let outcome;
-    const result = await measure(async (onChunk) => {
-      outcome = await streamRun(ws, { threadId: 'bench_0', text: `stream ${n}`, onChunk });
+    let outcome = { lastSeq: 0, gaps: 0 };
+    let gaps = 0;
+    const result = await measure(async (onChunk, count) => {
+      outcome = await streamRun(ws, {
+        threadId: 'bench_0',
+        text: `stream ${count}`,
+        onChunk,
+        afterSeq: outcome.lastSeq,
+      });
+      gaps += outcome.gaps;
     });
     ws.terminate();
-    return { ...result, seqGaps: outcome?.gaps ?? null };
+    return { ...result, seqGaps: gaps };
   } finally {
     await relay.stop();
   }
