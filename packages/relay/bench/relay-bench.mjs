@@ -383,7 +383,7 @@ try {
     const subscribed = await memoryPerSocket('relay', socketsN);
     line(
       `relay, ${fmt(socketsN)} idle subscribed sockets (${subscribed.subscribers} subscriptions)`,
-      `${(subscribed.perSocket / 1024).toFixed(1)} KB/socket (heap ${(subscribed.heapPerSocket / 1024).toFixed(1)} KB)  ${(subscribed.perSocket / bare.perSocket).toFixed(2)}x bare`,
+      `${(subscribed.perSocket / 1024).toFixed(1)} KB/socket (heap ${(subscribed.heapPerSocket / 1024).toFixed(1)} KB)  ${(subscribed.perSocket / bare.perSocket).toFixed(2)}x bare (heap ${(subscribed.heapPerSocket / bare.heapPerSocket).toFixed(2)}x)`,
     );
   }
 
