@@ -141,6 +141,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   server.on('request', app);
   const ws = attachWebSocketServer(server, relay, {
     path: '/ws',
+    // Tell a signed-out browser so with close code 4401 (it cannot read an HTTP 401 on an upgrade).
+    unauthorized: 'close',
     allowedOrigins: origins,
     authenticate: async (req) => {
       const user = await sessions.userOfUpgrade(req);

@@ -76,6 +76,22 @@ class WsClient {
       ws.once('error', reject);
     });
   }
+  /** Opens a socket the server is expected to refuse; resolves to how it was refused. */
+  static refusal(cookie: string | undefined, origin = base): Promise<string> {
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, {
+      headers: { origin, ...(cookie ? { cookie } : {}) },
+    });
+    let firstError = '';
+    ws.on('message', (data) => {
+      const m = JSON.parse(String(data)) as ServerMessage;
+      if (!firstError && m.type === 'error') firstError = m.code;
+    });
+    return new Promise((resolve, reject) => {
+      ws.once('unexpected-response', (_req, res) => resolve(`HTTP ${res.statusCode}`));
+      ws.once('close', (code) => resolve(`close ${code} ${firstError}`.trim()));
+      ws.once('error', reject);
+    });
+  }
   send(m: unknown) {
     this.ws.send(JSON.stringify(m));
   }
@@ -162,11 +178,12 @@ describe('host: a run over the WebSocket', () => {
 });
 
 describe('host: WebSocket boundary', () => {
-  it('refuses an upgrade without a session cookie (401) or from another origin (403)', async () => {
+  it('refuses a socket without a valid session (error unauthorized, close 4401) or from another origin (403)', async () => {
     const { c } = await userWithThread('wsauth');
-    await expect(WsClient.open(undefined)).rejects.toThrow('HTTP 401');
-    await expect(WsClient.open('tl_session=forged')).rejects.toThrow('HTTP 401');
-    await expect(WsClient.open(c.cookie, 'https://evil.example')).rejects.toThrow('HTTP 403');
+    // A browser cannot read an HTTP 401 on an upgrade, so the host closes with 4401 and says why.
+    expect(await WsClient.refusal(undefined)).toBe('close 4401 unauthorized');
+    expect(await WsClient.refusal('tl_session=forged')).toBe('close 4401 unauthorized');
+    expect(await WsClient.refusal(c.cookie, 'https://evil.example')).toBe('HTTP 403');
   });
 
   it("signing out closes that session's open sockets, not the user's other sessions", async () => {
@@ -187,7 +204,7 @@ describe('host: WebSocket boundary', () => {
     expect((await c.req('POST', '/api/auth/logout')).status).toBe(204);
     // An open socket must not outlive its session: otherwise a signed-out tab could still start runs.
     await closed;
-    await expect(WsClient.open(cookie)).rejects.toThrow('HTTP 401');
+    expect(await WsClient.refusal(cookie)).toBe('close 4401 unauthorized');
     // The same user's other session (another browser) keeps its socket.
     theirs.send({ type: 'subscribe', threadId, afterSeq: 0 });
     theirs.send({ type: 'send', threadId, text: 'still here', clientMessageId: 'w1' });

@@ -59,6 +59,13 @@ export interface WebSocketTransportOptions {
   allowedOrigins: string[] | ((origin: string) => boolean);
   /** Only upgrades on this path are handled (default: every path). */
   path?: string;
+  /**
+   * How an unauthenticated upgrade is refused. `'http'` (default) answers 401 before upgrading; a browser
+   * cannot read that status and sees a network error. `'close'` completes the upgrade, sends an `error`
+   * message with code `unauthorized` and closes with 4401, so a browser client can tell "sign in again" from
+   * "the network dropped" and stop retrying.
+   */
+  unauthorized?: 'http' | 'close';
   limits?: Partial<WebSocketLimits>;
   logger?: Pick<Console, 'error' | 'warn'>;
 }
@@ -69,7 +76,22 @@ export const WS_CLOSE_CODES = {
   policyViolation: 1008,
   messageTooBig: 1009,
   tryAgainLater: 1013,
+  /** The peer is not (or no longer) signed in: do not reconnect without new credentials. */
+  unauthorized: 4401,
 } as const;
+
+const UNAUTHORIZED_FRAME = JSON.stringify({
+  type: 'error',
+  code: 'unauthorized',
+  message: 'Not signed in: sign in and connect again.',
+});
+
+/** Tells an upgraded peer it is not authenticated, then closes with 4401. */
+function closeUnauthorized(ws: WebSocket): void {
+  if (ws.readyState !== ws.OPEN) return;
+  ws.send(UNAUTHORIZED_FRAME);
+  ws.close(WS_CLOSE_CODES.unauthorized, 'unauthorized');
+}
 
 const EVENT_PREFIX = '{"type":"event","event":';
 
@@ -135,7 +157,8 @@ export function attachWebSocketServer(
       ws.pause?.();
       identify(req).then(
         (user) => {
-          if (user === null || user === 'timeout') ws.close(WS_CLOSE_CODES.policyViolation, 'unauthorized');
+          if (user === null) closeUnauthorized(ws);
+          else if (user === 'timeout') ws.close(WS_CLOSE_CODES.tryAgainLater, 'authentication timed out');
           else if (ws.readyState === ws.OPEN) new Connection(ws, user, context);
           ws.resume?.();
         },
@@ -169,9 +192,10 @@ export function attachWebSocketServer(
         (user) => {
           upgrading--;
           if (user === 'timeout') return refuse(socket, 503, 'authentication timed out');
-          if (user === null) return refuse(socket, 401, 'unauthorized');
           if (closed) return refuse(socket, 503, 'shutting down');
+          if (user === null && options.unauthorized !== 'close') return refuse(socket, 401, 'unauthorized');
           if (socket.destroyed) return;
+          if (user === null) return wss.handleUpgrade(req, socket, head, closeUnauthorized);
           wss.handleUpgrade(req, socket, head, (ws) => {
             new Connection(ws, user, context);
           });

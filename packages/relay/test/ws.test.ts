@@ -35,6 +35,24 @@ describe('WebSocket transport', () => {
     expect(ok.ws.readyState).toBe(WebSocket.OPEN);
   });
 
+  it("with unauthorized: 'close', tells an unauthenticated browser why and closes with 4401", async () => {
+    h = await makeWsHarness('sqlite', {}, { unauthorized: 'close' });
+    await h.store.createThread({ threadId: 't1', ownerId: 'user-a' });
+    const anonymous = await connect(null);
+    const { code } = await anonymous.closed;
+    expect(code).toBe(4401);
+    expect(anonymous.messages).toEqual([
+      { type: 'error', code: 'unauthorized', message: 'Not signed in: sign in and connect again.' },
+    ]);
+    expect(ServerMessageSchema.safeParse(anonymous.messages[0]).success).toBe(true);
+    // Nothing an unauthenticated socket sends reaches the relay: it is closed before any frame is read.
+    expect(await h.store.lastSeq('t1')).toBe(0);
+    // Origin is still checked before upgrading, and signed-in users are unaffected.
+    await expect(connect(null, 'http://evil.test')).rejects.toThrow('HTTP 403');
+    const ok = await connect('user-a');
+    expect(ok.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
   it('sends, acks and streams valid server messages; N sockets see the identical sequence', async () => {
     h = await makeWsHarness('sqlite');
     await h.store.createThread({ threadId: 't1', ownerId: 'user-a' });
@@ -334,7 +352,8 @@ describe('WebSocket transport', () => {
     const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       const anon = new TestClient(url, null);
-      expect((await anon.closed).code).toBe(1008);
+      expect((await anon.closed).code).toBe(4401);
+      expect(anon.messages).toMatchObject([{ type: 'error', code: 'unauthorized' }]);
       const ok = new TestClient(url, 'user-a');
       await ok.opened;
       ok.send({ type: 'cancel', runId: 'nope' });
