@@ -21,6 +21,12 @@ export function deltaTime(delta) {
   return Number(delta.slice(0, 18));
 }
 
+const spawnListeners = [];
+/** Calls `listener(pid)` for every server process started from now on (the scenario watchdog kills them). */
+export function onServerSpawn(listener) {
+  spawnListeners.push(listener);
+}
+
 /** Percentile of a numeric array (sorts in place). */
 export function percentile(values, p) {
   if (values.length === 0) return NaN;
@@ -38,6 +44,7 @@ export async function startServer(file, args = [], env = {}, nodeArgs = []) {
     env: { ...process.env, NODE_ENV: 'production', ...env },
   });
   const kill = () => child.exitCode === null && child.kill('SIGKILL');
+  for (const listener of spawnListeners) listener(child.pid);
   process.once('exit', kill);
   const rl = createInterface({ input: child.stdout });
   const ready = new Promise((resolve, reject) => {

@@ -1,13 +1,38 @@
 // Runs one streaming scenario's client in this process against its server(s) in child processes, and prints
 // one JSON line: { name, events, seconds, eventsPerSec, p50, p99, complete }.
 // Usage: node bench/scenario.mjs <scenario> <events> [timeoutSeconds]
+import { Worker } from 'node:worker_threads';
 import { WebSocket } from 'ws';
-import { DELTA_LENGTH, deltaTime, latencyRecorder, now, startServer } from './lib.mjs';
+import { DELTA_LENGTH, deltaTime, latencyRecorder, now, onServerSpawn, startServer } from './lib.mjs';
 
 const [name, nArg, timeoutArg] = process.argv.slice(2);
 const n = Number(nArg);
 const timeoutMs = Number(timeoutArg ?? 120) * 1000;
 const here = (f) => new URL(f, import.meta.url).pathname;
+
+// A watchdog on its own thread: some clients keep this thread busy (or stuck in one long synchronous step) so
+// that no timer here can fire. Past the time limit (plus grace) the watchdog prints what the client managed
+// (count and time from shared memory; no latency figures), kills the servers and this process.
+const shared = new Float64Array(new SharedArrayBuffer(4 * 8)); // [count, started, last, deadline]
+const watchdog = new Worker(
+  `const { workerData, parentPort } = require('node:worker_threads');
+  const { writeSync } = require('node:fs');
+  const [shared, label] = [workerData.shared, workerData.label];
+  const pids = [];
+  parentPort.on('message', (pid) => pids.push(pid));
+  setInterval(() => {
+    const [count, started, last, deadline] = shared;
+    if (deadline === 0 || Date.now() < deadline + 5000) return;
+    const seconds = (last - started) / 1000;
+    writeSync(1, JSON.stringify({ ...label, events: count, seconds, eventsPerSec: count / seconds, p50: null, p99: null, complete: false, stalled: true }) + '\\n');
+    for (const pid of pids) try { process.kill(pid, 'SIGKILL'); } catch {}
+    process.kill(process.pid, 'SIGKILL');
+  }, 250);`,
+  { eval: true, workerData: { shared, label: { name, requested: n } } },
+);
+watchdog.unref();
+onServerSpawn((pid) => watchdog.postMessage(pid));
+process.on('SIGTERM', () => process.exit(1)); // so 'exit' handlers stop the servers
 
 /** Events of the warm-up stream every scenario runs first, in the same processes, before it is measured. */
 const WARMUP = Math.min(2_000, n);
@@ -18,28 +43,45 @@ const WARMUP = Math.min(2_000, n);
  * passes; reports how far it got.
  */
 async function measure(body) {
-  if (WARMUP > 0) await body(() => {}, WARMUP);
+  if (WARMUP > 0) {
+    // The watchdog covers the warm-up too: a path that cannot even finish it reports zero events.
+    shared[1] = shared[2] = now();
+    shared[3] = shared[1] + timeoutMs;
+    await body(() => {}, WARMUP);
+  }
   const lat = latencyRecorder(n);
   let count = 0;
   const started = now();
   let last = started;
+  const deadline = started + timeoutMs;
+  shared[1] = started;
+  shared[2] = started;
+  shared[3] = deadline;
   const onEvent = (sentAt) => {
     count++;
     last = now();
+    shared[0] = count;
+    shared[2] = last;
     lat.record(sentAt);
+    // A client that keeps the event loop busy may never let the time-limit timer below fire: report from
+    // here once past the limit, with what it managed so far.
+    if (last > deadline) report(partial(count, started, last, lat));
   };
   let timer;
   const limit = new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
   const outcome = await Promise.race([body(onEvent, n).then(() => 'done'), limit]);
   clearTimeout(timer);
+  return { ...partial(count, started, last, lat), complete: outcome === 'done' && count === n };
+}
+
+function partial(count, started, last, lat) {
   const seconds = (last - started) / 1000;
-  return {
-    events: count,
-    seconds,
-    eventsPerSec: count / seconds,
-    ...lat.summary(),
-    complete: outcome === 'done' && count === n,
-  };
+  return { events: count, seconds, eventsPerSec: count / seconds, ...lat.summary(), complete: false };
+}
+
+function report(result) {
+  console.log(JSON.stringify({ name, requested: n, ...result }));
+  process.exit(0);
 }
 
 async function bareWs(mode) {
@@ -73,12 +115,12 @@ async function agUi() {
   const { HttpAgent } = await import('@ag-ui/client');
   const server = await startServer(here('servers/ag-ui.mjs'));
   try {
-    const agent = new HttpAgent({
-      url: `http://127.0.0.1:${server.info.port}/run?n=${n}`,
-      threadId: 'thread_bench',
-    });
-    return await measure((onEvent) =>
-      agent.runAgent(
+    // A fresh agent per stream: an HttpAgent keeps the messages of its previous runs.
+    return await measure((onEvent, count) =>
+      new HttpAgent({
+        url: `http://127.0.0.1:${server.info.port}/run?n=${count}`,
+        threadId: 'thread_bench',
+      }).runAgent(
         { runId: 'run_bench' },
         {
           onTextMessageContentEvent({ event }) {
@@ -96,10 +138,10 @@ async function aiSdk() {
   const { DefaultChatTransport, readUIMessageStream } = await import('ai');
   const server = await startServer(here('servers/ai-sdk.mjs'));
   try {
-    const transport = new DefaultChatTransport({
-      api: `http://127.0.0.1:${server.info.port}/api/chat?n=${n}`,
-    });
-    return await measure(async (onEvent) => {
+    return await measure(async (onEvent, count) => {
+      const transport = new DefaultChatTransport({
+        api: `http://127.0.0.1:${server.info.port}/api/chat?n=${count}`,
+      });
       const stream = await transport.sendMessages({
         chatId: 'thread_bench',
         messages: [{ id: 'u1', role: 'user', parts: [{ type: 'text', text: 'go' }] }],
@@ -134,9 +176,7 @@ try {
   const mod = scenarios[name] ? null : await import(`./threadline/${name}.mjs`).catch(() => null);
   const run = scenarios[name] ?? mod?.run;
   if (!run) throw new Error(`unknown scenario ${name}`);
-  const result = await run(n, { measure, startServer, here });
-  console.log(JSON.stringify({ name, requested: n, ...result }));
-  process.exit(0);
+  report(await run(n, { measure, startServer, here }));
 } catch (err) {
   console.log(JSON.stringify({ name, requested: n, error: String(err?.stack ?? err) }));
   process.exit(1);

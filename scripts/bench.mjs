@@ -20,6 +20,8 @@ const streamScenarios = [
 ];
 const extraScenarios = threadline.filter((f) => !f.startsWith('stream-')).map((f) => f.replace(/\.mjs$/, ''));
 
+const ms = (x) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+
 function runScenario(name, n) {
   const res = spawnSync(
     process.execPath,
@@ -60,7 +62,7 @@ for (const n of sizes) {
     console.log(
       r.error
         ? `${name} @${n}: ERROR ${r.error.split('\n')[0]}`
-        : `${name} @${n}: ${Math.round(r.eventsPerSec).toLocaleString('en')} events/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${r.complete ? '' : ` (INCOMPLETE: ${r.events} events in the time limit)`}`,
+        : `${name} @${n}: ${Math.round(r.eventsPerSec).toLocaleString('en')} events/s, p50 ${ms(r.p50)} ms, p99 ${ms(r.p99)} ms${r.complete ? '' : ` (INCOMPLETE: ${r.events} events in the time limit)`}`,
     );
   }
 }
@@ -82,7 +84,7 @@ for (const n of sizes) {
   for (const r of results.stream.filter((x) => x.requested === n)) {
     if (r.error) md += `| ${r.name} | ${n} | error | | | | ${r.error.split('\n')[0]} |\n`;
     else
-      md += `| ${r.name} | ${n} | ${fmt(r.eventsPerSec)} | ${(r.eventsPerSec / limit).toFixed(2)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.complete ? 'yes' : `no: ${r.events} in ${timeoutSeconds} s`} |\n`;
+      md += `| ${r.name} | ${n} | ${fmt(r.eventsPerSec)} | ${(r.eventsPerSec / limit).toFixed(2)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.complete ? 'yes' : `no: ${r.events} in ${timeoutSeconds} s`} |\n`;
   }
 }
 if (results.extra.length) {
