@@ -184,9 +184,23 @@ describe('SqliteStore', () => {
       }
       expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     }
+    expect(() => openSqliteStore({ path: ':memory:', walAutocheckpointPages: 0 })).toThrow(
+      expect.objectContaining({ code: 'invalid_message' }),
+    );
     expect(() => openSqliteStore({ path: ':memory:', tailTargetRows: 0 })).toThrow(
       expect.objectContaining({ code: 'invalid_message' }),
     );
+  });
+
+  it('checkpoints the WAL once it holds walAutocheckpointPages pages', async () => {
+    const path = join(tempDir(), 'checkpoint.db');
+    const store = openSqliteStore({ path, walAutocheckpointPages: 2 });
+    open.push(store);
+    await store.createThread({ threadId: 't1', ownerId: 'u1' });
+    for (let i = 0; i < 30; i++) await store.append('t1', [chunk('t1', 'x'.repeat(2_000))]);
+    // A checkpoint ran (and restarted the log): the WAL holds far fewer frames than the 30+ commits wrote.
+    const { statSync } = await import('node:fs');
+    expect(statSync(`${path}-wal`).size).toBeLessThan(30 * 4096);
   });
 
   it('refuses a database written by a newer schema version', () => {
