@@ -274,9 +274,11 @@ describe('SqliteStore shared by two processes', () => {
     const results = (await Promise.all([a.result, b.result])) as { batches: number[][]; sawOther: boolean }[];
 
     const all: number[] = [];
-    for (const { batches, sawOther } of results) {
-      // Each process saw the other's events land between two of its own: the appends really raced.
-      expect(sawOther).toBe(true);
+    // At least one process saw the other's events land between two of its own: the appends really raced.
+    // (Requiring both is timing-dependent: SQLite's busy handler can keep one writer waiting while the other
+    // commits many times in a row, so that writer never sees an interleaving itself.)
+    expect(results.some((r) => r.sawOther)).toBe(true);
+    for (const { batches } of results) {
       expect(batches.length).toBeGreaterThanOrEqual(perWorker);
       for (const seqs of batches) {
         for (let k = 1; k < seqs.length; k++) expect(seqs[k]).toBe(seqs[k - 1]! + 1);

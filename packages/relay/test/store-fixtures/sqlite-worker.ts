@@ -25,7 +25,7 @@ if (mode === 'append') {
   // of its own (a gap in its seqs), so the race really happened; bounded so a lone worker still ends.
   let sawOther = false;
   let previous = 0;
-  for (let i = 0; i < 20_000 && (i < count || !sawOther); i++) {
+  for (let i = 0; i < 3_000 && (i < count || !sawOther); i++) {
     const size = (i % 3) + 1;
     const events = Array.from({ length: size }, (_, j) => ({
       type: 'TEXT_MESSAGE_CHUNK' as const,
