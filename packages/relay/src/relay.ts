@@ -417,6 +417,7 @@ export function createRelay(options: RelayOptions): Relay {
       };
       idleTimer = setTimeout(watch, idle);
       let started = false;
+      const seen: ChunkIdCache = { messageId: '' };
       for (;;) {
         const next = await interruptible(iterator.next());
         if (next.done) {
@@ -424,7 +425,7 @@ export function createRelay(options: RelayOptions): Relay {
           break;
         }
         last = Date.now();
-        const event = checkAgentEvent(next.value, threadId, runId);
+        const event = checkAgentEvent(next.value, threadId, runId, seen);
         if (event.type === 'RUN_STARTED') {
           if (started)
             throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
@@ -693,8 +694,8 @@ export function createRelay(options: RelayOptions): Relay {
 }
 
 /** Validates an event from the agent: contract shape, this run's thread and run, and a type an agent may send. */
-function checkAgentEvent(value: unknown, threadId: string, runId: string): AgentEvent {
-  if (isPlainChunk(value, threadId, runId)) return value;
+function checkAgentEvent(value: unknown, threadId: string, runId: string, seen: ChunkIdCache): AgentEvent {
+  if (isPlainChunk(value, threadId, runId, seen)) return value;
   const parsed = safeParse(AgentEventSchema, value, 'agent event');
   if (!parsed.ok)
     throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, {
@@ -713,13 +714,25 @@ function checkAgentEvent(value: unknown, threadId: string, runId: string): Agent
 }
 
 const CHUNK_KEYS = 6; // type, threadId, runId, ts, messageId, delta
-let lastMessageId = '';
+
+/**
+ * The last chunk messageId one run's stream had validated. Per run, not shared: with many runs interleaving
+ * a single shared slot missed on almost every event and re-ran the IdSchema check each time.
+ */
+interface ChunkIdCache {
+  messageId: string;
+}
 
 /**
  * The hot path of a streaming run: a TEXT_MESSAGE_CHUNK of this run checked field by field, to exactly the
  * contract's rules, without a schema walk per token. Anything else (or anything unusual) goes through zod.
  */
-function isPlainChunk(value: unknown, threadId: string, runId: string): value is AgentEvent {
+function isPlainChunk(
+  value: unknown,
+  threadId: string,
+  runId: string,
+  seen: ChunkIdCache,
+): value is AgentEvent {
   if (typeof value !== 'object' || value === null) return false;
   const e = value as Record<string, unknown>;
   if (e.type !== 'TEXT_MESSAGE_CHUNK' || e.threadId !== threadId || e.runId !== runId) return false;
@@ -727,9 +740,9 @@ function isPlainChunk(value: unknown, threadId: string, runId: string): value is
   if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return false;
   if (typeof delta !== 'string' || delta.length > LIMITS.maxDeltaLength) return false;
   if (typeof messageId !== 'string') return false;
-  if (messageId !== lastMessageId) {
+  if (messageId !== seen.messageId) {
     if (!safeParse(IdSchema, messageId).ok) return false;
-    lastMessageId = messageId;
+    seen.messageId = messageId;
   }
   if (Object.getPrototypeOf(e) !== Object.prototype) return false;
   let keys = 0;
