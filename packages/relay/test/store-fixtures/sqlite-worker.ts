@@ -13,7 +13,9 @@ process.stdout.write('ready\n');
 for await (const line of lines) if (line === 'go') break;
 lines.close();
 
-const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+// Leave the write lock free for a moment after each commit: SQLite's busy handler polls with sleeps, so a
+// writer that re-locks at once could keep the other one waiting through all of its appends (no real race).
+const yieldToOthers = () => new Promise<void>((resolve) => setTimeout(resolve, 1));
 const result: { batches: number[][]; started: string[]; refused: string[]; sawOther?: boolean } = {
   batches: [],
   started: [],
