@@ -86,10 +86,13 @@ describe('property: round trips', () => {
   it('random valid events survive JSON and parse back equal', () => {
     fc.assert(
       fc.property(event, fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), (e, seq) => {
+        // What a receiver gets is the JSON image of the event (e.g. -0 travels as 0): parsing must return
+        // exactly that, unchanged.
+        const wire = JSON.parse(JSON.stringify(e)) as unknown;
         const back = safeParseJson(AgentEventSchema, JSON.stringify(e));
-        expect(back).toEqual({ ok: true, value: e });
+        expect(back).toEqual({ ok: true, value: wire });
         const sequenced = safeParseJson(SequencedAgentEventSchema, JSON.stringify({ ...e, seq }));
-        expect(sequenced).toEqual({ ok: true, value: { ...e, seq } });
+        expect(sequenced).toEqual({ ok: true, value: { ...(wire as object), seq } });
       }),
       { numRuns: 2_000 },
     );
