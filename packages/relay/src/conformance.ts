@@ -426,6 +426,119 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
       });
     });
 
+    describe('startRuns (optional grouped run start)', () => {
+      /** The adapter's startRuns, or a skip: the method is optional on the port. */
+      function startRunsOf(ctx: { skip(note?: string): never }): NonNullable<EventStore['startRuns']> {
+        if (!store.startRuns) ctx.skip(`${name} does not offer startRuns (the relay starts runs one by one)`);
+        return store.startRuns!.bind(store);
+      }
+
+      it("starts several threads' runs in one call, each answered as startRun would, in order", async (ctx) => {
+        const startRuns = startRunsOf(ctx);
+        const a = await newThread();
+        const b = await newThread();
+        const busy = await newThread();
+        const done = await newThread();
+        await store.append(a, [chunk(a, 'r0', 'earlier')]);
+        const busyRun = uid('run');
+        await store.startRun(startInput(busy, busyRun, 'cm-busy'));
+        const doneRun = uid('run');
+        await store.startRun(startInput(done, doneRun, 'cm-done'));
+        await store.append(done, [finished(done, doneRun)]);
+        const [runA, runB, runA2, runB2, runBusy, runDone] = Array.from({ length: 6 }, () => uid('run'));
+        const results = await startRuns([
+          startInput(a, runA!, 'cm-1'),
+          startInput(b, runB!, 'cm-1'),
+          startInput(a, runA2!, 'cm-2'), // a's run from this very call is running
+          startInput(b, runB2!, 'cm-1'), // same message as this call's earlier input
+          startInput(busy, runBusy!, 'cm-new'),
+          startInput(done, runDone!, 'cm-done'), // seen before, its run already ended
+        ]);
+        expect(results.map((r) => r.status)).toEqual([
+          'started',
+          'started',
+          'run_active',
+          'duplicate',
+          'run_active',
+          'duplicate',
+        ]);
+        const [ra, rb, ra2, rb2, rbusy, rdone] = results;
+        if (ra?.status !== 'started' || rb?.status !== 'started') throw new Error('expected started');
+        expect(ra.run).toMatchObject({
+          runId: runA,
+          threadId: a,
+          status: 'running',
+          clientMessageId: 'cm-1',
+        });
+        expect(ra.userMessage.seq).toBe(2);
+        expect(JSON.parse(ra.userMessage.json)).toEqual({
+          ...userMessage(a, runA!, 'cm-1', 'user-1'),
+          seq: 2,
+        });
+        expect(rb.userMessage.seq).toBe(1);
+        if (ra2?.status === 'run_active') expect(ra2.activeRun.runId).toBe(runA);
+        if (rb2?.status === 'duplicate') expect(rb2.run.runId).toBe(runB);
+        if (rbusy?.status === 'run_active') expect(rbusy.activeRun.runId).toBe(busyRun);
+        if (rdone?.status === 'duplicate')
+          expect(rdone.run).toMatchObject({ runId: doneRun, status: 'finished' });
+        expect(await store.read(a, { afterSeq: 1, limit: 10 })).toEqual([ra.userMessage]);
+        expect(await store.read(b, { afterSeq: 0, limit: 10 })).toEqual([rb.userMessage]);
+        expect(await store.lastSeq(busy)).toBe(1);
+        expect(await store.lastSeq(done)).toBe(2);
+        expect(await store.activeRun(a)).toEqual(ra.run);
+        expect(await store.getRun(runA2!)).toBeNull();
+        expect(await store.getRun(runB2!)).toBeNull();
+        expect(await startRuns([])).toEqual([]);
+      });
+
+      it('is all or nothing: an invalid input, an unknown thread or a taken run id stores nothing for anyone', async (ctx) => {
+        const startRuns = startRunsOf(ctx);
+        const a = await newThread();
+        const b = await newThread();
+        const taken = uid('run');
+        const other = await newThread();
+        await store.startRun(startInput(other, taken, 'cm-x'));
+        const good = () => [startInput(a, uid('run'), 'cm-1'), startInput(b, uid('run'), 'cm-1')];
+        const mismatched = { ...startInput(b, uid('run'), 'cm-2'), clientMessageId: 'cm-other' };
+        await expectStoreError(startRuns([...good(), mismatched]), 'invalid_message');
+        await expectStoreError(
+          startRuns([...good(), startInput(uid('ghost'), uid('run'), 'cm-1')]),
+          'not_found',
+        );
+        const c = await newThread();
+        await expectStoreError(startRuns([...good(), startInput(c, taken, 'cm-9')]), 'conflict');
+        const twice = uid('run');
+        await expectStoreError(
+          startRuns([startInput(a, twice, 'cm-1'), startInput(b, twice, 'cm-1')]),
+          'conflict',
+        );
+        await expectStoreError(
+          startRuns('nope' as unknown as Parameters<typeof startRuns>[0]),
+          'invalid_message',
+        );
+        for (const t of [a, b, c]) {
+          expect(await store.lastSeq(t)).toBe(0);
+          expect(await store.activeRun(t)).toBeNull();
+        }
+        // Nothing was half-written: the same messages start normally afterwards.
+        const after = await startRuns(good());
+        expect(after.map((r) => r.status)).toEqual(['started', 'started']);
+      });
+
+      it('never starts two runs of one thread when startRuns and startRun race', async (ctx) => {
+        const startRuns = startRunsOf(ctx);
+        const t = await newThread();
+        const results = await Promise.all([
+          startRuns(Array.from({ length: 5 }, (_, i) => startInput(t, uid('run'), `cm-a${i}`))),
+          store.startRun(startInput(t, uid('run'), 'cm-b')),
+          startRuns([startInput(t, uid('run'), 'cm-c')]),
+        ]);
+        const statuses = [...results[0], results[1], ...results[2]].map((r) => r.status);
+        expect(statuses.filter((s) => s === 'started')).toHaveLength(1);
+        expect(await store.lastSeq(t)).toBe(1);
+      });
+    });
+
     describe('runs', () => {
       it('starts a run: USER_MESSAGE appended with the next seq, run recorded as running', async () => {
         const t = await newThread();

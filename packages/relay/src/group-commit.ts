@@ -1,6 +1,6 @@
 import type { AgentEvent } from '@threadline/contracts';
 import { StoreError } from './errors.js';
-import type { EventStore, StoredEvent } from './store.js';
+import type { EventStore, StartRunInput, StartRunResult, StoredEvent } from './store.js';
 
 /** Something with buffered events that wants them written at the next shared flush. */
 export interface Flushable {
@@ -15,15 +15,25 @@ interface Job {
   reject(error: unknown): void;
 }
 
+interface StartJob {
+  input: StartRunInput;
+  resolve(result: StartRunResult): void;
+  reject(error: unknown): void;
+}
+
 /** Codes with which a store refuses an appendMany call before writing anything, for one batch's sake. */
 const REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found']);
+/** The same for a startRuns call (a run id that exists is refused too, with nothing written). */
+const START_REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found', 'conflict']);
 
 /**
  * @internal Group commit across threads. Every thread writer asks for a flush instead of arming its own
  * timer; once per I/O turn (or `coalesceWindowMs`) the committer flushes all of them and writes every batch
  * handed to it in ONE store transaction (`EventStore.appendMany`), so N threads streaming at once cost one
  * commit (one fsync on SQLite) per turn instead of N. While a commit is in flight new batches gather for the
- * next one. Stores without `appendMany` get one `append` per batch, as before.
+ * next one. Stores without `appendMany` get one `append` per batch, as before. Run starts (USER_MESSAGE and
+ * run record) join the same turn through {@link GroupCommitter.start}: all of them in one `startRuns`
+ * transaction, so a burst of N sends costs one commit, not N (stores without it: one `startRun` each).
  *
  * If the shared commit fails: when the store refused it up front for one batch's sake (`invalid_message`,
  * `not_found`: nothing was written), each batch is retried alone so only the bad one fails; any other
@@ -35,6 +45,7 @@ export class GroupCommitter {
   readonly #windowMs: number;
   #asking = new Set<Flushable>();
   #queue: Job[] = [];
+  #starts: StartJob[] = [];
   #timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
   #inTick = false;
   #inFlight = false;
@@ -68,6 +79,21 @@ export class GroupCommitter {
     });
   }
 
+  /**
+   * Queues a run start for the next commit; resolves with the store's answer for it. The caller keeps the
+   * thread's writes serial (it calls this on the thread's chain), so a commit holds at most one job per thread.
+   */
+  start(input: StartRunInput): Promise<StartRunResult> {
+    return new Promise<StartRunResult>((resolve, reject) => {
+      this.#starts.push({ input, resolve, reject });
+      if (!this.#inTick) this.#arm();
+    });
+  }
+
+  #pending(): boolean {
+    return this.#queue.length > 0 || this.#starts.length > 0;
+  }
+
   #arm(): void {
     if (this.#timer !== undefined || this.#inTick) return;
     this.#timer = this.#windowMs > 0 ? setTimeout(this.#tick, this.#windowMs) : setImmediate(this.#tick);
@@ -84,19 +110,59 @@ export class GroupCommitter {
       this.#inTick = false;
     }
     if (this.#inFlight) {
-      if (this.#queue.length > 0) this.#arm();
+      if (this.#pending()) this.#arm();
     } else this.#commit();
   };
 
   #commit(): void {
-    if (this.#queue.length === 0) return;
+    if (!this.#pending()) return;
     const jobs = this.#queue;
+    const starts = this.#starts;
     this.#queue = [];
+    this.#starts = [];
     this.#inFlight = true;
-    void this.#write(jobs).finally(() => {
-      this.#inFlight = false;
-      if (this.#queue.length > 0 || this.#asking.size > 0) this.#arm();
-    });
+    const writeAppends = () => this.#write(jobs);
+    void this.#startAll(starts)
+      .then(writeAppends, writeAppends)
+      .finally(() => {
+        this.#inFlight = false;
+        if (this.#pending() || this.#asking.size > 0) this.#arm();
+      });
+  }
+
+  async #startAll(jobs: StartJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const store = this.#store;
+    if (jobs.length === 1 || !store.startRuns) {
+      await Promise.all(jobs.map((job) => this.#startOne(job)));
+      return;
+    }
+    let results: StartRunResult[];
+    try {
+      results = await store.startRuns(jobs.map((job) => job.input));
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (typeof code === 'string' && START_REFUSED_BEFORE_WRITING.has(code)) {
+        // Nothing was written: isolate the bad input by starting each one alone.
+        await Promise.all(jobs.map((job) => this.#startOne(job)));
+      } else {
+        for (const job of jobs) job.reject(error);
+      }
+      return;
+    }
+    for (let i = 0; i < jobs.length; i++) {
+      const result = results[i];
+      if (result) jobs[i]!.resolve(result);
+      else jobs[i]!.reject(new StoreError('internal_error', 'the store returned too few run starts'));
+    }
+  }
+
+  async #startOne(job: StartJob): Promise<void> {
+    try {
+      job.resolve(await this.#store.startRun(job.input));
+    } catch (error) {
+      job.reject(error);
+    }
   }
 
   async #write(jobs: Job[]): Promise<void> {

@@ -19,6 +19,7 @@ export type {
   AppendBatch,
   EventStore,
   StoredEvent,
+  StartRunInput,
   StartRunResult,
   RunRecord,
   RunStatus,

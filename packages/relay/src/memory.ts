@@ -4,6 +4,7 @@ import type {
   AppendBatch,
   EventStore,
   RunRecord,
+  StartRunInput,
   StartRunResult,
   StoredEvent,
   ThreadRecord,
@@ -119,23 +120,49 @@ export class MemoryStore implements EventStore {
     return this.#threads.get(threadId)?.events.length ?? 0;
   }
 
-  async startRun(input: {
-    threadId: string;
-    runId: string;
-    userId: string;
-    clientMessageId: string;
-    userMessage: AgentEvent;
-  }): Promise<StartRunResult> {
+  async startRun(input: StartRunInput): Promise<StartRunResult> {
     this.#open();
     const prepared = prepareStartRun(input);
     const state = this.#threads.get(input.threadId);
     if (!state) throw notFoundThread(input.threadId);
+    return this.#startIn(state, input, prepared.body, Date.now());
+  }
+
+  async startRuns(inputs: readonly StartRunInput[]): Promise<StartRunResult[]> {
+    this.#open();
+    if (!Array.isArray(inputs)) throw new StoreError('invalid_message', 'startRuns takes an array');
+    const prepared = inputs.map((input) => {
+      const body = prepareStartRun(input).body;
+      const state = this.#threads.get(input.threadId);
+      if (!state) throw notFoundThread(input.threadId);
+      return { input, body, state };
+    });
+    // A dry run first, so a run id conflict rejects the whole call before anything is written.
+    const seen = new Map<ThreadState, Set<string>>();
+    const started = new Set<ThreadState>();
+    const runIds = new Set<string>();
+    for (const { input, state } of prepared) {
+      const messages = seen.get(state) ?? new Set<string>();
+      seen.set(state, messages);
+      if (state.messages.has(input.clientMessageId) || messages.has(input.clientMessageId)) continue;
+      if (state.activeRunId !== null || started.has(state)) continue;
+      if (this.#runs.has(input.runId) || runIds.has(input.runId))
+        throw new StoreError('conflict', `run "${input.runId}" already exists`);
+      messages.add(input.clientMessageId);
+      started.add(state);
+      runIds.add(input.runId);
+    }
+    const now = Date.now();
+    return prepared.map(({ input, body, state }) => this.#startIn(state, input, body, now));
+  }
+
+  /** startRun on a validated input of an existing thread. */
+  #startIn(state: ThreadState, input: StartRunInput, body: string, now: number): StartRunResult {
     const seenRunId = state.messages.get(input.clientMessageId);
     if (seenRunId !== undefined) return { status: 'duplicate', run: this.#copyRun(seenRunId) };
     if (state.activeRunId !== null)
       return { status: 'run_active', activeRun: this.#copyRun(state.activeRunId) };
     if (this.#runs.has(input.runId)) throw new StoreError('conflict', `run "${input.runId}" already exists`);
-    const now = Date.now();
     const run: RunRecord = {
       runId: input.runId,
       threadId: input.threadId,
@@ -148,7 +175,7 @@ export class MemoryStore implements EventStore {
     state.messages.set(input.clientMessageId, run.runId);
     state.activeRunId = run.runId;
     const seq = state.events.length + 1;
-    const userMessage = { seq, json: withSeq(prepared.body, seq) };
+    const userMessage = { seq, json: withSeq(body, seq) };
     state.events.push(userMessage);
     state.record.updatedAt = now;
     return { status: 'started', run: { ...run }, userMessage: { ...userMessage } };

@@ -280,7 +280,8 @@ export function createRelay(options: RelayOptions): Relay {
       const writer = writerFor(threadId);
       const result = await storeCall('storing the message', () =>
         writer.exclusive(async () => {
-          const r = await store.startRun({ threadId, runId, userId: user.id, clientMessageId, userMessage });
+          // Through the shared flush: every send of this turn is started in one store transaction.
+          const r = await committer.start({ threadId, runId, userId: user.id, clientMessageId, userMessage });
           if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
           return r;
         }),

@@ -6,6 +6,7 @@ import type {
   EventStore,
   RunRecord,
   RunStatus,
+  StartRunInput,
   StartRunResult,
   StoredEvent,
   ThreadRecord,
@@ -334,38 +335,46 @@ export class SqliteStore implements EventStore {
     });
   }
 
-  async startRun(input: {
-    threadId: string;
-    runId: string;
-    userId: string;
-    clientMessageId: string;
-    userMessage: AgentEvent;
-  }): Promise<StartRunResult> {
+  async startRun(input: StartRunInput): Promise<StartRunResult> {
     this.#open();
     const prepared = prepareStartRun(input);
-    return this.#write('starting a run', (): StartRunResult => {
-      const last = this.#lastSeqOrThrow(input.threadId);
-      const seen = this.#stmt.runByMessage.get(input.threadId, input.clientMessageId) as RunRow | undefined;
-      if (seen) return { status: 'duplicate', run: toRun(seen) };
-      const active = this.#stmt.runningRunOfThread.get(input.threadId) as RunRow | undefined;
-      if (active) return { status: 'run_active', activeRun: toRun(active) };
-      if (this.#stmt.getRun.get(input.runId)) {
-        throw new StoreError('conflict', `run "${input.runId}" already exists`);
-      }
+    return this.#write('starting a run', () => this.#startIn(input, prepared, Date.now()));
+  }
+
+  async startRuns(inputs: readonly StartRunInput[]): Promise<StartRunResult[]> {
+    this.#open();
+    if (!Array.isArray(inputs)) throw new StoreError('invalid_message', 'startRuns takes an array');
+    const prepared = inputs.map((input) => prepareStartRun(input));
+    if (inputs.length === 0) return [];
+    // One BEGIN IMMEDIATE … COMMIT for every run start; any refusal rolls the whole call back.
+    return this.#write('starting runs', () => {
       const now = Date.now();
-      this.#stmt.insertRun.run(input.runId, input.threadId, input.userId, input.clientMessageId, now);
-      const [userMessage] = this.#insertEvents(input.threadId, last, [prepared]);
-      this.#stmt.bumpThread.run(last + 1, now, input.threadId);
-      const run: RunRecord = {
-        runId: input.runId,
-        threadId: input.threadId,
-        userId: input.userId,
-        clientMessageId: input.clientMessageId,
-        status: 'running',
-        startedAt: now,
-      };
-      return { status: 'started', run, userMessage: userMessage! };
+      return inputs.map((input, i) => this.#startIn(input, prepared[i]!, now));
     });
+  }
+
+  /** startRun on a validated input. Inside a write transaction. */
+  #startIn(input: StartRunInput, prepared: PreparedEvent, now: number): StartRunResult {
+    const last = this.#lastSeqOrThrow(input.threadId);
+    const seen = this.#stmt.runByMessage.get(input.threadId, input.clientMessageId) as RunRow | undefined;
+    if (seen) return { status: 'duplicate', run: toRun(seen) };
+    const active = this.#stmt.runningRunOfThread.get(input.threadId) as RunRow | undefined;
+    if (active) return { status: 'run_active', activeRun: toRun(active) };
+    if (this.#stmt.getRun.get(input.runId)) {
+      throw new StoreError('conflict', `run "${input.runId}" already exists`);
+    }
+    this.#stmt.insertRun.run(input.runId, input.threadId, input.userId, input.clientMessageId, now);
+    const [userMessage] = this.#insertEvents(input.threadId, last, [prepared]);
+    this.#stmt.bumpThread.run(last + 1, now, input.threadId);
+    const run: RunRecord = {
+      runId: input.runId,
+      threadId: input.threadId,
+      userId: input.userId,
+      clientMessageId: input.clientMessageId,
+      status: 'running',
+      startedAt: now,
+    };
+    return { status: 'started', run, userMessage: userMessage! };
   }
 
   async getRun(runId: string): Promise<RunRecord | null> {

@@ -37,6 +37,15 @@ export interface AppendBatch {
   events: readonly AgentEvent[];
 }
 
+/** Input of {@link EventStore.startRun} (and each entry of {@link EventStore.startRuns}). */
+export interface StartRunInput {
+  threadId: string;
+  runId: string;
+  userId: string;
+  clientMessageId: string;
+  userMessage: AgentEvent;
+}
+
 /** What {@link EventStore.startRun} did. */
 export type StartRunResult =
   | { status: 'started'; run: RunRecord; userMessage: StoredEvent }
@@ -89,13 +98,19 @@ export interface EventStore {
    * the thread is `running`, returns `run_active`; else appends `userMessage` (a USER_MESSAGE event) and
    * records the run as running.
    */
-  startRun(input: {
-    threadId: string;
-    runId: string;
-    userId: string;
-    clientMessageId: string;
-    userMessage: AgentEvent;
-  }): Promise<StartRunResult>;
+  startRun(input: StartRunInput): Promise<StartRunResult>;
+  /**
+   * Optional grouped run start: several {@link EventStore.startRun} calls in ONE transaction, so N users
+   * sending at once cost one commit (one fsync) instead of N. Inputs are taken in order and each gets what
+   * `startRun` would have given it at that point (`started`, `duplicate` or `run_active`; a thread named twice
+   * sees the earlier input's effect), one result per input, in order.
+   *
+   * All or nothing for the whole call: an input that `startRun` would reject (`invalid_message`, `not_found`,
+   * `conflict`) rejects the call with nothing stored for any input; the relay then retries the inputs one by
+   * one with `startRun`, so only the bad one fails. Adapters that can't commit several run starts atomically
+   * must not offer this method (the relay falls back to `startRun` per input).
+   */
+  startRuns?(inputs: readonly StartRunInput[]): Promise<StartRunResult[]>;
   getRun(runId: string): Promise<RunRecord | null>;
   /** The thread's run in status `running`, if any. */
   activeRun(threadId: string): Promise<RunRecord | null>;

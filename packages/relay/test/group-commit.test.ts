@@ -3,7 +3,14 @@ import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../src/errors.js';
 import { createRelay, inProcessAgentTransport } from '../src/index.js';
-import type { AgentTransport, AppendBatch, EventStore, Relay, Subscription } from '../src/index.js';
+import type {
+  AgentTransport,
+  AppendBatch,
+  EventStore,
+  Relay,
+  StartRunInput,
+  Subscription,
+} from '../src/index.js';
 import { ControlledAgent, makeStore, readAll, tokens } from './helpers.js';
 import type { StoreKind } from './helpers.js';
 
@@ -22,6 +29,12 @@ function instrumented(store: EventStore) {
     failNextAppendMany: [] as unknown[],
     /** Refuse appendMany calls holding this thread's batch, and its next append alone (then clear it). */
     refuseThread: null as string | null,
+    startRuns: [] as string[][],
+    startRun: [] as string[],
+    /** Fail the next startRuns calls with this error. */
+    failNextStartRuns: [] as unknown[],
+    /** Refuse startRuns calls holding this thread's input (`conflict`), and its next startRun alone. */
+    refuseStartThread: null as string | null,
   };
   const wrapped = new Proxy(store, {
     get(target, prop, receiver) {
@@ -33,6 +46,26 @@ function instrumented(store: EventStore) {
           if (log.refuseThread !== null && batches.some((b) => b.threadId === log.refuseThread))
             throw new StoreError('invalid_message', `batch for ${log.refuseThread} refused`);
           return target.appendMany!(batches);
+        };
+      }
+      if (prop === 'startRuns') {
+        return async (inputs: readonly StartRunInput[]) => {
+          log.startRuns.push(inputs.map((i) => i.threadId));
+          const failure = log.failNextStartRuns.shift();
+          if (failure !== undefined) throw failure;
+          if (log.refuseStartThread !== null && inputs.some((i) => i.threadId === log.refuseStartThread))
+            throw new StoreError('conflict', `run start for ${log.refuseStartThread} refused`);
+          return target.startRuns!(inputs);
+        };
+      }
+      if (prop === 'startRun') {
+        return async (input: StartRunInput) => {
+          log.startRun.push(input.threadId);
+          if (input.threadId === log.refuseStartThread) {
+            log.refuseStartThread = null;
+            throw new StoreError('conflict', `run start for ${input.threadId} refused`);
+          }
+          return target.startRun(input);
         };
       }
       if (prop === 'append') {
@@ -230,6 +263,84 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
       'RUN_STARTED',
       'RUN_ERROR',
     ]);
+  });
+});
+
+describe.each<StoreKind>(['sqlite', 'memory'])('grouped run starts on %s', (kind) => {
+  async function sendAll(relay: Relay, threadIds: string[], clientMessageId = 'c1') {
+    return Promise.allSettled(
+      threadIds.map((threadId) => relay.send({ user: U, threadId, text: 'go', clientMessageId })),
+    );
+  }
+
+  it('starts a burst of sends in shared startRuns commits, each answered as alone (idempotent, one run per thread)', async () => {
+    const agent = new ControlledAgent();
+    const { store, log, relay } = await setup(kind, agent);
+    const ids = Array.from({ length: 20 }, (_, i) => `t${i}`);
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    const [first, retry, other] = await Promise.all([
+      sendAll(relay, ids),
+      sendAll(relay, ['t0']), // same clientMessageId: the same run
+      sendAll(relay, ['t1'], 'c2'), // another message while t1's run is running
+    ]);
+    const runIds = first.map((r) =>
+      r.status === 'fulfilled' ? r.value.runId : `failed: ${String(r.reason)}`,
+    );
+    expect(new Set(runIds).size).toBe(ids.length);
+    expect(retry[0]).toEqual({ status: 'fulfilled', value: { runId: runIds[0] } });
+    expect(other[0]?.status).toBe('rejected');
+    if (other[0]?.status === 'rejected') expect(other[0].reason).toMatchObject({ code: 'run_active' });
+    // The point: far fewer commits than sends.
+    expect(Math.max(...log.startRuns.map((c) => c.length))).toBeGreaterThanOrEqual(ids.length / 2);
+    expect(log.startRuns.length + log.startRun.length).toBeLessThan(ids.length / 2);
+    for (const commit of log.startRuns) expect(new Set(commit).size).toBe(commit.length);
+    for (let t = 0; t < ids.length; t++) {
+      const stored = await readAll(store, ids[t]!);
+      expect(stored.map((e) => [e.seq, e.event.type, e.event.runId])).toEqual([
+        [1, 'USER_MESSAGE', runIds[t]],
+      ]);
+      expect((await store.activeRun(ids[t]!))?.runId).toBe(runIds[t]);
+    }
+    // Every run goes on to stream normally.
+    const runs = await Promise.all(ids.map((_, i) => agent.nextRun(i)));
+    expect(runs.map((r) => r?.request.runId).sort()).toEqual([...runIds].sort());
+  });
+
+  it('retries run starts one by one when the store refused the shared commit for one, failing only that send', async () => {
+    const agent = new ControlledAgent();
+    const { store, log, relay } = await setup(kind, agent);
+    const ids = ['ta', 'tb', 'tc'];
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    log.refuseStartThread = 'tb';
+    const results = await sendAll(relay, ids);
+    expect(log.startRuns[0]).toEqual(ids);
+    expect(log.startRun).toEqual(expect.arrayContaining(ids));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // The store's own refusal of that input, as a lone startRun would have given it.
+    if (results[1]?.status === 'rejected') expect(results[1].reason).toMatchObject({ code: 'conflict' });
+    expect(await store.lastSeq('tb')).toBe(0);
+    for (const threadId of ['ta', 'tc']) {
+      expect((await readAll(store, threadId)).map((e) => e.event.type)).toEqual(['USER_MESSAGE']);
+    }
+  });
+
+  it('fails every send of a shared run-start commit that failed, storing nothing; a retry then starts', async () => {
+    const agent = new ControlledAgent();
+    const { store, log, relay } = await setup(kind, agent);
+    const ids = ['ta', 'tb'];
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    log.failNextStartRuns.push(new Error('disk I/O error'));
+    const results = await sendAll(relay, ids);
+    expect(log.startRuns[0]).toEqual(ids);
+    expect(log.startRun).toEqual([]); // not retried: a failure that might have written is never repeated
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'store_error' });
+    }
+    expect(agent.runs).toHaveLength(0);
+    const again = await sendAll(relay, ids);
+    expect(again.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    for (const threadId of ids) expect(await store.lastSeq(threadId)).toBe(1);
   });
 });
 
