@@ -66,6 +66,24 @@ export const AGENT_SERVER_ERROR_CODES = [
 ] as const;
 type ServerErrorCode = (typeof AGENT_SERVER_ERROR_CODES)[number];
 
+/** The request target as a URL; an unparsable one (e.g. `http://[x/`) is null rather than a thrown error. */
+function parseTarget(target: string | undefined): URL | null {
+  try {
+    return new URL(target ?? '/', 'http://localhost');
+  } catch {
+    return null;
+  }
+}
+
+/** Decodes a path segment; malformed percent-encoding names no run (undefined) instead of throwing. */
+function decodePathSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
 function sendError(
   res: ServerResponse,
   status: number,
@@ -258,7 +276,6 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
 
   const handler: RequestListener = (req, res) => {
     void (async () => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
       // Authenticate before reading anything else: unauthenticated callers cost no work.
       if (!(await check(req.headers.authorization))) {
         req.resume();
@@ -266,6 +283,8 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
           headers: { 'www-authenticate': 'Bearer' },
         });
       }
+      const url = parseTarget(req.url);
+      if (!url) return sendError(res, 404, 'not_found', 'Not found.');
       if (url.pathname === '/healthz') {
         if (req.method !== 'GET') return sendError(res, 405, 'method_not_allowed', 'Use GET.');
         res.writeHead(closing ? 503 : 200, { 'content-type': 'application/json' });
@@ -280,7 +299,8 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
       const m = /^\/runs\/([^/]+)$/.exec(url.pathname);
       if (m) {
         if (req.method !== 'DELETE') return sendError(res, 405, 'method_not_allowed', 'Use DELETE.');
-        const run = active.get(decodeURIComponent(m[1] ?? ''));
+        const runId = decodePathSegment(m[1] ?? '');
+        const run = runId === undefined ? undefined : active.get(runId);
         if (!run) return sendError(res, 404, 'not_found', 'No such run is active here.');
         run.controller.abort(abortReason('cancelled', 'The run was cancelled.'));
         res.writeHead(202, { 'content-type': 'application/json' });

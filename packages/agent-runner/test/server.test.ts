@@ -237,6 +237,35 @@ describe('agent HTTP service: requests', () => {
     expect(c.started[0]!.signal.aborted).toBe(true);
   });
 
+  it('answers 404, not 500, for a DELETE whose run id is not valid percent-encoding', async () => {
+    const { url } = await start(controlledRunner().runner);
+    const res = await fetch(`${url}/runs/%E0%A4%A`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: 'not_found' } });
+  });
+
+  it('answers an unparsable request target with 401, or 404 once authenticated, never 500', async () => {
+    const { port } = await start(controlledRunner().runner);
+    // fetch cannot send such a target, so write the request line by hand.
+    const statusOf = (authorization: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.write(
+            `GET http://[x/healthz HTTP/1.1\r\nHost: a\r\n${authorization}Connection: close\r\n\r\n`,
+          );
+        });
+        let head = '';
+        socket.on('data', (d: Buffer) => (head += d.toString('latin1')));
+        socket.on('end', () => resolve(head.split('\r\n')[0] ?? ''));
+        socket.on('error', reject);
+      });
+    expect(await statusOf('')).toBe('HTTP/1.1 401 Unauthorized');
+    expect(await statusOf(`Authorization: Bearer ${SECRET}\r\n`)).toBe('HTTP/1.1 404 Not Found');
+  });
+
   it('cancels the run when the client disconnects', async () => {
     const c = controlledRunner();
     const s = await start(c.runner);
