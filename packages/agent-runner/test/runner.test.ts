@@ -286,13 +286,14 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'aborted' });
   });
 
-  it('a second turn sees the first turn through the session tools', async () => {
-    const runner = makeRunner();
+  it('a second turn sees the first turn through the session tools, even from a restarted runner', async () => {
     const threadId = 'thread-history';
     fake.enqueue({ type: 'text', text: 'Nice to meet you, Ada.' });
-    await collect(runner.run(await request({ threadId, message: 'My name is Ada' })));
+    await collect(makeRunner().run(await request({ threadId, message: 'My name is Ada' })));
+    // A fresh runner stands for a restarted agent service: it holds no memory of the first turn.
+    const restarted = makeRunner();
     fake.enqueue({ type: 'text', text: 'You are Ada.' });
-    const events = await collect(runner.run(await request({ threadId, message: 'What is my name?' })));
+    const events = await collect(restarted.run(await request({ threadId, message: 'What is my name?' })));
     expect(terminalOf(events).type).toBe('RUN_FINISHED');
     const input = JSON.stringify(fake.requests.at(-1)!.body.input);
     expect(input).toContain('My name is Ada');
