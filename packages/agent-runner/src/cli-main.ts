@@ -34,9 +34,16 @@ export async function runCli(
       io.err('threadline-agent serve: set THREADLINE_AGENT_SECRET to a secret of at least 32 bytes.');
       return 2;
     }
+    const port = Number(env.THREADLINE_AGENT_PORT ?? 8787);
+    if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+      io.err(
+        `threadline-agent serve: THREADLINE_AGENT_PORT must be a port number (0-65535), got "${env.THREADLINE_AGENT_PORT}".`,
+      );
+      return 2;
+    }
     const served = await serveAgent(createRunner({ env }), {
       auth: { sharedSecret: secret },
-      port: Number(env.THREADLINE_AGENT_PORT ?? 8787),
+      port,
       host: env.THREADLINE_AGENT_HOST ?? '127.0.0.1',
     });
     const stop = () => void served.close({ deadlineMs: 10_000 }).then(() => process.exit(0));

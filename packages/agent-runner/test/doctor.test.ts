@@ -95,5 +95,11 @@ describe('threadline-agent CLI', () => {
     const s = capture();
     expect(await runCli(['serve'], { THREADLINE_AGENT_SECRET: 'short' }, s.io)).toBe(2);
     expect(s.err.join('\n')).toMatch(/32 bytes/);
+    const p = capture();
+    const secret = 'x'.repeat(32);
+    expect(
+      await runCli(['serve'], { THREADLINE_AGENT_SECRET: secret, THREADLINE_AGENT_PORT: 'eighty' }, p.io),
+    ).toBe(2);
+    expect(p.err.join('\n')).toMatch(/THREADLINE_AGENT_PORT must be a port number/);
   });
 });

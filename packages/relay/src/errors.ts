@@ -12,6 +12,7 @@ export const RELAY_ERROR_CODES = [
   'store_error',
   'agent_unavailable',
   'closed',
+  'invalid_options',
   'internal_error',
 ] as const;
 export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];

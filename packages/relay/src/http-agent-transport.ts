@@ -4,6 +4,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { AgentEventSchema, ID_PATTERN, LIMITS, safeParse } from '@threadline/contracts';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
+import { RelayError } from './errors.js';
 import type { AgentTransport } from './agent-transport.js';
 import { SseParser } from './sse.js';
 
@@ -32,10 +33,10 @@ export interface HttpAgentTransportOptions {
  * const agent = httpAgentTransport({ url: 'http://127.0.0.1:4100', credential: process.env.AGENT_SECRET! });
  */
 export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTransport {
-  const base = options.url.replace(/\/+$/, '');
-  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-  const maxEventLength = options.maxEventLength ?? 1 << 20;
-  const cancelTimeoutMs = options.cancelTimeoutMs ?? 5_000;
+  const base = agentBaseUrl(options.url);
+  const connectTimeoutMs = positiveInt(options.connectTimeoutMs, 10_000, 'connectTimeoutMs');
+  const maxEventLength = positiveInt(options.maxEventLength, 1 << 20, 'maxEventLength');
+  const cancelTimeoutMs = positiveInt(options.cancelTimeoutMs, 5_000, 'cancelTimeoutMs');
   const credential = async () =>
     typeof options.credential === 'function' ? await options.credential() : options.credential;
   // Without an injected fetch, runs go over node:http with a keep-alive pool: its first request in a process
@@ -336,4 +337,32 @@ function describe(cause: unknown): string {
     return `${cause.message}${inner}`;
   }
   return String(cause);
+}
+
+/** The agent service's base URL without trailing slashes; anything but an http(s) URL is refused up front. */
+function agentBaseUrl(url: unknown): string {
+  let parsed: URL | undefined;
+  try {
+    parsed = typeof url === 'string' ? new URL(url) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new RelayError(
+      'invalid_options',
+      `httpAgentTransport: url must be an http(s) URL, got ${JSON.stringify(url)}`,
+    );
+  }
+  return (url as string).replace(/\/+$/, '');
+}
+
+function positiveInt(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RelayError(
+      'invalid_options',
+      `httpAgentTransport: ${name} must be a positive integer, got ${value}`,
+    );
+  }
+  return value;
 }

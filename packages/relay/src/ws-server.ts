@@ -548,6 +548,8 @@ function browserCode(code: RelayError['code']): BrowserErrorCode {
       return 'invalid_message';
     case 'closed':
       return 'agent_unavailable';
+    case 'invalid_options': // a host misconfiguration, never the browser's fault
+      return 'internal_error';
     default:
       return code;
   }

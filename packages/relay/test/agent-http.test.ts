@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentTransportError, createRelay, httpAgentTransport } from '../src/index.js';
+import { AgentTransportError, RelayError, createRelay, httpAgentTransport } from '../src/index.js';
 import type { Relay, Subscription } from '../src/index.js';
 import { MemoryStore } from '../src/memory.js';
 import { makeStore, readAll, tokens } from './helpers.js';
@@ -92,6 +92,26 @@ async function runToEnd(
 }
 
 describe('httpAgentTransport', () => {
+  it('refuses a malformed url or bound when created, with code invalid_options', () => {
+    for (const options of [
+      { url: 'not a url', credential: 'x' },
+      { url: 'ftp://127.0.0.1/agent', credential: 'x' },
+      { url: 'http://127.0.0.1:1', credential: 'x', connectTimeoutMs: 0 },
+      { url: 'http://127.0.0.1:1', credential: 'x', maxEventLength: 1.5 },
+      { url: 'http://127.0.0.1:1', credential: 'x', cancelTimeoutMs: -1 },
+    ]) {
+      let error: unknown;
+      try {
+        httpAgentTransport(options);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, JSON.stringify(options)).toBeInstanceOf(RelayError);
+      expect((error as RelayError).code).toBe('invalid_options');
+    }
+    expect(() => httpAgentTransport({ url: 'http://127.0.0.1:1/', credential: 'x' })).not.toThrow();
+  });
+
   it('posts the run request with the credential and parses a strict SSE stream split anywhere', async () => {
     const agent = await agentServer((_req, res, body) => {
       const text =
