@@ -336,7 +336,7 @@ describe('WebSocket transport', () => {
           expect(seen).toEqual(log.map((e) => e.event));
         },
       ),
-      { numRuns: 12, seed: 7 },
+      { numRuns: 40 },
     );
   });
 
