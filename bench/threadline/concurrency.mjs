@@ -4,9 +4,15 @@ import { randomBytes } from 'node:crypto';
 import { connect, streamRun } from '../servers/threadline-client.mjs';
 import { latencyRecorder } from '../lib.mjs';
 
+// For profiling: BENCH_LEVELS=1000 picks levels, BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" passes
+// node flags to the relay process.
 export async function run(_n, { startServer, here }) {
   const smoke = process.argv.includes('--smoke');
-  const levels = smoke ? [5] : [10, 100, 300, 1_000];
+  const levels = smoke
+    ? [5]
+    : process.env.BENCH_LEVELS
+      ? process.env.BENCH_LEVELS.split(',').map(Number)
+      : [10, 100, 300, 1_000];
   const perRun = smoke ? 25 : 200; // 4 s at 50 events/s
   const totalThreads = levels.reduce((a, b) => a + b, 0);
   const env = { BENCH_AGENT_SECRET: randomBytes(32).toString('hex') };
@@ -15,6 +21,7 @@ export async function run(_n, { startServer, here }) {
     here('servers/threadline-relay.mjs'),
     ['http', String(totalThreads), agent.info.url],
     env,
+    process.env.BENCH_RELAY_NODE_ARGS ? process.env.BENCH_RELAY_NODE_ARGS.split(' ') : [],
   );
   const rows = [];
   let offset = 0;
