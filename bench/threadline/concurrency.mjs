@@ -5,7 +5,7 @@ import { connect, streamRun } from '../servers/threadline-client.mjs';
 import { latencyRecorder } from '../lib.mjs';
 
 // For profiling: BENCH_LEVELS=1000 picks levels, BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" passes
-// node flags to the relay process.
+// node flags to the relay process, BENCH_AGENT_NODE_ARGS to the agent service.
 export async function run(_n, { startServer, here }) {
   const smoke = process.argv.includes('--smoke');
   const levels = smoke
@@ -16,7 +16,12 @@ export async function run(_n, { startServer, here }) {
   const perRun = smoke ? 25 : 200; // 4 s at 50 events/s
   const totalThreads = levels.reduce((a, b) => a + b, 0);
   const env = { BENCH_AGENT_SECRET: randomBytes(32).toString('hex') };
-  const agent = await startServer(here('servers/threadline-agent.mjs'), [], env);
+  const agent = await startServer(
+    here('servers/threadline-agent.mjs'),
+    [],
+    env,
+    process.env.BENCH_AGENT_NODE_ARGS ? process.env.BENCH_AGENT_NODE_ARGS.split(' ') : [],
+  );
   const relay = await startServer(
     here('servers/threadline-relay.mjs'),
     ['http', String(totalThreads), agent.info.url],
