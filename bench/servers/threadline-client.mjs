@@ -48,3 +48,27 @@ export function streamRun(ws, { threadId, text, onChunk, afterSeq = 0, validate 
     ws.send(JSON.stringify({ type: 'send', threadId, text, clientMessageId: `c_${threadId}_${Date.now()}` }));
   });
 }
+
+/**
+ * Measures streaming on one thread through a relay on `port`: `measure` runs the warm-up and the measured
+ * stream (each a new run on the same thread, resuming after the previous one); seq gaps are added up.
+ */
+export async function measureThreadStream(port, measure) {
+  const ws = await connect(port);
+  try {
+    let outcome = { lastSeq: 0, gaps: 0 };
+    let gaps = 0;
+    const result = await measure(async (onChunk, count) => {
+      outcome = await streamRun(ws, {
+        threadId: 'bench_0',
+        text: `stream ${count}`,
+        onChunk,
+        afterSeq: outcome.lastSeq,
+      });
+      gaps += outcome.gaps;
+    });
+    return { ...result, seqGaps: gaps };
+  } finally {
+    ws.terminate();
+  }
+}

@@ -74,6 +74,7 @@ if (mongoUri) {
     return { store: await MongoUserStore.open(db), done: async () => void (await db.dropDatabase()) };
   });
 } else {
+  // No MongoDB server can be installed on these machines; set MONGODB_URI to a server to run this suite.
   describe.skip('UserStore: mongodb (skipped: MONGODB_URI is not set)', () => {
     it('needs a MongoDB server', () => {});
   });
