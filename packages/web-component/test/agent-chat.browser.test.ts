@@ -91,28 +91,39 @@ suite('<agent-chat> in Chromium', () => {
     ws.send(JSON.stringify({ type: 'ack', clientMessageId, runId }));
   };
 
+  /** What a relay does on `send`: ack, store the user's message, start the run. */
+  const startRun = (
+    server: ScriptedServer,
+    ws: WebSocket,
+    msg: { clientMessageId: string; text: string },
+    runId: string,
+    messageId: string,
+  ): void => {
+    ack(server, ws, msg.clientMessageId, runId);
+    server.append(
+      {
+        type: 'USER_MESSAGE',
+        runId,
+        messageId,
+        clientMessageId: msg.clientMessageId,
+        userId: 'u-1',
+        text: msg.text,
+      },
+      { type: 'RUN_STARTED', runId },
+    );
+  };
+
   it('renders history, live chunks, tool states, a run error with retry and a finished run (light and dark)', async () => {
     const s = await serve('t-render', {
       onSend(server, msg, ws) {
-        ack(server, ws, msg.clientMessageId, 'r3');
-        server.append(
-          {
-            type: 'USER_MESSAGE',
-            runId: 'r3',
-            messageId: 'u3',
-            clientMessageId: msg.clientMessageId,
-            userId: 'u-1',
-            text: msg.text,
-          },
-          { type: 'RUN_STARTED', runId: 'r3' },
-          {
-            type: 'TOOL_CALL_STARTED',
-            runId: 'r3',
-            toolCallId: 'tc3',
-            toolName: 'booking.create',
-            label: 'Booking a table',
-          },
-        );
+        startRun(server, ws, msg, 'r3', 'u3');
+        server.append({
+          type: 'TOOL_CALL_STARTED',
+          runId: 'r3',
+          toolCallId: 'tc3',
+          toolName: 'booking.create',
+          label: 'Booking a table',
+        });
       },
     });
     s.append(
@@ -297,18 +308,7 @@ suite('<agent-chat> in Chromium', () => {
   it('resumes mid-run after the server drops the socket: final text equals the log, no duplicates', async () => {
     const s = await serve('t-reconnect', {
       onSend(server, msg, ws) {
-        ack(server, ws, msg.clientMessageId, 'r1');
-        server.append(
-          {
-            type: 'USER_MESSAGE',
-            runId: 'r1',
-            messageId: 'u1',
-            clientMessageId: msg.clientMessageId,
-            userId: 'u-1',
-            text: msg.text,
-          },
-          { type: 'RUN_STARTED', runId: 'r1' },
-        );
+        startRun(server, ws, msg, 'r1', 'u1');
         for (let i = 0; i < 60; i++)
           server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `part${i} ` });
       },
@@ -527,19 +527,8 @@ suite('<agent-chat> in Chromium', () => {
   it('works keyboard-only: focus the input, type, Shift+Enter, Enter to send, Tab to Stop', async () => {
     const s = await serve('t-keys', {
       onSend(server, msg, ws) {
-        ack(server, ws, msg.clientMessageId, 'r1');
-        server.append(
-          {
-            type: 'USER_MESSAGE',
-            runId: 'r1',
-            messageId: 'u1',
-            clientMessageId: msg.clientMessageId,
-            userId: 'u-1',
-            text: msg.text,
-          },
-          { type: 'RUN_STARTED', runId: 'r1' },
-          { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Thinking' },
-        );
+        startRun(server, ws, msg, 'r1', 'u1');
+        server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Thinking' });
       },
       onCancel(server, msg) {
         server.append({
@@ -608,19 +597,8 @@ suite('<agent-chat> in Chromium', () => {
         else if (sends === 2)
           server.dropAll(); // lost before the ack
         else {
-          ack(server, ws, msg.clientMessageId, 'r1');
-          server.append(
-            {
-              type: 'USER_MESSAGE',
-              runId: 'r1',
-              messageId: 'u1',
-              clientMessageId: msg.clientMessageId,
-              userId: 'u-1',
-              text: msg.text,
-            },
-            { type: 'RUN_STARTED', runId: 'r1' },
-            { type: 'RUN_FINISHED', runId: 'r1' },
-          );
+          startRun(server, ws, msg, 'r1', 'u1');
+          server.append({ type: 'RUN_FINISHED', runId: 'r1' });
         }
       },
     });
