@@ -1,4 +1,5 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
 import type {
@@ -57,12 +58,24 @@ export interface SqliteStoreOptions {
    * stream, each commit rewrites the same tail pages, and a rarer checkpoint writes each of them once.
    */
   walAutocheckpointPages?: number;
+  /**
+   * Where the WAL is checkpointed into the database file. `'background'` (default for a file): a worker
+   * thread with its own connection runs a passive checkpoint every `checkpointIntervalMs`, so writes never
+   * wait for one (a checkpoint inside a commit held the event loop for tens of ms while many threads
+   * streamed); `walAutocheckpointPages` stays as the backstop should the worker fall behind. `'inline'`:
+   * SQLite's own checkpoint inside the commit that crosses `walAutocheckpointPages`. `':memory:'` is always inline.
+   */
+  checkpoint?: 'background' | 'inline';
+  /** How often the background checkpointer runs, in ms (default 100, from 5 to 60000). */
+  checkpointIntervalMs?: number;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const MAX_BUSY_TIMEOUT_MS = 600_000;
 /** Rows per multi-row INSERT: fewer statement executions for big batches, well under SQLite's 32766 parameters. */
 const INSERT_CHUNK = 64;
+/** Threads (or rows) per statement of appendMany's batched statements. */
+const BATCH_ROWS = 64;
 const SCHEMA_VERSION = 2;
 /**
  * Rows the hot tail (`event_tail`) may hold before each write also moves some threads' rows into `events`.
@@ -73,6 +86,28 @@ const SCHEMA_VERSION = 2;
  */
 const DEFAULT_TAIL_TARGET_ROWS = 16_384;
 const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000;
+const DEFAULT_CHECKPOINT_INTERVAL_MS = 100;
+
+/**
+ * The background checkpointer: its own connection to the file, a PASSIVE checkpoint per interval (it copies
+ * what it can without waiting for, or blocking, the writer). Failures are ignored: the writer's own
+ * autocheckpoint is the backstop. Plain CommonJS for `eval`.
+ */
+const CHECKPOINTER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { DatabaseSync } = require('node:sqlite');
+const db = new DatabaseSync(workerData.path, { timeout: 0 });
+db.exec('PRAGMA synchronous = ' + workerData.synchronous);
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+const timer = setInterval(() => {
+  try { checkpoint.get(); } catch {}
+}, workerData.intervalMs);
+parentPort.once('message', () => {
+  clearInterval(timer);
+  try { db.close(); } catch {}
+  parentPort.close();
+});
+`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS threads (
@@ -179,6 +214,9 @@ export class SqliteStore implements EventStore {
   readonly #stmt: ReturnType<typeof prepareStatements>;
   readonly #insertChunk: StatementSync;
   readonly #tailTarget: number;
+  readonly #batchStatements = new Map<string, StatementSync>();
+  #checkpointer: Worker | undefined;
+  #checkpointerExited: Promise<void> = Promise.resolve();
   #closed = false;
 
   constructor(options: SqliteStoreOptions) {
@@ -200,6 +238,14 @@ export class SqliteStore implements EventStore {
     const checkpointPages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES;
     if (!Number.isSafeInteger(checkpointPages) || checkpointPages < 1) {
       throw new StoreError('invalid_message', 'walAutocheckpointPages must be a positive integer');
+    }
+    const checkpoint = options.checkpoint ?? 'background';
+    if (checkpoint !== 'background' && checkpoint !== 'inline') {
+      throw new StoreError('invalid_message', "checkpoint must be 'background' or 'inline'");
+    }
+    const intervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    if (!Number.isSafeInteger(intervalMs) || intervalMs < 5 || intervalMs > 60_000) {
+      throw new StoreError('invalid_message', 'checkpointIntervalMs must be an integer from 5 to 60000');
     }
     const synchronous = options.synchronous ?? 'full';
     if (synchronous !== 'full' && synchronous !== 'normal') {
@@ -234,6 +280,16 @@ export class SqliteStore implements EventStore {
       throw toStoreError(error, `opening the SQLite database at ${options.path}`);
     }
     this.#db = db;
+    if (checkpoint === 'background' && options.path !== ':memory:' && !options.path.startsWith('file:')) {
+      this.#checkpointer = new Worker(CHECKPOINTER, {
+        eval: true,
+        workerData: { path: options.path, synchronous: synchronous.toUpperCase(), intervalMs },
+      });
+      this.#checkpointer.on('error', () => {}); // the writer's autocheckpoint covers for it
+      const worker = this.#checkpointer;
+      this.#checkpointerExited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      this.#checkpointer.unref();
+    }
   }
 
   async createThread(input: { threadId: string; ownerId: string; title?: string }): Promise<ThreadRecord> {
@@ -280,18 +336,33 @@ export class SqliteStore implements EventStore {
     this.#open();
     const prepared = prepareBatches(batches);
     if (prepared.length === 0) return [];
-    // One BEGIN IMMEDIATE … COMMIT for every thread: one WAL sync however many threads are streaming.
+    // One BEGIN IMMEDIATE … COMMIT for every thread: one WAL sync however many threads are streaming. Counters
+    // are read, rows inserted and counters bumped 64 threads per statement: with one event per thread per
+    // commit (many paced streams), statements per row, not rows, were the cost.
     return this.#write('appending events', () => {
-      const lastOf = new Map<string, number>();
       const now = Date.now();
-      let rows = 0;
+      const threadIds = [...new Set(prepared.map((b) => b.threadId))];
+      const lastOf = this.#lastSeqs(threadIds);
+      const rows: (string | number)[] = [];
+      let added = 0;
       const stored = prepared.map(({ threadId, events }) => {
-        const last = lastOf.get(threadId) ?? this.#lastSeqOrThrow(threadId);
-        lastOf.set(threadId, last + events.length);
-        rows += events.length;
-        return this.#appendIn(threadId, last, events, now);
+        let last = lastOf.get(threadId)!;
+        const out: StoredEvent[] = new Array<StoredEvent>(events.length);
+        for (let i = 0; i < events.length; i++) {
+          const p = events[i]!;
+          const seq = ++last;
+          const json = withSeq(p.body, seq);
+          out[i] = { seq, json };
+          rows.push(threadId, seq, json);
+          if (p.ends) this.#stmt.endRun.run(p.ends, now, p.event.runId, threadId);
+        }
+        lastOf.set(threadId, last);
+        added += events.length;
+        return out;
       });
-      this.#moveTail(rows);
+      this.#insertRows(rows);
+      this.#bumpThreads(threadIds, lastOf, now);
+      this.#moveTail(added);
       return stored;
     });
   }
@@ -482,6 +553,14 @@ export class SqliteStore implements EventStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const worker = this.#checkpointer;
+    if (worker) {
+      // Ask it to close its connection, then wait for it to exit (bounded: terminate after 1 s).
+      worker.postMessage('close');
+      const timer = setTimeout(() => void worker.terminate(), 1_000);
+      await this.#checkpointerExited;
+      clearTimeout(timer);
+    }
     this.#db.close();
   }
 
@@ -547,6 +626,54 @@ export class SqliteStore implements EventStore {
     return stored;
   }
 
+  /**
+   * The counters of `threadIds` (distinct), read 64 per statement; a thread that does not exist is
+   * `not_found`. Inside a write transaction.
+   */
+  #lastSeqs(threadIds: readonly string[]): Map<string, number> {
+    const out = new Map<string, number>();
+    for (let i = 0; i < threadIds.length; i += BATCH_ROWS) {
+      const part = threadIds.slice(i, i + BATCH_ROWS);
+      const rows = this.#batchStatement('lastSeqs', part.length).all(...part) as unknown as [
+        string,
+        number,
+      ][];
+      for (const [threadId, last] of rows) out.set(threadId, last);
+    }
+    for (const threadId of threadIds) if (!out.has(threadId)) throw notFoundThread(threadId);
+    return out;
+  }
+
+  /** Inserts tail rows given flat as (threadId, seq, json) triples, 64 rows per statement. Inside a write transaction. */
+  #insertRows(flat: readonly (string | number)[]): void {
+    for (let i = 0; i < flat.length; i += BATCH_ROWS * 3) {
+      const part = flat.slice(i, i + BATCH_ROWS * 3);
+      this.#batchStatement('insertTail', part.length / 3).run(...part);
+    }
+  }
+
+  /** Sets the counters of `threadIds` to their values in `lastOf`, 64 threads per statement. Inside a write transaction. */
+  #bumpThreads(threadIds: readonly string[], lastOf: ReadonlyMap<string, number>, now: number): void {
+    for (let i = 0; i < threadIds.length; i += BATCH_ROWS) {
+      const part = threadIds.slice(i, i + BATCH_ROWS);
+      const params: (string | number)[] = [now];
+      for (const threadId of part) params.push(threadId, lastOf.get(threadId)!);
+      this.#batchStatement('bumpThreads', part.length).run(...params);
+    }
+  }
+
+  /** A prepared statement of `kind` for `rows` rows, made once per size (at most 64 of each kind). */
+  #batchStatement(kind: BatchKind, rows: number): StatementSync {
+    const key = `${kind}:${rows}`;
+    let statement = this.#batchStatements.get(key);
+    if (!statement) {
+      statement = this.#db.prepare(batchSql(kind, rows));
+      if (kind === 'lastSeqs') statement.setReturnArrays(true);
+      this.#batchStatements.set(key, statement);
+    }
+    return statement;
+  }
+
   /** Runs `fn` (synchronous) and maps failures to StoreError. */
   #do<T>(doing: string, fn: () => T): T {
     try {
@@ -569,6 +696,21 @@ export class SqliteStore implements EventStore {
         throw error;
       }
     });
+  }
+}
+
+type BatchKind = 'lastSeqs' | 'insertTail' | 'bumpThreads';
+
+function batchSql(kind: BatchKind, rows: number): string {
+  const list = (item: string) => Array.from({ length: rows }, () => item).join(', ');
+  switch (kind) {
+    case 'lastSeqs':
+      return `SELECT thread_id, last_seq FROM threads WHERE thread_id IN (${list('?')})`;
+    case 'insertTail':
+      return insertEventsSql(rows);
+    case 'bumpThreads':
+      // UPDATE … FROM (SQLite 3.33+): one statement sets each listed thread's counter to its own value.
+      return `UPDATE threads SET last_seq = v.column2, updated_at = ? FROM (VALUES ${list('(?, ?)')}) AS v WHERE threads.thread_id = v.column1`;
   }
 }
 

@@ -203,6 +203,56 @@ describe('SqliteStore', () => {
     expect(statSync(`${path}-wal`).size).toBeLessThan(30 * 4096);
   });
 
+  it('checkpoints in a background worker, so no write has to (checkpoint: background)', async () => {
+    const { statSync } = await import('node:fs');
+    // Inline checkpoints are pushed out of reach: only the background worker can restart the log.
+    const walBytes = async (checkpoint: 'background' | 'inline') => {
+      const path = join(tempDir(), `${checkpoint}.db`);
+      const store = openSqliteStore({
+        path,
+        checkpoint,
+        checkpointIntervalMs: 5,
+        walAutocheckpointPages: 1_000_000,
+      });
+      open.push(store);
+      await store.createThread({ threadId: 't1', ownerId: 'u1' });
+      for (let round = 0; round < 4; round++) {
+        for (let i = 0; i < 10; i++) await store.append('t1', [chunk('t1', 'x'.repeat(2_000))]);
+        await new Promise((r) => setTimeout(r, 100)); // many intervals: the worker catches up
+      }
+      const size = statSync(`${path}-wal`).size;
+      await store.close();
+      return size;
+    };
+    const inline = await walBytes('inline');
+    const background = await walBytes('background');
+    // Inline (never reached): the log holds all 40 commits. Background: it restarts after every round.
+    expect(background).toBeLessThan(inline / 2);
+  });
+
+  it('refuses bad checkpoint options', () => {
+    expect(() =>
+      openSqliteStore({ path: ':memory:', checkpoint: 'sometimes' as unknown as 'inline' }),
+    ).toThrow(expect.objectContaining({ code: 'invalid_message' }));
+    for (const checkpointIntervalMs of [0, 4, 60_001, 1.5]) {
+      expect(() => openSqliteStore({ path: ':memory:', checkpointIntervalMs })).toThrow(
+        expect.objectContaining({ code: 'invalid_message' }),
+      );
+    }
+  });
+
+  it('close() stops the background checkpointer and releases the file', async () => {
+    const path = join(tempDir(), 'close.db');
+    const store = openSqliteStore({ path, checkpointIntervalMs: 5 });
+    await store.createThread({ threadId: 't1', ownerId: 'u1' });
+    await store.append('t1', [chunk('t1', 'x')]);
+    await store.close();
+    // With every connection closed, SQLite removes the WAL and shared-memory files.
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    expect(existsSync(`${path}-shm`)).toBe(false);
+  });
+
   it('refuses a database written by a newer schema version', () => {
     const path = join(tempDir(), 'future.db');
     const raw = new DatabaseSync(path);
