@@ -5,7 +5,13 @@
 export { createRunner, localTool, abortReason } from './runner.js';
 export type { Runner, CreateRunnerOptions, RunContextData, AgentFactoryContext } from './runner.js';
 export { createAgentServer, serveAgent, AGENT_SERVER_ERROR_CODES } from './server.js';
-export type { AgentServer, AgentServerOptions, ServeAgentOptions, ServedAgent } from './server.js';
+export type {
+  AgentServer,
+  AgentServerOptions,
+  AgentRequestListener,
+  ServeAgentOptions,
+  ServedAgent,
+} from './server.js';
 export type { AgentAuth } from './auth.js';
 export { ToolSession } from './tool-session.js';
 export type { ToolSessionOptions } from './tool-session.js';

@@ -1,5 +1,23 @@
-import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
+import {
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type ServerHttp2Session,
+} from 'node:http2';
+import {
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
+import { Duplex } from 'node:stream';
 import {
   RunRequestSchema,
   isTerminalEvent,
@@ -37,9 +55,18 @@ export interface AgentServerOptions {
   logger?: Pick<Console, 'info' | 'warn' | 'error'>;
 }
 
+/**
+ * A request listener for both `node:http` (`IncomingMessage`/`ServerResponse`) and the `node:http2` compatibility
+ * API (`Http2ServerRequest`/`Http2ServerResponse`): pass it to `http.createServer` or `http2.createServer`.
+ */
+export type AgentRequestListener = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
 /** The service as a Node request listener, plus graceful shutdown. */
 export interface AgentServer {
-  handler: RequestListener;
+  handler: AgentRequestListener;
   /** Number of runs streaming now. */
   activeRuns(): number;
   /**
@@ -84,15 +111,47 @@ function decodePathSegment(segment: string): string | undefined {
   }
 }
 
+/** What the handler uses of a request, the same on HTTP/1 (`IncomingMessage`) and HTTP/2 (`Http2ServerRequest`). */
+interface Req {
+  readonly headers: IncomingHttpHeaders;
+  readonly url?: string | undefined;
+  readonly method?: string | undefined;
+  readonly httpVersionMajor: number;
+  readonly socket: unknown;
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'error' | 'close', listener: () => void): unknown;
+  resume(): unknown;
+}
+
+/** What the handler uses of a response, the same on HTTP/1 (`ServerResponse`) and HTTP/2 (`Http2ServerResponse`). */
+interface Res {
+  readonly req: { readonly httpVersionMajor: number };
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  /** Absent on `Http2ServerResponse`: track 'close' as well. */
+  readonly destroyed?: boolean;
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  /** Not in @types/node's Http2ServerResponse; there writeHead sends the headers at once anyway. */
+  flushHeaders?(): void;
+  write(chunk: string): boolean;
+  end(): unknown;
+  end(chunk: string): unknown;
+  destroy(): unknown;
+  on(event: 'close' | 'drain', listener: () => void): unknown;
+  off(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
 function sendError(
-  res: ServerResponse,
+  res: Res,
   status: number,
   code: ServerErrorCode,
   message: string,
   extra: { issues?: ContractIssue[]; headers?: Record<string, string> } = {},
 ) {
   if (res.headersSent) return void res.destroy();
-  res.writeHead(status, { 'content-type': 'application/json', connection: 'close', ...extra.headers });
+  // `connection` is an HTTP/1 header; HTTP/2 forbids it (node:http2 drops it with a warning or refuses it).
+  const connection: Record<string, string> = res.req.httpVersionMajor === 1 ? { connection: 'close' } : {};
+  res.writeHead(status, { 'content-type': 'application/json', ...connection, ...extra.headers });
   res.end(JSON.stringify({ error: { code, message, ...(extra.issues ? { issues: extra.issues } : {}) } }));
 }
 
@@ -123,9 +182,7 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
   let reserved = 0;
   let closing = false;
 
-  const readBody = (
-    req: IncomingMessage,
-  ): Promise<{ text: string } | { error: 'too_large' | 'timeout' | 'aborted' }> =>
+  const readBody = (req: Req): Promise<{ text: string } | { error: 'too_large' | 'timeout' | 'aborted' }> =>
     new Promise((resolve) => {
       const parts: Buffer[] = [];
       let size = 0;
@@ -149,7 +206,7 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
       req.on('close', () => finish({ error: 'aborted' }));
     });
 
-  async function postRun(req: IncomingMessage, res: ServerResponse) {
+  async function postRun(req: Req, res: Res) {
     if (closing) return sendError(res, 503, 'shutting_down', 'The agent service is shutting down.');
     if (active.size + reserved >= maxRuns) {
       return sendError(res, 429, 'too_many_runs', `At most ${maxRuns} runs at once; retry shortly.`, {
@@ -186,29 +243,63 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
     await stream(request, req, res);
   }
 
-  async function stream(request: RunRequest, req: IncomingMessage, res: ServerResponse) {
+  async function stream(request: RunRequest, req: Req, res: Res) {
     const controller = new AbortController();
     let resolveDone!: () => void;
     const done = new Promise<void>((r) => (resolveDone = r));
     active.set(request.runId, { controller, done });
+    // `Http2ServerResponse` has no `destroyed`: a 'close' (client gone, HTTP/2 stream reset) marks the end too.
+    let closed = false;
+    const gone = () => closed || res.destroyed === true;
+    // Removed before the response is ended, so a 'close' heard here is a client that went away: an HTTP/1
+    // disconnect or an HTTP/2 RST_STREAM (after which Http2ServerResponse reports writableFinished, so only
+    // writableEnded tells the cases apart).
     const onClose = () => {
-      if (!res.writableFinished) controller.abort(abortReason('aborted', 'The client disconnected.'));
+      closed = true;
+      if (!res.writableEnded) controller.abort(abortReason('aborted', 'The client disconnected.'));
     };
     res.on('close', onClose);
-    req.socket.setNoDelay(true);
+    // Backpressure from the return value of write(): `writableNeedDrain` is missing on some Node versions'
+    // Http2ServerResponse. Set by a write that filled the buffer, cleared by its 'drain'.
+    let needDrain = false;
+    const onDrain = () => (needDrain = false);
+    res.on('drain', onDrain);
+    // HTTP/1 only: over HTTP/2 `req.socket` is a proxy of the session's socket (shared by every stream) and
+    // the session already disables Nagle.
+    if (req.httpVersionMajor === 1) (req.socket as Socket).setNoDelay(true);
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       'x-accel-buffering': 'no',
     });
-    res.flushHeaders();
+    res.flushHeaders?.();
     let lastWrite = Date.now();
+    const send = (text: string) => {
+      if (!res.write(text)) needDrain = true;
+      lastWrite = Date.now();
+    };
+    /** Waits for the response to drain; a reader that stalls past the bound loses its run. */
+    const drained = () =>
+      new Promise<void>((resolve) => {
+        if (gone()) return resolve();
+        const timer = setTimeout(() => {
+          controller.abort(abortReason('aborted', 'The client stopped reading.'));
+          finish();
+          closed = true;
+          res.destroy();
+        }, stallMs);
+        const finish = () => {
+          clearTimeout(timer);
+          res.off('drain', finish);
+          res.off('close', finish);
+          resolve();
+        };
+        res.on('drain', finish);
+        res.on('close', finish);
+      });
     const heartbeat = setInterval(
       () => {
-        if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded) {
-          res.write(': ping\n\n');
-          lastWrite = Date.now();
-        }
+        if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded && !gone()) send(': ping\n\n');
       },
       Math.max(10, Math.floor(heartbeatMs / 2)),
     );
@@ -223,13 +314,12 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
       if (pending === '') return;
       const text = pending;
       pending = '';
-      if (res.destroyed || res.writableEnded) return;
-      res.write(text);
-      lastWrite = Date.now();
+      if (gone() || res.writableEnded) return;
+      send(text);
     };
     try {
       for await (const event of runner.run(request, { signal: controller.signal })) {
-        if (res.destroyed) continue; // keep draining so the runner reaches its terminal event and cleans up
+        if (gone()) continue; // keep draining so the runner reaches its terminal event and cleans up
         pending += `data: ${JSON.stringify(event)}\n\n`;
         if (isTerminalEvent(event)) break;
         if (pending.length >= maxBatch) flush();
@@ -237,16 +327,17 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
           flushQueued = true;
           process.nextTick(flush);
         }
-        // A flush (here or in an earlier tick) filled the socket buffer: wait before asking for more events.
-        if (res.writableNeedDrain) await drained(res, controller);
+        // A flush (here or in an earlier tick) filled the buffer: wait before asking for more events.
+        if (needDrain) await drained();
       }
     } catch (error) {
       logger.error('[threadline-agent] run stream failed', error);
     } finally {
       clearInterval(heartbeat);
       res.off('close', onClose);
+      res.off('drain', onDrain);
       if (!res.writableEnded) {
-        if (!res.destroyed && pending !== '') res.end(pending);
+        if (!gone() && pending !== '') res.end(pending);
         else res.end();
       }
       pending = '';
@@ -255,26 +346,9 @@ export function createAgentServer(runner: Runner, options: AgentServerOptions): 
     }
   }
 
-  /** Waits for the socket to drain; a reader that stalls past the bound loses its run. */
-  function drained(res: ServerResponse, controller: AbortController): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        controller.abort(abortReason('aborted', 'The client stopped reading.'));
-        res.destroy();
-        resolve();
-      }, stallMs);
-      const finish = () => {
-        clearTimeout(timer);
-        res.off('drain', finish);
-        res.off('close', finish);
-        resolve();
-      };
-      res.on('drain', finish);
-      res.on('close', finish);
-    });
-  }
-
-  const handler: RequestListener = (req, res) => {
+  const handler: AgentRequestListener = (request, response) => {
+    const req: Req = request;
+    const res: Res = response;
     void (async () => {
       // Authenticate before reading anything else: unauthenticated callers cost no work.
       if (!(await check(req.headers.authorization))) {
@@ -347,6 +421,13 @@ export interface ServeAgentOptions extends AgentServerOptions {
   host?: string;
   /** Run `doctor` at start and log what it finds (default true). */
   doctor?: boolean;
+  /**
+   * Also speak cleartext HTTP/2 with prior knowledge (h2c) on the same port (default true): a client that opens
+   * with the HTTP/2 preface gets an HTTP/2 session that carries all its runs as streams of one connection;
+   * anything else is served as HTTP/1.1. `false`: HTTP/1.1 only. A connection that has not shown which protocol
+   * it speaks within `bodyTimeoutMs` is closed.
+   */
+  http2?: boolean;
 }
 
 /** A listening agent service. */
@@ -355,12 +436,115 @@ export interface ServedAgent {
   port: number;
   /** Number of runs streaming now. */
   activeRuns(): number;
-  /** Graceful shutdown: see {@link AgentServer.close}; then closes the listener. */
+  /**
+   * Graceful shutdown: see {@link AgentServer.close}; then closes every HTTP/1.1 connection and HTTP/2 session,
+   * and the listener.
+   */
   close(options?: { deadlineMs?: number }): Promise<void>;
+}
+
+/** The client connection preface of HTTP/2 (RFC 9113 section 3.4). */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/**
+ * A socket whose first bytes were already read, replayed in front of the rest for node:http2. Unlike node:http,
+ * an Http2Session reads a net.Socket's native handle directly and would miss bytes put back with `unshift`; given
+ * a plain Duplex it reads through JavaScript instead. Reads follow the consumer's pace (the socket is paused
+ * while this stream's buffer is full); writes go straight to the socket and complete while it accepts more.
+ */
+class ReplaySocket extends Duplex {
+  constructor(
+    private readonly socket: Socket,
+    head: Buffer,
+  ) {
+    super({ allowHalfOpen: true });
+    this.push(head);
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('error', (error) => this.destroy(error));
+    socket.on('close', () => this.destroy());
+  }
+
+  override _read(): void {
+    this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.afterWrite(this.socket.write(chunk, encoding), callback);
+  }
+
+  override _writev(
+    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
+    callback: (error?: Error | null) => void,
+  ): void {
+    this.socket.cork();
+    let ok = true;
+    for (const { chunk, encoding } of chunks) ok = this.socket.write(chunk, encoding);
+    this.socket.uncork();
+    this.afterWrite(ok, callback);
+  }
+
+  private afterWrite(ok: boolean, callback: (error?: Error | null) => void) {
+    if (ok) callback();
+    else this.socket.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.socket.end();
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.socket.destroy();
+    callback(error);
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.socket.setNoDelay(noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    this.socket.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+
+  setTimeout(ms: number, callback?: () => void): this {
+    this.socket.setTimeout(ms, callback);
+    return this;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.socket.remotePort;
+  }
+
+  get remoteFamily(): string | undefined {
+    return this.socket.remoteFamily;
+  }
+
+  get localAddress(): string | undefined {
+    return this.socket.localAddress;
+  }
+
+  get localPort(): number | undefined {
+    return this.socket.localPort;
+  }
+}
+
+/** A valid SETTINGS_MAX_CONCURRENT_STREAMS (an unsigned 32-bit integer) from any number. */
+function streamLimit(n: number): number {
+  return Number.isFinite(n) ? Math.min(0xffff_ffff, Math.max(1, Math.floor(n))) : 0xffff_ffff;
 }
 
 /**
  * Starts the agent service on a port: {@link createAgentServer} plus a listener, with `doctor` logged at start.
+ * The port speaks HTTP/1.1 and cleartext HTTP/2 (h2c, prior knowledge) unless `http2: false`.
  *
  * @example
  * const served = await serveAgent(createRunner(), { auth: { sharedSecret: secret }, port: 8787 });
@@ -369,13 +553,20 @@ export interface ServedAgent {
 export async function serveAgent(runner: Runner, options: ServeAgentOptions): Promise<ServedAgent> {
   const logger = options.logger ?? console;
   const app = createAgentServer(runner, options);
-  const server = createServer(app.handler);
-  server.requestTimeout = 0; // runs stream for minutes; body reads have their own bound
+  const h1Server = createServer(app.handler);
+  h1Server.requestTimeout = 0; // runs stream for minutes; body reads have their own bound
+  const h2 = options.http2 !== false ? speakBoth(h1Server, app, options, logger) : null;
+  const listener: NetServer | HttpServer = h2?.listener ?? h1Server;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+    listener.once('error', reject);
+    listener.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      listener.off('error', reject);
+      resolve();
+    });
   });
-  const { port } = server.address() as AddressInfo;
+  // Errors of the listening socket (e.g. EMFILE on accept) are logged, never thrown.
+  listener.on('error', (error) => logger.error('[threadline-agent] listener error', error));
+  const { port } = listener.address() as AddressInfo;
   const host = options.host ?? '127.0.0.1';
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (options.doctor !== false) {
@@ -383,7 +574,7 @@ export async function serveAgent(runner: Runner, options: ServeAgentOptions): Pr
     const log = report.ok ? logger.info : logger.warn;
     log.call(logger, formatDoctorReport(report));
   }
-  logger.info(`[threadline-agent] listening on ${url}`);
+  logger.info(`[threadline-agent] listening on ${url}${h2 ? ' (HTTP/1.1 and h2c)' : ''}`);
   let closed: Promise<void> | null = null;
   return {
     url,
@@ -391,12 +582,105 @@ export async function serveAgent(runner: Runner, options: ServeAgentOptions): Pr
     activeRuns: app.activeRuns,
     close(closeOptions) {
       closed ??= (async () => {
-        const listening = new Promise<void>((resolve) => server.close(() => resolve()));
+        const listening = new Promise<void>((resolve) => listener.close(() => resolve()));
+        h2?.closeIdle();
         await app.close(closeOptions);
-        server.closeAllConnections();
+        h2?.closeAll();
+        h1Server.closeAllConnections();
         await listening;
       })();
       return closed;
+    },
+  };
+}
+
+/**
+ * One listener for HTTP/1.1 and h2c: each connection's first bytes are compared with the HTTP/2 preface, then the
+ * connection is handed to the HTTP/1.1 or the HTTP/2 server, which both run the service's handler.
+ */
+function speakBoth(
+  h1Server: HttpServer,
+  app: AgentServer,
+  options: ServeAgentOptions,
+  logger: Pick<Console, 'info' | 'warn' | 'error'>,
+): { listener: NetServer; closeIdle(): void; closeAll(): void } {
+  const maxRuns = options.maxConcurrentRuns ?? 32;
+  const sniffMs = options.bodyTimeoutMs ?? 10_000;
+  // Room above the run bound so the service's own 429 too_many_runs (and DELETEs, health checks) answer
+  // before nghttp2 refuses streams.
+  const h2Server = createHttp2Server(
+    { settings: { maxConcurrentStreams: streamLimit(maxRuns + Math.max(32, maxRuns)) } },
+    app.handler,
+  );
+  const sockets = new Set<Socket>();
+  const sessions = new Set<ServerHttp2Session>();
+  h2Server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  // Session errors (a bad frame, a reset socket) end that session only; node:http2 already destroys it.
+  h2Server.on('sessionError', () => {});
+  h2Server.on('error', (error) => logger.error('[threadline-agent] HTTP/2 server error', error));
+  // node:http arms its header/request timeout checks (and closeAllConnections) when it starts listening; it
+  // never listens itself here, so start them as if it had.
+  h1Server.emit('listening');
+
+  const handOff = (socket: Socket, head: Buffer, isH2: boolean) => {
+    if (isH2) {
+      const replay = new ReplaySocket(socket, head);
+      replay.on('error', () => {}); // the session gets the same error and ends itself
+      socket.setNoDelay(true);
+      h2Server.emit('connection', replay);
+    } else {
+      socket.unshift(head);
+      h1Server.emit('connection', socket);
+    }
+    socket.resume();
+  };
+
+  const listener = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => {}); // a reset while sniffing just closes it; after hand-off the protocol handles it
+    let head: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), sniffMs);
+    const stop = () => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', stop);
+    };
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const preface = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (preface && n < H2_PREFACE.length) return; // still a prefix of the preface: wait for more
+      socket.pause();
+      stop();
+      handOff(socket, head, preface);
+    };
+    // A client that ends before the protocol is known sent nothing to answer.
+    const onEnd = () => {
+      stop();
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', stop);
+  });
+
+  return {
+    listener,
+    /** At the start of shutdown: idle HTTP/1.1 connections close, HTTP/2 sessions get GOAWAY (no new streams). */
+    closeIdle() {
+      h1Server.closeIdleConnections();
+      for (const session of sessions) session.close();
+    },
+    /** Once the runs are over: every connection and session ends. */
+    closeAll() {
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      h1Server.close(() => {}); // stops its timeout checks; it has no listening socket of its own
     },
   };
 }
