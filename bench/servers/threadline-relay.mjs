@@ -15,13 +15,23 @@ import { syntheticRunner } from './synthetic-runner.mjs';
 
 const [mode, threadsText, agentUrl] = process.argv.slice(2);
 const dir = mkdtempSync(join(tmpdir(), 'threadline-bench-'));
-const store = openSqliteStore({ path: join(dir, 'bench.db') });
+const store = openSqliteStore({
+  path: join(dir, 'bench.db'),
+  // BENCH_SQLITE_SYNC=normal: no WAL sync per commit (for comparison; the default, full, is what ships).
+  synchronous: process.env.BENCH_SQLITE_SYNC === 'normal' ? 'normal' : 'full',
+});
 const threads = Number(threadsText ?? 1);
 for (let i = 0; i < threads; i++) store.createThread({ threadId: `bench_${i}`, ownerId: 'bench_user' });
 
 const agent =
   mode === 'http'
-    ? httpAgentTransport({ url: agentUrl, credential: process.env.BENCH_AGENT_SECRET })
+    ? httpAgentTransport({
+        url: agentUrl,
+        credential: process.env.BENCH_AGENT_SECRET,
+        // As the reference host runs it: one HTTP/1.1 connection per run. BENCH_AGENT_HTTP2=1: every run on
+        // one HTTP/2 connection (less CPU per event at 1,000 runs, more latency per event; see the report).
+        http2: process.env.BENCH_AGENT_HTTP2 === '1',
+      })
     : inProcessAgentTransport(syntheticRunner);
 const relay = createRelay({
   store,
