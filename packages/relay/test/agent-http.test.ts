@@ -7,9 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentTransportError, RelayError, createRelay, httpAgentTransport } from '../src/index.js';
-import type { Relay, Subscription } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
-import { makeStore, readAll, tokens } from './helpers.js';
+import { makeStore, readAll, relayThrough, runToEnd, tokens } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -55,41 +53,12 @@ const ev = (body: string, e: Partial<AgentEvent> & { type: string }) => {
   return `data: ${JSON.stringify({ threadId: r.threadId, runId: r.runId, ts: 1, ...e })}\n\n`;
 };
 
-async function relayOver(url: string, limits = {}): Promise<{ relay: Relay; store: MemoryStore }> {
-  const store = new MemoryStore();
-  const relay = createRelay({
-    store,
-    agent: httpAgentTransport({ url, credential: () => 'agent-secret', connectTimeoutMs: 2_000 }),
-    tokens,
-    toolsBaseUrl: 'http://127.0.0.1:9',
-    tools: [],
+const relayOver = (url: string, limits = {}) =>
+  relayThrough(
+    httpAgentTransport({ url, credential: () => 'agent-secret', connectTimeoutMs: 2_000 }),
+    cleanups,
     limits,
-    logger: { error() {}, warn() {} },
-  });
-  cleanups.push(async () => {
-    await relay.close();
-    await store.close();
-  });
-  await store.createThread({ threadId: 't1', ownerId: 'u' });
-  return { relay, store };
-}
-
-async function runToEnd(
-  relay: Relay,
-  text = 'go',
-  clientMessageId = 'c1',
-): Promise<Record<string, unknown>[]> {
-  const sub: Subscription = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: 0 });
-  const { runId } = await relay.send({ user: { id: 'u' }, threadId: 't1', text, clientMessageId });
-  const out: Record<string, unknown>[] = [];
-  for await (const s of sub) {
-    const e = JSON.parse(s.json) as Record<string, unknown>;
-    if (e.runId !== runId) continue;
-    out.push(e);
-    if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') break;
-  }
-  return out;
-}
+  );
 
 describe('httpAgentTransport', () => {
   it('refuses a malformed url or bound when created, with code invalid_options', () => {

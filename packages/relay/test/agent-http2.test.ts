@@ -9,10 +9,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentTransportError, RelayError, createRelay, httpAgentTransport } from '../src/index.js';
-import type { Relay, Subscription } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
-import { readAll, tokens } from './helpers.js';
+import { AgentTransportError, RelayError, httpAgentTransport } from '../src/index.js';
+import { readAll, relayThrough, runToEnd } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -109,41 +107,7 @@ function transportFor(url: string, extra: { connectTimeoutMs?: number } = {}) {
   return transport;
 }
 
-async function relayOver(url: string, limits = {}): Promise<{ relay: Relay; store: MemoryStore }> {
-  const store = new MemoryStore();
-  const relay = createRelay({
-    store,
-    agent: transportFor(url),
-    tokens,
-    toolsBaseUrl: 'http://127.0.0.1:9',
-    tools: [],
-    limits,
-    logger: { error() {}, warn() {} },
-  });
-  cleanups.push(async () => {
-    await relay.close();
-    await store.close();
-  });
-  await store.createThread({ threadId: 't1', ownerId: 'u' });
-  return { relay, store };
-}
-
-async function runToEnd(
-  relay: Relay,
-  text = 'go',
-  clientMessageId = 'c1',
-): Promise<Record<string, unknown>[]> {
-  const sub: Subscription = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: 0 });
-  const { runId } = await relay.send({ user: { id: 'u' }, threadId: 't1', text, clientMessageId });
-  const out: Record<string, unknown>[] = [];
-  for await (const s of sub) {
-    const e = JSON.parse(s.json) as Record<string, unknown>;
-    if (e.runId !== runId) continue;
-    out.push(e);
-    if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') break;
-  }
-  return out;
-}
+const relayOver = (url: string, limits = {}) => relayThrough(transportFor(url), cleanups, limits);
 
 const runRequest = (runId = 'r1') => ({
   threadId: 't1',

@@ -286,3 +286,48 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs =
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * A relay on a MemoryStore reaching the agent through `agent`, with thread `t1` owned by `u`; `cleanups`
+ * gets what closes both.
+ */
+export async function relayThrough(
+  agent: AgentTransport,
+  cleanups: (() => Promise<void> | void)[],
+  limits: RelayOptions['limits'] = {},
+): Promise<{ relay: Relay; store: MemoryStore }> {
+  const store = new MemoryStore();
+  const relay = createRelay({
+    store,
+    agent,
+    tokens,
+    toolsBaseUrl: 'http://127.0.0.1:9',
+    tools: [],
+    limits,
+    logger: { error() {}, warn() {} },
+  });
+  cleanups.push(async () => {
+    await relay.close();
+    await store.close();
+  });
+  await store.createThread({ threadId: 't1', ownerId: 'u' });
+  return { relay, store };
+}
+
+/** Sends `text` on thread `t1` as `u` and collects that run's stored events up to its terminal one. */
+export async function runToEnd(
+  relay: Relay,
+  text = 'go',
+  clientMessageId = 'c1',
+): Promise<Record<string, unknown>[]> {
+  const sub = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: 0 });
+  const { runId } = await relay.send({ user: { id: 'u' }, threadId: 't1', text, clientMessageId });
+  const out: Record<string, unknown>[] = [];
+  for await (const s of sub) {
+    const e = JSON.parse(s.json) as Record<string, unknown>;
+    if (e.runId !== runId) continue;
+    out.push(e);
+    if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') break;
+  }
+  return out;
+}
