@@ -34,11 +34,20 @@ export function percentile(values, p) {
   return values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
 }
 
+/** Node flags for the Threadline servers, for profiling any scenario (e.g. "--cpu-prof --cpu-prof-dir=DIR"). */
+const NODE_ARGS_ENV = {
+  'threadline-relay.mjs': 'BENCH_RELAY_NODE_ARGS',
+  'threadline-agent.mjs': 'BENCH_AGENT_NODE_ARGS',
+};
+
 /**
  * Starts `node <file> ...args` and waits for it to print `READY <json>`; returns that JSON and a stop function.
- * The child is killed on stop and when this process exits.
+ * The child is killed on stop and when this process exits. BENCH_RELAY_NODE_ARGS and BENCH_AGENT_NODE_ARGS
+ * pass node flags to the relay and the agent service.
  */
-export async function startServer(file, args = [], env = {}, nodeArgs = []) {
+export async function startServer(file, args = [], env = {}) {
+  const flags = process.env[NODE_ARGS_ENV[file.split('/').pop()]];
+  const nodeArgs = flags ? flags.split(' ') : [];
   const child = spawn(process.execPath, [...nodeArgs, file, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, NODE_ENV: 'production', ...env },

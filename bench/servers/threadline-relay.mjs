@@ -10,16 +10,21 @@ import {
   httpAgentTransport,
   inProcessAgentTransport,
 } from '@threadline/relay';
+import { createMemoryStore } from '@threadline/relay/memory';
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { syntheticRunner } from './synthetic-runner.mjs';
 
 const [mode, threadsText, agentUrl] = process.argv.slice(2);
 const dir = mkdtempSync(join(tmpdir(), 'threadline-bench-'));
-const store = openSqliteStore({
-  path: join(dir, 'bench.db'),
-  // BENCH_SQLITE_SYNC=normal: no WAL sync per commit (for comparison; the default, full, is what ships).
-  synchronous: process.env.BENCH_SQLITE_SYNC === 'normal' ? 'normal' : 'full',
-});
+// For comparison while profiling (the report always runs SQLite with its defaults): BENCH_STORE=memory for the
+// memory store (what the store costs), BENCH_SQLITE_SYNC=normal for no WAL sync per commit.
+const store =
+  process.env.BENCH_STORE === 'memory'
+    ? createMemoryStore()
+    : openSqliteStore({
+        path: join(dir, 'bench.db'),
+        synchronous: process.env.BENCH_SQLITE_SYNC === 'normal' ? 'normal' : 'full',
+      });
 const threads = Number(threadsText ?? 1);
 for (let i = 0; i < threads; i++) store.createThread({ threadId: `bench_${i}`, ownerId: 'bench_user' });
 

@@ -1,13 +1,14 @@
 // How many simultaneous streaming runs (each 50 events/s) the full topology holds with p99 added latency under
 // 50 ms and no lost or duplicated event (checked by seq), stepping up the number of runs. The relay reaches the
 // agent service as the reference host does (one HTTP/1.1 connection per run); a second pass runs 100 and 1,000
-// runs with every run on one HTTP/2 connection (`httpAgentTransport({ http2: true })`) for comparison.
+// runs with every run on one HTTP/2 connection (`httpAgentTransport({ http2: true })`) for comparison, and a
+// third with the memory store instead of SQLite (no persistence at all: how much of the latency is the store's).
 import { randomBytes } from 'node:crypto';
 import { connect, streamRun } from '../servers/threadline-client.mjs';
 import { latencyRecorder } from '../lib.mjs';
 
-// For profiling: BENCH_LEVELS=1000 picks levels (and skips the HTTP/2 pass), BENCH_RELAY_NODE_ARGS="--cpu-prof
-// --cpu-prof-dir=DIR" passes node flags to the relay process, BENCH_AGENT_NODE_ARGS to the agent service.
+// For profiling: BENCH_LEVELS=1000 picks levels (and skips the HTTP/2 pass); BENCH_RELAY_NODE_ARGS and
+// BENCH_AGENT_NODE_ARGS pass node flags to the two servers (see startServer in ../lib.mjs).
 export async function run(_n, { startServer, here }) {
   const smoke = process.argv.includes('--smoke');
   const chosen = process.env.BENCH_LEVELS?.split(',').map(Number);
@@ -18,8 +19,11 @@ export async function run(_n, { startServer, here }) {
     startServer,
     here,
   );
-  const h2Rows =
-    smoke || chosen ? [] : await pass({ levels: [100, 1_000], perRun, http2: true }, startServer, here);
+  const compare = !(smoke || chosen);
+  const h2Rows = compare ? await pass({ levels: [100, 1_000], perRun, http2: true }, startServer, here) : [];
+  const memoryRows = compare
+    ? await pass({ levels: [100, 1_000], perRun, http2: false, store: 'memory' }, startServer, here)
+    : [];
   const held = Math.max(0, ...rows.filter((r) => r.ok).map((r) => r.runs));
   let markdown = `Full topology, each run streaming ${perRun} chunks at 50 events/s, one WebSocket per run, the runs started together (so their chunks arrive in bursts: the worst case). Relay → agent service: one HTTP/1.1 connection per run, as the reference host runs it.\n\n`;
   markdown += table(rows);
@@ -28,7 +32,11 @@ export async function run(_n, { startServer, here }) {
     markdown += `\nThe same with every run on one HTTP/2 connection to the agent service (\`http2: true\`): fewer syscalls per event, but Node's HTTP/2 adds latency per event.\n\n`;
     markdown += table(h2Rows);
   }
-  return { rows, held, http2: h2Rows, markdown };
+  if (memoryRows.length > 0) {
+    markdown += `\nThe same over HTTP/1.1 with the memory store instead of SQLite (nothing persisted; for comparison only): what remains is the three processes' per-event work on two cores.\n\n`;
+    markdown += table(memoryRows);
+  }
+  return { rows, held, http2: h2Rows, memoryStore: memoryRows, markdown };
 }
 
 function table(rows) {
@@ -39,24 +47,18 @@ function table(rows) {
 }
 
 /** Starts an agent service and a relay, runs every level in turn on fresh threads, stops both. */
-async function pass({ levels, perRun, http2 }, startServer, here) {
+async function pass({ levels, perRun, http2, store = 'sqlite' }, startServer, here) {
   const totalThreads = levels.reduce((a, b) => a + b, 0);
   const env = {
     BENCH_AGENT_SECRET: randomBytes(32).toString('hex'),
     BENCH_AGENT_HTTP2: http2 ? '1' : '0',
+    BENCH_STORE: store,
   };
-  const nodeArgs = (name) => (process.env[name] ? process.env[name].split(' ') : []);
-  const agent = await startServer(
-    here('servers/threadline-agent.mjs'),
-    [],
-    env,
-    nodeArgs('BENCH_AGENT_NODE_ARGS'),
-  );
+  const agent = await startServer(here('servers/threadline-agent.mjs'), [], env);
   const relay = await startServer(
     here('servers/threadline-relay.mjs'),
     ['http', String(totalThreads), agent.info.url],
     env,
-    nodeArgs('BENCH_RELAY_NODE_ARGS'),
   );
   const rows = [];
   let offset = 0;
