@@ -84,7 +84,11 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
       : nodeHttpClient(base);
   const open = client.open;
 
-  async function* run(request: RunRequest, { signal }: { signal: AbortSignal }): AsyncGenerator<AgentEvent> {
+  /** The run's events, one array per network read (everything that read completed). */
+  async function* runBatches(
+    request: RunRequest,
+    { signal }: { signal: AbortSignal },
+  ): AsyncGenerator<AgentEvent[]> {
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
     if (signal.aborted) onAbort();
@@ -144,18 +148,28 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
         } catch (cause) {
           throw new AgentTransportError('agent_stream_invalid', 'the agent sent invalid UTF-8', { cause });
         }
-        for (const payload of parser.push(text)) {
-          const event = parsePayload(payload);
-          if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
-            // The stream ends here (the relay reads no further): give the connection back before yielding.
-            signal.removeEventListener('abort', onAbort);
-            response.close(true);
-            yield event;
-            return;
+        const batch: AgentEvent[] = [];
+        let ended = false;
+        let failure: unknown;
+        try {
+          for (const payload of parser.push(text)) {
+            const event = parsePayload(payload);
+            batch.push(event);
+            if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
+              // The stream ends here (the relay reads no further): give the connection back before yielding.
+              signal.removeEventListener('abort', onAbort);
+              response.close(true);
+              ended = true;
+              break;
+            }
           }
-          yield event;
+        } catch (error) {
+          failure = error;
         }
-        if (chunk.done) return;
+        // The events before a bad one still go out, as they would one at a time; then the failure.
+        if (batch.length > 0) yield batch;
+        if (failure !== undefined) throw failure;
+        if (ended || chunk.done) return;
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -165,8 +179,13 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
     }
   }
 
+  async function* run(request: RunRequest, options: { signal: AbortSignal }): AsyncGenerator<AgentEvent> {
+    for await (const batch of runBatches(request, options)) yield* batch;
+  }
+
   return {
     run,
+    runBatches,
     async cancel(runId: string): Promise<void> {
       try {
         const response = await open(

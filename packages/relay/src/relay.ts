@@ -386,13 +386,17 @@ export function createRelay(options: RelayOptions): Relay {
     const { threadId, runId, controller } = run;
     const signal = controller.signal;
     const writer = writerFor(threadId);
-    let iterator: AsyncIterator<AgentEvent> | undefined;
+    // Batches of events from a transport with runBatches (one async step per batch), else single events.
+    let iterator: AsyncIterator<AgentEvent | readonly AgentEvent[]> | undefined;
+    const batched = agent.runBatches !== undefined;
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     let failure: RunStop | undefined;
     let onAbort: (() => void) | undefined;
     try {
       const request = await buildRequest(run, message);
-      iterator = agent.run(request, { signal })[Symbol.asyncIterator]();
+      iterator = (agent.runBatches ? agent.runBatches(request, { signal }) : agent.run(request, { signal }))[
+        Symbol.asyncIterator
+      ]();
       // Every await of the loop can be cut short by the abort signal. Not Promise.race against one shared
       // promise: each race leaves a reaction on it until the run ends (one per event: a leak and GC churn).
       let interrupt: ((reason: unknown) => void) | undefined;
@@ -426,27 +430,39 @@ export function createRelay(options: RelayOptions): Relay {
           break;
         }
         last = Date.now();
-        const event = checkAgentEvent(next.value, threadId, runId, seen);
-        if (event.type === 'RUN_STARTED') {
-          if (started)
-            throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
-          started = true;
-          writer.add(event, run, false);
-          continue;
+        const value = next.value;
+        if (batched && !Array.isArray(value)) {
+          throw new AgentTransportError(
+            'agent_stream_invalid',
+            'the agent transport yielded a batch that is not an array',
+          );
         }
-        if (!started) {
-          // The log always opens a run with RUN_STARTED, even when the agent does not send one.
-          writer.add({ type: 'RUN_STARTED', threadId, runId, ts: event.ts }, run, false);
-          started = true;
+        const count = batched ? (value as readonly AgentEvent[]).length : 1;
+        for (let i = 0; i < count; i++) {
+          if (signal.aborted) throw signal.reason;
+          const raw = batched ? (value as readonly AgentEvent[])[i] : value;
+          const event = checkAgentEvent(raw, threadId, runId, seen);
+          if (event.type === 'RUN_STARTED') {
+            if (started)
+              throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
+            started = true;
+            writer.add(event, run, false);
+            continue;
+          }
+          if (!started) {
+            // The log always opens a run with RUN_STARTED, even when the agent does not send one.
+            writer.add({ type: 'RUN_STARTED', threadId, runId, ts: event.ts }, run, false);
+            started = true;
+          }
+          if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
+            writer.add(event, run, false);
+            await interruptible(writer.flush());
+            return;
+          }
+          writer.add(event, run, true);
+          // Backpressure: a full batch is written before the agent stream is read further.
+          if (writer.buffered >= limits.maxBatchEvents) await interruptible(writer.flush());
         }
-        if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
-          writer.add(event, run, false);
-          await interruptible(writer.flush());
-          return;
-        }
-        writer.add(event, run, true);
-        // Backpressure: a full batch is written before the agent stream is read further.
-        if (writer.buffered >= limits.maxBatchEvents) await interruptible(writer.flush());
       }
     } catch (error) {
       failure = toStop(error, signal);
