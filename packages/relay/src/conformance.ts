@@ -1,4 +1,5 @@
 import {
+  LIMITS,
   parseSequencedEvent,
   type AgentEvent,
   type JsonValue,
@@ -213,6 +214,45 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         await expectStoreError(store.append(t, [extraKey]), 'invalid_message');
         expect(await store.lastSeq(t)).toBe(1);
         expect((await store.read(t, { afterSeq: 0, limit: 10 })).map((e) => e.seq)).toEqual([1]);
+      });
+
+      it('refuses every text chunk the contract refuses, even right after valid ones (no shortcut waves one through)', async () => {
+        const t = await newThread();
+        const ok = chunk(t, 'r1', 'ok');
+        const bad: [string, unknown][] = [
+          ['an empty runId', { ...ok, runId: '' }],
+          ['a runId with a space', { ...ok, runId: 'r 1' }],
+          ['a runId over the length bound', { ...ok, runId: 'r'.repeat(LIMITS.maxIdLength + 1) }],
+          ['a numeric runId', { ...ok, runId: 7 }],
+          ['a messageId with a space', { ...ok, messageId: 'm 1' }],
+          ['a missing messageId', { ...ok, messageId: undefined }],
+          ['a fractional ts', { ...ok, ts: 1.5 }],
+          ['a negative ts', { ...ok, ts: -1 }],
+          ['an unsafe integer ts', { ...ok, ts: 2 ** 53 }],
+          ['a delta over the bound', { ...ok, delta: 'x'.repeat(LIMITS.maxDeltaLength + 1) }],
+          ['a numeric delta', { ...ok, delta: 5 }],
+          ['an extra key', { ...ok, extra: 1 }],
+          ['an empty messageId', { ...ok, messageId: '' }],
+          ['a missing threadId', { ...ok, threadId: undefined }],
+          ['a missing runId', { ...ok, runId: undefined }],
+        ];
+        for (const [name, value] of bad) {
+          const error = await expectStoreError(
+            store.append(t, [ok, chunk(t, 'r2', 'ok', 'msg-2'), value as AgentEvent]),
+            'invalid_message',
+          );
+          expect(error.message, name).toContain('event [2]');
+          // And as the first event of a batch, before any id has been seen.
+          await expectStoreError(store.append(t, [value as AgentEvent]), 'invalid_message');
+        }
+        expect(await store.lastSeq(t)).toBe(0);
+        // What it accepts it stores exactly: the event as given, plus its seq.
+        await store.append(t, [ok, chunk(t, 'r2', 'next', 'msg-2')]);
+        const stored = await store.read(t, { afterSeq: 0, limit: 10 });
+        expect(stored.map((e) => JSON.parse(e.json) as unknown)).toEqual([
+          { ...ok, seq: 1 },
+          { ...chunk(t, 'r2', 'next', 'msg-2'), seq: 2 },
+        ]);
       });
 
       it("refuses an event of another thread in the batch and stores nothing (a writer can't cross threads)", async () => {

@@ -3,9 +3,11 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { connect as http2Connect, constants as h2 } from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders as Http2Headers } from 'node:http2';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { AgentEventSchema, ID_PATTERN, LIMITS, safeParse } from '@threadline/contracts';
+import { AgentEventSchema, safeParse } from '@threadline/contracts';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
+import { isPlainChunk } from './chunk-check.js';
+import type { ChunkIdCache } from './chunk-check.js';
 import { RelayError } from './errors.js';
 import type { AgentTransport } from './agent-transport.js';
 import { SseParser } from './sse.js';
@@ -541,39 +543,8 @@ function summarize(bytes: Uint8Array): string {
  * a chunk that fails the quick check, goes through the schema, which also words the error.
  */
 function payloadParser(): (payload: string) => AgentEvent {
-  // Ids repeat on every chunk of a stream: each distinct one is checked against the pattern once.
-  let okThread: string | undefined;
-  let okRun: string | undefined;
-  let okMessage: string | undefined;
-  const isId = (v: unknown): v is string =>
-    typeof v === 'string' && v.length <= LIMITS.maxIdLength && v.length > 0 && ID_PATTERN.test(v);
-  const isChunk = (value: unknown): value is AgentEvent => {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-    const e = value as Record<string, unknown>;
-    if (e.type !== 'TEXT_MESSAGE_CHUNK') return false;
-    const { threadId, runId, messageId, ts, delta } = e;
-    if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return false;
-    if (typeof delta !== 'string' || delta.length > LIMITS.maxDeltaLength) return false;
-    if (threadId !== okThread) {
-      if (!isId(threadId)) return false;
-      okThread = threadId;
-    }
-    if (runId !== okRun) {
-      if (!isId(runId)) return false;
-      okRun = runId;
-    }
-    if (messageId !== okMessage) {
-      if (!isId(messageId)) return false;
-      okMessage = messageId;
-    }
-    // Exactly those six keys (the schema is strict); JSON.parse makes plain objects with own keys only.
-    let keys = 0;
-    for (const key in e) {
-      if (!Object.hasOwn(e, key)) return false;
-      keys++;
-    }
-    return keys === 6;
-  };
+  // Ids repeat on every chunk of a stream: each distinct one is checked once.
+  const seen: ChunkIdCache = {};
   return (payload) => {
     let value: unknown;
     try {
@@ -583,7 +554,7 @@ function payloadParser(): (payload: string) => AgentEvent {
         cause,
       });
     }
-    if (isChunk(value)) return value;
+    if (isPlainChunk(value, null, null, seen)) return value;
     const parsed = safeParse(AgentEventSchema, value, 'agent event');
     if (!parsed.ok)
       throw new AgentTransportError('agent_stream_invalid', `the agent sent an ${parsed.error.message}`, {

@@ -10,6 +10,8 @@ import {
 } from '@threadline/contracts';
 import type { AgentEvent, RunErrorCode, RunRequest } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
+import { isPlainChunk } from './chunk-check.js';
+import type { ChunkIdCache } from './chunk-check.js';
 import type { AgentTransport } from './agent-transport.js';
 import { RelayError } from './errors.js';
 import { GroupCommitter } from './group-commit.js';
@@ -422,7 +424,7 @@ export function createRelay(options: RelayOptions): Relay {
       };
       idleTimer = setTimeout(watch, idle);
       let started = false;
-      const seen: ChunkIdCache = { messageId: '' };
+      const seen: ChunkIdCache = {};
       for (;;) {
         const next = await interruptible(iterator.next());
         if (next.done) {
@@ -728,46 +730,6 @@ function checkAgentEvent(value: unknown, threadId: string, runId: string, seen: 
   if (event.type === 'USER_MESSAGE')
     throw new AgentTransportError('agent_stream_invalid', 'the agent may not send USER_MESSAGE events');
   return event;
-}
-
-const CHUNK_KEYS = 6; // type, threadId, runId, ts, messageId, delta
-
-/**
- * The last chunk messageId one run's stream had validated. Per run, not shared: with many runs interleaving
- * a single shared slot missed on almost every event and re-ran the IdSchema check each time.
- */
-interface ChunkIdCache {
-  messageId: string;
-}
-
-/**
- * The hot path of a streaming run: a TEXT_MESSAGE_CHUNK of this run checked field by field, to exactly the
- * contract's rules, without a schema walk per token. Anything else (or anything unusual) goes through zod.
- */
-function isPlainChunk(
-  value: unknown,
-  threadId: string,
-  runId: string,
-  seen: ChunkIdCache,
-): value is AgentEvent {
-  if (typeof value !== 'object' || value === null) return false;
-  const e = value as Record<string, unknown>;
-  if (e.type !== 'TEXT_MESSAGE_CHUNK' || e.threadId !== threadId || e.runId !== runId) return false;
-  const { ts, delta, messageId } = e;
-  if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return false;
-  if (typeof delta !== 'string' || delta.length > LIMITS.maxDeltaLength) return false;
-  if (typeof messageId !== 'string') return false;
-  if (messageId !== seen.messageId) {
-    if (!safeParse(IdSchema, messageId).ok) return false;
-    seen.messageId = messageId;
-  }
-  if (Object.getPrototypeOf(e) !== Object.prototype) return false;
-  let keys = 0;
-  for (const key in e) {
-    if (!Object.hasOwn(e, key)) return false;
-    keys++;
-  }
-  return keys === CHUNK_KEYS;
 }
 
 function toStop(error: unknown, signal: AbortSignal): RunStop {

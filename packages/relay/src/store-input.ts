@@ -10,6 +10,8 @@ import {
   type JsonValue,
   type UserMessageEvent,
 } from '@threadline/contracts';
+import { isPlainChunk } from './chunk-check.js';
+import type { ChunkIdCache } from './chunk-check.js';
 import { StoreError } from './errors.js';
 import type { RunStatus } from './store.js';
 
@@ -105,10 +107,16 @@ export function threadListLimit(options: { limit?: number } | undefined): number
 export function prepareEvents(threadId: string, events: readonly unknown[]): PreparedEvent[] {
   if (!Array.isArray(events)) throw invalid('events must be an array');
   const out: PreparedEvent[] = new Array<PreparedEvent>(events.length);
+  const seen: ChunkIdCache = {};
   for (let i = 0; i < events.length; i++) {
-    const r = safeParse(AgentEventSchema, events[i], `event [${i}]`);
-    if (!r.ok) throw invalid(r.error.message, r.error);
-    const event = r.value;
+    const value: unknown = events[i];
+    let event: AgentEvent;
+    if (isPlainChunk(value, threadId, null, seen)) event = value;
+    else {
+      const r = safeParse(AgentEventSchema, value, `event [${i}]`);
+      if (!r.ok) throw invalid(r.error.message, r.error);
+      event = r.value;
+    }
     if (event.threadId !== threadId) {
       throw invalid(`event [${i}] belongs to thread "${event.threadId}", not "${threadId}"`);
     }

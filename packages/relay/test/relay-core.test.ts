@@ -193,6 +193,9 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
       ],
       ['agent_stream_invalid', (run) => run.push({ ...run.chunk('x'), threadId: 'other-thread' })],
       ['agent_stream_invalid', (run) => run.push({ ...run.chunk('x'), delta: 42 } as never)],
+      // As the run's first chunk, before the relay has seen any messageId.
+      ['agent_stream_invalid', (run) => run.push({ ...run.chunk('x'), messageId: '' })],
+      ['agent_stream_invalid', (run) => run.push({ ...run.chunk('x'), messageId: undefined } as never)],
       ['agent_stream_invalid', (run) => run.push(run.started(), run.started())],
       [
         'agent_stream_invalid',
