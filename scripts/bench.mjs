@@ -55,9 +55,19 @@ const results = {
   stream: [],
   extra: [],
 };
+// Short streams (tens of ms for the fast paths) swing with whatever else the machine does: those sizes run
+// every path three times, each in fresh processes, and report the median run (the JSON keeps all three).
+const repeatsAt = (n) => (smoke || n > 20_000 ? 1 : 3);
+function medianRun(name, n) {
+  const runs = Array.from({ length: repeatsAt(n) }, () => runScenario(name, n));
+  const ok = runs.filter((r) => !r.error).sort((a, b) => a.eventsPerSec - b.eventsPerSec);
+  if (ok.length === 0) return runs[0];
+  const median = ok[Math.floor((ok.length - 1) / 2)];
+  return runs.length > 1 ? { ...median, repeats: runs.map((r) => r.eventsPerSec ?? null) } : median;
+}
 for (const n of sizes) {
   for (const name of streamScenarios) {
-    const r = runScenario(name, n);
+    const r = medianRun(name, n);
     results.stream.push(r);
     console.log(
       r.error
@@ -77,14 +87,21 @@ results.seconds = (Date.now() - started) / 1000;
 const fmt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en') : 'n/a');
 let md = `# Threadline benchmark\n\n${results.date} · Node ${results.node} · ${results.cpus} × ${results.cpuModel}${smoke ? ' · SMOKE RUN (tiny sizes, figures not meaningful)' : ''}\n\n`;
 md += '## Streaming throughput and latency (one assistant message of N events, ~150-byte events)\n\n';
+md += `At ${
+  sizes
+    .filter((n) => repeatsAt(n) > 1)
+    .map((n) => n.toLocaleString('en'))
+    .join(' and ') || 'no size'
+} events every path runs three times (fresh processes each time); the table shows the median run and the range of the three.\n\n`;
 md +=
-  '| path | events | events/s | × corked ws | p50 ms | p99 ms | complete |\n|---|---:|---:|---:|---:|---:|---|\n';
+  '| path | events | events/s | × corked ws | p50 ms | p99 ms | complete | range of runs (events/s) |\n|---|---:|---:|---:|---:|---:|---|---|\n';
 for (const n of sizes) {
   const limit = results.stream.find((r) => r.name === 'bare-ws-corked' && r.requested === n)?.eventsPerSec;
   for (const r of results.stream.filter((x) => x.requested === n)) {
-    if (r.error) md += `| ${r.name} | ${n} | error | | | | ${r.error.split('\n')[0]} |\n`;
+    const range = r.repeats ? r.repeats.map((x) => (x === null ? 'error' : fmt(x))).join(' / ') : '';
+    if (r.error) md += `| ${r.name} | ${n} | error | | | | ${r.error.split('\n')[0]} | |\n`;
     else
-      md += `| ${r.name} | ${n} | ${fmt(r.eventsPerSec)} | ${(r.eventsPerSec / limit).toFixed(2)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.complete ? 'yes' : `no: ${r.events} in ${timeoutSeconds} s`} |\n`;
+      md += `| ${r.name} | ${n} | ${fmt(r.eventsPerSec)} | ${(r.eventsPerSec / limit).toFixed(2)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.complete ? 'yes' : `no: ${r.events} in ${timeoutSeconds} s`} | ${range} |\n`;
   }
 }
 if (results.extra.length) {

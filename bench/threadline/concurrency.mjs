@@ -14,18 +14,21 @@ export async function run(_n, { startServer, here }) {
   const chosen = process.env.BENCH_LEVELS?.split(',').map(Number);
   const levels = smoke ? [5] : (chosen ?? [10, 100, 300, 1_000]);
   const perRun = smoke ? 25 : 200; // 4 s at 50 events/s
-  const rows = await pass(
-    { levels, perRun, http2: process.env.BENCH_AGENT_HTTP2 === '1' },
-    startServer,
-    here,
-  );
   const compare = !(smoke || chosen);
+  // The main pass runs three times, each with fresh processes: a level's row is its median run by p99 (latency
+  // tails swing between runs on a shared 2-core machine), with every run's p99 shown and nothing lost in any.
+  const passes = [];
+  for (let k = 0; k < (compare ? 3 : 1); k++)
+    passes.push(
+      await pass({ levels, perRun, http2: process.env.BENCH_AGENT_HTTP2 === '1' }, startServer, here),
+    );
+  const rows = levels.map((_, i) => medianRow(passes.map((p) => p[i])));
   const h2Rows = compare ? await pass({ levels: [100, 1_000], perRun, http2: true }, startServer, here) : [];
   const memoryRows = compare
     ? await pass({ levels: [100, 1_000], perRun, http2: false, store: 'memory' }, startServer, here)
     : [];
   const held = Math.max(0, ...rows.filter((r) => r.ok).map((r) => r.runs));
-  let markdown = `Full topology, each run streaming ${perRun} chunks at 50 events/s, one WebSocket per run, the runs started together (so their chunks arrive in bursts: the worst case). Relay → agent service: one HTTP/1.1 connection per run, as the reference host runs it.\n\n`;
+  let markdown = `Full topology, each run streaming ${perRun} chunks at 50 events/s, one WebSocket per run, the runs started together (so their chunks arrive in bursts: the worst case). Relay → agent service: one HTTP/1.1 connection per run, as the reference host runs it.${passes.length > 1 ? ` Each level ran ${passes.length} times in fresh processes: the median run by p99, every run's p99, and lost events, gaps and failures summed over all of them.` : ''}\n\n`;
   markdown += table(rows);
   markdown += `\nHeld: **${held}** simultaneous runs (largest level tried: ${levels.at(-1)}).\n`;
   if (h2Rows.length > 0) {
@@ -39,10 +42,27 @@ export async function run(_n, { startServer, here }) {
   return { rows, held, http2: h2Rows, memoryStore: memoryRows, markdown };
 }
 
+/** One level's rows from several passes: the median by p99, with every p99 and the totals of lost, gaps, failed. */
+function medianRow(rows) {
+  if (rows.length === 1) return rows[0];
+  const median = [...rows].sort((a, b) => a.p99 - b.p99)[Math.floor((rows.length - 1) / 2)];
+  const sum = (key) => rows.reduce((total, r) => total + r[key], 0);
+  const row = {
+    ...median,
+    lost: sum('lost'),
+    gaps: sum('gaps'),
+    failed: sum('failed'),
+    p99s: rows.map((r) => r.p99),
+  };
+  row.ok = row.p99 < 50 && row.lost === 0 && row.gaps === 0 && row.failed === 0;
+  return row;
+}
+
 function table(rows) {
-  let md = `| runs | p50 ms | p99 ms | lost | seq gaps | failed runs | within 50 ms, nothing lost |\n|---:|---:|---:|---:|---:|---:|---|\n`;
+  const repeated = rows.some((r) => r.p99s);
+  let md = `| runs | p50 ms | p99 ms | lost | seq gaps | failed runs | within 50 ms, nothing lost |${repeated ? ' p99 of each run |' : ''}\n|---:|---:|---:|---:|---:|---:|---|${repeated ? '---|' : ''}\n`;
   for (const r of rows)
-    md += `| ${r.runs} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.lost} | ${r.gaps} | ${r.failed} | ${r.ok ? 'yes' : '**no**'} |\n`;
+    md += `| ${r.runs} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.lost} | ${r.gaps} | ${r.failed} | ${r.ok ? 'yes' : '**no**'} |${repeated ? ` ${r.p99s.map((x) => x.toFixed(2)).join(' / ')} |` : ''}\n`;
   return md;
 }
 
