@@ -32,7 +32,7 @@ export async function run(_n, { startServer, here }) {
   markdown += table(rows);
   markdown += `\nHeld: **${held}** simultaneous runs (largest level tried: ${levels.at(-1)}).\n`;
   if (h2Rows.length > 0) {
-    markdown += `\nThe same with every run on one HTTP/2 connection to the agent service (\`http2: true\`): fewer syscalls per event, but Node's HTTP/2 adds latency per event.\n\n`;
+    markdown += `\nThe same with every run on one HTTP/2 connection to the agent service (\`http2: true\`): fewer syscalls and less CPU per event, but a burst of chunks then arrives in one read and is stored and sent as one batch, so every chunk of the burst waits for all of it (per-run connections let the relay start on the first chunks while the agent still writes the rest).\n\n`;
     markdown += table(h2Rows);
   }
   if (memoryRows.length > 0) {
