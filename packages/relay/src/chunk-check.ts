@@ -25,6 +25,25 @@ function isId(value: unknown): value is string {
 }
 
 /**
+ * `value` is `expected`, or (`expected` null) any valid id: each distinct one checked once, then remembered.
+ * A string first: an unset cache slot is undefined, and so is a missing key.
+ */
+function idOk(
+  value: unknown,
+  expected: string | null,
+  seen: ChunkIdCache,
+  key: keyof ChunkIdCache,
+): value is string {
+  if (expected !== null) return value === expected;
+  if (typeof value !== 'string') return false;
+  if (value !== seen[key]) {
+    if (!isId(value)) return false;
+    seen[key] = value;
+  }
+  return true;
+}
+
+/**
  * The hot path of streaming: a TEXT_MESSAGE_CHUNK checked field by field, to exactly the contract's rules,
  * without a schema walk per token. `threadId` / `runId`: the ids it must carry, or null for any valid id.
  * False for anything else or anything unusual: the caller then validates it with the contract's schema
@@ -39,29 +58,11 @@ export function isPlainChunk(
   if (typeof value !== 'object' || value === null) return false;
   const e = value as Record<string, unknown>;
   if (e.type !== 'TEXT_MESSAGE_CHUNK') return false;
-  if (threadId !== null) {
-    if (e.threadId !== threadId) return false;
-  } else if (typeof e.threadId !== 'string') return false;
-  else if (e.threadId !== seen.threadId) {
-    if (!isId(e.threadId)) return false;
-    seen.threadId = e.threadId;
-  }
-  if (runId !== null) {
-    if (e.runId !== runId) return false;
-  } else if (typeof e.runId !== 'string') return false;
-  else if (e.runId !== seen.runId) {
-    if (!isId(e.runId)) return false;
-    seen.runId = e.runId;
-  }
-  const { ts, delta, messageId } = e;
+  if (!idOk(e.threadId, threadId, seen, 'threadId') || !idOk(e.runId, runId, seen, 'runId')) return false;
+  const { ts, delta } = e;
   if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return false;
   if (typeof delta !== 'string' || delta.length > LIMITS.maxDeltaLength) return false;
-  // A string first: an unset cache slot is undefined, and so is a missing key.
-  if (typeof messageId !== 'string') return false;
-  if (messageId !== seen.messageId) {
-    if (!isId(messageId)) return false;
-    seen.messageId = messageId;
-  }
+  if (!idOk(e.messageId, null, seen, 'messageId')) return false;
   if (Object.getPrototypeOf(e) !== Object.prototype) return false;
   // Exactly those six keys (the schema is strict), all of them own keys.
   let keys = 0;

@@ -2,12 +2,11 @@
 // and httpAgentTransport's own runBatches over a real HTTP agent on 127.0.0.1.
 import { createServer } from 'node:http';
 import type { ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentTransportError, httpAgentTransport } from '../src/index.js';
 import type { AgentTransport } from '../src/index.js';
-import { readAll, relayThrough, runToEnd } from './helpers.js';
+import { listenLocal, readAll, relayThrough, runToEnd } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -110,16 +109,8 @@ async function agentServer(write: (res: ServerResponse, base: { threadId: string
       write(res, { threadId, runId });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  );
   const transport = httpAgentTransport({
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: await listenLocal(server, cleanups),
     credential: 'agent-secret',
   });
   cleanups.push(() => transport.close());

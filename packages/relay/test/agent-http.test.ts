@@ -2,12 +2,11 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentTransportError, RelayError, createRelay, httpAgentTransport } from '../src/index.js';
-import { makeStore, readAll, relayThrough, runToEnd, tokens } from './helpers.js';
+import { listenLocal, makeStore, readAll, relayThrough, runToEnd, tokens } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -32,15 +31,7 @@ async function agentServer(
       else handler(req, res, body);
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, requests };
+  return { url: await listenLocal(server, cleanups), server, requests };
 }
 
 function sse(res: ServerResponse, chunks: string[]): void {

@@ -202,6 +202,22 @@ export async function makeWsHarness(
   };
 }
 
+/**
+ * Listens on a free port of 127.0.0.1 and registers closing the server (and its open connections) in
+ * `cleanups`; returns its http:// base URL.
+ */
+export async function listenLocal(server: Server, cleanups: (() => Promise<void> | void)[]): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 /** A real ws client that records every server message and can wait for one. */
 export class TestClient {
   readonly ws: WebSocket;
