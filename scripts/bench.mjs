@@ -1,6 +1,6 @@
 // The system benchmark: every streaming path at several message sizes, each side in its own process, plus the
 // Threadline-specific figures (concurrency, memory, resume, web component). Writes bench/results/latest.json and
-// latest.md. `--smoke` runs a tiny version (CI) so the suite cannot rot.
+// latest.md. `--smoke` runs a tiny version (CI) so the suite cannot rot, into bench/results/smoke.{json,md}.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -171,11 +171,11 @@ for (const [target, met, figure] of targets)
 md += `\nTotal bench time: ${results.seconds.toFixed(0)} s.\n`;
 mkdirSync('bench/results', { recursive: true });
 console.log(md.slice(md.indexOf('## Targets')));
-writeFileSync('bench/results/latest.json', JSON.stringify(results, null, 2) + '\n');
-writeFileSync('bench/results/latest.md', md);
-console.log(
-  `\nwrote bench/results/latest.json and bench/results/latest.md (${results.seconds.toFixed(0)} s)`,
-);
+// A smoke run writes its own files: it must not replace the last full report (bench/results/latest.md).
+const out = smoke ? 'bench/results/smoke' : 'bench/results/latest';
+writeFileSync(`${out}.json`, JSON.stringify(results, null, 2) + '\n');
+writeFileSync(`${out}.md`, md);
+console.log(`\nwrote ${out}.json and ${out}.md (${results.seconds.toFixed(0)} s)`);
 const errors = [...results.stream, ...results.extra].filter((r) => r.error);
 if (errors.length) {
   console.error(`${errors.length} scenario(s) failed`);
