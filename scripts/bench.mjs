@@ -1,8 +1,9 @@
 // The system benchmark: every streaming path at several message sizes, each side in its own process, plus the
 // Threadline-specific figures (concurrency, memory, resume, web component). Writes bench/results/latest.json and
-// latest.md. `--smoke` runs a tiny version (CI) so the suite cannot rot, into bench/results/smoke.{json,md}.
+// latest.md. `--smoke` runs a tiny version (CI) so the suite cannot rot, into bench/results/smoke.{json,md};
+// `--report` only rewrites latest.md from latest.json.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
 const smoke = process.argv.includes('--smoke');
@@ -45,16 +46,21 @@ function runScenario(name, n) {
   }
 }
 
+// --report: no run, only the report rewritten from the last full run's bench/results/latest.json (after a
+// change to the report's layout).
+const reportOnly = process.argv.includes('--report');
 const started = Date.now();
-const results = {
-  date: new Date().toISOString(),
-  node: process.version,
-  cpus: os.cpus().length,
-  cpuModel: os.cpus()[0]?.model,
-  smoke,
-  stream: [],
-  extra: [],
-};
+const results = reportOnly
+  ? JSON.parse(readFileSync('bench/results/latest.json', 'utf8'))
+  : {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      smoke,
+      stream: [],
+      extra: [],
+    };
 // Short streams (tens of ms for the fast paths) swing with whatever else the machine does: those sizes run
 // every path three times, each in fresh processes, and report the median run (the JSON keeps all three).
 const repeatsAt = (n) => (smoke || n > 20_000 ? 1 : 3);
@@ -65,7 +71,7 @@ function medianRun(name, n) {
   const median = ok[Math.floor((ok.length - 1) / 2)];
   return runs.length > 1 ? { ...median, repeats: runs.map((r) => r.eventsPerSec ?? null) } : median;
 }
-for (const n of sizes) {
+for (const n of reportOnly ? [] : sizes) {
   for (const name of streamScenarios) {
     const r = medianRun(name, n);
     results.stream.push(r);
@@ -76,12 +82,12 @@ for (const n of sizes) {
     );
   }
 }
-for (const name of extraScenarios) {
+for (const name of reportOnly ? [] : extraScenarios) {
   const r = runScenario(name, smoke ? 1 : 0);
   results.extra.push(r);
   console.log(`${name}:\n${r.error ? `ERROR ${r.error}` : (r.markdown ?? JSON.stringify(r))}\n`);
 }
-results.seconds = (Date.now() - started) / 1000;
+if (!reportOnly) results.seconds = (Date.now() - started) / 1000;
 
 // Ratios to the corked bare-ws limit at each size.
 const fmt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en') : 'n/a');
@@ -102,6 +108,29 @@ for (const n of sizes) {
     if (r.error) md += `| ${r.name} | ${n} | error | | | | ${r.error.split('\n')[0]} | |\n`;
     else
       md += `| ${r.name} | ${n} | ${fmt(r.eventsPerSec)} | ${(r.eventsPerSec / limit).toFixed(2)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.complete ? 'yes' : `no: ${r.events} in ${timeoutSeconds} s`} | ${range} |\n`;
+  }
+}
+// The paths against each other: each row's events/s divided by each column's, at every size.
+const compared = [
+  ['stream-full', 'Threadline full topology'],
+  ['stream-inproc', 'Threadline in-process'],
+  ['ag-ui', 'AG-UI'],
+  ['ai-sdk', 'AI SDK'],
+];
+md += '\n### The paths against each other (events/s of the row ÷ events/s of the column)\n\n';
+md += `| path | events | ${compared.map(([, label]) => label).join(' | ')} |\n|---|---:|${compared.map(() => '---:').join('|')}|\n`;
+for (const n of sizes) {
+  for (const [row, label] of compared) {
+    const a = results.stream.find((r) => r.name === row && r.requested === n);
+    const cells = compared.map(([col]) => {
+      const b = results.stream.find((r) => r.name === col && r.requested === n);
+      if (!a?.eventsPerSec || !b?.eventsPerSec) return 'n/a';
+      const ratio = a.eventsPerSec / b.eventsPerSec;
+      if (col === row) return '1';
+      if (ratio >= 10) return `${Math.round(ratio)}×`;
+      return ratio >= 0.1 ? `${ratio.toFixed(2)}×` : `1/${Math.round(1 / ratio)}`;
+    });
+    md += `| ${label} | ${n} | ${cells.join(' | ')} |\n`;
   }
 }
 if (results.extra.length) {
