@@ -169,12 +169,19 @@ const conc = extra('concurrency');
 if (conc) {
   const r100 = conc.rows.find((r) => r.runs === 100);
   const r1000 = conc.rows.find((r) => r.runs === 1_000);
-  if (r100) targets.push(['p99 added latency < 5 ms at 100 runs', r100.p99 < 5, `${r100.p99.toFixed(2)} ms`]);
+  // With several passes: the median run's p99, then every run's.
+  const runs = (r) => (r.p99s ? ` (runs: ${r.p99s.map((x) => x.toFixed(2)).join(' / ')})` : '');
+  if (r100)
+    targets.push([
+      'p99 added latency < 5 ms at 100 runs',
+      r100.p99 < 5,
+      `${r100.p99.toFixed(2)} ms${runs(r100)}`,
+    ]);
   if (r1000)
     targets.push([
       '1,000 runs within 50 ms, zero lost',
       r1000.ok,
-      `p99 ${r1000.p99.toFixed(2)} ms, lost ${r1000.lost}`,
+      `p99 ${r1000.p99.toFixed(2)} ms${runs(r1000)}, lost ${r1000.lost}`,
     ]);
 }
 const mem = extra('memory');
