@@ -86,7 +86,10 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
       : nodeHttpClient(base);
   const open = client.open;
 
-  /** The run's events, one array per network read (everything that read completed). */
+  /**
+   * The run's events, one array per network read (everything that read completed). Bounded by the read: at
+   * most one socket read's worth of events (64 KiB by default) plus the SSE parser's one partial event.
+   */
   async function* runBatches(
     request: RunRequest,
     { signal }: { signal: AbortSignal },
