@@ -3,10 +3,18 @@ import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentTransportError, RelayError, createRelay, httpAgentTransport } from '../src/index.js';
-import { listenLocal, makeStore, readAll, relayThrough, runToEnd, tokens } from './helpers.js';
+import {
+  BAD_AGENT_STREAMS,
+  listenLocal,
+  makeStore,
+  readAll,
+  relayThrough,
+  runToEnd,
+  sseEvent as ev,
+  tokens,
+} from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -39,10 +47,6 @@ function sse(res: ServerResponse, chunks: string[]): void {
   for (const c of chunks) res.write(c);
   res.end();
 }
-const ev = (body: string, e: Partial<AgentEvent> & { type: string }) => {
-  const r = JSON.parse(body) as { threadId: string; runId: string };
-  return `data: ${JSON.stringify({ threadId: r.threadId, runId: r.runId, ts: 1, ...e })}\n\n`;
-};
 
 const relayOver = (url: string, limits = {}) =>
   relayThrough(
@@ -110,43 +114,7 @@ describe('httpAgentTransport', () => {
     });
   });
 
-  it.each([
-    [
-      'a line that is not JSON',
-      (body: string) => [ev(body, { type: 'RUN_STARTED' }), 'data: {not json\n\n'],
-      'agent_stream_invalid',
-    ],
-    [
-      'an event off the contract',
-      (body: string) => [ev(body, { type: 'TEXT_MESSAGE_CHUNK', delta: 'x' })],
-      'agent_stream_invalid',
-    ],
-    [
-      'an unknown SSE field',
-      (body: string) => [ev(body, { type: 'RUN_STARTED' }), 'foo: bar\n\n'],
-      'agent_stream_invalid',
-    ],
-    [
-      'an unknown SSE event type',
-      (body: string) => ['event: surprise\n', ev(body, { type: 'RUN_STARTED' })],
-      'agent_stream_invalid',
-    ],
-    [
-      'another thread’s event',
-      (body: string) => [ev(body, { type: 'RUN_STARTED', threadId: 'other' })],
-      'agent_stream_invalid',
-    ],
-    [
-      'an event larger than the bound',
-      (body: string) => [`data: "${'x'.repeat(1 << 20)}"\n\n`, ev(body, { type: 'RUN_STARTED' })],
-      'agent_stream_invalid',
-    ],
-    [
-      'a stream that ends before the run does',
-      (body: string) => [ev(body, { type: 'RUN_STARTED' })],
-      'agent_stream_ended',
-    ],
-  ])('turns %s into RUN_ERROR', async (_name, chunks, code) => {
+  it.each(BAD_AGENT_STREAMS)('turns %s into RUN_ERROR', async (_name, chunks, code) => {
     const agent = await agentServer((_req, res, body) => sse(res, chunks(body)));
     const { relay, store } = await relayOver(agent.url);
     const events = await runToEnd(relay);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentTransportError, RelayError, httpAgentTransport } from '../src/index.js';
-import { readAll, relayThrough, runToEnd } from './helpers.js';
+import { BAD_AGENT_STREAMS, readAll, relayThrough, runToEnd, sseEvent as ev } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -82,10 +82,6 @@ function sse(stream: ServerHttp2Stream, chunks: string[]): void {
   for (const c of chunks) stream.write(c);
   stream.end();
 }
-const ev = (body: string, e: Partial<AgentEvent> & { type: string }) => {
-  const r = JSON.parse(body) as { threadId: string; runId: string };
-  return `data: ${JSON.stringify({ threadId: r.threadId, runId: r.runId, ts: 1, ...e })}\n\n`;
-};
 /** A short successful run: RUN_STARTED, two chunks, RUN_FINISHED. */
 const reply = (stream: ServerHttp2Stream, body: string) =>
   sse(stream, [
@@ -222,33 +218,7 @@ describe('httpAgentTransport over HTTP/2', () => {
     expect(agent.sessions).toHaveLength(1);
   });
 
-  it.each([
-    [
-      'a line that is not JSON',
-      (body: string) => [ev(body, { type: 'RUN_STARTED' }), 'data: {not json\n\n'],
-      'agent_stream_invalid',
-    ],
-    [
-      'an event off the contract',
-      (body: string) => [ev(body, { type: 'TEXT_MESSAGE_CHUNK', delta: 'x' })],
-      'agent_stream_invalid',
-    ],
-    [
-      'an unknown SSE field',
-      (body: string) => [ev(body, { type: 'RUN_STARTED' }), 'foo: bar\n\n'],
-      'agent_stream_invalid',
-    ],
-    [
-      'an event larger than the bound',
-      (body: string) => [`data: "${'x'.repeat(1 << 20)}"\n\n`, ev(body, { type: 'RUN_STARTED' })],
-      'agent_stream_invalid',
-    ],
-    [
-      'a stream that ends before the run does',
-      (body: string) => [ev(body, { type: 'RUN_STARTED' })],
-      'agent_stream_ended',
-    ],
-  ])('turns %s into RUN_ERROR', async (_name, chunks, code) => {
+  it.each(BAD_AGENT_STREAMS)('turns %s into RUN_ERROR', async (_name, chunks, code) => {
     const agent = await h2Agent((stream, body) => sse(stream, chunks(body)));
     const { relay, store } = await relayOver(agent.url);
     const events = await runToEnd(relay);

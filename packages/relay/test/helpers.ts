@@ -347,3 +347,48 @@ export async function runToEnd(
   }
   return out;
 }
+
+/** One SSE `data:` line for the run the relay posted in `body` (its threadId and runId filled in). */
+export const sseEvent = (body: string, e: Partial<AgentEvent> & { type: string }): string => {
+  const r = JSON.parse(body) as { threadId: string; runId: string };
+  return `data: ${JSON.stringify({ threadId: r.threadId, runId: r.runId, ts: 1, ...e })}\n\n`;
+};
+
+/** Malformed agent streams (SSE chunks for the run posted in `body`) and the RUN_ERROR code each must end in. */
+export const BAD_AGENT_STREAMS: [string, (body: string) => string[], string][] = [
+  [
+    'a line that is not JSON',
+    (body: string) => [sseEvent(body, { type: 'RUN_STARTED' }), 'data: {not json\n\n'],
+    'agent_stream_invalid',
+  ],
+  [
+    'an event off the contract',
+    (body: string) => [sseEvent(body, { type: 'TEXT_MESSAGE_CHUNK', delta: 'x' })],
+    'agent_stream_invalid',
+  ],
+  [
+    'an unknown SSE field',
+    (body: string) => [sseEvent(body, { type: 'RUN_STARTED' }), 'foo: bar\n\n'],
+    'agent_stream_invalid',
+  ],
+  [
+    'an unknown SSE event type',
+    (body: string) => ['event: surprise\n', sseEvent(body, { type: 'RUN_STARTED' })],
+    'agent_stream_invalid',
+  ],
+  [
+    'another thread’s event',
+    (body: string) => [sseEvent(body, { type: 'RUN_STARTED', threadId: 'other' })],
+    'agent_stream_invalid',
+  ],
+  [
+    'an event larger than the bound',
+    (body: string) => [`data: "${'x'.repeat(1 << 20)}"\n\n`, sseEvent(body, { type: 'RUN_STARTED' })],
+    'agent_stream_invalid',
+  ],
+  [
+    'a stream that ends before the run does',
+    (body: string) => [sseEvent(body, { type: 'RUN_STARTED' })],
+    'agent_stream_ended',
+  ],
+];
