@@ -17,6 +17,14 @@ function tempDir(): string {
   dirs.push(dir);
   return dir;
 }
+/** A new database file in a temp dir holding thread `shared`, closed again: for the multi-process cases. */
+async function sharedDb(name: string): Promise<string> {
+  const path = join(tempDir(), name);
+  const setup = openSqliteStore({ path });
+  await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
+  await setup.close();
+  return path;
+}
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
@@ -311,10 +319,7 @@ describe('SqliteStore shared by two processes', () => {
   }
 
   it('never duplicates or skips a seq when two processes append to one thread at once', async () => {
-    const path = join(tempDir(), 'shared.db');
-    const setup = openSqliteStore({ path });
-    await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
-    await setup.close();
+    const path = await sharedDb('shared.db');
 
     const perWorker = 150;
     const a = await worker(['append', path, 'shared', 'A', String(perWorker)]);
@@ -350,10 +355,7 @@ describe('SqliteStore shared by two processes', () => {
   });
 
   it('leaves only whole batches when a writer process is SIGKILLed mid-stream', async () => {
-    const path = join(tempDir(), 'killed.db');
-    const setup = openSqliteStore({ path });
-    await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
-    await setup.close();
+    const path = await sharedDb('killed.db');
 
     const batch = 50;
     const child = spawn(
@@ -405,10 +407,7 @@ describe('SqliteStore shared by two processes', () => {
   });
 
   it('lets only one run be active per thread across two processes', async () => {
-    const path = join(tempDir(), 'runs.db');
-    const setup = openSqliteStore({ path });
-    await setup.createThread({ threadId: 'shared', ownerId: 'u1' });
-    await setup.close();
+    const path = await sharedDb('runs.db');
 
     const a = await worker(['start', path, 'shared', 'A', '60']);
     const b = await worker(['start', path, 'shared', 'B', '60']);

@@ -91,6 +91,17 @@ suite('<agent-chat> in Chromium', () => {
     ws.send(JSON.stringify({ type: 'ack', clientMessageId, runId }));
   };
 
+  /** A `send` handler that acks and streams run r1 at once: `n` chunks `${prefix}${i} `, then RUN_FINISHED. */
+  const streamOnSend =
+    (n: number, prefix: string): NonNullable<Script['onSend']> =>
+    (server, msg, ws) => {
+      ack(server, ws, msg.clientMessageId, 'r1');
+      server.append({ type: 'RUN_STARTED', runId: 'r1' });
+      for (let i = 0; i < n; i++)
+        server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `${prefix}${i} ` });
+      server.append({ type: 'RUN_FINISHED', runId: 'r1' });
+    };
+
   /** What a relay does on `send`: ack, store the user's message, start the run. */
   const startRun = (
     server: ScriptedServer,
@@ -629,13 +640,7 @@ suite('<agent-chat> in Chromium', () => {
   it('bounds the unprocessed-frame backlog: overflow reconnects and resumes without losing a chunk', async () => {
     const N = 3_000;
     const s = await serve('t-backlog', {
-      onSend(server, msg, ws) {
-        ack(server, ws, msg.clientMessageId, 'r1');
-        server.append({ type: 'RUN_STARTED', runId: 'r1' });
-        for (let i = 0; i < N; i++)
-          server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `c${i} ` });
-        server.append({ type: 'RUN_FINISHED', runId: 'r1' });
-      },
+      onSend: streamOnSend(N, 'c'),
     });
     const page = await mount(s, {}, 5);
     await page.evaluate(() => {
@@ -693,13 +698,7 @@ suite('<agent-chat> in Chromium', () => {
   it('streams 10,000 chunks to completion without losing a character', async () => {
     const N = 10_000;
     const s = await serve('t-stress', {
-      onSend(server, msg, ws) {
-        ack(server, ws, msg.clientMessageId, 'r1');
-        server.append({ type: 'RUN_STARTED', runId: 'r1' });
-        for (let i = 0; i < N; i++)
-          server.append({ type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: `w${i} ` });
-        server.append({ type: 'RUN_FINISHED', runId: 'r1' });
-      },
+      onSend: streamOnSend(N, 'w'),
     });
     const page = await mount(s);
     await expect.poll(() => page.locator('agent-chat').getAttribute('connection')).toBe('connected');
