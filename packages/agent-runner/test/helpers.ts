@@ -1,5 +1,12 @@
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
-import { parseEvent } from '@threadline/contracts';
+import {
+  createRunErrorEvent,
+  createRunFinishedEvent,
+  createRunStartedEvent,
+  createTextMessageChunkEvent,
+  parseEvent,
+} from '@threadline/contracts';
+import type { AgentRunnerError, Runner } from '../src/index.js';
 
 export const SECRET = 'test-secret-that-is-long-enough-0123456789';
 export const silent = { info() {}, warn() {}, error() {} };
@@ -64,4 +71,25 @@ export function deferred<T = void>() {
   let resolve!: (v: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
+}
+
+/** A runner seam the HTTP tests control (HTTP/1.1 and HTTP/2): it streams RUN_STARTED, then waits for `release` or an abort. */
+export function controlledRunner() {
+  const started: { request: RunRequest; signal: AbortSignal }[] = [];
+  const release = deferred();
+  const runner: Runner = {
+    async *run(request, { signal } = {}) {
+      const base = { threadId: request.threadId, runId: request.runId };
+      started.push({ request, signal: signal! });
+      yield createRunStartedEvent(base);
+      yield createTextMessageChunkEvent({ ...base, messageId: 'm1', delta: 'hi' });
+      const aborted = new Promise<void>((r) => signal!.addEventListener('abort', () => r(), { once: true }));
+      await Promise.race([release.promise, aborted]);
+      if (signal!.aborted) {
+        const reason = signal!.reason as AgentRunnerError;
+        yield createRunErrorEvent({ ...base, code: reason.code, message: reason.message });
+      } else yield createRunFinishedEvent(base);
+    },
+  };
+  return { runner, started, release };
 }

@@ -7,38 +7,10 @@ import {
   createRunStartedEvent,
   createTextMessageChunkEvent,
   type AgentEvent,
-  type RunRequest,
 } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  serveAgent,
-  type AgentRunnerError,
-  type Runner,
-  type ServedAgent,
-  type ServeAgentOptions,
-} from '../src/index.js';
-import { SECRET, collectSse, deferred, readSse, runRequest, silent } from './helpers.js';
-
-/** A runner seam the HTTP tests control: it streams RUN_STARTED, then waits for `release` or an abort. */
-function controlledRunner() {
-  const started: { request: RunRequest; signal: AbortSignal }[] = [];
-  const release = deferred();
-  const runner: Runner = {
-    async *run(request, { signal } = {}) {
-      const base = { threadId: request.threadId, runId: request.runId };
-      started.push({ request, signal: signal! });
-      yield createRunStartedEvent(base);
-      yield createTextMessageChunkEvent({ ...base, messageId: 'm1', delta: 'hi' });
-      const aborted = new Promise<void>((r) => signal!.addEventListener('abort', () => r(), { once: true }));
-      await Promise.race([release.promise, aborted]);
-      if (signal!.aborted) {
-        const reason = signal!.reason as AgentRunnerError;
-        yield createRunErrorEvent({ ...base, code: reason.code, message: reason.message });
-      } else yield createRunFinishedEvent(base);
-    },
-  };
-  return { runner, started, release };
-}
+import { serveAgent, type Runner, type ServedAgent, type ServeAgentOptions } from '../src/index.js';
+import { SECRET, collectSse, controlledRunner, readSse, runRequest, silent } from './helpers.js';
 
 let served: ServedAgent | undefined;
 afterEach(async () => {
