@@ -76,7 +76,7 @@ const MAX_BUSY_TIMEOUT_MS = 600_000;
 const INSERT_CHUNK = 64;
 /** Threads (or rows) per statement of appendMany's batched statements. */
 const BATCH_ROWS = 64;
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 /**
  * Rows the hot tail (`event_tail`) may hold before each write also moves some threads' rows into `events`.
  * Why a tail: `events` is ordered by (thread, seq), so a commit holding one event for each of N streaming
@@ -134,6 +134,11 @@ CREATE TABLE IF NOT EXISTS event_tail (
   seq INTEGER NOT NULL,
   json TEXT NOT NULL,
   UNIQUE (thread_id, seq)
+);
+-- How many rows event_tail holds, kept by every write (counting them would read the whole tail). Schema 3.
+CREATE TABLE IF NOT EXISTS tail_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  rows INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY,
@@ -218,6 +223,8 @@ export class SqliteStore implements EventStore {
   #checkpointer: Worker | undefined;
   #checkpointerExited: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Rows this write transaction has added to the tail so far (booked by #settleTail). */
+  #tailAdded = 0;
 
   constructor(options: SqliteStoreOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
@@ -268,6 +275,10 @@ export class SqliteStore implements EventStore {
           `the database schema (version ${version}) is newer than this @threadline/relay understands (${SCHEMA_VERSION})`,
         );
       }
+      // A file from before schema 3 (or a new one) gets its tail counted once.
+      db.exec(
+        'INSERT INTO tail_state (id, rows) SELECT 1, (SELECT count(*) FROM event_tail) WHERE NOT EXISTS (SELECT 1 FROM tail_state)',
+      );
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       db.exec('COMMIT');
       this.#stmt = prepareStatements(db);
@@ -327,7 +338,7 @@ export class SqliteStore implements EventStore {
     return this.#write('appending events', () => {
       const last = this.#lastSeqOrThrow(threadId);
       const stored = this.#appendIn(threadId, last, prepared, Date.now());
-      this.#moveTail(stored.length);
+      this.#settleTail(true);
       return stored;
     });
   }
@@ -344,7 +355,6 @@ export class SqliteStore implements EventStore {
       const threadIds = [...new Set(prepared.map((b) => b.threadId))];
       const lastOf = this.#lastSeqs(threadIds);
       const rows: (string | number)[] = [];
-      let added = 0;
       const stored = prepared.map(({ threadId, events }) => {
         let last = lastOf.get(threadId)!;
         const out: StoredEvent[] = new Array<StoredEvent>(events.length);
@@ -357,12 +367,11 @@ export class SqliteStore implements EventStore {
           if (p.ends) this.#stmt.endRun.run(p.ends, now, p.event.runId, threadId);
         }
         lastOf.set(threadId, last);
-        added += events.length;
         return out;
       });
       this.#insertRows(rows);
       this.#bumpThreads(threadIds, lastOf, now);
-      this.#moveTail(added);
+      this.#settleTail(true);
       return stored;
     });
   }
@@ -409,7 +418,11 @@ export class SqliteStore implements EventStore {
   async startRun(input: StartRunInput): Promise<StartRunResult> {
     this.#open();
     const prepared = prepareStartRun(input);
-    return this.#write('starting a run', () => this.#startIn(input, prepared, Date.now()));
+    return this.#write('starting a run', () => {
+      const result = this.#startIn(input, prepared, Date.now());
+      this.#settleTail(false);
+      return result;
+    });
   }
 
   async startRuns(inputs: readonly StartRunInput[]): Promise<StartRunResult[]> {
@@ -420,7 +433,9 @@ export class SqliteStore implements EventStore {
     // One BEGIN IMMEDIATE … COMMIT for every run start; any refusal rolls the whole call back.
     return this.#write('starting runs', () => {
       const now = Date.now();
-      return inputs.map((input, i) => this.#startIn(input, prepared[i]!, now));
+      const results = inputs.map((input, i) => this.#startIn(input, prepared[i]!, now));
+      this.#settleTail(false);
+      return results;
     });
   }
 
@@ -586,19 +601,31 @@ export class SqliteStore implements EventStore {
   }
 
   /**
-   * Keeps the tail near its target size: once above it, moves whole threads' rows (oldest first) into
-   * `events` until as many rows moved as this write added. Inside the write transaction.
+   * Books the rows this transaction added to the tail and, when `move` and the tail is above its target, moves
+   * whole threads' rows (oldest first) into `events` until as many rows moved as were added: the tail stays
+   * near its target and each write moves about what it added (one thread every few writes while few threads
+   * stream), never the whole tail at once. Inside the write transaction.
    */
-  #moveTail(added: number): void {
-    const span = this.#stmt.tailSpan.get() as { lo: number | null; hi: number | null } | undefined;
-    if (!span || span.lo === null || span.hi === null || span.hi - span.lo + 1 <= this.#tailTarget) return;
-    let moved = 0;
-    while (moved < added) {
-      const oldest = this.#stmt.oldestTailThread.get() as { thread_id: string } | undefined;
-      if (!oldest) return;
-      this.#stmt.moveTailRows.run(oldest.thread_id);
-      moved += Number(this.#stmt.dropTailRows.run(oldest.thread_id).changes);
+  #settleTail(move: boolean): void {
+    const added = this.#tailAdded;
+    this.#tailAdded = 0;
+    if (added === 0) return;
+    const row = this.#stmt.tailRows.get() as { rows: number } | undefined;
+    let rows = (row?.rows ?? 0) + added;
+    if (move && rows > this.#tailTarget) {
+      let moved = 0;
+      while (moved < added) {
+        const oldest = this.#stmt.oldestTailThread.get() as { thread_id: string } | undefined;
+        if (!oldest) {
+          rows = moved = 0; // the tail is empty: whatever the count said, it is 0 now
+          break;
+        }
+        this.#stmt.moveTailRows.run(oldest.thread_id);
+        moved += Number(this.#stmt.dropTailRows.run(oldest.thread_id).changes);
+      }
+      rows -= moved;
     }
+    this.#stmt.setTailRows.run(Math.max(0, rows));
   }
 
   /** Inserts events with seqs `last + 1 …` into the tail, 64 rows per statement. Inside a write transaction. */
@@ -608,6 +635,7 @@ export class SqliteStore implements EventStore {
       const seq = last + i + 1;
       stored[i] = { seq, json: withSeq(prepared[i]!.body, seq) };
     }
+    this.#tailAdded += stored.length;
     let i = 0;
     const params: (string | number)[] = new Array<string | number>(INSERT_CHUNK * 3);
     for (; i + INSERT_CHUNK <= stored.length; i += INSERT_CHUNK) {
@@ -646,6 +674,7 @@ export class SqliteStore implements EventStore {
 
   /** Inserts tail rows given flat as (threadId, seq, json) triples, 64 rows per statement. Inside a write transaction. */
   #insertRows(flat: readonly (string | number)[]): void {
+    this.#tailAdded += flat.length / 3;
     for (let i = 0; i < flat.length; i += BATCH_ROWS * 3) {
       const part = flat.slice(i, i + BATCH_ROWS * 3);
       this.#batchStatement('insertTail', part.length / 3).run(...part);
@@ -687,6 +716,7 @@ export class SqliteStore implements EventStore {
   #write<T>(doing: string, fn: () => T): T {
     return this.#do(doing, () => {
       this.#db.exec('BEGIN IMMEDIATE');
+      this.#tailAdded = 0;
       try {
         const result = fn();
         this.#db.exec('COMMIT');
@@ -742,11 +772,8 @@ function prepareStatements(db: DatabaseSync) {
     insertEvent: db.prepare('INSERT INTO event_tail (thread_id, seq, json) VALUES (?, ?, ?)'),
     readEvents,
     readTail,
-    // Two subqueries: SQLite answers a lone min() or max() from the end of the index, but a query asking for
-    // both at once scans the whole table (once per commit, that was a quarter of the relay's time).
-    tailSpan: db.prepare(
-      'SELECT (SELECT min(id) FROM event_tail) AS lo, (SELECT max(id) FROM event_tail) AS hi',
-    ),
+    tailRows: db.prepare('SELECT rows FROM tail_state WHERE id = 1'),
+    setTailRows: db.prepare('UPDATE tail_state SET rows = ? WHERE id = 1'),
     oldestTailThread: db.prepare('SELECT thread_id FROM event_tail ORDER BY id LIMIT 1'),
     moveTailRows: db.prepare(
       'INSERT INTO events (thread_id, seq, json) SELECT thread_id, seq, json FROM event_tail WHERE thread_id = ? ORDER BY seq',

@@ -261,6 +261,77 @@ describe('SqliteStore', () => {
     expect(existsSync(`${path}-shm`)).toBe(false);
   });
 
+  it('moves about as many rows as each write adds once the tail is past its target, never the whole tail at once', async () => {
+    const path = join(tempDir(), 'smooth.db');
+    const store = openSqliteStore({ path, tailTargetRows: 40 });
+    open.push(store);
+    const threads = ['t1', 't2', 't3', 't4'];
+    for (const threadId of threads) await store.createThread({ threadId, ownerId: 'u1' });
+    const raw = new DatabaseSync(path);
+    const count = (table: string) =>
+      (raw.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    try {
+      const tailSizes: number[] = [];
+      let firstMove = -1;
+      for (let round = 0; round < 60; round++) {
+        await store.appendMany(
+          threads.map((threadId) => ({ threadId, events: [chunk(threadId, `${round}`)] })),
+        );
+        tailSizes.push(count('event_tail'));
+        if (firstMove < 0 && count('events') > 0) firstMove = round;
+        // The booked count is the real one after every write.
+        expect((raw.prepare('SELECT rows FROM tail_state').get() as { rows: number }).rows).toBe(
+          tailSizes.at(-1),
+        );
+      }
+      // 4 rows per write: the tail passes 40 rows at the 11th write, which moves the first thread.
+      expect(firstMove).toBe(10);
+      // From then on a write adding 4 rows moves one thread (a quarter of the tail) every few writes, so the
+      // tail stays between half its target and target + 4. (Moving by the span of ids, it was drained to 6 rows
+      // every 11 writes: every thread moved in turn, one per write, a burst of moves.)
+      for (const n of tailSizes.slice(firstMove)) {
+        expect(n).toBeGreaterThanOrEqual(40 / 2);
+        expect(n).toBeLessThanOrEqual(40 + 4);
+      }
+      expect(count('events') + count('event_tail')).toBe(240);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('opens a schema-2 file: counts its tail once, keeps every event readable', async () => {
+    const path = join(tempDir(), 'v2.db');
+    const first = openSqliteStore({ path });
+    await first.createThread({ threadId: 't1', ownerId: 'u1' });
+    await first.append('t1', [chunk('t1', 'a'), chunk('t1', 'b'), chunk('t1', 'c')]);
+    await first.close();
+    // What a schema-2 relay left behind: no tail_state table, user_version 2.
+    const raw = new DatabaseSync(path);
+    raw.exec('DROP TABLE tail_state; PRAGMA user_version = 2');
+    raw.close();
+    const store = openSqliteStore({ path, tailTargetRows: 4 });
+    open.push(store);
+    const check = new DatabaseSync(path);
+    try {
+      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
+      expect(check.prepare('SELECT rows FROM tail_state').get()).toEqual({ rows: 3 });
+      await store.append('t1', [chunk('t1', 'd'), chunk('t1', 'e')]);
+      // 5 rows > 4: the write moved t1's rows into events.
+      expect(check.prepare('SELECT rows FROM tail_state').get()).toEqual({ rows: 0 });
+      expect(check.prepare('SELECT count(*) AS n FROM events').get()).toEqual({ n: 5 });
+    } finally {
+      check.close();
+    }
+    const events = await store.read('t1', { afterSeq: 0, limit: 10 });
+    expect(events.map((e) => (JSON.parse(e.json) as { delta: string }).delta)).toEqual([
+      'a',
+      'b',
+      'c',
+      'd',
+      'e',
+    ]);
+  });
+
   it('refuses a database written by a newer schema version', () => {
     const path = join(tempDir(), 'future.db');
     const raw = new DatabaseSync(path);
