@@ -3,7 +3,9 @@
 // agent service as the reference host does (one HTTP/1.1 connection per run); a second pass runs 100 and 1,000
 // runs with every run on one HTTP/2 connection (`httpAgentTransport({ http2: true })`) for comparison, and a
 // third with the memory store instead of SQLite (no persistence at all: how much of the latency is the store's).
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { connect, streamRun } from '../servers/threadline-client.mjs';
 import { latencyRecorder } from '../lib.mjs';
 
@@ -32,6 +34,7 @@ export async function run(_n, { startServer, here }) {
   let markdown = `Full topology, each run streaming ${perRun} chunks at 50 events/s, one WebSocket per run, the runs started together (so their chunks arrive in bursts: the worst case). Relay → agent service: one HTTP/1.1 connection per run, as the reference host runs it.${passes.length > 1 ? ` Each level ran ${passes.length} times in fresh processes: the median run by p99, every run's p99, and lost events, gaps and failures summed over all of them.` : ''}\n\n`;
   markdown += table(rows);
   markdown += `\nHeld: **${held}** simultaneous runs (largest level tried: ${levels.at(-1)}).\n`;
+  markdown += `\nCPU is each process's share of one core while the level streamed (from /proc, the median run's): the relay process, in parentheses its event-loop thread (the relay's own ceiling is that one thread at 100 %), the agent service, and this client standing in for the browsers. The machine has two cores for all three.\n`;
   if (h2Rows.length > 0) {
     markdown += `\nThe same with every run on one HTTP/2 connection to the agent service (\`http2: true\`): fewer syscalls and less CPU per event, but a burst of chunks then arrives in one read and is stored and sent as one batch, so every chunk of the burst waits for all of it (per-run connections let the relay start on the first chunks while the agent still writes the rest).\n\n`;
     markdown += table(h2Rows);
@@ -61,10 +64,64 @@ function medianRow(rows) {
 
 function table(rows) {
   const repeated = rows.some((r) => r.p99s);
-  let md = `| runs | p50 ms | p99 ms | lost | seq gaps | failed runs | within 50 ms, nothing lost |${repeated ? ' p99 of each run |' : ''}\n|---:|---:|---:|---:|---:|---:|---|${repeated ? '---|' : ''}\n`;
+  let md = `| runs | p50 ms | p99 ms | lost | seq gaps | failed runs | within 50 ms, nothing lost | CPU, % of a core: relay (its event loop) / agent / client |${repeated ? ' p99 of each run |' : ''}\n|---:|---:|---:|---:|---:|---:|---|---|${repeated ? '---|' : ''}\n`;
   for (const r of rows)
-    md += `| ${r.runs} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.lost} | ${r.gaps} | ${r.failed} | ${r.ok ? 'yes' : '**no**'} |${repeated ? ` ${r.p99s.map((x) => x.toFixed(2)).join(' / ')} |` : ''}\n`;
+    md += `| ${r.runs} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.lost} | ${r.gaps} | ${r.failed} | ${r.ok ? 'yes' : '**no**'} | ${cpuText(r.cpu)} |${repeated ? ` ${r.p99s.map((x) => x.toFixed(2)).join(' / ')} |` : ''}\n`;
   return md;
+}
+
+function cpuText(cpu) {
+  if (!cpu || !Number.isFinite(cpu.relay)) return 'n/a';
+  const pct = (x) => Math.round(100 * x);
+  return `${pct(cpu.relay)} (${pct(cpu.relayLoop)}) / ${pct(cpu.agent)} / ${pct(cpu.client)}`;
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ). */
+const ticksPerSecond = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system) a process, or one of its threads, has used so far; NaN where /proc is missing. */
+function cpuSeconds(pid, tid) {
+  try {
+    const stat = readFileSync(
+      tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+      'utf8',
+    );
+    // Fields after the command name (which may hold spaces, so split after its closing parenthesis): utime is
+    // the 14th field of the line, stime the 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Share of one core each process used while `fn` ran: the relay (and its event-loop thread), the agent, this client. */
+async function measureCpu(relayPid, agentPid, fn) {
+  const read = () => ({
+    relay: cpuSeconds(relayPid),
+    relayLoop: cpuSeconds(relayPid, relayPid),
+    agent: cpuSeconds(agentPid),
+    client: process.cpuUsage(),
+    at: performance.now(),
+  });
+  const before = read();
+  await fn();
+  const after = read();
+  const wall = (after.at - before.at) / 1000;
+  const share = (key) => (after[key] - before[key]) / wall;
+  const client = process.cpuUsage(before.client);
+  return {
+    relay: share('relay'),
+    relayLoop: share('relayLoop'),
+    agent: share('agent'),
+    client: (client.user + client.system) / 1e6 / wall,
+  };
 }
 
 /** Starts an agent service and a relay, runs every level in turn on fresh threads, stops both. */
@@ -91,18 +148,20 @@ async function pass({ levels, perRun, http2, store = 'sqlite' }, startServer, he
       let gaps = 0;
       let failed = 0;
       const started = performance.now();
-      await Promise.all(
-        sockets.map((ws, i) =>
-          streamRun(ws, {
-            threadId: `bench_${offset + i}`,
-            text: `stream ${perRun} 50`,
-            onChunk: (sentAt) => {
-              chunks++;
-              lat.record(sentAt);
-            },
-          }).then(
-            (r) => (gaps += r.gaps),
-            () => failed++,
+      const cpu = await measureCpu(relay.child.pid, agent.child.pid, () =>
+        Promise.all(
+          sockets.map((ws, i) =>
+            streamRun(ws, {
+              threadId: `bench_${offset + i}`,
+              text: `stream ${perRun} 50`,
+              onChunk: (sentAt) => {
+                chunks++;
+                lat.record(sentAt);
+              },
+            }).then(
+              (r) => (gaps += r.gaps),
+              () => failed++,
+            ),
           ),
         ),
       );
@@ -119,6 +178,7 @@ async function pass({ levels, perRun, http2, store = 'sqlite' }, startServer, he
         gaps,
         failed,
         seconds,
+        cpu,
         ok: p99 < 50 && lost === 0 && gaps === 0 && failed === 0,
       });
     }
