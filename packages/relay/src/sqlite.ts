@@ -275,9 +275,10 @@ export class SqliteStore implements EventStore {
           `the database schema (version ${version}) is newer than this @threadline/relay understands (${SCHEMA_VERSION})`,
         );
       }
-      // A file from before schema 3 (or a new one) gets its tail counted once.
+      // The tail is counted at every open (a few ms at most: it holds about tailTargetRows rows): a file from
+      // before schema 3 gets its count, and one a relay of an older version wrote to meanwhile gets it right.
       db.exec(
-        'INSERT INTO tail_state (id, rows) SELECT 1, (SELECT count(*) FROM event_tail) WHERE NOT EXISTS (SELECT 1 FROM tail_state)',
+        'INSERT INTO tail_state (id, rows) VALUES (1, (SELECT count(*) FROM event_tail)) ON CONFLICT (id) DO UPDATE SET rows = excluded.rows',
       );
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       db.exec('COMMIT');

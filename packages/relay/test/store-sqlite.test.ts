@@ -332,6 +332,25 @@ describe('SqliteStore', () => {
     ]);
   });
 
+  it('recounts the tail when opened, so a count that drifted (an older relay wrote meanwhile) is set right', async () => {
+    const path = join(tempDir(), 'drift.db');
+    const first = openSqliteStore({ path });
+    await first.createThread({ threadId: 't1', ownerId: 'u1' });
+    await first.append('t1', [chunk('t1', 'a'), chunk('t1', 'b')]);
+    await first.close();
+    const raw = new DatabaseSync(path);
+    raw.exec('UPDATE tail_state SET rows = 100000');
+    raw.close();
+    const store = openSqliteStore({ path });
+    open.push(store);
+    const check = new DatabaseSync(path);
+    try {
+      expect(check.prepare('SELECT rows FROM tail_state').get()).toEqual({ rows: 2 });
+    } finally {
+      check.close();
+    }
+  });
+
   it('refuses a database written by a newer schema version', () => {
     const path = join(tempDir(), 'future.db');
     const raw = new DatabaseSync(path);
