@@ -23,8 +23,8 @@ const extraScenarios = threadline.filter((f) => !f.startsWith('stream-')).map((f
 
 const ms = (x) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
-// A stream scenario gets its time limit plus a minute; the others (concurrency runs 5 passes of 4 levels plus
-// 2 comparison passes, about 110 s here) up to 5 minutes.
+// A stream scenario gets its time limit plus a minute; the others (concurrency runs 5 passes of 5 levels plus
+// 2 comparison passes, about 140 s here) up to 5 minutes.
 function runScenario(name, n, limitSeconds = timeoutSeconds + 60) {
   const res = spawnSync(
     process.execPath,

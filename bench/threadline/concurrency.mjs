@@ -14,7 +14,7 @@ import { latencyRecorder } from '../lib.mjs';
 export async function run(_n, { startServer, here }) {
   const smoke = process.argv.includes('--smoke');
   const chosen = process.env.BENCH_LEVELS?.split(',').map(Number);
-  const levels = smoke ? [5] : (chosen ?? [10, 100, 300, 1_000]);
+  const levels = smoke ? [5] : (chosen ?? [10, 100, 300, 500, 1_000]);
   const perRun = smoke ? 25 : 200; // 4 s at 50 events/s
   const compare = !(smoke || chosen);
   // The main pass runs five times, each with fresh processes: a level's row is its median run by p99 (latency
