@@ -19,6 +19,7 @@ import {
   checkTitle,
   closedError,
   mergeProfile,
+  newRun,
   notFoundThread,
   prepareBatches,
   prepareEvents,
@@ -163,14 +164,7 @@ export class MemoryStore implements EventStore {
     if (state.activeRunId !== null)
       return { status: 'run_active', activeRun: this.#copyRun(state.activeRunId) };
     if (this.#runs.has(input.runId)) throw new StoreError('conflict', `run "${input.runId}" already exists`);
-    const run: RunRecord = {
-      runId: input.runId,
-      threadId: input.threadId,
-      userId: input.userId,
-      clientMessageId: input.clientMessageId,
-      status: 'running',
-      startedAt: now,
-    };
+    const run = newRun(input, now);
     this.#runs.set(run.runId, run);
     state.messages.set(input.clientMessageId, run.runId);
     state.activeRunId = run.runId;

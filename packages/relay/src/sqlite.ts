@@ -22,6 +22,7 @@ import {
   checkTitle,
   closedError,
   mergeProfile,
+  newRun,
   notFoundThread,
   prepareBatches,
   prepareEvents,
@@ -453,14 +454,7 @@ export class SqliteStore implements EventStore {
     this.#stmt.insertRun.run(input.runId, input.threadId, input.userId, input.clientMessageId, now);
     const [userMessage] = this.#insertEvents(input.threadId, last, [prepared]);
     this.#stmt.bumpThread.run(last + 1, now, input.threadId);
-    const run: RunRecord = {
-      runId: input.runId,
-      threadId: input.threadId,
-      userId: input.userId,
-      clientMessageId: input.clientMessageId,
-      status: 'running',
-      startedAt: now,
-    };
+    const run = newRun(input, now);
     return { status: 'started', run, userMessage: userMessage! };
   }
 

@@ -13,7 +13,7 @@ import {
 import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
 import { StoreError } from './errors.js';
-import type { RunStatus } from './store.js';
+import type { RunRecord, RunStatus, StartRunInput } from './store.js';
 
 // Input checks shared by every store adapter, so that all of them refuse exactly the same things with the
 // same codes before anything is written (the conformance suite relies on that). Not exported from the package.
@@ -215,4 +215,16 @@ export function closedError(): StoreError {
 
 export function notFoundThread(threadId: string): StoreError {
   return new StoreError('not_found', `thread "${threadId}" does not exist`);
+}
+
+/** The record of a run that starts now: `running`, from a validated start input. */
+export function newRun(input: StartRunInput, now: number): RunRecord {
+  return {
+    runId: input.runId,
+    threadId: input.threadId,
+    userId: input.userId,
+    clientMessageId: input.clientMessageId,
+    status: 'running',
+    startedAt: now,
+  };
 }
