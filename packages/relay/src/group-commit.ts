@@ -30,7 +30,9 @@ const START_REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found', 'c
  * @internal Group commit across threads. Every thread writer asks for a flush instead of arming its own
  * timer; once per I/O turn (or `coalesceWindowMs`) the committer flushes all of them and writes every batch
  * handed to it in ONE store transaction (`EventStore.appendMany`), so N threads streaming at once cost one
- * commit (one fsync on SQLite) per turn instead of N. While a commit is in flight new batches gather for the
+ * commit (one fsync on SQLite) per turn instead of N. Once `earlyThreads` writers are asking, the flush starts
+ * at once (after the current callback) instead: with a thousand threads streaming, one I/O turn reads a
+ * thousand sockets, and the first events read would otherwise wait for all of them, then for one big write. While a commit is in flight new batches gather for the
  * next one. Stores without `appendMany` get one `append` per batch, as before. Run starts (USER_MESSAGE and
  * run record) join the same turn through {@link GroupCommitter.start}: all of them in one `startRuns`
  * transaction, so a burst of N sends costs one commit, not N (stores without it: one `startRun` each).
@@ -43,22 +45,34 @@ const START_REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found', 'c
 export class GroupCommitter {
   readonly #store: EventStore;
   readonly #windowMs: number;
+  readonly #earlyThreads: number;
   #asking = new Set<Flushable>();
   #queue: Job[] = [];
   #starts: StartJob[] = [];
   #timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
+  /** A flush is queued as a microtask (the early flush); `#timer` may still be armed and is then cleared. */
+  #early = false;
   #inTick = false;
   #inFlight = false;
 
-  constructor(store: EventStore, windowMs: number) {
+  constructor(store: EventStore, windowMs: number, earlyThreads = Number.POSITIVE_INFINITY) {
     this.#store = store;
     this.#windowMs = windowMs;
+    this.#earlyThreads = earlyThreads;
   }
 
   /** Flushes `writer` at the next shared flush. */
   request(writer: Flushable): void {
     this.#asking.add(writer);
     this.#arm();
+  }
+
+  /** Turns the armed flush into an early one when enough writers are asking and nothing is in flight. */
+  #maybeEarly(): void {
+    if (this.#early || this.#inFlight || this.#inTick) return;
+    if (this.#asking.size + this.#queue.length < this.#earlyThreads) return;
+    this.#early = true;
+    queueMicrotask(this.#tick);
   }
 
   /** Forgets a pending request (the writer flushed on its own). */
@@ -95,12 +109,19 @@ export class GroupCommitter {
   }
 
   #arm(): void {
-    if (this.#timer !== undefined || this.#inTick) return;
-    this.#timer = this.#windowMs > 0 ? setTimeout(this.#tick, this.#windowMs) : setImmediate(this.#tick);
+    if (this.#inTick) return;
+    if (this.#timer === undefined && !this.#early)
+      this.#timer = this.#windowMs > 0 ? setTimeout(this.#tick, this.#windowMs) : setImmediate(this.#tick);
+    this.#maybeEarly();
   }
 
   readonly #tick = (): void => {
-    this.#timer = undefined;
+    if (this.#timer !== undefined) {
+      if (this.#windowMs > 0) clearTimeout(this.#timer as ReturnType<typeof setTimeout>);
+      else clearImmediate(this.#timer as ReturnType<typeof setImmediate>);
+      this.#timer = undefined;
+    }
+    this.#early = false;
     const asking = this.#asking;
     this.#asking = new Set();
     this.#inTick = true;

@@ -39,6 +39,12 @@ export interface RelayLimits {
   agentIdleTimeoutMs: number;
   /** Extra time to gather events into one store write; 0 writes at the end of the current I/O turn. */
   coalesceWindowMs: number;
+  /**
+   * When this many threads have events waiting for the shared store write, it starts at once instead of at
+   * the end of the I/O turn (or window): with many threads streaming, the events read first then need not wait
+   * for every other socket of the turn to be read.
+   */
+  earlyWriteThreads: number;
   /** Most events in one store write (a full batch is written at once and the agent stream waits for it). */
   maxBatchEvents: number;
   /** Longest delta that coalesced TEXT_MESSAGE_CHUNKs may reach (at most LIMITS.maxDeltaLength). */
@@ -62,6 +68,7 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   replayPageSize: 1_000,
   agentIdleTimeoutMs: 60_000,
   coalesceWindowMs: 0,
+  earlyWriteThreads: 256,
   maxBatchEvents: 512,
   maxCoalescedDeltaLength: LIMITS.maxDeltaLength,
   maxActiveRuns: 1_000,
@@ -191,7 +198,7 @@ export function createRelay(options: RelayOptions): Relay {
   const authorize =
     options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
   const whenRunActive = options.whenRunActive ?? 'reject';
-  const committer = new GroupCommitter(store, limits.coalesceWindowMs);
+  const committer = new GroupCommitter(store, limits.coalesceWindowMs, limits.earlyWriteThreads);
   const writerOptions = {
     maxBatchEvents: limits.maxBatchEvents,
     maxCoalescedDeltaLength: Math.min(limits.maxCoalescedDeltaLength, LIMITS.maxDeltaLength),

@@ -8,6 +8,7 @@ import type {
   AppendBatch,
   EventStore,
   Relay,
+  RelayLimits,
   StartRunInput,
   Subscription,
 } from '../src/index.js';
@@ -85,7 +86,7 @@ function instrumented(store: EventStore) {
   return { wrapped, log };
 }
 
-async function setup(kind: StoreKind, agent: AgentTransport) {
+async function setup(kind: StoreKind, agent: AgentTransport, limits: Partial<RelayLimits> = {}) {
   const made = makeStore(kind);
   const { wrapped, log } = instrumented(made.store);
   const relay: Relay = createRelay({
@@ -95,7 +96,7 @@ async function setup(kind: StoreKind, agent: AgentTransport) {
     toolsBaseUrl: 'http://127.0.0.1:9/api',
     tools: [],
     logger: { error() {}, warn() {} },
-    limits: { maxBufferedEvents: 100_000 },
+    limits: { maxBufferedEvents: 100_000, ...limits },
   });
   cleanups.push(async () => {
     await relay.close();
@@ -165,6 +166,45 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     expect(commits * 3).toBeLessThan(batches);
     // A thread appears at most once per commit (its writer has one write in flight at a time).
     for (const commit of log.appendMany) expect(new Set(commit).size).toBe(commit.length);
+  });
+
+  it('starts the shared write as soon as earlyWriteThreads threads are waiting, not at the end of the turn', async () => {
+    const threads = 12;
+    const perRun = 20;
+    // One chunk per setImmediate: every run's chunk of a turn arrives in its own callback, all in one I/O turn.
+    const agent = inProcessAgentTransport({
+      async *run(request) {
+        const base = { threadId: request.threadId, runId: request.runId };
+        yield { type: 'RUN_STARTED', ...base, ts: Date.now() };
+        for (let i = 0; i < perRun; i++) {
+          await new Promise((r) => setImmediate(r));
+          yield { type: 'TEXT_MESSAGE_CHUNK', ...base, ts: Date.now(), messageId: `m${i}`, delta: `${i};` };
+        }
+        yield { type: 'RUN_FINISHED', ...base, ts: Date.now() };
+      },
+    });
+    const early = 4;
+    const { store, log, relay } = await setup(kind, agent, { earlyWriteThreads: early });
+    const ids = Array.from({ length: threads }, (_, i) => `t${i}`);
+    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
+    const subs = await Promise.all(
+      ids.map((threadId) => relay.subscribe({ user: U, threadId, afterSeq: 0 })),
+    );
+    const seen = subs.map((sub) => collectUntilTerminal(sub));
+    await Promise.all(
+      ids.map((threadId) => relay.send({ user: U, threadId, text: 'go', clientMessageId: 'c1' })),
+    );
+    const delivered = await Promise.all(seen);
+    for (let t = 0; t < threads; t++) {
+      const stored = await readAll(store, ids[t]!);
+      expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: perRun + 3 }, (_, i) => i + 1));
+      expect(delivered[t]).toEqual(stored.map((e) => ({ ...e.event, seq: e.seq })));
+    }
+    // Without the early write each turn's 12 chunks (one per thread) would share one commit; with it a commit
+    // starts once 4 threads are waiting. Only the RUN_STARTED events, all queued in one callback, share a bigger one.
+    const sizes = log.appendMany.map((c) => c.length);
+    expect(sizes.filter((n) => n > early)).toHaveLength(1);
+    expect(sizes.filter((n) => n === early).length).toBeGreaterThanOrEqual((threads * perRun) / early);
   });
 
   it('fails exactly the runs of a shared commit that failed, with RUN_ERROR store_error', async () => {
