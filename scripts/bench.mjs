@@ -23,8 +23,8 @@ const extraScenarios = threadline.filter((f) => !f.startsWith('stream-')).map((f
 
 const ms = (x) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
-// A stream scenario gets its time limit plus a minute; the others (concurrency runs 5 passes of 5 levels plus
-// 2 comparison passes, about 140 s here) up to 5 minutes.
+// A stream scenario gets its time limit plus a minute; the others (concurrency runs 5 passes of 5 levels, 2
+// comparison passes and 3 passes of the floor, about 170 s here) up to 5 minutes.
 function runScenario(name, n, limitSeconds = timeoutSeconds + 60) {
   const res = spawnSync(
     process.execPath,
@@ -167,6 +167,11 @@ for (const n of sizes) {
       `best peer ${fmt(peersBest)}`,
     ]);
 }
+/** The floor's figure for the same level (a forwarder in the relay's place), for the 1,000-run target row. */
+function floorText(floor) {
+  if (!floor) return '';
+  return `; the floor on this machine (a forwarder that only moves bytes, in the relay's place): p99 ${floor.p99.toFixed(2)} ms${floor.p99s ? ` (runs: ${floor.p99s.map((x) => x.toFixed(2)).join(' / ')})` : ''}`;
+}
 const conc = extra('concurrency');
 if (conc) {
   const r100 = conc.rows.find((r) => r.runs === 100);
@@ -183,7 +188,7 @@ if (conc) {
     targets.push([
       '1,000 runs within 50 ms, zero lost',
       r1000.ok,
-      `p99 ${r1000.p99.toFixed(2)} ms${runs(r1000)}, lost ${r1000.lost}${Number.isFinite(r1000.cpu?.relayLoop) ? `; relay event loop ${Math.round(100 * r1000.cpu.relayLoop)} % of a core, the three processes ${Math.round(100 * (r1000.cpu.relay + r1000.cpu.agent + r1000.cpu.client))} % of one (of 200 %)` : ''}`,
+      `p99 ${r1000.p99.toFixed(2)} ms${runs(r1000)}, lost ${r1000.lost}${Number.isFinite(r1000.cpu?.relayLoop) ? `; relay event loop ${Math.round(100 * r1000.cpu.relayLoop)} % of a core, the three processes ${Math.round(100 * (r1000.cpu.relay + r1000.cpu.agent + r1000.cpu.client))} % of one (of 200 %)` : ''}${floorText(conc.floor?.find((r) => r.runs === 1_000))}`,
     ]);
 }
 const mem = extra('memory');

@@ -50,6 +50,28 @@ export function streamRun(ws, { threadId, text, onChunk, afterSeq = 0, validate 
 }
 
 /**
+ * The client side of forwarder.mjs (the floor of the concurrency test): starts one run on `threadId` and
+ * resolves at its RUN_FINISHED. Frames carry the agent's events as they came (no seq to check: lost chunks show
+ * in the count), and are only parsed, not validated.
+ */
+export function streamForwarded(ws, { threadId, text, onChunk }) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (data) => {
+      const event = JSON.parse(data.toString()).event;
+      if (event.type === 'TEXT_MESSAGE_CHUNK') onChunk(deltaTime(event.delta));
+      else if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
+        ws.off('message', onMessage);
+        if (event.type === 'RUN_ERROR') return reject(new Error(`RUN_ERROR ${event.code}: ${event.message}`));
+        resolve({ lastSeq: 0, gaps: 0 });
+      }
+    };
+    ws.on('message', onMessage);
+    ws.once('close', () => reject(new Error('the forwarder closed the socket')));
+    ws.send(JSON.stringify({ threadId, text }));
+  });
+}
+
+/**
  * Measures streaming on one thread through a relay on `port`: `measure` runs the warm-up and the measured
  * stream (each a new run on the same thread, resuming after the previous one); seq gaps are added up.
  */

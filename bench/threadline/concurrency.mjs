@@ -6,11 +6,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, streamRun } from '../servers/threadline-client.mjs';
+import { connect, streamForwarded, streamRun } from '../servers/threadline-client.mjs';
 import { latencyRecorder } from '../lib.mjs';
 
 // For profiling: BENCH_LEVELS=1000 picks levels (and skips the HTTP/2 pass); BENCH_RELAY_NODE_ARGS and
-// BENCH_AGENT_NODE_ARGS pass node flags to the two servers (see startServer in ../lib.mjs).
+// BENCH_AGENT_NODE_ARGS pass node flags to the two servers (see startServer in ../lib.mjs); BENCH_FLOOR=1 runs
+// the chosen levels against the forwarder (the floor) instead of the relay.
 export async function run(_n, { startServer, here }) {
   const smoke = process.argv.includes('--smoke');
   const chosen = process.env.BENCH_LEVELS?.split(',').map(Number);
@@ -23,13 +24,27 @@ export async function run(_n, { startServer, here }) {
   const passes = [];
   for (let k = 0; k < (compare ? 5 : 1); k++)
     passes.push(
-      await pass({ levels, perRun, http2: process.env.BENCH_AGENT_HTTP2 === '1' }, startServer, here),
+      await pass(
+        {
+          levels,
+          perRun,
+          http2: process.env.BENCH_AGENT_HTTP2 === '1',
+          forwarder: process.env.BENCH_FLOOR === '1',
+        },
+        startServer,
+        here,
+      ),
     );
   const rows = levels.map((_, i) => medianRow(passes.map((p) => p[i])));
   const h2Rows = compare ? await pass({ levels: [100, 1_000], perRun, http2: true }, startServer, here) : [];
   const memoryRows = compare
     ? await pass({ levels: [100, 1_000], perRun, http2: false, store: 'memory' }, startServer, here)
     : [];
+  // The floor: the relay replaced by a forwarder that only moves bytes (three passes, median by p99).
+  const floorPasses = [];
+  for (let k = 0; k < (compare ? 3 : 0); k++)
+    floorPasses.push(await pass({ levels: [100, 1_000], perRun, forwarder: true }, startServer, here));
+  const floorRows = floorPasses.length > 0 ? [0, 1].map((i) => medianRow(floorPasses.map((p) => p[i]))) : [];
   const held = Math.max(0, ...rows.filter((r) => r.ok).map((r) => r.runs));
   let markdown = `Full topology, each run streaming ${perRun} chunks at 50 events/s, one WebSocket per run, the runs started together (so their chunks arrive in bursts: the worst case). Relay → agent service: one HTTP/1.1 connection per run, as the reference host runs it.${passes.length > 1 ? ` Each level ran ${passes.length} times in fresh processes: the median run by p99, every run's p99, and lost events, gaps and failures summed over all of them.` : ''}\n\n`;
   markdown += table(rows);
@@ -43,7 +58,11 @@ export async function run(_n, { startServer, here }) {
     markdown += `\nThe same over HTTP/1.1 with the memory store instead of SQLite (nothing persisted; for comparison only): what remains is the three processes' per-event work on two cores.\n\n`;
     markdown += table(memoryRows);
   }
-  return { rows, held, http2: h2Rows, memoryStore: memoryRows, markdown };
+  if (floorRows.length > 0) {
+    markdown += `\nThe floor of this topology on this machine: the same agent service and client, with the relay replaced by a forwarder that writes each SSE event of the agent's answer to the run's WebSocket as it arrives (no parsing, no validation, no seq, no store; the client only parses JSON). Each level ran ${floorPasses.length} times: the median run by p99 and every run's p99. Where this misses 50 ms, the three processes and their sockets alone fill the two cores.\n\n`;
+    markdown += table(floorRows);
+  }
+  return { rows, held, http2: h2Rows, memoryStore: memoryRows, floor: floorRows, markdown };
 }
 
 /** One level's rows from several passes: the median by p99, with every p99 and the totals of lost, gaps, failed. */
@@ -125,7 +144,11 @@ async function measureCpu(relayPid, agentPid, fn) {
 }
 
 /** Starts an agent service and a relay, runs every level in turn on fresh threads, stops both. */
-async function pass({ levels, perRun, http2, store = 'sqlite' }, startServer, here) {
+async function pass(
+  { levels, perRun, http2 = false, store = 'sqlite', forwarder = false },
+  startServer,
+  here,
+) {
   const totalThreads = levels.reduce((a, b) => a + b, 0);
   const env = {
     BENCH_AGENT_SECRET: randomBytes(32).toString('hex'),
@@ -133,11 +156,14 @@ async function pass({ levels, perRun, http2, store = 'sqlite' }, startServer, he
     BENCH_STORE: store,
   };
   const agent = await startServer(here('servers/threadline-agent.mjs'), [], env);
-  const relay = await startServer(
-    here('servers/threadline-relay.mjs'),
-    ['http', String(totalThreads), agent.info.url],
-    env,
-  );
+  const relay = forwarder
+    ? await startServer(here('servers/forwarder.mjs'), [agent.info.url], env)
+    : await startServer(
+        here('servers/threadline-relay.mjs'),
+        ['http', String(totalThreads), agent.info.url],
+        env,
+      );
+  const stream = forwarder ? streamForwarded : streamRun;
   const rows = [];
   let offset = 0;
   try {
@@ -151,7 +177,7 @@ async function pass({ levels, perRun, http2, store = 'sqlite' }, startServer, he
       const cpu = await measureCpu(relay.child.pid, agent.child.pid, () =>
         Promise.all(
           sockets.map((ws, i) =>
-            streamRun(ws, {
+            stream(ws, {
               threadId: `bench_${offset + i}`,
               text: `stream ${perRun} 50`,
               onChunk: (sentAt) => {
