@@ -44,7 +44,13 @@ const relay = createRelay({
   tokens: { issue: async () => 'bench-token' },
   toolsBaseUrl: 'http://127.0.0.1:1',
   tools: [],
-  limits: { maxActiveRuns: 5_000, maxBufferedEvents: 1_000_000, maxBufferedBytes: 256 * 1024 * 1024 },
+  limits: {
+    maxActiveRuns: 5_000,
+    maxBufferedEvents: 1_000_000,
+    maxBufferedBytes: 256 * 1024 * 1024,
+    // For A/B runs: BENCH_EARLY_WRITE=<threads> (the report runs the default).
+    ...(process.env.BENCH_EARLY_WRITE ? { earlyWriteThreads: Number(process.env.BENCH_EARLY_WRITE) } : {}),
+  },
   logger: { warn: console.error, error: console.error },
 });
 const server = createServer((req, res) => {

@@ -16,6 +16,12 @@ export interface AgentTransport {
   runBatches?(request: RunRequest, options: { signal: AbortSignal }): AsyncIterable<readonly AgentEvent[]>;
   /** Best-effort cancel on the agent side, in addition to aborting the stream. */
   cancel?(runId: string): Promise<void>;
+  /**
+   * True when every run shares one connection (e.g. `httpAgentTransport({ http2: true })`), so one network
+   * read carries many runs' events. The relay then leaves `earlyWriteThreads` off unless it is set: splitting
+   * such a read into several store writes costs commits a busy relay cannot spare.
+   */
+  readonly multiplexed?: boolean;
 }
 
 /** Why an agent stream failed; maps one-to-one onto the RUN_ERROR `code` the relay writes. */

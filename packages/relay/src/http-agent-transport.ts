@@ -191,6 +191,7 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
   return {
     run,
     runBatches,
+    multiplexed: useHttp2,
     async cancel(runId: string): Promise<void> {
       try {
         const response = await open(

@@ -42,7 +42,9 @@ export interface RelayLimits {
   /**
    * When this many threads have events waiting for the shared store write, it starts at once instead of at
    * the end of the I/O turn (or window): with many threads streaming, the events read first then need not wait
-   * for every other socket of the turn to be read.
+   * for every other socket of the turn to be read. 0 turns it off. The default is 256, or 0 when the agent
+   * transport is `multiplexed` (all runs on one connection, e.g. HTTP/2): one read then carries many runs'
+   * events, and splitting it costs commits without letting any event go sooner.
    */
   earlyWriteThreads: number;
   /** Most events in one store write (a full batch is written at once and the agent stream waits for it). */
@@ -184,7 +186,11 @@ const RELAY_ONLY_TYPES = new Set(['RUN_STARTED', 'RUN_FINISHED', 'RUN_ERROR', 'U
  * attachWebSocketServer(httpServer, relay, { authenticate, allowedOrigins: ['https://app.example'] });
  */
 export function createRelay(options: RelayOptions): Relay {
-  const limits: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
+  const limits: RelayLimits = {
+    ...DEFAULT_RELAY_LIMITS,
+    ...(options.agent?.multiplexed === true ? { earlyWriteThreads: 0 } : {}),
+    ...options.limits,
+  };
   validateLimits(limits);
   if (options.tools.length > LIMITS.maxToolsPerToken) {
     throw new RelayError(
@@ -198,7 +204,11 @@ export function createRelay(options: RelayOptions): Relay {
   const authorize =
     options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
   const whenRunActive = options.whenRunActive ?? 'reject';
-  const committer = new GroupCommitter(store, limits.coalesceWindowMs, limits.earlyWriteThreads);
+  const committer = new GroupCommitter(
+    store,
+    limits.coalesceWindowMs,
+    limits.earlyWriteThreads > 0 ? limits.earlyWriteThreads : Number.POSITIVE_INFINITY,
+  );
   const writerOptions = {
     maxBatchEvents: limits.maxBatchEvents,
     maxCoalescedDeltaLength: Math.min(limits.maxCoalescedDeltaLength, LIMITS.maxDeltaLength),
@@ -757,7 +767,7 @@ function describe(error: unknown): string {
 
 function validateLimits(limits: RelayLimits): void {
   for (const [key, value] of Object.entries(limits)) {
-    const min = key === 'coalesceWindowMs' ? 0 : 1;
+    const min = key === 'coalesceWindowMs' || key === 'earlyWriteThreads' ? 0 : 1;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
       throw new RelayError('invalid_message', `limits.${key} must be a number >= ${min}`);
     }

@@ -174,6 +174,13 @@ describe('httpAgentTransport over HTTP/2', () => {
     ).not.toThrow();
   });
 
+  it('says it is multiplexed (every run on one connection) only with http2: true', () => {
+    expect(httpAgentTransport({ url: 'http://127.0.0.1:1', credential: 'x', http2: true }).multiplexed).toBe(
+      true,
+    );
+    expect(httpAgentTransport({ url: 'http://127.0.0.1:1', credential: 'x' }).multiplexed).toBe(false);
+  });
+
   it('posts the run with the credential and parses a strict SSE stream split anywhere', async () => {
     const agent = await h2Agent((stream, body) => {
       const text =

@@ -2,7 +2,7 @@
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../src/errors.js';
-import { createRelay, inProcessAgentTransport } from '../src/index.js';
+import { createRelay, DEFAULT_RELAY_LIMITS, inProcessAgentTransport } from '../src/index.js';
 import type {
   AgentTransport,
   AppendBatch,
@@ -168,10 +168,16 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     for (const commit of log.appendMany) expect(new Set(commit).size).toBe(commit.length);
   });
 
-  it('starts the shared write as soon as earlyWriteThreads threads are waiting, not at the end of the turn', async () => {
-    const threads = 12;
-    const perRun = 20;
-    // One chunk per setImmediate: every run's chunk of a turn arrives in its own callback, all in one I/O turn.
+  /**
+   * Streams `threads` runs at once, one chunk per setImmediate (every run's chunk of a turn arrives in its own
+   * callback, all in one I/O turn); checks every thread got all its events in order; returns the commit sizes.
+   */
+  async function streamTogether(
+    threads: number,
+    perRun: number,
+    limits: Partial<RelayLimits>,
+    multiplexed?: boolean,
+  ): Promise<number[]> {
     const agent = inProcessAgentTransport({
       async *run(request) {
         const base = { threadId: request.threadId, runId: request.runId };
@@ -183,8 +189,8 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
         yield { type: 'RUN_FINISHED', ...base, ts: Date.now() };
       },
     });
-    const early = 4;
-    const { store, log, relay } = await setup(kind, agent, { earlyWriteThreads: early });
+    const transport = multiplexed === undefined ? agent : { ...agent, multiplexed };
+    const { store, log, relay } = await setup(kind, transport, limits);
     const ids = Array.from({ length: threads }, (_, i) => `t${i}`);
     for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
     const subs = await Promise.all(
@@ -200,11 +206,56 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
       expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: perRun + 3 }, (_, i) => i + 1));
       expect(delivered[t]).toEqual(stored.map((e) => ({ ...e.event, seq: e.seq })));
     }
+    return log.appendMany.map((c) => c.length);
+  }
+
+  it('starts the shared write as soon as earlyWriteThreads threads are waiting, not at the end of the turn', async () => {
+    const threads = 12;
+    const perRun = 20;
+    const early = 4;
+    const sizes = await streamTogether(threads, perRun, { earlyWriteThreads: early });
     // Without the early write each turn's 12 chunks (one per thread) would share one commit; with it a commit
     // starts once 4 threads are waiting. Only the RUN_STARTED events, all queued in one callback, share a bigger one.
-    const sizes = log.appendMany.map((c) => c.length);
     expect(sizes.filter((n) => n > early)).toHaveLength(1);
     expect(sizes.filter((n) => n === early).length).toBeGreaterThanOrEqual((threads * perRun) / early);
+  });
+
+  it('leaves the early write off for a multiplexed transport unless earlyWriteThreads is set, and at 0', async () => {
+    const threads = DEFAULT_RELAY_LIMITS.earlyWriteThreads + 20;
+    const early = DEFAULT_RELAY_LIMITS.earlyWriteThreads;
+    // A transport with a connection per run: the default splits each turn's writes at 256 threads.
+    const perRunConnection = await streamTogether(threads, 2, {});
+    expect(perRunConnection.filter((n) => n === early).length).toBeGreaterThanOrEqual(2);
+    // All runs on one connection (one read carries every run's events): each turn is one commit of every thread.
+    for (const sizes of [
+      await streamTogether(threads, 2, {}, true),
+      await streamTogether(threads, 2, { earlyWriteThreads: 0 }, false),
+    ]) {
+      expect(sizes.filter((n) => n === early)).toEqual([]);
+      expect(sizes.filter((n) => n === threads).length).toBeGreaterThanOrEqual(2);
+    }
+    // Set explicitly, it applies to a multiplexed transport too.
+    const explicit = await streamTogether(12, 4, { earlyWriteThreads: 4 }, true);
+    expect(explicit.filter((n) => n === 4).length).toBeGreaterThanOrEqual(12);
+  });
+
+  it('refuses an earlyWriteThreads that is negative or not a number, with code invalid_message', () => {
+    for (const earlyWriteThreads of [-1, Number.NaN, Number.POSITIVE_INFINITY, '8' as unknown as number]) {
+      let error: unknown;
+      try {
+        createRelay({
+          store: makeStore('memory').store,
+          agent: new ControlledAgent(),
+          tokens,
+          toolsBaseUrl: 'http://127.0.0.1:9/api',
+          tools: [],
+          limits: { earlyWriteThreads },
+        });
+      } catch (e) {
+        error = e;
+      }
+      expect(error, String(earlyWriteThreads)).toMatchObject({ code: 'invalid_message' });
+    }
   });
 
   it('fails exactly the runs of a shared commit that failed, with RUN_ERROR store_error', async () => {
