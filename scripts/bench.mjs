@@ -100,7 +100,7 @@ md += `At ${
     .filter((n) => repeatsAt(n) > 1)
     .map((n) => n.toLocaleString('en'))
     .join(' and ') || 'no size'
-} events every path runs three times (fresh processes each time); the table shows the median run and the range of the three.\n\n`;
+} events every path runs three times (fresh processes each time); the table shows the median run and the range of the three. Before it is measured, every path streams five warm-up messages of 2,000 events in the same processes (V8 has then compiled its per-event code, as in a server that has answered a few messages).\n\n`;
 md +=
   '| path | events | events/s | × corked ws | p50 ms | p99 ms | complete | range of runs (events/s) |\n|---|---:|---:|---:|---:|---:|---|---|\n';
 for (const n of sizes) {
