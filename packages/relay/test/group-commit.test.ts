@@ -117,73 +117,27 @@ async function collectUntilTerminal(sub: Subscription): Promise<Record<string, u
 }
 
 describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
-  it('gives many threads streaming at once gap-free per-thread seqs, in shared commits', async () => {
-    const threads = 30;
-    const perRun = 60;
-    // Distinct messageIds: nothing coalesces, so every chunk is its own stored event.
-    const agent = inProcessAgentTransport({
-      async *run(request) {
-        const base = { threadId: request.threadId, runId: request.runId };
-        yield { type: 'RUN_STARTED', ...base, ts: Date.now() };
-        for (let i = 0; i < perRun; i++) {
-          if (i % 5 === 0) await new Promise((r) => setImmediate(r));
-          yield { type: 'TEXT_MESSAGE_CHUNK', ...base, ts: Date.now(), messageId: `m${i}`, delta: `${i};` };
-        }
-        yield { type: 'RUN_FINISHED', ...base, ts: Date.now() };
-      },
-    });
-    const { store, log, relay } = await setup(kind, agent);
-    const ids = Array.from({ length: threads }, (_, i) => `t${i}`);
-    for (const threadId of ids) await store.createThread({ threadId, ownerId: U.id });
-    const subs = await Promise.all(
-      ids.map((threadId) => relay.subscribe({ user: U, threadId, afterSeq: 0 })),
-    );
-    const seen = subs.map((sub) => collectUntilTerminal(sub));
-    await Promise.all(
-      ids.map((threadId) => relay.send({ user: U, threadId, text: 'go', clientMessageId: 'c1' })),
-    );
-    const delivered = await Promise.all(seen);
-
-    for (let t = 0; t < threads; t++) {
-      const stored = await readAll(store, ids[t]!);
-      expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: perRun + 3 }, (_, i) => i + 1));
-      expect(stored.map((e) => e.event.type)).toEqual([
-        'USER_MESSAGE',
-        'RUN_STARTED',
-        ...Array<string>(perRun).fill('TEXT_MESSAGE_CHUNK'),
-        'RUN_FINISHED',
-      ]);
-      expect(stored.slice(2, -1).map((e) => e.event.delta)).toEqual(
-        Array.from({ length: perRun }, (_, i) => `${i};`),
-      );
-      // Subscribers saw exactly the stored log: nothing before it was stored, nothing twice, nothing missing.
-      expect(delivered[t]).toEqual(stored.map((e) => ({ ...e.event, seq: e.seq })));
-    }
-    // The point of the shared flush: several threads per commit, far fewer commits than thread batches.
-    const batches = log.appendMany.reduce((n, c) => n + c.length, 0) + log.append.length;
-    const commits = log.appendMany.length + log.append.length;
-    expect(Math.max(...log.appendMany.map((c) => c.length))).toBeGreaterThanOrEqual(threads / 2);
-    expect(commits * 3).toBeLessThan(batches);
-    // A thread appears at most once per commit (its writer has one write in flight at a time).
-    for (const commit of log.appendMany) expect(new Set(commit).size).toBe(commit.length);
-  });
-
   /**
-   * Streams `threads` runs at once, one chunk per setImmediate (every run's chunk of a turn arrives in its own
-   * callback, all in one I/O turn); checks every thread got all its events in order; returns the commit sizes.
+   * Streams `threads` runs at once, each yielding to the event loop (setImmediate) before every `yieldEvery`-th
+   * chunk, so every run's chunks of a turn arrive in their own callbacks, all in one I/O turn. Distinct
+   * messageIds: nothing coalesces, every chunk is its own stored event. Checks every thread's seqs are gap-free
+   * and its subscriber saw exactly the stored log; returns the store, the write log and the thread ids.
    */
   async function streamTogether(
     threads: number,
     perRun: number,
-    limits: Partial<RelayLimits>,
-    multiplexed?: boolean,
-  ): Promise<number[]> {
+    {
+      limits = {},
+      multiplexed,
+      yieldEvery = 1,
+    }: { limits?: Partial<RelayLimits>; multiplexed?: boolean; yieldEvery?: number },
+  ) {
     const agent = inProcessAgentTransport({
       async *run(request) {
         const base = { threadId: request.threadId, runId: request.runId };
         yield { type: 'RUN_STARTED', ...base, ts: Date.now() };
         for (let i = 0; i < perRun; i++) {
-          await new Promise((r) => setImmediate(r));
+          if (i % yieldEvery === 0) await new Promise((r) => setImmediate(r));
           yield { type: 'TEXT_MESSAGE_CHUNK', ...base, ts: Date.now(), messageId: `m${i}`, delta: `${i};` };
         }
         yield { type: 'RUN_FINISHED', ...base, ts: Date.now() };
@@ -204,16 +158,46 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     for (let t = 0; t < threads; t++) {
       const stored = await readAll(store, ids[t]!);
       expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: perRun + 3 }, (_, i) => i + 1));
+      // Subscribers saw exactly the stored log: nothing before it was stored, nothing twice, nothing missing.
       expect(delivered[t]).toEqual(stored.map((e) => ({ ...e.event, seq: e.seq })));
     }
-    return log.appendMany.map((c) => c.length);
+    return { store, log, ids };
   }
+
+  /** The size (threads) of every shared commit of a {@link streamTogether} run. */
+  const commitSizes = async (...args: Parameters<typeof streamTogether>) =>
+    (await streamTogether(...args)).log.appendMany.map((c) => c.length);
+
+  it('gives many threads streaming at once gap-free per-thread seqs, in shared commits', async () => {
+    const threads = 30;
+    const perRun = 60;
+    const { store, log, ids } = await streamTogether(threads, perRun, { yieldEvery: 5 });
+    for (let t = 0; t < threads; t++) {
+      const stored = await readAll(store, ids[t]!);
+      expect(stored.map((e) => e.event.type)).toEqual([
+        'USER_MESSAGE',
+        'RUN_STARTED',
+        ...Array<string>(perRun).fill('TEXT_MESSAGE_CHUNK'),
+        'RUN_FINISHED',
+      ]);
+      expect(stored.slice(2, -1).map((e) => e.event.delta)).toEqual(
+        Array.from({ length: perRun }, (_, i) => `${i};`),
+      );
+    }
+    // The point of the shared flush: several threads per commit, far fewer commits than thread batches.
+    const batches = log.appendMany.reduce((n, c) => n + c.length, 0) + log.append.length;
+    const commits = log.appendMany.length + log.append.length;
+    expect(Math.max(...log.appendMany.map((c) => c.length))).toBeGreaterThanOrEqual(threads / 2);
+    expect(commits * 3).toBeLessThan(batches);
+    // A thread appears at most once per commit (its writer has one write in flight at a time).
+    for (const commit of log.appendMany) expect(new Set(commit).size).toBe(commit.length);
+  });
 
   it('starts the shared write as soon as earlyWriteThreads threads are waiting, not at the end of the turn', async () => {
     const threads = 12;
     const perRun = 20;
     const early = 4;
-    const sizes = await streamTogether(threads, perRun, { earlyWriteThreads: early });
+    const sizes = await commitSizes(threads, perRun, { limits: { earlyWriteThreads: early } });
     // Without the early write each turn's 12 chunks (one per thread) would share one commit; with it a commit
     // starts once 4 threads are waiting. Only the RUN_STARTED events, all queued in one callback, share a bigger one.
     expect(sizes.filter((n) => n > early)).toHaveLength(1);
@@ -224,18 +208,18 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     const threads = DEFAULT_RELAY_LIMITS.earlyWriteThreads + 20;
     const early = DEFAULT_RELAY_LIMITS.earlyWriteThreads;
     // A transport with a connection per run: the default splits each turn's writes at 256 threads.
-    const perRunConnection = await streamTogether(threads, 2, {});
+    const perRunConnection = await commitSizes(threads, 2, {});
     expect(perRunConnection.filter((n) => n === early).length).toBeGreaterThanOrEqual(2);
     // All runs on one connection (one read carries every run's events): each turn is one commit of every thread.
     for (const sizes of [
-      await streamTogether(threads, 2, {}, true),
-      await streamTogether(threads, 2, { earlyWriteThreads: 0 }, false),
+      await commitSizes(threads, 2, { multiplexed: true }),
+      await commitSizes(threads, 2, { limits: { earlyWriteThreads: 0 }, multiplexed: false }),
     ]) {
       expect(sizes.filter((n) => n === early)).toEqual([]);
       expect(sizes.filter((n) => n === threads).length).toBeGreaterThanOrEqual(2);
     }
     // Set explicitly, it applies to a multiplexed transport too.
-    const explicit = await streamTogether(12, 4, { earlyWriteThreads: 4 }, true);
+    const explicit = await commitSizes(12, 4, { limits: { earlyWriteThreads: 4 }, multiplexed: true });
     expect(explicit.filter((n) => n === 4).length).toBeGreaterThanOrEqual(12);
   });
 
