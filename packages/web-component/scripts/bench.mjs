@@ -87,6 +87,9 @@ try {
             once: false,
           }),
         );
+        // 'connected' fires inside the socket's open callback: let that task end first, so the figures below
+        // cover the stream only (not the connection, nor this setup).
+        await new Promise((res) => setTimeout(res, 0));
         const longTasks = [];
         let longestScript = 0;
         let longestInvoker = '';
