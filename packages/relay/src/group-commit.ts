@@ -32,10 +32,11 @@ const START_REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found', 'c
  * handed to it in ONE store transaction (`EventStore.appendMany`), so N threads streaming at once cost one
  * commit (one fsync on SQLite) per turn instead of N. Once `earlyThreads` writers are asking, the flush starts
  * at once (after the current callback) instead: with a thousand threads streaming, one I/O turn reads a
- * thousand sockets, and the first events read would otherwise wait for all of them, then for one big write. While a commit is in flight new batches gather for the
- * next one. Stores without `appendMany` get one `append` per batch, as before. Run starts (USER_MESSAGE and
- * run record) join the same turn through {@link GroupCommitter.start}: all of them in one `startRuns`
- * transaction, so a burst of N sends costs one commit, not N (stores without it: one `startRun` each).
+ * thousand sockets, and the first events read would otherwise wait for all of them, then for one big write.
+ * While a commit is in flight new batches gather for the next one. Stores without `appendMany` get one
+ * `append` per batch, as before. Run starts (USER_MESSAGE and run record) join the same turn through
+ * {@link GroupCommitter.start}: all of them in one `startRuns` transaction, so a burst of N sends costs one
+ * commit, not N (stores without it: one `startRun` each).
  *
  * If the shared commit fails: when the store refused it up front for one batch's sake (`invalid_message`,
  * `not_found`: nothing was written), each batch is retried alone so only the bad one fails; any other
