@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { doctor, formatDoctorReport } from '../src/index.js';
 import { runCli } from '../src/cli-main.js';
@@ -101,5 +103,23 @@ describe('threadline-agent CLI', () => {
       await runCli(['serve'], { THREADLINE_AGENT_SECRET: secret, THREADLINE_AGENT_PORT: 'eighty' }, p.io),
     ).toBe(2);
     expect(p.err.join('\n')).toMatch(/THREADLINE_AGENT_PORT must be a port number/);
+  });
+});
+
+describe('threadline-agent doctor from the repository root', () => {
+  // The workspace bin is build output, so `npm ci` cannot link it; `npm test` and `npm start` link it after the
+  // build (scripts/bootstrap.mjs). `--no` keeps npx off the registry: a missing link fails here, not with a 404.
+  it('runs the workspace bin through npx, as the README says', () => {
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+    const r = spawnSync('npx', ['--no', 'threadline-agent', 'doctor'], {
+      cwd: root,
+      env,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.stdout).toMatch(/^threadline-agent doctor: traces will NOT reach the OpenAI dashboard/);
+    expect(r.stdout).toContain('(no_api_key)');
+    expect(r.status).toBe(1);
   });
 });
