@@ -58,12 +58,18 @@ export interface AppOptions {
   webComponentFile?: string | undefined;
   /** Folder of the static pages. */
   publicDir: string;
-  /** Extra facts shown by GET /healthz. */
-  health?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
+  /**
+   * GET /healthz: 200 when `status` is "ok" (or absent), else 503, so a load balancer routes only to an
+   * instance where a message would run.
+   */
+  health?: () => Promise<HealthReport> | HealthReport;
   hsts?: boolean;
   limits?: Partial<AppLimits>;
   logger?: Pick<Console, 'error'>;
 }
+
+/** What GET /healthz reports: `status` and any other facts. */
+export type HealthReport = { status?: 'ok' | 'starting' | 'degraded' } & Record<string, unknown>;
 
 const UsernameSchema = z
   .string({ error: 'username is required' })
@@ -150,7 +156,8 @@ export function createApp(options: AppOptions): express.Express {
   app.get(
     '/healthz',
     route(async (_req, res) => {
-      res.json({ status: 'ok', ...(await options.health?.()) });
+      const report = { status: 'ok', ...(await options.health?.()) };
+      res.status(report.status === 'ok' ? 200 : 503).json(report);
     }),
   );
 

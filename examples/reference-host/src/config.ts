@@ -86,6 +86,15 @@ const EnvSchema = z.object({
   ),
   TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
   AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
+  AGENT_WAIT_MS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'AGENT_WAIT_MS must be a number' })
+      .int('AGENT_WAIT_MS must be a whole number')
+      .min(0, 'AGENT_WAIT_MS must be between 0 and 600000')
+      .max(600_000, 'AGENT_WAIT_MS must be between 0 and 600000')
+      .default(10_000),
+  ),
 });
 
 /** The host's validated settings. Secrets not given here are generated into `dataDir` by {@link loadSecrets}. */
@@ -104,6 +113,8 @@ export interface HostConfig {
   sessionTtlMs: number;
   toolsTokenSecret: string | undefined;
   agentSharedSecret: string | undefined;
+  /** How long a message waits for an agent service that is starting or restarting (AGENT_WAIT_MS). */
+  agentWaitMs: number;
 }
 
 /**
@@ -154,5 +165,6 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     sessionTtlMs: e.SESSION_TTL_HOURS * 3_600_000,
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
+    agentWaitMs: e.AGENT_WAIT_MS,
   };
 }

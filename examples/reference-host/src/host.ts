@@ -11,6 +11,7 @@ import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { createApp, type AppLimits } from './app.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
+import { agentProbe, type AgentHealth } from './readiness.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
 import { Sessions } from './sessions.js';
@@ -28,6 +29,11 @@ export interface HostOptions {
   limits?: Partial<AppLimits>;
   /** Extra facts for GET /healthz (main adds the agent process state). */
   health?: () => Record<string, unknown>;
+  /**
+   * Whether the agent answers, for GET /healthz. Default: a probe of the agent service's /healthz when the
+   * agent is reached over HTTP on AGENT_PORT; always up with a custom `agent` transport.
+   */
+  agentHealth?: () => Promise<AgentHealth>;
   logger?: Pick<Console, 'error' | 'warn'>;
 }
 
@@ -115,12 +121,24 @@ export async function startHost(options: HostOptions): Promise<Host> {
     },
     logger,
   });
+  const agentUrl = `http://127.0.0.1:${config.agentPort}`;
   const agent =
     options.agent ??
     httpAgentTransport({
-      url: `http://127.0.0.1:${config.agentPort}`,
+      url: agentUrl,
       credential: secrets.agentSharedSecret,
+      // A message sent while the agent (re)starts waits for it instead of failing at once.
+      waitForAgentMs: config.agentWaitMs,
     });
+  const agentHealth =
+    options.agentHealth ??
+    (options.agent
+      ? async (): Promise<AgentHealth> => ({ up: true })
+      : agentProbe(agentUrl, secrets.agentSharedSecret));
+  // Ready once the store is open, runs the last process left are settled, and the agent has answered: until
+  // then /healthz says "starting"; an agent that answered once and stopped makes it "degraded".
+  let started = false;
+  let agentSeenUp = false;
   const relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools: toolRouter.toolNames });
 
   const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
@@ -134,7 +152,18 @@ export async function startHost(options: HostOptions): Promise<Host> {
     webComponentFile: webComponentBundle(),
     publicDir: join(EXAMPLE_ROOT, 'public'),
     hsts: config.cookieSecure,
-    health: () => ({ store: storeName, ...options.health?.() }),
+    health: async () => {
+      const a = await agentHealth();
+      if (a.up) agentSeenUp = true;
+      const status = started && a.up ? 'ok' : started && agentSeenUp ? 'degraded' : 'starting';
+      return {
+        status,
+        store: storeName,
+        agent: a.up ? 'up' : 'down',
+        ...(a.detail ? { agentDetail: a.detail } : {}),
+        ...options.health?.(),
+      };
+    },
     ...(options.limits ? { limits: options.limits } : {}),
     logger,
   });
@@ -158,6 +187,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   });
 
   const recovered = await relay.recover();
+  started = true;
   const sweep = setInterval(() => {
     users
       .deleteExpiredSessions(Date.now())

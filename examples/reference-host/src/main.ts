@@ -71,7 +71,11 @@ process.on('SIGTERM', () => void shutdown(0));
 try {
   const [ready, started] = await Promise.all([
     agent.start(),
-    startHost({ config: { ...config, agentPort }, secrets, health: () => ({ agent: agent.state }) }),
+    startHost({
+      config: { ...config, agentPort },
+      secrets,
+      health: () => ({ agentProcess: agent.state }),
+    }),
   ]);
   host = started;
   const store =

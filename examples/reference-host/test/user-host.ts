@@ -63,8 +63,20 @@ export interface UserHost {
   stop(): Promise<number | null>;
 }
 
+/** Starts the host as {@link startUserHost} does, with an empty data folder, and resolves once it is open. */
 export async function startUserHost(env: Record<string, string> = {}): Promise<UserHost> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'tl-e2e-'));
+  const host = spawnUserHost(env);
+  const m = await host.waitForOutput(/Open\s+(http:\/\/localhost:\d+)/);
+  return { ...host, url: m[1]! };
+}
+
+/**
+ * Spawns `node dist/main.js` without waiting for it to be ready (`url` is empty until the caller knows it).
+ * `dataDir` reuses a folder (a restart of an earlier host); by default a new temp folder is made.
+ */
+export function spawnUserHost(env: Record<string, string> = {}, dataDir?: string): UserHost {
+  const ownDir = dataDir === undefined;
+  dataDir ??= mkdtempSync(join(tmpdir(), 'tl-e2e-'));
   const base: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     // A user's shell has none of vitest's settings (NODE_ENV=test would switch the SDK's tracing off).
@@ -115,9 +127,8 @@ export async function startUserHost(env: Record<string, string> = {}): Promise<U
       check();
     });
 
-  const m = await waitForOutput(/Open\s+(http:\/\/localhost:\d+)/);
   return {
-    url: m[1]!,
+    url: '',
     child,
     dataDir,
     output: () => out,
@@ -125,7 +136,7 @@ export async function startUserHost(env: Record<string, string> = {}): Promise<U
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       const code = await exited;
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
       return code;
     },
   };

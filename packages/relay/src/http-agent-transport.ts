@@ -28,6 +28,13 @@ export interface HttpAgentTransportOptions {
   http2?: boolean;
   /** How long to wait for the response headers of `POST /runs` (default 10,000 ms). */
   connectTimeoutMs?: number;
+  /**
+   * How long a run waits for an agent service that refuses connections (starting, or restarting after a crash)
+   * before it fails with `agent_unreachable`: the POST is retried with a growing delay (50 ms doubling to 1 s)
+   * within this bound. Only refused connections are retried, where the agent cannot have seen the run.
+   * 0 fails at once. Default 10,000 ms.
+   */
+  waitForAgentMs?: number;
   /** Longest single SSE event, in characters (default 1 MiB). */
   maxEventLength?: number;
   /** How long a cancel's `DELETE /runs/:runId` may take (default 5,000 ms). */
@@ -61,6 +68,7 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
   const connectTimeoutMs = positiveInt(options.connectTimeoutMs, 10_000, 'connectTimeoutMs');
   const maxEventLength = positiveInt(options.maxEventLength, 1 << 20, 'maxEventLength');
   const cancelTimeoutMs = positiveInt(options.cancelTimeoutMs, 5_000, 'cancelTimeoutMs');
+  const waitForAgentMs = positiveInt(options.waitForAgentMs, 10_000, 'waitForAgentMs', 0);
   const useHttp2 = options.http2 ?? false;
   if (typeof useHttp2 !== 'boolean') {
     throw new RelayError(
@@ -98,23 +106,36 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
     const onAbort = () => controller.abort(signal.reason);
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
-    const connectTimer = setTimeout(
-      () => controller.abort(new Error(`no response within ${connectTimeoutMs} ms`)),
-      connectTimeoutMs,
-    );
+    const waitUntil = Date.now() + waitForAgentMs;
     let response: OpenedResponse | undefined;
     try {
-      try {
-        response = await open(`${base}/runs`, await credential(), JSON.stringify(request), controller.signal);
-      } catch (cause) {
-        if (signal.aborted) throw cause;
-        throw new AgentTransportError(
-          'agent_unreachable',
-          `could not reach the agent at ${base}/runs: ${describe(cause)}`,
-          { cause },
+      for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
+        const connectTimer = setTimeout(
+          () => controller.abort(new Error(`no response within ${connectTimeoutMs} ms`)),
+          connectTimeoutMs,
         );
-      } finally {
-        clearTimeout(connectTimer);
+        try {
+          response = await open(
+            `${base}/runs`,
+            await credential(),
+            JSON.stringify(request),
+            controller.signal,
+          );
+          break;
+        } catch (cause) {
+          if (signal.aborted) throw cause;
+          if (!connectionRefused(cause) || Date.now() >= waitUntil) {
+            throw new AgentTransportError(
+              'agent_unreachable',
+              `could not reach the agent at ${base}/runs${waitForAgentMs > 0 && connectionRefused(cause) ? ` within ${waitForAgentMs} ms` : ''}: ${describe(cause)}`,
+              { cause },
+            );
+          }
+        } finally {
+          clearTimeout(connectTimer);
+        }
+        await sleep(Math.min(delay, waitUntil - Date.now()), controller.signal);
+        if (signal.aborted) throw toError(signal.reason);
       }
       if (response.status < 200 || response.status > 299) {
         const detail = await response.readSome();
@@ -596,13 +617,37 @@ function agentBaseUrl(url: unknown): string {
   return (url as string).replace(/\/+$/, '');
 }
 
-function positiveInt(value: number | undefined, fallback: number, name: string): number {
+function positiveInt(value: number | undefined, fallback: number, name: string, min = 1): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value <= 0) {
+  if (!Number.isSafeInteger(value) || value < min) {
     throw new RelayError(
       'invalid_options',
-      `httpAgentTransport: ${name} must be a positive integer, got ${value}`,
+      `httpAgentTransport: ${name} must be an integer of at least ${min}, got ${value}`,
     );
   }
   return value;
+}
+
+/** True when `cause` (or an error it wraps) is a refused TCP connection: nothing reached the agent. */
+function connectionRefused(cause: unknown): boolean {
+  for (let e = cause, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if ((e as NodeJS.ErrnoException).code === 'ECONNREFUSED') return true;
+    // Several addresses (localhost: ::1 and 127.0.0.1) all refused.
+    if (e instanceof AggregateError && e.errors.every(connectionRefused)) return true;
+  }
+  return false;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

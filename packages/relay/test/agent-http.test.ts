@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentTransportError, RelayError, createRelay, httpAgentTransport } from '../src/index.js';
@@ -48,12 +49,82 @@ function sse(res: ServerResponse, chunks: string[]): void {
   res.end();
 }
 
-const relayOver = (url: string, limits = {}) =>
+const relayOver = (url: string, limits = {}, waitForAgentMs = 0) =>
   relayThrough(
-    httpAgentTransport({ url, credential: () => 'agent-secret', connectTimeoutMs: 2_000 }),
+    httpAgentTransport({ url, credential: () => 'agent-secret', connectTimeoutMs: 2_000, waitForAgentMs }),
     cleanups,
     limits,
   );
+
+/** A URL on 127.0.0.1 where nothing listens now (the port of a server that was just closed). */
+async function refusingUrl(): Promise<{ url: string; port: number }> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((r) => probe.close(() => r()));
+  return { url: `http://127.0.0.1:${port}`, port };
+}
+
+describe('httpAgentTransport: an agent that is starting or restarting', () => {
+  it('retries refused connections until the agent listens, then runs to RUN_FINISHED', async () => {
+    const { url, port } = await refusingUrl();
+    const { relay } = await relayOver(url, {}, 5_000);
+    const attempts: number[] = [];
+    const run = runToEnd(relay);
+    // The agent comes up only after the relay has been refused a few times.
+    await new Promise((r) => setTimeout(r, 400));
+    const server = createServer((req, res) => {
+      attempts.push(Date.now());
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => sse(res, [ev(body, { type: 'RUN_STARTED' }), ev(body, { type: 'RUN_FINISHED' })]));
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const events = await run;
+    expect(events.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'RUN_FINISHED']);
+    expect(attempts).toHaveLength(1); // refused attempts never reached it; the run was posted once
+  });
+
+  it('fails with agent_unreachable once the bound has passed, and not before', async () => {
+    const { url } = await refusingUrl();
+    const { relay } = await relayOver(url, {}, 600);
+    const started = Date.now();
+    const events = await runToEnd(relay);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+    expect(events.at(-1)).toMatchObject({ type: 'RUN_ERROR', code: 'agent_unreachable' });
+    expect(String(events.at(-1)?.message)).toMatch(/within 600 ms.*ECONNREFUSED/);
+  });
+
+  it('stops waiting when the run is cancelled', async () => {
+    const { url } = await refusingUrl();
+    const { relay } = await relayOver(url, {}, 30_000);
+    const sub = await relay.subscribe({ user: { id: 'u' }, threadId: 't1', afterSeq: 0 });
+    const started = Date.now();
+    const { runId } = await relay.send({
+      user: { id: 'u' },
+      threadId: 't1',
+      text: 'go',
+      clientMessageId: 'c1',
+    });
+    setTimeout(() => void relay.cancel({ user: { id: 'u' }, runId }), 200);
+    let last: Record<string, unknown> | undefined;
+    for await (const s of sub) {
+      last = JSON.parse(s.json) as Record<string, unknown>;
+      if (last.type === 'RUN_FINISHED' || last.type === 'RUN_ERROR') break;
+    }
+    expect(last).toMatchObject({ runId, type: 'RUN_ERROR', code: 'cancelled' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('refuses a negative or fractional waitForAgentMs with invalid_options', () => {
+    for (const waitForAgentMs of [-1, 0.5, Number.NaN]) {
+      expect(() =>
+        httpAgentTransport({ url: 'http://127.0.0.1:1', credential: 'x', waitForAgentMs }),
+      ).toThrow(expect.objectContaining({ code: 'invalid_options' }));
+    }
+  });
+});
 
 describe('httpAgentTransport', () => {
   it('refuses a malformed url or bound when created, with code invalid_options', () => {

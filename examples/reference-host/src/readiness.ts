@@ -1,0 +1,43 @@
+/** What the host knows about the agent service's health. */
+export interface AgentHealth {
+  up: boolean;
+  /** Why it is down (for /healthz and logs). */
+  detail?: string;
+}
+
+/**
+ * Probes the agent service: `GET {url}/healthz` with the shared secret, up when it answers 200 within
+ * `timeoutMs`. At most one probe is in flight, and a result is reused for `cacheMs`, so a load balancer polling
+ * /healthz often costs the agent one request per interval at most.
+ */
+export function agentProbe(
+  url: string,
+  credential: string,
+  { timeoutMs = 1_000, cacheMs = 500 }: { timeoutMs?: number; cacheMs?: number } = {},
+): () => Promise<AgentHealth> {
+  let last: { at: number; result: AgentHealth } | undefined;
+  let inFlight: Promise<AgentHealth> | undefined;
+  const probe = async (): Promise<AgentHealth> => {
+    try {
+      const res = await fetch(`${url}/healthz`, {
+        headers: { authorization: `Bearer ${credential}` },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      await res.body?.cancel();
+      return res.status === 200
+        ? { up: true }
+        : { up: false, detail: `the agent answered HTTP ${res.status}` };
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      return { up: false, detail: cause ?? (err as Error).name };
+    }
+  };
+  return () => {
+    if (last && Date.now() - last.at < cacheMs) return Promise.resolve(last.result);
+    return (inFlight ??= probe().then((result) => {
+      last = { at: Date.now(), result };
+      inFlight = undefined;
+      return result;
+    }));
+  };
+}
