@@ -57,8 +57,19 @@ export interface WebSocketTransportOptions {
   authenticate(req: IncomingMessage): Promise<{ id: string } | null>;
   /** Origins allowed to connect (exact `scheme://host:port`), or a predicate. A missing Origin is refused. */
   allowedOrigins: string[] | ((origin: string) => boolean);
-  /** Only upgrades on this path are handled (default: every path). */
+  /**
+   * Only upgrades on this path are handled (default: every path). The request target is read by
+   * {@link upgradePath}: compared as sent, with the query ignored; a target that is not a plain path (absolute
+   * form, fragment, dot segments, `//`) matches no path.
+   */
   path?: string;
+  /**
+   * What to do with an upgrade that is not on `path` (or whose target {@link upgradePath} rejects).
+   * `'refuse'` answers 404 (400 for a bad target) and closes the socket; `'leave'` leaves it to the server's
+   * other 'upgrade' listeners, which must then answer or destroy it. Default: `'refuse'` when this transport
+   * is the server's only 'upgrade' listener at the time of the request, else `'leave'`.
+   */
+  otherUpgrades?: 'refuse' | 'leave';
   /**
    * How an unauthenticated upgrade is refused. `'http'` (default) answers 401 before upgrading; a browser
    * cannot read that status and sees a network error. `'close'` completes the upgrade, sends an `error`
@@ -88,6 +99,8 @@ const UNAUTHORIZED_FRAME = JSON.stringify({
 
 /** Tells an upgraded peer it is not authenticated, then closes with 4401. */
 function closeUnauthorized(ws: WebSocket): void {
+  // An invalid frame from the peer during the close handshake is emitted as 'error': never unhandled.
+  ws.on('error', ignore);
   if (ws.readyState !== ws.OPEN) return;
   ws.send(UNAUTHORIZED_FRAME);
   ws.close(WS_CLOSE_CODES.unauthorized, 'unauthorized');
@@ -150,6 +163,7 @@ export function attachWebSocketServer(
   if (target instanceof WebSocketServer) {
     const wss = target;
     const onConnection = (ws: WebSocket, req: IncomingMessage) => {
+      ws.on('error', ignore);
       if (closed || !originAllowed(req.headers.origin) || connections.size >= limits.maxConnections) {
         ws.close(WS_CLOSE_CODES.policyViolation, 'origin not allowed or too many connections');
         return;
@@ -180,32 +194,57 @@ export function attachWebSocketServer(
     });
     ownServer = wss;
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (options.path !== undefined && pathOf(req.url) !== options.path) return; // another handler's path
-      // A module-level no-op: a closure here would keep this upgrade's req and head alive with the socket.
+      // Every socket seen here gets an error listener first: a reset on a socket that no listener has
+      // claimed would otherwise be an unhandled 'error' and end the process. A module-level no-op: a closure
+      // would keep this upgrade's req and head alive with the socket.
       socket.on('error', ignore);
+      try {
+        const path = upgradePath(req);
+        if (options.path !== undefined && path !== options.path) {
+          const refuseOthers =
+            options.otherUpgrades === undefined
+              ? server.listenerCount('upgrade') === 1
+              : options.otherUpgrades === 'refuse';
+          if (refuseOthers)
+            refuse(socket, path === null ? 400 : 404, path === null ? 'bad request target' : 'not found');
+          return;
+        }
+        if (path === null) return refuse(socket, 400, 'bad request target');
+        accept(req, socket, head);
+      } catch (error) {
+        logger.error('[threadline/relay] upgrade failed:', error);
+        refuse(socket, 500, 'upgrade failed');
+      }
+    };
+    const accept = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (closed) return refuse(socket, 503, 'shutting down');
       if (connections.size + upgrading >= limits.maxConnections)
         return refuse(socket, 503, 'too many connections');
       if (!originAllowed(req.headers.origin)) return refuse(socket, 403, 'origin not allowed');
       upgrading++;
-      identify(req).then(
-        (user) => {
-          upgrading--;
-          if (user === 'timeout') return refuse(socket, 503, 'authentication timed out');
-          if (closed) return refuse(socket, 503, 'shutting down');
-          if (user === null && options.unauthorized !== 'close') return refuse(socket, 401, 'unauthorized');
-          if (socket.destroyed) return;
-          if (user === null) return wss.handleUpgrade(req, socket, head, closeUnauthorized);
-          wss.handleUpgrade(req, socket, head, (ws) => {
-            new Connection(ws, user, context);
-          });
-        },
-        (error: unknown) => {
-          upgrading--;
-          logger.error('[threadline/relay] authenticate() failed:', error);
-          refuse(socket, 500, 'authentication failed');
-        },
-      );
+      identify(req)
+        .then(
+          (user) => {
+            upgrading--;
+            if (user === 'timeout') return refuse(socket, 503, 'authentication timed out');
+            if (closed) return refuse(socket, 503, 'shutting down');
+            if (user === null && options.unauthorized !== 'close') return refuse(socket, 401, 'unauthorized');
+            if (socket.destroyed) return;
+            if (user === null) return wss.handleUpgrade(req, socket, head, closeUnauthorized);
+            wss.handleUpgrade(req, socket, head, (ws) => {
+              new Connection(ws, user, context);
+            });
+          },
+          (error: unknown) => {
+            upgrading--;
+            logger.error('[threadline/relay] authenticate() failed:', error);
+            refuse(socket, 500, 'authentication failed');
+          },
+        )
+        .catch((error: unknown) => {
+          logger.error('[threadline/relay] upgrade failed:', error);
+          refuse(socket, 500, 'upgrade failed');
+        });
     };
     server.on('upgrade', onUpgrade);
     detach = () => server.off('upgrade', onUpgrade);
@@ -555,14 +594,41 @@ function browserCode(code: RelayError['code']): BrowserErrorCode {
   }
 }
 
-function pathOf(url: string | undefined): string {
-  const q = (url ?? '/').indexOf('?');
-  return q === -1 ? (url ?? '/') : (url ?? '/').slice(0, q);
+/**
+ * The path of an upgrade request's target, read one way for every 'upgrade' listener of a server: the
+ * origin-form path as sent (`/ws` of `/ws?x=1`), not decoded and not normalised. `null` for a target that is
+ * not a plain path: absolute form (`http://host/ws`), `*`, authority form, a fragment (`#`, never valid in a
+ * request), a `.` or `..` segment (also percent-encoded), an empty segment (`//ws`) or a backslash. Parsers
+ * that normalise such targets differently disagree about them, so they match no path and get a 400.
+ *
+ * @example
+ * server.on('upgrade', (req, socket) => {
+ *   if (upgradePath(req) === '/other') return handleOther(req, socket);
+ * });
+ */
+export function upgradePath(req: Pick<IncomingMessage, 'url'>): string | null {
+  const url = req.url;
+  if (typeof url !== 'string' || url.charCodeAt(0) !== 0x2f /* / */) return null;
+  if (url.includes('#') || url.includes('\\')) return null;
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const segments = path.split('/');
+  // segments[0] is the empty string before the leading '/'; only the last segment may be empty ('/', '/a/').
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (segment === '' && i < segments.length - 1) return null;
+    if (DOT_SEGMENT.test(segment)) return null;
+  }
+  return path;
 }
 
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
 const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',
+  404: 'Not Found',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };

@@ -1,10 +1,10 @@
 import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { BROWSER_ERROR_CODES, ServerMessageSchema } from '@threadline/contracts';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { attachWebSocketServer } from '../src/index.js';
+import { attachWebSocketServer, upgradePath } from '../src/index.js';
 import { makeWsHarness, ORIGIN, readAll, TestClient } from './helpers.js';
 
 type WsHarness = Awaited<ReturnType<typeof makeWsHarness>>;
@@ -367,6 +367,134 @@ describe('WebSocket transport', () => {
     }
   });
 });
+
+describe('WebSocket transport: request targets', () => {
+  it('upgradePath reads a target one way: the plain path as sent, null for anything ambiguous', () => {
+    const table: [string | undefined, string | null][] = [
+      ['/ws', '/ws'],
+      ['/ws?', '/ws'],
+      ['/ws?a=1&b=/../x', '/ws'],
+      ['/', '/'],
+      ['/a/b/', '/a/b/'],
+      ['/%77s', '/%77s'],
+      ['/WS', '/WS'],
+      ['/ws#a', null],
+      ['/ws?#', null],
+      ['http://host/ws', null],
+      ['HTTP://host/ws', null],
+      ['*', null],
+      ['host:80', null],
+      ['', null],
+      [undefined, null],
+      ['ws', null],
+      ['//ws', null],
+      ['/a//ws', null],
+      ['/x/../ws', null],
+      ['/./ws', null],
+      ['/ws/.', null],
+      ['/ws/..', null],
+      ['/x/%2e%2E/ws', null],
+      ['/x/.%2e/ws', null],
+      ['/ws\\..', null],
+    ];
+    for (const [url, path] of table)
+      expect([url, upgradePath({ url } as { url: string })]).toEqual([url, path]);
+  });
+
+  it('answers every upgrade off its path (404, 400 for an ambiguous target) when it is the only listener', async () => {
+    h = await makeWsHarness('memory');
+    const port = Number(new URL(h.url).port);
+    for (const [target, status] of [
+      ['/elsewhere', 404],
+      ['/ws/', 404],
+      ['/ws#a', 400],
+      ['http://127.0.0.1/ws', 400],
+      ['/x/../ws', 400],
+      ['//ws', 400],
+      ['*', 400],
+    ] as const) {
+      expect([target, await rawUpgrade(port, target)]).toEqual([target, status]);
+    }
+    // A query does not change the path.
+    expect(await rawUpgrade(port, '/ws?x=1', { 'x-user': 'user-a' })).toBe(101);
+  });
+
+  it("leaves other paths to the server's other 'upgrade' listeners (or refuses them when told to)", async () => {
+    h = await makeWsHarness('memory');
+    const port = Number(new URL(h.url).port);
+    h.server.on('upgrade', (req, socket: Socket) => {
+      if (upgradePath(req) === '/ws') return;
+      socket.end('HTTP/1.1 418 Teapot\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
+    expect(await rawUpgrade(port, '/other')).toBe(418);
+    expect(await rawUpgrade(port, '/ws#a')).toBe(418);
+    expect(await rawUpgrade(port, '/ws', { 'x-user': 'user-a' })).toBe(101);
+    await h.cleanup();
+
+    h = await makeWsHarness('memory', {}, { otherUpgrades: 'refuse' });
+    h.server.on('upgrade', () => {});
+    expect(await rawUpgrade(Number(new URL(h.url).port), '/other')).toBe(404);
+  });
+
+  it('survives a peer that resets mid-upgrade or sends an invalid frame while being closed with 4401', async () => {
+    h = await makeWsHarness('memory', {}, { unauthorized: 'close' });
+    const port = Number(new URL(h.url).port);
+    const invalidFrame = Buffer.from([0xf1, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f]); // reserved bits set
+    for (const target of ['/ws', '/ws#a', '/elsewhere']) {
+      const socket = tcpConnect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write(upgradeBytes(target, {}));
+      if (target === '/ws') {
+        // Waits for the 101 (and the error frame), then sends a frame the server's parser rejects.
+        await new Promise((r) => socket.once('data', r));
+        socket.write(invalidFrame);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      socket.resetAndDestroy();
+    }
+    // Still serving (an unhandled 'error' would have failed this test file).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await rawUpgrade(port, '/ws', { 'x-user': 'user-a' })).toBe(101);
+  });
+});
+
+function upgradeBytes(target: string, headers: Record<string, string>): string {
+  const lines = [
+    `GET ${target} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    'Connection: Upgrade',
+    'Upgrade: websocket',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    'Sec-WebSocket-Version: 13',
+    `Origin: ${ORIGIN}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  return lines.join('\r\n') + '\r\n\r\n';
+}
+
+/** Sends one raw upgrade request and resolves with the status the server answered (0: closed, no answer). */
+function rawUpgrade(port: number, target: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer to an upgrade of ${target}`));
+    }, 5_000);
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0));
+    };
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString('latin1');
+      if (reply.includes('\r\n')) done();
+    });
+    socket.on('close', done);
+    socket.on('error', done);
+    socket.write(upgradeBytes(target, headers));
+  });
+}
 
 async function until(check: () => boolean): Promise<void> {
   const deadline = Date.now() + 5_000;
