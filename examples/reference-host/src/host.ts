@@ -146,6 +146,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
     otherUpgrades: 'refuse',
     // Tell a signed-out browser so with close code 4401 (it cannot read an HTTP 401 on an upgrade).
     unauthorized: 'close',
+    // A user past their share gets `error too_many_connections` and close 1013; others are unaffected.
+    limits: { maxConnectionsPerUser: config.wsConnectionsPerUser },
     allowedOrigins: origins,
     authenticate: async (req) => {
       const user = await sessions.userOfUpgrade(req);

@@ -4,13 +4,14 @@ import { BROWSER_ERROR_CODES, ServerMessageSchema } from '@threadline/contracts'
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { attachWebSocketServer, upgradePath } from '../src/index.js';
+import { attachWebSocketServer, MemoryConnectionCounter, upgradePath } from '../src/index.js';
 import { makeWsHarness, ORIGIN, readAll, TestClient } from './helpers.js';
 
 type WsHarness = Awaited<ReturnType<typeof makeWsHarness>>;
 let h: WsHarness | undefined;
 const clients: TestClient[] = [];
 afterEach(async () => {
+  for (const socket of held.splice(0)) socket.destroy();
   await Promise.all(clients.splice(0).map((c) => c.close()));
   await h?.cleanup();
   h = undefined;
@@ -458,6 +459,127 @@ describe('WebSocket transport: request targets', () => {
   });
 });
 
+describe('WebSocket transport: fair shares', () => {
+  it('refuses a user past maxConnectionsPerUser with 429 and Retry-After; others connect; a close frees a slot', async () => {
+    h = await makeWsHarness('memory', {}, { limits: { maxConnectionsPerUser: 3, retryAfterSeconds: 7 } });
+    const port = Number(new URL(h.url).port);
+    const mine = await Promise.all([1, 2, 3].map(() => connect('user-a')));
+    const refused = await rawUpgradeReply(port, '/ws', { 'x-user': 'user-a' });
+    expect(refused).toMatch(/^HTTP\/1\.1 429 /);
+    expect(refused).toMatch(/\r\nRetry-After: 7\r\n/);
+    expect(refused).toContain('too many connections for this user');
+    await expect(connect('user-a')).rejects.toThrow('HTTP 429');
+    // Another user is not affected.
+    const theirs = await connect('user-b');
+    expect(theirs.ws.readyState).toBe(WebSocket.OPEN);
+    // Closing one of user-a's sockets gives its slot back (once the server has seen the close).
+    await mine[0]!.close();
+    await until(() => rawUpgrade(port, '/ws', { 'x-user': 'user-a' }).then((s) => s === 101));
+  });
+
+  it("with unauthorized: 'close', the refused socket gets error too_many_connections and close 1013", async () => {
+    h = await makeWsHarness('memory', {}, { unauthorized: 'close', limits: { maxConnectionsPerUser: 2 } });
+    await connect('user-a');
+    await connect('user-a');
+    const third = await connect('user-a');
+    expect(await third.closed).toEqual({ code: 1013, reason: 'too many connections' });
+    expect(third.messages).toEqual([
+      {
+        type: 'error',
+        code: 'too_many_connections',
+        message: 'at most 2 open connections per user: close one, or try again later',
+      },
+    ]);
+    expect(ServerMessageSchema.safeParse(third.messages[0]).success).toBe(true);
+    expect(BROWSER_ERROR_CODES).toContain('too_many_connections');
+    expect((await connect('user-b')).ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('holds the per-user bound when sockets open all at once, and frees every slot when they close', async () => {
+    const counter = new MemoryConnectionCounter();
+    h = await makeWsHarness('memory', {}, { counter, limits: { maxConnectionsPerUser: 32 } });
+    const port = Number(new URL(h.url).port);
+    // The attacker's burst: 100 upgrades of one user in parallel, as in the report (it took all 10,000).
+    const statuses = await Promise.all(
+      Array.from({ length: 100 }, () => rawUpgrade(port, '/ws', { 'x-user': 'greedy' }, true)),
+    );
+    expect(statuses.filter((s) => s === 101)).toHaveLength(32);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(68);
+    expect((await connect('someone-else')).ws.readyState).toBe(WebSocket.OPEN);
+    // The 32 accepted sockets were left open by rawUpgrade(…, true): close them all from the client side.
+    for (const socket of held.splice(0)) socket.destroy();
+    await until(() => counter.held('user:greedy') === 0);
+    expect(counter.size).toBe(1); // someone-else
+  });
+
+  it("bounds signed-out upgrades per address (429 with Retry-After), counting from the peer's side", async () => {
+    h = await makeWsHarness(
+      'memory',
+      {},
+      { unauthorized: 'close', limits: { maxUnauthenticatedPerAddress: 2, retryAfterSeconds: 3 } },
+    );
+    const port = Number(new URL(h.url).port);
+    // Two anonymous peers complete the upgrade and then never answer the server's close: each holds a slot.
+    expect(await rawUpgrade(port, '/ws', {}, true)).toBe(101);
+    expect(await rawUpgrade(port, '/ws', {}, true)).toBe(101);
+    const refused = await rawUpgradeReply(port, '/ws', {});
+    expect(refused).toMatch(/^HTTP\/1\.1 429 /);
+    expect(refused).toMatch(/\r\nRetry-After: 3\r\n/);
+    // A signed-in user from the same address is not blocked by them once authenticated...
+    expect(await rawUpgrade(port, '/ws', { 'x-user': 'user-a' })).toBe(101);
+    // ...and a peer that goes away gives its slot back.
+    held.shift()!.destroy();
+    await until(() => rawUpgrade(port, '/ws', {}).then((s) => s === 101));
+    for (const socket of held.splice(0)) socket.destroy();
+  });
+
+  it('applies the per-user bound on a WebSocketServer too (error too_many_connections, close 1013)', async () => {
+    h = await makeWsHarness('memory');
+    const server = createServer();
+    const wss = new WebSocketServer({ server });
+    const ws = attachWebSocketServer(wss, h.relay, {
+      authenticate: async (req) => (req.headers['x-user'] ? { id: String(req.headers['x-user']) } : null),
+      allowedOrigins: [ORIGIN],
+      limits: { maxConnectionsPerUser: 1 },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const first = await TestClient.connect(url, 'user-a');
+      const second = new TestClient(url, 'user-a');
+      expect((await second.closed).code).toBe(1013);
+      expect(second.messages).toMatchObject([{ type: 'error', code: 'too_many_connections' }]);
+      await first.close();
+      // The slot comes back with the close: a new socket is served (it answers a request).
+      await until(async () => {
+        const again = new TestClient(url, 'user-a');
+        await again.opened;
+        again.send({ type: 'cancel', runId: 'probe' });
+        const m = await again.waitFor((x) => x.type === 'error');
+        await again.close();
+        return m.code === 'not_found';
+      });
+    } finally {
+      await ws.close();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('lets the server close a signed-out peer that never answers the close handshake', async () => {
+    h = await makeWsHarness('memory', {}, { unauthorized: 'close' });
+    const port = Number(new URL(h.url).port);
+    expect(await rawUpgrade(port, '/ws', {}, true)).toBe(101);
+    const socket = held.shift()!;
+    // Bounded by the close grace (2 s), not ws's 30 s close timeout.
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  });
+});
+
+/** Sockets `rawUpgrade(…, keep = true)` left open. */
+const held: Socket[] = [];
+
 function upgradeBytes(target: string, headers: Record<string, string>): string {
   const lines = [
     `GET ${target} HTTP/1.1`,
@@ -472,8 +594,16 @@ function upgradeBytes(target: string, headers: Record<string, string>): string {
   return lines.join('\r\n') + '\r\n\r\n';
 }
 
-/** Sends one raw upgrade request and resolves with the status the server answered (0: closed, no answer). */
-function rawUpgrade(port: number, target: string, headers: Record<string, string> = {}): Promise<number> {
+/**
+ * Sends one raw upgrade request and resolves with the head of the server's answer ('' if it closed without
+ * one). With `keep`, the socket stays open (in `held`) after the head arrived.
+ */
+function rawUpgradeReply(
+  port: number,
+  target: string,
+  headers: Record<string, string> = {},
+  keep = false,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = tcpConnect(port, '127.0.0.1');
     let reply = '';
@@ -483,12 +613,13 @@ function rawUpgrade(port: number, target: string, headers: Record<string, string
     }, 5_000);
     const done = () => {
       clearTimeout(timer);
-      socket.destroy();
-      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0));
+      if (keep && !socket.destroyed) held.push(socket);
+      else socket.destroy();
+      resolve(reply);
     };
     socket.on('data', (d: Buffer) => {
       reply += d.toString('latin1');
-      if (reply.includes('\r\n')) done();
+      if (reply.includes('\r\n\r\n')) done();
     });
     socket.on('close', done);
     socket.on('error', done);
@@ -496,9 +627,20 @@ function rawUpgrade(port: number, target: string, headers: Record<string, string
   });
 }
 
-async function until(check: () => boolean): Promise<void> {
+/** Sends one raw upgrade request and resolves with the status the server answered (0: closed, no answer). */
+async function rawUpgrade(
+  port: number,
+  target: string,
+  headers: Record<string, string> = {},
+  keep = false,
+): Promise<number> {
+  const reply = await rawUpgradeReply(port, target, headers, keep);
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0);
+}
+
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 5_000;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
