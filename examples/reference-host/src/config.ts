@@ -84,6 +84,15 @@ const EnvSchema = z.object({
       .max(8760, 'SESSION_TTL_HOURS must be between 1 and 8760')
       .default(168),
   ),
+  WS_CONNECTIONS_PER_USER: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'WS_CONNECTIONS_PER_USER must be a number' })
+      .int('WS_CONNECTIONS_PER_USER must be a whole number')
+      .min(1, 'WS_CONNECTIONS_PER_USER must be between 1 and 10000')
+      .max(10_000, 'WS_CONNECTIONS_PER_USER must be between 1 and 10000')
+      .default(32),
+  ),
   TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
   AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
   AGENT_WAIT_MS: z.preprocess(
@@ -111,6 +120,8 @@ export interface HostConfig {
   publicOrigin: string | undefined;
   cookieSecure: boolean;
   sessionTtlMs: number;
+  /** Open WebSockets one user may hold (all tabs and devices). */
+  wsConnectionsPerUser: number;
   toolsTokenSecret: string | undefined;
   agentSharedSecret: string | undefined;
   /** How long a message waits for an agent service that is starting or restarting (AGENT_WAIT_MS). */
@@ -163,6 +174,7 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     publicOrigin,
     cookieSecure,
     sessionTtlMs: e.SESSION_TTL_HOURS * 3_600_000,
+    wsConnectionsPerUser: e.WS_CONNECTIONS_PER_USER,
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
     agentWaitMs: e.AGENT_WAIT_MS,

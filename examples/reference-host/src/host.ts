@@ -168,22 +168,20 @@ export async function startHost(options: HostOptions): Promise<Host> {
     logger,
   });
   server.on('request', app);
+  // The relay is the server's only 'upgrade' listener: it answers every upgrade (404 off /ws, 400 for a target
+  // that is not a plain path), so no socket is left unanswered whatever order listeners would run in.
   const ws = attachWebSocketServer(server, relay, {
     path: '/ws',
+    otherUpgrades: 'refuse',
     // Tell a signed-out browser so with close code 4401 (it cannot read an HTTP 401 on an upgrade).
     unauthorized: 'close',
+    // A user past their share gets `error too_many_connections` and close 1013; others are unaffected.
+    limits: { maxConnectionsPerUser: config.wsConnectionsPerUser },
     allowedOrigins: origins,
     authenticate: async (req) => {
       const user = await sessions.userOfUpgrade(req);
       return user ? { id: user.id } : null;
     },
-  });
-
-  // The relay only answers upgrades on /ws; anything else would hang, so refuse it plainly.
-  server.on('upgrade', (req, socket) => {
-    if (new URL(req.url ?? '/', 'http://x').pathname !== '/ws') {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    }
   });
 
   const recovered = await relay.recover();

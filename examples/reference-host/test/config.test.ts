@@ -17,6 +17,7 @@ describe('readConfig', () => {
     expect(c.mongodbUri).toBeUndefined();
     expect(c.openaiApiKey).toBeUndefined();
     expect(c.cookieSecure).toBe(false);
+    expect(c.wsConnectionsPerUser).toBe(32);
   });
 
   it('treats empty values (as a copied .env.example has) as unset', () => {
@@ -54,6 +55,7 @@ describe('readConfig', () => {
         PUBLIC_ORIGIN: 'https://a.example/path',
         COOKIE_SECURE: 'maybe',
         SESSION_TTL_HOURS: '0',
+        WS_CONNECTIONS_PER_USER: '0',
         TOOLS_TOKEN_SECRET: 'short',
       });
     } catch (e) {
@@ -72,6 +74,7 @@ describe('readConfig', () => {
         'PUBLIC_ORIGIN',
         'COOKIE_SECURE',
         'SESSION_TTL_HOURS',
+        'WS_CONNECTIONS_PER_USER',
         'TOOLS_TOKEN_SECRET',
       ]),
     );

@@ -213,6 +213,38 @@ describe('host: WebSocket boundary', () => {
     theirs.close();
   });
 
+  it('lets one user hold 32 sockets, refuses the 33rd with too_many_connections (others still connect)', async () => {
+    const greedy = await userWithThread('wsgreedy');
+    const other = await userWithThread('wsother');
+    // The attacker opens sockets as fast as it can (in the report, one user took all 10,000).
+    const mine = await Promise.all(Array.from({ length: 32 }, () => WsClient.open(greedy.c.cookie)));
+    const refusal = await Promise.race([
+      WsClient.refusal(greedy.c.cookie),
+      new Promise((r) => setTimeout(() => r('the 33rd socket stayed open'), 5_000)),
+    ]);
+    expect(refusal).toBe('close 1013 too_many_connections');
+    const theirs = await WsClient.open(other.c.cookie);
+    theirs.send({ type: 'subscribe', threadId: other.threadId, afterSeq: 0 });
+    theirs.send({ type: 'send', threadId: other.threadId, text: 'still served', clientMessageId: 'g1' });
+    const ack = await theirs.next((m) => m.type === 'ack');
+    await theirs.next(finished(ack.type === 'ack' ? ack.runId : ''));
+    // Closing one of the attacker's sockets frees its slot (once the server has seen the close).
+    const gone = new Promise((r) => mine[0]!.ws.once('close', r));
+    mine[0]!.ws.close();
+    await gone;
+    let again: WsClient | undefined;
+    for (let i = 0; i < 50 && !again; i++) {
+      const ws = await WsClient.open(greedy.c.cookie);
+      // A refused socket opens too (to be told why); an accepted one answers a request.
+      ws.send({ type: 'cancel', runId: 'probe' });
+      const first = await ws.next((m) => m.type === 'error');
+      if (first.type === 'error' && first.code === 'not_found') again = ws;
+      else expect(first.type === 'error' && first.code).toBe('too_many_connections');
+    }
+    expect(again?.ws.readyState).toBe(WebSocket.OPEN);
+    for (const ws of [...mine.slice(1), again!, theirs]) ws.close();
+  });
+
   it('answers upgrades on paths other than /ws with 404 instead of leaving them hanging', async () => {
     const { c } = await userWithThread('wspath');
     const ws = new WebSocket(`${base.replace('http', 'ws')}/elsewhere`, {

@@ -57,6 +57,7 @@ export const BROWSER_ERROR_CODES = [
   'rate_limited',
   'message_too_large',
   'too_many_subscribers',
+  'too_many_connections',
   'store_error',
   'agent_unavailable',
   'internal_error',

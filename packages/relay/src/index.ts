@@ -11,8 +11,10 @@ export { AgentTransportError, inProcessAgentTransport } from './agent-transport.
 export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent-transport.js';
 export { httpAgentTransport } from './http-agent-transport.js';
 export type { HttpAgentTransportOptions } from './http-agent-transport.js';
-export { attachWebSocketServer, DEFAULT_WEBSOCKET_LIMITS, WS_CLOSE_CODES } from './ws-server.js';
+export { attachWebSocketServer, DEFAULT_WEBSOCKET_LIMITS, upgradePath, WS_CLOSE_CODES } from './ws-server.js';
 export type { WebSocketLimits, WebSocketTransportOptions } from './ws-server.js';
+export { MemoryConnectionCounter } from './connection-counter.js';
+export type { ConnectionCounter } from './connection-counter.js';
 export { RelayError, StoreError, RELAY_ERROR_CODES } from './errors.js';
 export type { RelayErrorCode } from './errors.js';
 export type {

@@ -4,6 +4,7 @@ import { ClientMessageSchema, IdSchema, LIMITS, safeParse, safeParseJson } from 
 import type { BrowserErrorCode, ClientMessage } from '@threadline/contracts';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
+import { MemoryConnectionCounter, type ConnectionCounter } from './connection-counter.js';
 import { RelayError } from './errors.js';
 import type { Relay } from './relay.js';
 import type { StoredEvent } from './store.js';
@@ -31,6 +32,19 @@ export interface WebSocketLimits {
   heartbeatIntervalMs: number;
   /** Most open connections; further upgrades get 503. */
   maxConnections: number;
+  /**
+   * Open connections of one user (all their tabs and devices); the next is refused with
+   * `too_many_connections` (HTTP 429, or an `error` frame and close 1013 with `unauthorized: 'close'`).
+   */
+  maxConnectionsPerUser: number;
+  /**
+   * With `unauthorized: 'close'`: signed-out sockets of one client address still being closed with 4401. The
+   * next signed-out upgrade from that address gets HTTP 429 instead of an upgrade. Signed-in users are never
+   * counted here.
+   */
+  maxUnauthenticatedPerAddress: number;
+  /** `Retry-After` of a 429 refusal, in seconds. */
+  retryAfterSeconds: number;
   /** Longest `authenticate(req)` may take before the upgrade gets 503. */
   authenticateTimeoutMs: number;
 }
@@ -48,6 +62,10 @@ export const DEFAULT_WEBSOCKET_LIMITS: Readonly<WebSocketLimits> = Object.freeze
   highWaterBytes: 1024 * 1024,
   heartbeatIntervalMs: 30_000,
   maxConnections: 10_000,
+  // A person has a few tabs and devices: tens of sockets, not hundreds.
+  maxConnectionsPerUser: 32,
+  maxUnauthenticatedPerAddress: 32,
+  retryAfterSeconds: 10,
   authenticateTimeoutMs: 10_000,
 });
 
@@ -57,8 +75,19 @@ export interface WebSocketTransportOptions {
   authenticate(req: IncomingMessage): Promise<{ id: string } | null>;
   /** Origins allowed to connect (exact `scheme://host:port`), or a predicate. A missing Origin is refused. */
   allowedOrigins: string[] | ((origin: string) => boolean);
-  /** Only upgrades on this path are handled (default: every path). */
+  /**
+   * Only upgrades on this path are handled (default: every path). The request target is read by
+   * {@link upgradePath}: compared as sent, with the query ignored; a target that is not a plain path (absolute
+   * form, fragment, dot segments, `//`) matches no path.
+   */
   path?: string;
+  /**
+   * What to do with an upgrade that is not on `path` (or whose target {@link upgradePath} rejects).
+   * `'refuse'` answers 404 (400 for a bad target) and closes the socket; `'leave'` leaves it to the server's
+   * other 'upgrade' listeners, which must then answer or destroy it. Default: `'refuse'` when this transport
+   * is the server's only 'upgrade' listener at the time of the request, else `'leave'`.
+   */
+  otherUpgrades?: 'refuse' | 'leave';
   /**
    * How an unauthenticated upgrade is refused. `'http'` (default) answers 401 before upgrading; a browser
    * cannot read that status and sees a network error. `'close'` completes the upgrade, sends an `error`
@@ -67,6 +96,17 @@ export interface WebSocketTransportOptions {
    */
   unauthorized?: 'http' | 'close';
   limits?: Partial<WebSocketLimits>;
+  /**
+   * Counts open sockets per user and per address for `maxConnectionsPerUser` and
+   * `maxUnauthenticatedPerAddress` (default: in this process). Back it with a shared store to make the bounds
+   * hold across instances.
+   */
+  counter?: ConnectionCounter;
+  /**
+   * The client address `maxUnauthenticatedPerAddress` counts by (default: the socket's remote address).
+   * Behind a reverse proxy, return the client address you trust the proxy to have forwarded.
+   */
+  addressOf?: (req: IncomingMessage) => string;
   logger?: Pick<Console, 'error' | 'warn'>;
 }
 
@@ -75,6 +115,7 @@ export const WS_CLOSE_CODES = {
   goingAway: 1001,
   policyViolation: 1008,
   messageTooBig: 1009,
+  /** Also the close code of a `too_many_connections` refusal: a slot frees up when another socket closes. */
   tryAgainLater: 1013,
   /** The peer is not (or no longer) signed in: do not reconnect without new credentials. */
   unauthorized: 4401,
@@ -86,12 +127,25 @@ const UNAUTHORIZED_FRAME = JSON.stringify({
   message: 'Not signed in: sign in and connect again.',
 });
 
+/** How long a refused, upgraded peer may take to answer the close before its socket is destroyed. */
+const REFUSED_CLOSE_GRACE_MS = 2_000;
+
+/** Tells an upgraded peer why it is refused (an `error` frame), closes with `closeCode`, and bounds the wait. */
+function closeRefused(ws: WebSocket, frame: string, closeCode: number, reason: string): void {
+  // An invalid frame from the peer during the close handshake is emitted as 'error': never unhandled.
+  ws.on('error', ignore);
+  if (ws.readyState !== ws.OPEN) return;
+  ws.send(frame);
+  ws.close(closeCode, reason);
+  setTimeout(() => ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
+}
+
 /** Tells an upgraded peer it is not authenticated, then closes with 4401. */
 function closeUnauthorized(ws: WebSocket): void {
-  if (ws.readyState !== ws.OPEN) return;
-  ws.send(UNAUTHORIZED_FRAME);
-  ws.close(WS_CLOSE_CODES.unauthorized, 'unauthorized');
+  closeRefused(ws, UNAUTHORIZED_FRAME, WS_CLOSE_CODES.unauthorized, 'unauthorized');
 }
+
+const userKey = (id: string) => `user:${id}`;
 
 const EVENT_PREFIX = '{"type":"event","event":';
 
@@ -127,8 +181,26 @@ export function attachWebSocketServer(
   const connections = new Set<Connection>();
   let upgrading = 0;
   let closed = false;
+  const counter = options.counter ?? new MemoryConnectionCounter();
+  const addressOf = options.addressOf ?? ((req: IncomingMessage) => req.socket.remoteAddress ?? '');
+  /** Gives a slot back; a shared counter's failure is logged, never thrown into a socket's close. */
+  const release = (key: string): void => {
+    try {
+      const done = counter.release(key);
+      if (done)
+        done.catch((error: unknown) => logger.error('[threadline/relay] counter.release failed:', error));
+    } catch (error) {
+      logger.error('[threadline/relay] counter.release failed:', error);
+    }
+  };
+  const tooManyFrame = JSON.stringify({
+    type: 'error',
+    code: 'too_many_connections',
+    message: `at most ${limits.maxConnectionsPerUser} open connections per user: close one, or try again later`,
+  });
+  const retryAfter = { 'Retry-After': String(limits.retryAfterSeconds) };
 
-  const context: ConnectionContext = { relay, limits, logger, connections };
+  const context: ConnectionContext = { relay, limits, logger, connections, release };
 
   async function identify(req: IncomingMessage): Promise<{ id: string } | null | 'timeout'> {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -150,20 +222,27 @@ export function attachWebSocketServer(
   if (target instanceof WebSocketServer) {
     const wss = target;
     const onConnection = (ws: WebSocket, req: IncomingMessage) => {
+      ws.on('error', ignore);
       if (closed || !originAllowed(req.headers.origin) || connections.size >= limits.maxConnections) {
         ws.close(WS_CLOSE_CODES.policyViolation, 'origin not allowed or too many connections');
         return;
       }
       ws.pause?.();
-      identify(req).then(
-        (user) => {
-          if (user === null) closeUnauthorized(ws);
-          else if (user === 'timeout') ws.close(WS_CLOSE_CODES.tryAgainLater, 'authentication timed out');
-          else if (ws.readyState === ws.OPEN) new Connection(ws, user, context);
-          ws.resume?.();
-        },
+      const admit = async (): Promise<void> => {
+        const user = await identify(req);
+        if (user === null) return closeUnauthorized(ws);
+        if (user === 'timeout') return ws.close(WS_CLOSE_CODES.tryAgainLater, 'authentication timed out');
+        if (ws.readyState !== ws.OPEN) return;
+        if (!(await counter.acquire(userKey(user.id), limits.maxConnectionsPerUser))) {
+          return closeRefused(ws, tooManyFrame, WS_CLOSE_CODES.tryAgainLater, 'too many connections');
+        }
+        if (ws.readyState !== ws.OPEN) return release(userKey(user.id));
+        new Connection(ws, user, context);
+      };
+      admit().then(
+        () => ws.resume?.(),
         (error: unknown) => {
-          logger.error('[threadline/relay] authenticate() failed:', error);
+          logger.error('[threadline/relay] authenticate() or the connection counter failed:', error);
           ws.close(WS_CLOSE_CODES.policyViolation, 'unauthorized');
         },
       );
@@ -180,32 +259,90 @@ export function attachWebSocketServer(
     });
     ownServer = wss;
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (options.path !== undefined && pathOf(req.url) !== options.path) return; // another handler's path
-      // A module-level no-op: a closure here would keep this upgrade's req and head alive with the socket.
+      // Every socket seen here gets an error listener first: a reset on a socket that no listener has
+      // claimed would otherwise be an unhandled 'error' and end the process. A module-level no-op: a closure
+      // would keep this upgrade's req and head alive with the socket.
       socket.on('error', ignore);
+      try {
+        const path = upgradePath(req);
+        if (options.path !== undefined && path !== options.path) {
+          const refuseOthers =
+            options.otherUpgrades === undefined
+              ? server.listenerCount('upgrade') === 1
+              : options.otherUpgrades === 'refuse';
+          if (refuseOthers)
+            refuse(socket, path === null ? 400 : 404, path === null ? 'bad request target' : 'not found');
+          return;
+        }
+        if (path === null) return refuse(socket, 400, 'bad request target');
+        accept(req, socket, head);
+      } catch (error) {
+        logger.error('[threadline/relay] upgrade failed:', error);
+        refuse(socket, 500, 'upgrade failed');
+      }
+    };
+    const accept = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (closed) return refuse(socket, 503, 'shutting down');
       if (connections.size + upgrading >= limits.maxConnections)
         return refuse(socket, 503, 'too many connections');
       if (!originAllowed(req.headers.origin)) return refuse(socket, 403, 'origin not allowed');
       upgrading++;
-      identify(req).then(
-        (user) => {
+      admit(req, socket, head).then(
+        () => {
           upgrading--;
-          if (user === 'timeout') return refuse(socket, 503, 'authentication timed out');
-          if (closed) return refuse(socket, 503, 'shutting down');
-          if (user === null && options.unauthorized !== 'close') return refuse(socket, 401, 'unauthorized');
-          if (socket.destroyed) return;
-          if (user === null) return wss.handleUpgrade(req, socket, head, closeUnauthorized);
-          wss.handleUpgrade(req, socket, head, (ws) => {
-            new Connection(ws, user, context);
-          });
         },
         (error: unknown) => {
           upgrading--;
-          logger.error('[threadline/relay] authenticate() failed:', error);
-          refuse(socket, 500, 'authentication failed');
+          logger.error('[threadline/relay] upgrade failed:', error);
+          refuse(socket, 500, 'upgrade failed');
         },
       );
+    };
+    /** Authenticates, applies the per-user and per-address bounds, and upgrades (or refuses). */
+    const admit = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+      let user: Awaited<ReturnType<typeof identify>>;
+      try {
+        user = await identify(req);
+      } catch (error) {
+        logger.error('[threadline/relay] authenticate() failed:', error);
+        return refuse(socket, 500, 'authentication failed');
+      }
+      if (user === 'timeout') return refuse(socket, 503, 'authentication timed out');
+      if (closed) return refuse(socket, 503, 'shutting down');
+      if (user === null) {
+        if (options.unauthorized !== 'close') return refuse(socket, 401, 'unauthorized');
+        // A signed-out peer is upgraded to be told why: that socket counts against its address until it is
+        // gone (at most the close grace after the upgrade), so one address cannot hold many.
+        const addressKey = `address:${addressOf(req)}`;
+        if (!(await counter.acquire(addressKey, limits.maxUnauthenticatedPerAddress))) {
+          return refuse(socket, 429, 'too many signed-out connections from this address', retryAfter);
+        }
+        if (socket.destroyed) return release(addressKey);
+        socket.once('close', () => release(addressKey));
+        return wss.handleUpgrade(req, socket, head, closeUnauthorized);
+      }
+      if (socket.destroyed) return;
+      const key = userKey(user.id);
+      if (!(await counter.acquire(key, limits.maxConnectionsPerUser))) {
+        if (options.unauthorized !== 'close') {
+          return refuse(socket, 429, 'too many connections for this user', retryAfter);
+        }
+        if (socket.destroyed) return;
+        return wss.handleUpgrade(req, socket, head, (ws) =>
+          closeRefused(ws, tooManyFrame, WS_CLOSE_CODES.tryAgainLater, 'too many connections'),
+        );
+      }
+      if (socket.destroyed || closed) {
+        release(key);
+        return refuse(socket, 503, 'shutting down');
+      }
+      // The slot goes back when the socket closes: here if the handshake fails, else with the Connection.
+      const onAbort = () => release(key);
+      socket.once('close', onAbort);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        socket.off('close', onAbort);
+        new Connection(ws, user, context);
+      });
     };
     server.on('upgrade', onUpgrade);
     detach = () => server.off('upgrade', onUpgrade);
@@ -238,6 +375,8 @@ interface ConnectionContext {
   limits: WebSocketLimits;
   logger: Pick<Console, 'error' | 'warn'>;
   connections: Set<Connection>;
+  /** Gives back a slot of the connection counter (the user's, when the connection closes). */
+  release(key: string): void;
 }
 
 type Corkable = { cork(): void; uncork(): void };
@@ -323,6 +462,7 @@ class Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.#ctx.connections.delete(this);
+    this.#ctx.release(userKey(this.#user.id));
     const list = this.#subscriptions;
     this.#subscriptions = undefined;
     if (list) for (const s of list) s.close();
@@ -555,23 +695,54 @@ function browserCode(code: RelayError['code']): BrowserErrorCode {
   }
 }
 
-function pathOf(url: string | undefined): string {
-  const q = (url ?? '/').indexOf('?');
-  return q === -1 ? (url ?? '/') : (url ?? '/').slice(0, q);
+/**
+ * The path of an upgrade request's target, read one way for every 'upgrade' listener of a server: the
+ * origin-form path as sent (`/ws` of `/ws?x=1`), not decoded and not normalised. `null` for a target that is
+ * not a plain path: absolute form (`http://host/ws`), `*`, authority form, a fragment (`#`, never valid in a
+ * request), a `.` or `..` segment (also percent-encoded), an empty segment (`//ws`) or a backslash. Parsers
+ * that normalise such targets differently disagree about them, so they match no path and get a 400.
+ *
+ * @example
+ * server.on('upgrade', (req, socket) => {
+ *   if (upgradePath(req) === '/other') return handleOther(req, socket);
+ * });
+ */
+export function upgradePath(req: Pick<IncomingMessage, 'url'>): string | null {
+  const url = req.url;
+  if (typeof url !== 'string' || url.charCodeAt(0) !== 0x2f /* / */) return null;
+  if (url.includes('#') || url.includes('\\')) return null;
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const segments = path.split('/');
+  // segments[0] is the empty string before the leading '/'; only the last segment may be empty ('/', '/a/').
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (segment === '' && i < segments.length - 1) return null;
+    if (DOT_SEGMENT.test(segment)) return null;
+  }
+  return path;
 }
 
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
 const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
-function refuse(socket: Duplex, status: number, reason: string): void {
+function refuse(socket: Duplex, status: number, reason: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   const body = `${reason}\n`;
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
   );
   setTimeout(() => socket.destroy(), 1_000).unref();
 }

@@ -1,16 +1,17 @@
 import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { BROWSER_ERROR_CODES, ServerMessageSchema } from '@threadline/contracts';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { attachWebSocketServer } from '../src/index.js';
+import { attachWebSocketServer, MemoryConnectionCounter, upgradePath } from '../src/index.js';
 import { makeWsHarness, ORIGIN, readAll, TestClient } from './helpers.js';
 
 type WsHarness = Awaited<ReturnType<typeof makeWsHarness>>;
 let h: WsHarness | undefined;
 const clients: TestClient[] = [];
 afterEach(async () => {
+  for (const socket of held.splice(0)) socket.destroy();
   await Promise.all(clients.splice(0).map((c) => c.close()));
   await h?.cleanup();
   h = undefined;
@@ -368,9 +369,278 @@ describe('WebSocket transport', () => {
   });
 });
 
-async function until(check: () => boolean): Promise<void> {
+describe('WebSocket transport: request targets', () => {
+  it('upgradePath reads a target one way: the plain path as sent, null for anything ambiguous', () => {
+    const table: [string | undefined, string | null][] = [
+      ['/ws', '/ws'],
+      ['/ws?', '/ws'],
+      ['/ws?a=1&b=/../x', '/ws'],
+      ['/', '/'],
+      ['/a/b/', '/a/b/'],
+      ['/%77s', '/%77s'],
+      ['/WS', '/WS'],
+      ['/ws#a', null],
+      ['/ws?#', null],
+      ['http://host/ws', null],
+      ['HTTP://host/ws', null],
+      ['*', null],
+      ['host:80', null],
+      ['', null],
+      [undefined, null],
+      ['ws', null],
+      ['//ws', null],
+      ['/a//ws', null],
+      ['/x/../ws', null],
+      ['/./ws', null],
+      ['/ws/.', null],
+      ['/ws/..', null],
+      ['/x/%2e%2E/ws', null],
+      ['/x/.%2e/ws', null],
+      ['/ws\\..', null],
+    ];
+    for (const [url, path] of table)
+      expect([url, upgradePath({ url } as { url: string })]).toEqual([url, path]);
+  });
+
+  it('answers every upgrade off its path (404, 400 for an ambiguous target) when it is the only listener', async () => {
+    h = await makeWsHarness('memory');
+    const port = Number(new URL(h.url).port);
+    for (const [target, status] of [
+      ['/elsewhere', 404],
+      ['/ws/', 404],
+      ['/ws#a', 400],
+      ['http://127.0.0.1/ws', 400],
+      ['/x/../ws', 400],
+      ['//ws', 400],
+      ['*', 400],
+    ] as const) {
+      expect([target, await rawUpgrade(port, target)]).toEqual([target, status]);
+    }
+    // A query does not change the path.
+    expect(await rawUpgrade(port, '/ws?x=1', { 'x-user': 'user-a' })).toBe(101);
+  });
+
+  it("leaves other paths to the server's other 'upgrade' listeners (or refuses them when told to)", async () => {
+    h = await makeWsHarness('memory');
+    const port = Number(new URL(h.url).port);
+    h.server.on('upgrade', (req, socket: Socket) => {
+      if (upgradePath(req) === '/ws') return;
+      socket.end('HTTP/1.1 418 Teapot\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
+    expect(await rawUpgrade(port, '/other')).toBe(418);
+    expect(await rawUpgrade(port, '/ws#a')).toBe(418);
+    expect(await rawUpgrade(port, '/ws', { 'x-user': 'user-a' })).toBe(101);
+    await h.cleanup();
+
+    h = await makeWsHarness('memory', {}, { otherUpgrades: 'refuse' });
+    h.server.on('upgrade', () => {});
+    expect(await rawUpgrade(Number(new URL(h.url).port), '/other')).toBe(404);
+  });
+
+  it('survives a peer that resets mid-upgrade or sends an invalid frame while being closed with 4401', async () => {
+    h = await makeWsHarness('memory', {}, { unauthorized: 'close' });
+    const port = Number(new URL(h.url).port);
+    const invalidFrame = Buffer.from([0xf1, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f]); // reserved bits set
+    for (const target of ['/ws', '/ws#a', '/elsewhere']) {
+      const socket = tcpConnect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write(upgradeBytes(target, {}));
+      if (target === '/ws') {
+        // Waits for the 101 (and the error frame), then sends a frame the server's parser rejects.
+        await new Promise((r) => socket.once('data', r));
+        socket.write(invalidFrame);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      socket.resetAndDestroy();
+    }
+    // Still serving (an unhandled 'error' would have failed this test file).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await rawUpgrade(port, '/ws', { 'x-user': 'user-a' })).toBe(101);
+  });
+});
+
+describe('WebSocket transport: fair shares', () => {
+  it('refuses a user past maxConnectionsPerUser with 429 and Retry-After; others connect; a close frees a slot', async () => {
+    h = await makeWsHarness('memory', {}, { limits: { maxConnectionsPerUser: 3, retryAfterSeconds: 7 } });
+    const port = Number(new URL(h.url).port);
+    const mine = await Promise.all([1, 2, 3].map(() => connect('user-a')));
+    const refused = await rawUpgradeReply(port, '/ws', { 'x-user': 'user-a' });
+    expect(refused).toMatch(/^HTTP\/1\.1 429 /);
+    expect(refused).toMatch(/\r\nRetry-After: 7\r\n/);
+    expect(refused).toContain('too many connections for this user');
+    await expect(connect('user-a')).rejects.toThrow('HTTP 429');
+    // Another user is not affected.
+    const theirs = await connect('user-b');
+    expect(theirs.ws.readyState).toBe(WebSocket.OPEN);
+    // Closing one of user-a's sockets gives its slot back (once the server has seen the close).
+    await mine[0]!.close();
+    await until(() => rawUpgrade(port, '/ws', { 'x-user': 'user-a' }).then((s) => s === 101));
+  });
+
+  it("with unauthorized: 'close', the refused socket gets error too_many_connections and close 1013", async () => {
+    h = await makeWsHarness('memory', {}, { unauthorized: 'close', limits: { maxConnectionsPerUser: 2 } });
+    await connect('user-a');
+    await connect('user-a');
+    const third = await connect('user-a');
+    expect(await third.closed).toEqual({ code: 1013, reason: 'too many connections' });
+    expect(third.messages).toEqual([
+      {
+        type: 'error',
+        code: 'too_many_connections',
+        message: 'at most 2 open connections per user: close one, or try again later',
+      },
+    ]);
+    expect(ServerMessageSchema.safeParse(third.messages[0]).success).toBe(true);
+    expect(BROWSER_ERROR_CODES).toContain('too_many_connections');
+    expect((await connect('user-b')).ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('holds the per-user bound when sockets open all at once, and frees every slot when they close', async () => {
+    const counter = new MemoryConnectionCounter();
+    h = await makeWsHarness('memory', {}, { counter, limits: { maxConnectionsPerUser: 32 } });
+    const port = Number(new URL(h.url).port);
+    // The attacker's burst: 100 upgrades of one user in parallel, as in the report (it took all 10,000).
+    const statuses = await Promise.all(
+      Array.from({ length: 100 }, () => rawUpgrade(port, '/ws', { 'x-user': 'greedy' }, true)),
+    );
+    expect(statuses.filter((s) => s === 101)).toHaveLength(32);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(68);
+    expect((await connect('someone-else')).ws.readyState).toBe(WebSocket.OPEN);
+    // The 32 accepted sockets were left open by rawUpgrade(…, true): close them all from the client side.
+    for (const socket of held.splice(0)) socket.destroy();
+    await until(() => counter.held('user:greedy') === 0);
+    expect(counter.size).toBe(1); // someone-else
+  });
+
+  it("bounds signed-out upgrades per address (429 with Retry-After), counting from the peer's side", async () => {
+    h = await makeWsHarness(
+      'memory',
+      {},
+      { unauthorized: 'close', limits: { maxUnauthenticatedPerAddress: 2, retryAfterSeconds: 3 } },
+    );
+    const port = Number(new URL(h.url).port);
+    // Two anonymous peers complete the upgrade and then never answer the server's close: each holds a slot.
+    expect(await rawUpgrade(port, '/ws', {}, true)).toBe(101);
+    expect(await rawUpgrade(port, '/ws', {}, true)).toBe(101);
+    const refused = await rawUpgradeReply(port, '/ws', {});
+    expect(refused).toMatch(/^HTTP\/1\.1 429 /);
+    expect(refused).toMatch(/\r\nRetry-After: 3\r\n/);
+    // A signed-in user from the same address is not blocked by them once authenticated...
+    expect(await rawUpgrade(port, '/ws', { 'x-user': 'user-a' })).toBe(101);
+    // ...and a peer that goes away gives its slot back.
+    held.shift()!.destroy();
+    await until(() => rawUpgrade(port, '/ws', {}).then((s) => s === 101));
+    for (const socket of held.splice(0)) socket.destroy();
+  });
+
+  it('applies the per-user bound on a WebSocketServer too (error too_many_connections, close 1013)', async () => {
+    h = await makeWsHarness('memory');
+    const server = createServer();
+    const wss = new WebSocketServer({ server });
+    const ws = attachWebSocketServer(wss, h.relay, {
+      authenticate: async (req) => (req.headers['x-user'] ? { id: String(req.headers['x-user']) } : null),
+      allowedOrigins: [ORIGIN],
+      limits: { maxConnectionsPerUser: 1 },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const first = await TestClient.connect(url, 'user-a');
+      const second = new TestClient(url, 'user-a');
+      expect((await second.closed).code).toBe(1013);
+      expect(second.messages).toMatchObject([{ type: 'error', code: 'too_many_connections' }]);
+      await first.close();
+      // The slot comes back with the close: a new socket is served (it answers a request).
+      await until(async () => {
+        const again = new TestClient(url, 'user-a');
+        await again.opened;
+        again.send({ type: 'cancel', runId: 'probe' });
+        const m = await again.waitFor((x) => x.type === 'error');
+        await again.close();
+        return m.code === 'not_found';
+      });
+    } finally {
+      await ws.close();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('lets the server close a signed-out peer that never answers the close handshake', async () => {
+    h = await makeWsHarness('memory', {}, { unauthorized: 'close' });
+    const port = Number(new URL(h.url).port);
+    expect(await rawUpgrade(port, '/ws', {}, true)).toBe(101);
+    const socket = held.shift()!;
+    // Bounded by the close grace (2 s), not ws's 30 s close timeout.
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  });
+});
+
+/** Sockets `rawUpgrade(…, keep = true)` left open. */
+const held: Socket[] = [];
+
+function upgradeBytes(target: string, headers: Record<string, string>): string {
+  const lines = [
+    `GET ${target} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    'Connection: Upgrade',
+    'Upgrade: websocket',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    'Sec-WebSocket-Version: 13',
+    `Origin: ${ORIGIN}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  return lines.join('\r\n') + '\r\n\r\n';
+}
+
+/**
+ * Sends one raw upgrade request and resolves with the head of the server's answer ('' if it closed without
+ * one). With `keep`, the socket stays open (in `held`) after the head arrived.
+ */
+function rawUpgradeReply(
+  port: number,
+  target: string,
+  headers: Record<string, string> = {},
+  keep = false,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer to an upgrade of ${target}`));
+    }, 5_000);
+    const done = () => {
+      clearTimeout(timer);
+      if (keep && !socket.destroyed) held.push(socket);
+      else socket.destroy();
+      resolve(reply);
+    };
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString('latin1');
+      if (reply.includes('\r\n\r\n')) done();
+    });
+    socket.on('close', done);
+    socket.on('error', done);
+    socket.write(upgradeBytes(target, headers));
+  });
+}
+
+/** Sends one raw upgrade request and resolves with the status the server answered (0: closed, no answer). */
+async function rawUpgrade(
+  port: number,
+  target: string,
+  headers: Record<string, string> = {},
+  keep = false,
+): Promise<number> {
+  const reply = await rawUpgradeReply(port, target, headers, keep);
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0);
+}
+
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 5_000;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
