@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import express from 'express';
 import { z } from 'zod';
 import { HostError } from './errors.js';
 
@@ -86,7 +87,42 @@ const EnvSchema = z.object({
   ),
   TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
   AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
+  TRUST_PROXY: z.preprocess(unset, z.string().optional()),
 });
+
+const TRUST_PROXY_HELP =
+  'TRUST_PROXY must be the number of proxies in front of the host (e.g. 1) or a comma-separated list of ' +
+  'their addresses or subnets (e.g. 127.0.0.1, 10.0.0.0/8, loopback)';
+
+/**
+ * Reads TRUST_PROXY into a value for Express's `trust proxy` setting: off (`false`), a hop count, or a list of
+ * proxy addresses/subnets (checked by Express itself). `true` (trust every hop) is refused: the client address
+ * would then be whatever the client wrote first in X-Forwarded-For.
+ */
+function parseTrustProxy(raw: string | undefined): { value: false | number | string[] } | { error: string } {
+  const v = raw?.trim().toLowerCase();
+  if (v === undefined || v === '' || v === 'false' || v === '0') return { value: false };
+  if (v === 'true') {
+    return {
+      error: `${TRUST_PROXY_HELP}; "true" would let any client choose its own address through X-Forwarded-For`,
+    };
+  }
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    return hops <= 10 ? { value: hops } : { error: `${TRUST_PROXY_HELP}; at most 10 hops` };
+  }
+  const list = raw!
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  try {
+    // Express compiles (and so validates) the list when it is set.
+    express().set('trust proxy', list);
+  } catch {
+    return { error: TRUST_PROXY_HELP };
+  }
+  return { value: list };
+}
 
 /** The host's validated settings. Secrets not given here are generated into `dataDir` by {@link loadSecrets}. */
 export interface HostConfig {
@@ -104,6 +140,11 @@ export interface HostConfig {
   sessionTtlMs: number;
   toolsTokenSecret: string | undefined;
   agentSharedSecret: string | undefined;
+  /**
+   * Express's `trust proxy` (TRUST_PROXY): which proxies' X-Forwarded-For to believe when taking the client
+   * address that per-address limits count by. `false` (default): the socket's address.
+   */
+  trustProxy: false | number | string[];
 }
 
 /**
@@ -125,6 +166,12 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     const msg = 'AGENT_PORT must differ from PORT (the agent service is a separate process)';
     throw new HostError('invalid_config', `Invalid settings:\n  - AGENT_PORT: ${msg}`, {
       issues: [{ path: 'AGENT_PORT', message: msg }],
+    });
+  }
+  const trustProxy = parseTrustProxy(e.TRUST_PROXY);
+  if ('error' in trustProxy) {
+    throw new HostError('invalid_config', `Invalid settings:\n  - TRUST_PROXY: ${trustProxy.error}`, {
+      issues: [{ path: 'TRUST_PROXY', message: trustProxy.error }],
     });
   }
   const cwd = options.cwd ?? process.cwd();
@@ -154,5 +201,6 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     sessionTtlMs: e.SESSION_TTL_HOURS * 3_600_000,
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
+    trustProxy: trustProxy.value,
   };
 }

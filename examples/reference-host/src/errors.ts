@@ -31,11 +31,18 @@ export interface HostIssue {
 export class HostError extends Error {
   readonly code: HostErrorCode;
   readonly issues: HostIssue[] | undefined;
-  constructor(code: HostErrorCode, message: string, options?: { cause?: unknown; issues?: HostIssue[] }) {
+  /** When to try again, sent as `Retry-After` (rate limits and quotas). */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: HostErrorCode,
+    message: string,
+    options?: { cause?: unknown; issues?: HostIssue[]; retryAfterSeconds?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.issues = options?.issues;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   /** The HTTP status this error travels with. */

@@ -134,6 +134,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     webComponentFile: webComponentBundle(),
     publicDir: join(EXAMPLE_ROOT, 'public'),
     hsts: config.cookieSecure,
+    trustProxy: config.trustProxy,
     health: () => ({ store: storeName, ...options.health?.() }),
     ...(options.limits ? { limits: options.limits } : {}),
     logger,
