@@ -106,6 +106,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const toolRouter = createToolRouter({
     tokens,
     store,
+    // A token dies with its run: once the run has ended (or if it never existed) its calls are refused.
+    isRunActive: async ({ runId, threadId, userId }) => {
+      const run = await store.getRun(runId);
+      return run?.status === 'running' && run.threadId === threadId && run.userId === userId;
+    },
     // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
     events: {
       // `relay` is created just below; tools are only called during runs, long after.
