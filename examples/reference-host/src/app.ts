@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
 import type { EventStore } from '@threadline/relay';
 import { HostError, type HostIssue } from './errors.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { hashPassword, isCommonPassword, verifyPassword } from './passwords.js';
 import { RateLimiter } from './rate-limit.js';
 import { originCheck, securityHeaders } from './security.js';
 import type { Sessions } from './sessions.js';
@@ -215,6 +215,13 @@ export function createApp(options: AppOptions): express.Express {
       const address = clientAddress(req);
       if (!signupLimiter.hit(address)) throw rateLimited(signupLimiter.retryAfterSeconds(address));
       const { username, password } = parse(CredentialsSchema, req.body ?? {}, 'sign-up');
+      if (isCommonPassword(password)) {
+        throw new HostError(
+          'password_too_common',
+          'Choose another password: this one is among the most commonly used passwords, which attackers try first.',
+          { issues: [{ path: 'password', message: 'is a commonly used password' }] },
+        );
+      }
       const user = await users.createUser({
         id: newId('usr'),
         username,

@@ -3,6 +3,7 @@ export const HOST_ERROR_STATUS = {
   invalid_config: 500,
   invalid_input: 400,
   invalid_json: 400,
+  password_too_common: 400,
   unsupported_media_type: 415,
   payload_too_large: 413,
   unauthorized: 401,
