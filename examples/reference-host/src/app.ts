@@ -41,6 +41,8 @@ export interface AppLimits {
   authWindowMs: number;
   /** Most events one GET /api/threads/:id/events returns. Default 1000. */
   maxEventsPerPage: number;
+  /** Most threads one user may own (at most 1000, what the store lists in one query). Default 1000. */
+  maxThreadsPerUser: number;
 }
 
 export const DEFAULT_APP_LIMITS: AppLimits = {
@@ -50,6 +52,7 @@ export const DEFAULT_APP_LIMITS: AppLimits = {
   signups: 20,
   authWindowMs: 5 * 60_000,
   maxEventsPerPage: 1000,
+  maxThreadsPerUser: 1000,
 };
 
 /** What the Express app is built from. */
@@ -288,17 +291,36 @@ export function createApp(options: AppOptions): express.Express {
     }),
   );
 
+  // Thread creations in flight per user: each counts against the quota until it is stored, so concurrent
+  // requests cannot all pass the check before any of them is stored. Entries live only while requests do.
+  const creating = new Map<string, number>();
   api.post(
     '/threads',
     route(async (req, res) => {
       const user = await requireUser(req);
       const { title } = parse(CreateThreadSchema, req.body ?? {}, 'thread');
-      const thread = await store.createThread({
-        threadId: newId('thr'),
-        ownerId: user.id,
-        title: title ?? 'New thread',
-      });
-      res.status(201).json(threadView(thread));
+      const max = limits.maxThreadsPerUser;
+      const othersInFlight = creating.get(user.id) ?? 0;
+      creating.set(user.id, othersInFlight + 1);
+      try {
+        const owned = (await store.listThreads(user.id, { limit: max })).length;
+        if (owned + othersInFlight >= max) {
+          throw new HostError(
+            'too_many_threads',
+            `You have ${max} threads, the most one account may have. Continue in one of them.`,
+          );
+        }
+        const thread = await store.createThread({
+          threadId: newId('thr'),
+          ownerId: user.id,
+          title: title ?? 'New thread',
+        });
+        res.status(201).json(threadView(thread));
+      } finally {
+        const n = (creating.get(user.id) ?? 1) - 1;
+        if (n <= 0) creating.delete(user.id);
+        else creating.set(user.id, n);
+      }
     }),
   );
 

@@ -88,6 +88,24 @@ const EnvSchema = z.object({
   TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
   AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
   TRUST_PROXY: z.preprocess(unset, z.string().optional()),
+  USER_MAX_THREADS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'USER_MAX_THREADS must be a number' })
+      .int('USER_MAX_THREADS must be a whole number')
+      .min(1, 'USER_MAX_THREADS must be between 1 and 1000')
+      .max(1000, 'USER_MAX_THREADS must be between 1 and 1000')
+      .default(1000),
+  ),
+  MSG_BYTES_PER_HOUR: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'MSG_BYTES_PER_HOUR must be a number' })
+      .int('MSG_BYTES_PER_HOUR must be a whole number')
+      .min(1024, 'MSG_BYTES_PER_HOUR must be between 1024 and 1073741824')
+      .max(1024 ** 3, 'MSG_BYTES_PER_HOUR must be between 1024 and 1073741824')
+      .default(2 * 1024 * 1024),
+  ),
 });
 
 const TRUST_PROXY_HELP =
@@ -145,6 +163,10 @@ export interface HostConfig {
    * address that per-address limits count by. `false` (default): the socket's address.
    */
   trustProxy: false | number | string[];
+  /** Most threads one user may own (USER_MAX_THREADS). */
+  maxThreadsPerUser: number;
+  /** Bytes of message text (UTF-8) one user may send per hour (MSG_BYTES_PER_HOUR). */
+  messageBytesPerUserHour: number;
 }
 
 /**
@@ -202,5 +224,7 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
     trustProxy: trustProxy.value,
+    maxThreadsPerUser: e.USER_MAX_THREADS,
+    messageBytesPerUserHour: e.MSG_BYTES_PER_HOUR,
   };
 }

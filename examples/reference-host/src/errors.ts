@@ -10,6 +10,7 @@ export const HOST_ERROR_STATUS = {
   invalid_credentials: 401,
   forbidden: 403,
   cross_origin: 403,
+  too_many_threads: 403,
   not_found: 404,
   username_taken: 409,
   rate_limited: 429,

@@ -11,6 +11,7 @@ import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { createApp, type AppLimits } from './app.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
+import { MessageQuota, withMessageQuota } from './quotas.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
 import { Sessions } from './sessions.js';
@@ -141,11 +142,13 @@ export async function startHost(options: HostOptions): Promise<Host> {
     hsts: config.cookieSecure,
     trustProxy: config.trustProxy,
     health: () => ({ store: storeName, ...options.health?.() }),
-    ...(options.limits ? { limits: options.limits } : {}),
+    limits: { maxThreadsPerUser: config.maxThreadsPerUser, ...options.limits },
     logger,
   });
   server.on('request', app);
-  const ws = attachWebSocketServer(server, relay, {
+  // Browsers send through this view of the relay: each user's message text is budgeted per hour.
+  const quota = new MessageQuota({ bytesPerWindow: config.messageBytesPerUserHour, windowMs: 3_600_000 });
+  const ws = attachWebSocketServer(server, withMessageQuota(relay, quota), {
     path: '/ws',
     // Tell a signed-out browser so with close code 4401 (it cannot read an HTTP 401 on an upgrade).
     unauthorized: 'close',

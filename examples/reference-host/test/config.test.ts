@@ -98,6 +98,21 @@ describe('readConfig', () => {
     expect(() => readConfig({ TRUST_PROXY: '11' })).toThrow(/at most 10 hops/);
   });
 
+  it('reads the per-user quotas, with defaults and bounds', () => {
+    expect(readConfig({})).toMatchObject({
+      maxThreadsPerUser: 1000,
+      messageBytesPerUserHour: 2 * 1024 * 1024,
+    });
+    expect(readConfig({ USER_MAX_THREADS: '20', MSG_BYTES_PER_HOUR: '65536' })).toMatchObject({
+      maxThreadsPerUser: 20,
+      messageBytesPerUserHour: 65536,
+    });
+    expect(() => readConfig({ USER_MAX_THREADS: '1001' })).toThrow(
+      /USER_MAX_THREADS must be between 1 and 1000/,
+    );
+    expect(() => readConfig({ MSG_BYTES_PER_HOUR: '10' })).toThrow(/MSG_BYTES_PER_HOUR/);
+  });
+
   it('refuses the agent service on the API port', () => {
     expect(() => readConfig({ PORT: '4000', AGENT_PORT: '4000' })).toThrow(
       /AGENT_PORT must differ from PORT/,
