@@ -10,11 +10,65 @@ export interface AgentReadyMessage {
   tracing: string;
 }
 
+/**
+ * Variables the agent process may inherit from the host's environment: what Node and the OS need, proxy and
+ * CA settings for reaching OpenAI, and the agent's own settings. Everything else (the host's secrets such as
+ * TOOLS_TOKEN_SECRET and MONGODB_URI, and whatever else the host's environment holds) stays behind.
+ */
+const AGENT_ENV_NAMES = new Set([
+  'PATH',
+  'HOME',
+  'TMPDIR',
+  'TZ',
+  'LANG',
+  'LC_ALL',
+  'NODE_ENV',
+  'NODE_EXTRA_CA_CERTS',
+  'NODE_USE_ENV_PROXY',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'DEBUG',
+  'DEMO_MODEL_DELAY_MS',
+  'THREADLINE_TRACING_ENDPOINT',
+]);
+/** Prefixes passed through: the OpenAI SDK's and the Agents SDK's settings (keys, base URL, tracing, logging). */
+const AGENT_ENV_PREFIXES = ['OPENAI_'];
+
+/**
+ * The environment of the agent process: the allowed variables of `hostEnv` (see {@link AGENT_ENV_NAMES}) plus
+ * the settings the host decides (`settings` win).
+ *
+ * @example
+ * fork('dist/agent.js', [], { env: agentEnvironment(process.env, { AGENT_PORT: '3001', ... }) });
+ */
+export function agentEnvironment(
+  hostEnv: NodeJS.ProcessEnv,
+  settings: Record<string, string | undefined>,
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(hostEnv)) {
+    if (value === undefined) continue;
+    if (AGENT_ENV_NAMES.has(name) || AGENT_ENV_PREFIXES.some((p) => name.startsWith(p))) env[name] = value;
+  }
+  for (const [name, value] of Object.entries(settings)) {
+    if (value === undefined) delete env[name];
+    else env[name] = value;
+  }
+  return env;
+}
+
 /** Bounds of {@link AgentProcess}, with their defaults. */
 export interface AgentProcessOptions {
   /** The agent entry script (dist/agent.js). */
   entry: string;
-  /** Environment of the child (secrets travel here, never on the command line). */
+  /**
+   * The child's whole environment (secrets travel here, never on the command line); build it with
+   * {@link agentEnvironment} so that the host's own secrets stay out.
+   */
   env: NodeJS.ProcessEnv;
   /** How long the child may take to report `ready`. Default 20 s. */
   readyTimeoutMs?: number;

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
 import type { EventStore } from '@threadline/relay';
 import { HostError, type HostIssue } from './errors.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { hashPassword, isCommonPassword, verifyPassword } from './passwords.js';
 import { RateLimiter } from './rate-limit.js';
 import { originCheck, securityHeaders } from './security.js';
 import type { Sessions } from './sessions.js';
@@ -28,22 +28,31 @@ export type ThreadStore = Pick<
 export interface AppLimits {
   /** Largest JSON body on /api routes, in bytes. Default 16 KiB. */
   jsonBodyBytes: number;
-  /** Sign-in attempts per client address and username per window. Default 10. */
+  /**
+   * Failed sign-ins per (client address, username) per window; then that pair is refused until the window
+   * ends. Counted per address so that failing on someone's account never locks them out elsewhere. Default 10.
+   */
   authAttempts: number;
+  /** Failed sign-ins per client address per window, whatever the username (password spraying). Default 100. */
+  authFailuresPerAddress: number;
   /** Sign-ups per client address per window. Default 20. */
   signups: number;
-  /** The window of `authAttempts` and `signups`, in ms. Default 5 minutes. */
+  /** The window of the sign-in and sign-up limits, in ms. Default 5 minutes. */
   authWindowMs: number;
   /** Most events one GET /api/threads/:id/events returns. Default 1000. */
   maxEventsPerPage: number;
+  /** Most threads one user may own (at most 1000, what the store lists in one query). Default 1000. */
+  maxThreadsPerUser: number;
 }
 
 export const DEFAULT_APP_LIMITS: AppLimits = {
   jsonBodyBytes: 16 * 1024,
   authAttempts: 10,
+  authFailuresPerAddress: 100,
   signups: 20,
   authWindowMs: 5 * 60_000,
   maxEventsPerPage: 1000,
+  maxThreadsPerUser: 1000,
 };
 
 /** What the Express app is built from. */
@@ -64,6 +73,11 @@ export interface AppOptions {
    */
   health?: () => Promise<HealthReport> | HealthReport;
   hsts?: boolean;
+  /**
+   * Express's `trust proxy`: whose X-Forwarded-For to believe for the client address (`req.ip`) that every
+   * per-address limit counts by. Default `false`: the socket's address (X-Forwarded-For is ignored).
+   */
+  trustProxy?: false | number | string[];
   limits?: Partial<AppLimits>;
   logger?: Pick<Console, 'error'>;
 }
@@ -146,9 +160,14 @@ export function createApp(options: AppOptions): express.Express {
   const limits = { ...DEFAULT_APP_LIMITS, ...options.limits };
   const { users, store, sessions } = options;
   const logger = options.logger ?? console;
-  const loginLimiter = new RateLimiter({ limit: limits.authAttempts, windowMs: limits.authWindowMs });
+  const pairLimiter = new RateLimiter({ limit: limits.authAttempts, windowMs: limits.authWindowMs });
+  const addressLimiter = new RateLimiter({
+    limit: limits.authFailuresPerAddress,
+    windowMs: limits.authWindowMs,
+  });
   const signupLimiter = new RateLimiter({ limit: limits.signups, windowMs: limits.authWindowMs });
   const app = express();
+  app.set('trust proxy', options.trustProxy ?? false);
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(securityHeaders({ hsts: options.hsts ?? false }));
@@ -193,17 +212,26 @@ export function createApp(options: AppOptions): express.Express {
   });
   api.use(express.json({ limit: limits.jsonBodyBytes, strict: true }));
 
-  const throttle = (limiter: RateLimiter, key: string) => {
-    if (!limiter.hit(key)) {
-      throw new HostError('rate_limited', 'Too many attempts. Wait a few minutes and try again.');
-    }
-  };
+  // The client address: the socket's, or with `trust proxy` the one the trusted proxies forwarded.
+  const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? '';
+  const rateLimited = (retryAfterSeconds: number) =>
+    new HostError('rate_limited', 'Too many attempts. Wait a few minutes and try again.', {
+      retryAfterSeconds,
+    });
 
   api.post(
     '/auth/signup',
     route(async (req, res) => {
-      throttle(signupLimiter, req.socket.remoteAddress ?? '');
+      const address = clientAddress(req);
+      if (!signupLimiter.hit(address)) throw rateLimited(signupLimiter.retryAfterSeconds(address));
       const { username, password } = parse(CredentialsSchema, req.body ?? {}, 'sign-up');
+      if (isCommonPassword(password)) {
+        throw new HostError(
+          'password_too_common',
+          'Choose another password: this one is among the most commonly used passwords, which attackers try first.',
+          { issues: [{ path: 'password', message: 'is a commonly used password' }] },
+        );
+      }
       const user = await users.createUser({
         id: newId('usr'),
         username,
@@ -219,11 +247,27 @@ export function createApp(options: AppOptions): express.Express {
     '/auth/login',
     route(async (req, res) => {
       const { username, password } = parse(LoginSchema, req.body ?? {}, 'sign-in');
-      // Per address and username: slows guessing one account without letting one address lock others out.
-      throttle(loginLimiter, `${req.socket.remoteAddress ?? ''}\n${username}`);
+      // Failures count per (address, username) and per address, never per account alone: guessing from one
+      // address is slowed, and an attacker failing on someone's account cannot lock them out of it. Every
+      // attempt counts up front (so concurrent guesses cannot slip past the limit while hashes run); a
+      // correct one is taken back afterwards.
+      const address = clientAddress(req);
+      const pair = `${address}\n${username}`;
+      const pairOk = pairLimiter.hit(pair);
+      const addressOk = addressLimiter.hit(address);
+      if (!pairOk || !addressOk) {
+        throw rateLimited(
+          Math.max(
+            pairOk ? 0 : pairLimiter.retryAfterSeconds(pair),
+            addressOk ? 0 : addressLimiter.retryAfterSeconds(address),
+          ),
+        );
+      }
       const user = await users.findUserByUsername(username);
       const ok = await verifyPassword(user?.passwordHash, password);
       if (!user || !ok) throw new HostError('invalid_credentials', 'Wrong username or password.');
+      pairLimiter.reset(pair);
+      addressLimiter.forgive(address);
       await sessions.start(req, res, user.id);
       res.json({ user: userView(user) });
     }),
@@ -254,17 +298,36 @@ export function createApp(options: AppOptions): express.Express {
     }),
   );
 
+  // Thread creations in flight per user: each counts against the quota until it is stored, so concurrent
+  // requests cannot all pass the check before any of them is stored. Entries live only while requests do.
+  const creating = new Map<string, number>();
   api.post(
     '/threads',
     route(async (req, res) => {
       const user = await requireUser(req);
       const { title } = parse(CreateThreadSchema, req.body ?? {}, 'thread');
-      const thread = await store.createThread({
-        threadId: newId('thr'),
-        ownerId: user.id,
-        title: title ?? 'New thread',
-      });
-      res.status(201).json(threadView(thread));
+      const max = limits.maxThreadsPerUser;
+      const othersInFlight = creating.get(user.id) ?? 0;
+      creating.set(user.id, othersInFlight + 1);
+      try {
+        const owned = (await store.listThreads(user.id, { limit: max })).length;
+        if (owned + othersInFlight >= max) {
+          throw new HostError(
+            'too_many_threads',
+            `You have ${max} threads, the most one account may have. Continue in one of them.`,
+          );
+        }
+        const thread = await store.createThread({
+          threadId: newId('thr'),
+          ownerId: user.id,
+          title: title ?? 'New thread',
+        });
+        res.status(201).json(threadView(thread));
+      } finally {
+        const n = (creating.get(user.id) ?? 1) - 1;
+        if (n <= 0) creating.delete(user.id);
+        else creating.set(user.id, n);
+      }
     }),
   );
 
@@ -395,6 +458,7 @@ function sendError(req: Request, res: Response, e: HostError, ref?: string): voi
     },
   };
   res.status(e.status);
+  if (e.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(e.retryAfterSeconds));
   if (req.path.startsWith('/api/') || req.path === '/api' || !req.accepts('html')) {
     res.json(body);
     return;

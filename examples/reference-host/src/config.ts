@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import express from 'express';
 import { z } from 'zod';
 import { HostError } from './errors.js';
 
@@ -104,7 +105,60 @@ const EnvSchema = z.object({
       .max(600_000, 'AGENT_WAIT_MS must be between 0 and 600000')
       .default(10_000),
   ),
+  TRUST_PROXY: z.preprocess(unset, z.string().optional()),
+  USER_MAX_THREADS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'USER_MAX_THREADS must be a number' })
+      .int('USER_MAX_THREADS must be a whole number')
+      .min(1, 'USER_MAX_THREADS must be between 1 and 1000')
+      .max(1000, 'USER_MAX_THREADS must be between 1 and 1000')
+      .default(1000),
+  ),
+  MSG_BYTES_PER_HOUR: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'MSG_BYTES_PER_HOUR must be a number' })
+      .int('MSG_BYTES_PER_HOUR must be a whole number')
+      .min(1024, 'MSG_BYTES_PER_HOUR must be between 1024 and 1073741824')
+      .max(1024 ** 3, 'MSG_BYTES_PER_HOUR must be between 1024 and 1073741824')
+      .default(2 * 1024 * 1024),
+  ),
 });
+
+const TRUST_PROXY_HELP =
+  'TRUST_PROXY must be the number of proxies in front of the host (e.g. 1) or a comma-separated list of ' +
+  'their addresses or subnets (e.g. 127.0.0.1, 10.0.0.0/8, loopback)';
+
+/**
+ * Reads TRUST_PROXY into a value for Express's `trust proxy` setting: off (`false`), a hop count, or a list of
+ * proxy addresses/subnets (checked by Express itself). `true` (trust every hop) is refused: the client address
+ * would then be whatever the client wrote first in X-Forwarded-For.
+ */
+function parseTrustProxy(raw: string | undefined): { value: false | number | string[] } | { error: string } {
+  const v = raw?.trim().toLowerCase();
+  if (v === undefined || v === '' || v === 'false' || v === '0') return { value: false };
+  if (v === 'true') {
+    return {
+      error: `${TRUST_PROXY_HELP}; "true" would let any client choose its own address through X-Forwarded-For`,
+    };
+  }
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    return hops <= 10 ? { value: hops } : { error: `${TRUST_PROXY_HELP}; at most 10 hops` };
+  }
+  const list = raw!
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  try {
+    // Express compiles (and so validates) the list when it is set.
+    express().set('trust proxy', list);
+  } catch {
+    return { error: TRUST_PROXY_HELP };
+  }
+  return { value: list };
+}
 
 /** The host's validated settings. Secrets not given here are generated into `dataDir` by {@link loadSecrets}. */
 export interface HostConfig {
@@ -126,6 +180,15 @@ export interface HostConfig {
   agentSharedSecret: string | undefined;
   /** How long a message waits for an agent service that is starting or restarting (AGENT_WAIT_MS). */
   agentWaitMs: number;
+  /**
+   * Express's `trust proxy` (TRUST_PROXY): which proxies' X-Forwarded-For to believe when taking the client
+   * address that per-address limits count by. `false` (default): the socket's address.
+   */
+  trustProxy: false | number | string[];
+  /** Most threads one user may own (USER_MAX_THREADS). */
+  maxThreadsPerUser: number;
+  /** Bytes of message text (UTF-8) one user may send per hour (MSG_BYTES_PER_HOUR). */
+  messageBytesPerUserHour: number;
 }
 
 /**
@@ -147,6 +210,12 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     const msg = 'AGENT_PORT must differ from PORT (the agent service is a separate process)';
     throw new HostError('invalid_config', `Invalid settings:\n  - AGENT_PORT: ${msg}`, {
       issues: [{ path: 'AGENT_PORT', message: msg }],
+    });
+  }
+  const trustProxy = parseTrustProxy(e.TRUST_PROXY);
+  if ('error' in trustProxy) {
+    throw new HostError('invalid_config', `Invalid settings:\n  - TRUST_PROXY: ${trustProxy.error}`, {
+      issues: [{ path: 'TRUST_PROXY', message: trustProxy.error }],
     });
   }
   const cwd = options.cwd ?? process.cwd();
@@ -178,5 +247,8 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
     agentWaitMs: e.AGENT_WAIT_MS,
+    trustProxy: trustProxy.value,
+    maxThreadsPerUser: e.USER_MAX_THREADS,
+    messageBytesPerUserHour: e.MSG_BYTES_PER_HOUR,
   };
 }

@@ -3,12 +3,14 @@ export const HOST_ERROR_STATUS = {
   invalid_config: 500,
   invalid_input: 400,
   invalid_json: 400,
+  password_too_common: 400,
   unsupported_media_type: 415,
   payload_too_large: 413,
   unauthorized: 401,
   invalid_credentials: 401,
   forbidden: 403,
   cross_origin: 403,
+  too_many_threads: 403,
   not_found: 404,
   username_taken: 409,
   rate_limited: 429,
@@ -31,11 +33,18 @@ export interface HostIssue {
 export class HostError extends Error {
   readonly code: HostErrorCode;
   readonly issues: HostIssue[] | undefined;
-  constructor(code: HostErrorCode, message: string, options?: { cause?: unknown; issues?: HostIssue[] }) {
+  /** When to try again, sent as `Retry-After` (rate limits and quotas). */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: HostErrorCode,
+    message: string,
+    options?: { cause?: unknown; issues?: HostIssue[]; retryAfterSeconds?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.issues = options?.issues;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   /** The HTTP status this error travels with. */

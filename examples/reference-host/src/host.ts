@@ -11,6 +11,7 @@ import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { createApp, type AppLimits } from './app.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
+import { MessageQuota, withMessageQuota } from './quotas.js';
 import { agentProbe, type AgentHealth } from './readiness.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
@@ -112,6 +113,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const toolRouter = createToolRouter({
     tokens,
     store,
+    // A token dies with its run: once the run has ended (or if it never existed) its calls are refused.
+    isRunActive: async ({ runId, threadId, userId }) => {
+      const run = await store.getRun(runId);
+      return run?.status === 'running' && run.threadId === threadId && run.userId === userId;
+    },
     // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
     events: {
       // `relay` is created just below; tools are only called during runs, long after.
@@ -152,6 +158,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     webComponentFile: webComponentBundle(),
     publicDir: join(EXAMPLE_ROOT, 'public'),
     hsts: config.cookieSecure,
+    trustProxy: config.trustProxy,
     health: async () => {
       const a = await agentHealth();
       if (a.up) agentSeenUp = true;
@@ -164,13 +171,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
         ...options.health?.(),
       };
     },
-    ...(options.limits ? { limits: options.limits } : {}),
+    limits: { maxThreadsPerUser: config.maxThreadsPerUser, ...options.limits },
     logger,
   });
   server.on('request', app);
+  // Browsers send through this view of the relay: each user's message text is budgeted per hour.
+  const quota = new MessageQuota({ bytesPerWindow: config.messageBytesPerUserHour, windowMs: 3_600_000 });
   // The relay is the server's only 'upgrade' listener: it answers every upgrade (404 off /ws, 400 for a target
   // that is not a plain path), so no socket is left unanswered whatever order listeners would run in.
-  const ws = attachWebSocketServer(server, relay, {
+  const ws = attachWebSocketServer(server, withMessageQuota(relay, quota), {
     path: '/ws',
     otherUpgrades: 'refuse',
     // Tell a signed-out browser so with close code 4401 (it cannot read an HTTP 401 on an upgrade).

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { AgentProcess } from './agent-process.js';
+import { AgentProcess, agentEnvironment } from './agent-process.js';
 import { readConfig, type HostConfig } from './config.js';
 import { HostError } from './errors.js';
 import { startHost, type Host } from './host.js';
@@ -45,12 +45,14 @@ const agentPort = config.agentPort === 0 ? await freePort() : config.agentPort;
 
 const agent = new AgentProcess({
   entry: fileURLToPath(new URL('./agent.js', import.meta.url)),
-  env: {
-    ...process.env,
+  // Only what the agent needs: never the host's secrets (TOOLS_TOKEN_SECRET, MONGODB_URI, ...).
+  env: agentEnvironment(process.env, {
     AGENT_PORT: String(agentPort),
     AGENT_SHARED_SECRET: secrets.agentSharedSecret,
+    OPENAI_API_KEY: config.openaiApiKey,
+    OPENAI_BASE_URL: config.openaiBaseUrl,
     OPENAI_MODEL: config.openaiModel,
-  },
+  }),
 });
 
 let host: Host | undefined;

@@ -1,4 +1,5 @@
 import { hash, verify, type Options } from '@node-rs/argon2';
+import { dictionary } from '@zxcvbn-ts/language-common';
 
 /**
  * argon2id at OWASP's current minimum (19 MiB memory, 2 passes, 1 lane). `algorithm: 2` is Argon2id; the
@@ -33,4 +34,16 @@ export async function verifyPassword(passwordHash: string | undefined, password:
   } catch {
     return false;
   }
+}
+
+let common: Set<string> | undefined;
+
+/**
+ * Whether `password` (compared in lower case) is on the list of commonly used passwords that zxcvbn-ts
+ * maintains (`@zxcvbn-ts/language-common`, about 49,000 from breach data; about 18,000 of them are long
+ * enough to pass the 8-character minimum). Built on first use.
+ */
+export function isCommonPassword(password: string): boolean {
+  common ??= new Set(dictionary['passwords-common'].filter((p) => p.length >= 8));
+  return common.has(password.toLowerCase());
 }

@@ -29,6 +29,24 @@ export class RateLimiter {
     return entry.count <= this.#limit;
   }
 
+  /** Takes back one hit of `key` (e.g. an attempt that turned out to be a correct sign-in). */
+  forgive(key: string): void {
+    const entry = this.#hits.get(key);
+    if (entry && entry.count > 0) entry.count -= 1;
+  }
+
+  /** Forgets `key` entirely (its count starts over). */
+  reset(key: string): void {
+    this.#hits.delete(key);
+  }
+
+  /** Seconds until `key`'s window ends (at least 1), for a `Retry-After` header. */
+  retryAfterSeconds(key: string): number {
+    const entry = this.#hits.get(key);
+    const ms = entry ? entry.resetAt - this.#now() : 0;
+    return Math.max(1, Math.ceil(ms / 1000));
+  }
+
   /** Number of keys tracked (for tests of the bound). */
   get size(): number {
     return this.#hits.size;

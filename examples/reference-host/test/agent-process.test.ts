@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentProcess } from '../src/agent-process.js';
+import { AgentProcess, agentEnvironment } from '../src/agent-process.js';
 
 const entry = fileURLToPath(new URL('./fixtures/fake-agent.mjs', import.meta.url));
 const quiet = { log: () => {}, error: () => {} };
@@ -72,5 +72,49 @@ describe('AgentProcess', () => {
       maxRestarts: 0,
     });
     await expect(p.start()).rejects.toThrow(/did not start within 300 ms/);
+  });
+});
+
+describe('agentEnvironment', () => {
+  it("keeps what the agent needs and drops the host's secrets and everything else", () => {
+    const env = agentEnvironment(
+      {
+        PATH: '/usr/bin',
+        HOME: '/home/app',
+        NODE_ENV: 'production',
+        OPENAI_API_KEY: 'sk-from-shell',
+        OPENAI_TRACING_API_KEY: 'sk-traces',
+        OPENAI_AGENTS_DISABLE_TRACING: '1',
+        THREADLINE_TRACING_ENDPOINT: 'http://127.0.0.1:9/traces',
+        DEMO_MODEL_DELAY_MS: '5',
+        HTTPS_PROXY: 'http://proxy:3128',
+        TOOLS_TOKEN_SECRET: 'x'.repeat(40),
+        AGENT_SHARED_SECRET: 'stale-from-shell',
+        MONGODB_URI: 'mongodb://admin:pw@db/threadline',
+        DATABASE_URL: 'postgres://admin:pw@db/app',
+        AWS_SECRET_ACCESS_KEY: 'aws',
+        DATA_DIR: '/var/lib/threadline',
+        PORT: '3000',
+      },
+      {
+        AGENT_PORT: '3001',
+        AGENT_SHARED_SECRET: 'y'.repeat(43),
+        OPENAI_API_KEY: undefined,
+        OPENAI_MODEL: 'gpt-4.1-mini',
+      },
+    );
+    expect(env).toEqual({
+      PATH: '/usr/bin',
+      HOME: '/home/app',
+      NODE_ENV: 'production',
+      OPENAI_TRACING_API_KEY: 'sk-traces',
+      OPENAI_AGENTS_DISABLE_TRACING: '1',
+      THREADLINE_TRACING_ENDPOINT: 'http://127.0.0.1:9/traces',
+      DEMO_MODEL_DELAY_MS: '5',
+      HTTPS_PROXY: 'http://proxy:3128',
+      AGENT_PORT: '3001',
+      AGENT_SHARED_SECRET: 'y'.repeat(43),
+      OPENAI_MODEL: 'gpt-4.1-mini',
+    });
   });
 });

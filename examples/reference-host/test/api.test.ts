@@ -120,6 +120,20 @@ describe('auth', () => {
     expect(extra.status).toBe(400);
   });
 
+  it('refuses the commonest passwords at sign-up with 400 password_too_common, whatever their case', async () => {
+    const common = ['12345678', 'password', 'Password1', 'QWERTYUIOP', 'iloveyou', '1qaz2wsx'];
+    for (const [i, password] of common.entries()) {
+      const r = await new Client(base).req('POST', '/api/auth/signup', {
+        json: { username: `common${i}`, password },
+      });
+      expect([r.status, r.json.error?.code, password]).toEqual([400, 'password_too_common', password]);
+      expect(r.json.error.message).toMatch(/commonly used password/);
+      expect(r.json.error.issues).toEqual([{ path: 'password', message: expect.any(String) }]);
+    }
+    // Nothing was created: the same username signs up with a better password.
+    expect((await new Client(base).signup('common0', 'a long unusual phrase')).status).toBe(201);
+  });
+
   it('signing in again replaces the session: the previous cookie stops working', async () => {
     const c = new Client(base);
     await c.signup('rotate', 'a long enough password');

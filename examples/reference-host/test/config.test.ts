@@ -82,6 +82,40 @@ describe('readConfig', () => {
     expect(e.message).toMatch(/TOOLS_TOKEN_SECRET: .*at least 32 characters/);
   });
 
+  it('reads TRUST_PROXY as off, a hop count or a list of proxy addresses, and refuses "true" and bad addresses', () => {
+    expect(readConfig({}).trustProxy).toBe(false);
+    expect(readConfig({ TRUST_PROXY: '' }).trustProxy).toBe(false);
+    expect(readConfig({ TRUST_PROXY: 'false' }).trustProxy).toBe(false);
+    expect(readConfig({ TRUST_PROXY: '0' }).trustProxy).toBe(false);
+    expect(readConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(readConfig({ TRUST_PROXY: ' loopback, 10.0.0.0/8 ,::1' }).trustProxy).toEqual([
+      'loopback',
+      '10.0.0.0/8',
+      '::1',
+    ]);
+    expect(() => readConfig({ TRUST_PROXY: 'true' })).toThrow(/TRUST_PROXY: .*choose its own address/);
+    expect(() => readConfig({ TRUST_PROXY: 'proxy.example.com' })).toThrow(
+      /TRUST_PROXY: .*number of proxies/,
+    );
+    expect(() => readConfig({ TRUST_PROXY: '10.0.0.0/99' })).toThrow(/TRUST_PROXY/);
+    expect(() => readConfig({ TRUST_PROXY: '11' })).toThrow(/at most 10 hops/);
+  });
+
+  it('reads the per-user quotas, with defaults and bounds', () => {
+    expect(readConfig({})).toMatchObject({
+      maxThreadsPerUser: 1000,
+      messageBytesPerUserHour: 2 * 1024 * 1024,
+    });
+    expect(readConfig({ USER_MAX_THREADS: '20', MSG_BYTES_PER_HOUR: '65536' })).toMatchObject({
+      maxThreadsPerUser: 20,
+      messageBytesPerUserHour: 65536,
+    });
+    expect(() => readConfig({ USER_MAX_THREADS: '1001' })).toThrow(
+      /USER_MAX_THREADS must be between 1 and 1000/,
+    );
+    expect(() => readConfig({ MSG_BYTES_PER_HOUR: '10' })).toThrow(/MSG_BYTES_PER_HOUR/);
+  });
+
   it('refuses the agent service on the API port', () => {
     expect(() => readConfig({ PORT: '4000', AGENT_PORT: '4000' })).toThrow(
       /AGENT_PORT must differ from PORT/,

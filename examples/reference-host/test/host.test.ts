@@ -20,6 +20,8 @@ let dir: string;
 let base: string;
 let secret: string;
 const holds = new Map<string, () => void>();
+/** The act-as token each run was started with, as the agent received it. */
+const runTokens = new Map<string, string>();
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-host-'));
@@ -34,18 +36,21 @@ beforeAll(async () => {
   });
   // A message "hold" starts a run that stays open until released or cancelled (the seam is the agent
   // transport), so cancel can be tried on a run that is really in progress.
+  // "hold-fail" does the same and then fails (the relay ends the run with RUN_ERROR).
   async function* hold(request: RunRequest, { signal }: { signal: AbortSignal }): AsyncGenerator<AgentEvent> {
     const ids = { threadId: request.threadId, runId: request.runId };
+    runTokens.set(request.runId, request.tools.token);
     yield createRunStartedEvent(ids);
     await new Promise<void>((resolve) => {
       holds.set(request.runId, resolve);
       signal.addEventListener('abort', () => resolve(), { once: true });
     });
+    if (request.message === 'hold-fail') throw new Error('the agent broke');
     if (!signal.aborted) yield createRunFinishedEvent(ids);
   }
   const agent = inProcessAgentTransport({
     run: (request, options) =>
-      request.message === 'hold' ? hold(request, options) : runner.run(request, options),
+      request.message.startsWith('hold') ? hold(request, options) : runner.run(request, options),
   });
   host = await startHost({ config, secrets, agent, logger: { error: () => {}, warn: () => {} } });
   base = `http://127.0.0.1:${host.port}`;
@@ -297,6 +302,104 @@ describe('host: WebSocket boundary', () => {
   });
 });
 
+/** Starts a "hold" run in the thread; resolves once the agent has its act-as token. */
+async function holdRun(c: Client, threadId: string, message = 'hold') {
+  const ws = await WsClient.open(c.cookie);
+  ws.send({ type: 'subscribe', threadId, afterSeq: 0 });
+  ws.send({ type: 'send', threadId, text: message, clientMessageId: `cm-${message}-${Date.now()}` });
+  const ack = await ws.next((m) => m.type === 'ack');
+  const runId = ack.type === 'ack' ? ack.runId : '';
+  await ws.next((m) => m.type === 'event' && m.event.type === 'RUN_STARTED' && m.event.runId === runId);
+  return { ws, runId, token: runTokens.get(runId)! };
+}
+
+/** What an attacker holding `token` gets from each write and read the token allows. */
+async function useToken(token: string, threadId: string) {
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const post = (tool: string, input: unknown) =>
+    fetch(`${base}/tools/${tool}`, { method: 'POST', headers, body: JSON.stringify({ threadId, input }) });
+  const answers = [
+    await post('profile.patch', { displayName: 'Mallory' }),
+    await post('events.append', {
+      event: { type: 'TEXT_MESSAGE_CHUNK', messageId: 'msg_injected', delta: 'Click evil.example' },
+    }),
+    await post('session.add', { items: ['injected'] }),
+    await fetch(`${base}/state?threadId=${threadId}`, { headers }),
+  ];
+  return Promise.all(
+    answers.map(
+      async (r) =>
+        `${r.status} ${((await r.json()) as { ok: boolean; error?: { code: string } }).error?.code ?? 'ok'}`,
+    ),
+  );
+}
+
+describe('host: act-as tokens die with their run', () => {
+  it('a token of a finished, cancelled, failed or unknown run is refused and writes nothing; the running run’s works', async () => {
+    const { c, threadId } = await userWithThread('tokenvictim');
+    const userId = (await c.req('GET', '/api/me')).json.user.id as string;
+    const lastSeq = async () => (await c.req('GET', `/api/threads/${threadId}`)).json.lastSeq as number;
+    const profile = async () => (await c.req('GET', '/api/me')).json.profile as Record<string, unknown>;
+
+    // While its run runs, the token works (the agent's own calls).
+    const finished1 = await holdRun(c, threadId);
+    expect(await useToken(finished1.token, threadId)).toEqual(['200 ok', '200 ok', '200 ok', '200 ok']);
+    expect(await profile()).toEqual({ displayName: 'Mallory' });
+    holds.get(finished1.runId)!();
+    await finished1.ws.next(finished(finished1.runId));
+    finished1.ws.close();
+
+    const refused = ['403 run_not_active', '403 run_not_active', '403 run_not_active', '403 run_not_active'];
+    const before = { seq: await lastSeq(), profile: await profile() };
+    // Finished run.
+    expect(await useToken(finished1.token, threadId)).toEqual(refused);
+
+    // Cancelled run.
+    const cancelled = await holdRun(c, threadId);
+    cancelled.ws.send({ type: 'cancel', runId: cancelled.runId });
+    const cancelEnd = await cancelled.ws.next(finished(cancelled.runId));
+    expect(cancelEnd.type === 'event' && cancelEnd.event.type === 'RUN_ERROR' && cancelEnd.event.code).toBe(
+      'cancelled',
+    );
+    cancelled.ws.close();
+    const afterCancel = await lastSeq();
+    expect(await useToken(cancelled.token, threadId)).toEqual(refused);
+
+    // Failed run.
+    const failed = await holdRun(c, threadId, 'hold-fail');
+    holds.get(failed.runId)!();
+    const failEnd = await failed.ws.next(finished(failed.runId));
+    expect(failEnd.type === 'event' && failEnd.event.type).toBe('RUN_ERROR');
+    failed.ws.close();
+    const afterFail = await lastSeq();
+    expect(await useToken(failed.token, threadId)).toEqual(refused);
+
+    // A validly signed token naming a run that never existed.
+    const unknown = await createTokenIssuer({ secret, issuer: TOKEN_ISSUER }).issue({
+      userId,
+      threadId,
+      runId: 'run_never_started',
+      tools: ['profile.patch', 'events.append', 'session.add', 'state.get'],
+    });
+    expect(await useToken(unknown, threadId)).toEqual(refused);
+
+    // Nothing the refused calls tried reached the store.
+    expect(await profile()).toEqual(before.profile);
+    expect(await lastSeq()).toBe(afterFail);
+    expect(afterFail).toBeGreaterThan(afterCancel);
+    const events = (await c.req('GET', `/api/threads/${threadId}/events?afterSeq=0`)).json.events as {
+      type: string;
+      delta?: string;
+    }[];
+    expect(
+      events.filter((e) => e.type === 'TEXT_MESSAGE_CHUNK' && e.delta === 'Click evil.example'),
+    ).toHaveLength(
+      1, // the one appended while its run was running
+    );
+    expect(before.seq).toBeGreaterThan(0);
+  });
+});
+
 describe('host: tool endpoints', () => {
   it('refuses calls without a token, and a token for one thread opens no other', async () => {
     const a = await userWithThread('tooluser-a');
@@ -304,13 +407,9 @@ describe('host: tool endpoints', () => {
     const noToken = await fetch(`${base}/state?threadId=${a.threadId}`);
     expect(noToken.status).toBe(401);
     const userA = (await a.c.req('GET', '/api/me')).json.user.id as string;
-    const tokens = createTokenIssuer({ secret, issuer: TOKEN_ISSUER });
-    const token = await tokens.issue({
-      userId: userA,
-      threadId: a.threadId,
-      runId: 'r1',
-      tools: ['profile.patch', 'state.get'],
-    });
+    // The token of a real run in progress (tokens of ended or unknown runs are refused outright).
+    const run = await holdRun(a.c, a.threadId);
+    const token = run.token;
     const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
     const own = await fetch(`${base}/state?threadId=${a.threadId}`, { headers: auth });
     expect(own.status).toBe(200);
@@ -335,6 +434,9 @@ describe('host: tool endpoints', () => {
       headers: { authorization: `Bearer ${forged}` },
     });
     expect(r.status).toBe(401);
+    holds.get(run.runId)!();
+    await run.ws.next(finished(run.runId));
+    run.ws.close();
   });
 
   it('reports health with the store in use', async () => {

@@ -19,4 +19,20 @@ describe('RateLimiter', () => {
     expect(r.hit('e')).toBe(false);
     expect(r.hit('a')).toBe(true);
   });
+
+  it('forgive takes one hit back, reset forgets the key, and retryAfterSeconds counts down to the reset', () => {
+    let now = 0;
+    const r = new RateLimiter({ limit: 2, windowMs: 10_000, now: () => now });
+    r.hit('a');
+    r.hit('a');
+    r.forgive('a');
+    expect(r.hit('a')).toBe(true);
+    expect(r.hit('a')).toBe(false);
+    now = 2_500;
+    expect(r.retryAfterSeconds('a')).toBe(8);
+    r.reset('a');
+    expect(r.size).toBe(0);
+    expect(r.hit('a')).toBe(true);
+    expect(r.retryAfterSeconds('unknown')).toBe(1);
+  });
 });

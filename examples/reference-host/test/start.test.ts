@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '@threadline/agent-runner/testing';
 import type { ServerMessage } from '@threadline/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Client } from './helpers.js';
-import { EXAMPLE_DIR, ensureBuilt, startUserHost, type UserHost } from './user-host.js';
+import { childPids, EXAMPLE_DIR, ensureBuilt, startUserHost, type UserHost } from './user-host.js';
 
 // `node dist/main.js` as a user runs it, without a browser: settings are validated, and with OPENAI_API_KEY the
 // agent process really talks to an OpenAI endpoint (here a local server speaking the OpenAI wire format).
@@ -38,6 +39,10 @@ describe('starting the host', () => {
         OPENAI_MODEL: 'gpt-test-model',
         // Traces go to the fake server too, never to the internet.
         THREADLINE_TRACING_ENDPOINT: fake.tracesEndpoint,
+        // Host secrets and unrelated credentials the agent process has no use for.
+        TOOLS_TOKEN_SECRET: 'host-only-tools-token-secret-0123456789abcdef',
+        DATABASE_URL: 'postgres://admin:hunter2@db.internal/app',
+        CLOUD_ACCESS_TOKEN: 'cloud-token-the-agent-must-not-see',
       });
     }, 60_000);
     afterAll(async () => {
@@ -76,6 +81,28 @@ describe('starting the host', () => {
       expect(fake.requests.length).toBeGreaterThan(0);
       expect(fake.requests[0]!.body.model).toBe('gpt-test-model');
       expect(fake.requests[0]!.headers.authorization).toBe('Bearer sk-test-fake');
+    });
+
+    it('gives the agent process only the environment it needs, none of the host secrets', () => {
+      const [agentPid] = childPids(host.child.pid!);
+      expect(agentPid).toBeDefined();
+      // The live process's environment as the kernel holds it.
+      const names = readFileSync(`/proc/${agentPid}/environ`, 'utf8')
+        .split('\0')
+        .filter((kv) => kv !== '')
+        .map((kv) => kv.slice(0, kv.indexOf('=')));
+      for (const needed of [
+        'PATH',
+        'AGENT_PORT',
+        'AGENT_SHARED_SECRET',
+        'OPENAI_API_KEY',
+        'OPENAI_BASE_URL',
+        'OPENAI_MODEL',
+        'THREADLINE_TRACING_ENDPOINT',
+      ])
+        expect(names, needed).toContain(needed);
+      for (const secret of ['TOOLS_TOKEN_SECRET', 'DATABASE_URL', 'CLOUD_ACCESS_TOKEN', 'DATA_DIR', 'PORT'])
+        expect(names, secret).not.toContain(secret);
     });
   });
 });

@@ -12,6 +12,8 @@ export const TOOL_ERROR_STATUS = {
   forbidden: 403,
   thread_mismatch: 403,
   tool_not_allowed: 403,
+  /** The token's run is no longer running (finished, failed, cancelled) or never existed. */
+  run_not_active: 403,
   not_found: 404,
   method_not_allowed: 405,
   /** The request body did not arrive in time (a slow or stalled client). */

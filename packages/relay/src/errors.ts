@@ -9,6 +9,8 @@ export const RELAY_ERROR_CODES = [
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',
+  /** A host's per-user budget (e.g. message bytes per hour) is spent; the message says when to try again. */
+  'rate_limited',
   'store_error',
   'agent_unavailable',
   'closed',

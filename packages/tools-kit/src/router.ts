@@ -37,6 +37,14 @@ export interface ToolRouterOptions {
   store: ToolStore;
   /** Where emitted events go. Without it `events.append` is not served and emitted events are dropped with a warning. */
   events?: EventSink;
+  /**
+   * Whether the token's run is still running. When given, every call (tools, `/state`, `/tools`) whose token
+   * names a run that has ended (or never existed) is refused with 403 `run_not_active` before anything runs,
+   * so a token dies with its run instead of living out its lifetime. Wire it to the relay's store, e.g.
+   * `async ({ runId, threadId }) => { const r = await store.getRun(runId); return r?.status === 'running' && r.threadId === threadId; }`.
+   * A throw answers 503 `unavailable`.
+   */
+  isRunActive?: (run: { runId: string; threadId: string; userId: string }) => boolean | Promise<boolean>;
   /** What `GET /state` returns; default `{ profile }`. */
   state?: (ctx: { userId: string; threadId: string }) => Promise<Record<string, JsonValue>>;
   /** Largest request body accepted, in bytes. Default 65,536. */
@@ -108,6 +116,9 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
   const basePath = normaliseBasePath(options.basePath);
   const logger = options.logger ?? console;
   const { store, tokens, events } = options;
+  if (options.isRunActive !== undefined && typeof options.isRunActive !== 'function')
+    throw new ToolsKitError('invalid_options', 'isRunActive must be a function');
+  const isRunActive = options.isRunActive;
 
   const builtins = createBuiltinTools({
     store,
@@ -153,6 +164,17 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     // A custom verifier may hand back anything; scope decisions below rely on these shapes.
     const parsed = safeParse(ActAsClaimsSchema, claims, 'token claims');
     if (!parsed.ok) return new Reject('token_invalid', 'token claims are malformed');
+    if (isRunActive) {
+      const run = { runId: parsed.value.run, threadId: parsed.value.thread, userId: parsed.value.sub };
+      let active: boolean;
+      try {
+        active = (await isRunActive(run)) === true;
+      } catch (error) {
+        logger.warn('[tools-kit] isRunActive failed; refusing the call', error);
+        return new Reject('unavailable', 'could not check that the run is still running; try again');
+      }
+      if (!active) return new Reject('run_not_active', 'this token’s run is no longer running');
+    }
     return parsed.value;
   }
 

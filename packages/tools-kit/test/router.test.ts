@@ -231,3 +231,59 @@ describe('createToolRouter: custom tools', () => {
     expect(() => makeSetup({ tools: [shadow] })).toThrow(/already registered/);
   });
 });
+
+describe('createToolRouter: isRunActive', () => {
+  it("refuses every route with 403 run_not_active when the token's run has ended, before any handler runs", async () => {
+    const asked: unknown[] = [];
+    let active = true;
+    const { router, mint, store, sink } = makeSetup({
+      isRunActive: (run) => {
+        asked.push(run);
+        return active;
+      },
+    });
+    const token = await mint();
+    expect((await call(router, token, 'profile.patch', { displayName: 'Ada' })).status).toBe(200);
+    expect(asked).toEqual([{ runId: 'r1', threadId: 't1', userId: 'u1' }]);
+
+    active = false;
+    const headers = { authorization: `Bearer ${token}` };
+    const answers = [
+      await call(router, token, 'profile.patch', { displayName: 'Mallory' }),
+      await call(router, token, 'events.append', {
+        event: { type: 'TEXT_MESSAGE_CHUNK', messageId: 'm1', delta: 'injected' },
+      }),
+      await call(router, token, 'session.add', { items: ['injected'] }),
+    ];
+    for (const r of answers)
+      expect([r.status, !r.body.ok && r.body.error.code]).toEqual([403, 'run_not_active']);
+    for (const path of ['/state?threadId=t1', '/tools']) {
+      const r = await router(new Request(`${BASE}${path}`, { headers }));
+      expect(r.status).toBe(403);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('run_not_active');
+    }
+    expect(await store.getProfile('u1')).toEqual({ displayName: 'Ada' });
+    expect(await store.getSessionItems('t1')).toEqual([]);
+    expect(sink.events).toHaveLength(1); // the STATE_CHANGED of the call made while the run was active
+  });
+
+  it('answers 503 unavailable when the check itself fails, and refuses a non-function option', async () => {
+    const { router, mint, store, log } = makeSetup({
+      isRunActive: async () => {
+        throw new Error('database down');
+      },
+    });
+    const r = await call(router, await mint(), 'profile.patch', { displayName: 'Ada' });
+    expect([r.status, !r.body.ok && r.body.error.code]).toEqual([503, 'unavailable']);
+    expect(await store.getProfile('u1')).toEqual({});
+    expect(log.warns).toHaveLength(1);
+    expect(() => makeSetup({ isRunActive: true as never })).toThrow(/isRunActive must be a function/);
+  });
+
+  it('does not check anything without the option (the token alone decides)', async () => {
+    const { router, mint } = makeSetup();
+    expect(
+      (await call(router, await mint({ runId: 'gone' }), 'profile.patch', { displayName: 'A' })).status,
+    ).toBe(200);
+  });
+});
