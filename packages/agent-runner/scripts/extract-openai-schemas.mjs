@@ -86,11 +86,11 @@ function refsOf(node, found = new Set()) {
   return found;
 }
 
-/** Builds the fixture from a parsed OpenAPI document. */
-export function extract(spec, source) {
+/** Builds the fixture from a parsed OpenAPI document: the `roots` and every schema they reference. */
+export function extract(spec, source, roots = ROOTS) {
   const all = spec.components.schemas;
   const names = new Set();
-  const stack = [...ROOTS];
+  const stack = [...roots];
   while (stack.length) {
     const name = stack.pop();
     if (names.has(name)) continue;
@@ -101,7 +101,7 @@ export function extract(spec, source) {
   const $defs = {};
   for (const name of [...names].sort()) $defs[name] = adapt(all[name], name);
   return {
-    source: { ...source, openapi: spec.openapi, apiVersion: spec.info?.version, roots: ROOTS },
+    source: { ...source, openapi: spec.openapi, apiVersion: spec.info?.version, roots },
     schema: {
       $schema: 'https://json-schema.org/draft/2020-12/schema',
       $id: 'https://threadline.invalid/openai-openapi-schemas.json',
