@@ -5,7 +5,7 @@ import { AgentRunnerError } from './errors.js';
 /** One scripted model turn: what the fake server answers to the next model request. */
 export type FakeTurn =
   | {
-      /** Stream an assistant text message. */
+      /** An assistant text message. */
       type: 'text';
       text: string;
       /** Size of each streamed delta in characters (default 8). */
@@ -14,13 +14,28 @@ export type FakeTurn =
       delayMs?: number;
     }
   | {
-      /** Ask for one or more function calls. */
+      /** One or more function calls; their arguments are streamed in deltas. */
       type: 'tool_call';
       calls: { name: string; arguments: unknown; callId?: string }[];
       /** Assistant text streamed before the calls, in the same response. */
       text?: string;
-      /** Delay before the stream completes, in ms (default 0). */
+      /** Size of each streamed text and arguments delta in characters (default 8). */
+      chunkSize?: number;
+      /** Delay before the response completes, in ms (default 0). */
       delayMs?: number;
+    }
+  | {
+      /**
+       * A response cut short: Responses API `response.incomplete` (status `incomplete` with
+       * `incomplete_details.reason`), Chat Completions `finish_reason: 'length'` or `'content_filter'`.
+       */
+      type: 'incomplete';
+      /** The text produced before the cut. */
+      text: string;
+      /** Why it stopped (default `max_output_tokens`). */
+      reason?: 'max_output_tokens' | 'content_filter';
+      /** Size of each streamed delta in characters (default 8). */
+      chunkSize?: number;
     }
   | {
       /** Answer the HTTP request itself with an error status (e.g. 500) and an OpenAI error body. */
@@ -29,10 +44,26 @@ export type FakeTurn =
       message?: string;
     }
   | {
-      /** Start streaming normally, then end with `response.failed` (Chat Completions: an error chunk). */
+      /**
+       * The model fails after it started: Responses API `response.failed` (status `failed` with an `error`; a
+       * non-streaming request gets that response object with HTTP 200), Chat Completions an error chunk
+       * (non-streaming: HTTP 500).
+       */
       type: 'response_failed';
       message?: string;
       /** Text deltas sent before the failure. */
+      textBefore?: string;
+    }
+  | {
+      /**
+       * A stream that breaks with an error event: Responses API `error` event, Chat Completions an error chunk;
+       * a non-streaming request gets HTTP 500 with the error.
+       */
+      type: 'stream_error';
+      message?: string;
+      /** The error's `code` (default `server_error`). */
+      code?: string;
+      /** Text deltas sent before the error. */
       textBefore?: string;
     };
 
@@ -65,7 +96,7 @@ export interface FakeOpenAIServerOptions {
   maxCaptured?: number;
   /** Status the trace ingest endpoint answers with (default 200). */
   ingestStatus?: number;
-  /** Called right after each text delta is written (index within its stream); for latency benchmarks. */
+  /** Called right after each streamed text delta is written (index within its stream); for latency benchmarks. */
   onDeltaWritten?: (index: number) => void;
 }
 
@@ -88,10 +119,12 @@ export interface FakeOpenAIServer {
     predicate: (items: Record<string, unknown>[]) => boolean,
     timeoutMs?: number,
   ): Promise<void>;
-  /** Number of model streams still open. */
+  /** Number of model responses still open (streams, and non-streaming answers not yet sent). */
   openStreams(): number;
   close(): Promise<void>;
 }
+
+type Json = Record<string, unknown>;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -106,19 +139,410 @@ function chunks(text: string, size: number): string[] {
   return out;
 }
 
-const USAGE = {
+const unixNow = () => Math.floor(Date.now() / 1000);
+const argumentsText = (value: unknown) => (typeof value === 'string' ? value : JSON.stringify(value ?? {}));
+const isRecord = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Writes SSE text to a response, waiting for `drain` when the socket's buffer is full. */
+class SseWriter {
+  constructor(private readonly res: ServerResponse) {}
+
+  get open() {
+    return !this.res.writableEnded && !this.res.destroyed;
+  }
+
+  /** Returns a promise only when the caller must wait before writing more. */
+  write(text: string): Promise<void> | undefined {
+    if (!this.open || this.res.write(text)) return undefined;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      this.res.on('drain', done);
+      this.res.on('close', done);
+    });
+  }
+}
+
+/** How a scripted turn ended: the body of a non-streaming answer, or an error for HTTP 500. */
+type TurnResult = { kind: 'body'; body: Json } | { kind: 'error'; message: string; code: string };
+
+interface PlayContext {
+  n: number;
+  body: Json;
+  /** Null for a non-streaming request: nothing is written until the turn is over. */
+  sse: SseWriter | null;
+  signal: AbortSignal;
+  onDeltaWritten: ((index: number) => void) | undefined;
+}
+
+const responsesUsage = () => ({
   input_tokens: 1,
+  input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
   output_tokens: 1,
-  total_tokens: 2,
-  input_tokens_details: { cached_tokens: 0 },
   output_tokens_details: { reasoning_tokens: 0 },
-};
+  total_tokens: 2,
+});
+
+/** The request's function tools as the Responses API echoes them in a response object. */
+function echoedTools(tools: unknown): Json[] {
+  if (!Array.isArray(tools)) return [];
+  return tools.filter(isRecord).flatMap((t) =>
+    t.type === 'function' && typeof t.name === 'string'
+      ? [
+          {
+            type: 'function',
+            name: t.name,
+            description: typeof t.description === 'string' ? t.description : null,
+            parameters: isRecord(t.parameters) ? t.parameters : null,
+            strict: typeof t.strict === 'boolean' ? t.strict : null,
+          },
+        ]
+      : [],
+  );
+}
+
+function echoedToolChoice(choice: unknown): unknown {
+  if (choice === 'none' || choice === 'auto' || choice === 'required') return choice;
+  if (isRecord(choice) && choice.type === 'function' && typeof choice.name === 'string')
+    return { type: 'function', name: choice.name };
+  return 'auto';
+}
+
+/** A response object with every field the API's `Response` schema requires, echoing the request's settings. */
+function newResponse(n: number, body: Json): Json {
+  const metadata =
+    isRecord(body.metadata) && Object.values(body.metadata).every((v) => typeof v === 'string');
+  return {
+    id: `resp_${n}`,
+    object: 'response',
+    created_at: unixNow(),
+    status: 'in_progress',
+    background: false,
+    completed_at: null,
+    error: null,
+    incomplete_details: null,
+    instructions: typeof body.instructions === 'string' ? body.instructions : null,
+    max_output_tokens: Number.isInteger(body.max_output_tokens) ? body.max_output_tokens : null,
+    model: typeof body.model === 'string' ? body.model : 'fake-model',
+    output: [],
+    parallel_tool_calls: typeof body.parallel_tool_calls === 'boolean' ? body.parallel_tool_calls : true,
+    previous_response_id: typeof body.previous_response_id === 'string' ? body.previous_response_id : null,
+    reasoning: { effort: null, summary: null },
+    service_tier: 'default',
+    temperature: typeof body.temperature === 'number' ? body.temperature : 1,
+    text: { format: { type: 'text' } },
+    tool_choice: echoedToolChoice(body.tool_choice),
+    tools: echoedTools(body.tools),
+    top_p: typeof body.top_p === 'number' ? body.top_p : 1,
+    truncation: 'disabled',
+    metadata: metadata ? body.metadata : {},
+  };
+}
+
+const TERMINAL_STATUS = {
+  'response.completed': 'completed',
+  'response.failed': 'failed',
+  'response.incomplete': 'incomplete',
+} as const;
 
 /**
- * Starts a local HTTP server on 127.0.0.1 that speaks enough of the OpenAI wire format for the real `openai`
- * client and `@openai/agents`: streaming Responses API (`POST /v1/responses`), streaming Chat Completions
- * (`POST /v1/chat/completions`) and trace ingest capture (`POST /v1/traces/ingest`). Answers come from a
- * script of {@link FakeTurn}s.
+ * One Responses API answer: emits the stream events in the API's order, each with its `sequence_number`, and
+ * keeps the response object they describe.
+ */
+class ResponsesPlayer {
+  private seq = 0;
+  private readonly response: Json;
+  private readonly output: Json[] = [];
+
+  constructor(private readonly ctx: PlayContext) {
+    this.response = newResponse(ctx.n, ctx.body);
+  }
+
+  private snapshot(): Json {
+    return { ...this.response, output: [...this.output] };
+  }
+
+  private event(type: string, fields: Json) {
+    if (!this.ctx.sse) return undefined;
+    const data = JSON.stringify({ type, ...fields, sequence_number: this.seq++ });
+    return this.ctx.sse.write(`event: ${type}\ndata: ${data}\n\n`);
+  }
+
+  async start() {
+    await this.event('response.created', { response: this.snapshot() });
+    await this.event('response.in_progress', { response: this.snapshot() });
+  }
+
+  /**
+   * Streams an assistant message. `end` is the item's final status, or `cut` to stop after the deltas (the
+   * response then fails). Returns false when the client went away.
+   */
+  async message(text: string, size: number, delayMs: number, end: 'completed' | 'incomplete' | 'cut') {
+    const { sse, signal, onDeltaWritten } = this.ctx;
+    const outputIndex = this.output.length;
+    const id = `msg_${this.ctx.n}`;
+    const part = { type: 'output_text', text: '', annotations: [], logprobs: [] };
+    const item = { id, type: 'message', role: 'assistant', status: 'in_progress', content: [] as Json[] };
+    this.output.push(item);
+    await this.event('response.output_item.added', { output_index: outputIndex, item });
+    await this.event('response.content_part.added', {
+      item_id: id,
+      output_index: outputIndex,
+      content_index: 0,
+      part,
+    });
+    item.content.push(part);
+    // The hot path of benchmarks: one preformatted prefix, only the delta itself is serialised.
+    const type = 'response.output_text.delta';
+    const prefix = `event: ${type}\ndata: {"type":"${type}","item_id":${JSON.stringify(id)},"output_index":${outputIndex},"content_index":0,"delta":`;
+    let index = 0;
+    for (const delta of chunks(text, Math.max(1, size))) {
+      if (signal.aborted) return false;
+      part.text += delta;
+      if (sse) {
+        const wait = sse.write(
+          `${prefix}${JSON.stringify(delta)},"logprobs":[],"sequence_number":${this.seq++}}\n\n`,
+        );
+        onDeltaWritten?.(index++);
+        if (wait) await wait;
+      }
+      if (delayMs > 0) await sleep(delayMs, signal);
+    }
+    if (signal.aborted) return false;
+    if (end === 'cut') {
+      item.status = 'incomplete';
+      return true;
+    }
+    const at = { item_id: id, output_index: outputIndex, content_index: 0 };
+    await this.event('response.output_text.done', { ...at, text: part.text, logprobs: [] });
+    await this.event('response.content_part.done', { ...at, part });
+    item.status = end;
+    await this.event('response.output_item.done', { output_index: outputIndex, item });
+    return true;
+  }
+
+  /** Streams a function call with its arguments in deltas. Returns false when the client went away. */
+  async functionCall(call: { name: string; arguments: unknown; callId?: string }, i: number, size: number) {
+    const { n, signal } = this.ctx;
+    const outputIndex = this.output.length;
+    const args = argumentsText(call.arguments);
+    const id = `fc_${n}_${i}`;
+    const item = {
+      id,
+      type: 'function_call',
+      call_id: call.callId ?? `call_${n}_${i}`,
+      name: call.name,
+      arguments: '',
+      status: 'in_progress',
+    };
+    this.output.push(item);
+    await this.event('response.output_item.added', { output_index: outputIndex, item });
+    for (const delta of chunks(args, Math.max(1, size))) {
+      if (signal.aborted) return false;
+      item.arguments += delta;
+      await this.event('response.function_call_arguments.delta', {
+        item_id: id,
+        output_index: outputIndex,
+        delta,
+      });
+    }
+    await this.event('response.function_call_arguments.done', {
+      item_id: id,
+      output_index: outputIndex,
+      name: call.name,
+      arguments: args,
+    });
+    item.status = 'completed';
+    await this.event('response.output_item.done', { output_index: outputIndex, item });
+    return true;
+  }
+
+  /** Ends the response with its terminal event and returns the final response object. */
+  async finish(type: keyof typeof TERMINAL_STATUS, fields: Json = {}): Promise<TurnResult> {
+    Object.assign(this.response, fields, {
+      status: TERMINAL_STATUS[type],
+      completed_at: type === 'response.completed' ? unixNow() : null,
+      usage: responsesUsage(),
+    });
+    const response = this.snapshot();
+    await this.event(type, { response });
+    return { kind: 'body', body: response };
+  }
+
+  /** Ends the stream with an `error` event. */
+  async error(message: string, code: string): Promise<TurnResult> {
+    await this.event('error', { code, message, param: null });
+    return { kind: 'error', message, code };
+  }
+}
+
+/** Plays a turn on the Responses API. Returns null when the client went away. */
+async function playResponses(turn: FakeTurn, ctx: PlayContext): Promise<TurnResult | null> {
+  const p = new ResponsesPlayer(ctx);
+  await p.start();
+  switch (turn.type) {
+    case 'text':
+      if (!(await p.message(turn.text, turn.chunkSize ?? 8, turn.delayMs ?? 0, 'completed'))) return null;
+      return p.finish('response.completed');
+    case 'incomplete':
+      if (!(await p.message(turn.text, turn.chunkSize ?? 8, 0, 'incomplete'))) return null;
+      return p.finish('response.incomplete', {
+        incomplete_details: { reason: turn.reason ?? 'max_output_tokens' },
+      });
+    case 'tool_call': {
+      const size = turn.chunkSize ?? 8;
+      if (turn.text && !(await p.message(turn.text, size, 0, 'completed'))) return null;
+      for (const [i, call] of turn.calls.entries()) if (!(await p.functionCall(call, i, size))) return null;
+      if (turn.delayMs) await sleep(turn.delayMs, ctx.signal);
+      if (ctx.signal.aborted) return null;
+      return p.finish('response.completed');
+    }
+    case 'response_failed':
+      if (turn.textBefore && !(await p.message(turn.textBefore, 8, 0, 'cut'))) return null;
+      return p.finish('response.failed', {
+        error: { code: 'server_error', message: turn.message ?? 'scripted response.failed' },
+      });
+    case 'stream_error':
+      if (turn.textBefore && !(await p.message(turn.textBefore, 8, 0, 'cut'))) return null;
+      return p.error(turn.message ?? 'scripted stream error', turn.code ?? 'server_error');
+    case 'http_error':
+      throw new Error('http_error turns are answered before a stream starts');
+  }
+}
+
+/** Plays a turn on Chat Completions: chunks when streaming, one `chat.completion` object otherwise. */
+async function playChat(turn: FakeTurn, ctx: PlayContext): Promise<TurnResult | null> {
+  const { n, body, sse, signal, onDeltaWritten } = ctx;
+  const id = `chatcmpl_${n}`;
+  const created = unixNow();
+  const model = typeof body.model === 'string' ? body.model : 'fake-model';
+  const head = { id, object: 'chat.completion.chunk', created, model };
+  const chunk = (delta: Json, finish: string | null = null) =>
+    sse?.write(
+      `data: ${JSON.stringify({ ...head, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`,
+    );
+  const contentPrefix = `data: ${JSON.stringify(head).slice(0, -1)},"choices":[{"index":0,"delta":{"content":`;
+  let content: string | null = null;
+  const streamText = async (text: string, size: number, delayMs: number) => {
+    content = '';
+    let index = 0;
+    for (const delta of chunks(text, Math.max(1, size))) {
+      if (signal.aborted) return false;
+      content += delta;
+      if (sse) {
+        const wait = sse.write(
+          `${contentPrefix}${JSON.stringify(delta)}},"logprobs":null,"finish_reason":null}]}\n\n`,
+        );
+        onDeltaWritten?.(index++);
+        if (wait) await wait;
+      }
+      if (delayMs > 0) await sleep(delayMs, signal);
+    }
+    return !signal.aborted;
+  };
+  const usage = {
+    prompt_tokens: 1,
+    completion_tokens: 1,
+    total_tokens: 2,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
+  };
+  const finish = async (reason: string, toolCalls?: Json[]): Promise<TurnResult> => {
+    if (sse) {
+      await chunk({}, reason);
+      const options = body.stream_options;
+      if (isRecord(options) && options.include_usage === true)
+        await sse.write(`data: ${JSON.stringify({ ...head, choices: [], usage })}\n\n`);
+      await sse.write('data: [DONE]\n\n');
+    }
+    const message: Json = { role: 'assistant', content, refusal: null, annotations: [] };
+    if (toolCalls) message.tool_calls = toolCalls;
+    return {
+      kind: 'body',
+      body: {
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: [{ index: 0, message, logprobs: null, finish_reason: reason }],
+        usage,
+        service_tier: 'default',
+      },
+    };
+  };
+  const fail = async (message: string, code: string): Promise<TurnResult> => {
+    await sse?.write(
+      `data: ${JSON.stringify({ error: { message, type: 'server_error', param: null, code } })}\n\n`,
+    );
+    return { kind: 'error', message, code };
+  };
+
+  switch (turn.type) {
+    case 'text':
+      await chunk({ role: 'assistant', content: '', refusal: null });
+      if (!(await streamText(turn.text, turn.chunkSize ?? 8, turn.delayMs ?? 0))) return null;
+      return finish('stop');
+    case 'incomplete':
+      await chunk({ role: 'assistant', content: '', refusal: null });
+      if (!(await streamText(turn.text, turn.chunkSize ?? 8, 0))) return null;
+      return finish(turn.reason === 'content_filter' ? 'content_filter' : 'length');
+    case 'tool_call': {
+      const size = turn.chunkSize ?? 8;
+      await chunk({ role: 'assistant', content: turn.text ? '' : null, refusal: null });
+      if (turn.text && !(await streamText(turn.text, size, 0))) return null;
+      const calls = turn.calls.map((c, i) => ({
+        id: c.callId ?? `call_${n}_${i}`,
+        type: 'function',
+        function: { name: c.name, arguments: argumentsText(c.arguments) },
+      }));
+      for (const [i, call] of calls.entries()) {
+        await chunk({
+          tool_calls: [
+            {
+              index: i,
+              id: call.id,
+              type: 'function',
+              function: { name: call.function.name, arguments: '' },
+            },
+          ],
+        });
+        for (const delta of chunks(call.function.arguments, Math.max(1, size))) {
+          if (signal.aborted) return null;
+          await chunk({ tool_calls: [{ index: i, function: { arguments: delta } }] });
+        }
+      }
+      if (turn.delayMs) await sleep(turn.delayMs, signal);
+      if (signal.aborted) return null;
+      return finish('tool_calls', calls);
+    }
+    case 'response_failed':
+    case 'stream_error': {
+      await chunk({ role: 'assistant', content: '', refusal: null });
+      if (turn.textBefore && !(await streamText(turn.textBefore, 8, 0))) return null;
+      const fallback = turn.type === 'response_failed' ? 'scripted stream failure' : 'scripted stream error';
+      return fail(turn.message ?? fallback, (turn.type === 'stream_error' && turn.code) || 'server_error');
+    }
+    case 'http_error':
+      throw new Error('http_error turns are answered before a stream starts');
+  }
+}
+
+/**
+ * Starts a local HTTP server on 127.0.0.1 that speaks the OpenAI wire format as the official OpenAPI description
+ * defines it, for the real `openai` client and `@openai/agents`: the Responses API (`POST /v1/responses`) and
+ * Chat Completions (`POST /v1/chat/completions`), streaming and not, plus trace ingest capture
+ * (`POST /v1/traces/ingest`). Answers come from a script of {@link FakeTurn}s. A streamed response carries the
+ * full event sequence (`response.created`, `response.in_progress`, output items with their content parts and
+ * text or arguments deltas, then `response.completed`, `response.failed` or `response.incomplete`).
  *
  * @example
  * const fake = await createFakeOpenAIServer({ turns: [{ type: 'text', text: 'Hello!' }] });
@@ -164,8 +588,11 @@ export async function createFakeOpenAIServer(
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   };
-  const openAIError = (res: ServerResponse, status: number, message: string) =>
-    sendJson(res, status, { error: { message, type: 'server_error', param: null, code: null } });
+  /** An error body as the API's `ErrorResponse` schema defines it. */
+  const openAIError = (res: ServerResponse, status: number, message: string, code: string | null = null) =>
+    sendJson(res, status, {
+      error: { message, type: status >= 500 ? 'server_error' : 'invalid_request_error', param: null, code },
+    });
 
   const server: Server = createServer((req, res) => {
     void handle(req, res).catch((error: unknown) => {
@@ -179,181 +606,56 @@ export async function createFakeOpenAIServer(
     if (req.method !== 'POST') return openAIError(res, 405, 'only POST is supported by the fake server');
     const text = await readBody(req);
     if (text === null) return openAIError(res, 413, 'request body too large');
-    let body: Record<string, unknown>;
+    let body: Json;
     try {
-      body = JSON.parse(text) as Record<string, unknown>;
+      const parsed: unknown = JSON.parse(text);
+      if (!isRecord(parsed)) throw new Error('not an object');
+      body = parsed;
     } catch {
-      return openAIError(res, 400, 'request body is not JSON');
+      return openAIError(res, 400, 'request body is not a JSON object');
     }
     if (url.pathname === '/v1/traces/ingest') {
-      const data = Array.isArray(body.data) ? (body.data as Record<string, unknown>[]) : [];
+      const data = Array.isArray(body.data) ? (body.data as Json[]) : [];
       capture(traceIngests, { headers: req.headers, body: { data } });
       for (const w of [...waiters]) w();
       return sendJson(res, options.ingestStatus ?? 200, {});
     }
-    const api =
+    const play =
       url.pathname === '/v1/responses'
-        ? 'responses'
+        ? ({ api: 'responses', run: playResponses } as const)
         : url.pathname === '/v1/chat/completions'
-          ? 'chat_completions'
+          ? ({ api: 'chat_completions', run: playChat } as const)
           : null;
-    if (!api) return openAIError(res, 404, `fake server: unknown path ${url.pathname}`);
-    const captured: CapturedModelRequest = { api, headers: req.headers, body };
+    if (!play) return openAIError(res, 404, `fake server: unknown path ${url.pathname}`);
+    const captured: CapturedModelRequest = { api: play.api, headers: req.headers, body };
     capture(requests, captured);
     const turn = queue.shift() ?? options.respond?.(captured);
     if (!turn) return openAIError(res, 500, 'fake server: no scripted turn left');
     if (turn.type === 'http_error')
       return openAIError(res, turn.status, turn.message ?? `scripted HTTP ${turn.status}`);
-    if (body.stream !== true)
-      return openAIError(res, 400, 'fake server: only streaming requests are supported');
 
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     streams.add(res);
     res.on('close', () => streams.delete(res));
-    res.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
+    const streaming = body.stream === true;
+    if (streaming)
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      });
+    const result = await play.run(turn, {
+      n: ++seq,
+      body,
+      sse: streaming ? new SseWriter(res) : null,
+      signal: abort.signal,
+      onDeltaWritten: options.onDeltaWritten,
     });
-    const id = ++seq;
-    if (api === 'responses') await streamResponses(res, turn, id, abort.signal);
-    else await streamChat(res, turn, id, abort.signal);
-    if (!res.writableEnded) res.end();
-  }
-
-  const write = (res: ServerResponse, data: unknown, event?: string) => {
-    if (res.writableEnded || res.destroyed) return;
-    res.write(`${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
-  };
-
-  async function streamResponses(res: ServerResponse, turn: FakeTurn, n: number, signal: AbortSignal) {
-    const respId = `resp_${n}`;
-    const base = {
-      id: respId,
-      object: 'response',
-      created_at: 0,
-      model: 'fake-model',
-      output: [] as unknown[],
-    };
-    const ev = (type: string, rest: Record<string, unknown>) => write(res, { type, ...rest }, type);
-    ev('response.created', { response: { ...base, status: 'in_progress' } });
-    if (turn.type === 'text' || turn.type === 'response_failed') {
-      const full = turn.type === 'text' ? turn.text : (turn.textBefore ?? '');
-      const msgId = `msg_${n}`;
-      ev('response.output_item.added', {
-        output_index: 0,
-        item: { type: 'message', id: msgId, role: 'assistant', status: 'in_progress', content: [] },
-      });
-      const size = turn.type === 'text' ? (turn.chunkSize ?? 8) : 8;
-      const delay = turn.type === 'text' ? (turn.delayMs ?? 0) : 0;
-      let index = 0;
-      for (const delta of chunks(full, Math.max(1, size))) {
-        if (signal.aborted) return;
-        ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta });
-        options.onDeltaWritten?.(index++);
-        if (delay > 0) await sleep(delay, signal);
-      }
-      if (turn.type === 'response_failed') {
-        ev('response.failed', {
-          response: {
-            ...base,
-            status: 'failed',
-            error: { code: 'server_error', message: turn.message ?? 'scripted response.failed' },
-          },
-        });
-        return;
-      }
-      const item = {
-        type: 'message',
-        id: msgId,
-        role: 'assistant',
-        status: 'completed',
-        content: [{ type: 'output_text', text: full, annotations: [] }],
-      };
-      ev('response.output_item.done', { output_index: 0, item });
-      ev('response.completed', { response: { ...base, status: 'completed', output: [item], usage: USAGE } });
-      return;
-    }
-    if (turn.type === 'tool_call') {
-      const output = turn.calls.map((c, i) => ({
-        type: 'function_call',
-        id: `fc_${n}_${i}`,
-        call_id: c.callId ?? `call_${n}_${i}`,
-        name: c.name,
-        arguments: typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? {}),
-        status: 'completed',
-      }));
-      const all: unknown[] = [];
-      if (turn.text) {
-        const msgId = `msg_${n}`;
-        ev('response.output_item.added', {
-          output_index: 0,
-          item: { type: 'message', id: msgId, role: 'assistant', status: 'in_progress', content: [] },
-        });
-        for (const delta of chunks(turn.text, 8))
-          ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta });
-        all.push({
-          type: 'message',
-          id: msgId,
-          role: 'assistant',
-          status: 'completed',
-          content: [{ type: 'output_text', text: turn.text, annotations: [] }],
-        });
-      }
-      all.push(...output);
-      output.forEach((item, i) =>
-        ev('response.output_item.added', { output_index: i + (turn.text ? 1 : 0), item }),
-      );
-      if (turn.delayMs) await sleep(turn.delayMs, signal);
-      if (signal.aborted) return;
-      ev('response.completed', { response: { ...base, status: 'completed', output: all, usage: USAGE } });
-    }
-  }
-
-  async function streamChat(res: ServerResponse, turn: FakeTurn, n: number, signal: AbortSignal) {
-    const base = { id: `chatcmpl_${n}`, object: 'chat.completion.chunk', created: 0, model: 'fake-model' };
-    const chunk = (
-      delta: Record<string, unknown>,
-      finish: string | null = null,
-      extra: Record<string, unknown> = {},
-    ) => write(res, { ...base, choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
-    if (turn.type === 'text' || turn.type === 'response_failed') {
-      const full = turn.type === 'text' ? turn.text : (turn.textBefore ?? '');
-      const size = turn.type === 'text' ? (turn.chunkSize ?? 8) : 8;
-      const delay = turn.type === 'text' ? (turn.delayMs ?? 0) : 0;
-      chunk({ role: 'assistant', content: '' });
-      let index = 0;
-      for (const delta of chunks(full, Math.max(1, size))) {
-        if (signal.aborted) return;
-        chunk({ content: delta });
-        options.onDeltaWritten?.(index++);
-        if (delay > 0) await sleep(delay, signal);
-      }
-      if (turn.type === 'response_failed') {
-        write(res, { error: { message: turn.message ?? 'scripted stream failure', type: 'server_error' } });
-        return;
-      }
-      chunk({}, 'stop', { usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
-    } else if (turn.type === 'tool_call') {
-      if (turn.text) for (const delta of chunks(turn.text, 8)) chunk({ role: 'assistant', content: delta });
-      chunk({
-        role: 'assistant',
-        tool_calls: turn.calls.map((c, i) => ({
-          index: i,
-          id: c.callId ?? `call_${n}_${i}`,
-          type: 'function',
-          function: {
-            name: c.name,
-            arguments: typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? {}),
-          },
-        })),
-      });
-      if (turn.delayMs) await sleep(turn.delayMs, signal);
-      if (signal.aborted) return;
-      chunk({}, 'tool_calls');
-    }
-    if (!res.writableEnded) res.write('data: [DONE]\n\n');
+    if (streaming || !result) {
+      if (!res.writableEnded) res.end();
+    } else if (result.kind === 'body') sendJson(res, 200, result.body);
+    else openAIError(res, 500, result.message, result.code);
   }
 
   await new Promise<void>((resolve, reject) => {

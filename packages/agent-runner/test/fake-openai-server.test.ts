@@ -71,6 +71,28 @@ describe('fake OpenAI server', () => {
     expect(res.status).toBe(413);
   });
 
+  it('waits for a reader that does not keep up instead of buffering the whole stream', async () => {
+    const deltas = 160; // 10 MiB: on loopback the writes stall after about 4 MiB
+    const size = 64 * 1024;
+    let written = 0;
+    fake = await createFakeOpenAIServer({
+      turns: [{ type: 'text', text: 'x'.repeat(deltas * size), chunkSize: size }],
+      onDeltaWritten: (i) => void (written = i + 1),
+    });
+    const res = await fetch(`${fake.baseURL}/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ stream: true, messages: [] }),
+    });
+    // Nothing is read yet: the server stops once the socket buffers (a few MB on loopback) are full.
+    await expect.poll(() => written).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(written).toBeLessThan(deltas);
+    let bytes = 0;
+    for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
+    expect(written).toBe(deltas);
+    expect(bytes).toBeGreaterThan(deltas * size);
+  });
+
   it('captures trace ingests', async () => {
     fake = await createFakeOpenAIServer();
     const waiting = fake.waitForTraceItems((items) => items.some((i) => i.id === 'trace_1'), 2000);
