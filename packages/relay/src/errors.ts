@@ -9,6 +9,8 @@ export const RELAY_ERROR_CODES = [
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',
+  'too_many_runs',
+  'rate_limited',
   'store_error',
   'agent_unavailable',
   'closed',
@@ -20,10 +22,13 @@ export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
 /** The one error base of @threadline/relay: a string `code` a program can switch on, and a sentence for people. */
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
-  constructor(code: RelayErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** On refusals that end on their own (`rate_limited`): how long to wait before trying again, in ms. */
+  readonly retryAfterMs: number | undefined;
+  constructor(code: RelayErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

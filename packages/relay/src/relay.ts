@@ -14,6 +14,7 @@ import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
 import type { AgentTransport } from './agent-transport.js';
 import { RelayError } from './errors.js';
+import { AgentGate } from './agent-gate.js';
 import { GroupCommitter } from './group-commit.js';
 import { InProcessPubSub } from './pubsub.js';
 import type { ThreadPubSub } from './pubsub.js';
@@ -53,6 +54,22 @@ export interface RelayLimits {
   maxCoalescedDeltaLength: number;
   /** Most runs in progress in this process; beyond it `send` fails with `agent_unavailable`. */
   maxActiveRuns: number;
+  /**
+   * Most runs in progress for one user in this process (a run waiting for the agent counts); beyond it `send`
+   * fails with `too_many_runs`. A person has a few threads going at once, not dozens.
+   */
+  maxRunsPerUser: number;
+  /** Most runs one user may start per `runStartWindowMs`; beyond it `send` fails with `rate_limited`. */
+  maxRunStartsPerUser: number;
+  /** The sliding window of `maxRunStartsPerUser`, in ms. */
+  runStartWindowMs: number;
+  /**
+   * Most runs waiting for a place at the agent service while it answers "at capacity" (HTTP 429); a run
+   * beyond it ends at once with RUN_ERROR `agent_busy`. Waiting runs are served fairly across users.
+   */
+  maxAgentQueue: number;
+  /** Longest a run waits for a place at the agent service before it ends with RUN_ERROR `agent_busy`. */
+  agentQueueTimeoutMs: number;
   /** With `whenRunActive: 'queue'`: most sends waiting per thread; beyond it `queue_full`. */
   maxQueuedSends: number;
   /** With `whenRunActive: 'queue'`: longest a send waits for the active run to end before `run_active`. */
@@ -74,6 +91,11 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   maxBatchEvents: 512,
   maxCoalescedDeltaLength: LIMITS.maxDeltaLength,
   maxActiveRuns: 1_000,
+  maxRunsPerUser: 4,
+  maxRunStartsPerUser: 30,
+  runStartWindowMs: 60_000,
+  maxAgentQueue: 256,
+  agentQueueTimeoutMs: 60_000,
   maxQueuedSends: 8,
   queueTimeoutMs: 300_000,
   terminalWriteAttempts: 3,
@@ -127,8 +149,9 @@ export interface Relay {
   /**
    * Stores the user's message and starts a run, returning its id. Idempotent on `clientMessageId`: a retry
    * returns the first run's id and starts nothing. Rejects with {@link RelayError} `invalid_message`,
-   * `not_found` (no such thread, or not the user's), `run_active`, `queue_full`, `agent_unavailable`,
-   * `store_error` or `closed`; nothing is acknowledged that was not stored.
+   * `not_found` (no such thread, or not the user's), `run_active`, `queue_full`, `too_many_runs` (the user's
+   * share of runs at once), `rate_limited` (the user's runs per window, with `retryAfterMs`),
+   * `agent_unavailable`, `store_error` or `closed`; nothing is acknowledged that was not stored.
    */
   send(input: SendInput): Promise<{ runId: string }>;
   /** Streams a thread's events after `afterSeq`, then live. Rejects like `send`, or `too_many_subscribers`. */
@@ -220,6 +243,22 @@ export function createRelay(options: RelayOptions): Relay {
   const perThread = new Map<string, number>();
   /** Sends waiting (queue mode) for a thread's run to end. */
   const queues = new Map<string, Set<() => void>>();
+  /** Per user: runs in progress here plus sends about to start one. */
+  const userRuns = new Map<string, number>();
+  /** Per user: when their runs in the current window started (at most maxRunStartsPerUser each). */
+  const userStarts = new Map<string, number[]>();
+  const gate = new AgentGate({
+    maxWaiting: limits.maxAgentQueue,
+    timeoutMs: limits.agentQueueTimeoutMs,
+    defaultRetryMs: 1_000,
+  });
+  // Forgets users whose starts left the window, so the map holds only users active in the last window.
+  const startSweep = setInterval(() => {
+    const since = Date.now() - limits.runStartWindowMs;
+    for (const [userId, starts] of userStarts)
+      if (starts[starts.length - 1]! <= since) userStarts.delete(userId);
+  }, limits.runStartWindowMs);
+  startSweep.unref?.();
   let closed = false;
 
   function writerFor(threadId: string): ThreadWriter {
@@ -249,6 +288,54 @@ export function createRelay(options: RelayOptions): Relay {
       throw new RelayError('not_found', `thread ${threadId} does not exist or you may not use it`);
     }
     return thread;
+  }
+
+  /**
+   * Admits one run start for the user against their shares (runs at once, starts per window) and reserves it:
+   * the returned function gives the reservation back (`refund`: the start did not happen, so it does not count
+   * against the window either). Throws `too_many_runs` or `rate_limited`.
+   */
+  function admit(userId: string): (refund: boolean) => void {
+    const inProgress = userRuns.get(userId) ?? 0;
+    if (inProgress >= limits.maxRunsPerUser) {
+      throw new RelayError(
+        'too_many_runs',
+        `you have ${inProgress} runs in progress, the most allowed at once; wait for one to end or cancel one`,
+      );
+    }
+    const now = Date.now();
+    let starts = userStarts.get(userId);
+    if (starts) {
+      const since = now - limits.runStartWindowMs;
+      let expired = 0;
+      while (expired < starts.length && starts[expired]! <= since) expired++;
+      if (expired > 0) starts.splice(0, expired);
+    } else userStarts.set(userId, (starts = []));
+    if (starts.length >= limits.maxRunStartsPerUser) {
+      const retryAfterMs = Math.max(1, starts[0]! + limits.runStartWindowMs - now);
+      throw new RelayError(
+        'rate_limited',
+        `you started ${starts.length} runs in the last ${Math.round(limits.runStartWindowMs / 1000)} s, the most allowed; try again in ${Math.ceil(retryAfterMs / 1000)} s`,
+        { retryAfterMs },
+      );
+    }
+    const stamp = now;
+    starts.push(stamp);
+    const owned = starts;
+    userRuns.set(userId, inProgress + 1);
+    let released = false;
+    return (refund) => {
+      if (released) return;
+      released = true;
+      const n = (userRuns.get(userId) ?? 1) - 1;
+      if (n <= 0) userRuns.delete(userId);
+      else userRuns.set(userId, n);
+      if (refund) {
+        const i = owned.lastIndexOf(stamp);
+        if (i !== -1) owned.splice(i, 1);
+        if (owned.length === 0 && userStarts.get(userId) === owned) userStarts.delete(userId);
+      }
+    };
   }
 
   function checkOpen(): void {
@@ -285,6 +372,7 @@ export function createRelay(options: RelayOptions): Relay {
           `too many runs in progress (${limits.maxActiveRuns}); try again shortly`,
         );
       }
+      const release = admit(user.id);
       const runId = `run_${randomUUID()}`;
       const userMessage: AgentEvent = {
         type: 'USER_MESSAGE',
@@ -297,19 +385,32 @@ export function createRelay(options: RelayOptions): Relay {
         text,
       };
       const writer = writerFor(threadId);
-      const result = await storeCall('storing the message', () =>
-        writer.exclusive(async () => {
-          // Through the shared flush: every send of this turn is started in one store transaction.
-          const r = await committer.start({ threadId, runId, userId: user.id, clientMessageId, userMessage });
-          if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
-          return r;
-        }),
-      );
-      if (result.status === 'duplicate') return { runId: result.run.runId };
+      let result: Awaited<ReturnType<GroupCommitter['start']>>;
+      try {
+        result = await storeCall('storing the message', () =>
+          writer.exclusive(async () => {
+            // Through the shared flush: every send of this turn is started in one store transaction.
+            const r = await committer.start({
+              threadId,
+              runId,
+              userId: user.id,
+              clientMessageId,
+              userMessage,
+            });
+            if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
+            return r;
+          }),
+        );
+      } catch (error) {
+        release(true);
+        throw error;
+      }
       if (result.status === 'started') {
-        startRun(result.run, text);
+        startRun(result.run, text, release);
         return { runId };
       }
+      release(true);
+      if (result.status === 'duplicate') return { runId: result.run.runId };
       if (whenRunActive === 'reject' || closed) {
         throw new RelayError(
           'run_active',
@@ -379,7 +480,7 @@ export function createRelay(options: RelayOptions): Relay {
     });
   }
 
-  function startRun(record: RunRecord, message: string): void {
+  function startRun(record: RunRecord, message: string, release: (refund: boolean) => void): void {
     const controller = new AbortController();
     const run: ActiveRun = {
       runId: record.runId,
@@ -398,6 +499,7 @@ export function createRelay(options: RelayOptions): Relay {
     runs.set(run.runId, run);
     run.done = pump(run, message).finally(() => {
       runs.delete(run.runId);
+      release(false);
     });
   }
 
@@ -411,11 +513,14 @@ export function createRelay(options: RelayOptions): Relay {
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     let failure: RunStop | undefined;
     let onAbort: (() => void) | undefined;
+    /** The run holds a place at the agent service (it was not refused as at capacity). */
+    let atAgent = false;
     try {
       const request = await buildRequest(run, message);
-      iterator = (agent.runBatches ? agent.runBatches(request, { signal }) : agent.run(request, { signal }))[
-        Symbol.asyncIterator
-      ]();
+      const open = () =>
+        (agent.runBatches ? agent.runBatches(request, { signal }) : agent.run(request, { signal }))[
+          Symbol.asyncIterator
+        ]();
       // Every await of the loop can be cut short by the abort signal. Not Promise.race against one shared
       // promise: each race leaves a reaction on it until the run ends (one per event: a leak and GC churn).
       let interrupt: ((reason: unknown) => void) | undefined;
@@ -439,11 +544,40 @@ export function createRelay(options: RelayOptions): Relay {
           controller.abort(new RunStop('agent_idle_timeout', `the agent sent nothing for ${idle} ms`));
         } else idleTimer = setTimeout(watch, idle - quiet);
       };
-      idleTimer = setTimeout(watch, idle);
+      // Until the agent takes the run: while it answers "at capacity", the run waits its turn at the gate
+      // (bounded; the idle bound does not run meanwhile) and tries again. Nothing is stored before that.
+      let first: IteratorResult<AgentEvent | readonly AgentEvent[]> | undefined;
+      let waitedSince = 0;
+      let retry = false;
+      while (first === undefined) {
+        const granted = retry || gate.mustWait;
+        if (granted) {
+          if (waitedSince === 0) waitedSince = Date.now();
+          await interruptible(gate.wait(run.userId, waitedSince, signal, retry));
+        }
+        last = Date.now();
+        idleTimer = setTimeout(watch, idle);
+        gate.trying(run.userId, granted);
+        atAgent = true;
+        iterator = open();
+        try {
+          first = await interruptible(iterator.next());
+        } catch (error) {
+          const busy =
+            !signal.aborted && error instanceof AgentTransportError && error.runErrorCode === 'agent_busy';
+          atAgent = !busy;
+          gate.answered(run.userId, granted, !busy, busy ? error.retryAfterMs : undefined);
+          if (!busy) throw error;
+          clearTimeout(idleTimer);
+          retry = true;
+          continue;
+        }
+        gate.answered(run.userId, granted, true);
+      }
       let started = false;
       const seen: ChunkIdCache = {};
-      for (;;) {
-        const next = await interruptible(iterator.next());
+      for (let next: typeof first | undefined = first; ; next = undefined) {
+        next ??= await interruptible(iterator!.next());
         if (next.done) {
           failure = new RunStop('agent_stream_ended', 'the agent stream ended before the run finished');
           break;
@@ -488,6 +622,8 @@ export function createRelay(options: RelayOptions): Relay {
     } finally {
       clearTimeout(idleTimer);
       if (onAbort) signal.removeEventListener('abort', onAbort);
+      // Its place at the agent goes to the next run waiting for one.
+      if (atAgent) gate.released(run.userId);
     }
     // The run failed: stop the agent and store the RUN_ERROR that ends it.
     if (!signal.aborted) controller.abort(failure);
@@ -496,7 +632,7 @@ export function createRelay(options: RelayOptions): Relay {
         .then(() => iterator.return!())
         .catch(() => {});
     }
-    if (failure && failure.code !== 'agent_unreachable' && agent.cancel) {
+    if (failure && failure.code !== 'agent_unreachable' && failure.code !== 'agent_busy' && agent.cancel) {
       agent.cancel(runId).catch(() => {});
     }
     await writeRunError(
@@ -702,6 +838,7 @@ export function createRelay(options: RelayOptions): Relay {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
+    clearInterval(startSweep);
     for (const run of runs.values()) {
       if (!run.controller.signal.aborted)
         run.controller.abort(new RunStop('shutdown', 'the relay shut down'));

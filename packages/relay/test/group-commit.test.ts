@@ -96,7 +96,8 @@ async function setup(kind: StoreKind, agent: AgentTransport, limits: Partial<Rel
     toolsBaseUrl: 'http://127.0.0.1:9/api',
     tools: [],
     logger: { error() {}, warn() {} },
-    limits: { maxBufferedEvents: 100_000, ...limits },
+    // One user stands in for many here: their per-user shares are lifted.
+    limits: { maxBufferedEvents: 100_000, maxRunsPerUser: 10_000, maxRunStartsPerUser: 10_000, ...limits },
   });
   cleanups.push(async () => {
     await relay.close();
