@@ -74,8 +74,14 @@ export interface RelayLimits {
   maxQueuedSends: number;
   /** With `whenRunActive: 'queue'`: longest a send waits for the active run to end before `run_active`. */
   queueTimeoutMs: number;
-  /** Attempts to store the RUN_ERROR that ends a failed run. */
-  terminalWriteAttempts: number;
+  /**
+   * How long the relay keeps trying to store the RUN_ERROR that ends a failed run (e.g. while the disk is
+   * full), with a backoff up to `terminalWriteMaxDelayMs` between attempts. Past it the failure is logged and
+   * the run is ended at the latest when someone sends to its thread again, or by `recover()` at the next start.
+   */
+  terminalWriteTimeoutMs: number;
+  /** Longest pause between two attempts to store a run's RUN_ERROR. */
+  terminalWriteMaxDelayMs: number;
 }
 
 /** The defaults of {@link RelayLimits}. */
@@ -98,7 +104,8 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   agentQueueTimeoutMs: 60_000,
   maxQueuedSends: 8,
   queueTimeoutMs: 300_000,
-  terminalWriteAttempts: 3,
+  terminalWriteTimeoutMs: 600_000,
+  terminalWriteMaxDelayMs: 5_000,
 });
 
 /** Mints the act-as token a run's agent calls tools with (e.g. tools-kit's `createTokenIssuer()`). */
@@ -167,10 +174,31 @@ export interface Relay {
   recover(): Promise<number>;
   /** Stops runs in progress (RUN_ERROR `shutdown`) and ends subscriptions. Leaves the store open. */
   close(): Promise<void>;
+  /**
+   * What the relay knows of its store's health, for a host's health check: whether its last write
+   * succeeded, and the last write failure. Cheap (no I/O): it reports the writes the relay made anyway.
+   */
+  health(): RelayHealth;
   /** Runs in progress in this process. */
   readonly activeRuns: number;
   /** Open subscriptions in this process. */
   readonly subscribers: number;
+}
+
+/** What {@link Relay.health} reports. */
+export interface RelayHealth {
+  store: {
+    /** False from a failed write until the next write succeeds. */
+    writable: boolean;
+    /** The last failed write: when (ms since epoch) and why. */
+    lastError?: { at: number; message: string };
+    /** When the current run of failures began (only while not writable). */
+    failingSince?: number;
+  };
+  /** Runs whose ending RUN_ERROR is not stored yet (the store failed); their threads answer `run_active`. */
+  unterminatedRuns: number;
+  /** Runs waiting for a place at the agent service. */
+  waitingForAgent: number;
 }
 
 /** Why a run was stopped from the relay's side. */
@@ -192,6 +220,42 @@ interface ActiveRun extends WriteOwner {
 }
 
 const RELAY_ONLY_TYPES = new Set(['RUN_STARTED', 'RUN_FINISHED', 'RUN_ERROR', 'USER_MESSAGE']);
+
+/** A run's RUN_ERROR that is not stored yet. */
+interface PendingTerminal {
+  threadId: string;
+  runId: string;
+  event: AgentEvent;
+  /** The attempt under way, so two never overlap. */
+  inFlight: Promise<boolean> | undefined;
+  lastError: unknown;
+}
+
+/** Store write methods whose outcome tells whether the store can write. */
+const WRITE_METHODS = new Set<PropertyKey>(['append', 'appendMany', 'startRun', 'startRuns']);
+/** Refusals of one input, not failures of the store. */
+const REFUSAL_CODES = new Set(['invalid_message', 'not_found', 'conflict']);
+
+/** The store with its writes observed: `report` gets undefined after a write that worked, else the error. */
+function observeWrites(store: EventStore, report: (error: unknown) => void): EventStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (!WRITE_METHODS.has(prop)) return value.bind(target);
+      return async (...args: unknown[]) => {
+        try {
+          const result: unknown = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          report(undefined);
+          return result;
+        } catch (error) {
+          if (!(error instanceof RelayError && REFUSAL_CODES.has(error.code))) report(error);
+          throw error;
+        }
+      };
+    },
+  });
+}
 
 /**
  * Creates a relay over a store and an agent transport.
@@ -224,11 +288,26 @@ export function createRelay(options: RelayOptions): Relay {
   const { store, agent } = options;
   const pubsub = options.pubsub ?? new InProcessPubSub();
   const logger = options.logger ?? console;
+  const storeHealth: RelayHealth['store'] = { writable: true };
+  /** The store as the relay's writes reach it: every write's outcome updates `storeHealth`. */
+  const writes = observeWrites(options.store, (error) => {
+    if (error === undefined) {
+      if (!storeHealth.writable) {
+        storeHealth.writable = true;
+        delete storeHealth.failingSince;
+      }
+      return;
+    }
+    const at = Date.now();
+    if (storeHealth.writable) storeHealth.failingSince = at;
+    storeHealth.writable = false;
+    storeHealth.lastError = { at, message: describe(error) };
+  });
   const authorize =
     options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
   const whenRunActive = options.whenRunActive ?? 'reject';
   const committer = new GroupCommitter(
-    store,
+    writes,
     limits.coalesceWindowMs,
     limits.earlyWriteThreads > 0 ? limits.earlyWriteThreads : Number.POSITIVE_INFINITY,
   );
@@ -243,6 +322,13 @@ export function createRelay(options: RelayOptions): Relay {
   const perThread = new Map<string, number>();
   /** Sends waiting (queue mode) for a thread's run to end. */
   const queues = new Map<string, Set<() => void>>();
+  /**
+   * Runs whose RUN_ERROR could not be stored yet (the store failed), by runId. While the relay retries, the run
+   * is still in `runs`; once it gave up, the entry alone says the run is over, for the next `send` to end it.
+   */
+  const unterminated = new Map<string, PendingTerminal>();
+  /** Wakes every terminal-write retry waiting out its backoff (on close). */
+  const retrySleepers = new Set<() => void>();
   /** Per user: runs in progress here plus sends about to start one. */
   const userRuns = new Map<string, number>();
   /** Per user: when their runs in the current window started (at most maxRunStartsPerUser each). */
@@ -364,6 +450,7 @@ export function createRelay(options: RelayOptions): Relay {
     const user = { id: input.user.id };
     await threadFor(user, threadId);
     let queued = false;
+    let healed = false;
     let deadline = 0;
     for (;;) {
       if (runs.size >= limits.maxActiveRuns) {
@@ -411,6 +498,13 @@ export function createRelay(options: RelayOptions): Relay {
       }
       release(true);
       if (result.status === 'duplicate') return { runId: result.run.runId };
+      // The active run is one this relay ended but could not yet record as ended (the store failed): try now,
+      // so a thread is never left `run_active` once the store can take the write.
+      const stale = unterminated.get(result.activeRun.runId);
+      if (stale && !healed) {
+        healed = true;
+        if (await storeTerminal(stale, false)) continue;
+      }
       if (whenRunActive === 'reject' || closed) {
         throw new RelayError(
           'run_active',
@@ -491,7 +585,10 @@ export function createRelay(options: RelayOptions): Relay {
       onStoreError(error: unknown) {
         if (!controller.signal.aborted) {
           controller.abort(
-            new RunStop('store_error', `the store failed to save the run's events: ${describe(error)}`),
+            new RunStop(
+              'store_unavailable',
+              `the store could not save the run's events: ${describe(error)}; send the message again later`,
+            ),
           );
         }
       },
@@ -642,30 +739,77 @@ export function createRelay(options: RelayOptions): Relay {
     );
   }
 
+  /**
+   * Stores the RUN_ERROR that ends a run. While the store fails (a full disk), it tries again with a backoff
+   * (50 ms doubling up to `terminalWriteMaxDelayMs`) for up to `terminalWriteTimeoutMs`, so the run ends as soon
+   * as the store can take the write; the run keeps its place in `runs` (and its user's share) meanwhile.
+   */
   async function writeRunError(threadId: string, runId: string, stop: RunStop): Promise<void> {
-    const event: AgentEvent = {
-      type: 'RUN_ERROR',
+    const pending: PendingTerminal = {
       threadId,
       runId,
-      ts: Date.now(),
-      code: stop.code,
-      message: stop.message,
+      event: { type: 'RUN_ERROR', threadId, runId, ts: Date.now(), code: stop.code, message: stop.message },
+      inFlight: undefined,
+      lastError: undefined,
     };
-    for (let attempt = 1; ; attempt++) {
-      const writer = writerFor(threadId);
-      writer.add(event, null, false);
-      try {
-        await writer.flush();
-        return;
-      } catch (error) {
-        if (attempt >= limits.terminalWriteAttempts) {
-          // The run stays `running` in the store; `recover()` at the next start fails it.
-          logger.error(`[threadline/relay] could not store RUN_ERROR for run ${runId}: ${describe(error)}`);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 50 * attempt));
-      }
+    const giveUpAt = Date.now() + limits.terminalWriteTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      if (await storeTerminal(pending, attempt === 0)) return;
+      if (attempt === 0) unterminated.set(runId, pending);
+      const pause = Math.min(50 * 2 ** Math.min(attempt, 20), limits.terminalWriteMaxDelayMs);
+      if (closed || Date.now() + pause > giveUpAt) break;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          retrySleepers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, pause);
+        retrySleepers.add(wake);
+      });
+      if (!unterminated.has(runId)) return; // a send ended it in the meantime
     }
+    // The run stays `running` in the store: the next send to its thread ends it (see `send`), else
+    // `recover()` at the next start. Bounded: the oldest such runs are forgotten first.
+    logger.error(
+      `[threadline/relay] could not store RUN_ERROR for run ${runId}: ${describe(pending.lastError)}`,
+    );
+    while (unterminated.size > limits.maxActiveRuns) {
+      unterminated.delete(unterminated.keys().next().value!);
+    }
+  }
+
+  /**
+   * One attempt to store a run's RUN_ERROR; true once the run is ended in the store. One attempt at a time
+   * per run, and after a failed one the run's status is read first: a write whose outcome was unknown, or
+   * another relay, may have ended it already, and a run never gets a second terminal event.
+   */
+  function storeTerminal(pending: PendingTerminal, first: boolean): Promise<boolean> {
+    if (pending.inFlight) return pending.inFlight;
+    const attempt = (async () => {
+      try {
+        if (!first) {
+          const run = await store.getRun(pending.runId);
+          if (run !== null && run.status !== 'running') {
+            unterminated.delete(pending.runId);
+            return true;
+          }
+        }
+        const writer = writerFor(pending.threadId);
+        writer.add(pending.event, null, false);
+        await writer.flush();
+        unterminated.delete(pending.runId);
+        return true;
+      } catch (error) {
+        pending.lastError = error;
+        return false;
+      }
+    })();
+    pending.inFlight = attempt;
+    void attempt.then(() => {
+      if (pending.inFlight === attempt) pending.inFlight = undefined;
+    });
+    return attempt;
   }
 
   async function buildRequest(run: ActiveRun, message: string): Promise<RunRequest> {
@@ -839,6 +983,7 @@ export function createRelay(options: RelayOptions): Relay {
     if (closed) return;
     closed = true;
     clearInterval(startSweep);
+    for (const wake of [...retrySleepers]) wake();
     for (const run of runs.values()) {
       if (!run.controller.signal.aborted)
         run.controller.abort(new RunStop('shutdown', 'the relay shut down'));
@@ -850,6 +995,17 @@ export function createRelay(options: RelayOptions): Relay {
     await Promise.all([...writers.values()].map((w) => w.flush().catch(() => {})));
   }
 
+  function health(): RelayHealth {
+    return {
+      store: {
+        ...storeHealth,
+        ...(storeHealth.lastError ? { lastError: { ...storeHealth.lastError } } : {}),
+      },
+      unterminatedRuns: unterminated.size,
+      waitingForAgent: gate.waiting,
+    };
+  }
+
   return {
     send,
     subscribe,
@@ -857,6 +1013,7 @@ export function createRelay(options: RelayOptions): Relay {
     publish,
     recover,
     close,
+    health,
     get activeRuns() {
       return runs.size;
     },
@@ -893,7 +1050,7 @@ function toStop(error: unknown, signal: AbortSignal): RunStop {
   if (error instanceof ContractError)
     return new RunStop('agent_stream_invalid', `the agent sent an ${error.message}`);
   if (error instanceof RelayError && error.code === 'store_error')
-    return new RunStop('store_error', error.message);
+    return new RunStop('store_unavailable', error.message);
   return new RunStop('internal_error', `the agent failed: ${describe(error)}`);
 }
 
