@@ -22,6 +22,16 @@ const bool = (what: string) =>
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() : v),
     z.enum(['true', 'false', '1', '0', ''], { error: `${what} must be true or false` }),
   );
+const count = (what: string, fallback: number, max: number) =>
+  z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: `${what} must be a number` })
+      .int(`${what} must be a whole number`)
+      .min(1, `${what} must be between 1 and ${max}`)
+      .max(max, `${what} must be between 1 and ${max}`)
+      .default(fallback),
+  );
 const secret = (what: string) =>
   z.preprocess(
     unset,
@@ -84,6 +94,9 @@ const EnvSchema = z.object({
       .max(8760, 'SESSION_TTL_HOURS must be between 1 and 8760')
       .default(168),
   ),
+  RUNS_PER_USER: count('RUNS_PER_USER', 4, 1_000),
+  RUNS_PER_MINUTE: count('RUNS_PER_MINUTE', 30, 100_000),
+  AGENT_MAX_RUNS: count('AGENT_MAX_RUNS', 32, 10_000),
   TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
   AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
 });
@@ -102,6 +115,12 @@ export interface HostConfig {
   publicOrigin: string | undefined;
   cookieSecure: boolean;
   sessionTtlMs: number;
+  /** Runs one user may have in progress at once. */
+  runsPerUser: number;
+  /** Runs one user may start per minute. */
+  runsPerMinute: number;
+  /** Runs the agent service takes at once; more wait in the relay's fair queue. */
+  agentMaxRuns: number;
   toolsTokenSecret: string | undefined;
   agentSharedSecret: string | undefined;
 }
@@ -152,6 +171,9 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     publicOrigin,
     cookieSecure,
     sessionTtlMs: e.SESSION_TTL_HOURS * 3_600_000,
+    runsPerUser: e.RUNS_PER_USER,
+    runsPerMinute: e.RUNS_PER_MINUTE,
+    agentMaxRuns: e.AGENT_MAX_RUNS,
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
   };

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
-import type { AgentTransport, EventStore, Relay } from '@threadline/relay';
+import type { AgentTransport, EventStore, Relay, RelayLimits } from '@threadline/relay';
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
@@ -26,6 +26,8 @@ export interface HostOptions {
   /** How the relay reaches the agent. Default: HTTP/SSE to the agent service on 127.0.0.1:AGENT_PORT. */
   agent?: AgentTransport;
   limits?: Partial<AppLimits>;
+  /** Relay bounds beyond those the settings give (per-user run shares come from `config`). */
+  relayLimits?: Partial<RelayLimits>;
   /** Extra facts for GET /healthz (main adds the agent process state). */
   health?: () => Record<string, unknown>;
   logger?: Pick<Console, 'error' | 'warn'>;
@@ -121,7 +123,19 @@ export async function startHost(options: HostOptions): Promise<Host> {
       url: `http://127.0.0.1:${config.agentPort}`,
       credential: secrets.agentSharedSecret,
     });
-  const relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools: toolRouter.toolNames });
+  const relay = createRelay({
+    store,
+    agent,
+    tokens,
+    toolsBaseUrl,
+    tools: toolRouter.toolNames,
+    limits: {
+      maxRunsPerUser: config.runsPerUser,
+      maxRunStartsPerUser: config.runsPerMinute,
+      runStartWindowMs: 60_000,
+      ...options.relayLimits,
+    },
+  });
 
   const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
   const storeName = mongo ? 'mongodb' : 'sqlite';

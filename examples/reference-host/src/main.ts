@@ -49,6 +49,7 @@ const agent = new AgentProcess({
     ...process.env,
     AGENT_PORT: String(agentPort),
     AGENT_SHARED_SECRET: secrets.agentSharedSecret,
+    AGENT_MAX_RUNS: String(config.agentMaxRuns),
     OPENAI_MODEL: config.openaiModel,
   },
 });
