@@ -14,6 +14,7 @@ import { EXAMPLE_ROOT, type HostConfig } from './config.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
 import { Sessions } from './sessions.js';
+import { storeHealth, watchUserStore, type StoreHealth } from './store-health.js';
 import { MongoUserStore } from './users/mongo-user-store.js';
 import { SqliteUserStore } from './users/sqlite-user-store.js';
 import type { UserStore } from './users/user-store.js';
@@ -45,6 +46,8 @@ export interface Host {
   relay: Relay;
   /** Runs the previous process left unfinished and that were failed at start. */
   recovered: number;
+  /** Whether the stores can write (`degraded` after a failed write until one succeeds), for `/healthz`. */
+  storeHealth(): StoreHealth;
   close(): Promise<void>;
 }
 
@@ -79,16 +82,18 @@ export async function startHost(options: HostOptions): Promise<Host> {
 
   let mongo: MongoClient | undefined;
   let store: EventStore;
-  let users: UserStore;
+  let userStore: UserStore;
   if (config.mongodbUri !== undefined) {
     mongo = new MongoClient(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
     await mongo.connect();
     store = await openMongoStore({ client: mongo, dbName: config.mongodbDb });
-    users = await MongoUserStore.open(mongo.db(config.mongodbDb));
+    userStore = await MongoUserStore.open(mongo.db(config.mongodbDb));
   } else {
     store = openSqliteStore({ path: join(config.dataDir, 'threadline.db') });
-    users = new SqliteUserStore(join(config.dataDir, 'users.db'));
+    userStore = new SqliteUserStore(join(config.dataDir, 'users.db'));
   }
+  // Every user store write is watched, so /healthz can say `degraded` when it fails (e.g. a full disk).
+  const { users, state: usersState } = watchUserStore(userStore);
 
   const server: Server = createServer();
   // The relay needs the real port (the agent calls the tools back on it), so listen before wiring.
@@ -187,6 +192,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     dataDir: config.dataDir,
     relay,
     recovered,
+    storeHealth: () => storeHealth(relay, usersState),
     close: () =>
       (closing ??= (async () => {
         clearInterval(sweep);

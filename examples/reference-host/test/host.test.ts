@@ -305,7 +305,7 @@ describe('host: tool endpoints', () => {
     expect(r.status).toBe(401);
   });
 
-  it('holds one user to RUNS_PER_USER runs at once (too_many_runs)', async () => {
+  it("holds one user to RUNS_PER_USER runs at once (too_many_runs), and the store's health says ok", async () => {
     const c = new Client(base);
     expect((await c.signup('greedy')).status).toBe(201);
     const threads: string[] = [];
@@ -329,6 +329,7 @@ describe('host: tool endpoints', () => {
     ws.send({ type: 'send', threadId: threads[4], text: 'hello', clientMessageId: 'g5' });
     expect(await ws.next(answer('g5'))).toMatchObject({ type: 'ack' });
     ws.close();
+    expect(host.storeHealth()).toMatchObject({ status: 'ok', unterminatedRuns: 0 });
   });
 
   it('reports health with the store in use', async () => {
