@@ -215,6 +215,7 @@ interface ActiveRun extends WriteOwner {
   runId: string;
   threadId: string;
   userId: string;
+  clientMessageId: string;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -424,6 +425,15 @@ export function createRelay(options: RelayOptions): Relay {
     };
   }
 
+  /** The id of a run in progress here that this very send (user, thread, clientMessageId) started. */
+  function sameSend(userId: string, threadId: string, clientMessageId: string): string | undefined {
+    for (const run of runs.values()) {
+      if (run.threadId === threadId && run.clientMessageId === clientMessageId && run.userId === userId)
+        return run.runId;
+    }
+    return undefined;
+  }
+
   function checkOpen(): void {
     if (closed) throw new RelayError('closed', 'the relay is closed');
   }
@@ -459,7 +469,16 @@ export function createRelay(options: RelayOptions): Relay {
           `too many runs in progress (${limits.maxActiveRuns}); try again shortly`,
         );
       }
-      const release = admit(user.id);
+      let release: (refund: boolean) => void;
+      try {
+        release = admit(user.id);
+      } catch (error) {
+        // A retry of a send whose run is still going (a browser resending after a reconnect) is answered
+        // as always, with that run's id: it starts nothing, so no share is needed.
+        const same = sameSend(user.id, threadId, clientMessageId);
+        if (same) return { runId: same };
+        throw error;
+      }
       const runId = `run_${randomUUID()}`;
       const userMessage: AgentEvent = {
         type: 'USER_MESSAGE',
@@ -580,6 +599,7 @@ export function createRelay(options: RelayOptions): Relay {
       runId: record.runId,
       threadId: record.threadId,
       userId: record.userId,
+      clientMessageId: record.clientMessageId,
       controller,
       done: Promise.resolve(),
       onStoreError(error: unknown) {

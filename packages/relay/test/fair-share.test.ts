@@ -143,6 +143,12 @@ describe('fair shares of runs', () => {
     expect((await a.waitFor(answerTo('c1'))).type).toBe('ack');
     a.send({ type: 'send', threadId: 't2', text: 'go', clientMessageId: 'c2' });
     expect(await a.waitFor(answerTo('c2'))).toMatchObject({ type: 'error', code: 'too_many_runs' });
+    // A retry of the send whose run is going (after a reconnect) still gets its ack: it starts nothing.
+    const from = a.messages.length;
+    a.send({ type: 'send', threadId: 't1', text: 'go', clientMessageId: 'c1' });
+    const again = await a.waitFor((m) => answerTo('c1')(m), from);
+    expect(again).toMatchObject({ type: 'ack', runId: (await h.agent.nextRun(0)).request.runId });
+    expect(h.agent.runs).toHaveLength(1);
     (await h.agent.nextRun(0)).fail(new Error('agent crashed'));
     await until(async () => (await h.store.activeRun('t1')) === null);
     a.send({ type: 'send', threadId: 't2', text: 'go', clientMessageId: 'c3' });
