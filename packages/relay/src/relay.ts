@@ -676,8 +676,8 @@ export function createRelay(options: RelayOptions): Relay {
         idleTimer = setTimeout(watch, idle);
         gate.trying(run.userId, granted);
         atAgent = true;
-        iterator = open();
         try {
+          iterator = open();
           first = await interruptible(iterator.next());
         } catch (error) {
           const busy =
