@@ -46,6 +46,9 @@ const relay = createRelay({
   tools: [],
   limits: {
     maxActiveRuns: 5_000,
+    // Every run is the one bench user's: lift the per-user shares.
+    maxRunsPerUser: 5_000,
+    maxRunStartsPerUser: 1_000_000,
     maxBufferedEvents: 1_000_000,
     maxBufferedBytes: 256 * 1024 * 1024,
     // For A/B runs: BENCH_EARLY_WRITE=<threads> (the report runs the default).

@@ -12,6 +12,8 @@ const EnvSchema = z.object({
   OPENAI_BASE_URL: z.url().optional(),
   /** Delay between the demo model's streamed deltas (ms); lets a demo or a test watch a run stream. */
   DEMO_MODEL_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(15),
+  /** Runs taken at once; more are answered 429 and wait in the relay's fair queue. */
+  AGENT_MAX_RUNS: z.coerce.number().int().min(1).max(10_000).default(32),
 });
 
 const emptyToUnset = Object.fromEntries(
@@ -40,6 +42,7 @@ const service = await serveAgent(runner, {
   port: env.AGENT_PORT,
   host: '127.0.0.1',
   auth: { sharedSecret: env.AGENT_SHARED_SECRET },
+  maxConcurrentRuns: env.AGENT_MAX_RUNS,
   // main.ts prints the verdict in its banner instead.
   doctor: false,
 });

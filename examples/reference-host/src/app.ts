@@ -11,7 +11,7 @@ import express, {
 import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
 import type { EventStore } from '@threadline/relay';
-import { HostError, type HostIssue } from './errors.js';
+import { HostError, isStoreUnavailable, type HostIssue } from './errors.js';
 import { hashPassword, isCommonPassword, verifyPassword } from './passwords.js';
 import { RateLimiter } from './rate-limit.js';
 import { originCheck, securityHeaders } from './security.js';
@@ -406,7 +406,7 @@ export function createApp(options: AppOptions): express.Express {
 
   const onError: ErrorRequestHandler = (err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = toHostError(err);
-    if (e.code === 'internal_error' || e.code === 'store_error') {
+    if (e.code === 'internal_error' || e.code === 'store_unavailable') {
       const ref = randomBytes(6).toString('hex');
       logger.error(`[${ref}] ${req.method} ${req.path}:`, err);
       return sendError(req, res, e, ref);
@@ -438,8 +438,10 @@ export function toHostError(err: unknown): HostError {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new HostError('invalid_input', 'Bad request.', { cause: err });
   }
-  if ((err as { name?: unknown } | null)?.name === 'StoreError') {
-    return new HostError('store_error', 'The database did not answer. Try again.', { cause: err });
+  if (isStoreUnavailable(err)) {
+    return new HostError('store_unavailable', 'The database cannot take this right now. Try again shortly.', {
+      cause: err,
+    });
   }
   return new HostError('internal_error', 'Something went wrong on our side.', { cause: err });
 }

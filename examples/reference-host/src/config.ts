@@ -23,6 +23,16 @@ const bool = (what: string) =>
     (v) => (typeof v === 'string' ? v.trim().toLowerCase() : v),
     z.enum(['true', 'false', '1', '0', ''], { error: `${what} must be true or false` }),
   );
+const count = (what: string, fallback: number, max: number) =>
+  z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: `${what} must be a number` })
+      .int(`${what} must be a whole number`)
+      .min(1, `${what} must be between 1 and ${max}`)
+      .max(max, `${what} must be between 1 and ${max}`)
+      .default(fallback),
+  );
 const secret = (what: string) =>
   z.preprocess(
     unset,
@@ -94,6 +104,9 @@ const EnvSchema = z.object({
       .max(10_000, 'WS_CONNECTIONS_PER_USER must be between 1 and 10000')
       .default(32),
   ),
+  RUNS_PER_USER: count('RUNS_PER_USER', 4, 1_000),
+  RUNS_PER_MINUTE: count('RUNS_PER_MINUTE', 30, 100_000),
+  AGENT_MAX_RUNS: count('AGENT_MAX_RUNS', 32, 10_000),
   TOOLS_TOKEN_SECRET: secret('TOOLS_TOKEN_SECRET'),
   AGENT_SHARED_SECRET: secret('AGENT_SHARED_SECRET'),
   AGENT_WAIT_MS: z.preprocess(
@@ -176,6 +189,12 @@ export interface HostConfig {
   sessionTtlMs: number;
   /** Open WebSockets one user may hold (all tabs and devices). */
   wsConnectionsPerUser: number;
+  /** Runs one user may have in progress at once. */
+  runsPerUser: number;
+  /** Runs one user may start per minute. */
+  runsPerMinute: number;
+  /** Runs the agent service takes at once; more wait in the relay's fair queue. */
+  agentMaxRuns: number;
   toolsTokenSecret: string | undefined;
   agentSharedSecret: string | undefined;
   /** How long a message waits for an agent service that is starting or restarting (AGENT_WAIT_MS). */
@@ -244,6 +263,9 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     cookieSecure,
     sessionTtlMs: e.SESSION_TTL_HOURS * 3_600_000,
     wsConnectionsPerUser: e.WS_CONNECTIONS_PER_USER,
+    runsPerUser: e.RUNS_PER_USER,
+    runsPerMinute: e.RUNS_PER_MINUTE,
+    agentMaxRuns: e.AGENT_MAX_RUNS,
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
     agentWaitMs: e.AGENT_WAIT_MS,

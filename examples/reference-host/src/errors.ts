@@ -14,7 +14,7 @@ export const HOST_ERROR_STATUS = {
   not_found: 404,
   username_taken: 409,
   rate_limited: 429,
-  store_error: 503,
+  store_unavailable: 503,
   internal_error: 500,
 } as const;
 export type HostErrorCode = keyof typeof HOST_ERROR_STATUS;
@@ -51,4 +51,36 @@ export class HostError extends Error {
   get status(): number {
     return HOST_ERROR_STATUS[this.code];
   }
+}
+
+/** Primary SQLite result codes of a database that cannot be used now: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN. */
+const SQLITE_UNAVAILABLE = new Set([5, 6, 8, 10, 13, 14]);
+/** System errors of a disk that cannot take a write. */
+const ERRNO_UNAVAILABLE = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS']);
+/** MongoDB driver errors of a server that cannot be reached or answered. */
+const MONGO_UNAVAILABLE =
+  /^Mongo(Network|NetworkTimeout|ServerSelection|TopologyClosed|NotConnected|ServerClosed)Error$/;
+
+/**
+ * True when `error` (or an error in its `cause` chain) says the database cannot be used right now (a full disk,
+ * an I/O error, a lock held too long, an unreachable server) rather than that the request or the code is wrong:
+ * the relay's `StoreError` `store_error`, a node:sqlite error with such a result code, a disk errno, a MongoDB
+ * network error.
+ */
+export function isStoreUnavailable(error: unknown): boolean {
+  for (let e = error, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
+    const { name, code, errcode, cause } = e as {
+      name?: unknown;
+      code?: unknown;
+      errcode?: unknown;
+      cause?: unknown;
+    };
+    if (name === 'StoreError' && (code === 'store_error' || code === 'closed')) return true;
+    if (code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && SQLITE_UNAVAILABLE.has(errcode & 0xff))
+      return true;
+    if (typeof code === 'string' && ERRNO_UNAVAILABLE.has(code)) return true;
+    if (typeof name === 'string' && MONGO_UNAVAILABLE.test(name)) return true;
+    e = cause;
+  }
+  return false;
 }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
-import type { AgentTransport, EventStore, Relay } from '@threadline/relay';
+import type { AgentTransport, EventStore, Relay, RelayLimits } from '@threadline/relay';
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
@@ -16,6 +16,7 @@ import { agentProbe, type AgentHealth } from './readiness.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
 import { Sessions } from './sessions.js';
+import { storeHealth, watchUserStore, type StoreHealth } from './store-health.js';
 import { MongoUserStore } from './users/mongo-user-store.js';
 import { SqliteUserStore } from './users/sqlite-user-store.js';
 import type { UserStore } from './users/user-store.js';
@@ -28,6 +29,8 @@ export interface HostOptions {
   /** How the relay reaches the agent. Default: HTTP/SSE to the agent service on 127.0.0.1:AGENT_PORT. */
   agent?: AgentTransport;
   limits?: Partial<AppLimits>;
+  /** Relay bounds beyond those the settings give (per-user run shares come from `config`). */
+  relayLimits?: Partial<RelayLimits>;
   /** Extra facts for GET /healthz (main adds the agent process state). */
   health?: () => Record<string, unknown>;
   /**
@@ -50,6 +53,8 @@ export interface Host {
   relay: Relay;
   /** Runs the previous process left unfinished and that were failed at start. */
   recovered: number;
+  /** Whether the stores can write (`degraded` after a failed write until one succeeds), for `/healthz`. */
+  storeHealth(): StoreHealth;
   close(): Promise<void>;
 }
 
@@ -84,16 +89,18 @@ export async function startHost(options: HostOptions): Promise<Host> {
 
   let mongo: MongoClient | undefined;
   let store: EventStore;
-  let users: UserStore;
+  let userStore: UserStore;
   if (config.mongodbUri !== undefined) {
     mongo = new MongoClient(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
     await mongo.connect();
     store = await openMongoStore({ client: mongo, dbName: config.mongodbDb });
-    users = await MongoUserStore.open(mongo.db(config.mongodbDb));
+    userStore = await MongoUserStore.open(mongo.db(config.mongodbDb));
   } else {
     store = openSqliteStore({ path: join(config.dataDir, 'threadline.db') });
-    users = new SqliteUserStore(join(config.dataDir, 'users.db'));
+    userStore = new SqliteUserStore(join(config.dataDir, 'users.db'));
   }
+  // Every user store write is watched, so /healthz can say `degraded` when it fails (e.g. a full disk).
+  const { users, state: usersState } = watchUserStore(userStore);
 
   const server: Server = createServer();
   // The relay needs the real port (the agent calls the tools back on it), so listen before wiring.
@@ -145,7 +152,19 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // then /healthz says "starting"; an agent that answered once and stopped makes it "degraded".
   let started = false;
   let agentSeenUp = false;
-  const relay = createRelay({ store, agent, tokens, toolsBaseUrl, tools: toolRouter.toolNames });
+  const relay = createRelay({
+    store,
+    agent,
+    tokens,
+    toolsBaseUrl,
+    tools: toolRouter.toolNames,
+    limits: {
+      maxRunsPerUser: config.runsPerUser,
+      maxRunStartsPerUser: config.runsPerMinute,
+      runStartWindowMs: 60_000,
+      ...options.relayLimits,
+    },
+  });
 
   const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
   const storeName = mongo ? 'mongodb' : 'sqlite';
@@ -162,12 +181,21 @@ export async function startHost(options: HostOptions): Promise<Host> {
     health: async () => {
       const a = await agentHealth();
       if (a.up) agentSeenUp = true;
-      const status = started && a.up ? 'ok' : started && agentSeenUp ? 'degraded' : 'starting';
+      const stores = storeHealth(relay, usersState);
+      const status = !started
+        ? 'starting'
+        : a.up && stores.status === 'ok'
+          ? 'ok'
+          : agentSeenUp || stores.status !== 'ok'
+            ? 'degraded'
+            : 'starting';
       return {
         status,
         store: storeName,
+        storeStatus: stores.status,
         agent: a.up ? 'up' : 'down',
         ...(a.detail ? { agentDetail: a.detail } : {}),
+        ...(stores.status === 'ok' ? {} : { stores }),
         ...options.health?.(),
       };
     },
@@ -210,6 +238,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     dataDir: config.dataDir,
     relay,
     recovered,
+    storeHealth: () => storeHealth(relay, usersState),
     close: () =>
       (closing ??= (async () => {
         clearInterval(sweep);

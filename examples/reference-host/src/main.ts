@@ -51,6 +51,7 @@ const agent = new AgentProcess({
     AGENT_SHARED_SECRET: secrets.agentSharedSecret,
     OPENAI_API_KEY: config.openaiApiKey,
     OPENAI_BASE_URL: config.openaiBaseUrl,
+    AGENT_MAX_RUNS: String(config.agentMaxRuns),
     OPENAI_MODEL: config.openaiModel,
   }),
 });

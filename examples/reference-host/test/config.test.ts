@@ -20,6 +20,23 @@ describe('readConfig', () => {
     expect(c.wsConnectionsPerUser).toBe(32);
   });
 
+  it('reads the fair-share settings, with defaults a real deployment would pick, and refuses nonsense', () => {
+    expect(readConfig({})).toMatchObject({ runsPerUser: 4, runsPerMinute: 30, agentMaxRuns: 32 });
+    expect(readConfig({ RUNS_PER_USER: '2', RUNS_PER_MINUTE: '10', AGENT_MAX_RUNS: '8' })).toMatchObject({
+      runsPerUser: 2,
+      runsPerMinute: 10,
+      agentMaxRuns: 8,
+    });
+    for (const [key, value] of [
+      ['RUNS_PER_USER', '0'],
+      ['RUNS_PER_MINUTE', '1.5'],
+      ['AGENT_MAX_RUNS', 'many'],
+    ]) {
+      expect(() => readConfig({ [key!]: value }), key).toThrow(HostError);
+      expect(() => readConfig({ [key!]: value }), key).toThrow(new RegExp(key!));
+    }
+  });
+
   it('treats empty values (as a copied .env.example has) as unset', () => {
     const c = readConfig({ PORT: '', MONGODB_URI: '', OPENAI_API_KEY: ' ', COOKIE_SECURE: '' });
     expect(c.port).toBe(3000);

@@ -439,6 +439,33 @@ describe('host: tool endpoints', () => {
     run.ws.close();
   });
 
+  it("holds one user to RUNS_PER_USER runs at once (too_many_runs), and the store's health says ok", async () => {
+    const c = new Client(base);
+    expect((await c.signup('greedy')).status).toBe(201);
+    const threads: string[] = [];
+    for (let i = 0; i < 5; i++)
+      threads.push((await c.req('POST', '/api/threads', { json: {} })).json.threadId as string);
+    const ws = await WsClient.open(c.cookie);
+    const answer = (id: string) => (m: ServerMessage) =>
+      (m.type === 'ack' && m.clientMessageId === id) || (m.type === 'error' && m.ref === id);
+    const runIds: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      ws.send({ type: 'send', threadId: threads[i], text: 'hold', clientMessageId: `g${i}` });
+      const m = await ws.next(answer(`g${i}`));
+      expect(m.type).toBe('ack');
+      if (m.type === 'ack') runIds.push(m.runId);
+    }
+    ws.send({ type: 'send', threadId: threads[4], text: 'hold', clientMessageId: 'g4' });
+    expect(await ws.next(answer('g4'))).toMatchObject({ type: 'error', code: 'too_many_runs' });
+    for (const runId of runIds) ws.send({ type: 'cancel', runId });
+    // Once they ended, the user's share is free again.
+    for (let i = 0; host.relay.activeRuns > 0 && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+    ws.send({ type: 'send', threadId: threads[4], text: 'hello', clientMessageId: 'g5' });
+    expect(await ws.next(answer('g5'))).toMatchObject({ type: 'ack' });
+    ws.close();
+    expect(host.storeHealth()).toMatchObject({ status: 'ok', unterminatedRuns: 0 });
+  });
+
   it('reports health with the store in use', async () => {
     const r = await fetch(`${base}/healthz`);
     expect(r.status).toBe(200);

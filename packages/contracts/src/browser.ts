@@ -58,6 +58,7 @@ export const BROWSER_ERROR_CODES = [
   'message_too_large',
   'too_many_subscribers',
   'too_many_connections',
+  'too_many_runs',
   'store_error',
   'agent_unavailable',
   'internal_error',
@@ -65,12 +66,17 @@ export const BROWSER_ERROR_CODES = [
 /** A code of a server → client `error` message. */
 export type BrowserErrorCode = (typeof BROWSER_ERROR_CODES)[number];
 
-/** server → client: something the client asked for failed. `ref` names what it refers to (a clientMessageId, runId or threadId). */
+/**
+ * server → client: something the client asked for failed. `ref` names what it refers to (a clientMessageId,
+ * runId or threadId); `retryAfterMs`, on refusals such as `rate_limited`, says how long to wait before trying
+ * again.
+ */
 export const ErrorMessageWireSchema = z.strictObject({
   type: z.literal('error'),
   code: CodeSchema,
   message: ErrorMessageSchema,
   ref: IdSchema.optional(),
+  retryAfterMs: z.number().int().nonnegative().max(LIMITS.maxRetryAfterMs).optional(),
 });
 
 /** Every message a server may send. */

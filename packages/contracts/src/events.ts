@@ -192,11 +192,13 @@ export const RUN_ERROR_CODES = [
   'aborted',
   'cancelled',
   'agent_unreachable',
+  'agent_busy',
   'agent_stream_ended',
   'agent_stream_invalid',
   'agent_idle_timeout',
   'relay_restarted',
   'store_error',
+  'store_unavailable',
   'shutdown',
   'internal_error',
 ] as const;

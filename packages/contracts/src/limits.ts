@@ -25,6 +25,8 @@ export const LIMITS = {
   maxTokenLength: 8_192,
   /** Deepest nesting accepted in free-form JSON payloads. */
   maxJsonDepth: 32,
+  /** Longest `retryAfterMs` hint of an `error` message (one day). */
+  maxRetryAfterMs: 86_400_000,
 } as const;
 
 /** Ids are non-empty strings of letters, digits and `_ . : -`. */

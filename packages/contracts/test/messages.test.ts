@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ActAsClaimsSchema,
+  LIMITS,
   ClientMessageSchema,
   RunRequestSchema,
   ServerMessageSchema,
@@ -78,6 +79,14 @@ describe('browser protocol', () => {
     expect(safeParse(ServerMessageSchema, { type: 'error', code: 'Run Active', message: 'x' }).ok).toBe(
       false,
     );
+  });
+  it('carries a bounded retryAfterMs hint on error messages', () => {
+    const refusal = { type: 'error', code: 'rate_limited', message: 'slow down', ref: 'c1' };
+    expect(safeParse(ServerMessageSchema, { ...refusal, retryAfterMs: 1_500 }).ok).toBe(true);
+    for (const retryAfterMs of [-1, 1.5, '10', LIMITS.maxRetryAfterMs + 1])
+      expect(safeParse(ServerMessageSchema, { ...refusal, retryAfterMs }).ok, String(retryAfterMs)).toBe(
+        false,
+      );
   });
 });
 

@@ -136,7 +136,15 @@ async function relayHost(agent, relayLimits = {}, wsLimits = {}) {
     tokens: { issue: async () => 'bench-token' },
     toolsBaseUrl: 'http://127.0.0.1:9',
     tools: [],
-    limits: { maxActiveRuns: 5_000, maxBufferedEvents: 100_000, maxBufferedBytes: 64 << 20, ...relayLimits },
+    limits: {
+      maxActiveRuns: 5_000,
+      // Every run is the one bench user's: lift the per-user shares.
+      maxRunsPerUser: 5_000,
+      maxRunStartsPerUser: 1_000_000,
+      maxBufferedEvents: 100_000,
+      maxBufferedBytes: 64 << 20,
+      ...relayLimits,
+    },
   });
   const server = createServer();
   const transport = attachWebSocketServer(server, relay, {

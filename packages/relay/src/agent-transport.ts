@@ -24,16 +24,25 @@ export interface AgentTransport {
   readonly multiplexed?: boolean;
 }
 
-/** Why an agent stream failed; maps one-to-one onto the RUN_ERROR `code` the relay writes. */
-export type AgentFailureCode = 'agent_unreachable' | 'agent_stream_invalid' | 'agent_stream_ended';
+/**
+ * Why an agent stream failed; maps one-to-one onto the RUN_ERROR `code` the relay writes. `agent_busy`: the
+ * agent is at capacity and did not start the run (HTTP 429); the relay then lets the run wait for a place
+ * (bounded) and tries again, and writes `agent_busy` only when the wait is over.
+ */
+export type AgentFailureCode =
+  'agent_unreachable' | 'agent_busy' | 'agent_stream_invalid' | 'agent_stream_ended';
 
 /**
  * The agent could not be reached or sent something the relay cannot accept. `runErrorCode` is the code of
- * the RUN_ERROR the relay writes for it.
+ * the RUN_ERROR the relay writes for it; `retryAfterMs`, with `agent_busy`, the agent's Retry-After.
  */
 export class AgentTransportError extends RelayError {
   readonly runErrorCode: AgentFailureCode;
-  constructor(runErrorCode: AgentFailureCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    runErrorCode: AgentFailureCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterMs?: number },
+  ) {
     super('agent_unavailable', message, options);
     this.runErrorCode = runErrorCode;
   }

@@ -9,7 +9,8 @@ export const RELAY_ERROR_CODES = [
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',
-  /** A host's per-user budget (e.g. message bytes per hour) is spent; the message says when to try again. */
+  'too_many_runs',
+  /** A per-user share is spent (runs per minute, or a host's budget such as message bytes per hour). */
   'rate_limited',
   'store_error',
   'agent_unavailable',
@@ -22,10 +23,13 @@ export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
 /** The one error base of @threadline/relay: a string `code` a program can switch on, and a sentence for people. */
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
-  constructor(code: RelayErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** On refusals that end on their own (`rate_limited`): how long to wait before trying again, in ms. */
+  readonly retryAfterMs: number | undefined;
+  constructor(code: RelayErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

@@ -40,7 +40,7 @@ const START_REFUSED_BEFORE_WRITING = new Set(['invalid_message', 'not_found', 'c
  *
  * If the shared commit fails: when the store refused it up front for one batch's sake (`invalid_message`,
  * `not_found`: nothing was written), each batch is retried alone so only the bad one fails; any other
- * failure (I/O, lock timeout) fails every batch of that commit, and their runs end with `store_error`.
+ * failure (I/O, lock timeout) fails every batch of that commit, and their runs end with `store_unavailable`.
  * Nothing is ever retried after a failure that might have written, so nothing can be stored twice.
  */
 export class GroupCommitter {

@@ -139,10 +139,17 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
       }
       if (response.status < 200 || response.status > 299) {
         const detail = await response.readSome();
-        throw new AgentTransportError(
-          'agent_unreachable',
-          `the agent answered HTTP ${response.status}${detail ? `: ${detail}` : ''}`,
-        );
+        const message = `the agent answered HTTP ${response.status}${detail ? `: ${detail}` : ''}`;
+        // 429: at capacity, the run was not started; the relay may queue it and try again.
+        if (response.status === 429) {
+          const retryAfterMs = retryAfter(response.retryAfter);
+          throw new AgentTransportError(
+            'agent_busy',
+            message,
+            retryAfterMs === undefined ? {} : { retryAfterMs },
+          );
+        }
+        throw new AgentTransportError('agent_unreachable', message);
       }
       const type = response.contentType;
       if (!type.toLowerCase().startsWith('text/event-stream')) {
@@ -234,6 +241,8 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
 interface OpenedResponse {
   status: number;
   contentType: string;
+  /** The Retry-After header, if any. */
+  retryAfter?: string | undefined;
   body: AsyncIterable<Uint8Array>;
   /** Throws if the body, whose iterator is done, was cut off rather than ended (for clients that do not say). */
   checkEnd?(): void;
@@ -283,6 +292,7 @@ function fetchOpener(fetchImpl: typeof fetch): Opener {
     return {
       status: response.status,
       contentType: response.headers.get('content-type') ?? '',
+      retryAfter: response.headers.get('retry-after') ?? undefined,
       body: { [Symbol.asyncIterator]: () => ({ next: read }) },
       async readSome() {
         try {
@@ -344,6 +354,7 @@ function nodeHttpClient(base: string): Client {
         resolve({
           status: res.statusCode ?? 0,
           contentType: String(res.headers['content-type'] ?? ''),
+          retryAfter: res.headers['retry-after'],
           body: res,
           readSome: () =>
             new Promise<string>((done) => {
@@ -501,6 +512,7 @@ function nodeHttp2Client(base: string, pingTimeoutMs: number): Client {
           resolve({
             status: Number(responseHeaders[':status'] ?? 0),
             contentType: String(responseHeaders['content-type'] ?? ''),
+            retryAfter: responseHeaders['retry-after']?.toString(),
             body: stream,
             // A stream reset or cut off with its session ends its iterator quietly, as if the agent had ended it.
             checkEnd() {
@@ -551,6 +563,12 @@ function streamCutOff(stream: ClientHttp2Stream): Error {
   const code = stream.rstCode;
   const name = HTTP2_ERROR_NAMES[code] ?? `code ${code}`;
   return new Error(`the HTTP/2 stream was closed before it ended (${name})`);
+}
+
+/** Retry-After in whole seconds (the form agent services send) as ms, bounded to an hour; else undefined. */
+function retryAfter(header: string | undefined): number | undefined {
+  if (header === undefined || !/^\s*\d{1,7}\s*$/.test(header)) return undefined;
+  return Math.min(Number(header) * 1000, 3_600_000);
 }
 
 function toError(reason: unknown): Error {

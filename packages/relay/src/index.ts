@@ -3,7 +3,15 @@
  * SSE, in-process) and a browser transport over `ws`. Store adapters live at `./memory`, `./sqlite`, `./mongodb`.
  */
 export { createRelay, DEFAULT_RELAY_LIMITS } from './relay.js';
-export type { Relay, RelayLimits, RelayOptions, RunTokenIssuer, SendInput, SubscribeInput } from './relay.js';
+export type {
+  Relay,
+  RelayHealth,
+  RelayLimits,
+  RelayOptions,
+  RunTokenIssuer,
+  SendInput,
+  SubscribeInput,
+} from './relay.js';
 export type { Subscription } from './subscription.js';
 export { InProcessPubSub } from './pubsub.js';
 export type { ThreadPubSub, ThreadListener } from './pubsub.js';

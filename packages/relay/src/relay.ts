@@ -14,6 +14,7 @@ import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
 import type { AgentTransport } from './agent-transport.js';
 import { RelayError } from './errors.js';
+import { AgentGate } from './agent-gate.js';
 import { GroupCommitter } from './group-commit.js';
 import { InProcessPubSub } from './pubsub.js';
 import type { ThreadPubSub } from './pubsub.js';
@@ -53,12 +54,34 @@ export interface RelayLimits {
   maxCoalescedDeltaLength: number;
   /** Most runs in progress in this process; beyond it `send` fails with `agent_unavailable`. */
   maxActiveRuns: number;
+  /**
+   * Most runs in progress for one user in this process (a run waiting for the agent counts); beyond it `send`
+   * fails with `too_many_runs`. A person has a few threads going at once, not dozens.
+   */
+  maxRunsPerUser: number;
+  /** Most runs one user may start per `runStartWindowMs`; beyond it `send` fails with `rate_limited`. */
+  maxRunStartsPerUser: number;
+  /** The sliding window of `maxRunStartsPerUser`, in ms. */
+  runStartWindowMs: number;
+  /**
+   * Most runs waiting for a place at the agent service while it answers "at capacity" (HTTP 429); a run
+   * beyond it ends at once with RUN_ERROR `agent_busy`. Waiting runs are served fairly across users.
+   */
+  maxAgentQueue: number;
+  /** Longest a run waits for a place at the agent service before it ends with RUN_ERROR `agent_busy`. */
+  agentQueueTimeoutMs: number;
   /** With `whenRunActive: 'queue'`: most sends waiting per thread; beyond it `queue_full`. */
   maxQueuedSends: number;
   /** With `whenRunActive: 'queue'`: longest a send waits for the active run to end before `run_active`. */
   queueTimeoutMs: number;
-  /** Attempts to store the RUN_ERROR that ends a failed run. */
-  terminalWriteAttempts: number;
+  /**
+   * How long the relay keeps trying to store the RUN_ERROR that ends a failed run (e.g. while the disk is
+   * full), with a backoff up to `terminalWriteMaxDelayMs` between attempts. Past it the failure is logged and
+   * the run is ended at the latest when someone sends to its thread again, or by `recover()` at the next start.
+   */
+  terminalWriteTimeoutMs: number;
+  /** Longest pause between two attempts to store a run's RUN_ERROR. */
+  terminalWriteMaxDelayMs: number;
 }
 
 /** The defaults of {@link RelayLimits}. */
@@ -74,9 +97,15 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   maxBatchEvents: 512,
   maxCoalescedDeltaLength: LIMITS.maxDeltaLength,
   maxActiveRuns: 1_000,
+  maxRunsPerUser: 4,
+  maxRunStartsPerUser: 30,
+  runStartWindowMs: 60_000,
+  maxAgentQueue: 256,
+  agentQueueTimeoutMs: 60_000,
   maxQueuedSends: 8,
   queueTimeoutMs: 300_000,
-  terminalWriteAttempts: 3,
+  terminalWriteTimeoutMs: 600_000,
+  terminalWriteMaxDelayMs: 5_000,
 });
 
 /** Mints the act-as token a run's agent calls tools with (e.g. tools-kit's `createTokenIssuer()`). */
@@ -127,8 +156,9 @@ export interface Relay {
   /**
    * Stores the user's message and starts a run, returning its id. Idempotent on `clientMessageId`: a retry
    * returns the first run's id and starts nothing. Rejects with {@link RelayError} `invalid_message`,
-   * `not_found` (no such thread, or not the user's), `run_active`, `queue_full`, `agent_unavailable`,
-   * `store_error` or `closed`; nothing is acknowledged that was not stored.
+   * `not_found` (no such thread, or not the user's), `run_active`, `queue_full`, `too_many_runs` (the user's
+   * share of runs at once), `rate_limited` (the user's runs per window, with `retryAfterMs`),
+   * `agent_unavailable`, `store_error` or `closed`; nothing is acknowledged that was not stored.
    */
   send(input: SendInput): Promise<{ runId: string }>;
   /** Streams a thread's events after `afterSeq`, then live. Rejects like `send`, or `too_many_subscribers`. */
@@ -144,10 +174,31 @@ export interface Relay {
   recover(): Promise<number>;
   /** Stops runs in progress (RUN_ERROR `shutdown`) and ends subscriptions. Leaves the store open. */
   close(): Promise<void>;
+  /**
+   * What the relay knows of its store's health, for a host's health check: whether its last write
+   * succeeded, and the last write failure. Cheap (no I/O): it reports the writes the relay made anyway.
+   */
+  health(): RelayHealth;
   /** Runs in progress in this process. */
   readonly activeRuns: number;
   /** Open subscriptions in this process. */
   readonly subscribers: number;
+}
+
+/** What {@link Relay.health} reports. */
+export interface RelayHealth {
+  store: {
+    /** False from a failed write until the next write succeeds. */
+    writable: boolean;
+    /** The last failed write: when (ms since epoch) and why. */
+    lastError?: { at: number; message: string };
+    /** When the current run of failures began (only while not writable). */
+    failingSince?: number;
+  };
+  /** Runs whose ending RUN_ERROR is not stored yet (the store failed); their threads answer `run_active`. */
+  unterminatedRuns: number;
+  /** Runs waiting for a place at the agent service. */
+  waitingForAgent: number;
 }
 
 /** Why a run was stopped from the relay's side. */
@@ -164,11 +215,48 @@ interface ActiveRun extends WriteOwner {
   runId: string;
   threadId: string;
   userId: string;
+  clientMessageId: string;
   controller: AbortController;
   done: Promise<void>;
 }
 
 const RELAY_ONLY_TYPES = new Set(['RUN_STARTED', 'RUN_FINISHED', 'RUN_ERROR', 'USER_MESSAGE']);
+
+/** A run's RUN_ERROR that is not stored yet. */
+interface PendingTerminal {
+  threadId: string;
+  runId: string;
+  event: AgentEvent;
+  /** The attempt under way, so two never overlap. */
+  inFlight: Promise<boolean> | undefined;
+  lastError: unknown;
+}
+
+/** Store write methods whose outcome tells whether the store can write. */
+const WRITE_METHODS = new Set<PropertyKey>(['append', 'appendMany', 'startRun', 'startRuns']);
+/** Refusals of one input, not failures of the store. */
+const REFUSAL_CODES = new Set(['invalid_message', 'not_found', 'conflict']);
+
+/** The store with its writes observed: `report` gets undefined after a write that worked, else the error. */
+function observeWrites(store: EventStore, report: (error: unknown) => void): EventStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (!WRITE_METHODS.has(prop)) return value.bind(target);
+      return async (...args: unknown[]) => {
+        try {
+          const result: unknown = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          report(undefined);
+          return result;
+        } catch (error) {
+          if (!(error instanceof RelayError && REFUSAL_CODES.has(error.code))) report(error);
+          throw error;
+        }
+      };
+    },
+  });
+}
 
 /**
  * Creates a relay over a store and an agent transport.
@@ -201,11 +289,26 @@ export function createRelay(options: RelayOptions): Relay {
   const { store, agent } = options;
   const pubsub = options.pubsub ?? new InProcessPubSub();
   const logger = options.logger ?? console;
+  const storeHealth: RelayHealth['store'] = { writable: true };
+  /** The store as the relay's writes reach it: every write's outcome updates `storeHealth`. */
+  const writes = observeWrites(options.store, (error) => {
+    if (error === undefined) {
+      if (!storeHealth.writable) {
+        storeHealth.writable = true;
+        delete storeHealth.failingSince;
+      }
+      return;
+    }
+    const at = Date.now();
+    if (storeHealth.writable) storeHealth.failingSince = at;
+    storeHealth.writable = false;
+    storeHealth.lastError = { at, message: describe(error) };
+  });
   const authorize =
     options.authorize ?? ((user: { id: string }, thread: ThreadRecord) => thread.ownerId === user.id);
   const whenRunActive = options.whenRunActive ?? 'reject';
   const committer = new GroupCommitter(
-    store,
+    writes,
     limits.coalesceWindowMs,
     limits.earlyWriteThreads > 0 ? limits.earlyWriteThreads : Number.POSITIVE_INFINITY,
   );
@@ -220,6 +323,29 @@ export function createRelay(options: RelayOptions): Relay {
   const perThread = new Map<string, number>();
   /** Sends waiting (queue mode) for a thread's run to end. */
   const queues = new Map<string, Set<() => void>>();
+  /**
+   * Runs whose RUN_ERROR could not be stored yet (the store failed), by runId. While the relay retries, the run
+   * is still in `runs`; once it gave up, the entry alone says the run is over, for the next `send` to end it.
+   */
+  const unterminated = new Map<string, PendingTerminal>();
+  /** Wakes every terminal-write retry waiting out its backoff (on close). */
+  const retrySleepers = new Set<() => void>();
+  /** Per user: runs in progress here plus sends about to start one. */
+  const userRuns = new Map<string, number>();
+  /** Per user: when their runs in the current window started (at most maxRunStartsPerUser each). */
+  const userStarts = new Map<string, number[]>();
+  const gate = new AgentGate({
+    maxWaiting: limits.maxAgentQueue,
+    timeoutMs: limits.agentQueueTimeoutMs,
+    defaultRetryMs: 1_000,
+  });
+  // Forgets users whose starts left the window, so the map holds only users active in the last window.
+  const startSweep = setInterval(() => {
+    const since = Date.now() - limits.runStartWindowMs;
+    for (const [userId, starts] of userStarts)
+      if (starts[starts.length - 1]! <= since) userStarts.delete(userId);
+  }, limits.runStartWindowMs);
+  startSweep.unref?.();
   let closed = false;
 
   function writerFor(threadId: string): ThreadWriter {
@@ -251,6 +377,63 @@ export function createRelay(options: RelayOptions): Relay {
     return thread;
   }
 
+  /**
+   * Admits one run start for the user against their shares (runs at once, starts per window) and reserves it:
+   * the returned function gives the reservation back (`refund`: the start did not happen, so it does not count
+   * against the window either). Throws `too_many_runs` or `rate_limited`.
+   */
+  function admit(userId: string): (refund: boolean) => void {
+    const inProgress = userRuns.get(userId) ?? 0;
+    if (inProgress >= limits.maxRunsPerUser) {
+      throw new RelayError(
+        'too_many_runs',
+        `you have ${inProgress} runs in progress, the most allowed at once; wait for one to end or cancel one`,
+      );
+    }
+    const now = Date.now();
+    let starts = userStarts.get(userId);
+    if (starts) {
+      const since = now - limits.runStartWindowMs;
+      let expired = 0;
+      while (expired < starts.length && starts[expired]! <= since) expired++;
+      if (expired > 0) starts.splice(0, expired);
+    } else userStarts.set(userId, (starts = []));
+    if (starts.length >= limits.maxRunStartsPerUser) {
+      const retryAfterMs = Math.max(1, starts[0]! + limits.runStartWindowMs - now);
+      throw new RelayError(
+        'rate_limited',
+        `you started ${starts.length} runs in the last ${Math.round(limits.runStartWindowMs / 1000)} s, the most allowed; try again in ${Math.ceil(retryAfterMs / 1000)} s`,
+        { retryAfterMs },
+      );
+    }
+    const stamp = now;
+    starts.push(stamp);
+    const owned = starts;
+    userRuns.set(userId, inProgress + 1);
+    let released = false;
+    return (refund) => {
+      if (released) return;
+      released = true;
+      const n = (userRuns.get(userId) ?? 1) - 1;
+      if (n <= 0) userRuns.delete(userId);
+      else userRuns.set(userId, n);
+      if (refund) {
+        const i = owned.lastIndexOf(stamp);
+        if (i !== -1) owned.splice(i, 1);
+        if (owned.length === 0 && userStarts.get(userId) === owned) userStarts.delete(userId);
+      }
+    };
+  }
+
+  /** The id of a run in progress here that this very send (user, thread, clientMessageId) started. */
+  function sameSend(userId: string, threadId: string, clientMessageId: string): string | undefined {
+    for (const run of runs.values()) {
+      if (run.threadId === threadId && run.clientMessageId === clientMessageId && run.userId === userId)
+        return run.runId;
+    }
+    return undefined;
+  }
+
   function checkOpen(): void {
     if (closed) throw new RelayError('closed', 'the relay is closed');
   }
@@ -277,6 +460,7 @@ export function createRelay(options: RelayOptions): Relay {
     const user = { id: input.user.id };
     await threadFor(user, threadId);
     let queued = false;
+    let healed = false;
     let deadline = 0;
     for (;;) {
       if (runs.size >= limits.maxActiveRuns) {
@@ -284,6 +468,16 @@ export function createRelay(options: RelayOptions): Relay {
           'agent_unavailable',
           `too many runs in progress (${limits.maxActiveRuns}); try again shortly`,
         );
+      }
+      let release: (refund: boolean) => void;
+      try {
+        release = admit(user.id);
+      } catch (error) {
+        // A retry of a send whose run is still going (a browser resending after a reconnect) is answered
+        // as always, with that run's id: it starts nothing, so no share is needed.
+        const same = sameSend(user.id, threadId, clientMessageId);
+        if (same) return { runId: same };
+        throw error;
       }
       const runId = `run_${randomUUID()}`;
       const userMessage: AgentEvent = {
@@ -297,18 +491,38 @@ export function createRelay(options: RelayOptions): Relay {
         text,
       };
       const writer = writerFor(threadId);
-      const result = await storeCall('storing the message', () =>
-        writer.exclusive(async () => {
-          // Through the shared flush: every send of this turn is started in one store transaction.
-          const r = await committer.start({ threadId, runId, userId: user.id, clientMessageId, userMessage });
-          if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
-          return r;
-        }),
-      );
-      if (result.status === 'duplicate') return { runId: result.run.runId };
+      let result: Awaited<ReturnType<GroupCommitter['start']>>;
+      try {
+        result = await storeCall('storing the message', () =>
+          writer.exclusive(async () => {
+            // Through the shared flush: every send of this turn is started in one store transaction.
+            const r = await committer.start({
+              threadId,
+              runId,
+              userId: user.id,
+              clientMessageId,
+              userMessage,
+            });
+            if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
+            return r;
+          }),
+        );
+      } catch (error) {
+        release(true);
+        throw error;
+      }
       if (result.status === 'started') {
-        startRun(result.run, text);
+        startRun(result.run, text, release);
         return { runId };
+      }
+      release(true);
+      if (result.status === 'duplicate') return { runId: result.run.runId };
+      // The active run is one this relay ended but could not yet record as ended (the store failed): try now,
+      // so a thread is never left `run_active` once the store can take the write.
+      const stale = unterminated.get(result.activeRun.runId);
+      if (stale && !healed) {
+        healed = true;
+        if (await storeTerminal(stale, false)) continue;
       }
       if (whenRunActive === 'reject' || closed) {
         throw new RelayError(
@@ -379,18 +593,22 @@ export function createRelay(options: RelayOptions): Relay {
     });
   }
 
-  function startRun(record: RunRecord, message: string): void {
+  function startRun(record: RunRecord, message: string, release: (refund: boolean) => void): void {
     const controller = new AbortController();
     const run: ActiveRun = {
       runId: record.runId,
       threadId: record.threadId,
       userId: record.userId,
+      clientMessageId: record.clientMessageId,
       controller,
       done: Promise.resolve(),
       onStoreError(error: unknown) {
         if (!controller.signal.aborted) {
           controller.abort(
-            new RunStop('store_error', `the store failed to save the run's events: ${describe(error)}`),
+            new RunStop(
+              'store_unavailable',
+              `the store could not save the run's events: ${describe(error)}; send the message again later`,
+            ),
           );
         }
       },
@@ -398,6 +616,7 @@ export function createRelay(options: RelayOptions): Relay {
     runs.set(run.runId, run);
     run.done = pump(run, message).finally(() => {
       runs.delete(run.runId);
+      release(false);
     });
   }
 
@@ -411,11 +630,14 @@ export function createRelay(options: RelayOptions): Relay {
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     let failure: RunStop | undefined;
     let onAbort: (() => void) | undefined;
+    /** The run holds a place at the agent service (it was not refused as at capacity). */
+    let atAgent = false;
     try {
       const request = await buildRequest(run, message);
-      iterator = (agent.runBatches ? agent.runBatches(request, { signal }) : agent.run(request, { signal }))[
-        Symbol.asyncIterator
-      ]();
+      const open = () =>
+        (agent.runBatches ? agent.runBatches(request, { signal }) : agent.run(request, { signal }))[
+          Symbol.asyncIterator
+        ]();
       // Every await of the loop can be cut short by the abort signal. Not Promise.race against one shared
       // promise: each race leaves a reaction on it until the run ends (one per event: a leak and GC churn).
       let interrupt: ((reason: unknown) => void) | undefined;
@@ -439,11 +661,40 @@ export function createRelay(options: RelayOptions): Relay {
           controller.abort(new RunStop('agent_idle_timeout', `the agent sent nothing for ${idle} ms`));
         } else idleTimer = setTimeout(watch, idle - quiet);
       };
-      idleTimer = setTimeout(watch, idle);
+      // Until the agent takes the run: while it answers "at capacity", the run waits its turn at the gate
+      // (bounded; the idle bound does not run meanwhile) and tries again. Nothing is stored before that.
+      let first: IteratorResult<AgentEvent | readonly AgentEvent[]> | undefined;
+      let waitedSince = 0;
+      let retry = false;
+      while (first === undefined) {
+        const granted = retry || gate.mustWait;
+        if (granted) {
+          if (waitedSince === 0) waitedSince = Date.now();
+          await interruptible(gate.wait(run.userId, waitedSince, signal, retry));
+        }
+        last = Date.now();
+        idleTimer = setTimeout(watch, idle);
+        gate.trying(run.userId, granted);
+        atAgent = true;
+        try {
+          iterator = open();
+          first = await interruptible(iterator.next());
+        } catch (error) {
+          const busy =
+            !signal.aborted && error instanceof AgentTransportError && error.runErrorCode === 'agent_busy';
+          atAgent = !busy;
+          gate.answered(run.userId, granted, !busy, busy ? error.retryAfterMs : undefined);
+          if (!busy) throw error;
+          clearTimeout(idleTimer);
+          retry = true;
+          continue;
+        }
+        gate.answered(run.userId, granted, true);
+      }
       let started = false;
       const seen: ChunkIdCache = {};
-      for (;;) {
-        const next = await interruptible(iterator.next());
+      for (let next: typeof first | undefined = first; ; next = undefined) {
+        next ??= await interruptible(iterator!.next());
         if (next.done) {
           failure = new RunStop('agent_stream_ended', 'the agent stream ended before the run finished');
           break;
@@ -488,6 +739,8 @@ export function createRelay(options: RelayOptions): Relay {
     } finally {
       clearTimeout(idleTimer);
       if (onAbort) signal.removeEventListener('abort', onAbort);
+      // Its place at the agent goes to the next run waiting for one.
+      if (atAgent) gate.released(run.userId);
     }
     // The run failed: stop the agent and store the RUN_ERROR that ends it.
     if (!signal.aborted) controller.abort(failure);
@@ -496,7 +749,7 @@ export function createRelay(options: RelayOptions): Relay {
         .then(() => iterator.return!())
         .catch(() => {});
     }
-    if (failure && failure.code !== 'agent_unreachable' && agent.cancel) {
+    if (failure && failure.code !== 'agent_unreachable' && failure.code !== 'agent_busy' && agent.cancel) {
       agent.cancel(runId).catch(() => {});
     }
     await writeRunError(
@@ -506,30 +759,77 @@ export function createRelay(options: RelayOptions): Relay {
     );
   }
 
+  /**
+   * Stores the RUN_ERROR that ends a run. While the store fails (a full disk), it tries again with a backoff
+   * (50 ms doubling up to `terminalWriteMaxDelayMs`) for up to `terminalWriteTimeoutMs`, so the run ends as soon
+   * as the store can take the write; the run keeps its place in `runs` (and its user's share) meanwhile.
+   */
   async function writeRunError(threadId: string, runId: string, stop: RunStop): Promise<void> {
-    const event: AgentEvent = {
-      type: 'RUN_ERROR',
+    const pending: PendingTerminal = {
       threadId,
       runId,
-      ts: Date.now(),
-      code: stop.code,
-      message: stop.message,
+      event: { type: 'RUN_ERROR', threadId, runId, ts: Date.now(), code: stop.code, message: stop.message },
+      inFlight: undefined,
+      lastError: undefined,
     };
-    for (let attempt = 1; ; attempt++) {
-      const writer = writerFor(threadId);
-      writer.add(event, null, false);
-      try {
-        await writer.flush();
-        return;
-      } catch (error) {
-        if (attempt >= limits.terminalWriteAttempts) {
-          // The run stays `running` in the store; `recover()` at the next start fails it.
-          logger.error(`[threadline/relay] could not store RUN_ERROR for run ${runId}: ${describe(error)}`);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 50 * attempt));
-      }
+    const giveUpAt = Date.now() + limits.terminalWriteTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      if (await storeTerminal(pending, attempt === 0)) return;
+      if (attempt === 0) unterminated.set(runId, pending);
+      const pause = Math.min(50 * 2 ** Math.min(attempt, 20), limits.terminalWriteMaxDelayMs);
+      if (closed || Date.now() + pause > giveUpAt) break;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          retrySleepers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, pause);
+        retrySleepers.add(wake);
+      });
+      if (!unterminated.has(runId)) return; // a send ended it in the meantime
     }
+    // The run stays `running` in the store: the next send to its thread ends it (see `send`), else
+    // `recover()` at the next start. Bounded: the oldest such runs are forgotten first.
+    logger.error(
+      `[threadline/relay] could not store RUN_ERROR for run ${runId}: ${describe(pending.lastError)}`,
+    );
+    while (unterminated.size > limits.maxActiveRuns) {
+      unterminated.delete(unterminated.keys().next().value!);
+    }
+  }
+
+  /**
+   * One attempt to store a run's RUN_ERROR; true once the run is ended in the store. One attempt at a time
+   * per run, and after a failed one the run's status is read first: a write whose outcome was unknown, or
+   * another relay, may have ended it already, and a run never gets a second terminal event.
+   */
+  function storeTerminal(pending: PendingTerminal, first: boolean): Promise<boolean> {
+    if (pending.inFlight) return pending.inFlight;
+    const attempt = (async () => {
+      try {
+        if (!first) {
+          const run = await store.getRun(pending.runId);
+          if (run !== null && run.status !== 'running') {
+            unterminated.delete(pending.runId);
+            return true;
+          }
+        }
+        const writer = writerFor(pending.threadId);
+        writer.add(pending.event, null, false);
+        await writer.flush();
+        unterminated.delete(pending.runId);
+        return true;
+      } catch (error) {
+        pending.lastError = error;
+        return false;
+      }
+    })();
+    pending.inFlight = attempt;
+    void attempt.then(() => {
+      if (pending.inFlight === attempt) pending.inFlight = undefined;
+    });
+    return attempt;
   }
 
   async function buildRequest(run: ActiveRun, message: string): Promise<RunRequest> {
@@ -702,6 +1002,8 @@ export function createRelay(options: RelayOptions): Relay {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
+    clearInterval(startSweep);
+    for (const wake of [...retrySleepers]) wake();
     for (const run of runs.values()) {
       if (!run.controller.signal.aborted)
         run.controller.abort(new RunStop('shutdown', 'the relay shut down'));
@@ -713,6 +1015,17 @@ export function createRelay(options: RelayOptions): Relay {
     await Promise.all([...writers.values()].map((w) => w.flush().catch(() => {})));
   }
 
+  function health(): RelayHealth {
+    return {
+      store: {
+        ...storeHealth,
+        ...(storeHealth.lastError ? { lastError: { ...storeHealth.lastError } } : {}),
+      },
+      unterminatedRuns: unterminated.size,
+      waitingForAgent: gate.waiting,
+    };
+  }
+
   return {
     send,
     subscribe,
@@ -720,6 +1033,7 @@ export function createRelay(options: RelayOptions): Relay {
     publish,
     recover,
     close,
+    health,
     get activeRuns() {
       return runs.size;
     },
@@ -756,7 +1070,7 @@ function toStop(error: unknown, signal: AbortSignal): RunStop {
   if (error instanceof ContractError)
     return new RunStop('agent_stream_invalid', `the agent sent an ${error.message}`);
   if (error instanceof RelayError && error.code === 'store_error')
-    return new RunStop('store_error', error.message);
+    return new RunStop('store_unavailable', error.message);
   return new RunStop('internal_error', `the agent failed: ${describe(error)}`);
 }
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ClientMessageSchema, IdSchema, LIMITS, safeParse, safeParseJson } from '@threadline/contracts';
-import type { BrowserErrorCode, ClientMessage } from '@threadline/contracts';
+import type { BrowserErrorCode, ClientMessage, ErrorMessage } from '@threadline/contracts';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { MemoryConnectionCounter, type ConnectionCounter } from './connection-counter.js';
@@ -634,25 +634,23 @@ class Connection {
 
   #sendFailure(error: unknown, ref: string | undefined): void {
     if (error instanceof RelayError) {
-      this.#sendError(browserCode(error.code), error.message, ref);
+      this.#sendError(browserCode(error.code), error.message, ref, error.retryAfterMs);
       return;
     }
     this.#ctx.logger.error('[threadline/relay] unexpected error handling a browser message:', error);
     this.#sendError('internal_error', 'something went wrong on the server; try again', ref);
   }
 
-  #sendError(code: BrowserErrorCode, message: string, ref?: string): void {
+  #sendError(code: BrowserErrorCode, message: string, ref?: string, retryAfterMs?: number): void {
     const text =
       message.length > LIMITS.maxErrorMessageLength
         ? `${message.slice(0, LIMITS.maxErrorMessageLength - 1)}…`
         : message;
-    this.#sendRaw(
-      JSON.stringify(
-        ref === undefined
-          ? { type: 'error', code, message: text }
-          : { type: 'error', code, message: text, ref },
-      ),
-    );
+    const frame: ErrorMessage = { type: 'error', code, message: text };
+    if (ref !== undefined) frame.ref = ref;
+    if (retryAfterMs !== undefined)
+      frame.retryAfterMs = Math.min(Math.max(0, Math.ceil(retryAfterMs)), LIMITS.maxRetryAfterMs);
+    this.#sendRaw(JSON.stringify(frame));
   }
 
   #sendRaw(frame: string): void {

@@ -248,6 +248,36 @@ describe('httpAgentTransport', () => {
     expect((error as AgentTransportError).runErrorCode).toBe('agent_stream_invalid');
     expect(agent.requests[0]!.url).toBe('/runs');
   });
+
+  it('reports an agent at capacity (429) as agent_busy with its Retry-After, over node:http and an injected fetch alike', async () => {
+    const request = {
+      threadId: 't',
+      runId: 'r',
+      user: { id: 'u' },
+      message: 'm',
+      tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
+    };
+    for (const [header, expected] of [
+      ['7', 7_000],
+      ['soon', undefined],
+      ['99999999', undefined],
+    ] as const) {
+      const agent = await agentServer((_req, res) => {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': header });
+        res.end('{"error":{"code":"too_many_runs","message":"At most 1 runs at once; retry shortly."}}');
+      });
+      const fetched = httpAgentTransport({ url: agent.url, credential: 's', fetch });
+      for (const transport of [httpAgentTransport({ url: agent.url, credential: 's' }), fetched]) {
+        const error = await (async () => {
+          for await (const _ of transport.run(request, { signal: new AbortController().signal })) void _;
+        })().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(AgentTransportError);
+        expect((error as AgentTransportError).runErrorCode, header).toBe('agent_busy');
+        expect((error as AgentTransportError).retryAfterMs, header).toBe(expected);
+        expect((error as Error).message).toMatch(/HTTP 429.*too_many_runs/);
+      }
+    }
+  });
 });
 
 describe('an agent process killed mid-stream', () => {

@@ -96,7 +96,8 @@ async function setup(kind: StoreKind, agent: AgentTransport, limits: Partial<Rel
     toolsBaseUrl: 'http://127.0.0.1:9/api',
     tools: [],
     logger: { error() {}, warn() {} },
-    limits: { maxBufferedEvents: 100_000, ...limits },
+    // One user stands in for many here: their per-user shares are lifted.
+    limits: { maxBufferedEvents: 100_000, maxRunsPerUser: 10_000, maxRunStartsPerUser: 10_000, ...limits },
   });
   cleanups.push(async () => {
     await relay.close();
@@ -242,7 +243,7 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     }
   });
 
-  it('fails exactly the runs of a shared commit that failed, with RUN_ERROR store_error', async () => {
+  it('fails exactly the runs of a shared commit that failed, with RUN_ERROR store_unavailable', async () => {
     const agent = new ControlledAgent();
     const { store, log, relay } = await setup(kind, agent);
     const ids = ['ta', 'tb', 'tc'];
@@ -273,7 +274,7 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
       [seenB, runIds[1]],
     ] as const) {
       expect(events.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'RUN_ERROR']);
-      expect(events[2]).toMatchObject({ code: 'store_error', runId });
+      expect(events[2]).toMatchObject({ code: 'store_unavailable', runId });
     }
     expect(a!.signal.aborted).toBe(true);
     expect(b!.signal.aborted).toBe(true);
@@ -320,7 +321,7 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     b!.push(b!.chunk('kept b'));
     const seenA = await seen[0]!;
     expect(seenA.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'RUN_ERROR']);
-    expect(seenA[2]).toMatchObject({ code: 'store_error' });
+    expect(seenA[2]).toMatchObject({ code: 'store_unavailable' });
     // B's batch was in the refused commit, then written alone.
     expect(log.append.slice(firstRetry)).toEqual(expect.arrayContaining(['ta', 'tb']));
     b!.push(b!.finished());

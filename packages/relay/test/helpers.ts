@@ -392,3 +392,88 @@ export const BAD_AGENT_STREAMS: [string, (body: string) => string[], string][] =
     'agent_stream_ended',
   ],
 ];
+
+/** One run a {@link CappedHttpAgent} took: its request and the SSE response the test finishes. */
+export interface CappedRun {
+  request: RunRequest;
+  /** Writes RUN_FINISHED and ends the response (its place is freed first, as an agent service does). */
+  finish(): void;
+}
+
+/**
+ * A real HTTP agent service on 127.0.0.1 with a cap on runs at once, like `serveAgent`'s
+ * `maxConcurrentRuns`: a run over the cap gets 429 with Retry-After; a taken run streams RUN_STARTED and stays
+ * open until the test finishes it (or the relay hangs up).
+ */
+export class CappedHttpAgent {
+  readonly taken: CappedRun[] = [];
+  /** POSTs answered 429. */
+  refused = 0;
+  active = 0;
+  #waiters: (() => void)[] = [];
+  readonly server: Server;
+  url = '';
+
+  constructor(
+    readonly cap: number,
+    readonly retryAfterSeconds = 1,
+  ) {
+    this.server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        if (req.method === 'DELETE') return void res.writeHead(204).end();
+        if (this.active >= this.cap) {
+          this.refused++;
+          res.writeHead(429, {
+            'content-type': 'application/json',
+            'retry-after': String(this.retryAfterSeconds),
+          });
+          res.end('{"error":{"code":"too_many_runs","message":"At most N runs at once; retry shortly."}}');
+          this.#poke();
+          return;
+        }
+        const request = JSON.parse(body) as RunRequest;
+        const ids = { threadId: request.threadId, runId: request.runId };
+        this.active++;
+        let open = true;
+        const free = () => {
+          if (!open) return;
+          open = false;
+          this.active--;
+        };
+        res.on('close', free);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`data: ${JSON.stringify({ type: 'RUN_STARTED', ...ids, ts: Date.now() })}\n\n`);
+        this.taken.push({
+          request,
+          finish: () => {
+            free();
+            res.end(`data: ${JSON.stringify({ type: 'RUN_FINISHED', ...ids, ts: Date.now() })}\n\n`);
+          },
+        });
+        this.#poke();
+      });
+    });
+  }
+
+  async start(cleanups: (() => Promise<void> | void)[]): Promise<this> {
+    this.url = await listenLocal(this.server, cleanups);
+    return this;
+  }
+
+  /** Resolves once `check` holds, re-checked after every request the agent answers. */
+  async until(check: () => boolean): Promise<void> {
+    while (!check()) await new Promise<void>((r) => this.#waiters.push(r));
+  }
+
+  /** The taken run of `threadId`, once there is one. */
+  async runOf(threadId: string): Promise<CappedRun> {
+    await this.until(() => this.taken.some((r) => r.request.threadId === threadId));
+    return this.taken.find((r) => r.request.threadId === threadId)!;
+  }
+
+  #poke(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}

@@ -436,7 +436,7 @@ describe('relay core with a failing store', () => {
     return { wrapped, state };
   }
 
-  it('never acknowledges a message it could not store, and fails the run with store_error', async () => {
+  it('never acknowledges a message it could not store, and fails the run with store_unavailable', async () => {
     const { wrapped, state } = flaky(new MemoryStore());
     h = await makeRelay('memory', { store: wrapped });
     await wrapped.createThread({ threadId: 't1', ownerId: A.id });
@@ -456,7 +456,7 @@ describe('relay core with a failing store', () => {
     run.push(run.started(), run.chunk('lost'));
     const seen = await collect(sub, terminal);
     expect(seen.map((e) => e.type)).toEqual(['USER_MESSAGE', 'RUN_ERROR']);
-    expect(seen[1]).toMatchObject({ code: 'store_error', runId });
+    expect(seen[1]).toMatchObject({ code: 'store_unavailable', runId });
     expect(run.signal.aborted).toBe(true);
     expect((await readAll(wrapped, 't1')).map((e) => e.event.type)).toEqual(['USER_MESSAGE', 'RUN_ERROR']);
   });

@@ -290,7 +290,8 @@ describe('WebSocket transport', () => {
   });
 
   it('resumes over a real socket with no gap and no duplicate, whenever it disconnects (property)', async () => {
-    h = await makeWsHarness('sqlite', { limits: { replayPageSize: 16 } });
+    // One user starts up to 40 runs here: lift the per-user window bound.
+    h = await makeWsHarness('sqlite', { limits: { replayPageSize: 16, maxRunStartsPerUser: 1_000 } });
     let round = 0;
     await fc.assert(
       fc.asyncProperty(

@@ -311,6 +311,7 @@ export class AgentChat extends LitElement {
             code: m.code,
             message: m.message,
             ...(m.ref ? { ref: m.ref } : {}),
+            ...(m.retryAfterMs === undefined ? {} : { retryAfterMs: m.retryAfterMs }),
             fatal,
           });
         },

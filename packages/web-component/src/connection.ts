@@ -24,6 +24,8 @@ export interface ChatProblem {
   code: string;
   message: string;
   ref?: string;
+  /** From the server's refusal (e.g. `rate_limited`): how long to wait before sending again. */
+  retryAfterMs?: number;
   fatal: boolean;
 }
 

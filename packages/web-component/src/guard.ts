@@ -105,7 +105,8 @@ export function readServerFrame(text: string): ServerFrame {
       if (
         !isCode(value.code) ||
         !isStr(value.message, LIMITS.maxErrorMessageLength) ||
-        !opt(value.ref, isId)
+        !opt(value.ref, isId) ||
+        !opt(value.retryAfterMs, (v) => isInt(v, 0) && v <= LIMITS.maxRetryAfterMs)
       ) {
         return { kind: 'invalid', reason: 'invalid error message' };
       }

@@ -16,6 +16,7 @@ export const WIRE_LIMITS = {
   maxLabelLength: 200,
   maxErrorMessageLength: 4_096,
   maxCodeLength: 64,
+  maxRetryAfterMs: 86_400_000,
 } as const;
 
 /** See ID_PATTERN in @threadline/contracts. */

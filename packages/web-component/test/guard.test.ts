@@ -69,6 +69,10 @@ describe('readServerFrame', () => {
     expect(readServerFrame('{"type":"ack","clientMessageId":"c1","runId":"r1"}').kind).toBe('ack');
     expect(readServerFrame('{"type":"error","code":"slow_consumer","message":"behind"}').kind).toBe('error');
     expect(readServerFrame('{"type":"error","code":"x","message":""}').kind).toBe('invalid');
+    const refusal = '{"type":"error","code":"rate_limited","message":"wait","retryAfterMs":';
+    expect(readServerFrame(`${refusal}1500}`).kind).toBe('error');
+    for (const bad of ['-1', '1.5', '"9"', '86400001'])
+      expect(readServerFrame(`${refusal}${bad}}`).kind, bad).toBe('invalid');
     for (const bad of [
       '',
       'nope',

@@ -47,7 +47,7 @@ export class MongoUserStore implements UserStore {
       if ((err as { code?: unknown }).code === 11000) {
         throw new HostError('username_taken', 'That username is taken.', { cause: err });
       }
-      throw new HostError('store_error', 'Could not save the user.', { cause: err });
+      throw err;
     }
     return user;
   }

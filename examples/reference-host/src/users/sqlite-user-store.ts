@@ -59,7 +59,7 @@ export class SqliteUserStore implements UserStore {
       if (/UNIQUE constraint failed: users\.username/.test(String((err as Error).message))) {
         throw new HostError('username_taken', 'That username is taken.', { cause: err });
       }
-      throw new HostError('store_error', 'Could not save the user.', { cause: err });
+      throw err;
     }
     return user;
   }
