@@ -6,6 +6,7 @@ export default defineConfig({
     memory: 'src/memory.ts',
     sqlite: 'src/sqlite.ts',
     mongodb: 'src/mongodb.ts',
+    postgres: 'src/postgres.ts',
     testing: 'src/testing.ts',
   },
   format: ['esm', 'cjs'],
