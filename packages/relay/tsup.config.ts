@@ -7,6 +7,7 @@ export default defineConfig({
     sqlite: 'src/sqlite.ts',
     mongodb: 'src/mongodb.ts',
     postgres: 'src/postgres.ts',
+    redis: 'src/redis.ts',
     testing: 'src/testing.ts',
   },
   format: ['esm', 'cjs'],

@@ -10,6 +10,7 @@ export const RELAY_ERROR_CODES = [
   'slow_consumer',
   'too_many_subscribers',
   'store_error',
+  'pubsub_unavailable',
   'agent_unavailable',
   'closed',
   'invalid_options',
