@@ -23,8 +23,8 @@ export interface RedisPubSubOptions {
    */
   maxPendingPublishes?: number;
   /**
-   * Largest message published for one batch, in bytes of JSON (default 1 MiB). A bigger batch is published
-   * as its last event alone: subscribers elsewhere read the rest from the store.
+   * Largest message published for one batch, in characters of JSON (default 1,048,576). A bigger batch is
+   * published as its last event alone: subscribers elsewhere read the rest from the store.
    */
   maxMessageBytes?: number;
   /** How long {@link openRedisPubSub} waits for the first connection (default 5000 ms). */
