@@ -473,7 +473,14 @@ export async function openRedisPubSub(options: RedisPubSubOptions): Promise<Redi
   });
   publisher.off('error', ignore);
   subscriber.off('error', ignore);
-  await pubsub.start();
+  try {
+    await pubsub.start();
+  } catch (error) {
+    await pubsub.close();
+    throw new RelayError('pubsub_unavailable', `could not subscribe on Redis at ${redact(url)}`, {
+      cause: error,
+    });
+  }
   return pubsub;
 }
 
