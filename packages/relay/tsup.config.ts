@@ -6,6 +6,8 @@ export default defineConfig({
     memory: 'src/memory.ts',
     sqlite: 'src/sqlite.ts',
     mongodb: 'src/mongodb.ts',
+    postgres: 'src/postgres.ts',
+    redis: 'src/redis.ts',
     testing: 'src/testing.ts',
   },
   format: ['esm', 'cjs'],

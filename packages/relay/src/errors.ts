@@ -13,6 +13,7 @@ export const RELAY_ERROR_CODES = [
   /** A per-user share is spent (runs per minute, or a host's budget such as message bytes per hour). */
   'rate_limited',
   'store_error',
+  'pubsub_unavailable',
   'agent_unavailable',
   'closed',
   'invalid_options',

@@ -687,6 +687,7 @@ function browserCode(code: RelayError['code']): BrowserErrorCode {
     case 'closed':
       return 'agent_unavailable';
     case 'invalid_options': // a host misconfiguration, never the browser's fault
+    case 'pubsub_unavailable': // only ever thrown when the host opens its pub/sub
       return 'internal_error';
     default:
       return code;

@@ -1,0 +1,492 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { createClient, type RedisClientOptions } from 'redis';
+import { RelayError } from './errors.js';
+import type { ThreadListener, ThreadPubSub } from './pubsub.js';
+import type { EventStore, StoredEvent } from './store.js';
+
+/** Options of {@link openRedisPubSub}. */
+export interface RedisPubSubOptions {
+  /** The Redis server, e.g. `redis://127.0.0.1:6379` (`rediss://` for TLS). */
+  url: string;
+  /**
+   * The relay's store (the same one every instance shares). After a reconnect, a dropped publish or a new
+   * channel subscription, the adapter reads each subscribed thread's newest stored event from it and hands it
+   * to the thread's listeners, whose seq check then reads whatever they missed from the store.
+   */
+  store: Pick<EventStore, 'read' | 'lastSeq'>;
+  /** Prefix of every channel (one per thread, plus `<prefix>control`). Default `threadline:`. */
+  channelPrefix?: string;
+  /**
+   * Most publishes sent to Redis and not yet answered (default 1000). Past it a publish is dropped rather
+   * than queued, and the other instances are told to fill the gap from the store once Redis keeps up again.
+   */
+  maxPendingPublishes?: number;
+  /**
+   * Largest message published for one batch, in characters of JSON (default 1,048,576). A bigger batch is
+   * published as its last event alone: subscribers elsewhere read the rest from the store.
+   */
+  maxMessageBytes?: number;
+  /** How long {@link openRedisPubSub} waits for the first connection (default 5000 ms). */
+  connectTimeoutMs?: number;
+  /** Longest wait between reconnect attempts while Redis is down (default 2000 ms). */
+  maxReconnectDelayMs?: number;
+  /** Where the adapter says that Redis went away or came back, one line each (default `console`). */
+  logger?: Pick<Console, 'warn'>;
+  /** Further node-redis client options (TLS, credentials, ...). `url` and reconnect settings are the adapter's. */
+  clientOptions?: Omit<RedisClientOptions, 'url'>;
+}
+
+const DEFAULT_MAX_PENDING_PUBLISHES = 1_000;
+const DEFAULT_MAX_MESSAGE_BYTES = 1 << 20;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_MAX_RECONNECT_DELAY_MS = 2_000;
+/** Threads probed at once after a reconnect or a resync. */
+const PROBE_CONCURRENCY = 8;
+/** The control message that asks every instance to probe all its threads (a publish was lost). */
+const RESYNC = 'resync';
+/** Fewest ms between two resync requests from this instance. */
+const RESYNC_INTERVAL_MS = 250;
+
+type Client = ReturnType<typeof createClient>;
+
+/**
+ * A {@link ThreadPubSub} over Redis pub/sub (through the `redis` client, an optional peer dependency): live
+ * fan-out of stored events across relay instances. Listeners in this process hear this process's publishes
+ * at once, as with the in-process default; other instances hear them through one Redis channel per thread
+ * (subscribed while the thread has listeners here; this instance's own messages coming back are ignored).
+ *
+ * Redis pub/sub delivers at most once: a message is lost when a connection drops or Redis restarts. The
+ * relay's subscriptions already detect a seq gap and read it back from the store, so what this adapter must
+ * guarantee is that a subscriber always hears, sooner or later, an event at least as new as the thread's
+ * newest: after any possible loss (its subscriber connection came back, a channel subscription became
+ * active, another instance could not publish) it reads each affected thread's newest stored event and hands
+ * it to the listeners as a probe; a subscription that is behind reads the gap from the store, one that is
+ * not drops it by seq. Delivery to browsers stays exactly once and in order.
+ *
+ * Bounded: no offline queue (a publish while Redis is down is dropped and a resync requested instead), at
+ * most `maxPendingPublishes` unanswered publishes, messages of at most `maxMessageBytes`, at most 8 probes
+ * at once. Redis going away and coming back are each logged once.
+ *
+ * @example
+ * import { openRedisPubSub } from '@threadline/relay/redis';
+ * const pubsub = await openRedisPubSub({ url: process.env.REDIS_URL!, store });
+ * const relay = createRelay({ store, pubsub, agent, tokens, toolsBaseUrl, tools });
+ */
+export class RedisPubSub implements ThreadPubSub {
+  readonly #id = randomUUID();
+  readonly #local = new EventEmitter<Record<string, [readonly StoredEvent[]]>>();
+  readonly #pub: Client;
+  readonly #sub: Client;
+  readonly #store: Pick<EventStore, 'read' | 'lastSeq'>;
+  readonly #prefix: string;
+  readonly #maxPending: number;
+  readonly #maxMessageBytes: number;
+  readonly #logger: Pick<Console, 'warn'>;
+  readonly #url: string;
+  /** The Redis listener of each subscribed thread's channel. */
+  readonly #channels = new Map<string, (message: string) => void>();
+  /** Threads whose SUBSCRIBE failed: sent again when the subscriber connection is back. */
+  readonly #unconfirmed = new Set<string>();
+  #pending = 0;
+  /** A publish was dropped: the other instances must be asked to probe their threads. */
+  #resyncWanted = false;
+  #resyncTimer: NodeJS.Timeout | undefined;
+  #lastResync = 0;
+  /** Threads waiting for a probe, and how many probes run. */
+  readonly #probeQueue = new Set<string>();
+  #probing = 0;
+  #down = false;
+  #closed = false;
+
+  /** Use {@link openRedisPubSub}, which connects. */
+  constructor(options: {
+    publisher: Client;
+    subscriber: Client;
+    store: Pick<EventStore, 'read' | 'lastSeq'>;
+    prefix: string;
+    maxPendingPublishes: number;
+    maxMessageBytes: number;
+    logger: Pick<Console, 'warn'>;
+    url: string;
+  }) {
+    this.#pub = options.publisher;
+    this.#sub = options.subscriber;
+    this.#store = options.store;
+    this.#prefix = options.prefix;
+    this.#maxPending = options.maxPendingPublishes;
+    this.#maxMessageBytes = options.maxMessageBytes;
+    this.#logger = options.logger;
+    this.#url = options.url;
+    for (const client of [this.#pub, this.#sub]) {
+      client.on('error', (error: unknown) => this.#wentDown(error));
+      client.on('ready', () => this.#cameBack(client));
+    }
+  }
+
+  /** True while both connections to Redis are up. */
+  get connected(): boolean {
+    return this.#pub.isReady && this.#sub.isReady;
+  }
+
+  /** Subscribes the control channel. Called once by {@link openRedisPubSub}. */
+  async start(): Promise<void> {
+    await this.#sub.subscribe(`${this.#prefix}control`, (message: string) => {
+      if (message !== RESYNC && !message.startsWith(`${RESYNC}:`)) return;
+      if (message === `${RESYNC}:${this.#id}`) return;
+      this.#probeAll();
+    });
+  }
+
+  publish(threadId: string, events: readonly StoredEvent[]): void {
+    if (events.length === 0 || this.#closed) return;
+    this.#local.emit(threadId, events);
+    // Another instance hears this only if it listens to the thread; PUBLISH to a channel nobody subscribed
+    // costs Redis next to nothing, so there is no need to track who listens where.
+    if (!this.#pub.isReady || this.#pending >= this.#maxPending) {
+      this.#dropped();
+      return;
+    }
+    let message = encode(this.#id, events);
+    if (message.length > this.#maxMessageBytes) message = encode(this.#id, events.slice(-1));
+    this.#pending += 1;
+    this.#pub.publish(this.#channel(threadId), message).then(
+      () => {
+        this.#pending -= 1;
+        if (this.#resyncWanted) this.#scheduleResync();
+      },
+      () => {
+        this.#pending -= 1;
+        this.#dropped();
+      },
+    );
+  }
+
+  subscribe(threadId: string, listener: ThreadListener): () => void {
+    this.#local.on(threadId, listener);
+    if (!this.#channels.has(threadId) && !this.#closed) {
+      const onMessage = (message: string) => this.#onMessage(threadId, message);
+      this.#channels.set(threadId, onMessage);
+      this.#listen(threadId, onMessage);
+    }
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#local.off(threadId, listener);
+      if (this.#local.listenerCount(threadId) > 0) return;
+      const onMessage = this.#channels.get(threadId);
+      this.#channels.delete(threadId);
+      if (onMessage && !this.#closed)
+        this.#sub.unsubscribe(this.#channel(threadId), onMessage).catch(() => {});
+    };
+  }
+
+  listenerCount(threadId: string): number {
+    return this.#local.listenerCount(threadId);
+  }
+
+  /** Stops listening and closes both connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#resyncTimer);
+    this.#probeQueue.clear();
+    this.#channels.clear();
+    this.#unconfirmed.clear();
+    this.#local.removeAllListeners();
+    await Promise.all(
+      [this.#pub, this.#sub].map(async (client) => {
+        try {
+          if (client.isReady) await client.close();
+          else client.destroy();
+        } catch {
+          client.destroy();
+        }
+      }),
+    );
+  }
+
+  /**
+   * Subscribes the thread's channel and, once Redis confirmed it, probes the thread: whatever was published
+   * before the subscription became active may be lost to us. A SUBSCRIBE that fails (the connection dropped
+   * before Redis answered) is sent again when the connection is back.
+   */
+  #listen(threadId: string, onMessage: (message: string) => void): void {
+    const channel = this.#channel(threadId);
+    this.#sub.subscribe(channel, onMessage).then(
+      () => {
+        // Unsubscribed while the SUBSCRIBE was in flight: undo it.
+        if (this.#channels.get(threadId) !== onMessage)
+          this.#sub.unsubscribe(channel, onMessage).catch(() => {});
+        else this.#probe(threadId);
+      },
+      () => {
+        if (this.#closed || this.#channels.get(threadId) !== onMessage) return;
+        this.#unconfirmed.add(threadId);
+        if (this.#sub.isReady) this.#retrySubscribes();
+      },
+    );
+  }
+
+  #retrySubscribes(): void {
+    const threads = [...this.#unconfirmed];
+    this.#unconfirmed.clear();
+    for (const threadId of threads) {
+      const onMessage = this.#channels.get(threadId);
+      if (onMessage) this.#listen(threadId, onMessage);
+    }
+  }
+
+  #channel(threadId: string): string {
+    return `${this.#prefix}thread:${threadId}`;
+  }
+
+  #onMessage(threadId: string, message: string): void {
+    if (this.#closed) return;
+    const decoded = decode(message);
+    if (decoded === null) {
+      // Not ours or damaged: whatever it stood for, the store has it.
+      this.#probe(threadId);
+      return;
+    }
+    if (decoded.from === this.#id) return; // our own publish, already delivered here
+    this.#local.emit(threadId, decoded.events);
+  }
+
+  /** A publish did not reach Redis: ask every instance to probe, once Redis takes publishes again. */
+  #dropped(): void {
+    this.#resyncWanted = true;
+    this.#scheduleResync();
+  }
+
+  #scheduleResync(): void {
+    if (this.#resyncTimer || this.#closed || !this.#pub.isReady) return;
+    if (this.#pending >= this.#maxPending / 2) return; // retried when publishes drain
+    const wait = Math.max(0, this.#lastResync + RESYNC_INTERVAL_MS - Date.now());
+    this.#resyncTimer = setTimeout(() => {
+      this.#resyncTimer = undefined;
+      if (this.#closed || !this.#resyncWanted || !this.#pub.isReady) return;
+      this.#resyncWanted = false;
+      this.#lastResync = Date.now();
+      this.#pub.publish(`${this.#prefix}control`, `${RESYNC}:${this.#id}`).catch(() => this.#dropped());
+    }, wait);
+    this.#resyncTimer.unref?.();
+  }
+
+  #probeAll(): void {
+    for (const threadId of this.#channels.keys()) this.#probe(threadId);
+  }
+
+  /** Queues a read of the thread's newest stored event, handed to its listeners (at most 8 reads at once). */
+  #probe(threadId: string): void {
+    if (this.#closed || this.#local.listenerCount(threadId) === 0) return;
+    this.#probeQueue.add(threadId);
+    this.#drainProbes();
+  }
+
+  #drainProbes(): void {
+    while (this.#probing < PROBE_CONCURRENCY && this.#probeQueue.size > 0) {
+      const threadId = this.#probeQueue.values().next().value as string;
+      this.#probeQueue.delete(threadId);
+      this.#probing += 1;
+      void this.#probeOne(threadId).finally(() => {
+        this.#probing -= 1;
+        this.#drainProbes();
+      });
+    }
+  }
+
+  async #probeOne(threadId: string): Promise<void> {
+    try {
+      const last = await this.#store.lastSeq(threadId);
+      if (last === 0 || this.#closed) return;
+      const events = await this.#store.read(threadId, { afterSeq: last - 1, limit: 1 });
+      if (events.length > 0 && !this.#closed) this.#local.emit(threadId, events);
+    } catch {
+      // The store is down too: the subscriptions notice on their own reads. Nothing to fill now.
+    }
+  }
+
+  #wentDown(error: unknown): void {
+    if (this.#down || this.#closed) return;
+    this.#down = true;
+    const why = error instanceof Error ? error.message : String(error);
+    this.#logger.warn(
+      `threadline redis pub/sub: lost Redis at ${redact(this.#url)} (${why}); live events between instances pause and resume from the store when it is back`,
+    );
+  }
+
+  #cameBack(client: Client): void {
+    if (this.#closed) return;
+    // The subscriber resubscribed every channel before 'ready': probe them all for what passed meanwhile.
+    if (client === this.#sub) {
+      this.#retrySubscribes();
+      this.#probeAll();
+    }
+    if (client === this.#pub && this.#resyncWanted) this.#scheduleResync();
+    if (this.#down && this.connected) {
+      this.#down = false;
+      this.#logger.warn(
+        `threadline redis pub/sub: Redis at ${redact(this.#url)} is back; filling gaps from the store`,
+      );
+    }
+  }
+}
+
+/** `[instanceId, seq, json, seq, json, ...]`: JSON, so any client of any language could read it. */
+function encode(from: string, events: readonly StoredEvent[]): string {
+  const parts: (string | number)[] = [from];
+  for (const e of events) parts.push(e.seq, e.json);
+  return JSON.stringify(parts);
+}
+
+function decode(message: string): { from: string; events: StoredEvent[] } | null {
+  let parts: unknown;
+  try {
+    parts = JSON.parse(message);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(parts) || parts.length < 3 || parts.length % 2 === 0 || typeof parts[0] !== 'string')
+    return null;
+  const events: StoredEvent[] = [];
+  for (let i = 1; i < parts.length; i += 2) {
+    const seq: unknown = parts[i];
+    const json: unknown = parts[i + 1];
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1 || typeof json !== 'string')
+      return null;
+    events.push({ seq, json });
+  }
+  return { from: parts[0], events };
+}
+
+/** The URL without its password, for log lines. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+/**
+ * Connects to Redis (two connections: one publishes, one subscribes) and returns the {@link RedisPubSub}.
+ * Throws RelayError `invalid_options` for bad options and `pubsub_unavailable` when Redis can't be reached
+ * within `connectTimeoutMs`. Once open it never gives up: while Redis is down it retries, and live delivery
+ * between instances resumes, gaps filled from the store, when Redis is back.
+ *
+ * @example
+ * import { openRedisPubSub } from '@threadline/relay/redis';
+ * const pubsub = await openRedisPubSub({ url: 'redis://127.0.0.1:6379', store });
+ */
+export async function openRedisPubSub(options: RedisPubSubOptions): Promise<RedisPubSub> {
+  if (typeof options !== 'object' || options === null)
+    throw new RelayError('invalid_options', 'openRedisPubSub needs options');
+  const { url } = options;
+  if (typeof url !== 'string' || !/^rediss?:\/\//.test(url))
+    throw new RelayError('invalid_options', 'url must be a redis:// or rediss:// URL');
+  const store = options.store;
+  if (typeof store?.read !== 'function' || typeof store.lastSeq !== 'function')
+    throw new RelayError(
+      'invalid_options',
+      'store must be the relay’s EventStore (it fills gaps after Redis loses messages)',
+    );
+  const prefix = options.channelPrefix ?? 'threadline:';
+  if (typeof prefix !== 'string' || prefix.length > 64)
+    throw new RelayError('invalid_options', 'channelPrefix must be a string of at most 64 characters');
+  const maxPendingPublishes = integer(
+    'maxPendingPublishes',
+    options.maxPendingPublishes,
+    DEFAULT_MAX_PENDING_PUBLISHES,
+    1,
+  );
+  const maxMessageBytes = integer(
+    'maxMessageBytes',
+    options.maxMessageBytes,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    1_024,
+  );
+  const connectTimeoutMs = integer(
+    'connectTimeoutMs',
+    options.connectTimeoutMs,
+    DEFAULT_CONNECT_TIMEOUT_MS,
+    1,
+  );
+  const maxDelay = integer(
+    'maxReconnectDelayMs',
+    options.maxReconnectDelayMs,
+    DEFAULT_MAX_RECONNECT_DELAY_MS,
+    1,
+  );
+  const logger = options.logger ?? console;
+  const clientOptions = {
+    ...options.clientOptions,
+    url,
+    // No offline queue: a command while Redis is down fails at once instead of piling up in memory.
+    disableOfflineQueue: true,
+    socket: {
+      ...options.clientOptions?.socket,
+      connectTimeout: connectTimeoutMs,
+      // Never give up; back off from 50 ms to maxReconnectDelayMs.
+      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 16), maxDelay),
+    },
+  } as RedisClientOptions;
+  const publisher = createClient(clientOptions);
+  const subscriber = createClient(clientOptions);
+  // Until the adapter takes over, swallow the error events (an unhandled 'error' would crash the process).
+  const ignore = () => {};
+  publisher.on('error', ignore);
+  subscriber.on('error', ignore);
+  const connectBoth = Promise.all([publisher.connect(), subscriber.connect()]);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no connection within ${connectTimeoutMs} ms`)),
+      connectTimeoutMs,
+    );
+  });
+  try {
+    await Promise.race([connectBoth, timeout]);
+  } catch (error) {
+    connectBoth.catch(() => {});
+    publisher.destroy();
+    subscriber.destroy();
+    const why = error instanceof Error ? error.message : String(error);
+    throw new RelayError('pubsub_unavailable', `could not connect to Redis at ${redact(url)}: ${why}`, {
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  const pubsub = new RedisPubSub({
+    publisher: publisher as Client,
+    subscriber: subscriber as Client,
+    store,
+    prefix,
+    maxPendingPublishes,
+    maxMessageBytes,
+    logger,
+    url,
+  });
+  publisher.off('error', ignore);
+  subscriber.off('error', ignore);
+  try {
+    await pubsub.start();
+  } catch (error) {
+    await pubsub.close();
+    throw new RelayError('pubsub_unavailable', `could not subscribe on Redis at ${redact(url)}`, {
+      cause: error,
+    });
+  }
+  return pubsub;
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    throw new RelayError('invalid_options', `${name} must be an integer >= ${min}`);
+  return value;
+}
