@@ -51,7 +51,7 @@ async function serveApp(router: Parameters<typeof serveExpress>[0], before?: exp
 function rawHttp(
   port: number,
   text: string,
-  opts: { waitMs?: number; destroyAfterWrite?: boolean } = {},
+  opts: { waitMs?: number; destroyAfterWrite?: boolean; untilResponses?: number } = {},
 ): Promise<{ status: number; headers: string; body: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => {
@@ -60,7 +60,12 @@ function rawHttp(
     });
     let out = '';
     let timedOut = false;
-    socket.on('data', (d) => (out += d.toString()));
+    socket.on('data', (d) => {
+      out += d.toString();
+      // A keep-alive socket stays open: end once the expected responses are complete (each is a short JSON).
+      const seen = out.match(/HTTP\/1\.1 \d{3} /g)?.length ?? 0;
+      if (opts.untilResponses !== undefined && seen >= opts.untilResponses && out.endsWith('}')) socket.end();
+    });
     socket.on('error', () => {});
     const timer = setTimeout(() => {
       timedOut = true;
@@ -232,7 +237,7 @@ describe('the connection (Express adapter over a raw socket)', () => {
       port,
       `POST /tools/state.get HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${first.length}\r\n\r\n${first}${smuggled}`,
-      { waitMs: 500 },
+      { waitMs: 10_000, untilResponses: 2 },
     );
     // HTTP/1.1 pipelining is legitimate: the "smuggled" request is a request of its own, judged by its own token.
     expect(res.status).toBe(200);
