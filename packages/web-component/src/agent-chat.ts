@@ -46,6 +46,9 @@ export interface AgentChatLimits extends ThreadModelLimits {
 
 /** Completed messages are announced to screen readers up to this many characters. */
 const MAX_ANNOUNCEMENT = 1_000;
+/** The composer shows its character counter from this share of the message limit on. */
+const COUNTER_FROM = 0.9;
+const fmt = (n: number): string => n.toLocaleString();
 /*
  * Screen readers should hear new answers, not the replayed history. The protocol has no "replay done" marker,
  * so an event counts as live when it belongs to a run this element started, or when it arrived more than
@@ -96,7 +99,9 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart run-error - A failed or stopped run, with its Retry button.
  * @csspart retry-button - The Retry buttons.
  * @csspart composer - The send box form.
- * @csspart input - The message textarea.
+ * @csspart input - The message textarea; it grows with its text up to a bound, then scrolls.
+ * @csspart counter - Characters used of the limit, shown near the limit (`data-over` when over it).
+ * @csspart composer-note - Why the message cannot be sent (too long).
  * @csspart send-button - The Send button.
  * @csspart stop-button - The Stop button, shown while a run is active.
  *
@@ -262,10 +267,20 @@ export class AgentChat extends LitElement {
       const list = this.renderRoot.querySelector('.messages');
       if (list) list.scrollTop = list.scrollHeight;
     }
+    const input = this.renderRoot.querySelector('textarea');
+    if (this.focusPending && input) {
+      // Focus on open, unless the user is already typing somewhere else on the page.
+      this.focusPending = false;
+      const active = document.activeElement;
+      if (!active || active === document.body || active === this) input.focus({ preventScroll: true });
+    }
   }
 
   private hasConnectedOnce = false;
   private hasDraft = false;
+  private draftLength = 0;
+  private refused = false;
+  private focusPending = true;
 
   private shutdown(): void {
     if (this.conn) this.savedSeq = this.conn.lastSeq;
@@ -285,6 +300,7 @@ export class AgentChat extends LitElement {
       this.myRuns.clear();
       this.rendered.clear();
       this.announcement = '';
+      this.focusPending = true;
       this.requestUpdate();
     }
     const transport = this.transport ?? (this.endpoint ? new WebSocketTransport(this.endpoint) : undefined);
@@ -394,12 +410,25 @@ export class AgentChat extends LitElement {
   };
 
   private onInput = (e: Event): void => {
-    const has = (e.currentTarget as HTMLTextAreaElement).value.trim() !== '';
-    if (has !== this.hasDraft) {
+    const input = e.currentTarget as HTMLTextAreaElement;
+    // Grow with the text; CSS max-height bounds it, then it scrolls.
+    input.style.height = 'auto';
+    input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
+    const has = input.value.trim() !== '';
+    const length = input.value.length;
+    const max = LIMITS.maxMessageLength;
+    if (length > max && this.draftLength <= max) this.announce(this.tooLong(length));
+    if (has !== this.hasDraft || length !== this.draftLength) {
+      if (length <= max) this.refused = false;
       this.hasDraft = has;
+      this.draftLength = length;
       this.requestUpdate();
     }
   };
+
+  private tooLong(length: number): string {
+    return `Too long by ${fmt(length - LIMITS.maxMessageLength)} characters. Shorten it to send.`;
+  }
 
   private onKeydown = (e: KeyboardEvent): void => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
@@ -415,11 +444,21 @@ export class AgentChat extends LitElement {
 
   private submit(): void {
     const input = this.renderRoot.querySelector('textarea');
-    if (!input || !this.canSend() || !input.value.trim()) return;
+    if (!input || !input.value.trim()) return;
+    if (input.value.length > LIMITS.maxMessageLength) {
+      // Never cut the text: refuse, say why, keep the draft.
+      this.refused = true;
+      this.announce(this.tooLong(input.value.length));
+      this.requestUpdate();
+      return;
+    }
+    if (!this.canSend()) return;
     try {
       this.send(input.value);
       input.value = '';
+      input.style.height = '';
       this.hasDraft = false;
+      this.draftLength = 0;
     } catch (err) {
       const e = err as AgentChatError;
       this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
@@ -497,6 +536,7 @@ export class AgentChat extends LitElement {
       for (const key of this.rendered.keys()) if (!keep.has(key)) this.rendered.delete(key);
     }
     const running = this.model.activeRunId !== undefined;
+    const over = this.draftLength > LIMITS.maxMessageLength;
     let lastRun: string | undefined;
     for (const i of items) if ('runId' in i && i.runId) lastRun = i.runId;
     const status =
@@ -544,8 +584,9 @@ export class AgentChat extends LitElement {
                 part="input"
                 rows="1"
                 aria-label="Message"
+                aria-describedby="counter"
+                aria-invalid=${over ? 'true' : 'false'}
                 placeholder="Write a message…"
-                maxlength=${LIMITS.maxMessageLength}
                 @keydown=${this.onKeydown}
                 @input=${this.onInput}
               ></textarea>
@@ -553,7 +594,7 @@ export class AgentChat extends LitElement {
                 part="send-button"
                 type="submit"
                 aria-label="Send message"
-                ?disabled=${!this.canSend() || !this.hasDraft}
+                ?disabled=${!this.canSend() || !this.hasDraft || over}
               >
                 Send
               </button>
@@ -568,6 +609,18 @@ export class AgentChat extends LitElement {
                     >
                       Stop
                     </button>`
+                  : nothing
+              }
+              ${
+                this.draftLength >= LIMITS.maxMessageLength * COUNTER_FROM
+                  ? html`<div class="composer-foot">
+                      <span part="composer-note" class="note"
+                        >${over ? `${this.refused ? 'Not sent. ' : ''}${this.tooLong(this.draftLength)}` : ''}</span
+                      >
+                      <span part="counter" id="counter" class="counter" ?data-over=${over}
+                        >${fmt(this.draftLength)} / ${fmt(LIMITS.maxMessageLength)}</span
+                      >
+                    </div>`
                   : nothing
               }
             </form>`

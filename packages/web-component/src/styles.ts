@@ -204,11 +204,34 @@ export const styles = css`
     padding: var(--_gap);
     border-top: 1px solid var(--_border);
   }
+  .composer {
+    flex-wrap: wrap;
+    align-items: flex-end;
+  }
+  .composer-foot {
+    flex-basis: 100%;
+    display: flex;
+    gap: 8px;
+    justify-content: space-between;
+    font-size: 0.85em;
+    color: var(--_muted);
+  }
+  .note,
+  .counter[data-over] {
+    color: var(--_error);
+  }
+  .counter {
+    margin-left: auto;
+    white-space: nowrap;
+    font-variant-numeric: tabular-nums;
+  }
   textarea {
     flex: 1;
+    min-width: 0;
     resize: none;
     min-height: 2.6em;
-    max-height: 10em;
+    max-height: min(14em, 40vh);
+    overflow-y: auto;
     font: inherit;
     color: inherit;
     background: transparent;

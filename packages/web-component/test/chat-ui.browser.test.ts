@@ -1,0 +1,194 @@
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { WebSocket } from 'ws';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { browserSuite, launchChromium } from './helpers/browser.js';
+import { PageServer } from './helpers/page-server.js';
+import { ScriptedServer, type Script } from './helpers/scripted-server.js';
+
+// The chat's own controls (composer, message actions, words), at desktop and mobile sizes, light and dark.
+const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/ui/', import.meta.url));
+const suite = browserSuite('<agent-chat> controls in Chromium');
+const LIMIT = 32_000;
+
+const SIZES = { desktop: { width: 1280, height: 800 }, mobile: { width: 390, height: 844 } } as const;
+
+suite('<agent-chat> controls in Chromium', () => {
+  let browser: Browser;
+  let pages: PageServer;
+  let context: BrowserContext | undefined;
+  const servers: ScriptedServer[] = [];
+
+  beforeAll(async () => {
+    [pages, browser] = await Promise.all([PageServer.start(), launchChromium()]);
+    await mkdir(ARTIFACTS, { recursive: true });
+  });
+
+  afterEach(async () => {
+    await context?.close();
+    context = undefined;
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await pages?.close();
+  });
+
+  async function serve(threadId: string, script: Script = {}): Promise<ScriptedServer> {
+    const s = await ScriptedServer.start(threadId, script);
+    servers.push(s);
+    return s;
+  }
+
+  /** Mounts one <agent-chat> filling the page, with clipboard access, and waits until it is connected. */
+  async function mount(server: ScriptedServer, size: keyof typeof SIZES = 'desktop'): Promise<Page> {
+    context = await browser.newContext({
+      viewport: SIZES[size],
+      permissions: ['clipboard-read', 'clipboard-write'],
+    });
+    const page = await context.newPage();
+    page.on('pageerror', (err) => console.error('page error:', err.message));
+    await page.goto(pages.url);
+    await page.addStyleTag({
+      content: 'body { margin: 0 } agent-chat { width: auto; --agent-chat-height: 100vh; border-radius: 0 }',
+    });
+    await page.waitForFunction(() => customElements.get('agent-chat') !== undefined);
+    await page.evaluate(
+      ({ url, threadId }) => {
+        window.__errors = [];
+        const el = document.createElement('agent-chat');
+        el.reconnectOptions = { baseDelayMs: 30, maxDelayMs: 120, maxAttempts: 5 };
+        el.addEventListener('agent-chat:error', (e) => window.__errors.push(e.detail));
+        el.setAttribute('endpoint', url);
+        el.setAttribute('thread-id', threadId);
+        document.body.append(el);
+      },
+      { url: server.url, threadId: server.threadId },
+    );
+    await expect.poll(() => page.locator('agent-chat').getAttribute('connection')).toBe('connected');
+    return page;
+  }
+
+  /** Screenshots of the page at both sizes in light and dark; returns their paths. */
+  async function shoot(page: Page, name: string): Promise<string[]> {
+    const paths: string[] = [];
+    for (const [size, viewport] of Object.entries(SIZES)) {
+      await page.setViewportSize(viewport);
+      for (const colorScheme of ['light', 'dark'] as const) {
+        await page.emulateMedia({ colorScheme });
+        const path = `${ARTIFACTS}${name}-${size}-${colorScheme}.png`;
+        await page.screenshot({ path, animations: 'disabled' });
+        paths.push(path);
+      }
+    }
+    await page.setViewportSize(SIZES.desktop);
+    await page.emulateMedia({ colorScheme: 'light' });
+    return paths;
+  }
+
+  /** The focused element inside shadow roots, as `tag[part]`. */
+  const focused = (page: Page): Promise<string> =>
+    page.evaluate(() => {
+      let a: Element | null = document.activeElement;
+      while (a?.shadowRoot?.activeElement) a = a.shadowRoot.activeElement;
+      return a
+        ? `${a.tagName.toLowerCase()}${a.getAttribute('part') ? `[${a.getAttribute('part')}]` : ''}`
+        : '';
+    });
+
+  const ack = (ws: WebSocket, clientMessageId: string, runId: string): void =>
+    ws.send(JSON.stringify({ type: 'ack', clientMessageId, runId }));
+
+  /** What a relay does on `send`: ack, store the user's message, start the run. */
+  const startRun = (
+    server: ScriptedServer,
+    ws: WebSocket,
+    msg: { clientMessageId: string; text: string },
+    runId: string,
+  ): void => {
+    ack(ws, msg.clientMessageId, runId);
+    server.append(
+      {
+        type: 'USER_MESSAGE',
+        runId,
+        messageId: `u-${runId}`,
+        clientMessageId: msg.clientMessageId,
+        userId: 'u-1',
+        text: msg.text,
+      },
+      { type: 'RUN_STARTED', runId },
+    );
+  };
+
+  it('composer: focused on open, grows then scrolls, Enter sends, Shift+Enter adds a line, refuses over the limit', async () => {
+    const sent: string[] = [];
+    const s = await serve('t-composer', {
+      onSend(server, msg, ws) {
+        sent.push(msg.text);
+        startRun(server, ws, msg, `r${sent.length}`);
+        server.append({ type: 'RUN_FINISHED', runId: `r${sent.length}` });
+      },
+    });
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    const input = chat.locator('textarea');
+    expect(await focused(page)).toBe('textarea[input]');
+
+    const height = (): Promise<number> => input.evaluate((t) => t.getBoundingClientRect().height);
+    const one = await height();
+    for (let i = 1; i <= 5; i++) {
+      await page.keyboard.type(`line ${i}`);
+      await page.keyboard.press('Shift+Enter');
+    }
+    await page.keyboard.type('line 6');
+    const six = await height();
+    expect(six).toBeGreaterThan(one * 3); // all six lines in view, not one
+    expect(await input.evaluate((t) => t.scrollHeight - t.clientHeight)).toBeLessThanOrEqual(1);
+    for (let i = 7; i <= 20; i++) {
+      await page.keyboard.press('Shift+Enter');
+      await page.keyboard.type(`line ${i}`);
+    }
+    const twenty = await height();
+    expect(twenty).toBeGreaterThan(six);
+    expect(twenty).toBeLessThan(SIZES.desktop.height / 3); // bounded...
+    expect(await input.evaluate((t) => t.scrollHeight > t.clientHeight + 10)).toBe(true); // ...then it scrolls
+    await page.keyboard.press('Enter');
+    await expect.poll(() => sent.length).toBe(1);
+    expect(sent[0]).toBe(Array.from({ length: 20 }, (_, i) => `line ${i + 1}`).join('\n'));
+    expect(await input.inputValue()).toBe('');
+    expect(await height()).toBeLessThanOrEqual(one + 1); // shrinks back after sending
+
+    // Far from the limit: no counter. Near it: a counter. Over it: a visible refusal, nothing cut, nothing sent.
+    await input.fill('a'.repeat(LIMIT * 0.8));
+    expect(await chat.locator('[part~="counter"]').count()).toBe(0);
+    await input.fill('a'.repeat(LIMIT - 100));
+    expect(await chat.locator('[part~="counter"]').textContent()).toBe('31,900 / 32,000');
+    expect(await chat.locator('[part~="counter"]').getAttribute('data-over')).toBeNull();
+    await input.fill('a'.repeat(LIMIT + 50));
+    const note = chat.locator('[part~="composer-note"]');
+    expect(await note.textContent()).toBe('Too long by 50 characters. Shorten it to send.');
+    expect(await chat.locator('[part~="counter"]').getAttribute('data-over')).toBe('');
+    expect(await chat.locator('[part~="send-button"]').isDisabled()).toBe(true);
+    expect(await input.getAttribute('aria-invalid')).toBe('true');
+    await input.focus();
+    await page.keyboard.press('Enter');
+    await expect
+      .poll(() => note.textContent())
+      .toBe('Not sent. Too long by 50 characters. Shorten it to send.');
+    expect(await chat.locator('[role="status"]').textContent()).toContain('Too long by 50 characters');
+    expect((await input.inputValue()).length).toBe(LIMIT + 50); // the draft is kept whole
+    await page.waitForTimeout(100);
+    expect(sent).toHaveLength(1);
+    await shoot(page, 'composer-over-limit');
+
+    // Back at the limit exactly: it sends all of it.
+    await page.keyboard.press('End');
+    for (let i = 0; i < 50; i++) await page.keyboard.press('Backspace');
+    expect(await note.textContent()).toBe('');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => sent.length).toBe(2);
+    expect(sent[1]).toHaveLength(LIMIT);
+  });
+});
