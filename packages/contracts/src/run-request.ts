@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { LIMITS } from './limits.js';
-import { IdSchema } from './primitives.js';
+import { boundedString, IdSchema } from './primitives.js';
 
 /** Where and how the agent reaches the host's tools: a base URL and a short-lived act-as token. */
 export const ToolsRefSchema = z.strictObject({
   baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
-  token: z.string().min(1).max(LIMITS.maxTokenLength),
+  token: boundedString(LIMITS.maxTokenLength, { min: 1 }),
 });
 
 /** API → agent: start a run for one user message in one thread. */
@@ -14,7 +14,7 @@ export const RunRequestSchema = z.strictObject({
   runId: IdSchema,
   parentRunId: IdSchema.optional(),
   user: z.strictObject({ id: IdSchema }),
-  message: z.string().min(1).max(LIMITS.maxMessageLength),
+  message: boundedString(LIMITS.maxMessageLength, { min: 1 }),
   tools: ToolsRefSchema,
 });
 
