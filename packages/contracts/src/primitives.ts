@@ -22,7 +22,15 @@ export const MAX_UTF16_LENGTH_KEYWORD = 'x-threadline-maxUtf16Length';
  */
 export function boundedString(
   max: number,
-  options: { min?: 0 | 1; pattern?: RegExp; patternMessage?: string } = {},
+  options: {
+    min?: 0 | 1;
+    pattern?: RegExp;
+    patternMessage?: string;
+    /** A further rule, checked after the length and the pattern. */
+    refine?: { check: (value: string) => boolean; message: string };
+    /** Standard JSON Schema keywords that describe `refine` (e.g. `format`). */
+    jsonSchema?: Record<string, unknown>;
+  } = {},
 ): z.ZodString {
   const min = options.min ?? 0;
   let schema = z.string().superRefine((value, ctx) => {
@@ -47,8 +55,13 @@ export function boundedString(
     }
   });
   if (options.pattern) schema = schema.regex(options.pattern, options.patternMessage);
+  if (options.refine) schema = schema.refine(options.refine.check, options.refine.message);
   // Metadata last: it belongs to this exact instance.
-  const out = schema.meta(min > 0 ? { minLength: min, maxLength: max } : { maxLength: max });
+  const out = schema.meta({
+    ...(min > 0 ? { minLength: min } : {}),
+    maxLength: max,
+    ...options.jsonSchema,
+  });
   SHIPPED_SCHEMA_EXTRAS.set(out, { [MAX_UTF16_LENGTH_KEYWORD]: max });
   return out;
 }

@@ -45,7 +45,10 @@ export const ToolErrorSchema = z.strictObject({
 
 /** Every tool endpoint answers with this envelope. */
 export const ToolResultSchema = z.discriminatedUnion('ok', [
-  z.strictObject({ ok: z.literal(true), data: z.unknown() }),
+  z
+    .strictObject({ ok: z.literal(true), data: z.unknown() })
+    // Checked here too: zod before 4.4 let an `unknown` key be missing.
+    .refine((result) => result.data !== undefined, { path: ['data'], message: 'expected a value' }),
   z.strictObject({ ok: z.literal(false), error: ToolErrorSchema }),
 ]);
 
@@ -64,7 +67,13 @@ export const AGENT_SERVICE_AUDIENCE = 'threadline-agent' as const;
 /** Claims of an act-as token: who (`sub`), where (`thread`, `run`) and what (`tools`), for minutes. */
 export const ActAsClaimsSchema = z.object({
   iss: boundedString(256, { min: 1 }),
-  aud: z.union([z.literal(ACT_AS_AUDIENCE), z.array(z.string()).refine((a) => a.includes(ACT_AS_AUDIENCE))]),
+  aud: z.union([
+    z.literal(ACT_AS_AUDIENCE),
+    z
+      .array(z.string())
+      .refine((a) => a.includes(ACT_AS_AUDIENCE), `must include "${ACT_AS_AUDIENCE}"`)
+      .meta({ contains: { const: ACT_AS_AUDIENCE } }),
+  ]),
   sub: IdSchema,
   thread: IdSchema,
   run: IdSchema,
@@ -76,12 +85,21 @@ export const ActAsClaimsSchema = z.object({
 /** Verified act-as token claims. */
 export type ActAsClaims = z.infer<typeof ActAsClaimsSchema>;
 
+// A JSON Schema document: any JSON object. Not z.record(), which before zod 4.1.13 refused an object with an
+// own `constructor` key.
+const SchemaObjectSchema = z
+  .custom<Record<string, unknown>>(
+    (value) => typeof value === 'object' && value !== null && !Array.isArray(value),
+    'expected an object',
+  )
+  .meta({ type: 'object' });
+
 /** One entry of the tool manifest (`GET /tools`). */
 export const ToolManifestEntrySchema = z.strictObject({
   name: ToolNameSchema,
   description: boundedString(4096),
-  inputSchema: z.record(z.string(), z.unknown()),
-  outputSchema: z.record(z.string(), z.unknown()),
+  inputSchema: SchemaObjectSchema,
+  outputSchema: SchemaObjectSchema,
   /** True for runtime tools (session history, event append) that are not offered to the model. */
   internal: z.boolean().optional(),
 });
