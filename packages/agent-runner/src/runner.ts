@@ -26,6 +26,7 @@ import {
 import { createToolClient, type ToolClient } from '@threadline/tools-kit';
 import { toAgentTools } from '@threadline/tools-kit/agents';
 import { createDemoModelProvider } from './demo-model.js';
+import { SdkDefaultsProvider } from './sdk-defaults.js';
 import { AgentRunnerError } from './errors.js';
 import { EventMapper, type ToolOutcome } from './event-mapper.js';
 import { ToolSession } from './tool-session.js';
@@ -64,8 +65,9 @@ export interface CreateRunnerOptions {
   /** Model name or instance (default: env THREADLINE_MODEL, then "gpt-4.1-mini"). */
   model?: string | Model;
   /**
-   * Where model names resolve. Default: OpenAI when OPENAI_API_KEY (or `openai.apiKey`) is set, otherwise the
-   * offline demo model.
+   * Where model names resolve. Default: OpenAI when OPENAI_API_KEY (or `openai.apiKey`) is set, else OpenAI
+   * through the Agents SDK's own defaults when `setDefaultOpenAIKey()` or `setDefaultOpenAIClient()` gave one,
+   * otherwise the offline demo model.
    */
   modelProvider?: ModelProvider;
   /** OpenAI client settings used when no `modelProvider` is given. */
@@ -191,19 +193,22 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   const logger = options.logger ?? console;
   const tracing = resolveTracing(options.tracing, env);
   const customProcessors = options.tracing !== false && options.tracing?.processors !== undefined;
-  if (!tracing.disabled && !tracing.apiKey && !customProcessors) {
+  const noTracingKey = !tracing.disabled && !tracing.apiKey && !customProcessors;
+  const tracingOff = () => {
     // Without a key the SDK would log a failed export after every run; say it once instead.
     tracing.disabled = true;
     logger.warn(
       '[threadline-agent] tracing off: no OPENAI_API_KEY or OPENAI_TRACING_API_KEY to export traces with (run `threadline-agent doctor`)',
     );
-  }
+  };
   if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
   const maxTurns = options.maxTurns ?? 10;
   const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;
   const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
+  const modelName = typeof model === 'string' ? model : undefined;
 
   let modelProvider = options.modelProvider;
+  let sdkDefaults: SdkDefaultsProvider | undefined;
   if (!modelProvider) {
     const apiKey = options.openai?.apiKey ?? (env.OPENAI_API_KEY || undefined);
     if (apiKey) {
@@ -221,10 +226,28 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         `[threadline-agent] model: ${typeof model === 'string' ? model : 'custom'} via OpenAI${baseURL ? ` at ${baseURL}` : ''}`,
       );
     } else {
-      modelProvider = createDemoModelProvider();
-      logger.info('[threadline-agent] model: offline demo model (no OPENAI_API_KEY set)');
+      // No key here: the Agents SDK's own setters may hold one (checked at the first run).
+      sdkDefaults = new SdkDefaultsProvider({
+        useResponses: options.openai?.api !== 'chat_completions',
+        fallback: createDemoModelProvider(),
+        onDecided: (usesSdk) => {
+          if (usesSdk) {
+            // Traces then go out as the SDK would send them: with setTracingExportApiKey()'s key.
+            logger.info(
+              `[threadline-agent] model: ${modelName ?? 'custom'} via OpenAI (the Agents SDK's default client or key)`,
+            );
+            return;
+          }
+          logger.info(
+            '[threadline-agent] model: offline demo model (no OPENAI_API_KEY, setDefaultOpenAIKey() or setDefaultOpenAIClient())',
+          );
+          if (noTracingKey) tracingOff();
+        },
+      });
+      modelProvider = sdkDefaults;
     }
   }
+  if (noTracingKey && !sdkDefaults) tracingOff();
   const provider = modelProvider;
 
   async function* run(
@@ -291,6 +314,8 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       });
       const agent = baseAgent.clone({ tools: [...baseAgent.tools, ...extra] });
 
+      // Decides demo model or the SDK's defaults (and with that, tracing) before the first run is configured.
+      await sdkDefaults?.usesSdk(modelName);
       const traceId = generateTraceId();
       const sdkRunner = new SdkRunner({
         modelProvider: provider,

@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { SequencedAgentEventSchema } from './events.js';
 import { LIMITS } from './limits.js';
-import { CodeSchema, ErrorMessageSchema, IdSchema } from './primitives.js';
+import { boundedString, CodeSchema, ErrorMessageSchema, IdSchema } from './primitives.js';
 
 /** client → server: send a user message to a thread, starting a run. */
 export const SendMessageSchema = z.strictObject({
   type: z.literal('send'),
   threadId: IdSchema,
-  text: z.string().min(1, 'must not be empty').max(LIMITS.maxMessageLength),
+  text: boundedString(LIMITS.maxMessageLength, { min: 1 }),
   clientMessageId: IdSchema,
 });
 

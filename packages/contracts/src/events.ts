@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { JsonValueSchema } from './json.js';
-import { LIMITS } from './limits.js';
+import { LIMITS, TOOL_NAME_PATTERN } from './limits.js';
 import {
+  boundedString,
   CodeSchema,
   ErrorMessageSchema,
   IdSchema,
@@ -63,7 +64,7 @@ export const TextMessageChunkEventSchema = z.strictObject({
   type: z.literal('TEXT_MESSAGE_CHUNK'),
   ...base,
   messageId: IdSchema,
-  delta: z.string().max(LIMITS.maxDeltaLength, `must be at most ${LIMITS.maxDeltaLength} characters`),
+  delta: boundedString(LIMITS.maxDeltaLength),
 });
 
 /** The run failed. Terminal: nothing of this run follows. */
@@ -78,7 +79,7 @@ export const RunErrorEventSchema = z.strictObject({
 export const RunFinishedEventSchema = z.strictObject({
   type: z.literal('RUN_FINISHED'),
   ...base,
-  traceId: z.string().min(1).max(LIMITS.maxIdLength).optional(),
+  traceId: boundedString(LIMITS.maxIdLength, { min: 1 }).optional(),
 });
 
 /**
@@ -91,7 +92,7 @@ export const UserMessageEventSchema = z.strictObject({
   messageId: IdSchema,
   clientMessageId: IdSchema,
   userId: IdSchema,
-  text: z.string().min(1).max(LIMITS.maxMessageLength),
+  text: boundedString(LIMITS.maxMessageLength, { min: 1 }),
 });
 
 /**
@@ -101,11 +102,7 @@ export const UserMessageEventSchema = z.strictObject({
 export const StateChangedEventSchema = z.strictObject({
   type: z.literal('STATE_CHANGED'),
   ...base,
-  scope: z
-    .string()
-    .min(1)
-    .max(LIMITS.maxToolNameLength)
-    .regex(/^[A-Za-z][A-Za-z0-9._-]*$/),
+  scope: boundedString(LIMITS.maxToolNameLength, { min: 1, pattern: TOOL_NAME_PATTERN }),
   value: JsonValueSchema,
 });
 

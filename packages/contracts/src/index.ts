@@ -76,7 +76,7 @@ export {
   createStateChangedEvent,
 } from './factories.js';
 export type { EventInit } from './factories.js';
-export { RunRequestSchema, ToolsRefSchema } from './run-request.js';
+export { RunRequestSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';
 export type { RunRequest, ToolsRef } from './run-request.js';
 export {
   SendMessageSchema,

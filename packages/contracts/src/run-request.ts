@@ -1,11 +1,31 @@
 import { z } from 'zod';
 import { LIMITS } from './limits.js';
-import { IdSchema } from './primitives.js';
+import { boundedString, IdSchema } from './primitives.js';
+
+/**
+ * A tools base URL: `http://` or `https://`, a host (and port) without escapes or credentials, then a path of
+ * ASCII URL characters (well-formed `%` escapes); no query or fragment, since tool paths are appended to it.
+ * The same pattern is in the JSON Schema.
+ */
+export const TOOLS_BASE_URL_PATTERN =
+  /^https?:\/\/[A-Za-z0-9._~!$&'()*+,;=:[\]-]+(?:\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*$/;
+
+function isHttpUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const { protocol } = new URL(value);
+  return protocol === 'http:' || protocol === 'https:';
+}
 
 /** Where and how the agent reaches the host's tools: a base URL and a short-lived act-as token. */
 export const ToolsRefSchema = z.strictObject({
-  baseUrl: z.url({ protocol: /^https?$/ }).max(2048),
-  token: z.string().min(1).max(LIMITS.maxTokenLength),
+  baseUrl: boundedString(2048, {
+    min: 1,
+    pattern: TOOLS_BASE_URL_PATTERN,
+    patternMessage: 'must be an http or https URL without query, fragment or credentials',
+    refine: { check: isHttpUrl, message: 'must be a valid http or https URL' },
+    jsonSchema: { format: 'uri' },
+  }),
+  token: boundedString(LIMITS.maxTokenLength, { min: 1 }),
 });
 
 /** API → agent: start a run for one user message in one thread. */
@@ -14,7 +34,7 @@ export const RunRequestSchema = z.strictObject({
   runId: IdSchema,
   parentRunId: IdSchema.optional(),
   user: z.strictObject({ id: IdSchema }),
-  message: z.string().min(1).max(LIMITS.maxMessageLength),
+  message: boundedString(LIMITS.maxMessageLength, { min: 1 }),
   tools: ToolsRefSchema,
 });
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LIMITS } from './limits.js';
-import { CodeSchema, ErrorMessageSchema, IdSchema, ToolNameSchema } from './primitives.js';
+import { boundedString, CodeSchema, ErrorMessageSchema, IdSchema, ToolNameSchema } from './primitives.js';
 
 /** Error codes of the tool result envelope, with the HTTP status each one travels with. */
 export const TOOL_ERROR_STATUS = {
@@ -33,8 +33,8 @@ export type ToolErrorCode = keyof typeof TOOL_ERROR_STATUS;
 
 /** One validation problem in a failed tool call: where (`path`, dotted) and what. */
 export const ToolIssueSchema = z.strictObject({
-  path: z.string().max(1024),
-  message: z.string().max(LIMITS.maxErrorMessageLength),
+  path: boundedString(1024),
+  message: boundedString(LIMITS.maxErrorMessageLength),
 });
 
 /** The failure side of a tool result. `ref` is a server log reference for internal errors. */
@@ -42,12 +42,15 @@ export const ToolErrorSchema = z.strictObject({
   code: CodeSchema,
   message: ErrorMessageSchema,
   issues: z.array(ToolIssueSchema).max(100).optional(),
-  ref: z.string().max(LIMITS.maxIdLength).optional(),
+  ref: boundedString(LIMITS.maxIdLength).optional(),
 });
 
 /** Every tool endpoint answers with this envelope. */
 export const ToolResultSchema = z.discriminatedUnion('ok', [
-  z.strictObject({ ok: z.literal(true), data: z.unknown() }),
+  z
+    .strictObject({ ok: z.literal(true), data: z.unknown() })
+    // Checked here too: zod before 4.4 let an `unknown` key be missing.
+    .refine((result) => result.data !== undefined, { path: ['data'], message: 'expected a value' }),
   z.strictObject({ ok: z.literal(false), error: ToolErrorSchema }),
 ]);
 
@@ -65,25 +68,40 @@ export const AGENT_SERVICE_AUDIENCE = 'threadline-agent' as const;
 
 /** Claims of an act-as token: who (`sub`), where (`thread`, `run`) and what (`tools`), for minutes. */
 export const ActAsClaimsSchema = z.object({
-  iss: z.string().min(1).max(256),
-  aud: z.union([z.literal(ACT_AS_AUDIENCE), z.array(z.string()).refine((a) => a.includes(ACT_AS_AUDIENCE))]),
+  iss: boundedString(256, { min: 1 }),
+  aud: z.union([
+    z.literal(ACT_AS_AUDIENCE),
+    z
+      .array(z.string())
+      .refine((a) => a.includes(ACT_AS_AUDIENCE), `must include "${ACT_AS_AUDIENCE}"`)
+      .meta({ contains: { const: ACT_AS_AUDIENCE } }),
+  ]),
   sub: IdSchema,
   thread: IdSchema,
   run: IdSchema,
   tools: z.array(ToolNameSchema).max(LIMITS.maxToolsPerToken),
   iat: z.number().int().nonnegative(),
   exp: z.number().int().positive(),
-  jti: z.string().min(1).max(LIMITS.maxIdLength),
+  jti: boundedString(LIMITS.maxIdLength, { min: 1 }),
 });
 /** Verified act-as token claims. */
 export type ActAsClaims = z.infer<typeof ActAsClaimsSchema>;
 
+// A JSON Schema document: any JSON object. Not z.record(), which before zod 4.1.13 refused an object with an
+// own `constructor` key.
+const SchemaObjectSchema = z
+  .custom<Record<string, unknown>>(
+    (value) => typeof value === 'object' && value !== null && !Array.isArray(value),
+    'expected an object',
+  )
+  .meta({ type: 'object' });
+
 /** One entry of the tool manifest (`GET /tools`). */
 export const ToolManifestEntrySchema = z.strictObject({
   name: ToolNameSchema,
-  description: z.string().max(4096),
-  inputSchema: z.record(z.string(), z.unknown()),
-  outputSchema: z.record(z.string(), z.unknown()),
+  description: boundedString(4096),
+  inputSchema: SchemaObjectSchema,
+  outputSchema: SchemaObjectSchema,
   /** True for runtime tools (session history, event append) that are not offered to the model. */
   internal: z.boolean().optional(),
 });

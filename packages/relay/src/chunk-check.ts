@@ -61,6 +61,7 @@ export function isPlainChunk(
   if (!idOk(e.threadId, threadId, seen, 'threadId') || !idOk(e.runId, runId, seen, 'runId')) return false;
   const { ts, delta } = e;
   if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return false;
+  // `.length`: UTF-16 code units, the unit of every contract limit.
   if (typeof delta !== 'string' || delta.length > LIMITS.maxDeltaLength) return false;
   if (!idOk(e.messageId, null, seen, 'messageId')) return false;
   if (Object.getPrototypeOf(e) !== Object.prototype) return false;

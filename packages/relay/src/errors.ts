@@ -21,8 +21,29 @@ export const RELAY_ERROR_CODES = [
 ] as const;
 export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
 
+// `instanceof` across copies of this package's classes: its ESM and CommonJS builds loaded in one process, or
+// two installed copies. Instances carry a registry-wide brand; a subclass is matched by name along the chain.
+const BRAND = Symbol.for('@threadline/relay/RelayError');
+
+function isBranded(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true;
+  if ((value as { [BRAND]?: unknown })[BRAND] !== true) return false;
+  for (let p: unknown = Object.getPrototypeOf(value); p !== null; p = Object.getPrototypeOf(p)) {
+    const ctor = Object.hasOwn(p as object, 'constructor')
+      ? (p as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === 'function' && ctor.name === cls.name) return true;
+  }
+  return false;
+}
+
 /** The one error base of @threadline/relay: a string `code` a program can switch on, and a sentence for people. */
 export class RelayError extends Error {
+  static {
+    Object.defineProperty(this.prototype, BRAND, { value: true });
+  }
+
   readonly code: RelayErrorCode;
   /** On refusals that end on their own (`rate_limited`): how long to wait before trying again, in ms. */
   readonly retryAfterMs: number | undefined;
@@ -31,6 +52,11 @@ export class RelayError extends Error {
     this.name = new.target.name;
     this.code = code;
     this.retryAfterMs = options?.retryAfterMs;
+  }
+
+  /** True for errors of this class from any copy of this package (ESM or CommonJS build), not only this one. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return isBranded(this, value);
   }
 }
 

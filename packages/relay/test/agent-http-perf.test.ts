@@ -70,6 +70,11 @@ describe('httpAgentTransport text chunk check', () => {
     ['a ts as a string', { ...chunk, ts: '1' }],
     ['an unsafe integer ts', { ...chunk, ts: 2 ** 53 }],
     ['a delta over the bound', { ...chunk, delta: 'x'.repeat(LIMITS.maxDeltaLength + 1) }],
+    // One UTF-16 unit over, though far fewer code points: the contract counts UTF-16 units, as this check does.
+    [
+      'an astral delta one UTF-16 unit over the bound',
+      { ...chunk, delta: '🌍'.repeat(LIMITS.maxDeltaLength / 2) + 'x' },
+    ],
     ['a numeric delta', { ...chunk, delta: 5 }],
     ['an array', [chunk]],
     ['null', null],
@@ -101,6 +106,7 @@ describe('httpAgentTransport text chunk check', () => {
     };
     const others = [
       { type: 'RUN_STARTED', threadId: 't1', runId: 'r1', ts: 0 },
+      { ...chunk, messageId: 'm3', delta: '🌍'.repeat(LIMITS.maxDeltaLength / 2) },
       { ...chunk, messageId: 'm2' },
       { type: 'RUN_FINISHED', threadId: 't1', runId: 'r1', ts: 2 },
     ];

@@ -1,6 +1,11 @@
 import { createServer } from 'node:http';
 import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
-import { BROWSER_ERROR_CODES, ServerMessageSchema } from '@threadline/contracts';
+import {
+  BROWSER_ERROR_CODES,
+  LIMITS,
+  SequencedAgentEventSchema,
+  ServerMessageSchema,
+} from '@threadline/contracts';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -88,6 +93,26 @@ describe('WebSocket transport', () => {
       for (const m of s.messages) expect(ServerMessageSchema.safeParse(m).success).toBe(true);
       expect(s.events()).toEqual(log.map((e) => e.event));
     }
+  });
+
+  it('takes a message of astral characters at exactly the limit and refuses one UTF-16 unit more', async () => {
+    h = await makeWsHarness('sqlite');
+    await h.store.createThread({ threadId: 't1', ownerId: 'user-a' });
+    const a = await connect('user-a');
+    // 16,000 emoji are 32,000 UTF-16 units (the limit) but only 16,000 code points.
+    const atLimit = '\u{1F600}'.repeat(LIMITS.maxMessageLength / 2);
+    a.send({ type: 'send', threadId: 't1', text: `${atLimit}x`, clientMessageId: 'c-over' });
+    const refused = await a.waitFor((m) => m.type === 'error');
+    expect(refused).toMatchObject({ type: 'error', code: 'invalid_message' });
+    expect(await h.store.lastSeq('t1')).toBe(0);
+
+    a.send({ type: 'send', threadId: 't1', text: atLimit, clientMessageId: 'c-at' });
+    await a.waitFor((m) => m.type === 'ack');
+    const run = await h.agent.nextRun(0);
+    expect(run.request.message).toBe(atLimit);
+    const [stored] = await readAll(h.store, 't1');
+    expect(stored?.event).toMatchObject({ type: 'USER_MESSAGE', text: atLimit });
+    expect(SequencedAgentEventSchema.safeParse(stored?.event).success).toBe(true);
   });
 
   it('keeps user B out of user A’s thread by any frame', async () => {

@@ -16,17 +16,43 @@ export const TOOLS_KIT_ERROR_CODES = [
 /** A {@link ToolsKitError} code. */
 export type ToolsKitErrorCode = (typeof TOOLS_KIT_ERROR_CODES)[number];
 
+// `instanceof` across copies of this package's classes: its ESM and CommonJS builds loaded in one process, or
+// two installed copies. Instances carry a registry-wide brand; a subclass is matched by name along the chain.
+const BRAND = Symbol.for('@threadline/tools-kit/ToolsKitError');
+
+function isBranded(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true;
+  if ((value as { [BRAND]?: unknown })[BRAND] !== true) return false;
+  for (let p: unknown = Object.getPrototypeOf(value); p !== null; p = Object.getPrototypeOf(p)) {
+    const ctor = Object.hasOwn(p as object, 'constructor')
+      ? (p as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === 'function' && ctor.name === cls.name) return true;
+  }
+  return false;
+}
+
 /**
  * The one error base class of this package. `code` says what went wrong; the message says what to do.
  * @example
  * try { await issuer.verify(token) } catch (e) { if (e instanceof ToolsKitError && e.code === 'token_expired') … }
  */
 export class ToolsKitError extends Error {
+  static {
+    Object.defineProperty(this.prototype, BRAND, { value: true });
+  }
+
   readonly code: ToolsKitErrorCode;
   constructor(code: ToolsKitErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+  }
+
+  /** True for errors of this class from any copy of this package (ESM or CommonJS build), not only this one. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return isBranded(this, value);
   }
 }
 

@@ -210,7 +210,7 @@ export class AgentChat extends LitElement {
     if (text.length > LIMITS.maxMessageLength) {
       throw new AgentChatError(
         'invalid_message',
-        `the message is longer than ${LIMITS.maxMessageLength} characters`,
+        `the message is longer than ${LIMITS.maxMessageLength} characters (UTF-16 code units)`,
       );
     }
     if (this.model.activeRunId && !this.allowSendWhileRunning) {

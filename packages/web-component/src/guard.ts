@@ -4,8 +4,9 @@ import { KNOWN_EVENT_TYPES, WIRE_ID_PATTERN as ID_PATTERN, WIRE_LIMITS as LIMITS
 /*
  * Why a hand-written guard instead of the zod schemas in @threadline/contracts: the script-tag bundle has a
  * 20 KiB gzip budget and zod alone is larger than that. This guard checks exactly what the element relies on
- * (types, lengths, id shapes from the contract's LIMITS and ID_PATTERN, mirrored in protocol.ts); unknown
- * extra keys are tolerated so an older element keeps working against a newer server.
+ * (types, lengths, id shapes from the contract's LIMITS and ID_PATTERN, mirrored in protocol.ts); lengths are
+ * `.length`, UTF-16 code units, the contract's unit. Unknown extra keys are tolerated so an older element
+ * keeps working against a newer server.
  */
 
 /** What one server frame turned out to be. */

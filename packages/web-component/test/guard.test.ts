@@ -55,6 +55,31 @@ describe('readServerFrame', () => {
     }
   });
 
+  it('counts every length limit in UTF-16 code units, as the contract does', () => {
+    const EMOJI = '\u{1F600}'; // two UTF-16 units, one code point
+    const text = (units: number) => EMOJI.repeat(Math.floor(units / 2)) + (units % 2 ? 'a' : '');
+    const fields: [string, number, (s: string) => object][] = [
+      ['USER_MESSAGE.text', 32_000, (s) => ({ ...valid[7], text: s })],
+      ['TEXT_MESSAGE_CHUNK.delta', 32_768, (s) => ({ ...valid[4], delta: s })],
+      ['TOOL_CALL_STARTED.label', 200, (s) => ({ ...valid[2], label: s })],
+      ['TOOL_CALL_RESULT.error', 4_096, (s) => ({ ...valid[3], error: s })],
+      ['RUN_ERROR.message', 4_096, (s) => ({ ...valid[5], message: s })],
+      ['RUN_FINISHED.traceId', 128, (s) => ({ ...valid[6], traceId: s })],
+    ];
+    for (const [what, limit, make] of fields) {
+      for (const [units, ok] of [
+        [limit, true],
+        [limit + 1, false],
+        [limit + 2, false],
+      ] as const) {
+        const e = make(text(units));
+        const label = `${what} at ${units} units`;
+        expect(SequencedAgentEventSchema.safeParse(e).success, label).toBe(ok);
+        expect(readServerFrame(frame(e)).kind, label).toBe(ok ? 'event' : 'invalid');
+      }
+    }
+  });
+
   it('skips unknown event types but keeps their seq (forward compatibility)', () => {
     expect(readServerFrame(frame({ ...base, type: 'NEW_THING', extra: 1 }))).toEqual({
       kind: 'unknown_event',
