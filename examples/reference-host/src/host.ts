@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import proxyAddr from 'proxy-addr';
 import { MongoClient } from 'mongodb';
 import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
 import type { AgentTransport, EventStore, Relay, RelayLimits } from '@threadline/relay';
@@ -214,6 +215,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
     unauthorized: 'close',
     // A user past their share gets `error too_many_connections` and close 1013; others are unaffected.
     limits: { maxConnectionsPerUser: config.wsConnectionsPerUser },
+    // Signed-out sockets are bounded per client address: the same address REST limits use (TRUST_PROXY).
+    addressOf: (req) => proxyAddr(req, app.get('trust proxy fn') as (addr: string, i: number) => boolean),
     allowedOrigins: origins,
     authenticate: async (req) => {
       const user = await sessions.userOfUpgrade(req);

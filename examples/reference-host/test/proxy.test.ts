@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -177,5 +179,44 @@ describe('without TRUST_PROXY (the default)', () => {
     }
     // olga's sign-up was the first of three from this address.
     expect(signups).toEqual([201, 201, 429, 429]);
+  });
+});
+
+/** A signed-out WebSocket upgrade straight to the host claiming `forwardedFor`; resolves with the status code. */
+function upgradeStatus(port: number, origin: string, forwardedFor: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () =>
+      socket.write(
+        `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n` +
+          `Origin: ${origin}\r\nX-Forwarded-For: ${forwardedFor}\r\n\r\n`,
+      ),
+    );
+    socket.on('error', reject);
+    // The socket is left open (a signed-out peer that never answers the close holds its slot for a while).
+    socket.once('data', (d: Buffer) => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(String(d))?.[1] ?? 0)));
+    sockets.push(socket);
+  });
+}
+const sockets: Socket[] = [];
+
+describe('signed-out WebSockets per client address', () => {
+  let s: Setup | undefined;
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await teardown(s);
+  });
+
+  it('count by the forwarded address with TRUST_PROXY, so one address cannot take every slot', async () => {
+    s = await setup({ TRUST_PROXY: '1' }, false);
+    const origin = s.direct;
+    // One "client" behind the proxy: past the per-address bound (32) its upgrades get 429.
+    const one = await Promise.all(
+      Array.from({ length: 40 }, () => upgradeStatus(s!.host.port, origin, '127.0.0.44')),
+    );
+    expect(one.filter((c) => c === 101)).toHaveLength(32);
+    expect(one.filter((c) => c === 429)).toHaveLength(8);
+    // Another client address, through the same proxy hop, still gets upgraded.
+    expect(await upgradeStatus(s.host.port, origin, '127.0.0.45')).toBe(101);
   });
 });
