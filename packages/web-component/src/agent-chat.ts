@@ -95,6 +95,7 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart user-message - A message the user wrote (`data-status`: sending, sent, failed).
  * @csspart assistant-message - An assistant message rendered from Markdown.
  * @csspart send-error - Why a message was not sent, with its Retry button.
+ * @csspart working - Shown from a send until the first event of its answer.
  * @csspart tool-call - A tool call (`data-status`: running, done, failed).
  * @csspart run-error - A failed or stopped run, with its Retry button.
  * @csspart retry-button - The Retry buttons.
@@ -222,6 +223,7 @@ export class AgentChat extends LitElement {
     const clientMessageId = newId();
     this.conn.send({ type: 'send', threadId: this.threadId, text, clientMessageId });
     this.model.addPending(clientMessageId, text);
+    this.announce('Sent. Working on it…');
     this.stick = true;
     this.schedule();
     return clientMessageId;
@@ -535,6 +537,11 @@ export class AgentChat extends LitElement {
       for (const key of this.rendered.keys()) if (!keep.has(key)) this.rendered.delete(key);
     }
     const running = this.model.activeRunId !== undefined;
+    // From a send until the first event of its answer: the last row is that message, still pending or running.
+    const last = items[items.length - 1];
+    const working =
+      last?.kind === 'user' &&
+      (last.status === 'sending' || (last.status === 'sent' && last.runId === this.model.activeRunId));
     const over = this.draftLength > LIMITS.maxMessageLength;
     let lastRun: string | undefined;
     for (const i of items) if ('runId' in i && i.runId) lastRun = i.runId;
@@ -572,6 +579,14 @@ export class AgentChat extends LitElement {
           items.length === 0
             ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
             : items.map((i) => this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running))
+        }
+        ${
+          working
+            ? html`<div part="working" class="working">
+                <span class="dots" aria-hidden="true"><i></i><i></i><i></i></span>
+                <span class="sr-only">Working on it…</span>
+              </div>`
+            : nothing
         }
       </section>
       <div class="sr-only" role="status" aria-live="polite" aria-atomic="true">${this.announcement}</div>

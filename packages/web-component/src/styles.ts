@@ -193,6 +193,35 @@ export const styles = css`
     border-radius: 50%;
     animation: spin 0.8s linear infinite;
   }
+  .working {
+    align-self: flex-start;
+    padding: calc(var(--_gap) * 0.8) var(--_gap);
+    border-radius: var(--_radius);
+    background: var(--_assistant-bg);
+  }
+  .dots {
+    display: flex;
+    gap: 4px;
+    padding: 0.35em 0;
+  }
+  .dots i {
+    width: 7px;
+    height: 7px;
+    border-radius: 50%;
+    background: var(--_muted);
+    animation: pulse 1.2s ease-in-out infinite;
+  }
+  .dots i:nth-child(2) {
+    animation-delay: 0.2s;
+  }
+  .dots i:nth-child(3) {
+    animation-delay: 0.4s;
+  }
+  @keyframes pulse {
+    50% {
+      opacity: 0.25;
+    }
+  }
   @keyframes spin {
     to {
       transform: rotate(360deg);
@@ -280,6 +309,9 @@ export const styles = css`
     white-space: nowrap;
   }
   @media (prefers-reduced-motion: reduce) {
+    .dots i {
+      animation: none;
+    }
     .spinner {
       animation: none;
       border-right-color: currentColor;

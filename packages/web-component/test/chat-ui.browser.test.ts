@@ -191,4 +191,65 @@ suite('<agent-chat> controls in Chromium', () => {
     await expect.poll(() => sent.length).toBe(2);
     expect(sent[1]).toHaveLength(LIMIT);
   });
+  it('working indicator: shown from send until the first event of the answer, also after a reload', async () => {
+    const s = await serve('t-working', {
+      onSend(server, msg, ws) {
+        startRun(server, ws, msg, `r${server.received.filter((m) => m.type === 'send').length}`);
+      },
+    });
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    const working = chat.locator('[part~="working"]');
+    expect(await working.count()).toBe(0);
+    await page.keyboard.type('What is the weather in Lisbon?');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => working.count()).toBe(1);
+    expect(await chat.locator('[role="status"]').textContent()).toContain('Working on it');
+    await s.until(() => s.log.some((e) => e.type === 'RUN_STARTED'), 'the run');
+    await page.waitForTimeout(100); // acked and started, still no answer: still working
+    expect(await working.count()).toBe(1);
+    const dot = working.locator('.dots i').first();
+    expect(await dot.evaluate((el) => getComputedStyle(el).animationName)).toBe('pulse');
+    await page.emulateMedia({ reducedMotion: 'reduce' }); // the dots stand still
+    expect(await dot.evaluate((el) => getComputedStyle(el).animationName)).toBe('none');
+    await page.emulateMedia({ reducedMotion: 'no-preference' });
+    await shoot(page, 'working');
+    // A reload before the first event shows it too (the run is active and the last row is its message).
+    const again = await browser.newPage({ viewport: SIZES.desktop });
+    await again.goto(pages.url);
+    await again.evaluate(
+      ({ url, threadId }) => {
+        const el = document.createElement('agent-chat');
+        el.setAttribute('endpoint', url);
+        el.setAttribute('thread-id', threadId);
+        document.body.append(el);
+      },
+      { url: s.url, threadId: s.threadId },
+    );
+    await expect.poll(() => again.locator('agent-chat [part~="working"]').count()).toBe(1);
+    s.append({
+      type: 'TOOL_CALL_STARTED',
+      runId: 'r1',
+      toolCallId: 'tc1',
+      toolName: 'weather.lookup',
+      label: 'Checking the weather',
+    });
+    await expect.poll(() => working.count()).toBe(0);
+    await expect.poll(() => again.locator('agent-chat [part~="working"]').count()).toBe(0);
+    await again.close();
+    s.append(
+      { type: 'TOOL_CALL_RESULT', runId: 'r1', toolCallId: 'tc1', toolName: 'weather.lookup', ok: true },
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Sunny.' },
+      { type: 'RUN_FINISHED', runId: 'r1' },
+    );
+    await expect.poll(() => chat.locator('[part~="assistant-message"]').count()).toBe(1);
+    // A run that fails before any answer ends the indicator too.
+    await chat.locator('textarea').focus();
+    await page.keyboard.type('And tomorrow?');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => working.count()).toBe(1);
+    await s.until(() => s.log.filter((e) => e.type === 'RUN_STARTED').length === 2, 'the second run');
+    s.append({ type: 'RUN_ERROR', runId: 'r2', message: 'model overloaded', code: 'model_error' });
+    await expect.poll(() => working.count()).toBe(0);
+  });
 });
