@@ -49,6 +49,16 @@ const MAX_ANNOUNCEMENT = 1_000;
 /** The composer shows its character counter from this share of the message limit on. */
 const COUNTER_FROM = 0.9;
 const fmt = (n: number): string => n.toLocaleString();
+/** How long a Copy button says "Copied". */
+const COPIED_MS = 1_500;
+
+function timeOf(ts: number): TemplateResult {
+  const d = new Date(ts);
+  const today = d.toDateString() === new Date().toDateString();
+  return html`<time datetime=${d.toISOString()} title=${d.toLocaleString()}
+    >${today ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : d.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}</time
+  >`;
+}
 /*
  * Screen readers should hear new answers, not the replayed history. The protocol has no "replay done" marker,
  * so an event counts as live when it belongs to a run this element started, or when it arrived more than
@@ -95,6 +105,10 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart user-message - A message the user wrote (`data-status`: sending, sent, failed).
  * @csspart assistant-message - An assistant message rendered from Markdown.
  * @csspart send-error - Why a message was not sent, with its Retry button.
+ * @csspart message-actions - The row under a message: its time (shown on hover or focus) and Copy.
+ * @csspart copy-button - Copies a message's text (Markdown source for answers) to the clipboard.
+ * @csspart code-copy-button - Copies one code block.
+ * @csspart jump-button - Scrolls to the latest message; shown when scrolled up.
  * @csspart working - Shown from a send until the first event of its answer.
  * @csspart tool-call - A tool call (`data-status`: running, done, failed).
  * @csspart run-error - A failed or stopped run, with its Retry button.
@@ -249,6 +263,7 @@ export class AgentChat extends LitElement {
 
   override disconnectedCallback(): void {
     super.disconnectedCallback();
+    this.resize.disconnect();
     this.shutdown();
     this.setConnection({ state: 'idle', attempt: 0 });
   }
@@ -269,6 +284,8 @@ export class AgentChat extends LitElement {
       const list = this.renderRoot.querySelector('.messages');
       if (list) list.scrollTop = list.scrollHeight;
     }
+    const list = this.renderRoot.querySelector('.messages');
+    if (list) this.resize.observe(list);
     const input = this.renderRoot.querySelector('textarea');
     if (this.focusPending && input) {
       // Focus on open, unless the user is already typing somewhere else on the page.
@@ -283,6 +300,13 @@ export class AgentChat extends LitElement {
   private draftLength = 0;
   private refused = false;
   private focusPending = true;
+  // Keeps the latest message in view when the conversation's box changes size (phone keyboard, growing composer).
+  private readonly resize = new ResizeObserver(() => {
+    const list = this.renderRoot.querySelector('.messages');
+    if (list && this.stick) list.scrollTop = list.scrollHeight;
+  });
+  private copied = '';
+  private copiedTimer = 0;
 
   private shutdown(): void {
     if (this.conn) this.savedSeq = this.conn.lastSeq;
@@ -407,8 +431,67 @@ export class AgentChat extends LitElement {
 
   private onScroll = (e: Event): void => {
     const list = e.currentTarget as HTMLElement;
-    this.stick = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+    const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+    if (stick !== this.stick) {
+      this.stick = stick;
+      this.requestUpdate(); // shows or hides the jump button
+    }
   };
+
+  private jump = (): void => {
+    const list = this.renderRoot.querySelector<HTMLElement>('.messages');
+    if (!list) return;
+    list.scrollTop = list.scrollHeight;
+    this.stick = true;
+    list.focus({ preventScroll: true }); // the button goes away; keep focus in the conversation
+    this.requestUpdate();
+  };
+
+  /** Copies `text`; `key` names the button that says "Copied" for a moment (or a code button itself). */
+  private async copy(text: string, key: string, button?: HTMLElement): Promise<void> {
+    let ok = true;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (err) {
+      ok = false;
+      console.warn('agent-chat: copy failed', err);
+    }
+    this.announce(ok ? 'Copied to the clipboard.' : 'Could not copy. Select the text and copy it instead.');
+    if (button) {
+      button.textContent = ok ? 'Copied' : 'Copy failed';
+      setTimeout(() => (button.textContent = 'Copy'), COPIED_MS);
+    } else {
+      this.copied = ok ? key : `!${key}`;
+      clearTimeout(this.copiedTimer);
+      this.copiedTimer = window.setTimeout(() => {
+        this.copied = '';
+        this.requestUpdate();
+      }, COPIED_MS);
+    }
+    this.requestUpdate();
+  }
+
+  private onListClick = (e: Event): void => {
+    const button = (e.target as Element).closest?.('.code-copy');
+    const code = button?.parentElement?.querySelector('pre');
+    if (button && code) void this.copy(code.textContent ?? '', '', button as HTMLElement);
+  };
+
+  private actions(key: string, text: string, ts: number, what: string): TemplateResult {
+    const state = this.copied === key ? 'Copied' : this.copied === `!${key}` ? 'Copy failed' : 'Copy';
+    return html`<div part="message-actions" class="meta">
+      <button
+        type="button"
+        class="link"
+        part="copy-button"
+        aria-label=${state === 'Copy' ? `Copy ${what}` : state}
+        @click=${() => void this.copy(text, key)}
+      >
+        ${state}
+      </button>
+      ${timeOf(ts)}
+    </div>`;
+  }
 
   private onInput = (e: Event): void => {
     const input = e.currentTarget as HTMLTextAreaElement;
@@ -520,6 +603,18 @@ export class AgentChat extends LitElement {
     }
     if (entry.version !== item.version) {
       entry.el.replaceChildren(renderMarkdown(item.text));
+      for (const pre of entry.el.querySelectorAll('pre')) {
+        const wrap = document.createElement('div');
+        wrap.className = 'code';
+        const button = wrap.appendChild(document.createElement('button'));
+        button.type = 'button';
+        button.className = 'code-copy link';
+        button.setAttribute('part', 'code-copy-button');
+        button.setAttribute('aria-label', 'Copy code');
+        button.textContent = 'Copy';
+        pre.replaceWith(wrap);
+        wrap.append(pre);
+      }
       if (item.truncated) {
         const note = entry.el.appendChild(document.createElement('p'));
         note.textContent = '(message truncated)';
@@ -568,27 +663,45 @@ export class AgentChat extends LitElement {
             : nothing
         }
       </div>
-      <section
-        part="messages"
-        class="messages"
-        aria-label="Conversation"
-        tabindex="0"
-        @scroll=${this.onScroll}
-      >
+      <div class="viewport">
         ${
-          items.length === 0
-            ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
-            : items.map((i) => this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running))
-        }
-        ${
-          working
-            ? html`<div part="working" class="working">
-                <span class="dots" aria-hidden="true"><i></i><i></i><i></i></span>
-                <span class="sr-only">Working on it…</span>
-              </div>`
+          !this.stick && items.length
+            ? html`<button
+                type="button"
+                part="jump-button"
+                class="jump"
+                aria-label="Scroll to the latest message"
+                @click=${this.jump}
+              >
+                ↓ Latest
+              </button>`
             : nothing
         }
-      </section>
+        <section
+          part="messages"
+          class="messages"
+          aria-label="Conversation"
+          tabindex="0"
+          @scroll=${this.onScroll}
+          @click=${this.onListClick}
+        >
+          ${
+            items.length === 0
+              ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
+              : items.map((i) =>
+                  this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running),
+                )
+          }
+          ${
+            working
+              ? html`<div part="working" class="working">
+                  <span class="dots" aria-hidden="true"><i></i><i></i><i></i></span>
+                  <span class="sr-only">Working on it…</span>
+                </div>`
+              : nothing
+          }
+        </section>
+      </div>
       <div class="sr-only" role="status" aria-live="polite" aria-atomic="true">${this.announcement}</div>
       ${
         this.readonly
@@ -648,36 +761,42 @@ export class AgentChat extends LitElement {
         // The bubble uses white-space: pre-wrap, so the template must not put whitespace around the text.
         // prettier-ignore
         const bubble = html`<div part="message user-message" class="msg user" data-status=${item.status}>${item.text}</div>`;
-        return html`${bubble}
-        ${
-          item.status === 'failed'
-            ? html`<div part="send-error" class="failed">
-                <span>Not sent: ${item.error ?? 'unknown error'}</span>
-                ${
-                  this.readonly
-                    ? nothing
-                    : html`<button
-                        type="button"
-                        class="link"
-                        part="retry-button"
-                        aria-label="Retry sending"
-                        @click=${() => this.resend(item)}
-                      >
-                        Retry
-                      </button>`
-                }
-              </div>`
-            : nothing
-        }`;
+        return html`<div class="row mine">
+            ${bubble}
+            ${item.status === 'failed' ? nothing : this.actions(item.key, item.text, item.ts, 'message')}
+          </div>
+          ${
+            item.status === 'failed'
+              ? html`<div part="send-error" class="failed">
+                  <span>Not sent: ${item.error ?? 'unknown error'}</span>
+                  ${
+                    this.readonly
+                      ? nothing
+                      : html`<button
+                          type="button"
+                          class="link"
+                          part="retry-button"
+                          aria-label="Retry sending"
+                          @click=${() => this.resend(item)}
+                        >
+                          Retry
+                        </button>`
+                  }
+                </div>`
+              : nothing
+          }`;
       }
       case 'assistant':
-        return html`<div
-          part="message assistant-message"
-          class="msg assistant"
-          data-message-id=${item.messageId}
-          aria-busy=${item.complete ? 'false' : 'true'}
-        >
-          ${this.markdown(item)}
+        return html`<div class="row">
+          <div
+            part="message assistant-message"
+            class="msg assistant"
+            data-message-id=${item.messageId}
+            aria-busy=${item.complete ? 'false' : 'true'}
+          >
+            ${this.markdown(item)}
+          </div>
+          ${item.complete ? this.actions(item.key, item.text, item.ts, 'answer') : nothing}
         </div>`;
       case 'tool': {
         const label = item.label ?? item.toolName;

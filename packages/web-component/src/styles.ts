@@ -88,6 +88,71 @@ export const styles = css`
     flex-direction: column;
     gap: var(--_gap);
   }
+  .viewport {
+    position: relative;
+    flex: 1;
+    min-height: 0;
+    display: flex;
+    flex-direction: column;
+  }
+  .row {
+    display: flex;
+    flex-direction: column;
+    align-items: flex-start;
+    max-width: 85%;
+    align-self: flex-start;
+    gap: 2px;
+  }
+  .row.mine {
+    align-self: flex-end;
+    flex-direction: row-reverse;
+    align-items: center;
+    gap: 8px;
+  }
+  .row > .msg {
+    max-width: 100%;
+  }
+  .meta {
+    display: flex;
+    align-items: center;
+    gap: 6px;
+    font-size: 0.8em;
+    color: var(--_muted);
+  }
+  .meta time,
+  .mine .meta button {
+    opacity: 0;
+  }
+  .row:hover .meta *,
+  .row:focus-within .meta * {
+    opacity: 1;
+  }
+  @media (hover: none) {
+    .meta * {
+      opacity: 1 !important;
+    }
+  }
+  .code {
+    display: flex;
+    flex-direction: column;
+    align-items: flex-end;
+  }
+  .code pre {
+    align-self: stretch;
+    margin-top: 0;
+  }
+  .code-copy {
+    font-size: 0.8em;
+  }
+  .jump {
+    position: absolute;
+    bottom: 12px;
+    left: 50%;
+    transform: translateX(-50%);
+    border-radius: 999px;
+    box-shadow: 0 2px 8px rgb(0 0 0 / 0.25);
+    font-size: 0.85em;
+  }
   .placeholder {
     margin: auto;
     color: var(--_muted);

@@ -252,4 +252,78 @@ suite('<agent-chat> controls in Chromium', () => {
     s.append({ type: 'RUN_ERROR', runId: 'r2', message: 'model overloaded', code: 'model_error' });
     await expect.poll(() => working.count()).toBe(0);
   });
+  it('message actions: copy an answer and a code block, times on hover or focus, a jump-to-latest button', async () => {
+    const s = await serve('t-actions');
+    const answer = 'Here is the script:\n\n```sh\nnpm run build\n```\n\nRun it **twice**.';
+    for (let i = 1; i <= 12; i++) {
+      s.append(
+        {
+          type: 'USER_MESSAGE',
+          runId: `r${i}`,
+          messageId: `u${i}`,
+          clientMessageId: `c${i}`,
+          userId: 'u-1',
+          text: `Question ${i}`,
+        },
+        { type: 'RUN_STARTED', runId: `r${i}` },
+        {
+          type: 'TEXT_MESSAGE_CHUNK',
+          runId: `r${i}`,
+          messageId: `a${i}`,
+          delta: i === 12 ? answer : `Answer ${i}.\n\nA second paragraph to take some room.`,
+        },
+        { type: 'RUN_FINISHED', runId: `r${i}` },
+      );
+    }
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    const last = chat.locator('[data-message-id="a12"]').locator('..');
+    await expect.poll(() => last.locator('[part~="copy-button"]').count()).toBe(1);
+    const clipboard = (): Promise<string> => page.evaluate(() => navigator.clipboard.readText());
+
+    // Copy the answer: its Markdown source goes to the clipboard, the button says so, screen readers hear it.
+    await last.locator('[part~="copy-button"]').click();
+    expect(await clipboard()).toBe(answer);
+    expect(await last.locator('[part~="copy-button"]').textContent()).toContain('Copied');
+    expect(await chat.locator('[role="status"]').textContent()).toBe('Copied to the clipboard.');
+    await expect
+      .poll(() => last.locator('[part~="copy-button"]').textContent(), { timeout: 3_000 })
+      .toContain('Copy');
+    // Copy one code block.
+    await last.locator('[part~="code-copy-button"]').click();
+    expect(await clipboard()).toBe('npm run build');
+
+    // Times: hidden until the row is hovered or focused, and always in the accessibility tree.
+    const time = chat.locator('[data-message-id="a11"]').locator('..').locator('time');
+    const opacity = (): Promise<string> => time.evaluate((t) => getComputedStyle(t).opacity);
+    await chat.locator('textarea').hover();
+    expect(await opacity()).toBe('0');
+    expect(await time.getAttribute('datetime')).toMatch(/^\d{4}-\d\d-\d\dT/);
+    await chat.locator('[data-message-id="a11"]').hover();
+    expect(await opacity()).toBe('1');
+    await chat.locator('textarea').hover();
+    await chat.locator('[data-message-id="a11"]').locator('..').locator('[part~="copy-button"]').focus();
+    expect(await opacity()).toBe('1');
+
+    // Scrolled up: a button brings the latest back; keyboard only.
+    const jump = chat.locator('[part~="jump-button"]');
+    expect(await jump.count()).toBe(0);
+    await chat.locator('[part~="messages"]').focus();
+    await page.keyboard.press('Home');
+    await expect.poll(() => jump.count()).toBe(1);
+    await chat.locator('[data-message-id="a2"]').hover();
+    await shoot(page, 'actions-scrolled-up');
+    await chat.locator('[part~="messages"]').focus();
+    await page.keyboard.press('Shift+Tab'); // it comes just before the conversation
+    expect(await focused(page)).toBe('button[jump-button]');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => jump.count()).toBe(0);
+    const atBottom = await chat
+      .locator('[part~="messages"]')
+      .evaluate((l) => l.scrollHeight - l.scrollTop - l.clientHeight < 2);
+    expect(atBottom).toBe(true);
+    expect(await focused(page)).toBe('section[messages]');
+    await last.hover();
+    await shoot(page, 'actions-bottom');
+  });
 });
