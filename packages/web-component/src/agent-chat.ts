@@ -19,6 +19,7 @@ import {
   type UserItem,
 } from './thread-model.js';
 import { WebSocketTransport, type ChatTransport } from './transport.js';
+import { humanise, problemText, runErrorText } from './words.js';
 
 /** Detail of `agent-chat:event`: one contract event as it arrived (deduplicated, in seq order). */
 export interface AgentChatEventDetail {
@@ -347,8 +348,9 @@ export class AgentChat extends LitElement {
           this.schedule();
         },
         serverError: (m, fatal) => {
-          if (m.ref && this.model.fail(m.ref, m.message)) this.schedule();
-          if (fatal) this.stopReason = m.message;
+          console.warn(`agent-chat: server error ${m.code}: ${m.message}`);
+          if (m.ref && this.model.fail(m.ref, problemText(m.code))) this.schedule();
+          if (fatal) this.stopReason = problemText(m.code);
           this.emit('agent-chat:error', {
             code: m.code,
             message: m.message,
@@ -357,7 +359,8 @@ export class AgentChat extends LitElement {
           });
         },
         problem: (p) => {
-          if (p.fatal) this.stopReason = p.message;
+          console.warn(`agent-chat: ${p.code}: ${p.message}`);
+          if (p.fatal) this.stopReason = problemText(p.code);
           this.emit('agent-chat:error', p);
         },
         state: (c) => {
@@ -369,10 +372,7 @@ export class AgentChat extends LitElement {
             // The server may or may not have stored these; Retry re-sends with the same clientMessageId, which the
             // relay treats idempotently.
             for (const item of this.model.unacknowledged())
-              this.model.fail(
-                item.clientMessageId as string,
-                'connection lost before the server confirmed it',
-              );
+              this.model.fail(item.clientMessageId as string, problemText('connection_lost'));
           }
           this.setConnection(c);
         },
@@ -400,9 +400,13 @@ export class AgentChat extends LitElement {
     if (live) {
       const last = completed[completed.length - 1];
       if (last) this.announce(`Assistant: ${last.text}`);
-      if (event.type === 'RUN_ERROR')
-        this.announce(event.code === 'cancelled' ? 'Stopped.' : `The run failed: ${event.message}`);
+      if (event.type === 'RUN_ERROR') this.announce(runErrorText(event.code));
     }
+    // Technical detail for developers, history included; the chat shows sentences.
+    if (event.type === 'RUN_ERROR')
+      console.warn(`agent-chat: run ${event.runId} failed (${event.code ?? 'no code'}): ${event.message}`);
+    if (event.type === 'TOOL_CALL_RESULT' && !event.ok)
+      console.warn(`agent-chat: tool ${event.toolName} failed: ${event.error ?? ''}`);
     this.emit('agent-chat:event', { event });
     if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
       this.emit('agent-chat:run-finished', { runId: event.runId, ok: event.type === 'RUN_FINISHED', event });
@@ -768,7 +772,7 @@ export class AgentChat extends LitElement {
           ${
             item.status === 'failed'
               ? html`<div part="send-error" class="failed">
-                  <span>Not sent: ${item.error ?? 'unknown error'}</span>
+                  <span>Not sent. ${item.error ?? ''}</span>
                   ${
                     this.readonly
                       ? nothing
@@ -799,13 +803,10 @@ export class AgentChat extends LitElement {
           ${item.complete ? this.actions(item.key, item.text, item.ts, 'answer') : nothing}
         </div>`;
       case 'tool': {
-        const label = item.label ?? item.toolName;
+        // The tool's own label ("Updating your profile"), else its name in words; the error text goes to the console.
+        const label = item.label ?? humanise(item.toolName);
         const what =
-          item.status === 'running'
-            ? 'running…'
-            : item.status === 'done'
-              ? 'done'
-              : `failed${item.error ? `: ${item.error}` : ''}`;
+          item.status === 'running' ? `${label}…` : item.status === 'done' ? label : `${label} did not work`;
         return html`<div
           part="tool-call"
           class="tool"
@@ -817,7 +818,7 @@ export class AgentChat extends LitElement {
               ? html`<span class="spinner" aria-hidden="true"></span>`
               : html`<span aria-hidden="true">${item.status === 'done' ? '✓' : '✕'}</span>`
           }
-          <span>${label}: ${what}</span>
+          <span>${what}</span>${item.status === 'done' ? html`<span class="sr-only">, done</span>` : nothing}
         </div>`;
       }
       case 'run-error':
@@ -827,7 +828,7 @@ export class AgentChat extends LitElement {
           data-code=${item.code ?? ''}
           data-run-id=${item.runId}
         >
-          <span>${item.code === 'cancelled' ? 'Stopped.' : `The run failed: ${item.message}`}</span>
+          <span>${runErrorText(item.code)}</span>
           ${
             retryable && !this.readonly && this.model.userMessageOf(item.runId)
               ? html`<button

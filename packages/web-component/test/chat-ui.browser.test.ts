@@ -326,4 +326,93 @@ suite('<agent-chat> controls in Chromium', () => {
     await last.hover();
     await shoot(page, 'actions-bottom');
   });
+  it('words: tool calls and errors in words a user understands, technical detail in the console only', async () => {
+    const s = await serve('t-words');
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'Call me Ada',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'tc1', toolName: 'profile.patch' },
+      { type: 'TOOL_CALL_RESULT', runId: 'r1', toolCallId: 'tc1', toolName: 'profile.patch', ok: true },
+      {
+        type: 'TOOL_CALL_STARTED',
+        runId: 'r1',
+        toolCallId: 'tc2',
+        toolName: 'profile.patch',
+        label: 'Updating your profile',
+      },
+      {
+        type: 'TOOL_CALL_RESULT',
+        runId: 'r1',
+        toolCallId: 'tc2',
+        toolName: 'profile.patch',
+        ok: false,
+        error: 'displayName: must not be empty',
+      },
+      { type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'tc3', toolName: 'getWeatherForecast' },
+    );
+    const page = await mount(s);
+    const logged: string[] = [];
+    page.on('console', (m) => logged.push(m.text()));
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.locator('[part~="tool-call"]').count()).toBe(3);
+    expect(await chat.locator('[part~="tool-call"]').allInnerTexts()).toEqual([
+      '✓\nProfile patch\n, done', // ", done" is for screen readers only
+      '✕\nUpdating your profile did not work',
+      'Get weather forecast…',
+    ]);
+    // The run then fails the way the relay reports a dropped agent.
+    s.append({
+      type: 'RUN_ERROR',
+      runId: 'r1',
+      code: 'agent_stream_ended',
+      message: 'the connection to the agent dropped mid-stream: aborted',
+    });
+    await expect.poll(() => chat.locator('[part~="run-error"]').count()).toBe(1);
+    expect(await chat.locator('[part~="run-error"]').innerText()).toContain('The answer was interrupted.');
+    expect(await chat.locator('[data-tool-call-id="tc3"]').innerText()).toContain(
+      'Get weather forecast did not work',
+    );
+    // A send the server refuses, and an unknown code from a newer server.
+    await page.keyboard.type('Again');
+    await page.keyboard.press('Enter');
+    await s.until(() => s.received.some((m) => m.type === 'send'), 'the send');
+    const send = s.received.find((m) => m.type === 'send') as { clientMessageId: string };
+    s.broadcastRaw(
+      JSON.stringify({
+        type: 'error',
+        code: 'rate_limited',
+        message: 'rate limit 10/min exceeded',
+        ref: send.clientMessageId,
+      }),
+    );
+    await expect.poll(() => chat.locator('[part~="send-error"]').count()).toBe(1);
+    expect(await chat.locator('[part~="send-error"]').innerText()).toContain(
+      'Not sent. You are sending messages too fast. Wait a moment.',
+    );
+    const visible = await chat.evaluate(
+      (el) => (el.shadowRoot!.querySelector('.viewport') as HTMLElement).innerText,
+    );
+    for (const internal of [
+      'mid-stream',
+      'aborted',
+      'profile.patch',
+      'displayName',
+      'rate limit 10/min',
+      'agent_',
+    ])
+      expect(visible).not.toContain(internal);
+    // The details are in the console for developers.
+    await expect
+      .poll(() => logged.join('\n'))
+      .toContain('the connection to the agent dropped mid-stream: aborted');
+    expect(logged.join('\n')).toContain('rate limit 10/min exceeded');
+    await shoot(page, 'words');
+  });
 });
