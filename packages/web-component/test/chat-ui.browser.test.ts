@@ -415,4 +415,58 @@ suite('<agent-chat> controls in Chromium', () => {
     expect(logged.join('\n')).toContain('rate limit 10/min exceeded');
     await shoot(page, 'words');
   });
+  it('keyboard only: every new control is reachable, shows focus, works with Enter, and is announced', async () => {
+    const s = await serve('t-keyboard');
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'How do I list files?',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Use:\n\n```sh\nls -la\n```' },
+      { type: 'RUN_FINISHED', runId: 'r1' },
+    );
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.locator('[part~="copy-button"]').count()).toBe(2);
+    expect(await focused(page)).toBe('textarea[input]');
+    const clipboard = (): Promise<string> => page.evaluate(() => navigator.clipboard.readText());
+    const ring = (): Promise<string> =>
+      page.evaluate(() => {
+        let a: Element | null = document.activeElement;
+        while (a?.shadowRoot?.activeElement) a = a.shadowRoot.activeElement;
+        return a ? getComputedStyle(a).outlineStyle : 'none';
+      });
+    const status = chat.locator('[role="status"]');
+
+    // Backwards from the composer: the answer's Copy, the code block's Copy, the user's Copy, the conversation.
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[copy-button]');
+    expect(await ring()).not.toBe('none');
+    await page.keyboard.press('Enter');
+    await expect.poll(clipboard).toBe('Use:\n\n```sh\nls -la\n```');
+    expect(await status.textContent()).toBe('Copied to the clipboard.');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[code-copy-button]');
+    expect(await ring()).not.toBe('none');
+    await page.keyboard.press('Enter');
+    await expect.poll(clipboard).toBe('ls -la');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[copy-button]');
+    const userRow = chat.locator('[part~="user-message"]').locator('..');
+    // Hidden until focused: now it and the time show.
+    expect(await userRow.locator('[part~="copy-button"]').evaluate((b) => getComputedStyle(b).opacity)).toBe(
+      '1',
+    );
+    expect(await userRow.locator('time').evaluate((t) => getComputedStyle(t).opacity)).toBe('1');
+    await page.keyboard.press('Space');
+    await expect.poll(clipboard).toBe('How do I list files?');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('section[messages]');
+    await shoot(page, 'keyboard');
+  });
 });
