@@ -33,6 +33,17 @@ export interface AgentChatRunFinishedDetail {
   event: RunFinishedEvent | RunErrorEvent;
 }
 
+/**
+ * Detail of `agent-chat:regenerate`: the user asked for a new answer to the message that started `runId` (Retry
+ * after Stop or an error). Cancel the event to start that run yourself without a second user bubble; if nobody
+ * cancels it, the element sends the message again.
+ */
+export interface AgentChatRegenerateDetail {
+  runId: string;
+  text: string;
+  clientMessageId?: string;
+}
+
 /** Detail of `agent-chat:error`: a server `error` message or a problem of the element itself. */
 export type AgentChatErrorDetail = ChatProblem;
 
@@ -97,6 +108,7 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @fires agent-chat:run-finished - A run ended (RUN_FINISHED or RUN_ERROR). Detail: {@link AgentChatRunFinishedDetail}.
  * @fires agent-chat:error - A server error or an element problem; `fatal` ones stop retrying (auth). Detail: {@link AgentChatErrorDetail}.
  * @fires agent-chat:connection - The connection state changed. Detail: {@link AgentChatConnectionDetail}.
+ * @fires agent-chat:regenerate - Retry on a failed or stopped run; cancelable. Detail: {@link AgentChatRegenerateDetail}.
  *
  * @csspart status - The connection bar (`data-state` holds the state).
  * @csspart reconnect-button - Shown when retrying stopped.
@@ -580,10 +592,19 @@ export class AgentChat extends LitElement {
   }
 
   private retryRun(runId: string): void {
-    const text = this.model.userMessageOf(runId)?.text;
-    if (text === undefined) return;
+    const item = this.model.userMessageOf(runId);
+    if (!item) return;
+    const detail: AgentChatRegenerateDetail = { runId, text: item.text };
+    if (item.clientMessageId) detail.clientMessageId = item.clientMessageId;
+    const regenerate = new CustomEvent('agent-chat:regenerate', {
+      detail,
+      bubbles: true,
+      composed: true,
+      cancelable: true,
+    });
+    if (!this.dispatchEvent(regenerate)) return; // the page starts the new run itself
     try {
-      this.send(text);
+      this.send(item.text);
     } catch (err) {
       const e = err as AgentChatError;
       this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
@@ -859,5 +880,6 @@ declare global {
     'agent-chat:run-finished': CustomEvent<AgentChatRunFinishedDetail>;
     'agent-chat:error': CustomEvent<AgentChatErrorDetail>;
     'agent-chat:connection': CustomEvent<AgentChatConnectionDetail>;
+    'agent-chat:regenerate': CustomEvent<AgentChatRegenerateDetail>;
   }
 }

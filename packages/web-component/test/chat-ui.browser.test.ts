@@ -469,4 +469,35 @@ suite('<agent-chat> controls in Chromium', () => {
     expect(await focused(page)).toBe('section[messages]');
     await shoot(page, 'keyboard');
   });
+  it('Retry after an error fires a cancelable agent-chat:regenerate; a page that cancels it gets no second send', async () => {
+    const s = await serve('t-regenerate');
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'Plan my trip',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'RUN_ERROR', runId: 'r1', code: 'model_error', message: 'upstream 503' },
+    );
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    await page.evaluate(() => {
+      (window as unknown as { __regen: unknown[] }).__regen = [];
+      document.querySelector('agent-chat')!.addEventListener('agent-chat:regenerate', (e) => {
+        (window as unknown as { __regen: unknown[] }).__regen.push(e.detail);
+        e.preventDefault();
+      });
+    });
+    await chat.locator('[part~="run-error"] [part~="retry-button"]').click();
+    expect(await page.evaluate(() => (window as unknown as { __regen: unknown[] }).__regen)).toEqual([
+      { runId: 'r1', text: 'Plan my trip', clientMessageId: 'c1' },
+    ]);
+    await page.waitForTimeout(100);
+    expect(s.received.filter((m) => m.type === 'send')).toEqual([]);
+    expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
+  });
 });
