@@ -19,6 +19,7 @@ import {
   type UserItem,
 } from './thread-model.js';
 import { WebSocketTransport, type ChatTransport } from './transport.js';
+import { humanise, problemText, runErrorText } from './words.js';
 
 /** Detail of `agent-chat:event`: one contract event as it arrived (deduplicated, in seq order). */
 export interface AgentChatEventDetail {
@@ -30,6 +31,17 @@ export interface AgentChatRunFinishedDetail {
   runId: string;
   ok: boolean;
   event: RunFinishedEvent | RunErrorEvent;
+}
+
+/**
+ * Detail of `agent-chat:regenerate`: the user asked for a new answer to the message that started `runId` (Retry
+ * after Stop or an error). Cancel the event to start that run yourself without a second user bubble; if nobody
+ * cancels it, the element sends the message again.
+ */
+export interface AgentChatRegenerateDetail {
+  runId: string;
+  text: string;
+  clientMessageId?: string;
 }
 
 /** Detail of `agent-chat:error`: a server `error` message or a problem of the element itself. */
@@ -49,6 +61,16 @@ const MAX_ANNOUNCEMENT = 1_000;
 /** The composer shows its character counter from this share of the message limit on. */
 const COUNTER_FROM = 0.9;
 const fmt = (n: number): string => n.toLocaleString();
+/** How long a Copy button says "Copied". */
+const COPIED_MS = 1_500;
+
+function timeOf(ts: number): TemplateResult {
+  const d = new Date(ts);
+  const today = d.toDateString() === new Date().toDateString();
+  return html`<time datetime=${d.toISOString()} title=${d.toLocaleString()}
+    >${today ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : d.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}</time
+  >`;
+}
 /*
  * Screen readers should hear new answers, not the replayed history. The protocol has no "replay done" marker,
  * so an event counts as live when it belongs to a run this element started, or when it arrived more than
@@ -86,6 +108,7 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @fires agent-chat:run-finished - A run ended (RUN_FINISHED or RUN_ERROR). Detail: {@link AgentChatRunFinishedDetail}.
  * @fires agent-chat:error - A server error or an element problem; `fatal` ones stop retrying (auth). Detail: {@link AgentChatErrorDetail}.
  * @fires agent-chat:connection - The connection state changed. Detail: {@link AgentChatConnectionDetail}.
+ * @fires agent-chat:regenerate - Retry on a failed or stopped run; cancelable. Detail: {@link AgentChatRegenerateDetail}.
  *
  * @csspart status - The connection bar (`data-state` holds the state).
  * @csspart reconnect-button - Shown when retrying stopped.
@@ -95,6 +118,11 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart user-message - A message the user wrote (`data-status`: sending, sent, failed).
  * @csspart assistant-message - An assistant message rendered from Markdown.
  * @csspart send-error - Why a message was not sent, with its Retry button.
+ * @csspart message-actions - The row under a message: its time (shown on hover or focus) and Copy.
+ * @csspart copy-button - Copies a message's text (Markdown source for answers) to the clipboard.
+ * @csspart code-copy-button - Copies one code block.
+ * @csspart jump-button - Scrolls to the latest message; shown when scrolled up.
+ * @csspart working - Shown from a send until the first event of its answer.
  * @csspart tool-call - A tool call (`data-status`: running, done, failed).
  * @csspart run-error - A failed or stopped run, with its Retry button.
  * @csspart retry-button - The Retry buttons.
@@ -222,6 +250,7 @@ export class AgentChat extends LitElement {
     const clientMessageId = newId();
     this.conn.send({ type: 'send', threadId: this.threadId, text, clientMessageId });
     this.model.addPending(clientMessageId, text);
+    this.announce('Sent. Working on it…');
     this.stick = true;
     this.schedule();
     return clientMessageId;
@@ -247,6 +276,7 @@ export class AgentChat extends LitElement {
 
   override disconnectedCallback(): void {
     super.disconnectedCallback();
+    this.resize.disconnect();
     this.shutdown();
     this.setConnection({ state: 'idle', attempt: 0 });
   }
@@ -267,6 +297,8 @@ export class AgentChat extends LitElement {
       const list = this.renderRoot.querySelector('.messages');
       if (list) list.scrollTop = list.scrollHeight;
     }
+    const list = this.renderRoot.querySelector('.messages');
+    if (list) this.resize.observe(list);
     const input = this.renderRoot.querySelector('textarea');
     if (this.focusPending && input) {
       // Focus on open, unless the user is already typing somewhere else on the page.
@@ -281,6 +313,13 @@ export class AgentChat extends LitElement {
   private draftLength = 0;
   private refused = false;
   private focusPending = true;
+  // Keeps the latest message in view when the conversation's box changes size (phone keyboard, growing composer).
+  private readonly resize = new ResizeObserver(() => {
+    const list = this.renderRoot.querySelector('.messages');
+    if (list && this.stick) list.scrollTop = list.scrollHeight;
+  });
+  private copied = '';
+  private copiedTimer = 0;
 
   private shutdown(): void {
     if (this.conn) this.savedSeq = this.conn.lastSeq;
@@ -321,8 +360,9 @@ export class AgentChat extends LitElement {
           this.schedule();
         },
         serverError: (m, fatal) => {
-          if (m.ref && this.model.fail(m.ref, m.message)) this.schedule();
-          if (fatal) this.stopReason = m.message;
+          console.warn(`agent-chat: server error ${m.code}: ${m.message}`);
+          if (m.ref && this.model.fail(m.ref, problemText(m.code))) this.schedule();
+          if (fatal) this.stopReason = problemText(m.code);
           this.emit('agent-chat:error', {
             code: m.code,
             message: m.message,
@@ -332,7 +372,8 @@ export class AgentChat extends LitElement {
           });
         },
         problem: (p) => {
-          if (p.fatal) this.stopReason = p.message;
+          console.warn(`agent-chat: ${p.code}: ${p.message}`);
+          if (p.fatal) this.stopReason = problemText(p.code);
           this.emit('agent-chat:error', p);
         },
         state: (c) => {
@@ -344,10 +385,7 @@ export class AgentChat extends LitElement {
             // The server may or may not have stored these; Retry re-sends with the same clientMessageId, which the
             // relay treats idempotently.
             for (const item of this.model.unacknowledged())
-              this.model.fail(
-                item.clientMessageId as string,
-                'connection lost before the server confirmed it',
-              );
+              this.model.fail(item.clientMessageId as string, problemText('connection_lost'));
           }
           this.setConnection(c);
         },
@@ -375,9 +413,13 @@ export class AgentChat extends LitElement {
     if (live) {
       const last = completed[completed.length - 1];
       if (last) this.announce(`Assistant: ${last.text}`);
-      if (event.type === 'RUN_ERROR')
-        this.announce(event.code === 'cancelled' ? 'Stopped.' : `The run failed: ${event.message}`);
+      if (event.type === 'RUN_ERROR') this.announce(runErrorText(event.code));
     }
+    // Technical detail for developers, history included; the chat shows sentences.
+    if (event.type === 'RUN_ERROR')
+      console.warn(`agent-chat: run ${event.runId} failed (${event.code ?? 'no code'}): ${event.message}`);
+    if (event.type === 'TOOL_CALL_RESULT' && !event.ok)
+      console.warn(`agent-chat: tool ${event.toolName} failed: ${event.error ?? ''}`);
     this.emit('agent-chat:event', { event });
     if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
       this.emit('agent-chat:run-finished', { runId: event.runId, ok: event.type === 'RUN_FINISHED', event });
@@ -406,8 +448,67 @@ export class AgentChat extends LitElement {
 
   private onScroll = (e: Event): void => {
     const list = e.currentTarget as HTMLElement;
-    this.stick = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+    const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+    if (stick !== this.stick) {
+      this.stick = stick;
+      this.requestUpdate(); // shows or hides the jump button
+    }
   };
+
+  private jump = (): void => {
+    const list = this.renderRoot.querySelector<HTMLElement>('.messages');
+    if (!list) return;
+    list.scrollTop = list.scrollHeight;
+    this.stick = true;
+    list.focus({ preventScroll: true }); // the button goes away; keep focus in the conversation
+    this.requestUpdate();
+  };
+
+  /** Copies `text`; `key` names the button that says "Copied" for a moment (or a code button itself). */
+  private async copy(text: string, key: string, button?: HTMLElement): Promise<void> {
+    let ok = true;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (err) {
+      ok = false;
+      console.warn('agent-chat: copy failed', err);
+    }
+    this.announce(ok ? 'Copied to the clipboard.' : 'Could not copy. Select the text and copy it instead.');
+    if (button) {
+      button.textContent = ok ? 'Copied' : 'Copy failed';
+      setTimeout(() => (button.textContent = 'Copy'), COPIED_MS);
+    } else {
+      this.copied = ok ? key : `!${key}`;
+      clearTimeout(this.copiedTimer);
+      this.copiedTimer = window.setTimeout(() => {
+        this.copied = '';
+        this.requestUpdate();
+      }, COPIED_MS);
+    }
+    this.requestUpdate();
+  }
+
+  private onListClick = (e: Event): void => {
+    const button = (e.target as Element).closest?.('.code-copy');
+    const code = button?.parentElement?.querySelector('pre');
+    if (button && code) void this.copy(code.textContent ?? '', '', button as HTMLElement);
+  };
+
+  private actions(key: string, text: string, ts: number, what: string): TemplateResult {
+    const state = this.copied === key ? 'Copied' : this.copied === `!${key}` ? 'Copy failed' : 'Copy';
+    return html`<div part="message-actions" class="meta">
+      <button
+        type="button"
+        class="link"
+        part="copy-button"
+        aria-label=${state === 'Copy' ? `Copy ${what}` : state}
+        @click=${() => void this.copy(text, key)}
+      >
+        ${state}
+      </button>
+      ${timeOf(ts)}
+    </div>`;
+  }
 
   private onInput = (e: Event): void => {
     const input = e.currentTarget as HTMLTextAreaElement;
@@ -492,10 +593,19 @@ export class AgentChat extends LitElement {
   }
 
   private retryRun(runId: string): void {
-    const text = this.model.userMessageOf(runId)?.text;
-    if (text === undefined) return;
+    const item = this.model.userMessageOf(runId);
+    if (!item) return;
+    const detail: AgentChatRegenerateDetail = { runId, text: item.text };
+    if (item.clientMessageId) detail.clientMessageId = item.clientMessageId;
+    const regenerate = new CustomEvent('agent-chat:regenerate', {
+      detail,
+      bubbles: true,
+      composed: true,
+      cancelable: true,
+    });
+    if (!this.dispatchEvent(regenerate)) return; // the page starts the new run itself
     try {
-      this.send(text);
+      this.send(item.text);
     } catch (err) {
       const e = err as AgentChatError;
       this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
@@ -519,6 +629,18 @@ export class AgentChat extends LitElement {
     }
     if (entry.version !== item.version) {
       entry.el.replaceChildren(renderMarkdown(item.text));
+      for (const pre of entry.el.querySelectorAll('pre')) {
+        const wrap = document.createElement('div');
+        wrap.className = 'code';
+        const button = wrap.appendChild(document.createElement('button'));
+        button.type = 'button';
+        button.className = 'code-copy link';
+        button.setAttribute('part', 'code-copy-button');
+        button.setAttribute('aria-label', 'Copy code');
+        button.textContent = 'Copy';
+        pre.replaceWith(wrap);
+        wrap.append(pre);
+      }
       if (item.truncated) {
         const note = entry.el.appendChild(document.createElement('p'));
         note.textContent = '(message truncated)';
@@ -536,6 +658,11 @@ export class AgentChat extends LitElement {
       for (const key of this.rendered.keys()) if (!keep.has(key)) this.rendered.delete(key);
     }
     const running = this.model.activeRunId !== undefined;
+    // From a send until the first event of its answer: the last row is that message, still pending or running.
+    const last = items[items.length - 1];
+    const working =
+      last?.kind === 'user' &&
+      (last.status === 'sending' || (last.status === 'sent' && last.runId === this.model.activeRunId));
     const over = this.draftLength > LIMITS.maxMessageLength;
     let lastRun: string | undefined;
     for (const i of items) if ('runId' in i && i.runId) lastRun = i.runId;
@@ -562,19 +689,45 @@ export class AgentChat extends LitElement {
             : nothing
         }
       </div>
-      <section
-        part="messages"
-        class="messages"
-        aria-label="Conversation"
-        tabindex="0"
-        @scroll=${this.onScroll}
-      >
+      <div class="viewport">
         ${
-          items.length === 0
-            ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
-            : items.map((i) => this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running))
+          !this.stick && items.length
+            ? html`<button
+                type="button"
+                part="jump-button"
+                class="jump"
+                aria-label="Scroll to the latest message"
+                @click=${this.jump}
+              >
+                ↓ Latest
+              </button>`
+            : nothing
         }
-      </section>
+        <section
+          part="messages"
+          class="messages"
+          aria-label="Conversation"
+          tabindex="0"
+          @scroll=${this.onScroll}
+          @click=${this.onListClick}
+        >
+          ${
+            items.length === 0
+              ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
+              : items.map((i) =>
+                  this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running),
+                )
+          }
+          ${
+            working
+              ? html`<div part="working" class="working">
+                  <span class="dots" aria-hidden="true"><i></i><i></i><i></i></span>
+                  <span class="sr-only">Working on it…</span>
+                </div>`
+              : nothing
+          }
+        </section>
+      </div>
       <div class="sr-only" role="status" aria-live="polite" aria-atomic="true">${this.announcement}</div>
       ${
         this.readonly
@@ -634,45 +787,48 @@ export class AgentChat extends LitElement {
         // The bubble uses white-space: pre-wrap, so the template must not put whitespace around the text.
         // prettier-ignore
         const bubble = html`<div part="message user-message" class="msg user" data-status=${item.status}>${item.text}</div>`;
-        return html`${bubble}
-        ${
-          item.status === 'failed'
-            ? html`<div part="send-error" class="failed">
-                <span>Not sent: ${item.error ?? 'unknown error'}</span>
-                ${
-                  this.readonly
-                    ? nothing
-                    : html`<button
-                        type="button"
-                        class="link"
-                        part="retry-button"
-                        aria-label="Retry sending"
-                        @click=${() => this.resend(item)}
-                      >
-                        Retry
-                      </button>`
-                }
-              </div>`
-            : nothing
-        }`;
+        return html`<div class="row mine">
+            ${bubble}
+            ${item.status === 'failed' ? nothing : this.actions(item.key, item.text, item.ts, 'message')}
+          </div>
+          ${
+            item.status === 'failed'
+              ? html`<div part="send-error" class="failed">
+                  <span>Not sent. ${item.error ?? ''}</span>
+                  ${
+                    this.readonly
+                      ? nothing
+                      : html`<button
+                          type="button"
+                          class="link"
+                          part="retry-button"
+                          aria-label="Retry sending"
+                          @click=${() => this.resend(item)}
+                        >
+                          Retry
+                        </button>`
+                  }
+                </div>`
+              : nothing
+          }`;
       }
       case 'assistant':
-        return html`<div
-          part="message assistant-message"
-          class="msg assistant"
-          data-message-id=${item.messageId}
-          aria-busy=${item.complete ? 'false' : 'true'}
-        >
-          ${this.markdown(item)}
+        return html`<div class="row">
+          <div
+            part="message assistant-message"
+            class="msg assistant"
+            data-message-id=${item.messageId}
+            aria-busy=${item.complete ? 'false' : 'true'}
+          >
+            ${this.markdown(item)}
+          </div>
+          ${item.complete ? this.actions(item.key, item.text, item.ts, 'answer') : nothing}
         </div>`;
       case 'tool': {
-        const label = item.label ?? item.toolName;
+        // The tool's own label ("Updating your profile"), else its name in words; the error text goes to the console.
+        const label = item.label ?? humanise(item.toolName);
         const what =
-          item.status === 'running'
-            ? 'running…'
-            : item.status === 'done'
-              ? 'done'
-              : `failed${item.error ? `: ${item.error}` : ''}`;
+          item.status === 'running' ? `${label}…` : item.status === 'done' ? label : `${label} did not work`;
         return html`<div
           part="tool-call"
           class="tool"
@@ -684,7 +840,7 @@ export class AgentChat extends LitElement {
               ? html`<span class="spinner" aria-hidden="true"></span>`
               : html`<span aria-hidden="true">${item.status === 'done' ? '✓' : '✕'}</span>`
           }
-          <span>${label}: ${what}</span>
+          <span>${what}</span>${item.status === 'done' ? html`<span class="sr-only">, done</span>` : nothing}
         </div>`;
       }
       case 'run-error':
@@ -694,7 +850,7 @@ export class AgentChat extends LitElement {
           data-code=${item.code ?? ''}
           data-run-id=${item.runId}
         >
-          <span>${item.code === 'cancelled' ? 'Stopped.' : `The run failed: ${item.message}`}</span>
+          <span>${runErrorText(item.code)}</span>
           ${
             retryable && !this.readonly && this.model.userMessageOf(item.runId)
               ? html`<button
@@ -725,5 +881,6 @@ declare global {
     'agent-chat:run-finished': CustomEvent<AgentChatRunFinishedDetail>;
     'agent-chat:error': CustomEvent<AgentChatErrorDetail>;
     'agent-chat:connection': CustomEvent<AgentChatConnectionDetail>;
+    'agent-chat:regenerate': CustomEvent<AgentChatRegenerateDetail>;
   }
 }

@@ -11,6 +11,7 @@ export type {
   AgentChatRunFinishedDetail,
   AgentChatErrorDetail,
   AgentChatConnectionDetail,
+  AgentChatRegenerateDetail,
   AgentChatLimits,
 } from './agent-chat.js';
 export { AgentChatError, AGENT_CHAT_ERROR_CODES } from './errors.js';

@@ -88,6 +88,71 @@ export const styles = css`
     flex-direction: column;
     gap: var(--_gap);
   }
+  .viewport {
+    position: relative;
+    flex: 1;
+    min-height: 0;
+    display: flex;
+    flex-direction: column;
+  }
+  .row {
+    display: flex;
+    flex-direction: column;
+    align-items: flex-start;
+    max-width: 85%;
+    align-self: flex-start;
+    gap: 2px;
+  }
+  .row.mine {
+    align-self: flex-end;
+    flex-direction: row-reverse;
+    align-items: center;
+    gap: 8px;
+  }
+  .row > .msg {
+    max-width: 100%;
+  }
+  .meta {
+    display: flex;
+    align-items: center;
+    gap: 6px;
+    font-size: 0.8em;
+    color: var(--_muted);
+  }
+  .meta time,
+  .mine .meta button {
+    opacity: 0;
+  }
+  .row:hover .meta *,
+  .row:focus-within .meta * {
+    opacity: 1;
+  }
+  @media (hover: none) {
+    .meta * {
+      opacity: 1 !important;
+    }
+  }
+  .code {
+    display: flex;
+    flex-direction: column;
+    align-items: flex-end;
+  }
+  .code pre {
+    align-self: stretch;
+    margin-top: 0;
+  }
+  .code-copy {
+    font-size: 0.8em;
+  }
+  .jump {
+    position: absolute;
+    bottom: 12px;
+    left: 50%;
+    transform: translateX(-50%);
+    border-radius: 999px;
+    box-shadow: 0 2px 8px rgb(0 0 0 / 0.25);
+    font-size: 0.85em;
+  }
   .placeholder {
     margin: auto;
     color: var(--_muted);
@@ -193,6 +258,35 @@ export const styles = css`
     border-radius: 50%;
     animation: spin 0.8s linear infinite;
   }
+  .working {
+    align-self: flex-start;
+    padding: calc(var(--_gap) * 0.8) var(--_gap);
+    border-radius: var(--_radius);
+    background: var(--_assistant-bg);
+  }
+  .dots {
+    display: flex;
+    gap: 4px;
+    padding: 0.35em 0;
+  }
+  .dots i {
+    width: 7px;
+    height: 7px;
+    border-radius: 50%;
+    background: var(--_muted);
+    animation: pulse 1.2s ease-in-out infinite;
+  }
+  .dots i:nth-child(2) {
+    animation-delay: 0.2s;
+  }
+  .dots i:nth-child(3) {
+    animation-delay: 0.4s;
+  }
+  @keyframes pulse {
+    50% {
+      opacity: 0.25;
+    }
+  }
   @keyframes spin {
     to {
       transform: rotate(360deg);
@@ -280,6 +374,9 @@ export const styles = css`
     white-space: nowrap;
   }
   @media (prefers-reduced-motion: reduce) {
+    .dots i {
+      animation: none;
+    }
     .spinner {
       animation: none;
       border-right-color: currentColor;

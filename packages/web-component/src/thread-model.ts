@@ -10,6 +10,8 @@ export interface UserItem {
   /** `sending` until acked or seen in the log; `failed` when the server refused it or the connection dropped first. */
   status: 'sending' | 'sent' | 'failed';
   error?: string;
+  /** When it was sent (ms since the epoch): the server's time once stored, the browser's until then. */
+  ts: number;
 }
 
 /** An assistant message reassembled from TEXT_MESSAGE_CHUNK deltas. */
@@ -24,6 +26,8 @@ export interface AssistantItem {
   truncated: boolean;
   /** Bumped on every change, so a renderer can skip untouched messages. */
   version: number;
+  /** When its first text arrived (server time, ms since the epoch). */
+  ts: number;
 }
 
 /** A tool call of a run. */
@@ -95,6 +99,7 @@ export class ThreadModel {
       clientMessageId,
       text,
       status: 'sending',
+      ts: Date.now(),
     };
     this.push(item);
     return item;
@@ -147,6 +152,7 @@ export class ThreadModel {
           mine.status = 'sent';
           mine.runId = event.runId;
           mine.text = event.text;
+          mine.ts = event.ts;
           delete mine.error;
         } else if (!this.byKey.has(`u:${event.messageId}`)) {
           this.push({
@@ -156,6 +162,7 @@ export class ThreadModel {
             clientMessageId: event.clientMessageId,
             runId: event.runId,
             status: 'sent',
+            ts: event.ts,
           });
         }
         break;
@@ -178,6 +185,7 @@ export class ThreadModel {
             complete: false,
             truncated: false,
             version: 0,
+            ts: event.ts,
           };
           this.push(item);
         }

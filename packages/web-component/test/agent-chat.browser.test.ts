@@ -199,8 +199,15 @@ suite('<agent-chat> in Chromium', () => {
     expect(await chat.locator('[data-tool-call-id="tc1"]').getAttribute('data-status')).toBe('done');
     expect(await chat.locator('[data-tool-call-id="tc1"]').textContent()).toContain('Checking the weather');
     expect(await chat.locator('[data-tool-call-id="tc2"]').getAttribute('data-status')).toBe('failed');
-    expect(await chat.locator('[data-tool-call-id="tc2"]').textContent()).toContain('no tables left');
-    expect(await chat.locator('[part~="run-error"]').textContent()).toContain('The model is overloaded');
+    // Words a user understands: the tool's name in words, the error's sentence; the details go to the console.
+    expect(await chat.locator('[data-tool-call-id="tc2"]').textContent()).toContain(
+      'Booking create did not work',
+    );
+    expect(await chat.locator('[data-tool-call-id="tc2"]').textContent()).not.toContain('no tables left');
+    expect(await chat.locator('[part~="run-error"]').textContent()).toContain(
+      'The assistant could not answer just now.',
+    );
+    expect(await chat.locator('[part~="run-error"]').textContent()).not.toContain('overloaded');
     expect(await page.evaluate(() => window.__types.includes('STATE_CHANGED'))).toBe(true);
     expect(await chat.locator('[role="status"]').textContent()).toBe(''); // history is not announced
 
@@ -413,7 +420,9 @@ suite('<agent-chat> in Chromium', () => {
     expect((await page.evaluate(() => window.__errors)).find((e) => e.code === 'unauthorized')).toMatchObject(
       { fatal: true },
     );
-    expect(await page.locator('agent-chat [part~="status"]').textContent()).toContain('sign in again');
+    expect(await page.locator('agent-chat [part~="status"]').textContent()).toContain(
+      'You were signed out. Sign in again.',
+    );
     expect(await page.locator('agent-chat [part~="reconnect-button"]').isVisible()).toBe(true);
   });
 
@@ -617,12 +626,16 @@ suite('<agent-chat> in Chromium', () => {
     const chat = page.locator('agent-chat');
     await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
     await page.evaluate(() => document.querySelector('agent-chat')!.send('hello'));
-    await expect.poll(() => chat.locator('[part~="send-error"]').textContent()).toContain('slow down');
+    await expect
+      .poll(() => chat.locator('[part~="send-error"]').textContent())
+      .toContain('You are sending messages too fast.');
     expect(await page.evaluate(() => window.__errors)).toEqual([
       { code: 'rate_limited', message: 'slow down', ref: expect.any(String), fatal: false },
     ]);
     await chat.locator('[part~="send-error"] [part~="retry-button"]').click();
-    await expect.poll(() => chat.locator('[part~="send-error"]').textContent()).toContain('connection lost');
+    await expect
+      .poll(() => chat.locator('[part~="send-error"]').textContent())
+      .toContain('The connection dropped before it was confirmed.');
     await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
     await chat.locator('[part~="send-error"] [part~="retry-button"]').click();
     await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(1);

@@ -191,4 +191,313 @@ suite('<agent-chat> controls in Chromium', () => {
     await expect.poll(() => sent.length).toBe(2);
     expect(sent[1]).toHaveLength(LIMIT);
   });
+  it('working indicator: shown from send until the first event of the answer, also after a reload', async () => {
+    const s = await serve('t-working', {
+      onSend(server, msg, ws) {
+        startRun(server, ws, msg, `r${server.received.filter((m) => m.type === 'send').length}`);
+      },
+    });
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    const working = chat.locator('[part~="working"]');
+    expect(await working.count()).toBe(0);
+    await page.keyboard.type('What is the weather in Lisbon?');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => working.count()).toBe(1);
+    expect(await chat.locator('[role="status"]').textContent()).toContain('Working on it');
+    await s.until(() => s.log.some((e) => e.type === 'RUN_STARTED'), 'the run');
+    await page.waitForTimeout(100); // acked and started, still no answer: still working
+    expect(await working.count()).toBe(1);
+    const dot = working.locator('.dots i').first();
+    expect(await dot.evaluate((el) => getComputedStyle(el).animationName)).toBe('pulse');
+    await page.emulateMedia({ reducedMotion: 'reduce' }); // the dots stand still
+    expect(await dot.evaluate((el) => getComputedStyle(el).animationName)).toBe('none');
+    await page.emulateMedia({ reducedMotion: 'no-preference' });
+    await shoot(page, 'working');
+    // A reload before the first event shows it too (the run is active and the last row is its message).
+    const again = await browser.newPage({ viewport: SIZES.desktop });
+    await again.goto(pages.url);
+    await again.evaluate(
+      ({ url, threadId }) => {
+        const el = document.createElement('agent-chat');
+        el.setAttribute('endpoint', url);
+        el.setAttribute('thread-id', threadId);
+        document.body.append(el);
+      },
+      { url: s.url, threadId: s.threadId },
+    );
+    await expect.poll(() => again.locator('agent-chat [part~="working"]').count()).toBe(1);
+    s.append({
+      type: 'TOOL_CALL_STARTED',
+      runId: 'r1',
+      toolCallId: 'tc1',
+      toolName: 'weather.lookup',
+      label: 'Checking the weather',
+    });
+    await expect.poll(() => working.count()).toBe(0);
+    await expect.poll(() => again.locator('agent-chat [part~="working"]').count()).toBe(0);
+    await again.close();
+    s.append(
+      { type: 'TOOL_CALL_RESULT', runId: 'r1', toolCallId: 'tc1', toolName: 'weather.lookup', ok: true },
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Sunny.' },
+      { type: 'RUN_FINISHED', runId: 'r1' },
+    );
+    await expect.poll(() => chat.locator('[part~="assistant-message"]').count()).toBe(1);
+    // A run that fails before any answer ends the indicator too.
+    await chat.locator('textarea').focus();
+    await page.keyboard.type('And tomorrow?');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => working.count()).toBe(1);
+    await s.until(() => s.log.filter((e) => e.type === 'RUN_STARTED').length === 2, 'the second run');
+    s.append({ type: 'RUN_ERROR', runId: 'r2', message: 'model overloaded', code: 'model_error' });
+    await expect.poll(() => working.count()).toBe(0);
+  });
+  it('message actions: copy an answer and a code block, times on hover or focus, a jump-to-latest button', async () => {
+    const s = await serve('t-actions');
+    const answer = 'Here is the script:\n\n```sh\nnpm run build\n```\n\nRun it **twice**.';
+    for (let i = 1; i <= 12; i++) {
+      s.append(
+        {
+          type: 'USER_MESSAGE',
+          runId: `r${i}`,
+          messageId: `u${i}`,
+          clientMessageId: `c${i}`,
+          userId: 'u-1',
+          text: `Question ${i}`,
+        },
+        { type: 'RUN_STARTED', runId: `r${i}` },
+        {
+          type: 'TEXT_MESSAGE_CHUNK',
+          runId: `r${i}`,
+          messageId: `a${i}`,
+          delta: i === 12 ? answer : `Answer ${i}.\n\nA second paragraph to take some room.`,
+        },
+        { type: 'RUN_FINISHED', runId: `r${i}` },
+      );
+    }
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    const last = chat.locator('[data-message-id="a12"]').locator('..');
+    await expect.poll(() => last.locator('[part~="copy-button"]').count()).toBe(1);
+    const clipboard = (): Promise<string> => page.evaluate(() => navigator.clipboard.readText());
+
+    // Copy the answer: its Markdown source goes to the clipboard, the button says so, screen readers hear it.
+    await last.locator('[part~="copy-button"]').click();
+    expect(await clipboard()).toBe(answer);
+    expect(await last.locator('[part~="copy-button"]').textContent()).toContain('Copied');
+    expect(await chat.locator('[role="status"]').textContent()).toBe('Copied to the clipboard.');
+    await expect
+      .poll(() => last.locator('[part~="copy-button"]').textContent(), { timeout: 3_000 })
+      .toContain('Copy');
+    // Copy one code block.
+    await last.locator('[part~="code-copy-button"]').click();
+    expect(await clipboard()).toBe('npm run build');
+
+    // Times: hidden until the row is hovered or focused, and always in the accessibility tree.
+    const time = chat.locator('[data-message-id="a11"]').locator('..').locator('time');
+    const opacity = (): Promise<string> => time.evaluate((t) => getComputedStyle(t).opacity);
+    await chat.locator('textarea').hover();
+    expect(await opacity()).toBe('0');
+    expect(await time.getAttribute('datetime')).toMatch(/^\d{4}-\d\d-\d\dT/);
+    await chat.locator('[data-message-id="a11"]').hover();
+    expect(await opacity()).toBe('1');
+    await chat.locator('textarea').hover();
+    await chat.locator('[data-message-id="a11"]').locator('..').locator('[part~="copy-button"]').focus();
+    expect(await opacity()).toBe('1');
+
+    // Scrolled up: a button brings the latest back; keyboard only.
+    const jump = chat.locator('[part~="jump-button"]');
+    expect(await jump.count()).toBe(0);
+    await chat.locator('[part~="messages"]').focus();
+    await page.keyboard.press('Home');
+    await expect.poll(() => jump.count()).toBe(1);
+    await chat.locator('[data-message-id="a2"]').hover();
+    await shoot(page, 'actions-scrolled-up');
+    await chat.locator('[part~="messages"]').focus();
+    await page.keyboard.press('Shift+Tab'); // it comes just before the conversation
+    expect(await focused(page)).toBe('button[jump-button]');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => jump.count()).toBe(0);
+    const atBottom = await chat
+      .locator('[part~="messages"]')
+      .evaluate((l) => l.scrollHeight - l.scrollTop - l.clientHeight < 2);
+    expect(atBottom).toBe(true);
+    expect(await focused(page)).toBe('section[messages]');
+    await last.hover();
+    await shoot(page, 'actions-bottom');
+  });
+  it('words: tool calls and errors in words a user understands, technical detail in the console only', async () => {
+    const s = await serve('t-words');
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'Call me Ada',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'tc1', toolName: 'profile.patch' },
+      { type: 'TOOL_CALL_RESULT', runId: 'r1', toolCallId: 'tc1', toolName: 'profile.patch', ok: true },
+      {
+        type: 'TOOL_CALL_STARTED',
+        runId: 'r1',
+        toolCallId: 'tc2',
+        toolName: 'profile.patch',
+        label: 'Updating your profile',
+      },
+      {
+        type: 'TOOL_CALL_RESULT',
+        runId: 'r1',
+        toolCallId: 'tc2',
+        toolName: 'profile.patch',
+        ok: false,
+        error: 'displayName: must not be empty',
+      },
+      { type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'tc3', toolName: 'getWeatherForecast' },
+    );
+    const page = await mount(s);
+    const logged: string[] = [];
+    page.on('console', (m) => logged.push(m.text()));
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.locator('[part~="tool-call"]').count()).toBe(3);
+    expect(await chat.locator('[part~="tool-call"]').allInnerTexts()).toEqual([
+      '✓\nProfile patch\n, done', // ", done" is for screen readers only
+      '✕\nUpdating your profile did not work',
+      'Get weather forecast…',
+    ]);
+    // The run then fails the way the relay reports a dropped agent.
+    s.append({
+      type: 'RUN_ERROR',
+      runId: 'r1',
+      code: 'agent_stream_ended',
+      message: 'the connection to the agent dropped mid-stream: aborted',
+    });
+    await expect.poll(() => chat.locator('[part~="run-error"]').count()).toBe(1);
+    expect(await chat.locator('[part~="run-error"]').innerText()).toContain('The answer was interrupted.');
+    expect(await chat.locator('[data-tool-call-id="tc3"]').innerText()).toContain(
+      'Get weather forecast did not work',
+    );
+    // A send the server refuses, and an unknown code from a newer server.
+    await page.keyboard.type('Again');
+    await page.keyboard.press('Enter');
+    await s.until(() => s.received.some((m) => m.type === 'send'), 'the send');
+    const send = s.received.find((m) => m.type === 'send') as { clientMessageId: string };
+    s.broadcastRaw(
+      JSON.stringify({
+        type: 'error',
+        code: 'rate_limited',
+        message: 'rate limit 10/min exceeded',
+        ref: send.clientMessageId,
+      }),
+    );
+    await expect.poll(() => chat.locator('[part~="send-error"]').count()).toBe(1);
+    expect(await chat.locator('[part~="send-error"]').innerText()).toContain(
+      'Not sent. You are sending messages too fast. Wait a moment.',
+    );
+    const visible = await chat.evaluate(
+      (el) => (el.shadowRoot!.querySelector('.viewport') as HTMLElement).innerText,
+    );
+    for (const internal of [
+      'mid-stream',
+      'aborted',
+      'profile.patch',
+      'displayName',
+      'rate limit 10/min',
+      'agent_',
+    ])
+      expect(visible).not.toContain(internal);
+    // The details are in the console for developers.
+    await expect
+      .poll(() => logged.join('\n'))
+      .toContain('the connection to the agent dropped mid-stream: aborted');
+    expect(logged.join('\n')).toContain('rate limit 10/min exceeded');
+    await shoot(page, 'words');
+  });
+  it('keyboard only: every new control is reachable, shows focus, works with Enter, and is announced', async () => {
+    const s = await serve('t-keyboard');
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'How do I list files?',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Use:\n\n```sh\nls -la\n```' },
+      { type: 'RUN_FINISHED', runId: 'r1' },
+    );
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.locator('[part~="copy-button"]').count()).toBe(2);
+    expect(await focused(page)).toBe('textarea[input]');
+    const clipboard = (): Promise<string> => page.evaluate(() => navigator.clipboard.readText());
+    const ring = (): Promise<string> =>
+      page.evaluate(() => {
+        let a: Element | null = document.activeElement;
+        while (a?.shadowRoot?.activeElement) a = a.shadowRoot.activeElement;
+        return a ? getComputedStyle(a).outlineStyle : 'none';
+      });
+    const status = chat.locator('[role="status"]');
+
+    // Backwards from the composer: the answer's Copy, the code block's Copy, the user's Copy, the conversation.
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[copy-button]');
+    expect(await ring()).not.toBe('none');
+    await page.keyboard.press('Enter');
+    await expect.poll(clipboard).toBe('Use:\n\n```sh\nls -la\n```');
+    expect(await status.textContent()).toBe('Copied to the clipboard.');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[code-copy-button]');
+    expect(await ring()).not.toBe('none');
+    await page.keyboard.press('Enter');
+    await expect.poll(clipboard).toBe('ls -la');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[copy-button]');
+    const userRow = chat.locator('[part~="user-message"]').locator('..');
+    // Hidden until focused: now it and the time show.
+    expect(await userRow.locator('[part~="copy-button"]').evaluate((b) => getComputedStyle(b).opacity)).toBe(
+      '1',
+    );
+    expect(await userRow.locator('time').evaluate((t) => getComputedStyle(t).opacity)).toBe('1');
+    await page.keyboard.press('Space');
+    await expect.poll(clipboard).toBe('How do I list files?');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('section[messages]');
+    await shoot(page, 'keyboard');
+  });
+  it('Retry after an error fires a cancelable agent-chat:regenerate; a page that cancels it gets no second send', async () => {
+    const s = await serve('t-regenerate');
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'Plan my trip',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'RUN_ERROR', runId: 'r1', code: 'model_error', message: 'upstream 503' },
+    );
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    await page.evaluate(() => {
+      (window as unknown as { __regen: unknown[] }).__regen = [];
+      document.querySelector('agent-chat')!.addEventListener('agent-chat:regenerate', (e) => {
+        (window as unknown as { __regen: unknown[] }).__regen.push(e.detail);
+        e.preventDefault();
+      });
+    });
+    await chat.locator('[part~="run-error"] [part~="retry-button"]').click();
+    expect(await page.evaluate(() => (window as unknown as { __regen: unknown[] }).__regen)).toEqual([
+      { runId: 'r1', text: 'Plan my trip', clientMessageId: 'c1' },
+    ]);
+    await page.waitForTimeout(100);
+    expect(s.received.filter((m) => m.type === 'send')).toEqual([]);
+    expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
+  });
 });
