@@ -296,4 +296,72 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     // No page asks for something the host does not serve (e.g. /favicon.ico).
     expect(consoleProblems.filter((m) => /status of 404/.test(m))).toEqual([]);
   });
+
+  it('carries a message of astral characters at the exact limit end to end, and refuses one unit more at every layer', async () => {
+    // 16,000 emoji are 32,000 UTF-16 code units (LIMITS.maxMessageLength) but 16,000 code points: every layer
+    // must count the same unit, or the host stores what the element then refuses to show.
+    const atLimit = '\u{1F600}'.repeat(16_000);
+    const created = await page.evaluate(async () => {
+      const r = await fetch('/api/threads', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'Astral' }),
+      });
+      return (await r.json()) as { threadId: string };
+    });
+    await page.goto(`${host.url}/threads/${created.threadId}`);
+    await expect
+      .poll(() => chat(page).locator('[part~="status"]').getAttribute('data-state'), WAIT)
+      .toBe('connected');
+    await recordEvents(page);
+    await send(page, atLimit);
+    await expect
+      .poll(async () => (await events(page)).some((e) => e.type === 'RUN_FINISHED'), WAIT)
+      .toBe(true);
+    const userText = () => chat(page).locator('[part~="user-message"]').first().textContent();
+    expect((await userText())?.trim()).toBe(atLimit);
+    // After a reload the stored USER_MESSAGE passes the element's guard and shows again.
+    await page.reload();
+    await expect.poll(async () => (await userText())?.trim().length, WAIT).toBe(32_000);
+    await page.screenshot({ path: join(ARTIFACTS, '10-astral-at-limit.png') });
+
+    const over = `${atLimit}a`;
+    // The element refuses it before sending,
+    const elementCode = await page.evaluate((text) => {
+      try {
+        (document.querySelector('agent-chat') as unknown as { send(t: string): string }).send(text);
+        return 'sent';
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+    }, over);
+    expect(elementCode).toBe('invalid_message');
+    // and the relay refuses the same frame sent past the element, with the same code; nothing is stored.
+    const before = await page.evaluate(
+      async (id) => ((await (await fetch(`/api/threads/${id}`)).json()) as { lastSeq: number }).lastSeq,
+      created.threadId,
+    );
+    const relayCode = await page.evaluate(
+      ({ id, text }) =>
+        new Promise<string>((resolve) => {
+          const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws`);
+          ws.onopen = () =>
+            ws.send(JSON.stringify({ type: 'send', threadId: id, text, clientMessageId: 'over-1' }));
+          ws.onmessage = (m) => {
+            const frame = JSON.parse(String(m.data)) as { type: string; code?: string };
+            if (frame.type === 'error') {
+              resolve(frame.code ?? '');
+              ws.close();
+            }
+          };
+        }),
+      { id: created.threadId, text: over },
+    );
+    expect(relayCode).toBe('invalid_message');
+    const after = await page.evaluate(
+      async (id) => ((await (await fetch(`/api/threads/${id}`)).json()) as { lastSeq: number }).lastSeq,
+      created.threadId,
+    );
+    expect(after).toBe(before);
+  });
 });
