@@ -29,7 +29,7 @@ import { createDemoModelProvider } from './demo-model.js';
 import { SdkDefaultsProvider } from './sdk-defaults.js';
 import { AgentRunnerError } from './errors.js';
 import { EventMapper, type ToolOutcome } from './event-mapper.js';
-import { ToolSession } from './tool-session.js';
+import { ToolSession, checkHistoryItems } from './tool-session.js';
 import { flushTraces, installTracing, resolveTracing, traceStarted, type TracingOptions } from './tracing.js';
 
 /** Runs one thread's user message and streams contract events. The HTTP service and relay speak to this. */
@@ -80,6 +80,11 @@ export interface CreateRunnerOptions {
   localTools?: Tool<RunContextData>[];
   /** Timeout per tool or history call in ms (default 30000). */
   toolTimeoutMs?: number;
+  /**
+   * The history window: how many of the thread's newest session items a run reads and gives the model, in one
+   * call (1..1000; default: env THREADLINE_HISTORY_ITEMS, then 200). Older items stay stored but unseen.
+   */
+  historyItems?: number;
   /** fetch used for tool calls (default global fetch). */
   fetch?: typeof fetch;
   /** Environment read for defaults (default process.env). */
@@ -204,6 +209,9 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
   const maxTurns = options.maxTurns ?? 10;
   const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;
+  const historyItems = checkHistoryItems(
+    options.historyItems ?? (env.THREADLINE_HISTORY_ITEMS ? Number(env.THREADLINE_HISTORY_ITEMS) : undefined),
+  );
   const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
   const modelName = typeof model === 'string' ? model : undefined;
 
@@ -338,7 +346,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       };
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
       // History goes through the unlinked client: a cancelled run still records the user's message.
-      const session = new ToolSession(rawClient, request.threadId);
+      const session = new ToolSession(rawClient, request.threadId, { historyItems });
       const result = await sdkRunner.run(agent, request.message, {
         stream: true,
         session,
