@@ -14,6 +14,7 @@ import {
 import OpenAI from 'openai';
 import {
   LIMITS,
+  createHistoryWindowedEvent,
   createRunErrorEvent,
   createRunFinishedEvent,
   createRunStartedEvent,
@@ -354,6 +355,9 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         maxTurns,
         signal,
       });
+      // The SDK read the history before handing back the stream: say once, before any answer, what was left out.
+      const window = session.lastWindow;
+      if (window?.omitted) yield createHistoryWindowedEvent({ ...base, windowItems: window.items });
       try {
         for await (const event of result) {
           for (const out of mapper.map(event)) yield out;

@@ -80,6 +80,9 @@ describe('a run on a long thread reads a bounded window of history', () => {
     fake.enqueue({ type: 'text', text: 'ok' });
     const events = await collect(makeRunner().run(await request(threadId)));
     expect(terminalOf(events).type).toBe('RUN_FINISHED');
+    // The thread says so, once, right after RUN_STARTED and before any answer.
+    expect(events.filter((e) => e.type === 'HISTORY_WINDOWED')).toHaveLength(1);
+    expect(events[1]).toMatchObject({ type: 'HISTORY_WINDOWED', windowItems: DEFAULT_HISTORY_ITEMS });
 
     expect(tools.sent.filter((s) => s.call.endsWith('/tools/session.get'))).toHaveLength(1);
     // The store read n + 1 to learn that older items exist; nothing else of the 10,000 was read.
@@ -101,15 +104,17 @@ describe('a run on a long thread reads a bounded window of history', () => {
       Array.from({ length: 30 }, (_, i) => userItem(i)),
     );
     fake.enqueue({ type: 'text', text: 'ok' });
-    await collect(makeRunner({ historyItems: 10 }).run(await request(threadId)));
+    const windowed = await collect(makeRunner({ historyItems: 10 }).run(await request(threadId)));
+    expect(windowed.find((e) => e.type === 'HISTORY_WINDOWED')).toMatchObject({ windowItems: 10 });
     expect(modelInput()).toHaveLength(11);
     expect(modelInput()[0]).toMatchObject({ content: 'history item 20' });
     expect(store.itemsRead).toBe(11);
 
     fake.enqueue({ type: 'text', text: 'ok' });
-    await collect(makeRunner({ historyItems: 100 }).run(await request(threadId, 'again')));
+    const whole = await collect(makeRunner({ historyItems: 100 }).run(await request(threadId, 'again')));
     // 30 stored + the previous run's user message and answer.
     expect(modelInput()).toHaveLength(33);
+    expect(whole.some((e) => e.type === 'HISTORY_WINDOWED')).toBe(false);
   });
 
   it('a window that starts at a tool result drops it: the model API refuses an output whose call is not there', async () => {
@@ -122,7 +127,9 @@ describe('a run on a long thread reads a bounded window of history', () => {
       userItem(4),
     ]);
     fake.enqueue({ type: 'text', text: 'ok' });
-    await collect(makeRunner({ historyItems: 3 }).run(await request(threadId)));
+    const events = await collect(makeRunner({ historyItems: 3 }).run(await request(threadId)));
+    // The window kept 2 of the 3 items read.
+    expect(events.find((e) => e.type === 'HISTORY_WINDOWED')).toMatchObject({ windowItems: 2 });
     const input = modelInput();
     expect(JSON.stringify(input)).not.toContain('function_call_output');
     expect(input.slice(0, 2)).toMatchObject([{ content: 'history item 3' }, { content: 'history item 4' }]);
