@@ -687,6 +687,10 @@ export class AgentChat extends LitElement {
           <span>${label}: ${what}</span>
         </div>`;
       }
+      case 'history-divider':
+        return html`<div part="history-divider" class="divider" role="separator" data-run-id=${item.runId}>
+          The agent sees only the recent part of this conversation
+        </div>`;
       case 'run-error':
         return html`<div
           part="run-error"

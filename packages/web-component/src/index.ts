@@ -31,6 +31,7 @@ export type {
   AssistantItem,
   ToolItem,
   RunErrorItem,
+  HistoryDividerItem,
   ThreadModelLimits,
 } from './thread-model.js';
 export { DEFAULT_MAX_QUEUED_FRAMES } from './connection.js';
