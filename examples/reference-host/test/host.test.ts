@@ -34,6 +34,14 @@ beforeAll(async () => {
     tracing: false,
     logger: { info: () => {}, warn: () => {}, error: console.error },
   });
+  // Messages starting with "window" run with a history window of 1 item, so a short thread is already windowed.
+  const windowed = createRunner({
+    modelProvider: createDemoModelProvider({ delayMs: 0 }),
+    model: 'demo',
+    tracing: false,
+    historyItems: 1,
+    logger: { info: () => {}, warn: () => {}, error: console.error },
+  });
   // A message "hold" starts a run that stays open until released or cancelled (the seam is the agent
   // transport), so cancel can be tried on a run that is really in progress.
   // "hold-fail" does the same and then fails (the relay ends the run with RUN_ERROR).
@@ -50,7 +58,9 @@ beforeAll(async () => {
   }
   const agent = inProcessAgentTransport({
     run: (request, options) =>
-      request.message.startsWith('hold') ? hold(request, options) : runner.run(request, options),
+      request.message.startsWith('hold')
+        ? hold(request, options)
+        : (request.message.startsWith('window') ? windowed : runner).run(request, options),
   });
   host = await startHost({ config, secrets, agent, logger: { error: () => {}, warn: () => {} } });
   base = `http://127.0.0.1:${host.port}`;
@@ -179,6 +189,38 @@ describe('host: a run over the WebSocket', () => {
     const rest = (await c.req('GET', `/api/threads/${threadId}/events`)).json.events as SequencedAgentEvent[];
     expect(rest.map((e) => e.seq)).toEqual(ws.events().map((e) => e.seq));
     ws.close();
+  });
+});
+
+describe('host: a long thread', () => {
+  it('a run that saw only part of the history writes HISTORY_WINDOWED to the log, and a new socket replays it', async () => {
+    const { c, threadId } = await userWithThread('longthread');
+    const ws = await WsClient.open(c.cookie);
+    ws.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    const runIds: string[] = [];
+    for (const [i, text] of ['window one', 'window two'].entries()) {
+      ws.send({ type: 'send', threadId, text, clientMessageId: `w${i}` });
+      const ack = await ws.next((m) => m.type === 'ack' && m.clientMessageId === `w${i}`);
+      const runId = ack.type === 'ack' ? ack.runId : '';
+      runIds.push(runId);
+      await ws.next(finished(runId));
+    }
+    ws.close();
+    const windowedIn = (events: SequencedAgentEvent[]) =>
+      events.filter((e) => e.type === 'HISTORY_WINDOWED').map((e) => e.runId);
+    // The first run saw the whole (empty) thread; the second read the newest 1 of its 2 earlier items.
+    expect(windowedIn(ws.events())).toEqual([runIds[1]]);
+    const rest = (await c.req('GET', `/api/threads/${threadId}/events`)).json.events as SequencedAgentEvent[];
+    expect(rest.find((e) => e.type === 'HISTORY_WINDOWED')).toMatchObject({
+      runId: runIds[1],
+      windowItems: 1,
+    });
+    const replay = await WsClient.open(c.cookie);
+    replay.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    await replay.next(finished(runIds[1]!));
+    expect(windowedIn(replay.events())).toEqual([runIds[1]]);
+    expect(replay.events().map((e) => e.seq)).toEqual(rest.map((e) => e.seq));
+    replay.close();
   });
 });
 

@@ -13,8 +13,8 @@ export type {
   ServedAgent,
 } from './server.js';
 export type { AgentAuth } from './auth.js';
-export { ToolSession } from './tool-session.js';
-export type { ToolSessionOptions } from './tool-session.js';
+export { ToolSession, DEFAULT_HISTORY_ITEMS, MAX_HISTORY_ITEMS } from './tool-session.js';
+export type { ToolSessionOptions, HistoryWindow } from './tool-session.js';
 export { EventMapper } from './event-mapper.js';
 export type { ToolOutcome } from './event-mapper.js';
 export { createDemoModelProvider, DemoModel } from './demo-model.js';

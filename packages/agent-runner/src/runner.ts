@@ -14,6 +14,7 @@ import {
 import OpenAI from 'openai';
 import {
   LIMITS,
+  createHistoryWindowedEvent,
   createRunErrorEvent,
   createRunFinishedEvent,
   createRunStartedEvent,
@@ -29,7 +30,7 @@ import { createDemoModelProvider } from './demo-model.js';
 import { SdkDefaultsProvider } from './sdk-defaults.js';
 import { AgentRunnerError } from './errors.js';
 import { EventMapper, type ToolOutcome } from './event-mapper.js';
-import { ToolSession } from './tool-session.js';
+import { ToolSession, checkHistoryItems } from './tool-session.js';
 import { flushTraces, installTracing, resolveTracing, traceStarted, type TracingOptions } from './tracing.js';
 
 /** Runs one thread's user message and streams contract events. The HTTP service and relay speak to this. */
@@ -80,6 +81,11 @@ export interface CreateRunnerOptions {
   localTools?: Tool<RunContextData>[];
   /** Timeout per tool or history call in ms (default 30000). */
   toolTimeoutMs?: number;
+  /**
+   * The history window: how many of the thread's newest session items a run reads and gives the model, in one
+   * call (1..1000; default: env THREADLINE_HISTORY_ITEMS, then 200). Older items stay stored but unseen.
+   */
+  historyItems?: number;
   /** fetch used for tool calls (default global fetch). */
   fetch?: typeof fetch;
   /** Environment read for defaults (default process.env). */
@@ -204,6 +210,9 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
   const maxTurns = options.maxTurns ?? 10;
   const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;
+  const historyItems = checkHistoryItems(
+    options.historyItems ?? (env.THREADLINE_HISTORY_ITEMS ? Number(env.THREADLINE_HISTORY_ITEMS) : undefined),
+  );
   const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
   const modelName = typeof model === 'string' ? model : undefined;
 
@@ -338,7 +347,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       };
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
       // History goes through the unlinked client: a cancelled run still records the user's message.
-      const session = new ToolSession(rawClient, request.threadId);
+      const session = new ToolSession(rawClient, request.threadId, { historyItems });
       const result = await sdkRunner.run(agent, request.message, {
         stream: true,
         session,
@@ -346,6 +355,9 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         maxTurns,
         signal,
       });
+      // The SDK read the history before handing back the stream: say once, before any answer, what was left out.
+      const window = session.lastWindow;
+      if (window?.omitted) yield createHistoryWindowedEvent({ ...base, windowItems: window.items });
       try {
         for await (const event of result) {
           for (const out of mapper.map(event)) yield out;

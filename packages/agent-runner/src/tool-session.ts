@@ -6,11 +6,44 @@ import { AgentRunnerError } from './errors.js';
 /** Largest batch `session.add` accepts in one call (the tools-kit contract caps `items` at 1000). */
 const MAX_ADD_BATCH = 1000;
 
+/** Most session items `session.get` returns in one call, and so the largest history window. */
+export const MAX_HISTORY_ITEMS = 1000;
+/** Items of a thread's history the model gets by default: the newest 200. */
+export const DEFAULT_HISTORY_ITEMS = 200;
+
 /** Options of {@link ToolSession}. */
 export interface ToolSessionOptions {
   /** Timeout per session tool call in ms (default: the client's own timeout). */
   timeoutMs?: number;
+  /**
+   * The history window: how many of the newest session items a run reads when the SDK asks without a limit
+   * (1..1000, default {@link DEFAULT_HISTORY_ITEMS}).
+   */
+  historyItems?: number;
 }
+
+/** What the last {@link ToolSession.getItems} read: how many items it kept and whether older ones were left out. */
+export interface HistoryWindow {
+  /** Items handed to the SDK. */
+  items: number;
+  /** True when the thread holds older items the model does not see. */
+  omitted: boolean;
+}
+
+/** Checks a history window size; throws `invalid_config` when it is not an integer in 1..1000. */
+export function checkHistoryItems(value: number | undefined): number {
+  if (value === undefined) return DEFAULT_HISTORY_ITEMS;
+  if (!Number.isSafeInteger(value) || value < 1 || value > MAX_HISTORY_ITEMS) {
+    throw new AgentRunnerError(
+      'invalid_config',
+      `historyItems must be an integer from 1 to ${MAX_HISTORY_ITEMS}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Tool results whose call may have fallen out of the window: the model API refuses an output without its call. */
+const OUTPUT_TYPE = /_(result|output)$/;
 
 /**
  * An Agents SDK `Session` whose history lives behind the API: every read and write goes through the
@@ -24,23 +57,46 @@ export class ToolSession implements Session {
   readonly #client: ToolClient;
   readonly #threadId: string;
   readonly #timeoutMs: number | undefined;
+  readonly #historyItems: number;
+  #lastWindow: HistoryWindow | undefined;
 
   constructor(client: ToolClient, threadId: string, options: ToolSessionOptions = {}) {
     this.#client = client;
     this.#threadId = threadId;
     this.#timeoutMs = options.timeoutMs;
+    this.#historyItems = checkHistoryItems(options.historyItems);
+  }
+
+  /** What the last `getItems` read, or undefined before the first read. */
+  get lastWindow(): HistoryWindow | undefined {
+    return this.#lastWindow;
   }
 
   async getSessionId(): Promise<string> {
     return this.#threadId;
   }
 
+  /**
+   * The newest items of the thread, oldest first, in one call: `limit` of them, or the history window when the
+   * SDK passes none (it passes none at the start of a run).
+   */
   async getItems(limit?: number): Promise<AgentInputItem[]> {
-    const input = limit === undefined ? {} : { limit: Math.max(1, Math.min(1000, Math.floor(limit))) };
-    const data = await this.#call<{ items: JsonValue[] }>('session.get', input);
+    const n =
+      limit === undefined ? this.#historyItems : Math.max(1, Math.min(MAX_HISTORY_ITEMS, Math.floor(limit)));
+    const data = await this.#call<{ items: JsonValue[]; more?: boolean }>('session.get', { limit: n });
     if (!Array.isArray(data.items))
       throw new AgentRunnerError('tool_client_error', 'session.get returned no items array');
-    return data.items as unknown as AgentInputItem[];
+    let items = data.items;
+    // An API without `more` (older tools-kit) still tells by a full page that older items may exist.
+    const omitted = data.more ?? items.length >= n;
+    if (omitted) {
+      let start = 0;
+      while (start < items.length && OUTPUT_TYPE.test(String((items[start] as { type?: unknown })?.type)))
+        start++;
+      if (start > 0) items = items.slice(start);
+    }
+    this.#lastWindow = { items: items.length, omitted };
+    return items as unknown as AgentInputItem[];
   }
 
   async addItems(items: AgentInputItem[]): Promise<void> {

@@ -9,8 +9,8 @@ import {
 } from '@threadline/tools-kit';
 
 /** A real tools-kit router with a MemoryToolStore, served over real HTTP on 127.0.0.1. */
-export async function startToolsServer(options: { tools?: ToolDefinition[] } = {}) {
-  const store = new MemoryToolStore();
+export async function startToolsServer(options: { tools?: ToolDefinition[]; store?: MemoryToolStore } = {}) {
+  const store = options.store ?? new MemoryToolStore();
   const emitted: AgentEvent[] = [];
   const tokens = createTokenIssuer({
     secret: 'tools-secret-that-is-long-enough-0123456789',
@@ -24,6 +24,8 @@ export async function startToolsServer(options: { tools?: ToolDefinition[] } = {
     logger: { error() {}, warn() {} },
   });
   const calls: string[] = [];
+  /** Response body bytes per request line, in order. */
+  const sent: { call: string; bytes: number }[] = [];
   const server: Server = createServer((req, res) => {
     void (async () => {
       const chunks: Buffer[] = [];
@@ -39,7 +41,9 @@ export async function startToolsServer(options: { tools?: ToolDefinition[] } = {
       });
       const response = await router(request);
       res.writeHead(response.status, Object.fromEntries(response.headers));
-      res.end(Buffer.from(await response.arrayBuffer()));
+      const body = Buffer.from(await response.arrayBuffer());
+      sent.push({ call: `${req.method} ${req.url}`, bytes: body.length });
+      res.end(body);
     })().catch(() => res.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -49,6 +53,7 @@ export async function startToolsServer(options: { tools?: ToolDefinition[] } = {
     store,
     emitted,
     calls,
+    sent,
     router,
     async toolsRef(input: { userId: string; threadId: string; runId: string }) {
       return { baseUrl, token: await tokens.issue({ ...input, tools: router.toolNames }) };

@@ -28,7 +28,8 @@ export type AgUiEvent =
  * RUN_STARTED; TEXT_MESSAGE_START/END and TOOL_CALL_START/END pair up; an open message is closed before a
  * tool call and before the run ends; nothing of a run follows its RUN_ERROR or RUN_FINISHED. Events that
  * AG-UI cannot express in order (a USER_MESSAGE, which precedes its run; events outside a run) are dropped.
- * STATE_CHANGED becomes a CUSTOM event named `threadline.state_changed`.
+ * STATE_CHANGED becomes a CUSTOM event named `threadline.state_changed`. HISTORY_WINDOWED (a UI hint about the
+ * model's view) is dropped.
  */
 export interface AgUiMapper {
   /** Maps one event; returns zero or more AG-UI events. */

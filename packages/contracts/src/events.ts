@@ -12,7 +12,7 @@ import {
   ToolNameSchema,
 } from './primitives.js';
 
-/** The event types of the contract. The first six are the core; the last two are documented additions. */
+/** The event types of the contract. The first six are the core; the rest are documented additions. */
 export const EVENT_TYPES = [
   'RUN_STARTED',
   'TOOL_CALL_STARTED',
@@ -22,6 +22,7 @@ export const EVENT_TYPES = [
   'RUN_FINISHED',
   'USER_MESSAGE',
   'STATE_CHANGED',
+  'HISTORY_WINDOWED',
 ] as const;
 /** One of {@link EVENT_TYPES}. */
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -106,6 +107,17 @@ export const StateChangedEventSchema = z.strictObject({
   value: JsonValueSchema,
 });
 
+/**
+ * Addition: this run's model did not see the whole thread. It got the newest `windowItems` items of the agent's
+ * history (messages, tool calls and results); older ones exist and are left out. Written once per run that left
+ * something out, right after RUN_STARTED, so a UI can show a quiet divider; optional for consumers.
+ */
+export const HistoryWindowedEventSchema = z.strictObject({
+  type: z.literal('HISTORY_WINDOWED'),
+  ...base,
+  windowItems: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+
 /** Every contract event, discriminated on `type`. */
 export const AgentEventSchema = z.discriminatedUnion('type', [
   RunStartedEventSchema,
@@ -116,6 +128,7 @@ export const AgentEventSchema = z.discriminatedUnion('type', [
   RunFinishedEventSchema,
   UserMessageEventSchema,
   StateChangedEventSchema,
+  HistoryWindowedEventSchema,
 ]);
 
 const seq = { seq: SeqSchema };
@@ -135,6 +148,8 @@ export const SequencedRunFinishedEventSchema = RunFinishedEventSchema.extend(seq
 export const SequencedUserMessageEventSchema = UserMessageEventSchema.extend(seq);
 /** STATE_CHANGED with `seq`. */
 export const SequencedStateChangedEventSchema = StateChangedEventSchema.extend(seq);
+/** HISTORY_WINDOWED with `seq`. */
+export const SequencedHistoryWindowedEventSchema = HistoryWindowedEventSchema.extend(seq);
 
 /** An event as stored and as sent to browsers: carries the per-thread `seq` assigned by the relay. */
 export const SequencedAgentEventSchema = z.discriminatedUnion('type', [
@@ -146,6 +161,7 @@ export const SequencedAgentEventSchema = z.discriminatedUnion('type', [
   SequencedRunFinishedEventSchema,
   SequencedUserMessageEventSchema,
   SequencedStateChangedEventSchema,
+  SequencedHistoryWindowedEventSchema,
 ]);
 
 /** A RUN_STARTED event. */
@@ -164,6 +180,8 @@ export type RunFinishedEvent = z.infer<typeof RunFinishedEventSchema>;
 export type UserMessageEvent = z.infer<typeof UserMessageEventSchema>;
 /** A STATE_CHANGED event (addition: a tool changed stored state). */
 export type StateChangedEvent = z.infer<typeof StateChangedEventSchema>;
+/** A HISTORY_WINDOWED event (addition: the model saw only the newest part of the thread). */
+export type HistoryWindowedEvent = z.infer<typeof HistoryWindowedEventSchema>;
 /** Any contract event, without `seq`. */
 export type AgentEvent = z.infer<typeof AgentEventSchema>;
 /** Any contract event as stored and sent to browsers, with `seq`. */

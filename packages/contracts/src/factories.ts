@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import {
+  HistoryWindowedEventSchema,
   RunErrorEventSchema,
   RunFinishedEventSchema,
   RunStartedEventSchema,
@@ -10,6 +11,7 @@ import {
   UserMessageEventSchema,
 } from './events.js';
 import type {
+  HistoryWindowedEvent,
   RunErrorEvent,
   RunFinishedEvent,
   RunStartedEvent,
@@ -66,3 +68,6 @@ export const createStateChangedEvent: (init: EventInit<StateChangedEvent>) => St
   StateChangedEventSchema,
   'STATE_CHANGED',
 );
+/** Builds a HISTORY_WINDOWED event, validated. */
+export const createHistoryWindowedEvent: (init: EventInit<HistoryWindowedEvent>) => HistoryWindowedEvent =
+  factory(HistoryWindowedEventSchema, 'HISTORY_WINDOWED');

@@ -27,6 +27,7 @@ export {
   RunFinishedEventSchema,
   UserMessageEventSchema,
   StateChangedEventSchema,
+  HistoryWindowedEventSchema,
   AgentEventSchema,
   SequencedRunStartedEventSchema,
   SequencedToolCallStartedEventSchema,
@@ -36,6 +37,7 @@ export {
   SequencedRunFinishedEventSchema,
   SequencedUserMessageEventSchema,
   SequencedStateChangedEventSchema,
+  SequencedHistoryWindowedEventSchema,
   SequencedAgentEventSchema,
 } from './events.js';
 export type {
@@ -49,6 +51,7 @@ export type {
   RunFinishedEvent,
   UserMessageEvent,
   StateChangedEvent,
+  HistoryWindowedEvent,
   AgentEvent,
   SequencedAgentEvent,
   AgentEventOf,
@@ -74,6 +77,7 @@ export {
   createRunFinishedEvent,
   createUserMessageEvent,
   createStateChangedEvent,
+  createHistoryWindowedEvent,
 } from './factories.js';
 export type { EventInit } from './factories.js';
 export { RunRequestSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';

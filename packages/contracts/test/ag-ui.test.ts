@@ -17,6 +17,7 @@ const run: AgentEvent[] = [
     text: 'hi',
   },
   { type: 'RUN_STARTED', ...ids, ...at() },
+  { type: 'HISTORY_WINDOWED', ...ids, ...at(), windowItems: 200 },
   { type: 'TEXT_MESSAGE_CHUNK', ...ids, ...at(), messageId: 'm1', delta: 'Let me ' },
   { type: 'TEXT_MESSAGE_CHUNK', ...ids, ...at(), messageId: 'm1', delta: '' },
   { type: 'TEXT_MESSAGE_CHUNK', ...ids, ...at(), messageId: 'm1', delta: 'check.' },

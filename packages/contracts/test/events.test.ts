@@ -8,6 +8,7 @@ import {
   createRunFinishedEvent,
   createRunStartedEvent,
   createStateChangedEvent,
+  createHistoryWindowedEvent,
   createTextMessageChunkEvent,
   createToolCallResultEvent,
   createToolCallStartedEvent,
@@ -47,6 +48,7 @@ export const examples = [
   { type: 'RUN_FINISHED', ...ids, traceId: 'trace_0123456789abcdef0123456789abcdef' },
   { type: 'USER_MESSAGE', ...ids, messageId: 'umsg_1', clientMessageId: 'c-1', userId: 'u1', text: 'hi' },
   { type: 'STATE_CHANGED', ...ids, scope: 'profile', value: { displayName: 'Ada' } },
+  { type: 'HISTORY_WINDOWED', ...ids, windowItems: 200 },
 ] as const;
 
 describe('event schemas', () => {
@@ -226,6 +228,10 @@ describe('factories', () => {
     expect(
       createStateChangedEvent({ threadId: 't', runId: 'r', scope: 'profile', value: { a: 1 } }).scope,
     ).toBe('profile');
+    expect(createHistoryWindowedEvent({ threadId: 't', runId: 'r', windowItems: 200 }).windowItems).toBe(200);
+    expect(() => createHistoryWindowedEvent({ threadId: 't', runId: 'r', windowItems: -1 })).toThrow(
+      ContractError,
+    );
   });
 
   it('throw ContractError on bad input', () => {

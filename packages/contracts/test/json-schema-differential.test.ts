@@ -255,6 +255,15 @@ const event = fc.oneof(
     text,
   }),
   fc.record({ type: fc.constant('STATE_CHANGED'), ...base, scope: toolName, value: jsonValue }),
+  fc.record({
+    type: fc.constant('HISTORY_WINDOWED'),
+    ...base,
+    windowItems: fc.oneof(
+      fc.integer({ min: -2, max: 1_000 }),
+      fc.constant(1.5),
+      fc.constant(Number.MAX_SAFE_INTEGER),
+    ),
+  }),
 );
 const seq = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
 const sequencedEvent = fc.tuple(event, seq).map(([e, s]) => ({ ...e, seq: s }));

@@ -18,13 +18,14 @@ describe('committed JSON Schema', () => {
     expect(committed).toEqual(toJsonSchema(name));
   });
 
-  it('describes the event union with all eight types', () => {
+  it('describes the event union with all nine types', () => {
     const schema = toJsonSchema('agent-event') as {
       oneOf?: { properties: { type: { const: string } } }[];
       anyOf?: unknown[];
     };
     const variants = (schema.oneOf ?? schema.anyOf) as { properties: { type: { const: string } } }[];
     expect(variants.map((v) => v.properties.type.const).sort()).toEqual([
+      'HISTORY_WINDOWED',
       'RUN_ERROR',
       'RUN_FINISHED',
       'RUN_STARTED',

@@ -80,6 +80,11 @@ const event = fc.oneof(
     text: nonEmpty(LIMITS.maxMessageLength),
   }),
   fc.record({ type: fc.constant('STATE_CHANGED'), ...base, scope: toolName, value: jsonValue }),
+  fc.record({
+    type: fc.constant('HISTORY_WINDOWED'),
+    ...base,
+    windowItems: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  }),
 );
 
 describe('property: round trips', () => {

@@ -99,12 +99,17 @@ export function createBuiltinTools(options: BuiltinToolsOptions): ToolDefinition
     }),
     defineTool({
       name: BUILTIN_TOOLS.sessionGet,
-      description: "Read the thread's agent session items, oldest first (the last `limit` when given).",
+      description:
+        "Read the thread's agent session items, oldest first: the newest `limit` (default 1000). `more` is true when older items exist.",
       internal: true,
       input: z.strictObject({ limit: z.number().int().min(1).max(MAX_SESSION_ITEMS_PER_CALL).optional() }),
-      output: z.strictObject({ items: z.array(JsonValueSchema) }),
+      output: z.strictObject({ items: z.array(JsonValueSchema), more: z.boolean() }),
       async handler({ limit }, ctx) {
-        return { items: await store.getSessionItems(ctx.threadId, limit ?? MAX_SESSION_ITEMS_PER_CALL) };
+        const n = limit ?? MAX_SESSION_ITEMS_PER_CALL;
+        // One read of n + 1 tells whether older items exist without a second query or a store count.
+        const items = await store.getSessionItems(ctx.threadId, n + 1);
+        const more = items.length > n;
+        return { items: more ? items.slice(items.length - n) : items, more };
       },
     }),
     defineTool({

@@ -376,7 +376,7 @@ describe('the thread in the request', () => {
       t1,
       '{"threadId":"t2","threadId":"t1","input":{}}',
     );
-    expect(await lastIsMine.json()).toEqual({ ok: true, data: { items: [] } });
+    expect(await lastIsMine.json()).toEqual({ ok: true, data: { items: [], more: false } });
     expect(store.snapshot()).toEqual(before);
     // GET /state: a second threadId (even one equal to the token's) is refused rather than picked from.
     const twice = await fetch(`${url}/state?threadId=t2&threadId=t1`, {

@@ -60,11 +60,15 @@ describe('createToolRouter: built-in tools', () => {
     ).toEqual({ ok: true, data: { count: 3 } });
     expect((await call(router, token, 'session.get', {})).body).toEqual({
       ok: true,
-      data: { items: [{ role: 'user', content: 'hi' }, 'two', 3] },
+      data: { items: [{ role: 'user', content: 'hi' }, 'two', 3], more: false },
     });
     expect((await call(router, token, 'session.get', { limit: 2 })).body).toEqual({
       ok: true,
-      data: { items: ['two', 3] },
+      data: { items: ['two', 3], more: true },
+    });
+    expect((await call(router, token, 'session.get', { limit: 3 })).body).toEqual({
+      ok: true,
+      data: { items: [{ role: 'user', content: 'hi' }, 'two', 3], more: false },
     });
     expect((await call(router, token, 'session.pop', {})).body).toEqual({ ok: true, data: { item: 3 } });
     expect((await call(router, token, 'session.clear', {})).body).toEqual({ ok: true, data: {} });

@@ -843,6 +843,10 @@ export class AgentChat extends LitElement {
           <span>${what}</span>${item.status === 'done' ? html`<span class="sr-only">, done</span>` : nothing}
         </div>`;
       }
+      case 'history-divider':
+        return html`<div part="history-divider" class="divider" role="separator" data-run-id=${item.runId}>
+          The agent sees only the recent part of this conversation
+        </div>`;
       case 'run-error':
         return html`<div
           part="run-error"

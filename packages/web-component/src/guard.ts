@@ -66,6 +66,8 @@ function eventProblem(e: Obj): string | undefined {
       return isStr(e.text, LIMITS.maxMessageLength) ? undefined : 'text';
     case 'STATE_CHANGED':
       return isStr(e.scope, LIMITS.maxToolNameLength) && 'value' in e ? undefined : 'scope';
+    case 'HISTORY_WINDOWED':
+      return isInt(e.windowItems, 0) ? undefined : 'windowItems';
     default:
       return 'type';
   }

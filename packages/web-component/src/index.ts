@@ -32,6 +32,7 @@ export type {
   AssistantItem,
   ToolItem,
   RunErrorItem,
+  HistoryDividerItem,
   ThreadModelLimits,
 } from './thread-model.js';
 export { DEFAULT_MAX_QUEUED_FRAMES } from './connection.js';

@@ -32,6 +32,7 @@ export const KNOWN_EVENT_TYPES: readonly EventType[] = [
   'RUN_FINISHED',
   'USER_MESSAGE',
   'STATE_CHANGED',
+  'HISTORY_WINDOWED',
 ];
 
 /** Server error codes after which retrying cannot help until the page acts (sign in again, etc.). */

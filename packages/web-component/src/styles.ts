@@ -250,6 +250,20 @@ export const styles = css`
   .failed {
     align-self: flex-end;
   }
+  .divider {
+    display: flex;
+    align-items: center;
+    gap: 8px;
+    font-size: 0.8em;
+    color: var(--_muted);
+  }
+  .divider::before,
+  .divider::after {
+    content: '';
+    flex: 1;
+    border-top: 1px solid currentColor;
+    opacity: 0.4;
+  }
   .spinner {
     width: 12px;
     height: 12px;

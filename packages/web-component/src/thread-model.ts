@@ -51,8 +51,19 @@ export interface RunErrorItem {
   code?: string;
 }
 
+/**
+ * The run `runId` answered from the newest part of the thread only (HISTORY_WINDOWED). The model keeps one such
+ * row, the latest, placed where that run began.
+ */
+export interface HistoryDividerItem {
+  kind: 'history-divider';
+  key: string;
+  runId: string;
+  windowItems: number;
+}
+
 /** One row of the conversation. */
-export type ChatItem = UserItem | AssistantItem | ToolItem | RunErrorItem;
+export type ChatItem = UserItem | AssistantItem | ToolItem | RunErrorItem | HistoryDividerItem;
 
 /** Bounds of a {@link ThreadModel}. */
 export interface ThreadModelLimits {
@@ -242,6 +253,18 @@ export class ThreadModel {
         for (const i of this.items) {
           if (i.kind === 'user' && i.runId === event.runId && i.status === 'sending') i.status = 'sent';
         }
+        break;
+      }
+      case 'HISTORY_WINDOWED': {
+        // One divider: the newest run's replaces an older one, so a long thread does not fill with them.
+        const old = this.items.findIndex((i) => i.kind === 'history-divider');
+        if (old >= 0) this.byKey.delete(this.items.splice(old, 1)[0]!.key);
+        this.push({
+          kind: 'history-divider',
+          key: `h:${event.runId}`,
+          runId: event.runId,
+          windowItems: event.windowItems,
+        });
         break;
       }
       default:

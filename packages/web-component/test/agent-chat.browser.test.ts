@@ -173,6 +173,7 @@ suite('<agent-chat> in Chromium', () => {
         text: 'Book a table',
       },
       { type: 'RUN_STARTED', runId: 'r2' },
+      { type: 'HISTORY_WINDOWED', runId: 'r2', windowItems: 200 },
       { type: 'TOOL_CALL_STARTED', runId: 'r2', toolCallId: 'tc2', toolName: 'booking.create' },
       {
         type: 'TOOL_CALL_RESULT',
@@ -208,6 +209,8 @@ suite('<agent-chat> in Chromium', () => {
       'The assistant could not answer just now.',
     );
     expect(await chat.locator('[part~="run-error"]').textContent()).not.toContain('overloaded');
+    expect(await chat.locator('[part~="history-divider"]').getAttribute('data-run-id')).toBe('r2');
+    expect(await chat.locator('[part~="history-divider"]').textContent()).toContain('recent part');
     expect(await page.evaluate(() => window.__types.includes('STATE_CHANGED'))).toBe(true);
     expect(await chat.locator('[role="status"]').textContent()).toBe(''); // history is not announced
 

@@ -22,6 +22,7 @@ const valid = [
   { ...base, type: 'RUN_FINISHED', traceId: 'trace_1' },
   { ...base, type: 'USER_MESSAGE', messageId: 'm0', clientMessageId: 'c-1', userId: 'u1', text: 'hi' },
   { ...base, type: 'STATE_CHANGED', scope: 'profile', value: { a: 1 } },
+  { ...base, type: 'HISTORY_WINDOWED', windowItems: 200 },
 ];
 
 const invalid: Array<[string, object]> = [
@@ -33,6 +34,8 @@ const invalid: Array<[string, object]> = [
   ['delta too long', { ...base, type: 'TEXT_MESSAGE_CHUNK', messageId: 'm1', delta: 'x'.repeat(32_769) }],
   ['ok missing', { ...base, type: 'TOOL_CALL_RESULT', toolCallId: 'c1', toolName: 'x' }],
   ['empty run error', { ...base, type: 'RUN_ERROR', message: '' }],
+  ['window negative', { ...base, type: 'HISTORY_WINDOWED', windowItems: -1 }],
+  ['window missing', { ...base, type: 'HISTORY_WINDOWED' }],
   ['bad error code', { ...base, type: 'RUN_ERROR', message: 'x', code: 'Not-Snake' }],
   [
     'user text empty',

@@ -23,15 +23,18 @@ describe('ThreadModel', () => {
     const end = m.apply(ev({ type: 'RUN_ERROR', message: 'boom' }));
     expect(end.completed).toEqual([]);
     expect(m.activeRunId).toBeUndefined();
-    expect(m.items.map((i) => [i.kind, 'text' in i ? i.text : 'status' in i ? i.status : i.message])).toEqual(
-      [
-        ['assistant', 'Hello'],
-        ['tool', 'failed'],
-        ['assistant', 'Sorry'],
-        ['tool', 'failed'], // still running when the run died
-        ['run-error', 'boom'],
-      ],
-    );
+    expect(
+      m.items.map((i) => [
+        i.kind,
+        'text' in i ? i.text : 'status' in i ? i.status : 'message' in i ? i.message : i.kind,
+      ]),
+    ).toEqual([
+      ['assistant', 'Hello'],
+      ['tool', 'failed'],
+      ['assistant', 'Sorry'],
+      ['tool', 'failed'], // still running when the run died
+      ['run-error', 'boom'],
+    ]);
   });
 
   it('matches a pending message to its ack and USER_MESSAGE without duplicating it', () => {
@@ -55,6 +58,21 @@ describe('ThreadModel', () => {
     expect(m.unacknowledged().map((i) => i.clientMessageId)).toEqual(['c2']);
     expect(m.fail('c2', 'lost')).toBe(true);
     expect(m.fail('c2', 'lost')).toBe(false);
+  });
+
+  it('keeps one history divider, the newest, where its run began', () => {
+    const m = new ThreadModel();
+    m.apply(ev({ type: 'RUN_STARTED', runId: 'r1' }));
+    m.apply(ev({ type: 'HISTORY_WINDOWED', runId: 'r1', windowItems: 200 }));
+    m.apply(chunk('a1', 'one', 'r1'));
+    m.apply(ev({ type: 'RUN_FINISHED', runId: 'r1' }));
+    expect(m.items.map((i) => i.kind)).toEqual(['history-divider', 'assistant']);
+    m.apply(ev({ type: 'RUN_STARTED', runId: 'r2' }));
+    const moved = m.apply(ev({ type: 'HISTORY_WINDOWED', runId: 'r2', windowItems: 150 }));
+    expect(moved.changed).toBe(true);
+    m.apply(chunk('a2', 'two', 'r2'));
+    expect(m.items.map((i) => i.kind)).toEqual(['assistant', 'history-divider', 'assistant']);
+    expect(m.items[1]).toMatchObject({ runId: 'r2', windowItems: 150 });
   });
 
   it('bounds the rows it keeps (maxItems)', () => {
