@@ -7,6 +7,7 @@ export default defineConfig({
     sqlite: 'src/sqlite.ts',
     mongodb: 'src/mongodb.ts',
     testing: 'src/testing.ts',
+    'ag-ui': 'src/ag-ui.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
