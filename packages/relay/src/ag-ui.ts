@@ -100,8 +100,8 @@ const frame = (event: AgUiEvent): string => `data: ${JSON.stringify(event)}\n\n`
  * Serves AG-UI's HTTP + SSE protocol over a relay. A `POST` with a `RunAgentInput` JSON body sends the last
  * `user` message of `messages` to the thread `threadId` through `relay.send` (its `id` is the idempotency key, the
  * relay's `clientMessageId`: a retry streams the run the first request started) and answers `text/event-stream`:
- * RUN_STARTED (with the input's `runId`), a MESSAGES_SNAPSHOT of the thread up to and including that message,
- * then the run's events as they are stored (TEXT_MESSAGE_*, TOOL_CALL_START/ARGS/END/RESULT, CUSTOM for state
+ * RUN_STARTED (with the input's `runId`), a MESSAGES_SNAPSHOT of the thread before that message, the message as
+ * a `user` text message, then the run's events as they are stored (TEXT_MESSAGE_*, TOOL_CALL_START/ARGS/END/RESULT, CUSTOM for state
  * changes), ending with RUN_FINISHED or RUN_ERROR. The run is an ordinary relay run: persisted, sequenced and
  * seen live by every other subscriber of the thread.
  *
@@ -360,8 +360,13 @@ function runStream(s: RunStreamInput): ReadableStream<Uint8Array> {
   /** AG-UI events for one stored event of the thread. */
   const onEvent = (event: AgentEvent, out: string[]) => {
     if (!started) {
-      if (event.runId !== runId || event.type === 'USER_MESSAGE') {
+      if (event.runId !== runId) {
         history.push(event);
+        return;
+      }
+      if (event.type === 'USER_MESSAGE') {
+        // Held by the mapper until the run opens, then sent as a user text message after the snapshot.
+        mapper.push(event);
         return;
       }
       started = true;
@@ -375,13 +380,17 @@ function runStream(s: RunStreamInput): ReadableStream<Uint8Array> {
         metadata: { threadlineRunId: runId },
       };
       out.push(frame(opening));
+      // The thread before this run. A client keeps the order of the messages it already has, so the new
+      // message is not in the snapshot: the snapshot drops the client's copy, and the user text message that
+      // follows puts it back after the history, where the log has it.
       out.push(frame({ type: 'MESSAGES_SNAPSHOT', messages: snapshot(), timestamp: event.ts }));
-      // The mapper's own RUN_STARTED opens its run; it is not sent (the one above stands for it).
-      mapper.push(
+      const opened = mapper.push(
         event.type === 'RUN_STARTED'
           ? event
           : { type: 'RUN_STARTED', threadId: event.threadId, runId, ts: event.ts },
       );
+      // The mapper's own RUN_STARTED is not sent (the one above stands for it); the user message is.
+      for (const e of opened) if (e.type !== 'RUN_STARTED') out.push(frame(e));
       if (event.type === 'RUN_STARTED') return;
     }
     if (event.runId !== runId) return;

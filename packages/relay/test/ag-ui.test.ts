@@ -149,6 +149,9 @@ describe('AG-UI handler', () => {
     expect(events.map((e) => e.type)).toEqual([
       'RUN_STARTED',
       'MESSAGES_SNAPSHOT',
+      'TEXT_MESSAGE_START',
+      'TEXT_MESSAGE_CONTENT',
+      'TEXT_MESSAGE_END',
       'TOOL_CALL_START',
       'TOOL_CALL_ARGS',
       'TOOL_CALL_END',
@@ -164,8 +167,17 @@ describe('AG-UI handler', () => {
       runId: 'agui-run-1',
       metadata: { threadlineRunId: run.request.runId },
     });
-    expect(events[1]).toMatchObject({ messages: [{ id: 'u2', role: 'user', content: 'call me\nAda' }] });
-    expect(events[3]).toMatchObject({ toolCallId: 'call_1', delta: '{"displayName":"Ada"}' });
+    // The thread had nothing before; the new message follows the snapshot as a user text message.
+    expect(events[1]).toMatchObject({ messages: [] });
+    expect(events.slice(2, 5)).toMatchObject([
+      { type: 'TEXT_MESSAGE_START', messageId: 'u2', role: 'user' },
+      { type: 'TEXT_MESSAGE_CONTENT', messageId: 'u2', delta: 'call me\nAda' },
+      { type: 'TEXT_MESSAGE_END', messageId: 'u2' },
+    ]);
+    expect(events.find((e) => e.type === 'TOOL_CALL_ARGS')).toMatchObject({
+      toolCallId: 'call_1',
+      delta: '{"displayName":"Ada"}',
+    });
     expect(events.at(-1)).toMatchObject({ threadId: 't1', runId: 'agui-run-1' });
     // The run is an ordinary relay run: stored, sequenced, and seen by other subscribers of the thread.
     const stored = await log();
@@ -190,7 +202,7 @@ describe('AG-UI handler', () => {
     expect(relay.subscribers).toBe(0);
   });
 
-  it('opens each run with a snapshot of the thread so far, including messages sent from elsewhere', async () => {
+  it('opens each run with a snapshot of the thread before it, including messages sent from elsewhere', async () => {
     const { handler, agent, relay } = await setup();
     // A first run from another client (e.g. an <agent-chat> tab).
     await relay.send({
@@ -213,7 +225,6 @@ describe('AG-UI handler', () => {
       messages: [
         { id: 'tab-1', role: 'user', content: 'hi from a tab' },
         { id: 'm_tab', role: 'assistant', content: 'Hello tab.' },
-        { id: 'u1', role: 'user', content: 'and hi from AG-UI' },
       ],
     });
   });
@@ -230,7 +241,7 @@ describe('AG-UI handler', () => {
     let run = await agent.nextRun(3);
     run.push(run.started(), run.finished());
     let events = await sse.all();
-    expect((events[1]!.messages as { id: string }[]).map((m) => m.id)).toEqual(['c2', 'a2', 'u1']);
+    expect((events[1]!.messages as { id: string }[]).map((m) => m.id)).toEqual(['a1', 'c2', 'a2']);
 
     await h!.cleanup();
     const bytes = await setup({ maxSnapshotBytes: 200 });
@@ -247,7 +258,7 @@ describe('AG-UI handler', () => {
     run = await bytes.agent.nextRun(1);
     run.push(run.started(), run.finished());
     events = await sse.all();
-    expect(events[1]!.messages).toEqual([{ id: 'u1', role: 'user', content: 'small' }]);
+    expect(events[1]!.messages).toEqual([]);
   });
 
   it('streams the first run again for a retry with the same message id, starting nothing', async () => {
@@ -271,8 +282,15 @@ describe('AG-UI handler', () => {
     let run = await agent.nextRun(0);
     run.fail(new Error('boom'));
     let events = await sse.all();
-    expect(events.map((e) => e.type)).toEqual(['RUN_STARTED', 'MESSAGES_SNAPSHOT', 'RUN_ERROR']);
-    expect(events[2]).toMatchObject({ code: 'internal_error' });
+    expect(events.map((e) => e.type)).toEqual([
+      'RUN_STARTED',
+      'MESSAGES_SNAPSHOT',
+      'TEXT_MESSAGE_START',
+      'TEXT_MESSAGE_CONTENT',
+      'TEXT_MESSAGE_END',
+      'RUN_ERROR',
+    ]);
+    expect(events[5]).toMatchObject({ code: 'internal_error' });
 
     sse = new SseReader(await handler(post(input('cancel me', 'u2'))));
     run = await agent.nextRun(1);
@@ -378,9 +396,8 @@ describe('AG-UI handler', () => {
     const sse = new SseReader(await handler(post(input('slow'))));
     const run = await agent.nextRun(0);
     run.push(run.started());
-    await sse.until((e) => e.length >= 2);
-    while (sse.comments.length < 2) await sse.until((e) => e.length >= 3 || sse.comments.length >= 2);
-    expect(sse.comments[0]).toBe(': keep-alive');
+    await sse.until(() => sse.comments.length >= 2);
+    expect(sse.comments.slice(0, 2)).toEqual([': keep-alive', ': keep-alive']);
     run.push(run.finished());
     expect((await sse.all()).at(-1)).toMatchObject({ type: 'RUN_FINISHED' });
   });
