@@ -9,6 +9,7 @@ export default defineConfig({
     postgres: 'src/postgres.ts',
     redis: 'src/redis.ts',
     testing: 'src/testing.ts',
+    'ag-ui': 'src/ag-ui.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -63,6 +63,11 @@ export interface AppOptions {
   isAllowedOrigin(origin: string): boolean;
   /** The tools-kit Express adapter (handles /tools and /state); mounted before any body parser. */
   tools?: RequestHandler;
+  /**
+   * The AG-UI endpoint (`@threadline/relay/ag-ui`), served at POST /api/ag-ui after the Origin check and
+   * before the JSON parser (it reads and bounds its own body: AG-UI clients send their whole history).
+   */
+  agUi?: RequestHandler;
   /** Path of the built `<agent-chat>` single-file bundle, served at /assets/agent-chat.js. */
   webComponentFile?: string | undefined;
   /** Folder of the static pages. */
@@ -202,6 +207,7 @@ export function createApp(options: AppOptions): express.Express {
     next();
   });
   api.use(originCheck(options.isAllowedOrigin));
+  if (options.agUi) api.post('/ag-ui', options.agUi);
   api.use((req, _res, next) => {
     const hasBody =
       Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;

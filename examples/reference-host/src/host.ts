@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import proxyAddr from 'proxy-addr';
 import { MongoClient } from 'mongodb';
 import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
+import { createAgUiHandler, toNodeListener } from '@threadline/relay/ag-ui';
 import type { AgentTransport, EventStore, Relay, RelayLimits } from '@threadline/relay';
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
@@ -175,6 +176,16 @@ export async function startHost(options: HostOptions): Promise<Host> {
     sessions,
     isAllowedOrigin: (o) => origins.includes(o),
     tools: toolRouterMiddleware(toolRouter),
+    // AG-UI clients (e.g. @ag-ui/client's HttpAgent) run the agent here, signed in with the session cookie.
+    agUi: toNodeListener(
+      createAgUiHandler(relay, {
+        authenticate: async (request) => {
+          const user = await sessions.userOf(request.headers.get('cookie') ?? undefined);
+          return user ? { id: user.id } : null;
+        },
+        logger,
+      }),
+    ),
     webComponentFile: webComponentBundle(),
     publicDir: join(EXAMPLE_ROOT, 'public'),
     hsts: config.cookieSecure,

@@ -36,8 +36,8 @@ function truncate(text: string, max: number): string {
 
 /**
  * Turns the Agents SDK stream into contract events: one TEXT_MESSAGE_CHUNK per text delta (one messageId per
- * assistant message), TOOL_CALL_STARTED when the SDK announces a call and TOOL_CALL_RESULT with the outcome the
- * tool adapters recorded. Stateful: one mapper per run.
+ * assistant message), TOOL_CALL_STARTED (with the call's `args`) when the SDK announces a call and
+ * TOOL_CALL_RESULT with the outcome the tool adapters recorded. Stateful: one mapper per run.
  */
 export class EventMapper {
   readonly #threadId: string;
@@ -89,13 +89,25 @@ export class EventMapper {
     if (event.type !== 'run_item_stream_event') return [];
     if (event.name === 'tool_called') {
       this.#messageId = null;
-      const raw = event.item.rawItem as { type: string; callId?: string; id?: string; name?: string };
+      const raw = event.item.rawItem as {
+        type: string;
+        callId?: string;
+        id?: string;
+        name?: string;
+        arguments?: unknown;
+      };
       const sdkName = raw.name ?? raw.type;
+      // Arguments longer than the contract allows are left out rather than cut: cut JSON is not JSON.
+      const args =
+        typeof raw.arguments === 'string' && raw.arguments.length <= LIMITS.maxDeltaLength
+          ? raw.arguments
+          : undefined;
       return [
         createToolCallStartedEvent({
           ...base,
           toolCallId: toContractId(raw.callId ?? raw.id, 'call'),
           toolName: toToolName(this.#displayName(sdkName)),
+          ...(args !== undefined ? { args } : {}),
         }),
       ];
     }

@@ -52,7 +52,10 @@ describe('offline demo model end to end over POST /runs', () => {
 
   it('"call me Ada" calls profile.patch on the host, which changes stored state, then remembers it', async () => {
     const { events } = await collectSse(await post('t-ada', 'r-ada-1', 'Please call me Ada'));
-    expect(events.find((e) => e.type === 'TOOL_CALL_STARTED')).toMatchObject({ toolName: 'profile.patch' });
+    expect(events.find((e) => e.type === 'TOOL_CALL_STARTED')).toMatchObject({
+      toolName: 'profile.patch',
+      args: JSON.stringify({ displayName: 'Ada' }),
+    });
     expect(events.find((e) => e.type === 'TOOL_CALL_RESULT')).toMatchObject({
       toolName: 'profile.patch',
       ok: true,

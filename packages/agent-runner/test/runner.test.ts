@@ -2,6 +2,7 @@ import { OpenAIProvider } from '@openai/agents';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import { defineTool } from '@threadline/tools-kit';
+import { LIMITS } from '@threadline/contracts';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRunner, localTool, type CreateRunnerOptions } from '../src/index.js';
@@ -120,6 +121,7 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     const started = events.find((e) => e.type === 'TOOL_CALL_STARTED');
     const result = events.find((e) => e.type === 'TOOL_CALL_RESULT');
     expect(started).toMatchObject({ toolCallId: 'call_w1', toolName: 'weather.lookup' });
+    expect(JSON.parse((started as { args: string }).args)).toEqual({ city: 'Paris' });
     expect(result).toMatchObject({ toolCallId: 'call_w1', toolName: 'weather.lookup', ok: true });
     expect(events.indexOf(started!)).toBeLessThan(events.indexOf(result!));
     expect(texts(events)).toBe('It is sunny.');
@@ -127,6 +129,21 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     // The model saw the real tool output in the follow-up request.
     const followUp = JSON.stringify(fake.requests.at(-1)!.body.input);
     expect(followUp).toContain('sunny in Paris');
+  });
+
+  it('leaves args out of TOOL_CALL_STARTED when the arguments are longer than the contract allows', async () => {
+    // The tool refuses the unknown key, so the run's history stays small enough for the session tools.
+    const note = 'x'.repeat(LIMITS.maxDeltaLength);
+    fake.enqueue({
+      type: 'tool_call',
+      calls: [{ name: 'weather_lookup', arguments: { city: 'Paris', note }, callId: 'call_long' }],
+    });
+    fake.enqueue({ type: 'text', text: 'Done.' });
+    const events = await collect(makeRunner().run(await request()));
+    const started = events.find((e) => e.type === 'TOOL_CALL_STARTED');
+    expect(started).toMatchObject({ toolCallId: 'call_long', toolName: 'weather.lookup' });
+    expect(started).not.toHaveProperty('args');
+    expect(terminalOf(events)).toMatchObject({ type: 'RUN_FINISHED' });
   });
 
   for (const api of ['responses', 'chat'] as const) {

@@ -40,13 +40,17 @@ export const RunStartedEventSchema = z.strictObject({
   parentRunId: IdSchema.optional(),
 });
 
-/** The agent started calling a tool. */
+/**
+ * The agent started calling a tool. `args` is the call's arguments as the model sent them (JSON text, normally
+ * an object), at most {@link LIMITS.maxDeltaLength} characters; absent when unknown or longer.
+ */
 export const ToolCallStartedEventSchema = z.strictObject({
   type: z.literal('TOOL_CALL_STARTED'),
   ...base,
   toolCallId: IdSchema,
   toolName: ToolNameSchema,
   label: LabelSchema.optional(),
+  args: boundedString(LIMITS.maxDeltaLength).optional(),
 });
 
 /** A tool call ended; `ok: false` carries a readable `error`. */

@@ -125,6 +125,6 @@ export type {
   ToolManifestEntry,
   ToolManifest,
 } from './tools.js';
-export { createAgUiMapper, toAgUiEvents } from './ag-ui.js';
-export type { AgUiEvent, AgUiMapper } from './ag-ui.js';
+export { createAgUiMapper, createAgUiMessageBuilder, toAgUiEvents, toAgUiMessages } from './ag-ui.js';
+export type { AgUiEvent, AgUiMapper, AgUiMessage, AgUiMessageBuilder } from './ag-ui.js';
 export { WIRE_SCHEMAS, toJsonSchema } from './json-schema.js';

@@ -49,6 +49,13 @@ export const examples = [
   { type: 'USER_MESSAGE', ...ids, messageId: 'umsg_1', clientMessageId: 'c-1', userId: 'u1', text: 'hi' },
   { type: 'STATE_CHANGED', ...ids, scope: 'profile', value: { displayName: 'Ada' } },
   { type: 'HISTORY_WINDOWED', ...ids, windowItems: 200 },
+  {
+    type: 'TOOL_CALL_STARTED',
+    ...ids,
+    toolCallId: 'call_2',
+    toolName: 'profile.patch',
+    args: '{"displayName":"Ada"}',
+  },
 ] as const;
 
 describe('event schemas', () => {
@@ -116,6 +123,16 @@ describe('event schemas', () => {
     expect(
       safeParse(AgentEventSchema, { ...examples[2], toolName: 'x'.repeat(LIMITS.maxToolNameLength + 1) }).ok,
     ).toBe(false);
+  });
+
+  it('bounds TOOL_CALL_STARTED args at LIMITS.maxDeltaLength and takes only a string', () => {
+    const call = examples[2];
+    expect(safeParse(AgentEventSchema, { ...call, args: '' }).ok).toBe(true);
+    expect(safeParse(AgentEventSchema, { ...call, args: 'x'.repeat(LIMITS.maxDeltaLength) }).ok).toBe(true);
+    expect(safeParse(AgentEventSchema, { ...call, args: 'x'.repeat(LIMITS.maxDeltaLength + 1) }).ok).toBe(
+      false,
+    );
+    expect(safeParse(AgentEventSchema, { ...call, args: { displayName: 'Ada' } }).ok).toBe(false);
   });
 
   it('rejects non-JSON values anywhere', () => {
