@@ -873,7 +873,9 @@ export function createRelay(options: RelayOptions): Relay {
           }
           if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
             writer.add(event, run, false);
-            await interruptible(writer.flush());
+            // Not interruptible: once the agent's terminal event is on its way to the store, a cancel (or a
+            // shutdown) arriving now must not add a second one. Only a failed write leads to a RUN_ERROR.
+            await writer.flush();
             return;
           }
           writer.add(event, run, true);
