@@ -216,6 +216,7 @@ export const RUN_ERROR_CODES = [
   'agent_stream_invalid',
   'agent_idle_timeout',
   'relay_restarted',
+  'owner_lost',
   'store_error',
   'store_unavailable',
   'shutdown',

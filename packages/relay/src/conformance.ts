@@ -16,6 +16,11 @@ export interface ConformanceStore {
   store: EventStore;
   /** Called after each test, after `store.close()`: delete files, drop databases. */
   cleanup?(): Promise<void>;
+  /**
+   * Opens another handle on the same data, as a second relay instance would (its own connection pool or file
+   * handle); closed by the suite. Without it the lease tests use `store` for both instances.
+   */
+  openSecond?(): Promise<EventStore>;
 }
 
 let counter = 0;
@@ -732,6 +737,161 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         expect(different.filter((r) => r.status === 'run_active')).toHaveLength(9);
         expect(await store.lastSeq(t)).toBe(1);
         expect(await store.lastSeq(u)).toBe(1);
+      });
+    });
+
+    describe('run leases (optional: renewLeases, claimRuns)', () => {
+      /** The second instance's handle on the same data (closed after the test). */
+      let second: EventStore | undefined;
+      afterEach(async () => {
+        await second?.close();
+        second = undefined;
+      });
+      async function other(): Promise<EventStore> {
+        second ??= current?.openSecond ? await current.openSecond() : store;
+        return second;
+      }
+      function skipUnlessLeases(ctx: { skip(note?: string): void }) {
+        if (!store.renewLeases || !store.claimRuns) ctx.skip('the store has no run leases');
+      }
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      /** A run started on a new thread with a lease of `owner` for `ttlMs`. */
+      async function leased(owner: string, ttlMs: number): Promise<{ threadId: string; runId: string }> {
+        const threadId = await newThread();
+        const runId = uid('run');
+        const r = await store.startRun({ ...startInput(threadId, runId, 'cm-1'), lease: { owner, ttlMs } });
+        expect(r.status).toBe('started');
+        return { threadId, runId };
+      }
+      /** Claims as `owner` until a call returns nothing, and keeps only `runIds` (the database may be shared). */
+      async function claimAll(
+        s: EventStore,
+        input: { owner: string; ttlMs: number; orphans?: boolean },
+        runIds: readonly string[],
+      ) {
+        const out = [];
+        for (;;) {
+          const batch = await s.claimRuns!({ ...input, limit: 1000 });
+          out.push(...batch.filter((r) => runIds.includes(r.runId)));
+          if (batch.length < 1000) return out;
+        }
+      }
+
+      it('records the lease with the run, the same for a second instance; none without one', async (ctx) => {
+        skipUnlessLeases(ctx);
+        const before = Date.now();
+        const { threadId, runId } = await leased('inst-a', 60_000);
+        const run = await (await other()).getRun(runId);
+        expect(run?.lease?.owner).toBe('inst-a');
+        // The store's clock may be another machine's: allow it a minute of skew either way.
+        expect(run!.lease!.expiresAt).toBeGreaterThan(before);
+        expect(run!.lease!.expiresAt).toBeLessThan(before + 180_000);
+        expect(await store.getRun(runId)).toEqual(run);
+        expect(await store.activeRun(threadId)).toEqual(run);
+        const t = await newThread();
+        const plain = uid('run');
+        await store.startRun(startInput(t, plain, 'cm-1'));
+        expect((await store.getRun(plain))?.lease).toBeUndefined();
+      });
+
+      it('renews in one call exactly the running runs the owner holds, seen by the other instance', async (ctx) => {
+        skipUnlessLeases(ctx);
+        const a1 = await leased('inst-a', 50);
+        const a2 = await leased('inst-a', 50);
+        const ended = await leased('inst-a', 50);
+        const b1 = await leased('inst-b', 50);
+        await store.append(ended.threadId, [finished(ended.threadId, ended.runId)]);
+        const was = (await store.getRun(a1.runId))!.lease!.expiresAt;
+        const renewed = await (
+          await other()
+        ).renewLeases!('inst-a', [a1.runId, a2.runId, ended.runId, b1.runId, uid('unknown-run')], 60_000);
+        expect([...renewed].sort()).toEqual([a1.runId, a2.runId].sort());
+        const now = (await store.getRun(a1.runId))!.lease!;
+        expect(now.owner).toBe('inst-a');
+        expect(now.expiresAt).toBeGreaterThan(was);
+        expect((await store.getRun(b1.runId))!.lease!.owner).toBe('inst-b');
+        expect(await store.renewLeases!('inst-a', [], 1000)).toEqual([]);
+        // Renewed leases are not expired: nobody can claim them.
+        await sleep(80);
+        const claimed = await claimAll(store, { owner: 'inst-c', ttlMs: 60_000 }, [a1.runId, a2.runId]);
+        expect(claimed).toEqual([]);
+      });
+
+      it('claims only expired leases, atomically hands them to the claimer, and the old owner can no longer renew them', async (ctx) => {
+        skipUnlessLeases(ctx);
+        const expired = await leased('inst-a', 1);
+        const live = await leased('inst-a', 60_000);
+        const plain = uid('run');
+        await store.startRun(startInput(await newThread(), plain, 'cm-1'));
+        await sleep(30);
+        const b = await other();
+        const claimed = await claimAll(b, { owner: 'inst-b', ttlMs: 60_000 }, [
+          expired.runId,
+          live.runId,
+          plain,
+        ]);
+        expect(claimed.map((r) => r.runId)).toEqual([expired.runId]);
+        expect(claimed[0]).toMatchObject({ status: 'running', lease: { owner: 'inst-b' } });
+        expect((await store.getRun(expired.runId))?.lease).toEqual(claimed[0]!.lease);
+        expect(await store.renewLeases!('inst-a', [expired.runId, live.runId], 60_000)).toEqual([live.runId]);
+        expect(await b.renewLeases!('inst-b', [expired.runId], 60_000)).toEqual([expired.runId]);
+        // Claimed once: a second sweep finds nothing more.
+        expect(await claimAll(store, { owner: 'inst-c', ttlMs: 60_000 }, [expired.runId])).toEqual([]);
+      });
+
+      it('never claims ended runs, and claims orphans (no lease, or held by the claimer itself) only when asked', async (ctx) => {
+        skipUnlessLeases(ctx);
+        const ended = await leased('inst-a', 1);
+        await store.append(ended.threadId, [failed(ended.threadId, ended.runId)]);
+        const mine = await leased('inst-o', 60_000);
+        const plain = uid('run');
+        await store.startRun(startInput(await newThread(), plain, 'cm-1'));
+        const theirs = await leased('inst-p', 60_000);
+        await sleep(30);
+        const ids = [ended.runId, mine.runId, plain, theirs.runId];
+        expect(await claimAll(store, { owner: 'inst-o', ttlMs: 60_000 }, ids)).toEqual([]);
+        const orphans = await claimAll(await other(), { owner: 'inst-o', ttlMs: 60_000, orphans: true }, ids);
+        expect(orphans.map((r) => r.runId).sort()).toEqual([mine.runId, plain].sort());
+        expect((await store.getRun(plain))?.lease?.owner).toBe('inst-o');
+        expect((await store.getRun(theirs.runId))?.lease?.owner).toBe('inst-p');
+        expect((await store.getRun(ended.runId))?.status).toBe('failed');
+      });
+
+      it('never hands one run to two instances claiming at once', async (ctx) => {
+        skipUnlessLeases(ctx);
+        const runs = await Promise.all(Array.from({ length: 12 }, () => leased('inst-dead', 1)));
+        const ids = runs.map((r) => r.runId);
+        await sleep(30);
+        const b = await other();
+        const claims = await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            (i % 2 ? store : b).claimRuns!({ owner: `inst-${i}`, ttlMs: 60_000, limit: 3 }),
+          ),
+        );
+        // Anything left over (every call took at most 3) goes to one more sweep.
+        const rest = await claimAll(store, { owner: 'inst-last', ttlMs: 60_000 }, ids);
+        const got = [...claims.flat().filter((r) => ids.includes(r.runId)), ...rest].map((r) => r.runId);
+        expect([...got].sort()).toEqual([...ids].sort());
+        for (const claim of claims) expect(claim.length).toBeLessThanOrEqual(3);
+      });
+
+      it('refuses bad lease input with invalid_message', async (ctx) => {
+        skipUnlessLeases(ctx);
+        const t = await newThread();
+        await expectStoreError(
+          store.startRun({ ...startInput(t, uid('run'), 'cm-1'), lease: { owner: 'a b', ttlMs: 10 } }),
+          'invalid_message',
+        );
+        await expectStoreError(
+          store.startRun({ ...startInput(t, uid('run'), 'cm-1'), lease: { owner: 'a', ttlMs: 0 } }),
+          'invalid_message',
+        );
+        expect(await store.lastSeq(t)).toBe(0);
+        await expectStoreError(store.renewLeases!('a', 'nope' as never, 10), 'invalid_message');
+        await expectStoreError(store.renewLeases!('a', ['r 1'], 10), 'invalid_message');
+        await expectStoreError(store.renewLeases!('a', ['r1'], 1.5), 'invalid_message');
+        await expectStoreError(store.claimRuns!({ owner: '', ttlMs: 10, limit: 1 }), 'invalid_message');
+        await expectStoreError(store.claimRuns!({ owner: 'a', ttlMs: 10, limit: 0 }), 'invalid_message');
       });
     });
 

@@ -14,7 +14,7 @@ export type {
 } from './relay.js';
 export type { Subscription } from './subscription.js';
 export { InProcessPubSub } from './pubsub.js';
-export type { ThreadPubSub, ThreadListener } from './pubsub.js';
+export type { ControlListener, ControlMessage, ThreadPubSub, ThreadListener } from './pubsub.js';
 export { AgentTransportError, inProcessAgentTransport } from './agent-transport.js';
 export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent-transport.js';
 export { httpAgentTransport } from './http-agent-transport.js';
@@ -27,10 +27,12 @@ export { RelayError, StoreError, RELAY_ERROR_CODES } from './errors.js';
 export type { RelayErrorCode } from './errors.js';
 export type {
   AppendBatch,
+  ClaimRunsInput,
   EventStore,
   StoredEvent,
   StartRunInput,
   StartRunResult,
+  RunLease,
   RunRecord,
   RunStatus,
   ThreadRecord,

@@ -2,6 +2,7 @@ import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
 import type {
   AppendBatch,
+  ClaimRunsInput,
   EventStore,
   RunRecord,
   StartRunInput,
@@ -11,11 +12,13 @@ import type {
 } from './store.js';
 import {
   checkAfterSeq,
+  checkClaim,
   checkId,
   checkIdempotencyKey,
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkRenew,
   checkTitle,
   closedError,
   mergeProfile,
@@ -172,7 +175,7 @@ export class MemoryStore implements EventStore {
     const userMessage = { seq, json: withSeq(body, seq) };
     state.events.push(userMessage);
     state.record.updatedAt = now;
-    return { status: 'started', run: { ...run }, userMessage: { ...userMessage } };
+    return { status: 'started', run: copyRun(run), userMessage: { ...userMessage } };
   }
 
   async getRun(runId: string): Promise<RunRecord | null> {
@@ -189,8 +192,39 @@ export class MemoryStore implements EventStore {
   async listRunningRuns(): Promise<RunRecord[]> {
     this.#open();
     const out: RunRecord[] = [];
-    for (const run of this.#runs.values()) if (run.status === 'running') out.push({ ...run });
+    for (const run of this.#runs.values()) if (run.status === 'running') out.push(copyRun(run));
     return out;
+  }
+
+  async renewLeases(owner: string, runIds: readonly string[], ttlMs: number): Promise<string[]> {
+    this.#open();
+    const input = checkRenew(owner, runIds, ttlMs);
+    const expiresAt = Date.now() + input.ttlMs;
+    const renewed: string[] = [];
+    for (const runId of input.runIds) {
+      const run = this.#runs.get(runId);
+      if (run?.status !== 'running' || run.lease?.owner !== input.owner) continue;
+      run.lease = { owner: input.owner, expiresAt };
+      renewed.push(runId);
+    }
+    return renewed;
+  }
+
+  async claimRuns(input: ClaimRunsInput): Promise<RunRecord[]> {
+    this.#open();
+    const { owner, ttlMs, limit, orphans } = checkClaim(input);
+    const now = Date.now();
+    const claimed: RunRecord[] = [];
+    for (const run of this.#runs.values()) {
+      if (claimed.length >= limit) break;
+      if (run.status !== 'running') continue;
+      const lease = run.lease;
+      const take = lease ? lease.expiresAt < now || (orphans && lease.owner === owner) : orphans;
+      if (!take) continue;
+      run.lease = { owner, expiresAt: now + ttlMs };
+      claimed.push(copyRun(run));
+    }
+    return claimed;
   }
 
   async getProfile(userId: string): Promise<Record<string, JsonValue>> {
@@ -282,7 +316,7 @@ export class MemoryStore implements EventStore {
   #copyRun(runId: string): RunRecord {
     const run = this.#runs.get(runId);
     if (!run) throw new StoreError('internal_error', `run "${runId}" is indexed but missing`);
-    return { ...run };
+    return copyRun(run);
   }
 
   #endRun(state: ThreadState, runId: string, status: 'finished' | 'failed', now: number): void {
@@ -293,6 +327,11 @@ export class MemoryStore implements EventStore {
     run.endedAt = now;
     if (state.activeRunId === runId) state.activeRunId = null;
   }
+}
+
+/** A copy of a run record (its lease too), so callers can't change what is stored. */
+function copyRun(run: RunRecord): RunRecord {
+  return run.lease ? { ...run, lease: { ...run.lease } } : { ...run };
 }
 
 /**

@@ -3,6 +3,7 @@ import { MongoClient, type ClientSession, type Collection, type Db, type MongoCl
 import { StoreError } from './errors.js';
 import type {
   AppendBatch,
+  ClaimRunsInput,
   EventStore,
   RunRecord,
   RunStatus,
@@ -12,11 +13,13 @@ import type {
 } from './store.js';
 import {
   checkAfterSeq,
+  checkClaim,
   checkId,
   checkIdempotencyKey,
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkRenew,
   checkTitle,
   closedError,
   mergeProfile,
@@ -70,6 +73,9 @@ interface RunDoc {
   status: RunStatus;
   startedAt: number;
   endedAt?: number;
+  /** The lease: which relay instance streams the run, until when (ms since the epoch, the relays' clocks). */
+  leaseOwner?: string;
+  leaseExpires?: number;
 }
 interface ProfileDoc {
   _id: string;
@@ -119,6 +125,8 @@ function toRun(doc: RunDoc): RunRecord {
     startedAt: doc.startedAt,
   };
   if (typeof doc.endedAt === 'number') run.endedAt = doc.endedAt;
+  if (typeof doc.leaseOwner === 'string' && typeof doc.leaseExpires === 'number')
+    run.lease = { owner: doc.leaseOwner, expiresAt: doc.leaseExpires };
   return run;
 }
 
@@ -201,6 +209,10 @@ export class MongoStore implements EventStore {
     await this.#runs.createIndex(
       { status: 1, startedAt: 1 },
       { name: 'running', partialFilterExpression: { status: 'running' } },
+    );
+    await this.#runs.createIndex(
+      { status: 1, leaseExpires: 1 },
+      { name: 'running_by_lease', partialFilterExpression: { status: 'running' } },
     );
     await this.#sessionItems.createIndex({ threadId: 1, n: -1 }, { name: 'thread_n_unique', unique: true });
   }
@@ -344,6 +356,7 @@ export class MongoStore implements EventStore {
     userId: string;
     clientMessageId: string;
     userMessage: AgentEvent;
+    lease?: { owner: string; ttlMs: number };
   }): Promise<StartRunResult> {
     this.#open();
     const prepared = prepareStartRun(input);
@@ -371,6 +384,10 @@ export class MongoStore implements EventStore {
           status: 'running',
           startedAt: now,
         };
+        if (input.lease) {
+          doc.leaseOwner = input.lease.owner;
+          doc.leaseExpires = now + input.lease.ttlMs;
+        }
         // The unique indexes decide races with other processes: a duplicate key here means someone else won.
         await this.#runs.insertOne(doc, inSession(session));
         try {
@@ -418,6 +435,54 @@ export class MongoStore implements EventStore {
     return this.#do('listing running runs', async () =>
       (await this.#runs.find({ status: 'running' }).sort({ startedAt: 1, _id: 1 }).toArray()).map(toRun),
     );
+  }
+
+  async renewLeases(owner: string, runIds: readonly string[], ttlMs: number): Promise<string[]> {
+    this.#open();
+    const input = checkRenew(owner, runIds, ttlMs);
+    if (input.runIds.length === 0) return [];
+    return this.#do('renewing leases', () =>
+      this.#tx(async (session) => {
+        const filter = { _id: { $in: input.runIds }, leaseOwner: input.owner, status: 'running' as const };
+        await this.#runs.updateMany(
+          filter,
+          { $set: { leaseExpires: Date.now() + input.ttlMs } },
+          inSession(session),
+        );
+        // Without transactions a run may end or be claimed between the two calls; it is then reported as not
+        // renewed, which is what it is by the time the caller reads the answer.
+        const held = await this.#runs
+          .find(filter, { ...inSession(session), projection: { _id: 1 } })
+          .toArray();
+        return held.map((doc) => doc._id);
+      }),
+    );
+  }
+
+  async claimRuns(input: ClaimRunsInput): Promise<RunRecord[]> {
+    this.#open();
+    const { owner, ttlMs, limit, orphans } = checkClaim(input);
+    return this.#do('claiming runs', async () => {
+      const claimed: RunRecord[] = [];
+      const taken: string[] = [];
+      // One findOneAndUpdate per run: atomic on its document, so two instances never claim the same run.
+      while (claimed.length < limit) {
+        const now = Date.now();
+        const which = [{ leaseExpires: { $lt: now } }];
+        const or: Record<string, unknown>[] = orphans
+          ? [...which, { leaseOwner: { $exists: false } }, { leaseOwner: null }, { leaseOwner: owner }]
+          : which;
+        const doc = await this.#runs.findOneAndUpdate(
+          { status: 'running', _id: { $nin: taken }, $or: or },
+          { $set: { leaseOwner: owner, leaseExpires: now + ttlMs } },
+          { returnDocument: 'after', sort: { leaseExpires: 1 } },
+        );
+        if (!doc) break;
+        taken.push(doc._id);
+        claimed.push(toRun(doc));
+      }
+      return claimed;
+    });
   }
 
   async getProfile(userId: string): Promise<Record<string, JsonValue>> {

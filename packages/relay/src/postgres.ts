@@ -4,6 +4,7 @@ import pg from 'pg';
 import { StoreError } from './errors.js';
 import type {
   AppendBatch,
+  ClaimRunsInput,
   EventStore,
   RunRecord,
   RunStatus,
@@ -14,11 +15,13 @@ import type {
 } from './store.js';
 import {
   checkAfterSeq,
+  checkClaim,
   checkId,
   checkIdempotencyKey,
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkRenew,
   checkTitle,
   closedError,
   mergeProfile,
@@ -58,10 +61,12 @@ const DEFAULT_MAX_CONNECTIONS = 10;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** The schema this version creates; a database at a newer version is refused, an older one is migrated. */
-export const POSTGRES_SCHEMA_VERSION = 1;
+export const POSTGRES_SCHEMA_VERSION = 2;
 /** Our SQLSTATE for "thread does not exist", raised inside a statement so that the whole statement rolls back. */
 const THREAD_MISSING = 'TL404';
 const UNIQUE_VIOLATION = '23505';
+/** The server's clock in ms since the epoch: leases are compared on one clock, whatever the instances' clocks say. */
+const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
 /** Every table and function of one prefix, created (or migrated) inside one transaction at open. */
 function schemaSql(p: string): string {
@@ -94,6 +99,10 @@ CREATE TABLE IF NOT EXISTS ${p}runs (
   ended_at bigint,
   UNIQUE (thread_id, client_message_id)
 );
+-- Version 2: the run's lease, which relay instance streams it and until when (ms, the server's clock).
+ALTER TABLE ${p}runs ADD COLUMN IF NOT EXISTS lease_owner text COLLATE "C";
+ALTER TABLE ${p}runs ADD COLUMN IF NOT EXISTS lease_expires bigint;
+CREATE INDEX IF NOT EXISTS ${p}runs_by_lease ON ${p}runs (lease_expires) WHERE status = 'running';
 -- At most one running run per thread, enforced by the database itself.
 CREATE UNIQUE INDEX IF NOT EXISTS ${p}runs_one_running ON ${p}runs (thread_id) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS ${p}runs_running ON ${p}runs (started_at, run_id) WHERE status = 'running';
@@ -156,9 +165,10 @@ ORDER BY c.i`;
 function startWriteSql(p: string): string {
   return `
 WITH ru AS (
-  INSERT INTO ${p}runs (run_id, thread_id, user_id, client_message_id, status, started_at)
-  SELECT run_id, thread_id, user_id, client_message_id, 'running', $5::bigint
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(run_id, thread_id, user_id, client_message_id)
+  INSERT INTO ${p}runs (run_id, thread_id, user_id, client_message_id, status, started_at, lease_owner, lease_expires)
+  SELECT run_id, thread_id, user_id, client_message_id, 'running', $5::bigint, lease_owner, lease_expires
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $10::text[], $11::bigint[])
+    AS x(run_id, thread_id, user_id, client_message_id, lease_owner, lease_expires)
 ), ev AS (
   INSERT INTO ${p}events (thread_id, seq, json)
   SELECT * FROM unnest($2::text[], $6::bigint[], $7::text[])
@@ -183,9 +193,12 @@ interface RunRow {
   status: RunStatus;
   started_at: string;
   ended_at: string | null;
+  lease_owner: string | null;
+  lease_expires: string | null;
 }
 
-const RUN_COLUMNS = 'run_id, thread_id, user_id, client_message_id, status, started_at, ended_at';
+const RUN_COLUMNS =
+  'run_id, thread_id, user_id, client_message_id, status, started_at, ended_at, lease_owner, lease_expires';
 const THREAD_COLUMNS = 'thread_id, owner_id, title, created_at, updated_at';
 
 function toThread(row: ThreadRow): ThreadRecord {
@@ -208,6 +221,8 @@ function toRun(row: RunRow): RunRecord {
     startedAt: Number(row.started_at),
   };
   if (row.ended_at !== null) run.endedAt = Number(row.ended_at);
+  if (row.lease_owner !== null && row.lease_expires !== null)
+    run.lease = { owner: row.lease_owner, expiresAt: Number(row.lease_expires) };
   return run;
 }
 
@@ -480,10 +495,12 @@ export class PostgresStore implements EventStore {
     const p = this.#p;
     const threadIds = [...new Set(inputs.map((i) => i.threadId))];
     return this.#transaction('starting a run', async (client) => {
-      const locked = await client.query<{ thread_id: string; last_seq: string }>(
-        `SELECT thread_id, last_seq FROM ${p}threads WHERE thread_id = ANY($1::text[]) ORDER BY thread_id FOR UPDATE`,
+      const locked = await client.query<{ thread_id: string; last_seq: string; now_ms: string }>(
+        `SELECT thread_id, last_seq, ${NOW_MS} AS now_ms FROM ${p}threads WHERE thread_id = ANY($1::text[]) ORDER BY thread_id FOR UPDATE`,
         [threadIds],
       );
+      // Leases run on the server's clock.
+      const leaseNow = Number(locked.rows[0]?.now_ms ?? Date.now());
       const lastOf = new Map(locked.rows.map((r) => [r.thread_id, Number(r.last_seq)]));
       for (const threadId of threadIds) if (!lastOf.has(threadId)) throw notFoundThread(threadId);
       // Read after the locks: every run of these threads is written under them, so this read is current.
@@ -516,6 +533,8 @@ export class PostgresStore implements EventStore {
         messageIds: [] as string[],
         seqs: [] as number[],
         jsons: [] as string[],
+        leaseOwners: [] as (string | null)[],
+        leaseExpiries: [] as (number | null)[],
       };
       const results = inputs.map((input, i): StartRunResult => {
         const seen = byMessage.get(`${input.threadId}\n${input.clientMessageId}`);
@@ -523,7 +542,7 @@ export class PostgresStore implements EventStore {
         const running = active.get(input.threadId);
         if (running) return { status: 'run_active', activeRun: { ...running } };
         if (runIds.has(input.runId)) throw new StoreError('conflict', `run "${input.runId}" already exists`);
-        const run = newRun(input, now);
+        const run = newRun(input, now, leaseNow);
         const seq = lastOf.get(input.threadId)! + 1;
         lastOf.set(input.threadId, seq);
         const userMessage = { seq, json: withSeq(bodies[i]!, seq) };
@@ -536,6 +555,8 @@ export class PostgresStore implements EventStore {
         write.messageIds.push(run.clientMessageId);
         write.seqs.push(seq);
         write.jsons.push(userMessage.json);
+        write.leaseOwners.push(run.lease?.owner ?? null);
+        write.leaseExpiries.push(run.lease?.expiresAt ?? null);
         return { status: 'started', run: { ...run }, userMessage };
       });
       if (write.runIds.length > 0) {
@@ -551,6 +572,8 @@ export class PostgresStore implements EventStore {
             write.jsons,
             bumped,
             bumped.map((t) => lastOf.get(t)!),
+            write.leaseOwners,
+            write.leaseExpiries,
           ]);
         } catch (error) {
           // Another transaction took one of the run ids meanwhile (in another thread).
@@ -592,6 +615,48 @@ export class PostgresStore implements EventStore {
       'listing running runs',
       `SELECT ${RUN_COLUMNS} FROM ${this.#p}runs WHERE status = 'running' ORDER BY started_at, run_id`,
       [],
+    );
+    return rows.map(toRun);
+  }
+
+  async renewLeases(owner: string, runIds: readonly string[], ttlMs: number): Promise<string[]> {
+    this.#open();
+    const input = checkRenew(owner, runIds, ttlMs);
+    if (input.runIds.length === 0) return [];
+    const { rows } = await this.#query<{ run_id: string }>(
+      'renewing leases',
+      `UPDATE ${this.#p}runs SET lease_expires = ${NOW_MS} + $3::bigint
+       WHERE run_id = ANY($1::text[]) AND lease_owner = $2 AND status = 'running' RETURNING run_id`,
+      [input.runIds, input.owner, input.ttlMs],
+    );
+    return rows.map((r) => r.run_id);
+  }
+
+  async claimRuns(input: ClaimRunsInput): Promise<RunRecord[]> {
+    this.#open();
+    const { owner, ttlMs, limit, orphans } = checkClaim(input);
+    const p = this.#p;
+    // One statement. The runs are picked FOR UPDATE SKIP LOCKED: a run another instance is claiming right now
+    // is skipped, and one it claimed a moment ago no longer matches (the condition is checked again on the
+    // newest row once locked), so two instances never claim the same run.
+    const { rows } = await this.#query<RunRow>(
+      'claiming runs',
+      `WITH n AS (SELECT ${NOW_MS} AS now),
+       picked AS (
+         SELECT r.run_id FROM ${p}runs AS r, n
+         WHERE r.status = 'running'
+           AND (r.lease_expires < n.now OR ($3::boolean AND (r.lease_owner IS NULL OR r.lease_owner = $1)))
+         ORDER BY r.lease_expires NULLS FIRST
+         LIMIT $4
+         FOR UPDATE OF r SKIP LOCKED
+       )
+       UPDATE ${p}runs AS ru SET lease_owner = $1, lease_expires = n.now + $2::bigint
+       FROM picked, n
+       WHERE ru.run_id = picked.run_id AND ru.status = 'running'
+       RETURNING ${RUN_COLUMNS.split(', ')
+         .map((c) => `ru.${c}`)
+         .join(', ')}`,
+      [owner, ttlMs, orphans, limit],
     );
     return rows.map(toRun);
   }

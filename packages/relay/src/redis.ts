@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { createClient, type RedisClientOptions } from 'redis';
 import { RelayError } from './errors.js';
-import type { ThreadListener, ThreadPubSub } from './pubsub.js';
+import type { ControlListener, ControlMessage, ThreadListener, ThreadPubSub } from './pubsub.js';
 import type { EventStore, StoredEvent } from './store.js';
 
 /** Options of {@link openRedisPubSub}. */
@@ -47,6 +47,10 @@ const PROBE_CONCURRENCY = 8;
 const RESYNC = 'resync';
 /** Fewest ms between two resync requests from this instance. */
 const RESYNC_INTERVAL_MS = 250;
+/** Prefix of a relay control message on the control channel: `ctl:` + JSON `[instanceId, message]`. */
+const CONTROL = 'ctl:';
+/** Longest control message read (a cancel is well under 300 characters). */
+const MAX_CONTROL_LENGTH = 4_096;
 
 type Client = ReturnType<typeof createClient>;
 
@@ -76,6 +80,7 @@ type Client = ReturnType<typeof createClient>;
 export class RedisPubSub implements ThreadPubSub {
   readonly #id = randomUUID();
   readonly #local = new EventEmitter<Record<string, [readonly StoredEvent[]]>>();
+  readonly #control = new EventEmitter<{ message: [ControlMessage] }>();
   readonly #pub: Client;
   readonly #sub: Client;
   readonly #store: Pick<EventStore, 'read' | 'lastSeq'>;
@@ -132,6 +137,10 @@ export class RedisPubSub implements ThreadPubSub {
   /** Subscribes the control channel. Called once by {@link openRedisPubSub}. */
   async start(): Promise<void> {
     await this.#sub.subscribe(`${this.#prefix}control`, (message: string) => {
+      if (message.startsWith(CONTROL)) {
+        this.#onControl(message);
+        return;
+      }
       if (message !== RESYNC && !message.startsWith(`${RESYNC}:`)) return;
       if (message === `${RESYNC}:${this.#id}`) return;
       this.#probeAll();
@@ -186,6 +195,48 @@ export class RedisPubSub implements ThreadPubSub {
     return this.#local.listenerCount(threadId);
   }
 
+  /**
+   * Sends a control message to every relay instance: at once to this process's listeners, through the
+   * control channel to the others. At most once: while Redis is down, or past `maxPendingPublishes`
+   * unanswered publishes, it reaches this process only (the relay that sent a cancel then finds out, bounded,
+   * that the run did not end, and the owner learns it from the store at its next lease renewal).
+   */
+  publishControl(message: ControlMessage): void {
+    if (this.#closed) return;
+    this.#control.emit('message', { ...message });
+    if (!this.#pub.isReady || this.#pending >= this.#maxPending) return;
+    this.#pending += 1;
+    this.#pub.publish(`${this.#prefix}control`, `${CONTROL}${JSON.stringify([this.#id, message])}`).then(
+      () => {
+        this.#pending -= 1;
+      },
+      () => {
+        this.#pending -= 1;
+      },
+    );
+  }
+
+  subscribeControl(listener: ControlListener): () => void {
+    this.#control.on('message', listener);
+    return () => {
+      this.#control.off('message', listener);
+    };
+  }
+
+  #onControl(text: string): void {
+    if (this.#closed || text.length > MAX_CONTROL_LENGTH) return;
+    let parts: unknown;
+    try {
+      parts = JSON.parse(text.slice(CONTROL.length));
+    } catch {
+      return;
+    }
+    if (!Array.isArray(parts) || parts.length !== 2 || parts[0] === this.#id) return;
+    const message = parts[1] as { type?: unknown; runId?: unknown } | null;
+    if (message?.type !== 'cancel' || typeof message.runId !== 'string') return;
+    this.#control.emit('message', { type: 'cancel', runId: message.runId });
+  }
+
   /** Stops listening and closes both connections. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -195,6 +246,7 @@ export class RedisPubSub implements ThreadPubSub {
     this.#channels.clear();
     this.#unconfirmed.clear();
     this.#local.removeAllListeners();
+    this.#control.removeAllListeners();
     await Promise.all(
       [this.#pub, this.#sub].map(async (client) => {
         try {

@@ -82,6 +82,19 @@ export interface RelayLimits {
   terminalWriteTimeoutMs: number;
   /** Longest pause between two attempts to store a run's RUN_ERROR. */
   terminalWriteMaxDelayMs: number;
+  /**
+   * Length of a run's lease in the store (with a store that has leases): the instance streaming the run
+   * renews it every `leaseRenewMs`; once it is this long without renewal, another instance ends the run with
+   * RUN_ERROR `owner_lost`. Must be more than `leaseRenewMs`.
+   */
+  leaseTtlMs: number;
+  /** How often this instance renews the leases of all its runs (one store call for all of them). */
+  leaseRenewMs: number;
+  /**
+   * How often this instance looks for runs whose lease expired and ends them (`owner_lost`). A dead instance's
+   * runs end within `leaseTtlMs + leaseSweepMs` of its last renewal.
+   */
+  leaseSweepMs: number;
 }
 
 /** The defaults of {@link RelayLimits}. */
@@ -106,7 +119,13 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   queueTimeoutMs: 300_000,
   terminalWriteTimeoutMs: 600_000,
   terminalWriteMaxDelayMs: 5_000,
+  leaseTtlMs: 10_000,
+  leaseRenewMs: 3_000,
+  leaseSweepMs: 2_000,
 });
+
+/** Runs one lease sweep claims per store call. */
+const SWEEP_BATCH = 100;
 
 /** Mints the act-as token a run's agent calls tools with (e.g. tools-kit's `createTokenIssuer()`). */
 export interface RunTokenIssuer {
@@ -127,8 +146,17 @@ export interface RelayOptions {
   limits?: Partial<RelayLimits>;
   /** What a `send` does while the thread has a run in progress: fail with `run_active` (default) or wait. */
   whenRunActive?: 'reject' | 'queue';
-  /** Live fan-out; default in-process. */
+  /**
+   * Live fan-out; default in-process. Pass the same adapter (e.g. `@threadline/relay/redis`) to every
+   * instance of a cluster: it carries their events and, when it has a control channel, their cancels.
+   */
   pubsub?: ThreadPubSub;
+  /**
+   * This relay instance's id in run leases (1-128 of `A-Za-z0-9_.:-`); default random per process. Give each
+   * instance of a cluster a stable id of its own (a pod or host name) so that, restarted, it at once ends the
+   * runs its previous process left (`recover()`), instead of waiting for their leases to expire.
+   */
+  instanceId?: string;
   /** Where unexpected failures are reported (default `console`). */
   logger?: Pick<Console, 'error' | 'warn'>;
 }
@@ -170,7 +198,12 @@ export interface Relay {
    * agent's. Terminal events and USER_MESSAGE / RUN_STARTED are the relay's own and are refused.
    */
   publish(threadId: string, events: AgentEvent[]): Promise<StoredEvent[]>;
-  /** Fails every run a previous process left `running` (RUN_ERROR `relay_restarted`); returns how many. */
+  /**
+   * Ends the runs a previous process left `running` (RUN_ERROR `relay_restarted`); returns how many. Alone
+   * (no `pubsub` and no `instanceId` given) that is every running run. In a cluster it leaves the runs other
+   * live instances hold: it ends runs without a lease, runs of its own `instanceId`, and runs whose lease
+   * expired (those with `owner_lost`).
+   */
   recover(): Promise<number>;
   /** Stops runs in progress (RUN_ERROR `shutdown`) and ends subscriptions. Leaves the store open. */
   close(): Promise<void>;
@@ -183,6 +216,8 @@ export interface Relay {
   readonly activeRuns: number;
   /** Open subscriptions in this process. */
   readonly subscribers: number;
+  /** This instance's id in run leases. */
+  readonly instanceId: string;
 }
 
 /** What {@link Relay.health} reports. */
@@ -218,6 +253,8 @@ interface ActiveRun extends WriteOwner {
   clientMessageId: string;
   controller: AbortController;
   done: Promise<void>;
+  /** The store no longer has this run as ours (it ended, or another instance took it over): write nothing. */
+  lost: boolean;
 }
 
 const RELAY_ONLY_TYPES = new Set(['RUN_STARTED', 'RUN_FINISHED', 'RUN_ERROR', 'USER_MESSAGE']);
@@ -286,8 +323,23 @@ export function createRelay(options: RelayOptions): Relay {
       `at most ${LIMITS.maxToolsPerToken} tools may be allowed per run`,
     );
   }
+  if (limits.leaseRenewMs >= limits.leaseTtlMs)
+    throw new RelayError('invalid_message', 'limits.leaseRenewMs must be less than limits.leaseTtlMs');
+  const instanceId = options.instanceId ?? `relay-${randomUUID()}`;
+  if (!safeParse(IdSchema, instanceId).ok)
+    throw new RelayError(
+      'invalid_message',
+      `instanceId must be 1-${LIMITS.maxIdLength} of A-Z a-z 0-9 _ . : -`,
+    );
   const { store, agent } = options;
   const pubsub = options.pubsub ?? new InProcessPubSub();
+  /** The store keeps run leases: runs carry this instance's lease, renewed and swept. */
+  const leases = typeof store.renewLeases === 'function' && typeof store.claimRuns === 'function';
+  /**
+   * Other instances may share the store: with a pub/sub or an instance id given, `recover()` leaves the runs
+   * other live instances hold. Alone (the in-process default and a random id) it ends every run left running.
+   */
+  const clustered = options.pubsub !== undefined || options.instanceId !== undefined;
   const logger = options.logger ?? console;
   const storeHealth: RelayHealth['store'] = { writable: true };
   /** The store as the relay's writes reach it: every write's outcome updates `storeHealth`. */
@@ -347,6 +399,99 @@ export function createRelay(options: RelayOptions): Relay {
   }, limits.runStartWindowMs);
   startSweep.unref?.();
   let closed = false;
+  /** Runs whose RUN_ERROR this relay is storing (its own, or ones it claimed): their leases are renewed too. */
+  const ending = new Set<string>();
+  /** The failure streaks of the lease calls, logged once each. */
+  const leaseTrouble = { renew: false, sweep: false };
+  let renewing = false;
+  let sweeping = false;
+  const renewTimer = leases ? setInterval(() => void renewLeases(), limits.leaseRenewMs) : undefined;
+  renewTimer?.unref?.();
+  const sweepTimer = leases ? setInterval(() => void sweepLeases(), limits.leaseSweepMs) : undefined;
+  sweepTimer?.unref?.();
+  // A cancel sent on another instance reaches the run here.
+  const unlistenControl = pubsub.subscribeControl?.((message) => {
+    if (message?.type !== 'cancel') return;
+    const run = runs.get(message.runId);
+    if (run && !run.controller.signal.aborted)
+      run.controller.abort(new RunStop('cancelled', 'the run was cancelled'));
+  });
+
+  function leaseFailed(which: 'renew' | 'sweep', error: unknown): void {
+    if (leaseTrouble[which] || closed) return;
+    leaseTrouble[which] = true;
+    logger.warn(
+      `[threadline/relay] could not ${which === 'renew' ? 'renew the leases of this instance’s runs' : 'look for runs whose owner is gone'}: ${describe(error)}; trying again every ${which === 'renew' ? limits.leaseRenewMs : limits.leaseSweepMs} ms`,
+    );
+  }
+
+  /**
+   * Renews, in one store call, the leases of every run this instance streams or is ending. A run the store no
+   * longer has as ours ended elsewhere or was taken over (this instance was cut off longer than the lease):
+   * it is stopped here without writing anything more to it.
+   */
+  async function renewLeases(): Promise<void> {
+    if (renewing || closed) return;
+    const ids = [...new Set([...runs.keys(), ...ending])];
+    if (ids.length === 0) return;
+    renewing = true;
+    try {
+      const held = new Set(await store.renewLeases!(instanceId, ids, limits.leaseTtlMs));
+      leaseTrouble.renew = false;
+      for (const runId of ids) if (!held.has(runId)) lostRun(runId);
+    } catch (error) {
+      leaseFailed('renew', error);
+    } finally {
+      renewing = false;
+    }
+  }
+
+  function lostRun(runId: string): void {
+    const run = runs.get(runId);
+    if (run) {
+      run.lost = true;
+      if (!run.controller.signal.aborted)
+        run.controller.abort(
+          new RunStop('owner_lost', 'the run ended elsewhere or another relay instance took it over'),
+        );
+    }
+    // A RUN_ERROR still being retried: the store has the run ended or someone else's now.
+    unterminated.delete(runId);
+  }
+
+  /** Claims the runs whose lease expired (their instance is gone) and ends each with RUN_ERROR `owner_lost`. */
+  async function sweepLeases(): Promise<void> {
+    if (sweeping || closed) return;
+    sweeping = true;
+    try {
+      for (;;) {
+        const claimed = await store.claimRuns!({
+          owner: instanceId,
+          ttlMs: limits.leaseTtlMs,
+          limit: SWEEP_BATCH,
+        });
+        leaseTrouble.sweep = false;
+        for (const run of claimed)
+          takeOver(
+            run,
+            new RunStop('owner_lost', 'the relay instance running this run stopped; send the message again'),
+          );
+        if (claimed.length < SWEEP_BATCH || closed) break;
+      }
+    } catch (error) {
+      leaseFailed('sweep', error);
+    } finally {
+      sweeping = false;
+    }
+  }
+
+  /** A run this instance just claimed: ends it, unless it is one of ours still going (the claim renewed it). */
+  function takeOver(run: RunRecord, stop: RunStop): Promise<void> {
+    if (runs.has(run.runId) || ending.has(run.runId)) return Promise.resolve();
+    const pending = unterminated.get(run.runId);
+    if (pending) return storeTerminal(pending, false).then(() => {});
+    return writeRunError(run.threadId, run.runId, stop);
+  }
 
   function writerFor(threadId: string): ThreadWriter {
     let writer = writers.get(threadId);
@@ -502,6 +647,7 @@ export function createRelay(options: RelayOptions): Relay {
               userId: user.id,
               clientMessageId,
               userMessage,
+              ...(leases ? { lease: { owner: instanceId, ttlMs: limits.leaseTtlMs } } : {}),
             });
             if (r.status === 'started') pubsub.publish(threadId, [r.userMessage]);
             return r;
@@ -602,6 +748,7 @@ export function createRelay(options: RelayOptions): Relay {
       clientMessageId: record.clientMessageId,
       controller,
       done: Promise.resolve(),
+      lost: false,
       onStoreError(error: unknown) {
         if (!controller.signal.aborted) {
           controller.abort(
@@ -726,7 +873,9 @@ export function createRelay(options: RelayOptions): Relay {
           }
           if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
             writer.add(event, run, false);
-            await interruptible(writer.flush());
+            // Not interruptible: once the agent's terminal event is on its way to the store, a cancel (or a
+            // shutdown) arriving now must not add a second one. Only a failed write leads to a RUN_ERROR.
+            await writer.flush();
             return;
           }
           writer.add(event, run, true);
@@ -752,6 +901,8 @@ export function createRelay(options: RelayOptions): Relay {
     if (failure && failure.code !== 'agent_unreachable' && failure.code !== 'agent_busy' && agent.cancel) {
       agent.cancel(runId).catch(() => {});
     }
+    // Ended elsewhere or taken over by another instance: its log is not ours to write any more.
+    if (run.lost) return;
     await writeRunError(
       threadId,
       runId,
@@ -765,6 +916,16 @@ export function createRelay(options: RelayOptions): Relay {
    * as the store can take the write; the run keeps its place in `runs` (and its user's share) meanwhile.
    */
   async function writeRunError(threadId: string, runId: string, stop: RunStop): Promise<void> {
+    if (ending.has(runId)) return; // already being ended here
+    ending.add(runId);
+    try {
+      await writeRunErrorOnce(threadId, runId, stop);
+    } finally {
+      ending.delete(runId);
+    }
+  }
+
+  async function writeRunErrorOnce(threadId: string, runId: string, stop: RunStop): Promise<void> {
     const pending: PendingTerminal = {
       threadId,
       runId,
@@ -934,10 +1095,67 @@ export function createRelay(options: RelayOptions): Relay {
       await local.done;
       return;
     }
-    if (record?.status === 'running') {
-      // Left running by another process (or one that died): end it in the log.
-      await writeRunError(threadId, input.runId, new RunStop('cancelled', 'the run was cancelled'));
+    if (record?.status !== 'running') return;
+    const owner = record.lease?.owner;
+    if (leases && pubsub.publishControl && owner !== undefined && owner !== instanceId) {
+      // Another instance streams it: ask it to stop (it aborts the agent's call and stores the RUN_ERROR), and
+      // wait for the end. If that instance is gone, the lease sweep ends the run with owner_lost meanwhile.
+      pubsub.publishControl({ type: 'cancel', runId: input.runId });
+      const bound = limits.leaseTtlMs + limits.leaseSweepMs + limits.leaseRenewMs;
+      if (!(await untilRunEnds(threadId, input.runId, bound))) {
+        checkOpen();
+        throw new RelayError(
+          'agent_unavailable',
+          `the relay instance streaming run ${input.runId} did not stop it within ${bound} ms; try again`,
+        );
+      }
+      return;
     }
+    // Nobody to ask (no lease, or one this instance's earlier process held, or no control channel): end it in
+    // the log. A live owner finds the run ended at its next lease renewal and stops its agent.
+    await writeRunError(threadId, input.runId, new RunStop('cancelled', 'the run was cancelled'));
+  }
+
+  /**
+   * Resolves true once the run has ended (its terminal event heard on the pub/sub, or its record read from the
+   * store, at least every second), false after `timeoutMs` or when the relay closes.
+   */
+  function untilRunEnds(threadId: string, runId: string, timeoutMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      let done = false;
+      const marker = `"runId":${JSON.stringify(runId)}`;
+      const finish = (ended: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        clearInterval(poll);
+        unlisten();
+        retrySleepers.delete(onClose);
+        resolve(ended);
+      };
+      const onClose = () => finish(false);
+      const unlisten = pubsub.subscribe(threadId, (events) => {
+        for (const e of events) {
+          if (
+            (e.json.includes('"RUN_FINISHED"') || e.json.includes('"RUN_ERROR"')) &&
+            e.json.includes(marker)
+          )
+            finish(true);
+        }
+      });
+      const check = () => {
+        store.getRun(runId).then(
+          (run) => {
+            if (!run || run.status !== 'running') finish(true);
+          },
+          () => {},
+        );
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const poll = setInterval(check, Math.min(1_000, timeoutMs));
+      retrySleepers.add(onClose);
+      check();
+    });
   }
 
   async function publish(threadId: string, events: AgentEvent[]): Promise<StoredEvent[]> {
@@ -975,14 +1193,22 @@ export function createRelay(options: RelayOptions): Relay {
 
   async function recover(): Promise<number> {
     checkOpen();
+    if (clustered && leases) return recoverInCluster();
     const running = await storeCall('listing running runs', () => store.listRunningRuns());
+    const stop = new RunStop(
+      'relay_restarted',
+      'the relay restarted while this run was in progress; send the message again',
+    );
     let count = 0;
-    for (const run of running) {
-      if (runs.has(run.runId)) continue;
-      const stop = new RunStop(
-        'relay_restarted',
-        'the relay restarted while this run was in progress; send the message again',
-      );
+    for (const run of running) if (await endStaleRun(run, stop)) count++;
+    return count;
+  }
+
+  /** Stores the RUN_ERROR of a run a dead process left; false when it is (being ended) here already. */
+  async function endStaleRun(run: RunRecord, stop: RunStop): Promise<boolean> {
+    if (runs.has(run.runId) || ending.has(run.runId)) return false;
+    ending.add(run.runId);
+    try {
       const event: AgentEvent = {
         type: 'RUN_ERROR',
         threadId: run.threadId,
@@ -994,7 +1220,40 @@ export function createRelay(options: RelayOptions): Relay {
       const writer = writerFor(run.threadId);
       writer.add(event, null, false);
       await storeCall('failing a stale run', () => writer.flush());
-      count++;
+      return true;
+    } finally {
+      ending.delete(run.runId);
+    }
+  }
+
+  /**
+   * recover() among other instances: claims (atomically, so two instances starting together never end a run
+   * twice) first the runs whose lease expired, ended with owner_lost, then the runs without a lease or with
+   * this instance's id, ended with relay_restarted. Runs other live instances hold are left alone.
+   */
+  async function recoverInCluster(): Promise<number> {
+    let count = 0;
+    const passes: [boolean, RunStop][] = [
+      [
+        false,
+        new RunStop('owner_lost', 'the relay instance running this run stopped; send the message again'),
+      ],
+      [
+        true,
+        new RunStop(
+          'relay_restarted',
+          'the relay restarted while this run was in progress; send the message again',
+        ),
+      ],
+    ];
+    for (const [orphans, stop] of passes) {
+      for (;;) {
+        const claimed = await storeCall('claiming runs left running', () =>
+          store.claimRuns!({ owner: instanceId, ttlMs: limits.leaseTtlMs, limit: SWEEP_BATCH, orphans }),
+        );
+        for (const run of claimed) if (await endStaleRun(run, stop)) count++;
+        if (claimed.length < SWEEP_BATCH) break;
+      }
     }
     return count;
   }
@@ -1003,6 +1262,9 @@ export function createRelay(options: RelayOptions): Relay {
     if (closed) return;
     closed = true;
     clearInterval(startSweep);
+    clearInterval(renewTimer);
+    clearInterval(sweepTimer);
+    unlistenControl?.();
     for (const wake of [...retrySleepers]) wake();
     for (const run of runs.values()) {
       if (!run.controller.signal.aborted)
@@ -1040,6 +1302,7 @@ export function createRelay(options: RelayOptions): Relay {
     get subscribers() {
       return subscriptions.size;
     },
+    instanceId,
   };
 }
 

@@ -4,6 +4,7 @@ import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { StoreError } from './errors.js';
 import type {
   AppendBatch,
+  ClaimRunsInput,
   EventStore,
   RunRecord,
   RunStatus,
@@ -14,11 +15,13 @@ import type {
 } from './store.js';
 import {
   checkAfterSeq,
+  checkClaim,
   checkId,
   checkIdempotencyKey,
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkRenew,
   checkTitle,
   closedError,
   mergeProfile,
@@ -77,7 +80,7 @@ const MAX_BUSY_TIMEOUT_MS = 600_000;
 const INSERT_CHUNK = 64;
 /** Threads (or rows) per statement of appendMany's batched statements. */
 const BATCH_ROWS = 64;
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 /**
  * Rows the hot tail (`event_tail`) may hold before each write also moves some threads' rows into `events`.
  * Why a tail: `events` is ordered by (thread, seq), so a commit holding one event for each of N streaming
@@ -149,6 +152,9 @@ CREATE TABLE IF NOT EXISTS runs (
   status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
   started_at INTEGER NOT NULL,
   ended_at INTEGER,
+  -- The lease (schema 4): which relay instance streams the run, and until when (ms since the epoch).
+  lease_owner TEXT,
+  lease_expires INTEGER,
   UNIQUE (thread_id, client_message_id)
 );
 -- At most one running run per thread, enforced by the database itself.
@@ -178,6 +184,8 @@ interface RunRow {
   status: RunStatus;
   started_at: number;
   ended_at: number | null;
+  lease_owner: string | null;
+  lease_expires: number | null;
 }
 
 function toThread(row: ThreadRow): ThreadRecord {
@@ -200,6 +208,8 @@ function toRun(row: RunRow): RunRecord {
     startedAt: row.started_at,
   };
   if (row.ended_at !== null) run.endedAt = row.ended_at;
+  if (row.lease_owner !== null && row.lease_expires !== null)
+    run.lease = { owner: row.lease_owner, expiresAt: row.lease_expires };
   return run;
 }
 
@@ -276,6 +286,13 @@ export class SqliteStore implements EventStore {
           `the database schema (version ${version}) is newer than this @threadline/relay understands (${SCHEMA_VERSION})`,
         );
       }
+      // Schema 4: run leases. A file from before it gets the two columns (empty: its runs have no lease).
+      const runColumns = db.prepare('PRAGMA table_info(runs)').all() as { name: string }[];
+      if (!runColumns.some((c) => c.name === 'lease_owner')) {
+        db.exec('ALTER TABLE runs ADD COLUMN lease_owner TEXT');
+        db.exec('ALTER TABLE runs ADD COLUMN lease_expires INTEGER');
+      }
+      db.exec("CREATE INDEX IF NOT EXISTS runs_by_lease ON runs (lease_expires) WHERE status = 'running'");
       // The tail is counted at every open (a few ms at most: it holds about tailTargetRows rows): a file from
       // before schema 3 gets its count, and one a relay of an older version wrote to meanwhile gets it right.
       db.exec(
@@ -451,10 +468,18 @@ export class SqliteStore implements EventStore {
     if (this.#stmt.getRun.get(input.runId)) {
       throw new StoreError('conflict', `run "${input.runId}" already exists`);
     }
-    this.#stmt.insertRun.run(input.runId, input.threadId, input.userId, input.clientMessageId, now);
+    const run = newRun(input, now);
+    this.#stmt.insertRun.run(
+      input.runId,
+      input.threadId,
+      input.userId,
+      input.clientMessageId,
+      now,
+      run.lease?.owner ?? null,
+      run.lease?.expiresAt ?? null,
+    );
     const [userMessage] = this.#insertEvents(input.threadId, last, [prepared]);
     this.#stmt.bumpThread.run(last + 1, now, input.threadId);
-    const run = newRun(input, now);
     return { status: 'started', run, userMessage: userMessage! };
   }
 
@@ -479,6 +504,39 @@ export class SqliteStore implements EventStore {
     return this.#do('listing running runs', () =>
       (this.#stmt.runningRuns.all() as unknown as RunRow[]).map(toRun),
     );
+  }
+
+  async renewLeases(owner: string, runIds: readonly string[], ttlMs: number): Promise<string[]> {
+    this.#open();
+    const input = checkRenew(owner, runIds, ttlMs);
+    if (input.runIds.length === 0) return [];
+    return this.#write('renewing leases', () => {
+      const rows = this.#stmt.renewLeases.all(
+        Date.now() + input.ttlMs,
+        JSON.stringify(input.runIds),
+        input.owner,
+      ) as { run_id: string }[];
+      return rows.map((r) => r.run_id);
+    });
+  }
+
+  async claimRuns(input: ClaimRunsInput): Promise<RunRecord[]> {
+    this.#open();
+    const { owner, ttlMs, limit, orphans } = checkClaim(input);
+    // BEGIN IMMEDIATE: the write lock is taken before the expired runs are picked, so two processes never
+    // claim the same run.
+    return this.#write('claiming runs', () => {
+      const now = Date.now();
+      const rows = this.#stmt.claimRuns.all(
+        owner,
+        now + ttlMs,
+        now,
+        orphans ? 1 : 0,
+        owner,
+        limit,
+      ) as unknown as RunRow[];
+      return rows.map(toRun);
+    });
   }
 
   async getProfile(userId: string): Promise<Record<string, JsonValue>> {
@@ -778,7 +836,17 @@ function prepareStatements(db: DatabaseSync) {
       "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ? AND thread_id = ? AND status = 'running'",
     ),
     insertRun: db.prepare(
-      "INSERT INTO runs (run_id, thread_id, user_id, client_message_id, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)",
+      "INSERT INTO runs (run_id, thread_id, user_id, client_message_id, status, started_at, lease_owner, lease_expires) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+    ),
+    renewLeases: db.prepare(
+      "UPDATE runs SET lease_expires = ? WHERE run_id IN (SELECT value FROM json_each(?)) AND lease_owner = ? AND status = 'running' RETURNING run_id",
+    ),
+    claimRuns: db.prepare(
+      `UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id IN (
+         SELECT run_id FROM runs WHERE status = 'running'
+           AND (lease_expires < ? OR (? AND (lease_owner IS NULL OR lease_owner = ?)))
+         ORDER BY lease_expires LIMIT ?
+       ) RETURNING *`,
     ),
     getRun: db.prepare('SELECT * FROM runs WHERE run_id = ?'),
     runByMessage: db.prepare('SELECT * FROM runs WHERE thread_id = ? AND client_message_id = ?'),

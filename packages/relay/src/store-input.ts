@@ -13,7 +13,7 @@ import {
 import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
 import { StoreError } from './errors.js';
-import type { RunRecord, RunStatus, StartRunInput } from './store.js';
+import type { ClaimRunsInput, RunRecord, RunStatus, StartRunInput } from './store.js';
 
 // Input checks shared by every store adapter, so that all of them refuse exactly the same things with the
 // same codes before anything is written (the conformance suite relies on that). Not exported from the package.
@@ -169,12 +169,14 @@ export function prepareStartRun(input: {
   userId: string;
   clientMessageId: string;
   userMessage: AgentEvent;
+  lease?: unknown;
 }): PreparedEvent & { event: UserMessageEvent } {
   if (typeof input !== 'object' || input === null) throw invalid('startRun input must be an object');
   checkId('threadId', input.threadId);
   checkId('runId', input.runId);
   checkId('userId', input.userId);
   checkId('clientMessageId', input.clientMessageId);
+  if (input.lease !== undefined) checkLeaseInput(input.lease);
   const [prepared] = prepareEvents(input.threadId, [input.userMessage]);
   const event = prepared?.event;
   if (!prepared || event?.type !== 'USER_MESSAGE') throw invalid('userMessage must be a USER_MESSAGE event');
@@ -217,14 +219,67 @@ export function notFoundThread(threadId: string): StoreError {
   return new StoreError('not_found', `thread "${threadId}" does not exist`);
 }
 
-/** The record of a run that starts now: `running`, from a validated start input. */
-export function newRun(input: StartRunInput, now: number): RunRecord {
-  return {
+/**
+ * The record of a run that starts now: `running`, from a validated start input; with its lease when the input
+ * asks for one (`leaseNow`: the store's clock, default `now`).
+ */
+export function newRun(input: StartRunInput, now: number, leaseNow = now): RunRecord {
+  const run: RunRecord = {
     runId: input.runId,
     threadId: input.threadId,
     userId: input.userId,
     clientMessageId: input.clientMessageId,
     status: 'running',
     startedAt: now,
+  };
+  if (input.lease) run.lease = { owner: input.lease.owner, expiresAt: leaseNow + input.lease.ttlMs };
+  return run;
+}
+
+/** Longest lease a store grants: a day. */
+export const MAX_LEASE_TTL_MS = 86_400_000;
+/** Most runs one renewLeases or claimRuns call takes. */
+export const MAX_LEASE_BATCH = 100_000;
+
+/** A lease length in ms: an integer from 1 to a day. */
+export function checkTtl(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_LEASE_TTL_MS)
+    throw invalid(`ttlMs must be an integer from 1 to ${MAX_LEASE_TTL_MS}`);
+  return value;
+}
+
+/** The lease of a startRun input: an owner id and a ttl. */
+export function checkLeaseInput(value: unknown): { owner: string; ttlMs: number } {
+  if (typeof value !== 'object' || value === null) throw invalid('lease must be { owner, ttlMs }');
+  const lease = value as { owner?: unknown; ttlMs?: unknown };
+  return { owner: checkId('lease.owner', lease.owner), ttlMs: checkTtl(lease.ttlMs) };
+}
+
+/** The arguments of renewLeases: an owner id, an array of run ids (at most MAX_LEASE_BATCH) and a ttl. */
+export function checkRenew(
+  owner: unknown,
+  runIds: unknown,
+  ttlMs: unknown,
+): { owner: string; runIds: string[]; ttlMs: number } {
+  const checkedOwner = checkId('owner', owner);
+  if (!Array.isArray(runIds) || runIds.length > MAX_LEASE_BATCH)
+    throw invalid(`runIds must be an array of at most ${MAX_LEASE_BATCH} run ids`);
+  const ids = runIds.map((id, i) => checkId(`runIds[${i}]`, id));
+  return { owner: checkedOwner, runIds: [...new Set(ids)], ttlMs: checkTtl(ttlMs) };
+}
+
+/** The input of claimRuns. */
+export function checkClaim(value: unknown): Required<ClaimRunsInput> {
+  if (typeof value !== 'object' || value === null) throw invalid('claimRuns takes { owner, ttlMs, limit }');
+  const input = value as Partial<ClaimRunsInput>;
+  const limit = checkLimit('limit', input.limit);
+  if (limit > MAX_LEASE_BATCH) throw invalid(`limit must be at most ${MAX_LEASE_BATCH}`);
+  if (input.orphans !== undefined && typeof input.orphans !== 'boolean')
+    throw invalid('orphans must be a boolean');
+  return {
+    owner: checkId('owner', input.owner),
+    ttlMs: checkTtl(input.ttlMs),
+    limit,
+    orphans: input.orphans ?? false,
   };
 }

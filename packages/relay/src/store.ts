@@ -20,6 +20,35 @@ export interface RunRecord {
   status: RunStatus;
   startedAt: number;
   endedAt?: number;
+  /** Which relay instance streams the run, and until when: see {@link RunLease}. Absent for runs without one. */
+  lease?: RunLease;
+}
+
+/**
+ * The lease of a running run: the relay instance streaming it renews it in bulk (one store call per interval
+ * for all its runs); once it expired, any instance may claim the run ({@link EventStore.claimRuns}) and end it.
+ */
+export interface RunLease {
+  /** The id of the relay instance that holds the run. */
+  owner: string;
+  /** When the lease ends unless renewed, in ms since the epoch on the store's clock. */
+  expiresAt: number;
+}
+
+/** Input of {@link EventStore.claimRuns}. */
+export interface ClaimRunsInput {
+  /** The instance that takes the runs over. */
+  owner: string;
+  /** Length of the new lease, in ms (from the store's clock). */
+  ttlMs: number;
+  /** Most runs one call claims. */
+  limit: number;
+  /**
+   * Also claim running runs that have no lease (started before leases existed, or by a relay without them) and
+   * runs whose lease names `owner` itself (left by an earlier process with the same instance id), expired or
+   * not. For the start of an instance (`relay.recover()`); the periodic sweep claims expired leases only.
+   */
+  orphans?: boolean;
 }
 
 /**
@@ -44,6 +73,8 @@ export interface StartRunInput {
   userId: string;
   clientMessageId: string;
   userMessage: AgentEvent;
+  /** Record the run with a lease held by `owner` for `ttlMs` (from the store's clock), in the same transaction. */
+  lease?: { owner: string; ttlMs: number };
 }
 
 /** What {@link EventStore.startRun} did. */
@@ -116,6 +147,21 @@ export interface EventStore {
   activeRun(threadId: string): Promise<RunRecord | null>;
   /** Every run in status `running` (used at start to fail what a previous process left running). */
   listRunningRuns(): Promise<RunRecord[]>;
+
+  // Run leases, for several relay instances sharing the store. Optional: a store without them gets the
+  // single-instance behaviour (a starting relay fails every run left running). Both are atomic per run.
+  /**
+   * Renews, in one call, the leases of those of `runIds` that are still running and held by `owner`: their
+   * expiry becomes the store's now + `ttlMs`. Returns the ids renewed; a missing one has ended or was claimed
+   * by another instance, and its owner must stop streaming it without writing to it.
+   */
+  renewLeases?(owner: string, runIds: readonly string[], ttlMs: number): Promise<string[]>;
+  /**
+   * Atomically takes over, for `owner`, up to `limit` running runs whose lease expired before the store's
+   * now (and with `orphans`, those without a lease or held by `owner`): each gets the lease `owner` until
+   * now + `ttlMs`, and is returned with it. Two instances claiming at once never get the same run.
+   */
+  claimRuns?(input: ClaimRunsInput): Promise<RunRecord[]>;
 
   // Storage for the tools-kit built-ins (conversation memory of the agent and the user's profile). Same
   // signatures as @threadline/tools-kit's ToolStore port, so one adapter serves both.

@@ -461,3 +461,38 @@ describe('relay core with a failing store', () => {
     expect((await readAll(wrapped, 't1')).map((e) => e.event.type)).toEqual(['USER_MESSAGE', 'RUN_ERROR']);
   });
 });
+
+it("a cancel that arrives while the run's RUN_FINISHED is being stored leaves that one terminal event", async () => {
+  const inner = new MemoryStore();
+  let writing!: () => void;
+  let release!: () => void;
+  const finishing = new Promise<void>((resolve) => (writing = resolve));
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  // The store takes its time over the batch that holds RUN_FINISHED.
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (prop !== 'append' && prop !== 'appendMany') return value.bind(target);
+      return async (...args: unknown[]) => {
+        if (JSON.stringify(args).includes('"RUN_FINISHED"')) {
+          writing();
+          await gate;
+        }
+        return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+      };
+    },
+  });
+  h = await makeRelay('memory', { store });
+  await inner.createThread({ threadId: 't1', ownerId: A.id });
+  const { runId } = await h.relay.send({ user: A, threadId: 't1', text: 'hi', clientMessageId: 'c1' });
+  const run = await h.agent.nextRun(0);
+  run.push(run.chunk('done'), run.finished());
+  await finishing;
+  const cancelled = h.relay.cancel({ user: A, runId });
+  release();
+  await cancelled;
+  const types = (await readAll(inner, 't1')).map((e) => e.event.type);
+  expect(types).toEqual(['USER_MESSAGE', 'RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED']);
+  expect((await inner.getRun(runId))?.status).toBe('finished');
+});

@@ -18,7 +18,11 @@ afterAll(async () => {
 
 // Every conformance test uses ids of its own, so all stores share one database (and one pool: opening a store
 // runs the schema migration, which is the slow part).
-runStoreConformance('postgres', async () => ({ store: await openPostgresStore({ pool: shared }) }));
+runStoreConformance('postgres', async () => ({
+  store: await openPostgresStore({ pool: shared }),
+  // The second instance has a pool of its own, as another process would.
+  openSecond: () => openPostgresStore({ connectionString: server.url, maxConnections: 2 }),
+}));
 // Once with the store's own pool (open, close and the pool's end included).
 describe('own pool', () => {
   runStoreConformance('postgres (own pool of 2)', async () => ({
@@ -165,6 +169,30 @@ describe('PostgresStore storage details', () => {
     );
     expect(error).toMatchObject({ name: 'StoreError', code: 'store_error' });
     expect((error as Error).message).toContain('newer');
+  });
+
+  it('migrates a version-1 database: adds the lease columns, keeps its runs (without a lease)', async () => {
+    const prefix = `m${process.pid}_`;
+    const first = await openPostgresStore({ connectionString: server.url, tablePrefix: prefix });
+    const t = id('old');
+    await first.createThread({ threadId: t, ownerId: 'u1' });
+    await first.startRun(start(t, 'r-old', 'c1'));
+    await first.close();
+    // What version 1 left behind.
+    await shared.query(
+      `DROP INDEX ${prefix}runs_by_lease; ALTER TABLE ${prefix}runs DROP COLUMN lease_owner, DROP COLUMN lease_expires; UPDATE ${prefix}schema_version SET version = 1`,
+    );
+    const store = await openPostgresStore({ connectionString: server.url, tablePrefix: prefix });
+    try {
+      const { rows } = await shared.query<{ version: number }>(`SELECT version FROM ${prefix}schema_version`);
+      expect(rows[0]?.version).toBe(2);
+      expect(await store.getRun('r-old')).toMatchObject({ status: 'running' });
+      expect((await store.getRun('r-old'))?.lease).toBeUndefined();
+      const claimed = await store.claimRuns({ owner: 'i1', ttlMs: 1000, limit: 10, orphans: true });
+      expect(claimed).toMatchObject([{ runId: 'r-old', lease: { owner: 'i1' } }]);
+    } finally {
+      await store.close();
+    }
   });
 
   it('refuses bad options with invalid_message before connecting', async () => {

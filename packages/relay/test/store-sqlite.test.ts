@@ -34,6 +34,8 @@ runStoreConformance('sqlite (file, WAL)', async () => {
   return {
     store: openSqliteStore({ path: join(dir, 'store.db') }),
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+    // A second connection to the file, as a second relay process would open it.
+    openSecond: async () => openSqliteStore({ path: join(dir, 'store.db') }),
   };
 });
 
@@ -301,6 +303,43 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('opens a schema-3 file: adds the lease columns; its running runs have no lease and are orphans', async () => {
+    const path = join(tempDir(), 'v3.db');
+    const first = openSqliteStore({ path });
+    await first.createThread({ threadId: 't1', ownerId: 'u1' });
+    const userMessage = {
+      type: 'USER_MESSAGE',
+      threadId: 't1',
+      runId: 'r1',
+      ts,
+      messageId: 'm1',
+      clientMessageId: 'c1',
+      userId: 'u1',
+      text: 'hi',
+    } as AgentEvent;
+    await first.startRun({ threadId: 't1', runId: 'r1', userId: 'u1', clientMessageId: 'c1', userMessage });
+    await first.close();
+    // What a schema-3 relay left behind: runs without the lease columns, user_version 3.
+    const raw = new DatabaseSync(path);
+    raw.exec(
+      'DROP INDEX runs_by_lease; ALTER TABLE runs DROP COLUMN lease_owner; ALTER TABLE runs DROP COLUMN lease_expires; PRAGMA user_version = 3',
+    );
+    raw.close();
+    const store = openSqliteStore({ path });
+    open.push(store);
+    const check = new DatabaseSync(path);
+    try {
+      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
+    } finally {
+      check.close();
+    }
+    expect(await store.getRun('r1')).toMatchObject({ status: 'running' });
+    expect((await store.getRun('r1'))?.lease).toBeUndefined();
+    expect(await store.claimRuns({ owner: 'i1', ttlMs: 1000, limit: 10 })).toEqual([]);
+    const claimed = await store.claimRuns({ owner: 'i1', ttlMs: 1000, limit: 10, orphans: true });
+    expect(claimed).toMatchObject([{ runId: 'r1', lease: { owner: 'i1' } }]);
+  });
+
   it('opens a schema-2 file: counts its tail once, keeps every event readable', async () => {
     const path = join(tempDir(), 'v2.db');
     const first = openSqliteStore({ path });
@@ -315,7 +354,7 @@ describe('SqliteStore', () => {
     open.push(store);
     const check = new DatabaseSync(path);
     try {
-      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
+      expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
       expect(check.prepare('SELECT rows FROM tail_state').get()).toEqual({ rows: 3 });
       await store.append('t1', [chunk('t1', 'd'), chunk('t1', 'e')]);
       // 5 rows > 4: the write moved t1's rows into events.
