@@ -3,6 +3,8 @@
 // here is killed when the test process exits, whatever happens.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
@@ -279,4 +281,75 @@ export function runText(events: readonly SequencedAgentEvent[], runId: string): 
     .filter((e) => e.type === 'TEXT_MESSAGE_CHUNK' && e.runId === runId)
     .map((e) => (e.type === 'TEXT_MESSAGE_CHUNK' ? e.delta : ''))
     .join('');
+}
+
+export interface PinProxy {
+  /** The proxy's address, for a browser context's `proxy.server`. */
+  server: string;
+  /** Requests and WebSocket tunnels it forwarded. */
+  forwarded: { requests: number; tunnels: number };
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP proxy that sends everything, whatever host it names, to one instance: a browser context using it
+ * talks to that instance while its pages keep the public origin (so cookies and Origin checks are the real
+ * ones). Plain requests come in absolute form and are forwarded; WebSockets come as CONNECT tunnels.
+ */
+export async function startPinProxy(targetPort: number): Promise<PinProxy> {
+  const forwarded = { requests: 0, tunnels: 0 };
+  const sockets = new Set<Socket>();
+  const server = createHttpServer((req, res) => {
+    forwarded.requests++;
+    const url = new URL(req.url ?? '/', 'http://placeholder');
+    const upstream = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: targetPort,
+        method: req.method,
+        path: url.pathname + url.search,
+        headers: req.headers,
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.on('connect', (_req, client: Socket, head: Buffer) => {
+    forwarded.tunnels++;
+    const up = connect(targetPort, '127.0.0.1', () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) up.write(head);
+      up.pipe(client);
+      client.pipe(up);
+    });
+    sockets.add(up);
+    const end = () => {
+      up.destroy();
+      client.destroy();
+    };
+    up.on('error', end);
+    client.on('error', end);
+    up.on('close', end);
+    client.on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    forwarded,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }

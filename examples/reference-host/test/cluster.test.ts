@@ -2,7 +2,10 @@
 // every piece a real process on 127.0.0.1, started and stopped by this test (scripts/install-servers.sh
 // installs PostgreSQL, Redis and nginx). Browsers are played by real WebSockets.
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
+import { chromium, type Browser, type Page as BrowserPage } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   freePort,
@@ -17,11 +20,12 @@ import {
   runText,
   startAgentService,
   startNginx,
+  startPinProxy,
   type AgentService,
   type Nginx,
 } from './cluster-helpers.js';
 import { Client } from './helpers.js';
-import { ensureBuilt, spawnUserHost, type UserHost } from './user-host.js';
+import { ensureBuilt, REPO_ROOT, spawnUserHost, type UserHost } from './user-host.js';
 
 const SECRETS = {
   TOOLS_TOKEN_SECRET: randomBytes(32).toString('base64url'),
@@ -372,6 +376,102 @@ describe('cluster: one thread, runs across instances', () => {
     p1.close();
     p2.close();
   });
+});
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: CI must install Chromium.`);
+
+// One Chromium page per instance: each browser context reaches its instance through a proxy that pins it
+// there, while the page keeps the public origin (nginx's), so cookies and Origin checks are the real ones.
+describe.skipIf(!haveChromium)('cluster: one Chromium page per instance', () => {
+  const WAIT = { timeout: 15_000, interval: 50 };
+  let browser: Browser;
+  const proxies: Awaited<ReturnType<typeof startPinProxy>>[] = [];
+  beforeAll(async () => {
+    proxies.push(await startPinProxy(hosts[0]!.port), await startPinProxy(hosts[1]!.port));
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+      ],
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all(proxies.map((p) => p.close()));
+  });
+
+  const chat = (p: BrowserPage) => p.locator('agent-chat');
+  const assistant = (p: BrowserPage) => chat(p).locator('[part~="assistant-message"]');
+  const connected = (p: BrowserPage) =>
+    expect.poll(() => chat(p).locator('[part~="status"]').getAttribute('data-state'), WAIT).toBe('connected');
+  async function recordEvents(p: BrowserPage) {
+    await p.evaluate(() => {
+      const w = window as unknown as { tlEvents: unknown[] };
+      w.tlEvents = [];
+      document.querySelector('agent-chat')!.addEventListener('agent-chat:event', (e) => {
+        w.tlEvents.push((e as CustomEvent).detail.event);
+      });
+    });
+  }
+  const events = (p: BrowserPage) =>
+    p.evaluate(() => (window as unknown as { tlEvents: SequencedAgentEvent[] }).tlEvents);
+
+  it('signs up on instance 1, signs in on instance 2, and the page on instance 2 shows the reply streamed through instance 1', async () => {
+    const pages: BrowserPage[] = [];
+    for (const proxy of proxies) {
+      const context = await browser.newContext({
+        viewport: { width: 1000, height: 700 },
+        // `<-loopback>`: send 127.0.0.1 through the proxy too (Chromium skips proxies for loopback by default).
+        proxy: { server: proxy.server, bypass: '<-loopback>' },
+      });
+      pages.push(await context.newPage());
+    }
+    const [one, two] = pages as [BrowserPage, BrowserPage];
+    await one.goto(origin);
+    await one.fill('#username', 'grace');
+    await one.fill('#password', 'correct horse battery');
+    await one.click('#signup');
+    await one.waitForURL(`${origin}/threads`);
+    await one.fill('#thread-title', 'Across instances');
+    await one.click('#new-thread button');
+    await one.waitForURL(/\/threads\/thr_/);
+    const threadUrl = one.url();
+
+    await two.goto(origin);
+    await two.fill('#username', 'grace');
+    await two.fill('#password', 'correct horse battery');
+    await two.click('#login');
+    await two.waitForURL(`${origin}/threads`);
+    await two.goto(threadUrl);
+    await Promise.all([connected(one), connected(two)]);
+    await Promise.all([recordEvents(one), recordEvents(two)]);
+    // Each page and its WebSocket went to its own instance.
+    for (const p of proxies) expect(p.forwarded.tunnels).toBeGreaterThan(0);
+
+    await chat(one).locator('[part~="input"]').fill('hello from instance one');
+    await chat(one).locator('[part~="send-button"]').click();
+    for (const p of [one, two]) {
+      await expect
+        .poll(async () => (await events(p)).some((e) => e.type === 'RUN_FINISHED'), WAIT)
+        .toBe(true);
+      await expect
+        .poll(() => assistant(p).first().textContent(), WAIT)
+        .toContain('You said: "hello from instance one"');
+    }
+    const [a, b] = await Promise.all([events(one), events(two)]);
+    expect(b.map((e) => e.seq)).toEqual(a.map((e) => e.seq));
+    expect(a.map((e) => e.seq)).toEqual(a.map((_, i) => a[0]!.seq + i));
+    expect(await assistant(two).first().textContent()).toBe(await assistant(one).first().textContent());
+    const artifacts = join(REPO_ROOT, 'test-artifacts', 'reference-host');
+    mkdirSync(artifacts, { recursive: true });
+    await two.screenshot({ path: join(artifacts, 'cluster-instance-2.png') });
+  }, 60_000);
 });
 
 // enabled when the relay's cluster semantics land (branch cluster-core): today a cancel sent to instance 2
