@@ -36,20 +36,39 @@ export function agentProbe(
 }
 
 /**
- * Probes PostgreSQL with `SELECT 1` on the host's pool: up when it answers within `timeoutMs`. Like
- * {@link agentProbe}, at most one probe is in flight and a result is reused for `cacheMs`.
+ * Probes PostgreSQL with `SELECT 1` on the host's pool: up when it answers within `timeoutMs` (a server that
+ * accepts connections and never answers counts as down after that long too). Like {@link agentProbe}, at most
+ * one probe is in flight and a result is reused for `cacheMs`.
  */
 export function postgresProbe(
   pool: Pick<pg.Pool, 'query'>,
   { timeoutMs = 1_000, cacheMs = 500 }: { timeoutMs?: number; cacheMs?: number } = {},
 ): () => Promise<AgentHealth> {
+  // The query of a probe that timed out may still wait (for the pool's connection timeout): the next probes
+  // wait on that same query rather than queueing more.
+  let query: Promise<AgentHealth> | undefined;
   return cached(async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<AgentHealth>((resolve) => {
+      timer = setTimeout(
+        () => resolve({ up: false, detail: `PostgreSQL: no answer within ${timeoutMs} ms` }),
+        timeoutMs,
+      );
+    });
+    const answer = (query ??= pool
+      .query('SELECT 1')
+      .then(
+        (): AgentHealth => ({ up: true }),
+        (err: unknown): AgentHealth => {
+          const e = err as { code?: unknown; message?: unknown };
+          return { up: false, detail: `PostgreSQL: ${String(e.code ?? e.message ?? err)}` };
+        },
+      )
+      .finally(() => (query = undefined)));
     try {
-      await pool.query({ text: 'SELECT 1', query_timeout: timeoutMs } as pg.QueryConfig);
-      return { up: true };
-    } catch (err) {
-      const e = err as { code?: unknown; message?: unknown };
-      return { up: false, detail: `PostgreSQL: ${String(e.code ?? e.message ?? err)}` };
+      return await Promise.race([answer, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }, cacheMs);
 }
