@@ -2,7 +2,7 @@
 // every piece a real process on 127.0.0.1, started and stopped by this test (scripts/install-servers.sh
 // installs PostgreSQL, Redis and nginx). Browsers are played by real WebSockets.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { chromium, type Browser, type Page as BrowserPage } from 'playwright-core';
@@ -76,8 +76,12 @@ beforeAll(async () => {
   nginx = await startNginx([p1!, p2!], pn);
 }, 60_000);
 
+/** Data folders of instances started again on an earlier one's folder (their stop() leaves them). */
+const restartedDirs: string[] = [];
+
 afterAll(async () => {
   await Promise.allSettled(hosts.map((h) => h.stop()));
+  for (const dir of restartedDirs) rmSync(dir, { recursive: true, force: true });
   await Promise.allSettled([nginx?.stop(), ...agents.map((a) => a.stop())]);
   await Promise.allSettled([postgres?.destroy(), redis?.destroy()]);
 });
@@ -143,6 +147,13 @@ describe('cluster: two instances, one PostgreSQL, one Redis, behind nginx', () =
         agent: 'up',
       });
     }
+  });
+
+  it('each instance says at start where its store, fan-out and agent are, without passwords', () => {
+    const out = hosts[0]!.output();
+    expect(out).toContain(`Store    PostgreSQL at ${postgres.url}`);
+    expect(out).toContain(`Fan-out  Redis at ${redis.url}`);
+    expect(out).toContain(`Agent    service at ${agents[0]!.url} (AGENT_URL)`);
   });
 
   it('a user who signs up through instance 1 is signed in on instance 2, directly and through nginx', async () => {
@@ -548,5 +559,6 @@ describe.skip('cluster: cancel from another instance, and an instance dying', ()
     expect(terminalsOf(after, owned)).toEqual([expect.objectContaining({ type: 'RUN_FINISHED' })]);
     expect(after.filter((e) => e.type === 'RUN_ERROR' && e.code === 'relay_restarted')).toEqual([]);
     for (const p of [...pages, p1, p2]) p.close();
+    restartedDirs.push(dead.dataDir);
   }, 60_000);
 });
