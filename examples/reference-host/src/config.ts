@@ -54,6 +54,28 @@ const EnvSchema = z.object({
       .regex(/^mongodb(\+srv)?:\/\/\S+$/, 'MONGODB_URI must start with mongodb:// or mongodb+srv://')
       .optional(),
   ),
+  DATABASE_URL: z.preprocess(
+    unset,
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, 'DATABASE_URL must start with postgres:// or postgresql://')
+      .optional(),
+  ),
+  REDIS_URL: z.preprocess(
+    unset,
+    z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, 'REDIS_URL must start with redis:// or rediss://')
+      .optional(),
+  ),
+  AGENT_URL: z.preprocess(
+    unset,
+    z.url({ protocol: /^https?$/, error: 'AGENT_URL must be an http(s) URL' }).optional(),
+  ),
+  TOOLS_BASE_URL: z.preprocess(
+    unset,
+    z.url({ protocol: /^https?$/, error: 'TOOLS_BASE_URL must be an http(s) URL' }).optional(),
+  ),
   MONGODB_DB: z.preprocess(
     unset,
     z
@@ -181,6 +203,14 @@ export interface HostConfig {
   dataDir: string;
   mongodbUri: string | undefined;
   mongodbDb: string;
+  /** PostgreSQL (DATABASE_URL): threads, events, runs, users and sessions shared by every instance. */
+  databaseUrl: string | undefined;
+  /** Redis (REDIS_URL): live fan-out of events between instances. */
+  redisUrl: string | undefined;
+  /** An agent service (or a load-balanced pool) to use instead of starting one as a child process. */
+  agentUrl: string | undefined;
+  /** Where the agent reaches this host's tool endpoints (TOOLS_BASE_URL). Default: this instance's address. */
+  toolsBaseUrl: string | undefined;
   openaiApiKey: string | undefined;
   openaiModel: string;
   openaiBaseUrl: string | undefined;
@@ -225,17 +255,47 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     throw new HostError('invalid_config', `Invalid settings:\n${lines}`, { issues });
   }
   const e = r.data;
-  if (e.PORT !== 0 && e.PORT === e.AGENT_PORT) {
-    const msg = 'AGENT_PORT must differ from PORT (the agent service is a separate process)';
-    throw new HostError('invalid_config', `Invalid settings:\n  - AGENT_PORT: ${msg}`, {
-      issues: [{ path: 'AGENT_PORT', message: msg }],
+  // Settings that are each valid but not together: all reported at once, one line each.
+  const issues: { path: string; message: string }[] = [];
+  if (e.PORT !== 0 && e.PORT === e.AGENT_PORT && e.AGENT_URL === undefined) {
+    issues.push({
+      path: 'AGENT_PORT',
+      message: 'AGENT_PORT must differ from PORT (the agent service is a separate process)',
     });
   }
   const trustProxy = parseTrustProxy(e.TRUST_PROXY);
-  if ('error' in trustProxy) {
-    throw new HostError('invalid_config', `Invalid settings:\n  - TRUST_PROXY: ${trustProxy.error}`, {
-      issues: [{ path: 'TRUST_PROXY', message: trustProxy.error }],
+  if ('error' in trustProxy) issues.push({ path: 'TRUST_PROXY', message: trustProxy.error });
+  if (e.DATABASE_URL !== undefined && e.MONGODB_URI !== undefined) {
+    issues.push({ path: 'DATABASE_URL', message: 'set DATABASE_URL or MONGODB_URI, not both' });
+  }
+  if (e.REDIS_URL !== undefined && e.DATABASE_URL === undefined && e.MONGODB_URI === undefined) {
+    issues.push({
+      path: 'REDIS_URL',
+      message:
+        'REDIS_URL needs a database every instance shares (DATABASE_URL): with SQLite each instance has its own',
     });
+  }
+  if (e.DATABASE_URL !== undefined) {
+    // Generated per-instance secrets would break a cluster: a tool token minted on one instance would be
+    // refused on another, and each instance would present a different credential to the agent service.
+    for (const name of ['TOOLS_TOKEN_SECRET', 'AGENT_SHARED_SECRET'] as const) {
+      if (e[name] === undefined) {
+        issues.push({
+          path: name,
+          message: `${name} must be set when DATABASE_URL is: every instance must use the same one (e.g. \`openssl rand -base64 32\`)`,
+        });
+      }
+    }
+  } else if (e.AGENT_URL !== undefined && e.AGENT_SHARED_SECRET === undefined) {
+    issues.push({
+      path: 'AGENT_SHARED_SECRET',
+      message:
+        'AGENT_SHARED_SECRET must be set when AGENT_URL is: the agent service must be started with the same one',
+    });
+  }
+  if (issues.length > 0) {
+    const lines = issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n');
+    throw new HostError('invalid_config', `Invalid settings:\n${lines}`, { issues });
   }
   const cwd = options.cwd ?? process.cwd();
   const dataDir =
@@ -256,6 +316,10 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     dataDir,
     mongodbUri: e.MONGODB_URI,
     mongodbDb: e.MONGODB_DB,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    agentUrl: e.AGENT_URL?.replace(/\/+$/, ''),
+    toolsBaseUrl: e.TOOLS_BASE_URL?.replace(/\/+$/, ''),
     openaiApiKey: e.OPENAI_API_KEY,
     openaiModel: e.OPENAI_MODEL,
     openaiBaseUrl: e.OPENAI_BASE_URL,
@@ -269,7 +333,7 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
     agentWaitMs: e.AGENT_WAIT_MS,
-    trustProxy: trustProxy.value,
+    trustProxy: 'value' in trustProxy ? trustProxy.value : false,
     maxThreadsPerUser: e.USER_MAX_THREADS,
     messageBytesPerUserHour: e.MSG_BYTES_PER_HOUR,
   };

@@ -4,22 +4,27 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import proxyAddr from 'proxy-addr';
 import { MongoClient } from 'mongodb';
+import pg from 'pg';
 import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
 import { createAgUiHandler, toNodeListener } from '@threadline/relay/ag-ui';
-import type { AgentTransport, EventStore, Relay, RelayLimits } from '@threadline/relay';
+import type { AgentTransport, EventStore, Relay, RelayLimits, ThreadPubSub } from '@threadline/relay';
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
+import { openPostgresStore } from '@threadline/relay/postgres';
+import { openRedisPubSub, type RedisPubSub } from '@threadline/relay/redis';
 import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { createApp, type AppLimits } from './app.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
 import { MessageQuota, withMessageQuota } from './quotas.js';
-import { agentProbe, type AgentHealth } from './readiness.js';
+import { HostError } from './errors.js';
+import { agentProbe, postgresProbe, type AgentHealth } from './readiness.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
 import { Sessions } from './sessions.js';
 import { storeHealth, watchUserStore, type StoreHealth } from './store-health.js';
 import { MongoUserStore } from './users/mongo-user-store.js';
+import { PostgresUserStore } from './users/postgres-user-store.js';
 import { SqliteUserStore } from './users/sqlite-user-store.js';
 import type { UserStore } from './users/user-store.js';
 
@@ -49,7 +54,9 @@ export interface Host {
   url: string;
   port: number;
   /** Which store holds threads, users and sessions. */
-  storeName: 'sqlite' | 'mongodb';
+  storeName: StoreName;
+  /** How events reach subscribers: in this process only, or through Redis to every instance (REDIS_URL). */
+  pubsubName: 'in-process' | 'redis';
   /** Where the SQLite files live (sqlite only). */
   dataDir: string;
   relay: Relay;
@@ -58,6 +65,21 @@ export interface Host {
   /** Whether the stores can write (`degraded` after a failed write until one succeeds), for `/healthz`. */
   storeHealth(): StoreHealth;
   close(): Promise<void>;
+}
+
+/** Which database holds threads, events, runs, users and sessions. */
+export type StoreName = 'sqlite' | 'mongodb' | 'postgres';
+
+/** A connection string without its password, for logs and the banner: `postgres://app@db:5432/app`. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    u.search = '';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
 }
 
 /** Name the relay mints act-as tokens under and the tool router requires. */
@@ -90,9 +112,37 @@ export async function startHost(options: HostOptions): Promise<Host> {
     });
 
   let mongo: MongoClient | undefined;
+  let pool: pg.Pool | undefined;
   let store: EventStore;
   let userStore: UserStore;
-  if (config.mongodbUri !== undefined) {
+  let pubsub: RedisPubSub | undefined;
+  if (config.databaseUrl !== undefined) {
+    // One bounded pool for the relay's store and the users store. Calls wait at most 5 s for a connection,
+    // and no statement runs longer than 30 s: with the server down, calls fail (503) instead of piling up.
+    pool = new pg.Pool({
+      connectionString: config.databaseUrl,
+      max: 10,
+      connectionTimeoutMillis: 5_000,
+      statement_timeout: 30_000,
+      query_timeout: 35_000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: 'threadline-reference-host',
+    });
+    // An idle connection dying (the server restarted) is dropped by the pool; without a listener it would crash.
+    pool.on('error', () => {});
+    try {
+      store = await openPostgresStore({ pool });
+      userStore = await PostgresUserStore.open(pool);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw new HostError(
+        'invalid_config',
+        `Cannot open PostgreSQL at ${redactUrl(config.databaseUrl)} (DATABASE_URL): ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  } else if (config.mongodbUri !== undefined) {
     mongo = new MongoClient(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
     await mongo.connect();
     store = await openMongoStore({ client: mongo, dbName: config.mongodbDb });
@@ -100,6 +150,21 @@ export async function startHost(options: HostOptions): Promise<Host> {
   } else {
     store = openSqliteStore({ path: join(config.dataDir, 'threadline.db') });
     userStore = new SqliteUserStore(join(config.dataDir, 'users.db'));
+  }
+  if (config.redisUrl !== undefined) {
+    try {
+      pubsub = await openRedisPubSub({ url: config.redisUrl, store, logger });
+    } catch (error) {
+      await store.close().catch(() => {});
+      await userStore.close().catch(() => {});
+      await pool?.end().catch(() => {});
+      await mongo?.close().catch(() => {});
+      throw new HostError(
+        'invalid_config',
+        `Cannot connect to Redis (REDIS_URL): ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
   }
   // Every user store write is watched, so /healthz can say `degraded` when it fails (e.g. a full disk).
   const { users, state: usersState } = watchUserStore(userStore);
@@ -115,7 +180,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   });
   const port = (server.address() as AddressInfo).port;
   const loopback = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const toolsBaseUrl = `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`;
+  const toolsBaseUrl =
+    config.toolsBaseUrl ?? `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`;
   const origins = allowedOrigins(config.publicOrigin, port);
 
   const tokens = createTokenIssuer({ secret: secrets.toolsTokenSecret, issuer: TOKEN_ISSUER });
@@ -136,7 +202,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     },
     logger,
   });
-  const agentUrl = `http://127.0.0.1:${config.agentPort}`;
+  const agentUrl = config.agentUrl ?? `http://127.0.0.1:${config.agentPort}`;
   const agent =
     options.agent ??
     httpAgentTransport({
@@ -154,9 +220,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // then /healthz says "starting"; an agent that answered once and stopped makes it "degraded".
   let started = false;
   let agentSeenUp = false;
+  const databaseProbe = pool ? postgresProbe(pool) : undefined;
   const relay = createRelay({
     store,
     agent,
+    ...(pubsub ? { pubsub: pubsub as ThreadPubSub } : {}),
     tokens,
     toolsBaseUrl,
     tools: toolRouter.toolNames,
@@ -169,7 +237,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   });
 
   const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
-  const storeName = mongo ? 'mongodb' : 'sqlite';
+  const storeName: StoreName = pool ? 'postgres' : mongo ? 'mongodb' : 'sqlite';
+  const pubsubName = pubsub ? 'redis' : 'in-process';
   const app = createApp({
     users,
     store,
@@ -191,20 +260,27 @@ export async function startHost(options: HostOptions): Promise<Host> {
     hsts: config.cookieSecure,
     trustProxy: config.trustProxy,
     health: async () => {
-      const a = await agentHealth();
+      const [a, db] = await Promise.all([agentHealth(), databaseProbe?.()]);
       if (a.up) agentSeenUp = true;
       const stores = storeHealth(relay, usersState);
+      // The store is degraded when its last write failed, or (PostgreSQL) when it does not answer now.
+      const storeOk = stores.status === 'ok' && (db?.up ?? true);
       const status = !started
         ? 'starting'
-        : a.up && stores.status === 'ok'
+        : a.up && storeOk
           ? 'ok'
-          : agentSeenUp || stores.status !== 'ok'
+          : agentSeenUp || !storeOk
             ? 'degraded'
             : 'starting';
       return {
         status,
         store: storeName,
-        storeStatus: stores.status,
+        storeStatus: storeOk ? 'ok' : 'degraded',
+        ...(db?.detail ? { storeDetail: db.detail } : {}),
+        // Redis down does not make an instance unready: its own runs and subscribers still work, and
+        // subscribers get what other instances stored (read from the database) once Redis is back.
+        pubsub: pubsubName,
+        ...(pubsub ? { pubsubStatus: pubsub.connected ? 'up' : 'down' } : {}),
         agent: a.up ? 'up' : 'down',
         ...(a.detail ? { agentDetail: a.detail } : {}),
         ...(stores.status === 'ok' ? {} : { stores }),
@@ -249,6 +325,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     url: config.publicOrigin ?? `http://localhost:${port}`,
     port,
     storeName,
+    pubsubName,
     dataDir: config.dataDir,
     relay,
     recovered,
@@ -262,8 +339,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
           server.close(() => resolve());
           server.closeAllConnections();
         });
+        await pubsub?.close();
         await store.close();
         await users.close();
+        await pool?.end();
         await mongo?.close();
       })()),
   };

@@ -1,12 +1,12 @@
-// `npm start`: validates the settings, starts the agent service as a separate process and the API, prints
-// where to go, and stops both on Ctrl-C.
+// `npm start`: validates the settings, starts the agent service as a separate process (unless AGENT_URL names
+// one already running) and the API, prints where to go, and stops both on Ctrl-C.
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AgentProcess, agentEnvironment } from './agent-process.js';
 import { readConfig, type HostConfig } from './config.js';
 import { HostError } from './errors.js';
-import { startHost, type Host } from './host.js';
+import { redactUrl, startHost, type Host } from './host.js';
 import { loadSecrets } from './secrets.js';
 
 function fail(err: unknown): never {
@@ -41,20 +41,24 @@ const secrets = loadSecrets(config.dataDir, {
   toolsTokenSecret: config.toolsTokenSecret,
   agentSharedSecret: config.agentSharedSecret,
 });
-const agentPort = config.agentPort === 0 ? await freePort() : config.agentPort;
+// With AGENT_URL the agent service runs elsewhere (its own processes, maybe behind a load balancer).
+const external = config.agentUrl !== undefined;
+const agentPort = external ? config.agentPort : config.agentPort === 0 ? await freePort() : config.agentPort;
 
-const agent = new AgentProcess({
-  entry: fileURLToPath(new URL('./agent.js', import.meta.url)),
-  // Only what the agent needs: never the host's secrets (TOOLS_TOKEN_SECRET, MONGODB_URI, ...).
-  env: agentEnvironment(process.env, {
-    AGENT_PORT: String(agentPort),
-    AGENT_SHARED_SECRET: secrets.agentSharedSecret,
-    OPENAI_API_KEY: config.openaiApiKey,
-    OPENAI_BASE_URL: config.openaiBaseUrl,
-    AGENT_MAX_RUNS: String(config.agentMaxRuns),
-    OPENAI_MODEL: config.openaiModel,
-  }),
-});
+const agent = external
+  ? undefined
+  : new AgentProcess({
+      entry: fileURLToPath(new URL('./agent.js', import.meta.url)),
+      // Only what the agent needs: never the host's secrets (TOOLS_TOKEN_SECRET, MONGODB_URI, ...).
+      env: agentEnvironment(process.env, {
+        AGENT_PORT: String(agentPort),
+        AGENT_SHARED_SECRET: secrets.agentSharedSecret,
+        OPENAI_API_KEY: config.openaiApiKey,
+        OPENAI_BASE_URL: config.openaiBaseUrl,
+        AGENT_MAX_RUNS: String(config.agentMaxRuns),
+        OPENAI_MODEL: config.openaiModel,
+      }),
+    });
 
 let host: Host | undefined;
 let stopping = false;
@@ -65,7 +69,7 @@ async function shutdown(code: number): Promise<void> {
   }
   stopping = true;
   console.log('\nStopping…');
-  await Promise.allSettled([host?.close(), agent.stop()]);
+  await Promise.allSettled([host?.close(), agent?.stop()]);
   process.exit(code);
 }
 process.on('SIGINT', () => void shutdown(0));
@@ -73,25 +77,35 @@ process.on('SIGTERM', () => void shutdown(0));
 
 try {
   const [ready, started] = await Promise.all([
-    agent.start(),
+    agent?.start(),
     startHost({
       config: { ...config, agentPort },
       secrets,
-      health: () => ({ agentProcess: agent.state }),
+      ...(agent ? { health: () => ({ agentProcess: agent.state }) } : {}),
     }),
   ]);
   host = started;
   const store =
-    host.storeName === 'sqlite' ? `SQLite in ${host.dataDir}` : `MongoDB (database ${config.mongodbDb})`;
+    host.storeName === 'sqlite'
+      ? `SQLite in ${host.dataDir}`
+      : host.storeName === 'postgres'
+        ? `PostgreSQL at ${redactUrl(config.databaseUrl!)}`
+        : `MongoDB (database ${config.mongodbDb})`;
   console.log(
     [
       '',
       'Threadline reference host',
       `  Open     ${host.url}`,
+      ...(host.url === `http://localhost:${host.port}` ? [] : [`  Listen   ${config.host}:${host.port}`]),
       `  Store    ${store}`,
-      `  Model    ${ready.model}`,
-      `  Agent    separate process at ${ready.url} (pid ${agent.pid})`,
-      `  Tracing  ${ready.tracing}`,
+      `  Fan-out  ${config.redisUrl ? `Redis at ${redactUrl(config.redisUrl)}` : 'in this process'}`,
+      ...(ready
+        ? [
+            `  Model    ${ready.model}`,
+            `  Agent    separate process at ${ready.url} (pid ${agent!.pid})`,
+            `  Tracing  ${ready.tracing}`,
+          ]
+        : [`  Agent    service at ${config.agentUrl} (AGENT_URL)`]),
       ...(host.recovered > 0
         ? [`  Recovered ${host.recovered} run(s) left unfinished by the last stop`]
         : []),
@@ -100,6 +114,6 @@ try {
     ].join('\n'),
   );
 } catch (err) {
-  await Promise.allSettled([host?.close(), agent.stop()]);
+  await Promise.allSettled([host?.close(), agent?.stop()]);
   fail(err);
 }

@@ -178,6 +178,76 @@ describe('loadSecrets', () => {
   });
 });
 
+describe('readConfig: several instances', () => {
+  const secret = 'a-shared-secret-of-at-least-32-characters';
+  const issuesOf = (env: NodeJS.ProcessEnv) => {
+    try {
+      readConfig(env);
+    } catch (e) {
+      return (e as HostError).issues ?? [];
+    }
+    return [];
+  };
+
+  it('reads DATABASE_URL, REDIS_URL, AGENT_URL and TOOLS_BASE_URL', () => {
+    const c = readConfig({
+      DATABASE_URL: 'postgresql://app:pw@db:5432/app',
+      REDIS_URL: 'redis://cache:6379',
+      AGENT_URL: 'http://agents.internal:4000/',
+      TOOLS_BASE_URL: 'http://lb.internal/',
+      TOOLS_TOKEN_SECRET: secret,
+      AGENT_SHARED_SECRET: secret,
+    });
+    expect(c).toMatchObject({
+      databaseUrl: 'postgresql://app:pw@db:5432/app',
+      redisUrl: 'redis://cache:6379',
+      agentUrl: 'http://agents.internal:4000',
+      toolsBaseUrl: 'http://lb.internal',
+    });
+    // SQLite, its own agent child and in-process fan-out stay the default.
+    expect(readConfig({})).toMatchObject({
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      agentUrl: undefined,
+      toolsBaseUrl: undefined,
+    });
+  });
+
+  it('with DATABASE_URL, wants both shared secrets, one line each', () => {
+    expect(issuesOf({ DATABASE_URL: 'postgres://db/app' })).toEqual([
+      { path: 'TOOLS_TOKEN_SECRET', message: expect.stringMatching(/must be set when DATABASE_URL is/) },
+      { path: 'AGENT_SHARED_SECRET', message: expect.stringMatching(/must be set when DATABASE_URL is/) },
+    ]);
+    expect(issuesOf({ DATABASE_URL: 'postgres://db/app', TOOLS_TOKEN_SECRET: secret })).toEqual([
+      { path: 'AGENT_SHARED_SECRET', message: expect.stringMatching(/must be set when DATABASE_URL is/) },
+    ]);
+  });
+
+  it('refuses URLs of the wrong kind and settings that do not go together', () => {
+    const paths = (env: NodeJS.ProcessEnv) => issuesOf(env).map((i) => i.path);
+    expect(paths({ DATABASE_URL: 'mysql://db/app' })).toEqual(['DATABASE_URL']);
+    expect(paths({ REDIS_URL: 'http://cache' })).toEqual(['REDIS_URL']);
+    expect(paths({ AGENT_URL: 'ftp://agents' })).toEqual(['AGENT_URL']);
+    expect(paths({ TOOLS_BASE_URL: 'ws://x' })).toEqual(['TOOLS_BASE_URL']);
+    const both = { TOOLS_TOKEN_SECRET: secret, AGENT_SHARED_SECRET: secret };
+    expect(paths({ ...both, DATABASE_URL: 'postgres://db/app', MONGODB_URI: 'mongodb://m' })).toEqual([
+      'DATABASE_URL',
+    ]);
+    // Redis fan-out needs a database every instance shares.
+    expect(issuesOf({ REDIS_URL: 'redis://cache' })).toEqual([
+      { path: 'REDIS_URL', message: expect.stringMatching(/needs a database every instance shares/) },
+    ]);
+    expect(paths({ ...both, REDIS_URL: 'redis://cache', DATABASE_URL: 'postgres://db/app' })).toEqual([]);
+    // An agent service started elsewhere must have been given the same credential.
+    expect(paths({ AGENT_URL: 'http://agents:4000' })).toEqual(['AGENT_SHARED_SECRET']);
+    expect(paths({ AGENT_URL: 'http://agents:4000', AGENT_SHARED_SECRET: secret })).toEqual([]);
+    // AGENT_PORT is not used with AGENT_URL, so it may equal PORT.
+    expect(
+      paths({ AGENT_URL: 'http://a:1', AGENT_SHARED_SECRET: secret, PORT: '80', AGENT_PORT: '80' }),
+    ).toEqual([]);
+  });
+});
+
 describe('.env.example and README', () => {
   const root = EXAMPLE_ROOT;
   it('.env.example is accepted as is, and lists every setting the README table documents', () => {

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,7 +11,9 @@ import {
 import type { AgentEvent, ServerMessage } from '@threadline/contracts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import pg from 'pg';
 import { readConfig } from '../src/config.js';
+import { postgresProbe } from '../src/readiness.js';
 import { startHost, type Host } from '../src/host.js';
 import { loadSecrets } from '../src/secrets.js';
 import { Client } from './helpers.js';
@@ -207,4 +209,44 @@ describe('readiness of `node dist/main.js`', () => {
     expect(second.events.at(-1)?.type).toBe('RUN_FINISHED');
     expect((await health(base)).status).toBe(200);
   }, 60_000);
+});
+
+describe('postgresProbe', () => {
+  const pools: pg.Pool[] = [];
+  afterAll(async () => {
+    await Promise.all(pools.map((p) => p.end().catch(() => {})));
+  });
+  const poolTo = (port: number) => {
+    const pool = new pg.Pool({
+      connectionString: `postgres://app@127.0.0.1:${port}/app`,
+      connectionTimeoutMillis: 30_000,
+    });
+    pool.on('error', () => {});
+    pools.push(pool);
+    return pool;
+  };
+
+  it('says down, with the reason, when nothing listens', async () => {
+    const probe = postgresProbe(poolTo(await freePort()));
+    expect(await probe()).toEqual({ up: false, detail: 'PostgreSQL: ECONNREFUSED' });
+  });
+
+  it('says down within its timeout when the server accepts and never answers (not after the pool’s 30 s)', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => void sockets.add(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const probe = postgresProbe(poolTo((silent.address() as { port: number }).port), {
+        timeoutMs: 300,
+        cacheMs: 0,
+      });
+      expect(await probe()).toEqual({ up: false, detail: 'PostgreSQL: no answer within 300 ms' });
+      // Probes while the first query still waits for a connection reuse it: one connection attempt in all.
+      expect(await probe()).toEqual({ up: false, detail: 'PostgreSQL: no answer within 300 ms' });
+      expect(sockets.size).toBe(1);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '@threadline/agent-runner/testing';
 import type { ServerMessage } from '@threadline/contracts';
@@ -26,6 +27,50 @@ describe('starting the host', () => {
     expect(r.stderr).toContain('  - TOOLS_TOKEN_SECRET: TOOLS_TOKEN_SECRET must be at least 32 characters');
   });
 
+  it('with DATABASE_URL, refuses to start without shared TOOLS_TOKEN_SECRET and AGENT_SHARED_SECRET, one line each', () => {
+    const r = spawnSync(process.execPath, [join(EXAMPLE_DIR, 'dist/main.js')], {
+      env: { PATH: process.env.PATH, DATABASE_URL: 'postgres://app@127.0.0.1:9/app' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toEqual([
+      'Invalid settings:',
+      expect.stringMatching(
+        /^ {2}- TOOLS_TOKEN_SECRET: TOOLS_TOKEN_SECRET must be set when DATABASE_URL is: every instance must use the same one/,
+      ),
+      expect.stringMatching(
+        /^ {2}- AGENT_SHARED_SECRET: AGENT_SHARED_SECRET must be set when DATABASE_URL is: every instance must use the same one/,
+      ),
+    ]);
+  });
+
+  it('with a DATABASE_URL nobody answers on, stops with one clear line instead of hanging', () => {
+    const secret = 'a-shared-secret-of-at-least-32-characters';
+    const dataDir = mkdtempSync(join(tmpdir(), 'tl-nodb-'));
+    const r = spawnSync(process.execPath, [join(EXAMPLE_DIR, 'dist/main.js')], {
+      env: {
+        PATH: process.env.PATH,
+        PORT: '0',
+        AGENT_PORT: '0',
+        DATABASE_URL: 'postgres://app:pw@127.0.0.1:9/app',
+        TOOLS_TOKEN_SECRET: secret,
+        AGENT_SHARED_SECRET: secret,
+        AGENT_URL: 'http://127.0.0.1:9',
+        DATA_DIR: dataDir,
+      },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    rmSync(dataDir, { recursive: true, force: true });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^Cannot open PostgreSQL at postgres:\/\/app:\*\*\*@127\.0\.0\.1:9\/app \(DATABASE_URL\): .*unavailable/m,
+    );
+    expect(r.stderr).not.toContain(':pw@');
+  });
+
   describe('with OPENAI_API_KEY', () => {
     let fake: FakeOpenAIServer;
     let host: UserHost;
@@ -41,7 +86,7 @@ describe('starting the host', () => {
         THREADLINE_TRACING_ENDPOINT: fake.tracesEndpoint,
         // Host secrets and unrelated credentials the agent process has no use for.
         TOOLS_TOKEN_SECRET: 'host-only-tools-token-secret-0123456789abcdef',
-        DATABASE_URL: 'postgres://admin:hunter2@db.internal/app',
+        BILLING_DATABASE_URL: 'postgres://admin:hunter2@db.internal/app',
         CLOUD_ACCESS_TOKEN: 'cloud-token-the-agent-must-not-see',
       });
     }, 60_000);
@@ -101,7 +146,13 @@ describe('starting the host', () => {
         'THREADLINE_TRACING_ENDPOINT',
       ])
         expect(names, needed).toContain(needed);
-      for (const secret of ['TOOLS_TOKEN_SECRET', 'DATABASE_URL', 'CLOUD_ACCESS_TOKEN', 'DATA_DIR', 'PORT'])
+      for (const secret of [
+        'TOOLS_TOKEN_SECRET',
+        'BILLING_DATABASE_URL',
+        'CLOUD_ACCESS_TOKEN',
+        'DATA_DIR',
+        'PORT',
+      ])
         expect(names, secret).not.toContain(secret);
     });
   });

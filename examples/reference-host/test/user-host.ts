@@ -13,6 +13,8 @@ const BUILT = [
   join(EXAMPLE_DIR, 'dist/agent.js'),
   join(REPO_ROOT, 'packages/web-component/dist/agent-chat.js'),
   join(REPO_ROOT, 'packages/relay/dist/index.js'),
+  join(REPO_ROOT, 'packages/relay/dist/postgres.js'),
+  join(REPO_ROOT, 'packages/relay/dist/redis.js'),
   join(REPO_ROOT, 'packages/tools-kit/dist/index.js'),
   join(REPO_ROOT, 'packages/agent-runner/dist/index.js'),
   join(REPO_ROOT, 'packages/contracts/dist/index.js'),

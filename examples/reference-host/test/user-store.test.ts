@@ -2,9 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startPostgres, type TestPostgres } from '../../../packages/relay/test/servers.js';
 import { HostError } from '../src/errors.js';
 import { MongoUserStore } from '../src/users/mongo-user-store.js';
+import { PostgresUserStore } from '../src/users/postgres-user-store.js';
 import { SqliteUserStore } from '../src/users/sqlite-user-store.js';
 import type { UserStore } from '../src/users/user-store.js';
 
@@ -62,6 +65,82 @@ conformance('sqlite (real file)', async () => {
     store: new SqliteUserStore(join(dir, 'users.db')),
     done: async () => rmSync(dir, { recursive: true, force: true }),
   };
+});
+
+// PostgreSQL: a throwaway server started by this test (scripts/install-servers.sh installs the binaries).
+describe('UserStore: postgres (real server)', () => {
+  let server: TestPostgres;
+  const pools: pg.Pool[] = [];
+  let n = 0;
+  /** A pool on a fresh database of the test server, as the host configures one. */
+  const newDatabasePool = async () => {
+    const name = `tl_users_${++n}`;
+    const admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const pool = new pg.Pool({
+      connectionString: server.url.replace(/\/postgres$/, `/${name}`),
+      max: 4,
+      connectionTimeoutMillis: 2_000,
+    });
+    pool.on('error', () => {});
+    pools.push(pool);
+    return pool;
+  };
+  beforeAll(async () => {
+    server = await startPostgres();
+  });
+  afterAll(async () => {
+    await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    await server?.destroy();
+  });
+
+  conformance('postgres', async () => ({
+    store: await PostgresUserStore.open(await newDatabasePool()),
+    done: async () => {},
+  }));
+
+  it('two instances on one database share users and sessions, and open the tables at once without racing', async () => {
+    const pool = await newDatabasePool();
+    const other = new pg.Pool({
+      connectionString: (pool.options as { connectionString: string }).connectionString,
+    });
+    other.on('error', () => {});
+    pools.push(other);
+    const [a, b] = await Promise.all([PostgresUserStore.open(pool), PostgresUserStore.open(other)]);
+    await a.createUser({ id: 'u1', username: 'ada', passwordHash: 'h', createdAt: 1 });
+    await a.createSession({ idHash: 's1', userId: 'u1', createdAt: 1, expiresAt: 10 });
+    expect(await b.getSession('s1', 5)).toEqual({ idHash: 's1', userId: 'u1', createdAt: 1, expiresAt: 10 });
+    expect((await b.findUserByUsername('ada'))?.id).toBe('u1');
+    const taken = await b
+      .createUser({ id: 'u2', username: 'ada', passwordHash: 'h', createdAt: 1 })
+      .catch((e: unknown) => e);
+    expect((taken as HostError).code).toBe('username_taken');
+    await b.deleteSession('s1');
+    expect(await a.getSession('s1', 5)).toBeNull();
+  });
+
+  it('answers store_unavailable while the server is down, and works again once it is back', async () => {
+    const store = await PostgresUserStore.open(await newDatabasePool());
+    await store.createUser({ id: 'u1', username: 'ada', passwordHash: 'h', createdAt: 1 });
+    await server.stop();
+    try {
+      for (const call of [
+        () => store.getUser('u1'),
+        () => store.createSession({ idHash: 's1', userId: 'u1', createdAt: 1, expiresAt: 10 }),
+        () => store.createUser({ id: 'u2', username: 'bob', passwordHash: 'h', createdAt: 1 }),
+      ]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(HostError);
+        expect((err as HostError).code).toBe('store_unavailable');
+        expect((err as HostError).message).toMatch(/PostgreSQL is unavailable/);
+      }
+    } finally {
+      await server.start();
+    }
+    expect((await store.getUser('u1'))?.username).toBe('ada');
+  });
 });
 
 // MongoDB cannot be installed on this machine; the same suite runs wherever MONGODB_URI points at a server.

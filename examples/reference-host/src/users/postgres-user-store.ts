@@ -1,0 +1,198 @@
+import type pg from 'pg';
+import { HostError } from '../errors.js';
+import type { SessionRecord, UserRecord, UserStore } from './user-store.js';
+
+interface UserRow {
+  id: string;
+  username: string;
+  password_hash: string;
+  created_at: string;
+}
+interface SessionRow {
+  id_hash: string;
+  user_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
+const toUser = (r: UserRow): UserRecord => ({
+  id: r.id,
+  username: r.username,
+  passwordHash: r.password_hash,
+  createdAt: Number(r.created_at),
+});
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS host_users (
+  id text COLLATE "C" PRIMARY KEY,
+  username text COLLATE "C" NOT NULL CONSTRAINT host_users_username_key UNIQUE,
+  password_hash text NOT NULL,
+  created_at bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS host_sessions (
+  id_hash text COLLATE "C" PRIMARY KEY,
+  user_id text COLLATE "C" NOT NULL REFERENCES host_users(id) ON DELETE CASCADE,
+  created_at bigint NOT NULL,
+  expires_at bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS host_sessions_expires ON host_sessions (expires_at);
+`;
+
+/** Node's and PostgreSQL's codes for a server that cannot be reached or is going away. */
+const UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+  '57014', // query_canceled (statement_timeout)
+]);
+
+function unavailable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (UNAVAILABLE.has(code) || code.startsWith('08'))) return true;
+  // node-postgres reports a dropped connection or a pool timeout without a code.
+  return (
+    typeof message === 'string' &&
+    /Connection terminated|timeout exceeded when trying to connect|connection error|Connection closed/i.test(
+      message,
+    )
+  );
+}
+
+/**
+ * Users and sessions in PostgreSQL (tables `host_users`, `host_sessions`), used when DATABASE_URL is set, so
+ * that a user signed in through one instance is signed in on all of them. The pool is the caller's (the host
+ * shares it with the relay's store) and is not closed here. A server that cannot be reached fails a call with
+ * HostError `store_unavailable` (HTTP 503), never a crash.
+ */
+export class PostgresUserStore implements UserStore {
+  readonly #pool: pg.Pool;
+
+  private constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  /** Creates the tables if they are missing (under an advisory lock: instances starting together don't race). */
+  static async open(pool: pg.Pool): Promise<PostgresUserStore> {
+    const s = new PostgresUserStore(pool);
+    const client = await pool.connect().catch((error: unknown) => {
+      throw s.#error(error, 'opening the users tables');
+    });
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['threadline:host_users']);
+      await client.query(SCHEMA);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw s.#error(error, 'creating the users tables');
+    } finally {
+      client.release();
+    }
+    return s;
+  }
+
+  #error(error: unknown, doing: string): Error {
+    if (!unavailable(error)) return error instanceof Error ? error : new Error(String(error));
+    const why = (error as Error).message || String((error as { code?: unknown }).code);
+    return new HostError('store_unavailable', `PostgreSQL is unavailable (${why}) while ${doing}`, {
+      cause: error,
+    });
+  }
+
+  async #query<R extends pg.QueryResultRow>(
+    doing: string,
+    sql: string,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.#pool.query<R>(sql, values);
+    } catch (error) {
+      throw this.#error(error, doing);
+    }
+  }
+
+  async createUser(user: UserRecord): Promise<UserRecord> {
+    try {
+      await this.#pool.query(
+        'INSERT INTO host_users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)',
+        [user.id, user.username, user.passwordHash, user.createdAt],
+      );
+    } catch (error) {
+      const e = error as { code?: unknown; constraint?: unknown };
+      if (e.code === '23505' && e.constraint === 'host_users_username_key') {
+        throw new HostError('username_taken', 'That username is taken.', { cause: error });
+      }
+      throw this.#error(error, 'creating a user');
+    }
+    return user;
+  }
+
+  async findUserByUsername(username: string): Promise<UserRecord | null> {
+    const { rows } = await this.#query<UserRow>(
+      'reading a user',
+      'SELECT id, username, password_hash, created_at FROM host_users WHERE username = $1',
+      [username],
+    );
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async getUser(id: string): Promise<UserRecord | null> {
+    const { rows } = await this.#query<UserRow>(
+      'reading a user',
+      'SELECT id, username, password_hash, created_at FROM host_users WHERE id = $1',
+      [id],
+    );
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async createSession(s: SessionRecord): Promise<void> {
+    await this.#query(
+      'creating a session',
+      'INSERT INTO host_sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)',
+      [s.idHash, s.userId, s.createdAt, s.expiresAt],
+    );
+  }
+
+  async getSession(idHash: string, now: number): Promise<SessionRecord | null> {
+    const { rows } = await this.#query<SessionRow>(
+      'reading a session',
+      'SELECT id_hash, user_id, created_at, expires_at FROM host_sessions WHERE id_hash = $1 AND expires_at > $2',
+      [idHash, now],
+    );
+    const r = rows[0];
+    return r
+      ? {
+          idHash: r.id_hash,
+          userId: r.user_id,
+          createdAt: Number(r.created_at),
+          expiresAt: Number(r.expires_at),
+        }
+      : null;
+  }
+
+  async deleteSession(idHash: string): Promise<void> {
+    await this.#query('deleting a session', 'DELETE FROM host_sessions WHERE id_hash = $1', [idHash]);
+  }
+
+  async deleteExpiredSessions(now: number): Promise<number> {
+    const { rowCount } = await this.#query(
+      'deleting expired sessions',
+      'DELETE FROM host_sessions WHERE expires_at <= $1',
+      [now],
+    );
+    return rowCount ?? 0;
+  }
+
+  async close(): Promise<void> {
+    // The pool is shared with the relay's store and closed by whoever opened it.
+  }
+}
