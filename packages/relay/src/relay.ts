@@ -407,7 +407,13 @@ export function createRelay(options: RelayOptions): Relay {
   let sweeping = false;
   const renewTimer = leases ? setInterval(() => void renewLeases(), limits.leaseRenewMs) : undefined;
   renewTimer?.unref?.();
-  const sweepTimer = leases ? setInterval(() => void sweepLeases(), limits.leaseSweepMs) : undefined;
+  const sweepTimer =
+    leases || options.pubsub !== undefined
+      ? setInterval(() => {
+          if (leases) void sweepLeases();
+          if (options.pubsub !== undefined) void recheckQuietThreads();
+        }, limits.leaseSweepMs)
+      : undefined;
   sweepTimer?.unref?.();
   // A cancel sent on another instance reaches the run here.
   const unlistenControl = pubsub.subscribeControl?.((message) => {
@@ -482,6 +488,42 @@ export function createRelay(options: RelayOptions): Relay {
       leaseFailed('sweep', error);
     } finally {
       sweeping = false;
+    }
+  }
+
+  let rechecking = false;
+  /**
+   * With a shared pub/sub, an instance that dies between storing events and publishing them leaves the
+   * subscribers elsewhere without them until the thread's next event. So a subscription that has heard
+   * nothing for `leaseTtlMs` while a run of its thread may be going on gets the thread's newest seq from the
+   * store (one read per thread, at most every `leaseTtlMs`, at most 256 threads per sweep) and reads what it
+   * missed.
+   */
+  async function recheckQuietThreads(): Promise<void> {
+    if (rechecking || closed) return;
+    rechecking = true;
+    try {
+      const now = Date.now();
+      const quiet = new Map<string, ThreadSubscription[]>();
+      for (const sub of subscriptions) {
+        const since = sub.quietMidRunSince;
+        if (since === null || now - since < limits.leaseTtlMs) continue;
+        const list = quiet.get(sub.threadId);
+        if (list) list.push(sub);
+        else if (quiet.size < 256) quiet.set(sub.threadId, [sub]);
+      }
+      for (const [threadId, subs] of quiet) {
+        if (closed) return;
+        let last: number;
+        try {
+          last = await store.lastSeq(threadId);
+        } catch {
+          continue; // the store is down: the subscriptions find out on their own reads
+        }
+        for (const sub of subs) sub.recheck(last);
+      }
+    } finally {
+      rechecking = false;
     }
   }
 

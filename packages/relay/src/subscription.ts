@@ -50,6 +50,10 @@ export class ThreadSubscription implements Subscription {
   #waiter: Waiter | undefined;
   #spaceWaiter: (() => void) | undefined;
   #end: { error: RelayError | null } | undefined;
+  /** When the consumer last got an event (or the subscription began). */
+  #quietSince = Date.now();
+  /** The last event delivered was not a run's end (or nothing was delivered yet): a run may be going on. */
+  #maybeMidRun = true;
   #unlisten: (() => void) | undefined;
   readonly #store: EventStore;
   readonly #bounds: SubscriptionBounds;
@@ -126,7 +130,31 @@ export class ThreadSubscription implements Subscription {
     return batch;
   }
 
+  /**
+   * @internal Since when this subscription has heard nothing while a run of its thread may be going on, or
+   * null (it is reading the store, ended, or the last event it delivered ended a run).
+   */
+  get quietMidRunSince(): number | null {
+    return this.#end || this.#catchingUp || !this.#maybeMidRun ? null : this.#quietSince;
+  }
+
+  /**
+   * @internal The thread's newest seq, read from the store by the relay for a quiet subscription: events the
+   * pub/sub never brought (their instance died between storing and publishing them) are read now.
+   */
+  recheck(lastSeq: number): void {
+    this.#quietSince = Date.now();
+    if (this.#end || this.#catchingUp || lastSeq <= this.#cursor) return;
+    this.#catchingUp = true;
+    void this.#catchUp();
+  }
+
   #push(event: StoredEvent, live: boolean): void {
+    this.#quietSince = Date.now();
+    // In JSON text these can only be the event's own type or a key of its payload, never inside a string.
+    this.#maybeMidRun = !(
+      event.json.includes('"type":"RUN_FINISHED"') || event.json.includes('"type":"RUN_ERROR"')
+    );
     this.#buffer.push(event);
     this.#bufferedBytes += event.json.length;
     this.#cursor = event.seq;
