@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import proxyAddr from 'proxy-addr';
 import { MongoClient } from 'mongodb';
@@ -225,6 +226,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
     store,
     agent,
     ...(pubsub ? { pubsub: pubsub as ThreadPubSub } : {}),
+    // On a shared database each instance holds leases under its own name, so a starting instance fails only
+    // runs whose owner is gone, never a sibling's (the name is stable across restarts of this instance).
+    ...(pool ? { instanceId: `${hostname()}:${port}` } : {}),
     tokens,
     toolsBaseUrl,
     tools: toolRouter.toolNames,
