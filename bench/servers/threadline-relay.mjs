@@ -65,6 +65,8 @@ const ws = attachWebSocketServer(server, relay, {
   authenticate: async () => ({ id: 'bench_user' }),
   allowedOrigins: ['http://127.0.0.1'],
   limits: {
+    // Every bench socket signs in as one user, standing in for many browsers: lift the per-user share.
+    maxConnectionsPerUser: 10_000,
     messagesPerSecond: 100_000,
     messageBurst: 100_000,
     maxPendingRequests: 10_000,
