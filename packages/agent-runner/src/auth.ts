@@ -25,11 +25,11 @@ export type CredentialCheck = (authorization: string | undefined) => Promise<boo
 
 const digest = (v: string | Uint8Array) => createHash('sha256').update(v).digest();
 
-/** Builds the credential check for {@link AgentAuth}; throws `invalid_config` on a weak or missing secret. */
+/** Builds the credential check for {@link AgentAuth}; throws `invalid_options` on a weak or missing secret. */
 export function createCredentialCheck(auth: AgentAuth): CredentialCheck {
   if ('sharedSecret' in auth) {
     if (typeof auth.sharedSecret !== 'string' || Buffer.byteLength(auth.sharedSecret) < 32) {
-      throw new AgentRunnerError('invalid_config', 'auth.sharedSecret must be at least 32 bytes');
+      throw new AgentRunnerError('invalid_options', 'auth.sharedSecret must be at least 32 bytes');
     }
     // Hashing both sides gives equal lengths, so the comparison time does not depend on the guess.
     const expected = digest(auth.sharedSecret);
@@ -39,19 +39,19 @@ export function createCredentialCheck(auth: AgentAuth): CredentialCheck {
     };
   }
   const { secret, publicKey, issuer } = auth.jwt;
-  if (!issuer) throw new AgentRunnerError('invalid_config', 'auth.jwt.issuer is required');
+  if (!issuer) throw new AgentRunnerError('invalid_options', 'auth.jwt.issuer is required');
   let key: Uint8Array | CryptoKey | KeyObject;
   let algorithms: string[];
   if (secret !== undefined) {
     key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
     if (key.byteLength < 32)
-      throw new AgentRunnerError('invalid_config', 'auth.jwt.secret must be at least 32 bytes');
+      throw new AgentRunnerError('invalid_options', 'auth.jwt.secret must be at least 32 bytes');
     algorithms = auth.jwt.algorithms ?? ['HS256'];
   } else if (publicKey !== undefined) {
     key = publicKey;
     algorithms = auth.jwt.algorithms ?? ['EdDSA', 'ES256'];
   } else {
-    throw new AgentRunnerError('invalid_config', 'auth.jwt needs a secret or a publicKey');
+    throw new AgentRunnerError('invalid_options', 'auth.jwt needs a secret or a publicKey');
   }
   return async (header) => {
     const token = bearer(header);

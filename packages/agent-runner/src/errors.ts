@@ -1,10 +1,9 @@
 /** Codes of {@link AgentRunnerError}. */
 export const AGENT_RUNNER_ERROR_CODES = [
   'tool_client_error',
-  'invalid_config',
+  'invalid_options',
   'invalid_request',
   'unauthorized',
-  'server_closed',
   'fake_server_error',
   'aborted',
   'cancelled',

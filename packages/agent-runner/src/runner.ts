@@ -26,6 +26,7 @@ import {
 } from '@threadline/contracts';
 import { createToolClient, type ToolClient } from '@threadline/tools-kit';
 import { toAgentTools } from '@threadline/tools-kit/agents';
+import { checkRunnerOptions } from './options.js';
 import { createDemoModelProvider } from './demo-model.js';
 import { SdkDefaultsProvider } from './sdk-defaults.js';
 import { AgentRunnerError } from './errors.js';
@@ -195,6 +196,7 @@ const clip = (s: string) =>
  * for await (const event of runner.run(runRequest)) console.log(event.type);
  */
 export function createRunner(options: CreateRunnerOptions = {}): Runner {
+  checkRunnerOptions(options);
   const env = options.env ?? process.env;
   const logger = options.logger ?? console;
   const tracing = resolveTracing(options.tracing, env);

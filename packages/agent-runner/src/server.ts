@@ -16,6 +16,7 @@ import {
 } from '@threadline/contracts';
 import { createCredentialCheck, type AgentAuth } from './auth.js';
 import { doctor, formatDoctorReport } from './doctor.js';
+import { checkServerOptions } from './options.js';
 import { abortReason, type Runner } from './runner.js';
 import { speakBoth } from './dual-protocol.js';
 import { drainTraces } from './tracing.js';
@@ -160,6 +161,7 @@ interface ActiveRun {
  * http.createServer(server.handler).listen(8787);
  */
 export function createAgentServer(runner: Runner, options: AgentServerOptions): AgentServer {
+  checkServerOptions(options);
   const check = createCredentialCheck(options.auth);
   const maxRuns = options.maxConcurrentRuns ?? 32;
   const heartbeatMs = options.heartbeatMs ?? 15_000;

@@ -30,12 +30,12 @@ export interface HistoryWindow {
   omitted: boolean;
 }
 
-/** Checks a history window size; throws `invalid_config` when it is not an integer in 1..1000. */
+/** Checks a history window size; throws `invalid_options` when it is not an integer in 1..1000. */
 export function checkHistoryItems(value: number | undefined): number {
   if (value === undefined) return DEFAULT_HISTORY_ITEMS;
   if (!Number.isSafeInteger(value) || value < 1 || value > MAX_HISTORY_ITEMS) {
     throw new AgentRunnerError(
-      'invalid_config',
+      'invalid_options',
       `historyItems must be an integer from 1 to ${MAX_HISTORY_ITEMS}, got ${String(value)}`,
     );
   }

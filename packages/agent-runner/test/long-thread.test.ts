@@ -135,14 +135,14 @@ describe('a run on a long thread reads a bounded window of history', () => {
     expect(input.slice(0, 2)).toMatchObject([{ content: 'history item 3' }, { content: 'history item 4' }]);
   });
 
-  it('refuses a window outside 1..1000 with invalid_config', () => {
+  it('refuses a window outside 1..1000 with invalid_options', () => {
     for (const bad of [0, 1001, 1.5, Number.NaN]) {
       expect(() => makeRunner({ historyItems: bad })).toThrow(
-        expect.objectContaining({ code: 'invalid_config' }),
+        expect.objectContaining({ code: 'invalid_options' }),
       );
     }
     expect(() => makeRunner({ env: { THREADLINE_HISTORY_ITEMS: 'many' } })).toThrow(
-      expect.objectContaining({ code: 'invalid_config' }),
+      expect.objectContaining({ code: 'invalid_options' }),
     );
   });
 });

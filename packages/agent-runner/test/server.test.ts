@@ -86,7 +86,7 @@ describe('agent HTTP service: auth', () => {
         doctor: false,
       }),
     ).rejects.toMatchObject({
-      code: 'invalid_config',
+      code: 'invalid_options',
     });
   });
 

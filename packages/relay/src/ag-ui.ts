@@ -64,7 +64,6 @@ const STATUS: Record<AgUiRequestErrorCode | RelayErrorCode, number> = {
   invalid_input: 400,
   invalid_message: 400,
   unauthorized: 401,
-  forbidden: 403,
   not_found: 404,
   conflict: 409,
   run_active: 409,

@@ -2,7 +2,6 @@
 export const RELAY_ERROR_CODES = [
   'invalid_message',
   'unauthorized',
-  'forbidden',
   'not_found',
   'conflict',
   'run_active',

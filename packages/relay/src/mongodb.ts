@@ -696,28 +696,28 @@ export class MongoStore implements EventStore {
  */
 export async function openMongoStore(options: MongoStoreOptions): Promise<MongoStore> {
   if (typeof options !== 'object' || options === null)
-    throw new StoreError('invalid_message', 'openMongoStore needs options');
+    throw new StoreError('invalid_options', 'openMongoStore needs options');
   const hasUri = typeof options.uri === 'string' && options.uri !== '';
   const hasClient = options.client instanceof MongoClient;
   if (hasUri === hasClient)
-    throw new StoreError('invalid_message', 'openMongoStore needs exactly one of `uri` or `client`');
+    throw new StoreError('invalid_options', 'openMongoStore needs exactly one of `uri` or `client`');
   if (typeof options.dbName !== 'string' || !/^[^/\\. "$*<>:|?]{1,63}$/.test(options.dbName)) {
-    throw new StoreError('invalid_message', 'dbName must be a valid MongoDB database name');
+    throw new StoreError('invalid_options', 'dbName must be a valid MongoDB database name');
   }
   const prefix = options.collectionPrefix ?? 'threadline_';
   if (typeof prefix !== 'string' || !/^[A-Za-z0-9_]{0,32}$/.test(prefix)) {
     throw new StoreError(
-      'invalid_message',
+      'invalid_options',
       'collectionPrefix may contain only letters, digits and _ (at most 32)',
     );
   }
   const mode = options.transactions ?? 'auto';
   if (mode !== 'auto' && mode !== 'required' && mode !== 'off') {
-    throw new StoreError('invalid_message', "transactions must be 'auto', 'required' or 'off'");
+    throw new StoreError('invalid_options', "transactions must be 'auto', 'required' or 'off'");
   }
   const maxProfileRetries = options.maxProfileRetries ?? 50;
   if (!Number.isSafeInteger(maxProfileRetries) || maxProfileRetries < 1) {
-    throw new StoreError('invalid_message', 'maxProfileRetries must be a positive integer');
+    throw new StoreError('invalid_options', 'maxProfileRetries must be a positive integer');
   }
   const client = hasClient
     ? (options.client as MongoClient)

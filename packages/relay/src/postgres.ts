@@ -837,18 +837,18 @@ function isId(value: unknown): value is string {
  */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
   if (typeof options !== 'object' || options === null)
-    throw new StoreError('invalid_message', 'openPostgresStore needs options');
+    throw new StoreError('invalid_options', 'openPostgresStore needs options');
   const hasUrl = typeof options.connectionString === 'string' && options.connectionString !== '';
   const hasPool = options.pool instanceof pg.Pool;
   if (hasUrl === hasPool)
     throw new StoreError(
-      'invalid_message',
+      'invalid_options',
       'openPostgresStore needs exactly one of `connectionString` or `pool`',
     );
   const prefix = options.tablePrefix ?? 'threadline_';
   if (typeof prefix !== 'string' || !/^[a-z_][a-z0-9_]{0,31}$/.test(prefix)) {
     throw new StoreError(
-      'invalid_message',
+      'invalid_options',
       'tablePrefix must start with a lowercase letter or _ and hold only lowercase letters, digits and _ (at most 32)',
     );
   }
@@ -896,6 +896,6 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
 function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max)
-    throw new StoreError('invalid_message', `${name} must be an integer from ${min} to ${max}`);
+    throw new StoreError('invalid_options', `${name} must be an integer from ${min} to ${max}`);
   return value;
 }

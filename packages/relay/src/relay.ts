@@ -319,16 +319,16 @@ export function createRelay(options: RelayOptions): Relay {
   validateLimits(limits);
   if (options.tools.length > LIMITS.maxToolsPerToken) {
     throw new RelayError(
-      'invalid_message',
+      'invalid_options',
       `at most ${LIMITS.maxToolsPerToken} tools may be allowed per run`,
     );
   }
   if (limits.leaseRenewMs >= limits.leaseTtlMs)
-    throw new RelayError('invalid_message', 'limits.leaseRenewMs must be less than limits.leaseTtlMs');
+    throw new RelayError('invalid_options', 'limits.leaseRenewMs must be less than limits.leaseTtlMs');
   const instanceId = options.instanceId ?? `relay-${randomUUID()}`;
   if (!safeParse(IdSchema, instanceId).ok)
     throw new RelayError(
-      'invalid_message',
+      'invalid_options',
       `instanceId must be 1-${LIMITS.maxIdLength} of A-Z a-z 0-9 _ . : -`,
     );
   const { store, agent } = options;
@@ -1388,7 +1388,7 @@ function validateLimits(limits: RelayLimits): void {
   for (const [key, value] of Object.entries(limits)) {
     const min = key === 'coalesceWindowMs' || key === 'earlyWriteThreads' ? 0 : 1;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-      throw new RelayError('invalid_message', `limits.${key} must be a number >= ${min}`);
+      throw new RelayError('invalid_options', `limits.${key} must be a number >= ${min}`);
     }
   }
 }

@@ -239,35 +239,35 @@ export class SqliteStore implements EventStore {
 
   constructor(options: SqliteStoreOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
-      throw new StoreError('invalid_message', 'openSqliteStore needs a `path` (a file, or ":memory:")');
+      throw new StoreError('invalid_options', 'openSqliteStore needs a `path` (a file, or ":memory:")');
     }
     const busy = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     if (!Number.isSafeInteger(busy) || busy < 0 || busy > MAX_BUSY_TIMEOUT_MS) {
       throw new StoreError(
-        'invalid_message',
+        'invalid_options',
         `busyTimeoutMs must be an integer from 0 to ${MAX_BUSY_TIMEOUT_MS}`,
       );
     }
     const tailTarget = options.tailTargetRows ?? DEFAULT_TAIL_TARGET_ROWS;
     if (!Number.isSafeInteger(tailTarget) || tailTarget < 1) {
-      throw new StoreError('invalid_message', 'tailTargetRows must be a positive integer');
+      throw new StoreError('invalid_options', 'tailTargetRows must be a positive integer');
     }
     this.#tailTarget = tailTarget;
     const checkpointPages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES;
     if (!Number.isSafeInteger(checkpointPages) || checkpointPages < 1) {
-      throw new StoreError('invalid_message', 'walAutocheckpointPages must be a positive integer');
+      throw new StoreError('invalid_options', 'walAutocheckpointPages must be a positive integer');
     }
     const checkpoint = options.checkpoint ?? 'background';
     if (checkpoint !== 'background' && checkpoint !== 'inline') {
-      throw new StoreError('invalid_message', "checkpoint must be 'background' or 'inline'");
+      throw new StoreError('invalid_options', "checkpoint must be 'background' or 'inline'");
     }
     const intervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     if (!Number.isSafeInteger(intervalMs) || intervalMs < 5 || intervalMs > 60_000) {
-      throw new StoreError('invalid_message', 'checkpointIntervalMs must be an integer from 5 to 60000');
+      throw new StoreError('invalid_options', 'checkpointIntervalMs must be an integer from 5 to 60000');
     }
     const synchronous = options.synchronous ?? 'full';
     if (synchronous !== 'full' && synchronous !== 'normal') {
-      throw new StoreError('invalid_message', "synchronous must be 'full' or 'normal'");
+      throw new StoreError('invalid_options', "synchronous must be 'full' or 'normal'");
     }
     let db: DatabaseSync | undefined;
     try {

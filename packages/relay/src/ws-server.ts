@@ -6,6 +6,7 @@ import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { MemoryConnectionCounter, type ConnectionCounter } from './connection-counter.js';
 import { RelayError } from './errors.js';
+import { checkFunctionOption, checkIntegerLimits, checkOptionsObject, optionsError } from './options.js';
 import type { Relay } from './relay.js';
 import type { StoredEvent } from './store.js';
 import type { Subscription } from './subscription.js';
@@ -171,6 +172,7 @@ export function attachWebSocketServer(
   relay: Relay,
   options: WebSocketTransportOptions,
 ): { close(): Promise<void>; readonly connections: number } {
+  checkWebSocketOptions(options);
   const limits: WebSocketLimits = { ...DEFAULT_WEBSOCKET_LIMITS, ...options.limits };
   const logger = options.logger ?? console;
   const allowed = options.allowedOrigins;
@@ -744,4 +746,33 @@ function refuse(socket: Duplex, status: number, reason: string, headers: Record<
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
   );
   setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
+/** Checks {@link attachWebSocketServer}'s options up front: a wrong one is a RelayError `invalid_options`. */
+function checkWebSocketOptions(options: WebSocketTransportOptions): void {
+  const factory = 'attachWebSocketServer';
+  checkOptionsObject(factory, options);
+  checkFunctionOption(factory, 'authenticate', options.authenticate, true);
+  const origins = options.allowedOrigins;
+  if (
+    typeof origins !== 'function' &&
+    !(Array.isArray(origins) && origins.every((o) => typeof o === 'string'))
+  )
+    throw optionsError(factory, 'allowedOrigins must be an array of origins or a function');
+  if (options.path !== undefined && (typeof options.path !== 'string' || !options.path.startsWith('/')))
+    throw optionsError(factory, 'path must start with "/"');
+  if (
+    options.otherUpgrades !== undefined &&
+    options.otherUpgrades !== 'refuse' &&
+    options.otherUpgrades !== 'leave'
+  )
+    throw optionsError(factory, "otherUpgrades must be 'refuse' or 'leave'");
+  if (
+    options.unauthorized !== undefined &&
+    options.unauthorized !== 'http' &&
+    options.unauthorized !== 'close'
+  )
+    throw optionsError(factory, "unauthorized must be 'http' or 'close'");
+  checkFunctionOption(factory, 'addressOf', options.addressOf);
+  checkIntegerLimits(factory, options.limits, DEFAULT_WEBSOCKET_LIMITS, () => 1);
 }

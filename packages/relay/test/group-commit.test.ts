@@ -224,7 +224,7 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     expect(explicit.filter((n) => n === 4).length).toBeGreaterThanOrEqual(12);
   });
 
-  it('refuses an earlyWriteThreads that is negative or not a number, with code invalid_message', () => {
+  it('refuses an earlyWriteThreads that is negative or not a number, with code invalid_options', () => {
     for (const earlyWriteThreads of [-1, Number.NaN, Number.POSITIVE_INFINITY, '8' as unknown as number]) {
       let error: unknown;
       try {
@@ -239,7 +239,7 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
       } catch (e) {
         error = e;
       }
-      expect(error, String(earlyWriteThreads)).toMatchObject({ code: 'invalid_message' });
+      expect(error, String(earlyWriteThreads)).toMatchObject({ code: 'invalid_options' });
     }
   });
 

@@ -88,7 +88,7 @@ describe('openMongoStore without a server', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it('refuses bad options with invalid_message before connecting', async () => {
+  it('refuses bad options with invalid_options before connecting', async () => {
     const bad = [
       { dbName: 'x' },
       { uri: 'mongodb://127.0.0.1:1/', dbName: 'bad/name' },
@@ -100,7 +100,7 @@ describe('openMongoStore without a server', () => {
       const error = await openMongoStore(options as unknown as Parameters<typeof openMongoStore>[0]).catch(
         (e: unknown) => e,
       );
-      expect(error).toMatchObject({ name: 'StoreError', code: 'invalid_message' });
+      expect(error).toMatchObject({ name: 'StoreError', code: 'invalid_options' });
     }
   });
 });

@@ -195,7 +195,7 @@ describe('PostgresStore storage details', () => {
     }
   });
 
-  it('refuses bad options with invalid_message before connecting', async () => {
+  it('refuses bad options with invalid_options before connecting', async () => {
     const bad = [
       {},
       { connectionString: server.url, pool: shared },
@@ -208,7 +208,7 @@ describe('PostgresStore storage details', () => {
       const error = await openPostgresStore(options as Parameters<typeof openPostgresStore>[0]).catch(
         (e: unknown) => e,
       );
-      expect(error).toMatchObject({ name: 'StoreError', code: 'invalid_message' });
+      expect(error).toMatchObject({ name: 'StoreError', code: 'invalid_options' });
     }
   });
 

@@ -195,10 +195,10 @@ describe('SqliteStore', () => {
       expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     }
     expect(() => openSqliteStore({ path: ':memory:', walAutocheckpointPages: 0 })).toThrow(
-      expect.objectContaining({ code: 'invalid_message' }),
+      expect.objectContaining({ code: 'invalid_options' }),
     );
     expect(() => openSqliteStore({ path: ':memory:', tailTargetRows: 0 })).toThrow(
-      expect.objectContaining({ code: 'invalid_message' }),
+      expect.objectContaining({ code: 'invalid_options' }),
     );
   });
 
@@ -245,10 +245,10 @@ describe('SqliteStore', () => {
   it('refuses bad checkpoint options', () => {
     expect(() =>
       openSqliteStore({ path: ':memory:', checkpoint: 'sometimes' as unknown as 'inline' }),
-    ).toThrow(expect.objectContaining({ code: 'invalid_message' }));
+    ).toThrow(expect.objectContaining({ code: 'invalid_options' }));
     for (const checkpointIntervalMs of [0, 4, 60_001, 1.5]) {
       expect(() => openSqliteStore({ path: ':memory:', checkpointIntervalMs })).toThrow(
-        expect.objectContaining({ code: 'invalid_message' }),
+        expect.objectContaining({ code: 'invalid_options' }),
       );
     }
   });
@@ -402,10 +402,10 @@ describe('SqliteStore', () => {
     );
   });
 
-  it('refuses bad options with invalid_message and an unopenable path with store_error', () => {
-    expect(() => openSqliteStore({ path: '' })).toThrow(expect.objectContaining({ code: 'invalid_message' }));
+  it('refuses bad options with invalid_options and an unopenable path with store_error', () => {
+    expect(() => openSqliteStore({ path: '' })).toThrow(expect.objectContaining({ code: 'invalid_options' }));
     expect(() => openSqliteStore({ path: ':memory:', busyTimeoutMs: -1 })).toThrow(
-      expect.objectContaining({ code: 'invalid_message' }),
+      expect.objectContaining({ code: 'invalid_options' }),
     );
     expect(() => openSqliteStore({ path: join(tempDir(), 'no', 'such', 'dir', 'x.db') })).toThrow(
       expect.objectContaining({ name: 'StoreError', code: 'store_error' }),
