@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts' },
+  entry: { index: 'src/index.ts', core: 'src/core.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   target: 'node22',

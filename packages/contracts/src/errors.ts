@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { isBrandedInstance } from './brand.js';
 
 /** One problem found while parsing: where (`path`, dotted) and what. */
 export interface ContractIssue {
@@ -11,22 +12,8 @@ export const CONTRACT_ERROR_CODES = ['invalid_payload', 'invalid_json'] as const
 /** A {@link ContractError} code. */
 export type ContractErrorCode = (typeof CONTRACT_ERROR_CODES)[number];
 
-// `instanceof` across copies of this package's classes: its ESM and CommonJS builds loaded in one process, or
-// two installed copies. Instances carry a registry-wide brand; a subclass is matched by name along the chain.
+// `instanceof` across copies of this package (ESM and CommonJS builds, two installed versions): see isBrandedInstance.
 const BRAND = Symbol.for('@threadline/contracts/ContractError');
-
-function isBranded(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true;
-  if ((value as { [BRAND]?: unknown })[BRAND] !== true) return false;
-  for (let p: unknown = Object.getPrototypeOf(value); p !== null; p = Object.getPrototypeOf(p)) {
-    const ctor = Object.hasOwn(p as object, 'constructor')
-      ? (p as { constructor: unknown }).constructor
-      : undefined;
-    if (typeof ctor === 'function' && ctor.name === cls.name) return true;
-  }
-  return false;
-}
 
 /**
  * The one error this package throws: a value did not match a contract. `issues` lists each problem with
@@ -53,7 +40,7 @@ export class ContractError extends Error {
 
   /** True for errors of this class from any copy of this package (ESM or CommonJS build), not only this one. */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return isBranded(this, value);
+    return isBrandedInstance(this, value, BRAND);
   }
 }
 

@@ -3,6 +3,7 @@
  * typed parse errors, JSON Schema and an AG-UI bridge.
  */
 export { PROTOCOL_VERSION, LIMITS, ID_PATTERN, TOOL_NAME_PATTERN } from './limits.js';
+export { isBrandedInstance } from './brand.js';
 export { FORBIDDEN_KEYS, JsonValueSchema, JsonObjectSchema, findNonJson } from './json.js';
 export type { JsonValue } from './json.js';
 export {

@@ -1,3 +1,5 @@
+import { isBrandedInstance } from '@threadline/contracts';
+
 /** Codes of {@link RelayError}. Browser-facing codes match `BROWSER_ERROR_CODES` in @threadline/contracts. */
 export const RELAY_ERROR_CODES = [
   'invalid_message',
@@ -20,22 +22,8 @@ export const RELAY_ERROR_CODES = [
 ] as const;
 export type RelayErrorCode = (typeof RELAY_ERROR_CODES)[number];
 
-// `instanceof` across copies of this package's classes: its ESM and CommonJS builds loaded in one process, or
-// two installed copies. Instances carry a registry-wide brand; a subclass is matched by name along the chain.
+// `instanceof` across copies of this package (ESM and CommonJS builds, two installed versions): see isBrandedInstance.
 const BRAND = Symbol.for('@threadline/relay/RelayError');
-
-function isBranded(cls: abstract new (...args: never[]) => unknown, value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (Function.prototype[Symbol.hasInstance].call(cls, value)) return true;
-  if ((value as { [BRAND]?: unknown })[BRAND] !== true) return false;
-  for (let p: unknown = Object.getPrototypeOf(value); p !== null; p = Object.getPrototypeOf(p)) {
-    const ctor = Object.hasOwn(p as object, 'constructor')
-      ? (p as { constructor: unknown }).constructor
-      : undefined;
-    if (typeof ctor === 'function' && ctor.name === cls.name) return true;
-  }
-  return false;
-}
 
 /** The one error base of @threadline/relay: a string `code` a program can switch on, and a sentence for people. */
 export class RelayError extends Error {
@@ -55,7 +43,7 @@ export class RelayError extends Error {
 
   /** True for errors of this class from any copy of this package (ESM or CommonJS build), not only this one. */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return isBranded(this, value);
+    return isBrandedInstance(this, value, BRAND);
   }
 }
 

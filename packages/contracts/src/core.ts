@@ -1,0 +1,4 @@
+// `@threadline/contracts/core`: the parts of the contract that need no zod (limits, id pattern, protocol version,
+// the error-brand check), for code that must stay small, such as the browser element's bundle.
+export * from './limits.js';
+export { isBrandedInstance } from './brand.js';
