@@ -8,7 +8,14 @@ import { MongoClient } from 'mongodb';
 import pg from 'pg';
 import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
 import { createAgUiHandler, toNodeListener } from '@threadline/relay/ag-ui';
-import type { AgentTransport, EventStore, Relay, RelayLimits, ThreadPubSub } from '@threadline/relay';
+import type {
+  AgentTransport,
+  EventStore,
+  Relay,
+  RelayLimits,
+  RelayTuning,
+  ThreadPubSub,
+} from '@threadline/relay';
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { openPostgresStore } from '@threadline/relay/postgres';
@@ -38,7 +45,7 @@ export interface HostOptions {
   agent?: AgentTransport;
   limits?: Partial<AppLimits>;
   /** Relay bounds beyond those the settings give (per-user run shares come from `config`). */
-  relayLimits?: Partial<RelayLimits>;
+  relayLimits?: Partial<RelayLimits & RelayTuning>;
   /** Extra facts for GET /healthz (main adds the agent process state). */
   health?: () => Record<string, unknown>;
   /**

@@ -33,7 +33,8 @@ describe('isBrandedInstance', () => {
     Object.defineProperty(BrandErrorLookalike, 'name', { value: 'BrandError' });
     expect(new BrandErrorLookalike() instanceof BrandError).toBe(false);
     expect(new Error('x') instanceof BrandError).toBe(false);
-    for (const v of [null, undefined, 'BrandError', 42]) expect(v instanceof BrandError).toBe(false);
+    for (const v of [null, undefined, 'BrandError', 42])
+      expect((v as unknown) instanceof BrandError).toBe(false);
   });
 });
 

@@ -2,11 +2,13 @@
  * @threadline/relay: persist, sequence, fan out and resume Threadline agent runs, with agent transports (HTTP
  * SSE, in-process) and a browser transport over `ws`. Store adapters live at `./memory`, `./sqlite`, `./mongodb`.
  */
-export { createRelay, DEFAULT_RELAY_LIMITS } from './relay.js';
+export { createRelay, DEFAULT_RELAY_LIMITS, DEFAULT_RELAY_TUNING } from './relay.js';
 export type {
   Relay,
   RelayHealth,
   RelayLimits,
+  RelayTuning,
+  DeprecatedTuningLimits,
   RelayOptions,
   RunTokenIssuer,
   SendInput,

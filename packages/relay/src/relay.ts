@@ -24,7 +24,7 @@ import type { Subscription } from './subscription.js';
 import { ThreadWriter } from './thread-writer.js';
 import type { WriteOwner } from './thread-writer.js';
 
-/** Bounds and timings of a relay. Every field has a default; see {@link DEFAULT_RELAY_LIMITS}. */
+/** Bounds of a relay: what it holds and allows. Every field has a default; see {@link DEFAULT_RELAY_LIMITS}. */
 export interface RelayLimits {
   /** Most subscriptions on one thread in this process. */
   maxSubscribersPerThread: number;
@@ -34,24 +34,8 @@ export interface RelayLimits {
   maxBufferedEvents: number;
   /** Most bytes of event JSON buffered for one subscriber before it is ended as `slow_consumer`. */
   maxBufferedBytes: number;
-  /** Events read from the store per query when replaying a thread. */
-  replayPageSize: number;
   /** A run whose agent sends nothing for this long fails with RUN_ERROR `agent_idle_timeout`. */
   agentIdleTimeoutMs: number;
-  /** Extra time to gather events into one store write; 0 writes at the end of the current I/O turn. */
-  coalesceWindowMs: number;
-  /**
-   * When this many threads have events waiting for the shared store write, it starts at once instead of at
-   * the end of the I/O turn (or window): with many threads streaming, the events read first then need not wait
-   * for every other socket of the turn to be read. 0 turns it off. The default is 256, or 0 when the agent
-   * transport is `multiplexed` (all runs on one connection, e.g. HTTP/2): one read then carries many runs'
-   * events, and splitting it costs commits without letting any event go sooner.
-   */
-  earlyWriteThreads: number;
-  /** Most events in one store write (a full batch is written at once and the agent stream waits for it). */
-  maxBatchEvents: number;
-  /** Longest delta that coalesced TEXT_MESSAGE_CHUNKs may reach (at most LIMITS.maxDeltaLength). */
-  maxCoalescedDeltaLength: number;
   /** Most runs in progress in this process; beyond it `send` fails with `agent_unavailable`. */
   maxActiveRuns: number;
   /**
@@ -75,6 +59,35 @@ export interface RelayLimits {
   /** With `whenRunActive: 'queue'`: longest a send waits for the active run to end before `run_active`. */
   queueTimeoutMs: number;
   /**
+   * Length of a run's lease in the store (with a store that has leases): the instance streaming the run
+   * renews it every `leaseRenewMs`; once it is this long without renewal, another instance ends the run with
+   * RUN_ERROR `owner_lost`. Must be more than `leaseRenewMs`.
+   */
+  leaseTtlMs: number;
+}
+
+/**
+ * How a relay batches, pages and times its own work: knobs for benchmarks and unusual deployments, not bounds.
+ * Every field has a default; see {@link DEFAULT_RELAY_TUNING}.
+ */
+export interface RelayTuning {
+  /** Events read from the store per query when replaying a thread. */
+  replayPageSize: number;
+  /** Extra time to gather events into one store write; 0 writes at the end of the current I/O turn. */
+  coalesceWindowMs: number;
+  /**
+   * When this many threads have events waiting for the shared store write, it starts at once instead of at
+   * the end of the I/O turn (or window): with many threads streaming, the events read first then need not wait
+   * for every other socket of the turn to be read. 0 turns it off. The default is 256, or 0 when the agent
+   * transport is `multiplexed` (all runs on one connection, e.g. HTTP/2): one read then carries many runs'
+   * events, and splitting it costs commits without letting any event go sooner.
+   */
+  earlyWriteThreads: number;
+  /** Most events in one store write (a full batch is written at once and the agent stream waits for it). */
+  maxBatchEvents: number;
+  /** Longest delta that coalesced TEXT_MESSAGE_CHUNKs may reach (at most LIMITS.maxDeltaLength). */
+  maxCoalescedDeltaLength: number;
+  /**
    * How long the relay keeps trying to store the RUN_ERROR that ends a failed run (e.g. while the disk is
    * full), with a backoff up to `terminalWriteMaxDelayMs` between attempts. Past it the failure is logged and
    * the run is ended at the latest when someone sends to its thread again, or by `recover()` at the next start.
@@ -82,12 +95,6 @@ export interface RelayLimits {
   terminalWriteTimeoutMs: number;
   /** Longest pause between two attempts to store a run's RUN_ERROR. */
   terminalWriteMaxDelayMs: number;
-  /**
-   * Length of a run's lease in the store (with a store that has leases): the instance streaming the run
-   * renews it every `leaseRenewMs`; once it is this long without renewal, another instance ends the run with
-   * RUN_ERROR `owner_lost`. Must be more than `leaseRenewMs`.
-   */
-  leaseTtlMs: number;
   /** How often this instance renews the leases of all its runs (one store call for all of them). */
   leaseRenewMs: number;
   /**
@@ -97,18 +104,16 @@ export interface RelayLimits {
   leaseSweepMs: number;
 }
 
+/** The tuning keys that `limits` still accepts (deprecated: pass them as `tuning`; removed in the next major). */
+export type DeprecatedTuningLimits = { [K in keyof RelayTuning]?: RelayTuning[K] };
+
 /** The defaults of {@link RelayLimits}. */
 export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   maxSubscribersPerThread: 256,
   maxSubscribers: 10_000,
   maxBufferedEvents: 10_000,
   maxBufferedBytes: 8 * 1024 * 1024,
-  replayPageSize: 1_000,
   agentIdleTimeoutMs: 60_000,
-  coalesceWindowMs: 0,
-  earlyWriteThreads: 256,
-  maxBatchEvents: 512,
-  maxCoalescedDeltaLength: LIMITS.maxDeltaLength,
   maxActiveRuns: 1_000,
   maxRunsPerUser: 4,
   maxRunStartsPerUser: 30,
@@ -117,12 +122,24 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   agentQueueTimeoutMs: 60_000,
   maxQueuedSends: 8,
   queueTimeoutMs: 300_000,
+  leaseTtlMs: 10_000,
+});
+
+/** The defaults of {@link RelayTuning}. */
+export const DEFAULT_RELAY_TUNING: Readonly<RelayTuning> = Object.freeze({
+  replayPageSize: 1_000,
+  coalesceWindowMs: 0,
+  earlyWriteThreads: 256,
+  maxBatchEvents: 512,
+  maxCoalescedDeltaLength: LIMITS.maxDeltaLength,
   terminalWriteTimeoutMs: 600_000,
   terminalWriteMaxDelayMs: 5_000,
-  leaseTtlMs: 10_000,
   leaseRenewMs: 3_000,
   leaseSweepMs: 2_000,
 });
+
+/** Limits and tuning as the relay uses them. */
+type RelaySettings = RelayLimits & RelayTuning;
 
 /** Runs one lease sweep claims per store call. */
 const SWEEP_BATCH = 100;
@@ -143,7 +160,9 @@ export interface RelayOptions {
   toolsBaseUrl: string;
   /** Tool names every run's token allows. */
   tools: string[];
-  limits?: Partial<RelayLimits>;
+  limits?: Partial<RelayLimits> & DeprecatedTuningLimits;
+  /** Batching, paging and timing knobs (see {@link RelayTuning}); the defaults suit every host we know. */
+  tuning?: Partial<RelayTuning>;
   /** What a `send` does while the thread has a run in progress: fail with `run_active` (default) or wait. */
   whenRunActive?: 'reject' | 'queue';
   /**
@@ -311,10 +330,12 @@ function observeWrites(store: EventStore, report: (error: unknown) => void): Eve
  * attachWebSocketServer(httpServer, relay, { authenticate, allowedOrigins: ['https://app.example'] });
  */
 export function createRelay(options: RelayOptions): Relay {
-  const limits: RelayLimits = {
+  const limits: RelaySettings = {
     ...DEFAULT_RELAY_LIMITS,
+    ...DEFAULT_RELAY_TUNING,
     ...(options.agent?.multiplexed === true ? { earlyWriteThreads: 0 } : {}),
     ...options.limits,
+    ...options.tuning,
   };
   validateLimits(limits);
   if (options.tools.length > LIMITS.maxToolsPerToken) {
@@ -1384,11 +1405,12 @@ function describe(error: unknown): string {
   return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }
 
-function validateLimits(limits: RelayLimits): void {
+function validateLimits(limits: RelaySettings): void {
   for (const [key, value] of Object.entries(limits)) {
     const min = key === 'coalesceWindowMs' || key === 'earlyWriteThreads' ? 0 : 1;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-      throw new RelayError('invalid_options', `limits.${key} must be a number >= ${min}`);
+      const group = Object.hasOwn(DEFAULT_RELAY_TUNING, key) ? 'tuning' : 'limits';
+      throw new RelayError('invalid_options', `${group}.${key} must be a number >= ${min}`);
     }
   }
 }

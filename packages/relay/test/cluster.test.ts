@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseSequencedEvent } from '@threadline/contracts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRelay, type Relay, type RelayLimits } from '../src/index.js';
+import { createRelay, type Relay, type RelayLimits, type RelayTuning } from '../src/index.js';
 import { openPostgresStore, type PostgresStore } from '../src/postgres.js';
 import { openRedisPubSub, type RedisPubSub } from '../src/redis.js';
 import type { EventStore, StoredEvent } from '../src/store.js';
@@ -41,7 +41,10 @@ interface Instance {
 }
 
 /** One relay instance: its own pool, its own Redis connections, its own agent. */
-async function instance(instanceId: string, limits: Partial<RelayLimits> = {}): Promise<Instance> {
+async function instance(
+  instanceId: string,
+  limits: Partial<RelayLimits & RelayTuning> = {},
+): Promise<Instance> {
   const store = await openPostgresStore({ connectionString: pg.url, maxConnections: 4 });
   const pubsub = await openRedisPubSub({ url: redis.url, store, logger: quiet });
   const agent = new ControlledAgent();

@@ -2,13 +2,14 @@
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../src/errors.js';
-import { createRelay, DEFAULT_RELAY_LIMITS, inProcessAgentTransport } from '../src/index.js';
+import { createRelay, DEFAULT_RELAY_TUNING, inProcessAgentTransport } from '../src/index.js';
 import type {
   AgentTransport,
   AppendBatch,
   EventStore,
   Relay,
   RelayLimits,
+  RelayTuning,
   StartRunInput,
   Subscription,
 } from '../src/index.js';
@@ -86,7 +87,11 @@ function instrumented(store: EventStore) {
   return { wrapped, log };
 }
 
-async function setup(kind: StoreKind, agent: AgentTransport, limits: Partial<RelayLimits> = {}) {
+async function setup(
+  kind: StoreKind,
+  agent: AgentTransport,
+  limits: Partial<RelayLimits & RelayTuning> = {},
+) {
   const made = makeStore(kind);
   const { wrapped, log } = instrumented(made.store);
   const relay: Relay = createRelay({
@@ -131,7 +136,7 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
       limits = {},
       multiplexed,
       yieldEvery = 1,
-    }: { limits?: Partial<RelayLimits>; multiplexed?: boolean; yieldEvery?: number },
+    }: { limits?: Partial<RelayLimits & RelayTuning>; multiplexed?: boolean; yieldEvery?: number },
   ) {
     const agent = inProcessAgentTransport({
       async *run(request) {
@@ -206,8 +211,8 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
   });
 
   it('leaves the early write off for a multiplexed transport unless earlyWriteThreads is set, and at 0', async () => {
-    const threads = DEFAULT_RELAY_LIMITS.earlyWriteThreads + 20;
-    const early = DEFAULT_RELAY_LIMITS.earlyWriteThreads;
+    const threads = DEFAULT_RELAY_TUNING.earlyWriteThreads + 20;
+    const early = DEFAULT_RELAY_TUNING.earlyWriteThreads;
     // A transport with a connection per run: the default splits each turn's writes at 256 threads.
     const perRunConnection = await commitSizes(threads, 2, {});
     expect(perRunConnection.filter((n) => n === early).length).toBeGreaterThanOrEqual(2);
