@@ -255,13 +255,13 @@ export interface RelayHealth {
   waitingForAgent: number;
 }
 
-/** Why a run was stopped from the relay's side. */
-class RunStop {
+/** Why a run was stopped from the relay's side: the abort reason of its controller, and its RUN_ERROR. */
+class RunStop extends Error {
   readonly code: RunErrorCode;
-  readonly message: string;
   constructor(code: RunErrorCode, message: string) {
+    super(message);
+    this.name = 'RunStop';
     this.code = code;
-    this.message = message;
   }
 }
 
