@@ -269,7 +269,7 @@ export class AgentChat extends LitElement {
     if (!this.conn) throw new AgentChatError('not_connected', 'not connected to the server');
     const clientMessageId = newId();
     this.conn.send({ type: 'regenerate', threadId: this.threadId, clientMessageId });
-    this.announce('Working on a new answer…');
+    this.announce('Working on it…');
     return clientMessageId;
   }
 
