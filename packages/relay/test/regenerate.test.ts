@@ -165,6 +165,29 @@ describe('regenerate', () => {
     ]);
   });
 
+  it("a regenerated run's log opens with one RUN_STARTED whether the agent sends its own or not; a second one is refused", async () => {
+    const { a, firstRunId } = await answered();
+    a.send({ type: 'regenerate', threadId: 't1', clientMessageId: 'r1' });
+    await reply(a, 'r1');
+    const quiet = await h!.agent.nextRun(1);
+    quiet.push(quiet.chunk('no start of its own'), quiet.finished());
+    while (await h!.store.activeRun('t1')) await new Promise((r) => setTimeout(r, 10));
+    a.send({ type: 'regenerate', threadId: 't1', clientMessageId: 'r2' });
+    await reply(a, 'r2');
+    const twice = await h!.agent.nextRun(2);
+    twice.push(twice.started(), twice.started());
+    while (await h!.store.activeRun('t1')) await new Promise((r) => setTimeout(r, 10));
+    const log = await readAll(h!.store, 't1');
+    const of = (runId: string) => log.filter((e) => e.event.runId === runId).map((e) => e.event.type);
+    expect(of(quiet.request.runId)).toEqual(['RUN_STARTED', 'TEXT_MESSAGE_CHUNK', 'RUN_FINISHED']);
+    expect(of(twice.request.runId)).toEqual(['RUN_STARTED', 'RUN_ERROR']);
+    expect(log.find((e) => e.event.type === 'RUN_ERROR')!.event).toMatchObject({
+      code: 'agent_stream_invalid',
+    });
+    expect(twice.request.regenerates).toBe(quiet.request.runId);
+    expect(quiet.request.regenerates).toBe(firstRunId);
+  });
+
   it('looks back a bounded number of log pages for the user message', async () => {
     h = await makeWsHarness('memory', { limits: { replayPageSize: 2 } });
     await h.store.createThread({ threadId: 't1', ownerId: 'user-a' });
