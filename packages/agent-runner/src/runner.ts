@@ -278,6 +278,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
     yield createRunStartedEvent({
       ...base,
       ...(request.parentRunId ? { parentRunId: request.parentRunId } : {}),
+      ...(request.regenerates ? { regenerates: request.regenerates } : {}),
     });
     try {
       const rawClient = createToolClient({
@@ -350,6 +351,8 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
       // History goes through the unlinked client: a cancelled run still records the user's message.
       const session = new ToolSession(rawClient, request.threadId, { historyItems });
+      // A regenerate replaces the newest answer: it leaves the history, and the message comes back as input.
+      if (request.regenerates) await session.dropTurn(request.message);
       const result = await sdkRunner.run(agent, request.message, {
         stream: true,
         session,

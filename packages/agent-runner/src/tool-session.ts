@@ -45,6 +45,22 @@ export function checkHistoryItems(value: number | undefined): number {
 /** Tool results whose call may have fallen out of the window: the model API refuses an output without its call. */
 const OUTPUT_TYPE = /_(result|output)$/;
 
+/** The text of a user message item (string content or input_text parts), or undefined for any other item. */
+function userText(item: JsonValue | undefined): string | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return undefined;
+  if (item.role !== 'user' || (item.type !== undefined && item.type !== 'message')) return undefined;
+  const content = item.content;
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return undefined;
+  return content
+    .map((part) =>
+      typeof part === 'object' && part !== null && !Array.isArray(part) && typeof part.text === 'string'
+        ? part.text
+        : '',
+    )
+    .join('');
+}
+
 /**
  * An Agents SDK `Session` whose history lives behind the API: every read and write goes through the
  * built-in `session.*` tool endpoints with the run's act-as token, so the agent service keeps no database.
@@ -97,6 +113,23 @@ export class ToolSession implements Session {
     }
     this.#lastWindow = { items: items.length, omitted };
     return items as unknown as AgentInputItem[];
+  }
+
+  /**
+   * For a regenerate: removes the thread's newest turn when it answers `text`, i.e. its newest user message and
+   * every item after it (the old answer, its tool calls), so the model sees neither the old answer nor the
+   * message twice (the run adds the message back as its input). When the newest user message is another one,
+   * the replaced run never reached the history and nothing is removed. Looks at the newest
+   * {@link MAX_HISTORY_ITEMS} items at most; returns how many it removed.
+   */
+  async dropTurn(text: string): Promise<number> {
+    const data = await this.#call<{ items: JsonValue[] }>('session.get', { limit: MAX_HISTORY_ITEMS });
+    const items = Array.isArray(data.items) ? data.items : [];
+    let i = items.length - 1;
+    while (i >= 0 && userText(items[i]) === undefined) i--;
+    if (i < 0 || userText(items[i]) !== text) return 0;
+    for (let n = i; n < items.length; n++) await this.#call('session.pop', {});
+    return items.length - i;
   }
 
   async addItems(items: AgentInputItem[]): Promise<void> {

@@ -21,7 +21,13 @@ afterAll(async () => {
   await tools.close();
 });
 
-async function post(threadId: string, runId: string, message: string, signal?: AbortSignal) {
+async function post(
+  threadId: string,
+  runId: string,
+  message: string,
+  signal?: AbortSignal,
+  extra: { regenerates?: string } = {},
+) {
   return fetch(`${served.url}/runs`, {
     method: 'POST',
     headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
@@ -30,6 +36,7 @@ async function post(threadId: string, runId: string, message: string, signal?: A
       runId,
       user: { id: 'u1' },
       message,
+      ...extra,
       tools: await tools.toolsRef({ userId: 'u1', threadId, runId }),
     }),
     ...(signal ? { signal } : {}),
@@ -68,6 +75,23 @@ describe('offline demo model end to end over POST /runs', () => {
     });
     const second = await collectSse(await post('t-ada', 'r-ada-2', "What's my name?"));
     expect(text(second.events)).toContain('Ada');
+  });
+
+  it('a run request with regenerates replaces the last turn in the stored history over POST /runs', async () => {
+    const first = await collectSse(await post('t-regen', 'r-regen-1', 'hello again'));
+    expect(terminalOf(first.events).type).toBe('RUN_FINISHED');
+    const before = await tools.store.getSessionItems('t-regen');
+    const { events } = await collectSse(
+      await post('t-regen', 'r-regen-2', 'hello again', undefined, { regenerates: 'r-regen-1' }),
+    );
+    expect(events[0]).toMatchObject({ type: 'RUN_STARTED', runId: 'r-regen-2', regenerates: 'r-regen-1' });
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+    const after = await tools.store.getSessionItems('t-regen');
+    // The same turn again, not a second one: the message once and one answer.
+    expect(after).toHaveLength(before.length);
+    expect(JSON.stringify(after).split('hello again').length - 1).toBe(
+      JSON.stringify(before).split('hello again').length - 1,
+    );
   });
 
   it('cancels a real run when the HTTP client disconnects', async () => {

@@ -23,7 +23,7 @@ describe('README quick start', () => {
 
   it('serves runs with the offline demo model and stops on SIGTERM', async () => {
     tools = await startToolsServer();
-    const env = { ...process.env, THREADLINE_AGENT_SECRET: SECRET, PORT: '0' };
+    const env: NodeJS.ProcessEnv = { ...process.env, THREADLINE_AGENT_SECRET: SECRET, PORT: '0' };
     delete env.OPENAI_API_KEY;
     const proc = spawn(process.execPath, [fileURLToPath(example)], {
       env,

@@ -321,6 +321,61 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     expect(stored.length).toBe(4);
   });
 
+  it('a regenerate drops the old answer from the history: the model gets the user message once and not the old answer', async () => {
+    const threadId = 'thread-regenerate';
+    const count = (text: string, part: string) => text.split(part).length - 1;
+    fake.enqueue({ type: 'text', text: 'Hello Ada.' });
+    await collect(makeRunner().run(await request({ threadId, message: 'My name is Ada' })));
+    fake.enqueue({ type: 'text', text: 'Old answer: red.' });
+    const first = await request({ threadId, message: 'Pick a colour' });
+    await collect(makeRunner().run(first));
+    fake.enqueue({ type: 'text', text: 'New answer: blue.' });
+    const again = await request({ threadId, message: 'Pick a colour', regenerates: first.runId });
+    const events = await collect(makeRunner().run(again));
+    expect(events[0]).toMatchObject({ type: 'RUN_STARTED', regenerates: first.runId });
+    expect(terminalOf(events).type).toBe('RUN_FINISHED');
+    const input = JSON.stringify(fake.requests.at(-1)!.body.input);
+    expect(count(input, 'Pick a colour')).toBe(1);
+    expect(input).not.toContain('Old answer');
+    expect(input).toContain('My name is Ada');
+    expect(input).toContain('Hello Ada.');
+    // The stored history is the thread as the user now sees it.
+    const stored = JSON.stringify(await tools.store.getSessionItems(threadId));
+    expect(count(stored, 'Pick a colour')).toBe(1);
+    expect(stored).not.toContain('Old answer');
+    expect(stored).toContain('New answer: blue.');
+  });
+
+  it('a regenerate after a failed answer keeps the message once; one whose run never reached the history removes nothing', async () => {
+    const threadId = 'thread-regenerate-failed';
+    const count = (text: string, part: string) => text.split(part).length - 1;
+    fake.enqueue({ type: 'text', text: 'Hello Ada.' });
+    await collect(makeRunner().run(await request({ threadId, message: 'My name is Ada' })));
+    fake.enqueue({ type: 'response_failed', message: 'the model gave up', textBefore: 'Partial old' });
+    const failed = await request({ threadId, message: 'Tell a story' });
+    expect(terminalOf(await collect(makeRunner().run(failed))).type).toBe('RUN_ERROR');
+    fake.enqueue({ type: 'text', text: 'Once upon a time.' });
+    await collect(
+      makeRunner().run(await request({ threadId, message: 'Tell a story', regenerates: failed.runId })),
+    );
+    let input = JSON.stringify(fake.requests.at(-1)!.body.input);
+    expect(count(input, 'Tell a story')).toBe(1);
+    expect(input).not.toContain('Partial old');
+    expect(input).toContain('Hello Ada.');
+    // The run being replaced left nothing in the history (it failed before the agent service saw it): the
+    // newest user message there is another one, and it stays with its answer.
+    fake.enqueue({ type: 'text', text: 'Sure.' });
+    await collect(
+      makeRunner().run(
+        await request({ threadId, message: 'A message the history lacks', regenerates: 'run-x' }),
+      ),
+    );
+    input = JSON.stringify(fake.requests.at(-1)!.body.input);
+    expect(input).toContain('Tell a story');
+    expect(input).toContain('Once upon a time.');
+    expect(count(input, 'A message the history lacks')).toBe(1);
+  });
+
   it('a consumer that stops early aborts the SDK run', async () => {
     fake.enqueue({ type: 'text', text: 'b'.repeat(300), chunkSize: 1, delayMs: 5 });
     for await (const e of makeRunner().run(await request())) {

@@ -11,6 +11,16 @@ export const SendMessageSchema = z.strictObject({
   clientMessageId: IdSchema,
 });
 
+/**
+ * client → server: start a new answer to the thread's last user message, replacing the last answer, without
+ * adding a user message. Idempotent on `clientMessageId` like `send` (a retry returns the first run's id).
+ */
+export const RegenerateMessageSchema = z.strictObject({
+  type: z.literal('regenerate'),
+  threadId: IdSchema,
+  clientMessageId: IdSchema,
+});
+
 /** client → server: stream a thread's events with `seq > afterSeq`, then the live tail. */
 export const SubscribeMessageSchema = z.strictObject({
   type: z.literal('subscribe'),
@@ -29,6 +39,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   SendMessageSchema,
   SubscribeMessageSchema,
   CancelMessageSchema,
+  RegenerateMessageSchema,
 ]);
 
 /** server → client: one sequenced event. */
@@ -37,7 +48,7 @@ export const EventMessageSchema = z.strictObject({
   event: SequencedAgentEventSchema,
 });
 
-/** server → client: a `send` was stored and its run started. */
+/** server → client: a `send` (or `regenerate`) was stored and its run started. */
 export const AckMessageSchema = z.strictObject({
   type: z.literal('ack'),
   clientMessageId: IdSchema,
@@ -52,6 +63,8 @@ export const BROWSER_ERROR_CODES = [
   'forbidden',
   'not_found',
   'run_active',
+  /** A `regenerate` on a thread without a user message to answer. */
+  'nothing_to_regenerate',
   'queue_full',
   'slow_consumer',
   'rate_limited',
@@ -88,6 +101,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
 
 /** client → server `send`. */
 export type SendMessage = z.infer<typeof SendMessageSchema>;
+/** client → server `regenerate`. */
+export type RegenerateMessage = z.infer<typeof RegenerateMessageSchema>;
 /** client → server `subscribe`. */
 export type SubscribeMessage = z.infer<typeof SubscribeMessageSchema>;
 /** client → server `cancel`. */

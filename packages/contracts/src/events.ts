@@ -33,11 +33,16 @@ const base = {
   ts: TimestampSchema,
 };
 
-/** A run began. Always the first event of a run. */
+/**
+ * A run began. The first event of a run (after the USER_MESSAGE that started it, if any). `regenerates` names the
+ * run whose answer this run replaces (a `regenerate` from the browser): a UI shows this run's answer in place of
+ * that run's, under the same user message.
+ */
 export const RunStartedEventSchema = z.strictObject({
   type: z.literal('RUN_STARTED'),
   ...base,
   parentRunId: IdSchema.optional(),
+  regenerates: IdSchema.optional(),
 });
 
 /**

@@ -28,11 +28,17 @@ export const ToolsRefSchema = z.strictObject({
   token: boundedString(LIMITS.maxTokenLength, { min: 1 }),
 });
 
-/** API → agent: start a run for one user message in one thread. */
+/**
+ * API → agent: start a run for one user message in one thread. With `regenerates` (a run id), `message` is the
+ * thread's last user message again and the run replaces the answer of run `regenerates`: the agent drops that
+ * answer from the thread's history (and the user message it answered, which it adds back as this run's input),
+ * so the model sees the user message once and not the old answer.
+ */
 export const RunRequestSchema = z.strictObject({
   threadId: IdSchema,
   runId: IdSchema,
   parentRunId: IdSchema.optional(),
+  regenerates: IdSchema.optional(),
   user: z.strictObject({ id: IdSchema }),
   message: boundedString(LIMITS.maxMessageLength, { min: 1 }),
   tools: ToolsRefSchema,

@@ -56,6 +56,7 @@ export const examples = [
     toolName: 'profile.patch',
     args: '{"displayName":"Ada"}',
   },
+  { type: 'RUN_STARTED', ...ids, regenerates: 'run_0' },
 ] as const;
 
 describe('event schemas', () => {

@@ -25,6 +25,11 @@ describe('run request', () => {
     expect(safeParse(RunRequestSchema, runRequest).ok).toBe(true);
     expect(safeParse(RunRequestSchema, { ...runRequest, parentRunId: 'r0' }).ok).toBe(true);
   });
+  it('carries an optional regenerates run id, which must be an id', () => {
+    expect(safeParse(RunRequestSchema, { ...runRequest, regenerates: 'r0' }).ok).toBe(true);
+    for (const bad of ['', 'has space', 7, null])
+      expect(safeParse(RunRequestSchema, { ...runRequest, regenerates: bad }).ok).toBe(false);
+  });
   it('rejects missing fields, extra fields, bad urls and empty messages', () => {
     const { threadId: _t, ...noThread } = runRequest;
     for (const bad of [
@@ -47,6 +52,7 @@ describe('browser protocol', () => {
       { type: 'send', threadId: 't', text: 'hi', clientMessageId: 'c1' },
       { type: 'subscribe', threadId: 't', afterSeq: 0 },
       { type: 'cancel', runId: 'r' },
+      { type: 'regenerate', threadId: 't', clientMessageId: 'c2' },
     ]) {
       expect(safeParse(ClientMessageSchema, m).ok).toBe(true);
     }
@@ -59,6 +65,10 @@ describe('browser protocol', () => {
       { type: 'subscribe', threadId: 't', afterSeq: 1.5 },
       { type: 'subscribe', threadId: 't' },
       { type: 'cancel', runId: 'r', threadId: 't' },
+      { type: 'regenerate', threadId: 't' },
+      { type: 'regenerate', clientMessageId: 'c2' },
+      { type: 'regenerate', threadId: 't', clientMessageId: 'c2', text: 'again' },
+      { type: 'regenerate', threadId: 't', clientMessageId: 'bad id' },
       { type: 'event', event: {} },
       [],
       'send',

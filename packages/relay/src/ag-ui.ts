@@ -67,6 +67,7 @@ const STATUS: Record<AgUiRequestErrorCode | RelayErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   run_active: 409,
+  nothing_to_regenerate: 409,
   queue_full: 429,
   too_many_runs: 429,
   rate_limited: 429,

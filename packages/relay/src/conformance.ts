@@ -693,6 +693,61 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         expect(running).not.toContain(runA);
       });
 
+      it('starts a regenerate with its RUN_STARTED (regenerates) as the first event: no USER_MESSAGE, same rules', async () => {
+        const t = await newThread();
+        const first = uid('run');
+        await store.startRun(startInput(t, first, 'cm-1'));
+        await store.append(t, [finished(t, first)]);
+        const runId = uid('run');
+        const started = {
+          type: 'RUN_STARTED' as const,
+          threadId: t,
+          runId,
+          ts: TS,
+          regenerates: first,
+        };
+        const input = {
+          threadId: t,
+          runId,
+          userId: 'user-1',
+          clientMessageId: 'cm-regen',
+          userMessage: started,
+        };
+        const result = await store.startRun(input);
+        if (result.status !== 'started') throw new Error(`expected started, got ${result.status}`);
+        expect(result.run).toMatchObject({ runId, clientMessageId: 'cm-regen', status: 'running' });
+        expect(JSON.parse(result.userMessage.json)).toEqual({ ...started, seq: 3 });
+        // The same key again: the first run, nothing written; another key while it runs: run_active.
+        const again = uid('run');
+        const retry = await store.startRun({
+          ...input,
+          runId: again,
+          userMessage: { ...started, runId: again },
+        });
+        expect(retry.status).toBe('duplicate');
+        if (retry.status === 'duplicate') expect(retry.run.runId).toBe(runId);
+        const other = uid('run');
+        const busy = await store.startRun({
+          ...input,
+          runId: other,
+          clientMessageId: 'cm-regen-2',
+          userMessage: { ...started, runId: other },
+        });
+        expect(busy.status).toBe('run_active');
+        expect(await store.lastSeq(t)).toBe(3);
+        // A RUN_STARTED without `regenerates`, or of another run, is refused.
+        const { regenerates: _dropped, ...bare } = started;
+        const plain = { ...input, clientMessageId: 'cm-x', userMessage: bare };
+        await expectStoreError(store.startRun(plain), 'invalid_message');
+        const wrongRun = {
+          ...input,
+          clientMessageId: 'cm-y',
+          userMessage: { ...started, runId: uid('run') },
+        };
+        await expectStoreError(store.startRun(wrongRun), 'invalid_message');
+        expect(await store.lastSeq(t)).toBe(3);
+      });
+
       it('refuses inconsistent startRun input and unknown threads', async () => {
         const t = await newThread();
         const runId = uid('run');

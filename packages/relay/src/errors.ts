@@ -7,6 +7,8 @@ export const RELAY_ERROR_CODES = [
   'not_found',
   'conflict',
   'run_active',
+  /** A regenerate on a thread with no user message to answer again. */
+  'nothing_to_regenerate',
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',

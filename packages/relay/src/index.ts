@@ -12,6 +12,7 @@ export type {
   RelayOptions,
   RunTokenIssuer,
   SendInput,
+  RegenerateInput,
   SubscribeInput,
 } from './relay.js';
 export type { Subscription } from './subscription.js';

@@ -4,6 +4,7 @@ import {
   ContractError,
   IdSchema,
   LIMITS,
+  RegenerateMessageSchema,
   RunRequestSchema,
   SendMessageSchema,
   safeParse,
@@ -143,6 +144,11 @@ type RelaySettings = RelayLimits & RelayTuning;
 
 /** Runs one lease sweep claims per store call. */
 const SWEEP_BATCH = 100;
+/**
+ * A regenerate looks for the thread's last user message in at most this many pages (`replayPageSize` events
+ * each) back from the end of the log; one further back is not found (`nothing_to_regenerate`).
+ */
+const REGENERATE_SCAN_PAGES = 16;
 
 /** Mints the act-as token a run's agent calls tools with (e.g. tools-kit's `createTokenIssuer()`). */
 export interface RunTokenIssuer {
@@ -188,6 +194,14 @@ export interface SendInput {
   clientMessageId: string;
 }
 
+/** Input of {@link Relay.regenerate}. */
+export interface RegenerateInput {
+  user: { id: string };
+  threadId: string;
+  /** The browser's id for this request, as in `send`: a retry with the same id gets the first run's id. */
+  clientMessageId: string;
+}
+
 /** Input of {@link Relay.subscribe}. */
 export interface SubscribeInput {
   user: { id: string };
@@ -208,6 +222,13 @@ export interface Relay {
    * `agent_unavailable`, `store_error` or `closed`; nothing is acknowledged that was not stored.
    */
   send(input: SendInput): Promise<{ runId: string }>;
+  /**
+   * Starts a new run that answers the thread's last user message again and replaces the last answer: its
+   * RUN_STARTED carries `regenerates` (the run it replaces) and no USER_MESSAGE is written. Idempotent on
+   * `clientMessageId` like `send`. Rejects like `send` (`run_active` while a run is in progress, whatever
+   * `whenRunActive` says), or `nothing_to_regenerate` when the thread has no user message.
+   */
+  regenerate(input: RegenerateInput): Promise<{ runId: string }>;
   /** Streams a thread's events after `afterSeq`, then live. Rejects like `send`, or `too_many_subscribers`. */
   subscribe(input: SubscribeInput): Promise<Subscription>;
   /** Cancels a run: the agent is stopped and RUN_ERROR `cancelled` stored. A run already ended is left as is. */
@@ -270,6 +291,8 @@ interface ActiveRun extends WriteOwner {
   threadId: string;
   userId: string;
   clientMessageId: string;
+  /** The run whose answer this one replaces (a regenerate): its RUN_STARTED is stored already. */
+  regenerates?: string;
   controller: AbortController;
   done: Promise<void>;
   /** The store no longer has this run as ours (it ended, or another instance took it over): write nothing. */
@@ -667,6 +690,64 @@ export function createRelay(options: RelayOptions): Relay {
     const { threadId, text, clientMessageId } = parsed.value;
     const user = { id: input.user.id };
     await threadFor(user, threadId);
+    return begin(user, threadId, clientMessageId, text, undefined);
+  }
+
+  async function regenerate(input: RegenerateInput): Promise<{ runId: string }> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    const parsed = safeParse(
+      RegenerateMessageSchema,
+      { type: 'regenerate', threadId: input.threadId, clientMessageId: input.clientMessageId },
+      'regenerate',
+    );
+    if (!parsed.ok) throw new RelayError('invalid_message', parsed.error.message, { cause: parsed.error });
+    const { threadId, clientMessageId } = parsed.value;
+    const user = { id: input.user.id };
+    await threadFor(user, threadId);
+    const turn = await storeCall('reading the thread', () => lastTurn(threadId));
+    if (!turn) {
+      throw new RelayError(
+        'nothing_to_regenerate',
+        `thread ${threadId} has no message to answer again; send one first`,
+      );
+    }
+    return begin(user, threadId, clientMessageId, turn.text, turn.runId);
+  }
+
+  /**
+   * The thread's last user message, and the newest run (the one a regenerate replaces), read backwards from
+   * the end of the log: at most {@link REGENERATE_SCAN_PAGES} pages.
+   */
+  async function lastTurn(threadId: string): Promise<{ text: string; runId: string } | null> {
+    let newest: string | undefined;
+    let hi = await store.lastSeq(threadId);
+    for (let page = 0; hi > 0 && page < REGENERATE_SCAN_PAGES; page++) {
+      const lo = Math.max(0, hi - limits.replayPageSize);
+      const events = await store.read(threadId, { afterSeq: lo, limit: hi - lo });
+      for (let i = events.length - 1; i >= 0; i--) {
+        const json = events[i]!.json;
+        if (!json.includes('"USER_MESSAGE"') && !json.includes('"RUN_STARTED"')) continue;
+        const event = JSON.parse(json) as AgentEvent;
+        if (event.type === 'USER_MESSAGE') return { text: event.text, runId: newest ?? event.runId };
+        if (event.type === 'RUN_STARTED') newest ??= event.runId;
+      }
+      hi = lo;
+    }
+    return null;
+  }
+
+  /**
+   * Stores a run's first event and starts it: a send's USER_MESSAGE, or (with `regenerates`) a RUN_STARTED
+   * that replaces that run's answer. One run per thread and idempotency on `clientMessageId` are the store's.
+   */
+  async function begin(
+    user: { id: string },
+    threadId: string,
+    clientMessageId: string,
+    text: string,
+    regenerates: string | undefined,
+  ): Promise<{ runId: string }> {
     let queued = false;
     let healed = false;
     let deadline = 0;
@@ -688,16 +769,19 @@ export function createRelay(options: RelayOptions): Relay {
         throw error;
       }
       const runId = `run_${randomUUID()}`;
-      const userMessage: AgentEvent = {
-        type: 'USER_MESSAGE',
-        threadId,
-        runId,
-        ts: Date.now(),
-        messageId: `msg_${randomUUID()}`,
-        clientMessageId,
-        userId: user.id,
-        text,
-      };
+      const userMessage: AgentEvent =
+        regenerates === undefined
+          ? {
+              type: 'USER_MESSAGE',
+              threadId,
+              runId,
+              ts: Date.now(),
+              messageId: `msg_${randomUUID()}`,
+              clientMessageId,
+              userId: user.id,
+              text,
+            }
+          : { type: 'RUN_STARTED', threadId, runId, ts: Date.now(), regenerates };
       const writer = writerFor(threadId);
       let result: Awaited<ReturnType<GroupCommitter['start']>>;
       try {
@@ -721,7 +805,7 @@ export function createRelay(options: RelayOptions): Relay {
         throw error;
       }
       if (result.status === 'started') {
-        startRun(result.run, text, release);
+        startRun(result.run, text, release, regenerates);
         return { runId };
       }
       release(true);
@@ -733,7 +817,7 @@ export function createRelay(options: RelayOptions): Relay {
         healed = true;
         if (await storeTerminal(stale, false)) continue;
       }
-      if (whenRunActive === 'reject' || closed) {
+      if (whenRunActive === 'reject' || closed || regenerates !== undefined) {
         throw new RelayError(
           'run_active',
           `thread ${threadId} has a run in progress (${result.activeRun.runId}); wait for it to end or cancel it`,
@@ -802,13 +886,19 @@ export function createRelay(options: RelayOptions): Relay {
     });
   }
 
-  function startRun(record: RunRecord, message: string, release: (refund: boolean) => void): void {
+  function startRun(
+    record: RunRecord,
+    message: string,
+    release: (refund: boolean) => void,
+    regenerates?: string,
+  ): void {
     const controller = new AbortController();
     const run: ActiveRun = {
       runId: record.runId,
       threadId: record.threadId,
       userId: record.userId,
       clientMessageId: record.clientMessageId,
+      ...(regenerates === undefined ? {} : { regenerates }),
       controller,
       done: Promise.resolve(),
       lost: false,
@@ -901,7 +991,9 @@ export function createRelay(options: RelayOptions): Relay {
         }
         gate.answered(run.userId, granted, true);
       }
-      let started = false;
+      // A regenerate's RUN_STARTED is stored already; the agent's own, if it sends one first, is dropped.
+      let started = run.regenerates !== undefined;
+      let skipStart = started;
       const seen: ChunkIdCache = {};
       for (let next: typeof first | undefined = first; ; next = undefined) {
         next ??= await interruptible(iterator!.next());
@@ -922,6 +1014,10 @@ export function createRelay(options: RelayOptions): Relay {
           if (signal.aborted) throw signal.reason;
           const raw = batched ? (value as readonly AgentEvent[])[i] : value;
           const event = checkAgentEvent(raw, threadId, runId, seen);
+          if (skipStart) {
+            skipStart = false;
+            if (event.type === 'RUN_STARTED') continue;
+          }
           if (event.type === 'RUN_STARTED') {
             if (started)
               throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
@@ -1075,6 +1171,7 @@ export function createRelay(options: RelayOptions): Relay {
         runId: run.runId,
         user: { id: run.userId },
         message,
+        ...(run.regenerates === undefined ? {} : { regenerates: run.regenerates }),
         tools: { baseUrl: options.toolsBaseUrl, token },
       },
       'run request',
@@ -1353,6 +1450,7 @@ export function createRelay(options: RelayOptions): Relay {
 
   return {
     send,
+    regenerate,
     subscribe,
     cancel,
     publish,

@@ -8,6 +8,7 @@ import {
   safeParse,
   type AgentEvent,
   type JsonValue,
+  type RunStartedEvent,
   type UserMessageEvent,
 } from '@threadline/contracts';
 import { isPlainChunk } from './chunk-check.js';
@@ -162,7 +163,10 @@ export function withSeq(body: string, seq: number): string {
   return `${body.slice(0, -1)},"seq":${seq}}`;
 }
 
-/** Checks a startRun input: ids, and a USER_MESSAGE that agrees with them. */
+/**
+ * Checks a startRun input: ids, and a first event that agrees with them: the USER_MESSAGE of a `send`, or the
+ * RUN_STARTED (with `regenerates`) of a `regenerate`, which adds no user message.
+ */
 export function prepareStartRun(input: {
   threadId: string;
   runId: string;
@@ -170,7 +174,7 @@ export function prepareStartRun(input: {
   clientMessageId: string;
   userMessage: AgentEvent;
   lease?: unknown;
-}): PreparedEvent & { event: UserMessageEvent } {
+}): PreparedEvent & { event: UserMessageEvent | RunStartedEvent } {
   if (typeof input !== 'object' || input === null) throw invalid('startRun input must be an object');
   checkId('threadId', input.threadId);
   checkId('runId', input.runId);
@@ -179,7 +183,12 @@ export function prepareStartRun(input: {
   if (input.lease !== undefined) checkLeaseInput(input.lease);
   const [prepared] = prepareEvents(input.threadId, [input.userMessage]);
   const event = prepared?.event;
-  if (!prepared || event?.type !== 'USER_MESSAGE') throw invalid('userMessage must be a USER_MESSAGE event');
+  if (event?.type === 'RUN_STARTED' && event.regenerates !== undefined) {
+    if (event.runId !== input.runId) throw invalid('userMessage must carry the same runId as the run');
+    return prepared as PreparedEvent & { event: RunStartedEvent };
+  }
+  if (!prepared || event?.type !== 'USER_MESSAGE')
+    throw invalid('userMessage must be a USER_MESSAGE event, or a RUN_STARTED event with regenerates');
   if (
     event.runId !== input.runId ||
     event.userId !== input.userId ||

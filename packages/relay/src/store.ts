@@ -72,6 +72,10 @@ export interface StartRunInput {
   runId: string;
   userId: string;
   clientMessageId: string;
+  /**
+   * The run's first event, appended with it: the USER_MESSAGE of a `send` (same runId, userId and
+   * clientMessageId), or for a `regenerate` a RUN_STARTED with `regenerates` (same runId).
+   */
   userMessage: AgentEvent;
   /** Record the run with a lease held by `owner` for `ttlMs` (from the store's clock), in the same transaction. */
   lease?: { owner: string; ttlMs: number };
@@ -126,8 +130,8 @@ export interface EventStore {
 
   /**
    * In one transaction: if `clientMessageId` was seen in this thread, returns `duplicate`; else if a run of
-   * the thread is `running`, returns `run_active`; else appends `userMessage` (a USER_MESSAGE event) and
-   * records the run as running.
+   * the thread is `running`, returns `run_active`; else appends `userMessage` (a USER_MESSAGE event, or the
+   * RUN_STARTED of a regenerate) and records the run as running.
    */
   startRun(input: StartRunInput): Promise<StartRunResult>;
   /**

@@ -545,6 +545,15 @@ class Connection {
         this.#sendRaw(JSON.stringify({ type: 'ack', clientMessageId: message.clientMessageId, runId }));
         return;
       }
+      case 'regenerate': {
+        const { runId } = await relay.regenerate({
+          user: this.#user,
+          threadId: message.threadId,
+          clientMessageId: message.clientMessageId,
+        });
+        this.#sendRaw(JSON.stringify({ type: 'ack', clientMessageId: message.clientMessageId, runId }));
+        return;
+      }
       case 'cancel':
         await relay.cancel({ user: this.#user, runId: message.runId });
         return;
@@ -674,6 +683,7 @@ function removeSubscription(list: Subscription[], subscription: Subscription): v
 function refOf(message: ClientMessage): string {
   switch (message.type) {
     case 'send':
+    case 'regenerate':
       return message.clientMessageId;
     case 'subscribe':
       return message.threadId;

@@ -34,9 +34,10 @@ export interface AgentChatRunFinishedDetail {
 }
 
 /**
- * Detail of `agent-chat:regenerate`: the user asked for a new answer to the message that started `runId` (Retry
- * after Stop or an error). Cancel the event to start that run yourself without a second user bubble; if nobody
- * cancels it, the element sends the message again.
+ * Detail of `agent-chat:regenerate`: the user asked for a new answer to the message that `runId` answered (Retry
+ * after Stop or an error, or Regenerate on the last answer). Cancel the event to start that run yourself; if
+ * nobody cancels it, the element sends a `regenerate` frame: a new answer replaces that run's, with no second
+ * user bubble.
  */
 export interface AgentChatRegenerateDetail {
   runId: string;
@@ -108,7 +109,7 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @fires agent-chat:run-finished - A run ended (RUN_FINISHED or RUN_ERROR). Detail: {@link AgentChatRunFinishedDetail}.
  * @fires agent-chat:error - A server error or an element problem; `fatal` ones stop retrying (auth). Detail: {@link AgentChatErrorDetail}.
  * @fires agent-chat:connection - The connection state changed. Detail: {@link AgentChatConnectionDetail}.
- * @fires agent-chat:regenerate - Retry on a failed or stopped run; cancelable. Detail: {@link AgentChatRegenerateDetail}.
+ * @fires agent-chat:regenerate - Retry on a failed or stopped run, or Regenerate on the last answer; cancelable. Detail: {@link AgentChatRegenerateDetail}.
  *
  * @csspart status - The connection bar (`data-state` holds the state).
  * @csspart reconnect-button - Shown when retrying stopped.
@@ -126,6 +127,7 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart tool-call - A tool call (`data-status`: running, done, failed).
  * @csspart run-error - A failed or stopped run, with its Retry button.
  * @csspart retry-button - The Retry buttons.
+ * @csspart regenerate-button - Regenerate, among the last answer's actions: a new answer replaces it.
  * @csspart composer - The send box form.
  * @csspart input - The message textarea; it grows with its text up to a bound, then scrolls.
  * @csspart counter - Characters used of the limit, shown near the limit (`data-over` when over it).
@@ -253,6 +255,21 @@ export class AgentChat extends LitElement {
     this.announce('Sent. Working on it…');
     this.stick = true;
     this.schedule();
+    return clientMessageId;
+  }
+
+  /**
+   * Asks for a new answer to the thread's last message, replacing the last answer (no second user bubble), and
+   * returns the request's `clientMessageId`. Throws {@link AgentChatError} `readonly`, `run_active`, `not_connected`.
+   */
+  regenerate(): string {
+    if (this.readonly) throw new AgentChatError('readonly', 'this chat is read-only');
+    if (this.model.activeRunId)
+      throw new AgentChatError('run_active', 'a run is still active; wait for it or stop it first');
+    if (!this.conn) throw new AgentChatError('not_connected', 'not connected to the server');
+    const clientMessageId = newId();
+    this.conn.send({ type: 'regenerate', threadId: this.threadId, clientMessageId });
+    this.announce('Working on it…');
     return clientMessageId;
   }
 
@@ -494,7 +511,7 @@ export class AgentChat extends LitElement {
     if (button && code) void this.copy(code.textContent ?? '', '', button as HTMLElement);
   };
 
-  private actions(key: string, text: string, ts: number, what: string): TemplateResult {
+  private actions(key: string, text: string, ts: number, what: string, regenerate?: string): TemplateResult {
     const state = this.copied === key ? 'Copied' : this.copied === `!${key}` ? 'Copy failed' : 'Copy';
     return html`<div part="message-actions" class="meta">
       <button
@@ -506,6 +523,20 @@ export class AgentChat extends LitElement {
       >
         ${state}
       </button>
+      ${
+        regenerate
+          ? html`<button
+              type="button"
+              class="link"
+              part="regenerate-button"
+              aria-label="Regenerate the answer"
+              ?disabled=${!this.canSend()}
+              @click=${() => this.retryRun(regenerate)}
+            >
+              Regenerate
+            </button>`
+          : nothing
+      }
       ${timeOf(ts)}
     </div>`;
   }
@@ -605,7 +636,7 @@ export class AgentChat extends LitElement {
     });
     if (!this.dispatchEvent(regenerate)) return; // the page starts the new run itself
     try {
-      this.send(item.text);
+      this.regenerate();
     } catch (err) {
       const e = err as AgentChatError;
       this.emit('agent-chat:error', { code: e.code, message: e.message, fatal: false });
@@ -715,7 +746,10 @@ export class AgentChat extends LitElement {
             items.length === 0
               ? html`<p part="placeholder" class="placeholder">${this.placeholder}</p>`
               : items.map((i) =>
-                  this.renderItem(i, i.kind === 'run-error' && i.runId === lastRun && !running),
+                  this.renderItem(
+                    i,
+                    !running && !this.readonly && (i.kind === 'run-error' ? i.runId === lastRun : i === last),
+                  ),
                 )
           }
           ${
@@ -822,7 +856,11 @@ export class AgentChat extends LitElement {
           >
             ${this.markdown(item)}
           </div>
-          ${item.complete ? this.actions(item.key, item.text, item.ts, 'answer') : nothing}
+          ${
+            item.complete
+              ? this.actions(item.key, item.text, item.ts, 'answer', retryable ? item.runId : '')
+              : nothing
+          }
         </div>`;
       case 'tool': {
         // The tool's own label ("Updating your profile"), else its name in words; the error text goes to the console.
@@ -856,7 +894,7 @@ export class AgentChat extends LitElement {
         >
           <span>${runErrorText(item.code)}</span>
           ${
-            retryable && !this.readonly && this.model.userMessageOf(item.runId)
+            retryable && this.model.userMessageOf(item.runId)
               ? html`<button
                   type="button"
                   class="link"

@@ -42,7 +42,8 @@ function eventProblem(e: Obj): string | undefined {
   if (!isInt(e.seq, 1)) return 'seq';
   switch (e.type) {
     case 'RUN_STARTED':
-      return opt(e.parentRunId, isId) ? undefined : 'parentRunId';
+      if (!opt(e.parentRunId, isId)) return 'parentRunId';
+      return opt(e.regenerates, isId) ? undefined : 'regenerates';
     case 'TOOL_CALL_STARTED':
     case 'TOOL_CALL_RESULT':
       if (!isId(e.toolCallId)) return 'toolCallId';

@@ -178,10 +178,19 @@ export class ThreadModel {
         }
         break;
       }
-      case 'RUN_STARTED':
+      case 'RUN_STARTED': {
         this.activeRunId = event.runId;
-        changed = false;
+        // A regenerate: the new answer takes the old one's place, under the same user message.
+        const old = event.regenerates;
+        changed = !!old;
+        for (let n = old ? this.items.length : 0; n--;) {
+          const i = this.items[n]!;
+          if (i.runId !== old) continue;
+          if (i.kind === 'user') i.runId = event.runId;
+          else this.byKey.delete(this.items.splice(n, 1)[0]!.key);
+        }
         break;
+      }
       case 'TEXT_MESSAGE_CHUNK': {
         const key = `a:${event.messageId}`;
         let item = this.byKey.get(key) as AssistantItem | undefined;

@@ -126,8 +126,10 @@ suite('<agent-chat> in Chromium', () => {
 
   it('renders history, live chunks, tool states, a run error with retry and a finished run (light and dark)', async () => {
     const s = await serve('t-render', {
-      onSend(server, msg, ws) {
-        startRun(server, ws, msg, 'r3', 'u3');
+      onRegenerate(server, msg, ws) {
+        // What the relay does on `regenerate`: ack, store the new run's RUN_STARTED (no USER_MESSAGE).
+        ack(server, ws, msg.clientMessageId, 'r3');
+        server.append({ type: 'RUN_STARTED', runId: 'r3', regenerates: 'r2' });
         server.append({
           type: 'TOOL_CALL_STARTED',
           runId: 'r3',
@@ -228,14 +230,14 @@ suite('<agent-chat> in Chromium', () => {
       .poll(() => page.evaluate(() => window.__errors.map((e) => e.code)))
       .toContain('invalid_frame');
 
-    // Retry the failed run: the element re-sends the run's user message.
+    // Retry the failed run: the element asks for a new answer to the same message (no second send).
     await chat.locator('[part~="run-error"] [part~="retry-button"]').click();
-    await s.until(() => s.received.some((m) => m.type === 'send'), 'the retried send');
-    expect(s.received.find((m) => m.type === 'send')).toMatchObject({
-      type: 'send',
+    await s.until(() => s.received.some((m) => m.type === 'regenerate'), 'the regenerate');
+    expect(s.received.find((m) => m.type === 'regenerate')).toMatchObject({
+      type: 'regenerate',
       threadId: 't-render',
-      text: 'Book a table',
     });
+    expect(s.received.filter((m) => m.type === 'send')).toEqual([]);
     await expect
       .poll(() => chat.locator('[data-tool-call-id="tc3"]').getAttribute('data-status'))
       .toBe('running');
@@ -257,12 +259,12 @@ suite('<agent-chat> in Chromium', () => {
     await expect.poll(() => page.evaluate(() => window.__finished)).toContainEqual({ runId: 'r3', ok: true });
     await expect.poll(() => assistantText(page, 'a3')).toBe('Booked for 8pm.');
     expect(await chat.locator('[data-tool-call-id="tc3"]').getAttribute('data-status')).toBe('done');
-    // The pending user message was replaced by its USER_MESSAGE, not duplicated.
+    // The new answer took the failed run's place: one user message, and r2's rows are gone.
     expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual([
       'What is the weather?',
       'Book a table',
-      'Book a table',
     ]);
+    expect(await chat.locator('[data-tool-call-id="tc2"], [part~="run-error"]').count()).toBe(0);
     expect(await chat.locator('[part~="stop-button"]').count()).toBe(0);
     // Every event once, in order; the unknown one is not passed on as a contract event.
     const seqs = await page.evaluate(() => window.__events);

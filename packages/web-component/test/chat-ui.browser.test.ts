@@ -443,7 +443,11 @@ suite('<agent-chat> controls in Chromium', () => {
       });
     const status = chat.locator('[role="status"]');
 
-    // Backwards from the composer: the answer's Copy, the code block's Copy, the user's Copy, the conversation.
+    // Backwards from the composer: the last answer's Regenerate and Copy, the code block's Copy, the user's Copy,
+    // the conversation.
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused(page)).toBe('button[regenerate-button]');
+    expect(await ring()).not.toBe('none');
     await page.keyboard.press('Shift+Tab');
     expect(await focused(page)).toBe('button[copy-button]');
     expect(await ring()).not.toBe('none');
@@ -497,7 +501,56 @@ suite('<agent-chat> controls in Chromium', () => {
       { runId: 'r1', text: 'Plan my trip', clientMessageId: 'c1' },
     ]);
     await page.waitForTimeout(100);
-    expect(s.received.filter((m) => m.type === 'send')).toEqual([]);
+    expect(s.received.filter((m) => m.type === 'send' || m.type === 'regenerate')).toEqual([]);
     expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
+  });
+
+  it('Retry after an error sends one regenerate frame; the new run replaces the failed one under the same message', async () => {
+    const s = await serve('t-retry', {
+      onRegenerate: (server, msg, ws) => {
+        ack(ws, msg.clientMessageId, 'r2');
+        // The relay stores the new run's RUN_STARTED at once; the answer comes later.
+        server.append({ type: 'RUN_STARTED', runId: 'r2', regenerates: 'r1' });
+      },
+    });
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'Plan my trip',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'm1', delta: 'Day one: ' },
+      { type: 'RUN_ERROR', runId: 'r1', code: 'model_error', message: 'upstream 503' },
+    );
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    await chat.locator('[part~="run-error"] [part~="retry-button"]').focus();
+    await page.keyboard.press('Enter');
+    await s.until(() => s.received.some((m) => m.type === 'regenerate'), 'a regenerate frame');
+    // The failed answer and its error are gone; the message shows once, with the working indicator under it.
+    await expect.poll(() => chat.locator('[part~="working"]').count()).toBe(1);
+    expect(await chat.locator('[part~="assistant-message"], [part~="run-error"]').count()).toBe(0);
+    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual(['Plan my trip']);
+    await shoot(page, 'regenerate-working');
+    s.append(
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r2', messageId: 'm2', delta: 'Day one: Rome.' },
+      { type: 'RUN_FINISHED', runId: 'r2' },
+    );
+    await expect
+      .poll(async () =>
+        (await chat.locator('[part~="assistant-message"]').allTextContents()).map((t) => t.trim()),
+      )
+      .toEqual(['Day one: Rome.']);
+    expect(await chat.locator('[part~="working"]').count()).toBe(0);
+    expect(s.received.filter((m) => m.type === 'send')).toEqual([]);
+    expect(s.received.filter((m) => m.type === 'regenerate')).toEqual([
+      { type: 'regenerate', threadId: 't-retry', clientMessageId: expect.any(String) },
+    ]);
+    expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
+    await shoot(page, 'regenerate-done');
   });
 });

@@ -23,6 +23,7 @@ const valid = [
   { ...base, type: 'USER_MESSAGE', messageId: 'm0', clientMessageId: 'c-1', userId: 'u1', text: 'hi' },
   { ...base, type: 'STATE_CHANGED', scope: 'profile', value: { a: 1 } },
   { ...base, type: 'HISTORY_WINDOWED', windowItems: 200 },
+  { ...base, type: 'RUN_STARTED', regenerates: 'r0' },
 ];
 
 const invalid: Array<[string, object]> = [
@@ -30,6 +31,7 @@ const invalid: Array<[string, object]> = [
   ['fractional seq', { ...base, seq: 1.5, type: 'RUN_STARTED' }],
   ['bad thread id', { ...base, threadId: 'a b', type: 'RUN_STARTED' }],
   ['long id', { ...base, runId: 'x'.repeat(129), type: 'RUN_STARTED' }],
+  ['bad regenerates', { ...base, type: 'RUN_STARTED', regenerates: 'a b' }],
   ['delta not a string', { ...base, type: 'TEXT_MESSAGE_CHUNK', messageId: 'm1', delta: 5 }],
   ['delta too long', { ...base, type: 'TEXT_MESSAGE_CHUNK', messageId: 'm1', delta: 'x'.repeat(32_769) }],
   ['ok missing', { ...base, type: 'TOOL_CALL_RESULT', toolCallId: 'c1', toolName: 'x' }],

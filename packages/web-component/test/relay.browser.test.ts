@@ -1,5 +1,7 @@
+import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { attachWebSocketServer, createRelay, type Relay } from '@threadline/relay';
 import { createMemoryStore, type MemoryStore } from '@threadline/relay/memory';
@@ -11,6 +13,7 @@ import { PageServer } from './helpers/page-server.js';
 // <agent-chat> against the real relay (@threadline/relay with its memory store and WebSocket transport) in a
 // real Chromium: same origin page + socket, cookie auth at upgrade, a scripted in-process agent.
 const suite = browserSuite('<agent-chat> against the relay');
+const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/relay/', import.meta.url));
 
 /** The agent: streams `chunks` chunks, optionally pausing half-way until the test opens `gate`. */
 class ScriptedAgent {
@@ -95,6 +98,7 @@ suite('<agent-chat> against the relay', () => {
     ]);
     await store.createThread({ threadId: 't-alice', ownerId: 'alice' });
     await store.createThread({ threadId: 't-bob', ownerId: 'bob' });
+    await mkdir(ARTIFACTS, { recursive: true });
   });
 
   afterEach(async () => {
@@ -189,6 +193,104 @@ suite('<agent-chat> against the relay', () => {
     await expect.poll(() => shownText(again)).toEqual([log.text.trim()]);
     expect(await again.locator('agent-chat [part~="user-message"]').allTextContents()).toEqual(['hello']);
     expect(await again.evaluate(() => window.__events)).toEqual(log.seqs);
+  });
+
+  /** The rows the element shows, as `part[:run id]`, and how many frames of each type it sent. */
+  const rows = (page: Page): Promise<string[]> =>
+    page.evaluate(() =>
+      Array.from(
+        document
+          .querySelector('agent-chat')!
+          .shadowRoot!.querySelectorAll(
+            '[part~="user-message"], [part~="assistant-message"], [part~="run-error"], [part~="tool-call"]',
+          ),
+        (el) => {
+          const part = el.getAttribute('part')!.split(' ').pop()!;
+          const id = el.getAttribute('data-message-id') ?? el.getAttribute('data-run-id');
+          return id ? `${part}:${id}` : part;
+        },
+      ),
+    );
+  const storedTypes = async (threadId: string): Promise<string[]> =>
+    (await store.read(threadId, { afterSeq: 0, limit: 10_000 })).map(
+      (e) => (JSON.parse(e.json) as { type: string }).type,
+    );
+
+  it('Regenerate on the last answer (keyboard): one new answer in its place, no second user bubble, same after a reload', async () => {
+    await store.createThread({ threadId: 't-regen', ownerId: 'alice' });
+    agent.chunks = 6;
+    const first = agent.requests.length;
+    const page = await open('alice', 't-regen');
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
+    await chat.locator('textarea').fill('Plan a trip');
+    await chat.locator('textarea').press('Enter');
+    await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(1);
+    const run1 = agent.requests[first]!.runId;
+    expect(await rows(page)).toEqual(['user-message', 'tool-call', `assistant-message:${run1}-m`]);
+    await page.screenshot({ path: `${ARTIFACTS}regenerate-before.png` });
+
+    // Keyboard only: from the composer, one step back is the last answer's Regenerate.
+    await chat.locator('textarea').focus();
+    await page.keyboard.press('Shift+Tab');
+    const focusedPart = await page.evaluate(
+      () => document.querySelector('agent-chat')!.shadowRoot!.activeElement?.getAttribute('part') ?? '',
+    );
+    expect(focusedPart).toBe('regenerate-button');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(2);
+    const run2 = agent.requests[first + 1]!;
+    expect(run2).toMatchObject({ message: 'Plan a trip', regenerates: run1 });
+    await expect
+      .poll(() => rows(page))
+      .toEqual(['user-message', 'tool-call', `assistant-message:${run2.runId}-m`]);
+    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual(['Plan a trip']);
+    expect((await storedTypes('t-regen')).filter((t) => t === 'USER_MESSAGE')).toHaveLength(1);
+    expect(await page.evaluate(() => window.__errors)).toEqual([]);
+    await page.screenshot({ path: `${ARTIFACTS}regenerate-after.png` });
+
+    // A fresh page replays the log to the same view: the old answer is not shown.
+    const again = await open('alice', 't-regen');
+    await expect
+      .poll(() => rows(again))
+      .toEqual(['user-message', 'tool-call', `assistant-message:${run2.runId}-m`]);
+    agent.chunks = 40;
+  });
+
+  it('Retry after Stop starts a new answer in place of the stopped one, without a second user bubble', async () => {
+    await store.createThread({ threadId: 't-retry', ownerId: 'alice' });
+    let release!: () => void;
+    agent.gate = new Promise((r) => (release = r));
+    const first = agent.requests.length;
+    const page = await open('alice', 't-retry');
+    const chat = page.locator('agent-chat');
+    await expect.poll(() => chat.getAttribute('connection')).toBe('connected');
+    await chat.locator('textarea').fill('Write a poem');
+    await chat.locator('textarea').press('Enter');
+    await expect.poll(async () => (await shownText(page))[0]?.length ?? 0).toBeGreaterThan(0);
+    await chat.locator('[part~="stop-button"]').click();
+    await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(1);
+    const run1 = agent.requests[first]!.runId;
+    await expect.poll(() => chat.locator('[part~="run-error"]').getAttribute('data-code')).toBe('cancelled');
+    await page.screenshot({ path: `${ARTIFACTS}retry-after-stop-before.png` });
+    agent.gate = undefined;
+    release();
+
+    await chat.locator('[part~="run-error"] [part~="retry-button"]').click();
+    await expect.poll(() => page.evaluate(() => window.__finished.length)).toBe(2);
+    const run2 = agent.requests[first + 1]!;
+    expect(run2).toMatchObject({ message: 'Write a poem', regenerates: run1 });
+    await expect
+      .poll(() => rows(page))
+      .toEqual(['user-message', 'tool-call', `assistant-message:${run2.runId}-m`]);
+    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual(['Write a poem']);
+    await expect.poll(() => shownText(page)).toEqual([(await logText('t-retry', run2.runId)).text.trim()]);
+    expect((await storedTypes('t-retry')).filter((t) => t === 'USER_MESSAGE')).toHaveLength(1);
+    await page.screenshot({ path: `${ARTIFACTS}retry-after-stop-after.png` });
+    const again = await open('alice', 't-retry');
+    await expect
+      .poll(() => rows(again))
+      .toEqual(['user-message', 'tool-call', `assistant-message:${run2.runId}-m`]);
   });
 
   it("stops retrying when subscribing to another user's thread, and reports the code", async () => {

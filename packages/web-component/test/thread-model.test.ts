@@ -37,6 +37,31 @@ describe('ThreadModel', () => {
     ]);
   });
 
+  it("a regenerated run takes the old answer's place under the same user message, live and in replay", () => {
+    const m = new ThreadModel();
+    m.apply(ev({ type: 'USER_MESSAGE', messageId: 'u1', clientMessageId: 'c1', userId: 'x', text: 'Hi' }));
+    m.apply(ev({ type: 'RUN_STARTED' }));
+    m.apply(ev({ type: 'HISTORY_WINDOWED', windowItems: 3 }));
+    m.apply(chunk('a1', 'Old'));
+    m.apply(ev({ type: 'TOOL_CALL_STARTED', toolCallId: 'c1', toolName: 'x.y' }));
+    m.apply(ev({ type: 'RUN_ERROR', message: 'boom' }));
+    const started = m.apply(ev({ type: 'RUN_STARTED', runId: 'r2', regenerates: 'r1' }));
+    expect(started.changed).toBe(true);
+    expect(m.activeRunId).toBe('r2');
+    // Only the user's message is left, now answered by r2 (so Retry on r2 finds it).
+    expect(m.items.map((i) => [i.kind, i.runId])).toEqual([['user', 'r2']]);
+    expect(m.userMessageOf('r2')?.text).toBe('Hi');
+    m.apply(chunk('a2', 'New', 'r2'));
+    m.apply(ev({ type: 'RUN_FINISHED', runId: 'r2' }));
+    expect(m.items.map((i) => [i.kind, 'text' in i ? i.text : ''])).toEqual([
+      ['user', 'Hi'],
+      ['assistant', 'New'],
+    ]);
+    // A RUN_STARTED without `regenerates` leaves earlier rows alone.
+    expect(m.apply(ev({ type: 'RUN_STARTED', runId: 'r3' })).changed).toBe(false);
+    expect(m.items).toHaveLength(2);
+  });
+
   it('matches a pending message to its ack and USER_MESSAGE without duplicating it', () => {
     const m = new ThreadModel();
     m.addPending('c1', 'hi');

@@ -12,6 +12,12 @@ export type EventInput = Distribute<SequencedAgentEvent>;
 export interface Script {
   /** Runs on every `send`; default: nothing. */
   onSend?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'send' }>, ws: WebSocket): void;
+  /** Runs on every `regenerate`; default: nothing. */
+  onRegenerate?(
+    server: ScriptedServer,
+    msg: Extract<ClientMessage, { type: 'regenerate' }>,
+    ws: WebSocket,
+  ): void;
   /** Runs on every `cancel`; default: nothing. */
   onCancel?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'cancel' }>, ws: WebSocket): void;
   /** Runs on every `subscribe` before the replay; return false to skip the default replay. */
@@ -80,6 +86,7 @@ export class ScriptedServer {
       for (const e of this.log) if (e.seq > from) ws.send(JSON.stringify({ type: 'event', event: e }));
       this.subscribed.add(ws);
     } else if (msg.type === 'send') this.script.onSend?.(this, msg, ws);
+    else if (msg.type === 'regenerate') this.script.onRegenerate?.(this, msg, ws);
     else this.script.onCancel?.(this, msg, ws);
   }
 
