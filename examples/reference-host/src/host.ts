@@ -272,6 +272,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
             users,
             sessions,
             secureCookies: config.cookieSecure,
+            // Shared by every instance of a cluster, so any of them can finish a sign-in another started.
+            secret: secrets.toolsTokenSecret,
             ...(options.oidcLimits ? { limits: options.oidcLimits } : {}),
             logger,
           }),

@@ -1,5 +1,6 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import express, { type Request, type RequestHandler, type Response } from 'express';
+import { EncryptJWT, jwtDecrypt } from 'jose';
 import * as oidc from 'openid-client';
 import { isStoreUnavailable } from './errors.js';
 import { RateLimiter } from './rate-limit.js';
@@ -20,8 +21,6 @@ export interface OidcSettings {
 
 /** Bounds of the OpenID Connect sign-in, with their defaults. */
 export interface OidcLimits {
-  /** Sign-ins started and not finished, across all browsers; more are refused until some finish or expire. */
-  maxPendingLogins: number;
   /** How long a started sign-in may take at the provider, in ms. Default 10 minutes. */
   pendingLoginTtlMs: number;
   /** Sign-ins one client address may start per window. Default 60 per 5 minutes. */
@@ -32,7 +31,6 @@ export interface OidcLimits {
 }
 
 export const DEFAULT_OIDC_LIMITS: OidcLimits = {
-  maxPendingLogins: 10_000,
   pendingLoginTtlMs: 10 * 60_000,
   startsPerAddress: 60,
   startsWindowMs: 5 * 60_000,
@@ -60,58 +58,61 @@ class OidcFailure extends Error {
   }
 }
 
-/** What a started sign-in must find again at the callback; kept on the server, never sent to the browser. */
-interface PendingLogin {
+/** What a started sign-in must find again at the callback. */
+export interface PendingLogin {
   state: string;
   nonce: string;
   codeVerifier: string;
   next: string;
-  expiresAt: number;
 }
 
 /**
- * Sign-ins between start and callback, keyed by a random id the browser holds in an httpOnly cookie: a
- * callback is only accepted from the browser that started it, once. Bounded in number and in time.
+ * Seals a started sign-in into the value of an httpOnly cookie: encrypted and authenticated (JWE, A256GCM,
+ * with `jose`), so the browser can neither read the PKCE verifier nor change anything, and expiring after
+ * `ttlMs`. Any instance sharing the key can finish the sign-in, so no server-side state is needed (and none
+ * grows with sign-ins started and never finished).
  */
-export class PendingLogins {
-  readonly #entries = new Map<string, PendingLogin>();
-  readonly #max: number;
-  readonly #ttlMs: number;
-  readonly #now: () => number;
+export async function sealLogin(key: Uint8Array, login: PendingLogin, ttlMs: number, now = Date.now()) {
+  const iat = Math.floor(now / 1000);
+  return new EncryptJWT({ ...login })
+    .setProtectedHeader({ alg: 'dir', enc: 'A256GCM' })
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + Math.ceil(ttlMs / 1000))
+    .encrypt(key);
+}
 
-  constructor(options: { max: number; ttlMs: number; now?: () => number }) {
-    this.#max = options.max;
-    this.#ttlMs = options.ttlMs;
-    this.#now = options.now ?? Date.now;
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-
-  /** Stores a sign-in and returns its id, or null when `max` sign-ins are pending (none has expired). */
-  add(login: Omit<PendingLogin, 'expiresAt'>): string | null {
-    const now = this.#now();
-    // Entries are in insertion order, so the expired ones are at the front.
-    for (const [id, entry] of this.#entries) {
-      if (entry.expiresAt > now) break;
-      this.#entries.delete(id);
+/** The sign-in a cookie value seals, or null when it is missing, altered, sealed with another key or expired. */
+export async function openLogin(
+  key: Uint8Array,
+  sealed: string | undefined,
+  now = Date.now(),
+): Promise<PendingLogin | null> {
+  if (sealed === undefined || sealed.length > 4096) return null;
+  try {
+    const { payload } = await jwtDecrypt(sealed, key, {
+      currentDate: new Date(now),
+      requiredClaims: ['exp'],
+      keyManagementAlgorithms: ['dir'],
+      contentEncryptionAlgorithms: ['A256GCM'],
+    });
+    const { state, nonce, codeVerifier, next } = payload as Record<string, unknown>;
+    if (
+      typeof state !== 'string' ||
+      typeof nonce !== 'string' ||
+      typeof codeVerifier !== 'string' ||
+      typeof next !== 'string'
+    ) {
+      return null;
     }
-    if (this.#entries.size >= this.#max) return null;
-    const id = randomBytes(32).toString('base64url');
-    this.#entries.set(id, { ...login, expiresAt: now + this.#ttlMs });
-    return id;
-  }
-
-  /** Takes (removes) a sign-in: each can be finished once. Null when unknown or expired. */
-  take(id: string | undefined): PendingLogin | null {
-    if (id === undefined) return null;
-    const entry = this.#entries.get(id);
-    if (!entry) return null;
-    this.#entries.delete(id);
-    return entry.expiresAt > this.#now() ? entry : null;
+    return { state, nonce, codeVerifier, next };
+  } catch {
+    return null;
   }
 }
+
+/** The cookie-sealing key, derived from a host secret (HKDF-SHA256, its own label: no other use shares it). */
+export const loginCookieKey = (secret: string): Uint8Array =>
+  new Uint8Array(hkdfSync('sha256', secret, '', 'threadline reference host: oidc pending sign-in', 32));
 
 /** True for an http:// issuer on this machine (a test or development provider), the only http one allowed. */
 export function isLoopbackHttp(issuer: string): boolean {
@@ -197,6 +198,8 @@ export interface OidcRoutesOptions {
   sessions: Sessions;
   /** Whether cookies are Secure (HTTPS); the pending sign-in cookie follows the session cookie. */
   secureCookies: boolean;
+  /** A secret every instance shares (the host's TOOLS_TOKEN_SECRET); the pending sign-in cookie's key comes from it. */
+  secret: string;
   limits?: Partial<OidcLimits>;
   /** The client address per-address limits count by (the app's `req.ip`). */
   clientAddress?: (req: Request) => string;
@@ -217,7 +220,7 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
   const { settings, users, sessions } = options;
   const limits = { ...DEFAULT_OIDC_LIMITS, ...options.limits };
   const logger = options.logger ?? console;
-  const pending = new PendingLogins({ max: limits.maxPendingLogins, ttlMs: limits.pendingLoginTtlMs });
+  const key = loginCookieKey(options.secret);
   const starts = new RateLimiter({ limit: limits.startsPerAddress, windowMs: limits.startsWindowMs });
   const cookieName = options.secureCookies ? '__Host-tl_oidc' : 'tl_oidc';
   const cookieOptions = {
@@ -274,8 +277,7 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
         const nonce = oidc.randomNonce();
         const codeVerifier = oidc.randomPKCECodeVerifier();
         const next = safeNext(req.query.next);
-        const id = pending.add({ state, nonce, codeVerifier, next });
-        if (id === null) throw new OidcFailure('rate_limited', 'Too many sign-ins in progress.');
+        const sealed = await sealLogin(key, { state, nonce, codeVerifier, next }, limits.pendingLoginTtlMs);
         const url = oidc.buildAuthorizationUrl(config, {
           redirect_uri: settings.redirectUrl,
           scope: 'openid email profile',
@@ -284,7 +286,7 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
           code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
           code_challenge_method: 'S256',
         });
-        res.cookie(cookieName, id, { ...cookieOptions, maxAge: limits.pendingLoginTtlMs });
+        res.cookie(cookieName, sealed, { ...cookieOptions, maxAge: limits.pendingLoginTtlMs });
         res.redirect(303, url.href);
       } catch (error) {
         const failure = classify(error);
@@ -299,9 +301,9 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
   router.get('/callback', (req, res) => {
     void (async () => {
       try {
-        const id = readCookie(req.headers.cookie, cookieName);
-        // Taken whatever happens next: a sign-in's callback is accepted once.
-        const login = pending.take(id !== undefined && id.length <= 64 ? id : undefined);
+        // The cookie is cleared whatever happens next (fail() and the success path both clear it), so this
+        // browser cannot finish the same sign-in twice; the provider accepts each code once anyway.
+        const login = await openLogin(key, readCookie(req.headers.cookie, cookieName));
         const state = typeof req.query.state === 'string' ? req.query.state : '';
         if (!login || !safeEqual(state, login.state)) {
           throw new OidcFailure(

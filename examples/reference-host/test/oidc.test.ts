@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PendingLogins, safeNext, usernameFromEmail } from '../src/oidc.js';
+import { loginCookieKey, openLogin, safeNext, sealLogin, usernameFromEmail } from '../src/oidc.js';
 import { ensureBuilt, startUserHost, type UserHost } from './user-host.js';
 
 // "Continue with Google" end to end: a real OpenID provider (oidc-provider) on 127.0.0.1, the real host process
@@ -366,20 +366,22 @@ describe('Google sign-in off, or its provider down', () => {
 });
 
 describe('OpenID Connect helpers', () => {
-  it('PendingLogins holds at most `max` sign-ins, frees expired ones, and gives each back once', () => {
-    let now = 0;
-    const pending = new PendingLogins({ max: 2, ttlMs: 1000, now: () => now });
+  it('a sealed sign-in opens only unaltered, with its key, and before it expires', async () => {
+    const key = loginCookieKey('a-shared-secret-of-at-least-32-characters');
     const login = { state: 's', nonce: 'n', codeVerifier: 'v', next: '/threads' };
-    const a = pending.add(login);
-    const b = pending.add(login);
-    expect(pending.add(login)).toBeNull();
-    expect(pending.take(a!)).toMatchObject(login);
-    expect(pending.take(a!)).toBeNull();
-    expect(pending.add(login)).not.toBeNull();
-    now = 1000;
-    expect(pending.take(b!)).toBeNull();
-    expect(pending.add(login)).not.toBeNull();
-    expect(pending.size).toBe(1);
+    const sealed = await sealLogin(key, login, 600_000, 1_000_000);
+    // Encrypted: the PKCE verifier cannot be read from the cookie.
+    expect(sealed).not.toContain('codeVerifier');
+    expect(await openLogin(key, sealed, 1_000_000)).toEqual(login);
+    expect(await openLogin(key, sealed, 1_000_000 + 599_000)).toEqual(login);
+    expect(await openLogin(key, sealed, 1_000_000 + 601_000)).toBeNull();
+    const other = loginCookieKey('another-secret-of-at-least-32-characters');
+    expect(await openLogin(other, sealed, 1_000_000)).toBeNull();
+    const parts = sealed.split('.');
+    parts[3] = parts[3]!.slice(0, -2) + (parts[3]!.endsWith('AA') ? 'BB' : 'AA');
+    expect(await openLogin(key, parts.join('.'), 1_000_000)).toBeNull();
+    expect(await openLogin(key, undefined)).toBeNull();
+    expect(await openLogin(key, 'x'.repeat(5000))).toBeNull();
   });
 
   it('safeNext keeps same-site paths only; usernameFromEmail makes a valid username', () => {
