@@ -1,16 +1,34 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loginCookieKey, openLogin, safeNext, sealLogin, usernameFromEmail } from '../src/oidc.js';
-import { ensureBuilt, startUserHost, type UserHost } from './user-host.js';
+import express from 'express';
+import {
+  loginCookieKey,
+  oidcRoutes,
+  openLogin,
+  safeNext,
+  sealLogin,
+  usernameFromEmail,
+} from '../src/oidc.js';
+import { Sessions } from '../src/sessions.js';
+import { SqliteUserStore } from '../src/users/sqlite-user-store.js';
+import { ensureBuilt, REPO_ROOT, startUserHost, type UserHost } from './user-host.js';
 
 // "Continue with Google" end to end: a real OpenID provider (oidc-provider) on 127.0.0.1, the real host process
 // (`node dist/main.js`) configured with it, and a cookie-keeping client that acts as the browser, following
 // every redirect between them. Attacks are made the way an attacker could make them: by changing what the
 // browser carries.
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'reference-host');
+const launchChromium = () =>
+  chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
 
 const CLIENT_ID = 'threadline-host';
 const CLIENT_SECRET = 'a-client-secret-for-the-test-provider';
@@ -325,6 +343,35 @@ describe('Google sign-in (OpenID Connect) against a real provider', () => {
     expect(await deliver(browser, denied.href)).toBe('/?oidc_error=oidc_denied');
     expect(count()).toEqual(before);
   });
+
+  it.skipIf(!haveChromium)(
+    'in Chromium: the sign-in page shows the button, which signs in; a failure is said in words',
+    async () => {
+      accounts.set('sub-fay', { email: 'fay@example.com', email_verified: true });
+      nextSubject = 'sub-fay';
+      mkdirSync(ARTIFACTS, { recursive: true });
+      const chromiumBrowser = await launchChromium();
+      try {
+        const page = await chromiumBrowser.newPage({ viewport: { width: 1100, height: 800 } });
+        await page.goto(`${host.url}/?next=${encodeURIComponent('/threads?from=google')}`);
+        const button = page.getByRole('link', { name: 'Continue with Google' });
+        await button.waitFor({ state: 'visible' });
+        await page.screenshot({ path: join(ARTIFACTS, 'oidc-sign-in-page.png') });
+        await button.click();
+        await page.waitForURL(`${host.url}/threads?from=google`);
+        expect((await page.evaluate(() => fetch('/api/me').then((r) => r.json()))).user.username).toBe('fay');
+        // A browser signed in to nothing, sent back after a refused sign-in.
+        const fresh = await chromiumBrowser.newPage({ viewport: { width: 1100, height: 800 } });
+        await fresh.goto(`${host.url}/?oidc_error=email_not_verified`);
+        await expect
+          .poll(() => fresh.locator('#auth-error').textContent())
+          .toMatch(/Google has not verified the email address/);
+        await fresh.screenshot({ path: join(ARTIFACTS, 'oidc-email-not-verified.png') });
+      } finally {
+        await chromiumBrowser.close();
+      }
+    },
+  );
 });
 
 describe('Google sign-in off, or its provider down', () => {
@@ -357,15 +404,86 @@ describe('Google sign-in off, or its provider down', () => {
     });
   });
 
+  it.skipIf(!haveChromium)(
+    'not configured, in Chromium: the sign-in page shows no Google button',
+    async () => {
+      const chromiumBrowser = await launchChromium();
+      try {
+        const page = await chromiumBrowser.newPage();
+        await page.goto(off.url);
+        await page.locator('#login').waitFor({ state: 'visible' });
+        // auth.js has asked /api/auth/methods once the page is idle.
+        await page.waitForLoadState('networkidle');
+        expect(await page.locator('#google-signin').isHidden()).toBe(true);
+      } finally {
+        await chromiumBrowser.close();
+      }
+    },
+  );
+
   it('a provider that is down gives oidc_unavailable at once, not a hang or a 500', async () => {
     const r = await fetch(`${down.url}/auth/oidc/start`, { redirect: 'manual' });
     expect(r.status).toBe(303);
     expect(r.headers.get('location')).toBe('/?oidc_error=oidc_unavailable');
     expect(down.output()).toMatch(/OpenID Connect sign-in start failed \(oidc_unavailable\)/);
   });
+
+  it('one client address may start 60 sign-ins per 5 minutes; the next gets rate_limited', async () => {
+    // The test before started one already.
+    for (let i = 0; i < 59; i++) {
+      const r = await fetch(`${down.url}/auth/oidc/start`, { redirect: 'manual' });
+      expect(r.headers.get('location')).toBe('/?oidc_error=oidc_unavailable');
+    }
+    const r = await fetch(`${down.url}/auth/oidc/start`, { redirect: 'manual' });
+    expect(r.status).toBe(303);
+    expect(r.headers.get('location')).toBe('/?oidc_error=rate_limited');
+  });
 });
 
 describe('OpenID Connect helpers', () => {
+  it('a provider that accepts and never answers is given up on after the provider timeout', async () => {
+    // Accepts connections and never answers a byte.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const users = new SqliteUserStore(':memory:');
+    const app = express();
+    const warnings: unknown[] = [];
+    app.use(
+      '/auth/oidc',
+      oidcRoutes({
+        settings: {
+          issuer: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+          clientId: CLIENT_ID,
+          clientSecret: CLIENT_SECRET,
+          redirectUrl: 'http://localhost:1/auth/oidc/callback',
+        },
+        users,
+        sessions: new Sessions(users, { ttlMs: 60_000, secure: false }),
+        secureCookies: false,
+        secret: SHARED,
+        limits: { providerTimeoutSeconds: 1 },
+        logger: { warn: (...args: unknown[]) => warnings.push(args) },
+      }),
+    );
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const r = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/auth/oidc/start`, {
+        redirect: 'manual',
+        signal: AbortSignal.timeout(20_000),
+      });
+      expect(r.status).toBe(303);
+      expect(r.headers.get('location')).toBe('/?oidc_error=oidc_unavailable');
+      expect(warnings).toHaveLength(1);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      silent.closeAllConnections();
+      silent.close();
+      await users.close();
+    }
+  });
+
   it('a sealed sign-in opens only unaltered, with its key, and before it expires', async () => {
     const key = loginCookieKey('a-shared-secret-of-at-least-32-characters');
     const login = { state: 's', nonce: 'n', codeVerifier: 'v', next: '/threads' };
