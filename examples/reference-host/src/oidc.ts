@@ -265,8 +265,8 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
     next();
   });
 
-  router.get('/start', (req, res) => {
-    void (async () => {
+  router.get('/start', (req, res, next) => {
+    (async () => {
       try {
         const address = clientAddress(req);
         if (!starts.hit(address)) {
@@ -295,11 +295,11 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
         }
         fail(res, failure);
       }
-    })();
+    })().catch(next);
   });
 
-  router.get('/callback', (req, res) => {
-    void (async () => {
+  router.get('/callback', (req, res, next) => {
+    (async () => {
       try {
         // The cookie is cleared whatever happens next (fail() and the success path both clear it), so this
         // browser cannot finish the same sign-in twice; the provider accepts each code once anyway.
@@ -346,7 +346,7 @@ export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
         }
         fail(res, failure);
       }
-    })();
+    })().catch(next);
   });
 
   /**

@@ -17,6 +17,7 @@ const OIDC_ERRORS = {
   oidc_unavailable: 'Google sign-in cannot be reached right now. Try again shortly.',
   email_not_verified: 'Google has not verified the email address of that account, so it cannot be used here.',
   rate_limited: 'Too many sign-ins. Wait a few minutes and try again.',
+  store_unavailable: 'Signing in is not possible right now. Try again shortly.',
 };
 const oidcError = new URLSearchParams(location.search).get('oidc_error');
 if (oidcError) showError(errorEl, OIDC_ERRORS[oidcError] ?? 'Google sign-in failed. Try again.');
