@@ -214,7 +214,7 @@ export interface OidcRoutesOptions {
  * A failure never answers 500: it redirects to `/?oidc_error=<code>` and stores nothing.
  *
  * @example
- * app.use('/auth/oidc', oidcRoutes({ settings, users, sessions, secureCookies: false }));
+ * app.use('/auth/oidc', oidcRoutes({ settings, users, sessions, secureCookies: false, secret }));
  */
 export function oidcRoutes(options: OidcRoutesOptions): RequestHandler {
   const { settings, users, sessions } = options;
