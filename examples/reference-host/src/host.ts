@@ -38,7 +38,7 @@ export interface HostOptions {
   /** How the relay reaches the agent. Default: HTTP/SSE to the agent service on 127.0.0.1:AGENT_PORT. */
   agent?: AgentTransport;
   limits?: Partial<AppLimits>;
-  /** Bounds of Google sign-in (pending sign-ins, provider timeout). */
+  /** Bounds of Google sign-in (how long a sign-in may take, starts per address, provider timeout). */
   oidcLimits?: Partial<OidcLimits>;
   /** Relay bounds beyond those the settings give (per-user run shares come from `config`). */
   relayLimits?: Partial<RelayLimits>;
