@@ -68,6 +68,8 @@ export interface AppOptions {
    * before the JSON parser (it reads and bounds its own body: AG-UI clients send their whole history).
    */
   agUi?: RequestHandler;
+  /** "Continue with Google" (./oidc.ts `oidcRoutes`), served at /auth/oidc when configured. */
+  oidc?: RequestHandler;
   /** Path of the built `<agent-chat>` single-file bundle, served at /assets/agent-chat.js. */
   webComponentFile?: string | undefined;
   /** Folder of the static pages. */
@@ -279,6 +281,11 @@ export function createApp(options: AppOptions): express.Express {
     }),
   );
 
+  // Which sign-in methods the sign-in page offers.
+  api.get('/auth/methods', (_req, res) => {
+    res.json({ password: true, google: options.oidc !== undefined });
+  });
+
   api.post(
     '/auth/logout',
     route(async (req, res) => {
@@ -368,6 +375,8 @@ export function createApp(options: AppOptions): express.Express {
 
   api.use((_req, _res, next) => next(new HostError('not_found', 'No such API route.')));
   app.use('/api', api);
+
+  if (options.oidc) app.use('/auth/oidc', options.oidc);
 
   // Pages. Each one is a static file; the chat page is only served to the thread's owner.
   const page = (name: string) => join(options.publicDir, name);

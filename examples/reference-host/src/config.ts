@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { z } from 'zod';
 import { HostError } from './errors.js';
+import { GOOGLE_ISSUER, isLoopbackHttp } from './oidc.js';
 
 /** The example's own folder (one level above src/ or dist/), where `data/` and `public/` live. */
 export const EXAMPLE_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -159,6 +160,32 @@ const EnvSchema = z.object({
       .max(1024 ** 3, 'MSG_BYTES_PER_HOUR must be between 1024 and 1073741824')
       .default(2 * 1024 * 1024),
   ),
+  OIDC_ISSUER: z.preprocess(
+    unset,
+    z
+      .url({
+        protocol: /^https?$/,
+        error: 'OIDC_ISSUER must be an https URL such as https://accounts.google.com',
+      })
+      .refine((u) => u.startsWith('https://') || isLoopbackHttp(u), {
+        error: 'OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1 or localhost)',
+      })
+      .default(GOOGLE_ISSUER),
+  ),
+  OIDC_CLIENT_ID: z.preprocess(unset, z.string().max(512).optional()),
+  OIDC_CLIENT_SECRET: z.preprocess(unset, z.string().max(512).optional()),
+  OIDC_REDIRECT_URL: z.preprocess(
+    unset,
+    z
+      .url({
+        protocol: /^https?$/,
+        error: 'OIDC_REDIRECT_URL must be an http(s) URL such as https://chat.example.com/auth/oidc/callback',
+      })
+      .refine((u) => new URL(u).pathname === '/auth/oidc/callback', {
+        error: 'OIDC_REDIRECT_URL must end in /auth/oidc/callback (the host serves the callback there)',
+      })
+      .optional(),
+  ),
 });
 
 const TRUST_PROXY_HELP =
@@ -238,6 +265,12 @@ export interface HostConfig {
   maxThreadsPerUser: number;
   /** Bytes of message text (UTF-8) one user may send per hour (MSG_BYTES_PER_HOUR). */
   messageBytesPerUserHour: number;
+  /**
+   * "Continue with Google" (OIDC_*): on when OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are set. `redirectUrl`
+   * undefined: PUBLIC_ORIGIN (else this host on localhost) + /auth/oidc/callback.
+   */
+  oidc:
+    { issuer: string; clientId: string; clientSecret: string; redirectUrl: string | undefined } | undefined;
 }
 
 /**
@@ -293,6 +326,12 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
         'AGENT_SHARED_SECRET must be set when AGENT_URL is: the agent service must be started with the same one',
     });
   }
+  if ((e.OIDC_CLIENT_ID === undefined) !== (e.OIDC_CLIENT_SECRET === undefined)) {
+    issues.push({
+      path: e.OIDC_CLIENT_ID === undefined ? 'OIDC_CLIENT_ID' : 'OIDC_CLIENT_SECRET',
+      message: 'set both OIDC_CLIENT_ID and OIDC_CLIENT_SECRET to turn Google sign-in on, or neither',
+    });
+  }
   if (issues.length > 0) {
     const lines = issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n');
     throw new HostError('invalid_config', `Invalid settings:\n${lines}`, { issues });
@@ -336,5 +375,15 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     trustProxy: 'value' in trustProxy ? trustProxy.value : false,
     maxThreadsPerUser: e.USER_MAX_THREADS,
     messageBytesPerUserHour: e.MSG_BYTES_PER_HOUR,
+    oidc:
+      e.OIDC_CLIENT_ID !== undefined && e.OIDC_CLIENT_SECRET !== undefined
+        ? {
+            issuer: e.OIDC_ISSUER,
+            clientId: e.OIDC_CLIENT_ID,
+            clientSecret: e.OIDC_CLIENT_SECRET,
+            redirectUrl:
+              e.OIDC_REDIRECT_URL ?? (publicOrigin ? `${publicOrigin}/auth/oidc/callback` : undefined),
+          }
+        : undefined,
   };
 }

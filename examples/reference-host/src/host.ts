@@ -24,6 +24,7 @@ import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { createApp, type AppLimits } from './app.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
+import { oidcRoutes, type OidcLimits } from './oidc.js';
 import { MessageQuota, withMessageQuota } from './quotas.js';
 import { HostError } from './errors.js';
 import { agentProbe, postgresProbe, type AgentHealth } from './readiness.js';
@@ -44,6 +45,8 @@ export interface HostOptions {
   /** How the relay reaches the agent. Default: HTTP/SSE to the agent service on 127.0.0.1:AGENT_PORT. */
   agent?: AgentTransport;
   limits?: Partial<AppLimits>;
+  /** Bounds of Google sign-in (how long a sign-in may take, starts per address, provider timeout). */
+  oidcLimits?: Partial<OidcLimits>;
   /** Relay bounds beyond those the settings give (per-user run shares come from `config`). */
   relayLimits?: Partial<RelayLimits & RelayTuning>;
   /** Extra facts for GET /healthz (main adds the agent process state). */
@@ -266,6 +269,23 @@ export async function startHost(options: HostOptions): Promise<Host> {
         logger,
       }),
     ),
+    ...(config.oidc
+      ? {
+          oidc: oidcRoutes({
+            settings: {
+              ...config.oidc,
+              redirectUrl: config.oidc.redirectUrl ?? `http://localhost:${port}/auth/oidc/callback`,
+            },
+            users,
+            sessions,
+            secureCookies: config.cookieSecure,
+            // Shared by every instance of a cluster, so any of them can finish a sign-in another started.
+            secret: secrets.toolsTokenSecret,
+            ...(options.oidcLimits ? { limits: options.oidcLimits } : {}),
+            logger,
+          }),
+        }
+      : {}),
     webComponentFile: webComponentBundle(),
     publicDir: join(EXAMPLE_ROOT, 'public'),
     hsts: config.cookieSecure,

@@ -98,6 +98,7 @@ try {
       `  Open     ${host.url}`,
       ...(host.url === `http://localhost:${host.port}` ? [] : [`  Listen   ${config.host}:${host.port}`]),
       `  Store    ${store}`,
+      ...(config.oidc ? [`  Sign-in  password, or Google/OpenID Connect at ${config.oidc.issuer}`] : []),
       `  Fan-out  ${config.redisUrl ? `Redis at ${redactUrl(config.redisUrl)}` : 'in this process'}`,
       ...(ready
         ? [

@@ -24,7 +24,8 @@ let dummyHash: Promise<string> | undefined;
  * against a dummy hash, so response time does not tell whether a username exists.
  */
 export async function verifyPassword(passwordHash: string | undefined, password: string): Promise<boolean> {
-  if (passwordHash === undefined) {
+  // No account, or one with no password (made by Google sign-in): the same work as a wrong password.
+  if (!passwordHash) {
     dummyHash ??= hashPassword('threadline-dummy-password');
     await verify(await dummyHash, password).catch(() => false);
     return false;

@@ -18,6 +18,8 @@ export interface StoreHealth {
 /** User store methods that write (reads still work on a full disk, so they say nothing about it). */
 const USER_STORE_WRITES = new Set<PropertyKey>([
   'createUser',
+  'createUserWithIdentity',
+  'addIdentity',
   'createSession',
   'deleteSession',
   'deleteExpiredSessions',
@@ -44,7 +46,8 @@ export function watchUserStore(store: UserStore): { users: UserStore; state: () 
           delete state.failingSince;
           return result;
         } catch (error) {
-          if ((error as { code?: unknown } | null)?.code === 'username_taken') {
+          const code = (error as { code?: unknown } | null)?.code;
+          if (code === 'username_taken' || code === 'identity_taken') {
             state.writable = true;
             delete state.failingSince;
           } else {

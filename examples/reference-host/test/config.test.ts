@@ -248,6 +248,53 @@ describe('readConfig: several instances', () => {
   });
 });
 
+describe('readConfig: Google sign-in', () => {
+  it('is off by default, on with a client id and secret, with Google as issuer and the redirect from PUBLIC_ORIGIN', () => {
+    expect(readConfig({}).oidc).toBeUndefined();
+    expect(readConfig({ OIDC_CLIENT_ID: 'id', OIDC_CLIENT_SECRET: 'secret' }).oidc).toEqual({
+      issuer: 'https://accounts.google.com',
+      clientId: 'id',
+      clientSecret: 'secret',
+      redirectUrl: undefined,
+    });
+    expect(
+      readConfig({
+        OIDC_CLIENT_ID: 'id',
+        OIDC_CLIENT_SECRET: 'secret',
+        PUBLIC_ORIGIN: 'https://chat.example.com',
+      }).oidc?.redirectUrl,
+    ).toBe('https://chat.example.com/auth/oidc/callback');
+    expect(
+      readConfig({
+        OIDC_CLIENT_ID: 'id',
+        OIDC_CLIENT_SECRET: 'secret',
+        OIDC_ISSUER: 'http://127.0.0.1:4000',
+        OIDC_REDIRECT_URL: 'https://a.example/auth/oidc/callback',
+      }).oidc,
+    ).toMatchObject({ issuer: 'http://127.0.0.1:4000', redirectUrl: 'https://a.example/auth/oidc/callback' });
+  });
+
+  it('refuses half a client, an http issuer off this machine, and a redirect URL the host does not serve', () => {
+    const messages = (env: Record<string, string>) => {
+      try {
+        readConfig(env);
+        return [];
+      } catch (e) {
+        return (e as HostError).issues?.map((i) => `${i.path}: ${i.message}`) ?? [];
+      }
+    };
+    expect(messages({ OIDC_CLIENT_ID: 'id' })).toEqual([
+      'OIDC_CLIENT_SECRET: set both OIDC_CLIENT_ID and OIDC_CLIENT_SECRET to turn Google sign-in on, or neither',
+    ]);
+    expect(messages({ OIDC_ISSUER: 'http://idp.example.com' })).toEqual([
+      'OIDC_ISSUER: OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1 or localhost)',
+    ]);
+    expect(messages({ OIDC_REDIRECT_URL: 'https://a.example/callback' })).toEqual([
+      'OIDC_REDIRECT_URL: OIDC_REDIRECT_URL must end in /auth/oidc/callback (the host serves the callback there)',
+    ]);
+  });
+});
+
 describe('.env.example and README', () => {
   const root = EXAMPLE_ROOT;
   it('.env.example is accepted as is, and lists every setting the README table documents', () => {

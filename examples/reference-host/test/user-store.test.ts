@@ -46,6 +46,49 @@ function conformance(name: string, open: () => Promise<{ store: UserStore; done(
       expect(await store.getUser('u2')).toBeNull();
     });
 
+    const identity = (userId: string, subject: string, email: string | null, createdAt = 1) => ({
+      issuer: 'https://issuer.example',
+      subject,
+      userId,
+      email,
+      createdAt,
+    });
+
+    it('creates a user with its identity, finds it by (issuer, subject) and by verified email', async () => {
+      await store.createUserWithIdentity(user('u1', 'ada'), identity('u1', 'sub-1', 'ada@example.com'));
+      expect(await store.getUser('u1')).toEqual(user('u1', 'ada'));
+      expect(await store.findUserByIdentity('https://issuer.example', 'sub-1')).toEqual(user('u1', 'ada'));
+      expect(await store.findUserByIdentity('https://other.example', 'sub-1')).toBeNull();
+      expect(await store.findUserByVerifiedEmail('ada@example.com')).toEqual(user('u1', 'ada'));
+      expect(await store.findUserByVerifiedEmail('bob@example.com')).toBeNull();
+      // A second identity links to the same user; the earliest-linked user wins an email lookup.
+      await store.createUser(user('u2', 'bob'));
+      await store.addIdentity(identity('u2', 'sub-2', 'ada@example.com', 5));
+      await store.addIdentity(identity('u1', 'sub-3', null, 6));
+      expect((await store.findUserByIdentity('https://issuer.example', 'sub-3'))?.id).toBe('u1');
+      expect((await store.findUserByVerifiedEmail('ada@example.com'))?.id).toBe('u1');
+    });
+
+    it('refuses an identity linked already (identity_taken) and stores neither user nor identity then', async () => {
+      await store.createUserWithIdentity(user('u1', 'ada'), identity('u1', 'sub-1', 'ada@example.com'));
+      const linked = await store.addIdentity(identity('u1', 'sub-1', null)).catch((e: unknown) => e);
+      expect((linked as HostError).code).toBe('identity_taken');
+      const again = await store
+        .createUserWithIdentity(user('u2', 'bob'), identity('u2', 'sub-1', 'bob@example.com'))
+        .catch((e: unknown) => e);
+      expect((again as HostError).code).toBe('identity_taken');
+      expect(await store.getUser('u2')).toBeNull();
+      expect(await store.findUserByUsername('bob')).toBeNull();
+      // A taken username stores no identity either.
+      const taken = await store
+        .createUserWithIdentity(user('u3', 'ada'), identity('u3', 'sub-9', 'x@example.com'))
+        .catch((e: unknown) => e);
+      expect((taken as HostError).code).toBe('username_taken');
+      expect(await store.findUserByIdentity('https://issuer.example', 'sub-9')).toBeNull();
+      expect(await store.findUserByVerifiedEmail('x@example.com')).toBeNull();
+      expect(await store.getUser('u3')).toBeNull();
+    });
+
     it('keeps sessions until they expire, and deletes them', async () => {
       await store.createUser(user('u1', 'ada'));
       await store.createSession({ idHash: 'h1', userId: 'u1', createdAt: 0, expiresAt: 1000 });
@@ -130,6 +173,12 @@ describe('UserStore: postgres (real server)', () => {
         () => store.getUser('u1'),
         () => store.createSession({ idHash: 's1', userId: 'u1', createdAt: 1, expiresAt: 10 }),
         () => store.createUser({ id: 'u2', username: 'bob', passwordHash: 'h', createdAt: 1 }),
+        () =>
+          store.createUserWithIdentity(
+            { id: 'u3', username: 'cy', passwordHash: '', createdAt: 1 },
+            { issuer: 'https://i.example', subject: 's', userId: 'u3', email: null, createdAt: 1 },
+          ),
+        () => store.findUserByIdentity('https://i.example', 's'),
       ]) {
         const err = await call().catch((e: unknown) => e);
         expect(err).toBeInstanceOf(HostError);

@@ -9,6 +9,28 @@ if (new URLSearchParams(location.search).has('signed-out')) {
   showError(errorEl, 'You were signed out. Sign in again to continue.');
 }
 
+// A failed Google sign-in comes back as /?oidc_error=<code>.
+const OIDC_ERRORS = {
+  oidc_state_mismatch: 'That Google sign-in was not started here or took too long. Try again.',
+  oidc_nonce_mismatch: 'That Google sign-in answer was not for this sign-in. Try again.',
+  oidc_denied: 'Google did not sign you in.',
+  oidc_unavailable: 'Google sign-in cannot be reached right now. Try again shortly.',
+  email_not_verified: 'Google has not verified the email address of that account, so it cannot be used here.',
+  rate_limited: 'Too many sign-ins. Wait a few minutes and try again.',
+  store_unavailable: 'Signing in is not possible right now. Try again shortly.',
+};
+const oidcError = new URLSearchParams(location.search).get('oidc_error');
+if (oidcError) showError(errorEl, OIDC_ERRORS[oidcError] ?? 'Google sign-in failed. Try again.');
+api('/api/auth/methods')
+  .then((methods) => {
+    if (!methods?.google) return;
+    const next = new URLSearchParams(location.search).get('next');
+    const link = document.getElementById('google');
+    if (next) link.href = `/auth/oidc/start?next=${encodeURIComponent(next)}`;
+    document.getElementById('google-signin').hidden = false;
+  })
+  .catch(() => {});
+
 form.addEventListener('submit', async (e) => {
   e.preventDefault();
   const action = e.submitter?.dataset.action === 'signup' ? 'signup' : 'login';

@@ -1,11 +1,20 @@
 import type { Collection, Db } from 'mongodb';
 import { HostError } from '../errors.js';
-import type { SessionRecord, UserRecord, UserStore } from './user-store.js';
+import type { IdentityRecord, SessionRecord, UserRecord, UserStore } from './user-store.js';
 
 interface UserDoc {
   _id: string;
   username: string;
   passwordHash: string;
+  createdAt: number;
+}
+interface IdentityDoc {
+  /** `issuer` and `subject` joined by a newline (neither may contain one): unique by being the key. */
+  _id: string;
+  issuer: string;
+  subject: string;
+  userId: string;
+  email: string | null;
   createdAt: number;
 }
 interface SessionDoc {
@@ -17,12 +26,16 @@ interface SessionDoc {
   expireAt: Date;
 }
 
+const identityKey = (issuer: string, subject: string) => `${issuer}\n${subject}`;
+
 /** Users and sessions in MongoDB (collections `host_users`, `host_sessions`), used when MONGODB_URI is set. */
 export class MongoUserStore implements UserStore {
   readonly #users: Collection<UserDoc>;
   readonly #sessions: Collection<SessionDoc>;
+  readonly #identities: Collection<IdentityDoc>;
 
   private constructor(db: Db) {
+    this.#identities = db.collection<IdentityDoc>('host_identities');
     this.#users = db.collection<UserDoc>('host_users');
     this.#sessions = db.collection<SessionDoc>('host_sessions');
   }
@@ -32,6 +45,7 @@ export class MongoUserStore implements UserStore {
     const s = new MongoUserStore(db);
     await s.#users.createIndex({ username: 1 }, { unique: true });
     await s.#sessions.createIndex({ expireAt: 1 }, { expireAfterSeconds: 0 });
+    await s.#identities.createIndex({ email: 1, createdAt: 1 });
     return s;
   }
 
@@ -50,6 +64,44 @@ export class MongoUserStore implements UserStore {
       throw err;
     }
     return user;
+  }
+
+  /**
+   * The identity goes in first (its key is the unique one that races), then the user; if the user cannot be
+   * stored the identity is taken back, so a failure leaves neither (no multi-document transaction needed).
+   */
+  async createUserWithIdentity(user: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
+    await this.addIdentity(identity);
+    try {
+      await this.createUser(user);
+    } catch (err) {
+      await this.#identities.deleteOne({ _id: identityKey(identity.issuer, identity.subject) });
+      throw err;
+    }
+    return user;
+  }
+
+  async addIdentity(identity: IdentityRecord): Promise<void> {
+    try {
+      await this.#identities.insertOne({ _id: identityKey(identity.issuer, identity.subject), ...identity });
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 11000) {
+        throw new HostError('identity_taken', 'That sign-in is linked to an account already.', {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  async findUserByIdentity(issuer: string, subject: string): Promise<UserRecord | null> {
+    const i = await this.#identities.findOne({ _id: identityKey(issuer, subject) });
+    return i ? this.getUser(i.userId) : null;
+  }
+
+  async findUserByVerifiedEmail(email: string): Promise<UserRecord | null> {
+    const i = await this.#identities.findOne({ email }, { sort: { createdAt: 1 } });
+    return i ? this.getUser(i.userId) : null;
   }
 
   async findUserByUsername(username: string): Promise<UserRecord | null> {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { HostError } from '../errors.js';
-import type { SessionRecord, UserRecord, UserStore } from './user-store.js';
+import type { IdentityRecord, SessionRecord, UserRecord, UserStore } from './user-store.js';
 
 interface UserRow {
   id: string;
@@ -36,7 +36,20 @@ CREATE TABLE IF NOT EXISTS host_sessions (
   expires_at bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS host_sessions_expires ON host_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS host_identities (
+  issuer text COLLATE "C" NOT NULL,
+  subject text COLLATE "C" NOT NULL,
+  user_id text COLLATE "C" NOT NULL REFERENCES host_users(id) ON DELETE CASCADE,
+  email text COLLATE "C",
+  created_at bigint NOT NULL,
+  CONSTRAINT host_identities_pkey PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX IF NOT EXISTS host_identities_email ON host_identities (email, created_at);
 `;
+
+const INSERT_IDENTITY =
+  'INSERT INTO host_identities (issuer, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)';
+const identityValues = (i: IdentityRecord) => [i.issuer, i.subject, i.userId, i.email, i.createdAt];
 
 /** Node's and PostgreSQL's codes for a server that cannot be reached or is going away. */
 const UNAVAILABLE = new Set([
@@ -134,6 +147,70 @@ export class PostgresUserStore implements UserStore {
       throw this.#error(error, 'creating a user');
     }
     return user;
+  }
+
+  async createUserWithIdentity(user: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
+    const client = await this.#pool.connect().catch((error: unknown) => {
+      throw this.#error(error, 'creating a user');
+    });
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        'INSERT INTO host_users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)',
+        [user.id, user.username, user.passwordHash, user.createdAt],
+      );
+      await client.query(INSERT_IDENTITY, identityValues(identity));
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw this.#conflict(error) ?? this.#error(error, 'creating a user');
+    } finally {
+      client.release();
+    }
+    return user;
+  }
+
+  async addIdentity(identity: IdentityRecord): Promise<void> {
+    try {
+      await this.#pool.query(INSERT_IDENTITY, identityValues(identity));
+    } catch (error) {
+      throw this.#conflict(error) ?? this.#error(error, 'linking a sign-in');
+    }
+  }
+
+  /** A unique-key violation as the HostError it means, else undefined. */
+  #conflict(error: unknown): HostError | undefined {
+    const e = error as { code?: unknown; constraint?: unknown };
+    if (e.code !== '23505') return undefined;
+    if (e.constraint === 'host_users_username_key') {
+      return new HostError('username_taken', 'That username is taken.', { cause: error });
+    }
+    if (e.constraint === 'host_identities_pkey') {
+      return new HostError('identity_taken', 'That sign-in is linked to an account already.', {
+        cause: error,
+      });
+    }
+    return undefined;
+  }
+
+  async findUserByIdentity(issuer: string, subject: string): Promise<UserRecord | null> {
+    const { rows } = await this.#query<UserRow>(
+      'reading a user',
+      `SELECT u.id, u.username, u.password_hash, u.created_at FROM host_identities i
+       JOIN host_users u ON u.id = i.user_id WHERE i.issuer = $1 AND i.subject = $2`,
+      [issuer, subject],
+    );
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async findUserByVerifiedEmail(email: string): Promise<UserRecord | null> {
+    const { rows } = await this.#query<UserRow>(
+      'reading a user',
+      `SELECT u.id, u.username, u.password_hash, u.created_at FROM host_identities i
+       JOIN host_users u ON u.id = i.user_id WHERE i.email = $1 ORDER BY i.created_at LIMIT 1`,
+      [email],
+    );
+    return rows[0] ? toUser(rows[0]) : null;
   }
 
   async findUserByUsername(username: string): Promise<UserRecord | null> {

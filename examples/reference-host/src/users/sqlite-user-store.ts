@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { HostError } from '../errors.js';
-import type { SessionRecord, UserRecord, UserStore } from './user-store.js';
+import type { IdentityRecord, SessionRecord, UserRecord, UserStore } from './user-store.js';
 
 interface UserRow {
   id: string;
@@ -47,10 +47,24 @@ export class SqliteUserStore implements UserStore {
         expires_at INTEGER NOT NULL
       );
       CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_at);
+      CREATE TABLE IF NOT EXISTS identities (
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        email TEXT,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (issuer, subject)
+      );
+      CREATE INDEX IF NOT EXISTS identities_email ON identities(email, created_at);
     `);
   }
 
   async createUser(user: UserRecord): Promise<UserRecord> {
+    this.#insertUser(user);
+    return user;
+  }
+
+  #insertUser(user: UserRecord): void {
     try {
       this.#db
         .prepare('INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)')
@@ -61,7 +75,59 @@ export class SqliteUserStore implements UserStore {
       }
       throw err;
     }
+  }
+
+  async createUserWithIdentity(user: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
+    // Synchronous from BEGIN to COMMIT: no other call can run on this connection inside the transaction.
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      this.#insertUser(user);
+      this.#insertIdentity(identity);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
     return user;
+  }
+
+  async addIdentity(identity: IdentityRecord): Promise<void> {
+    this.#insertIdentity(identity);
+  }
+
+  #insertIdentity(identity: IdentityRecord): void {
+    try {
+      this.#db
+        .prepare(
+          'INSERT INTO identities (issuer, subject, user_id, email, created_at) VALUES (?, ?, ?, ?, ?)',
+        )
+        .run(identity.issuer, identity.subject, identity.userId, identity.email, identity.createdAt);
+    } catch (err) {
+      if (/UNIQUE constraint failed: identities\./.test(String((err as Error).message))) {
+        throw new HostError('identity_taken', 'That sign-in is linked to an account already.', {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  async findUserByIdentity(issuer: string, subject: string): Promise<UserRecord | null> {
+    const row = this.#db
+      .prepare(
+        'SELECT users.* FROM identities JOIN users ON users.id = identities.user_id WHERE issuer = ? AND subject = ?',
+      )
+      .get(issuer, subject) as UserRow | undefined;
+    return row ? toUser(row) : null;
+  }
+
+  async findUserByVerifiedEmail(email: string): Promise<UserRecord | null> {
+    const row = this.#db
+      .prepare(
+        'SELECT users.* FROM identities JOIN users ON users.id = identities.user_id WHERE email = ? ORDER BY identities.created_at LIMIT 1',
+      )
+      .get(email) as UserRow | undefined;
+    return row ? toUser(row) : null;
   }
 
   async findUserByUsername(username: string): Promise<UserRecord | null> {
