@@ -10,7 +10,7 @@ import express, {
 } from 'express';
 import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
-import type { EventStore } from '@threadline/relay';
+import { RelayError, type EventStore, type Relay } from '@threadline/relay';
 import { HostError, isStoreUnavailable, type HostIssue } from './errors.js';
 import { hashPassword, isCommonPassword, verifyPassword } from './passwords.js';
 import { RateLimiter } from './rate-limit.js';
@@ -23,6 +23,12 @@ export type ThreadStore = Pick<
   EventStore,
   'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'
 >;
+
+/**
+ * Rename and delete go through the relay: it checks the owner, refuses a delete while a run is going, and
+ * ends the live subscriptions to a deleted thread (on every instance sharing its pub/sub).
+ */
+export type ThreadActions = Pick<Relay, 'renameThread' | 'deleteThread'>;
 
 /** Bounds of the HTTP API, with their defaults. */
 export interface AppLimits {
@@ -59,6 +65,8 @@ export const DEFAULT_APP_LIMITS: AppLimits = {
 export interface AppOptions {
   users: UserStore;
   store: ThreadStore;
+  /** PATCH and DELETE /api/threads/:threadId; without it those answer 404. */
+  threads?: ThreadActions;
   sessions: Sessions;
   isAllowedOrigin(origin: string): boolean;
   /** The tools-kit Express adapter (handles /tools and /state); mounted before any body parser. */
@@ -119,6 +127,13 @@ const CreateThreadSchema = z.strictObject({
     .min(1, 'title must not be empty')
     .max(200, 'title must be at most 200 characters')
     .optional(),
+});
+const RenameThreadSchema = z.strictObject({
+  title: z
+    .string({ error: 'title is required' })
+    .trim()
+    .min(1, 'title must not be empty')
+    .max(200, 'title must be at most 200 characters'),
 });
 const EventsQuerySchema = z.strictObject({
   afterSeq: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0),
@@ -326,7 +341,8 @@ export function createApp(options: AppOptions): express.Express {
         const thread = await store.createThread({
           threadId: newId('thr'),
           ownerId: user.id,
-          title: title ?? 'New thread',
+          // Untitled ('') until the relay makes a title from the first message.
+          title: title ?? '',
         });
         res.status(201).json(threadView(thread));
       } finally {
@@ -343,6 +359,60 @@ export function createApp(options: AppOptions): express.Express {
       const user = await requireUser(req);
       const thread = await ownThread(user, String(req.params.threadId));
       res.json({ ...threadView(thread), lastSeq: await store.lastSeq(thread.threadId) });
+    }),
+  );
+
+  // Relay refusals in the host's words: a thread of someone else is answered exactly like a missing one.
+  const threadRefusal = (error: unknown): unknown => {
+    if (!(error instanceof RelayError)) return error;
+    const code = error.code;
+    if (code === 'not_found') return new HostError('not_found', 'No such thread.');
+    if (code === 'run_active')
+      return new HostError('run_active', 'This thread is still answering. Stop the answer, then try again.');
+    if (code === 'invalid_message') return new HostError('invalid_input', 'Invalid thread title.');
+    if (code === 'store_error')
+      return new HostError(
+        'store_unavailable',
+        'The database cannot take this right now. Try again shortly.',
+        {
+          cause: error,
+        },
+      );
+    return error;
+  };
+  const threadActions = (): ThreadActions => {
+    if (!options.threads) throw new HostError('not_found', 'No such API route.');
+    return options.threads;
+  };
+
+  api.patch(
+    '/threads/:threadId',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const actions = threadActions();
+      const threadId = String(req.params.threadId);
+      if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
+      const { title } = parse(RenameThreadSchema, req.body ?? {}, 'thread');
+      const thread = await actions
+        .renameThread({ user: { id: user.id }, threadId, title })
+        .catch((error: unknown) => {
+          throw threadRefusal(error);
+        });
+      res.json(threadView(thread));
+    }),
+  );
+
+  api.delete(
+    '/threads/:threadId',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const actions = threadActions();
+      const threadId = String(req.params.threadId);
+      if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
+      await actions.deleteThread({ user: { id: user.id }, threadId }).catch((error: unknown) => {
+        throw threadRefusal(error);
+      });
+      res.status(204).end();
     }),
   );
 

@@ -13,6 +13,7 @@ export const HOST_ERROR_STATUS = {
   too_many_threads: 403,
   not_found: 404,
   username_taken: 409,
+  run_active: 409,
   rate_limited: 429,
   store_unavailable: 503,
   internal_error: 500,

@@ -246,6 +246,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const app = createApp({
     users,
     store,
+    threads: relay,
     sessions,
     isAllowedOrigin: (o) => origins.includes(o),
     tools: toolRouterMiddleware(toolRouter),

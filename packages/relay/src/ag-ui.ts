@@ -66,6 +66,7 @@ const STATUS: Record<AgUiRequestErrorCode | RelayErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  thread_deleted: 410,
   conflict: 409,
   run_active: 409,
   queue_full: 429,
