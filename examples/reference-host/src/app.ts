@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, {
   type ErrorRequestHandler,
@@ -441,11 +441,14 @@ export function createApp(options: AppOptions): express.Express {
 
   // Pages. Each one is a static file; the chat page is only served to the thread's owner.
   const page = (name: string) => join(options.publicDir, name);
+  const notFoundFile = page('404.html');
+  const notFoundPage = existsSync(notFoundFile) ? readFileSync(notFoundFile, 'utf8') : undefined;
   const signedIn = async (req: Request) => (await sessions.userOf(req.headers.cookie)) !== null;
   app.get(
     '/',
     route(async (req, res) => {
-      if (await signedIn(req)) return res.redirect(303, '/threads');
+      // Signed in already: go where the sign-in page was asked to return to (this site only), else the list.
+      if (await signedIn(req)) return res.redirect(303, returnPath(req.query.next) ?? '/threads');
       res.sendFile(page('index.html'));
     }),
   );
@@ -460,7 +463,7 @@ export function createApp(options: AppOptions): express.Express {
     '/threads/:threadId',
     route(async (req, res) => {
       const user = await sessions.userOf(req.headers.cookie);
-      if (!user) return res.redirect(303, '/');
+      if (!user) return res.redirect(303, `/?next=${encodeURIComponent(req.path)}`);
       await ownThread(user, String(req.params.threadId));
       res.sendFile(page('chat.html'));
     }),
@@ -487,7 +490,7 @@ export function createApp(options: AppOptions): express.Express {
       logger.error(`[${ref}] ${req.method} ${req.path}:`, err);
       return sendError(req, res, e, ref);
     }
-    sendError(req, res, e);
+    sendError(req, res, e, undefined, notFoundPage);
   };
   app.use(onError);
   return app;
@@ -522,7 +525,7 @@ export function toHostError(err: unknown): HostError {
   return new HostError('internal_error', 'Something went wrong on our side.', { cause: err });
 }
 
-function sendError(req: Request, res: Response, e: HostError, ref?: string): void {
+function sendError(req: Request, res: Response, e: HostError, ref?: string, notFoundPage?: string): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -541,5 +544,32 @@ function sendError(req: Request, res: Response, e: HostError, ref?: string): voi
     res.json(body);
     return;
   }
+  // A page that is not there (a missing or deleted thread, a mistyped address): a page with a way back.
+  if (e.code === 'not_found' && notFoundPage !== undefined) {
+    res.type('html').send(notFoundPage);
+    return;
+  }
   res.type('text/plain').send(`${e.status} ${e.message}`);
+}
+
+const MAX_RETURN_PATH = 2048;
+/**
+ * `next` when it is a path on this site to return to after signing in, else undefined: it must start with one
+ * `/` (never `//host` or `/\host`, which browsers read as another site), hold no backslash or control
+ * character, and resolve to this origin.
+ */
+export function returnPath(next: unknown): string | undefined {
+  if (typeof next !== 'string' || next.length === 0 || next.length > MAX_RETURN_PATH) return undefined;
+  if (!next.startsWith('/') || next.startsWith('//') || next.includes('\\')) return undefined;
+  for (let i = 0; i < next.length; i++) {
+    const c = next.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return undefined; // browsers drop tabs and newlines: `/\t/host` is `//host`
+  }
+  try {
+    const base = 'http://this-host.invalid';
+    const url = new URL(next, base);
+    return url.origin === base ? url.pathname + url.search : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -255,3 +255,47 @@ describe('DELETE /api/threads/:threadId', () => {
     s.ws.close();
   });
 });
+
+describe('pages', () => {
+  it('answers a missing thread or an unknown page with the not-found page (HTML), and JSON to API calls', async () => {
+    const { c } = await userWithThread('pages');
+    for (const path of ['/threads/thr_doesnotexist0000', '/no/such/page']) {
+      const r = await c.req('GET', path, { headers: { accept: 'text/html' } });
+      expect(r.status).toBe(404);
+      expect(r.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(r.text).toContain('href="/threads"');
+    }
+    const api = await c.req('GET', '/api/threads/thr_doesnotexist0000', { headers: { accept: 'text/html' } });
+    expect(api.status).toBe(404);
+    expect(api.json.error.code).toBe('not_found');
+  });
+
+  it('sends a signed-out visitor of a thread to sign in with the way back, and only ever back to this site', async () => {
+    const { c, threadId } = await userWithThread('returner');
+    const anon = new Client(base);
+    const r = await anon.req('GET', `/threads/${threadId}`);
+    expect(r.status).toBe(303);
+    expect(r.headers.get('location')).toBe(`/?next=${encodeURIComponent(`/threads/${threadId}`)}`);
+    // Signed in, the sign-in page forwards to `next` when it is a path here, else to the thread list.
+    const go = async (next: string) =>
+      (await c.req('GET', `/?next=${encodeURIComponent(next)}`)).headers.get('location');
+    expect(await go(`/threads/${threadId}`)).toBe(`/threads/${threadId}`);
+    expect(await go('/threads?x=1')).toBe('/threads?x=1');
+    for (const evil of [
+      '//evil.example',
+      '//evil.example/threads',
+      'https://evil.example/',
+      'http:evil.example',
+      '/\\evil.example',
+      '\\\\evil.example',
+      '/\t/evil.example',
+      '/\n/evil.example',
+      'javascript:alert(1)',
+      'evil.example',
+      '',
+      '/'.padEnd(3000, 'a'),
+    ]) {
+      expect(await go(evil), JSON.stringify(evil)).toBe('/threads');
+    }
+  });
+});
