@@ -1,6 +1,8 @@
 // Thread titles, rename and delete through the relay: owner only (another user is answered as for a missing
 // thread and changes nothing), delete refused while a run is going, and a deleted thread's subscriptions end
 // with `thread_deleted`, in this process, over the ws transport, and on another instance (Redis pub/sub).
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AUTO_TITLE_MAX_LENGTH,
@@ -13,8 +15,9 @@ import {
 } from '../src/index.js';
 import { MemoryStore } from '../src/memory.js';
 import { openRedisPubSub } from '../src/redis.js';
+import { openSqliteStore } from '../src/sqlite.js';
 import type { Subscription } from '../src/subscription.js';
-import { ControlledAgent, makeRelay, makeWsHarness, TestClient, tokens, until } from './helpers.js';
+import { ControlledAgent, makeRelay, makeWsHarness, tempDir, TestClient, tokens, until } from './helpers.js';
 import type { Harness } from './helpers.js';
 import { startRedis, type TestRedis } from './servers.js';
 
@@ -231,5 +234,46 @@ describe('deleted threads across instances', () => {
       await one.deleteThread({ user: A, threadId: 't1' });
       expect(await endOf(sub)).toBe('thread_deleted');
     });
+  });
+});
+
+describe('SQLite delete and the event tail', () => {
+  it("keeps the tail's row count equal to its rows after deleting threads from both tables", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const path = join(dir.path, 'tail.db');
+    const store = openSqliteStore({ path, tailTargetRows: 8 });
+    cleanups.push(() => store.close());
+    const threads = ['t1', 't2', 't3', 't4'];
+    for (const threadId of threads) await store.createThread({ threadId, ownerId: 'u1' });
+    for (let round = 0; round < 10; round++) {
+      for (const threadId of threads) {
+        await store.append(threadId, [
+          { type: 'TEXT_MESSAGE_CHUNK', threadId, runId: 'r1', ts: 1, messageId: 'm1', delta: `${round}` },
+        ]);
+      }
+    }
+    const counts = () => {
+      const raw = new DatabaseSync(path, { readOnly: true });
+      try {
+        const n = (sql: string) => (raw.prepare(sql).get() as { n: number }).n;
+        return {
+          tail: n('SELECT count(*) AS n FROM event_tail'),
+          booked: n('SELECT rows AS n FROM tail_state WHERE id = 1'),
+          moved: n('SELECT count(*) AS n FROM events'),
+        };
+      } finally {
+        raw.close();
+      }
+    };
+    const before = counts();
+    expect(before.tail).toBeGreaterThan(0);
+    expect(before.moved).toBeGreaterThan(0);
+    expect(before.booked).toBe(before.tail);
+    for (const threadId of ['t1', 't4']) expect(await store.deleteThread(threadId)).toBe('deleted');
+    const after = counts();
+    expect(after.booked).toBe(after.tail);
+    expect(after.tail + after.moved).toBe(20);
+    expect(await store.lastSeq('t2')).toBe(10);
   });
 });
