@@ -290,6 +290,21 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
     await connected(p);
     expect(await p.locator('#sidebar').isVisible()).toBe(false);
     const menu = p.locator('#menu');
+    // A run streams here while the user switches to another thread through the menu and back.
+    const streaming = p.url();
+    await send(p, `Another long one ${'with rivers and bridges '.repeat(6)}PHONE-END`);
+    await expect.poll(() => assistant(p).count(), WAIT).toBe(2);
+    expect(await assistant(p).nth(1).textContent()).not.toContain('with a tool.');
+    await menu.click();
+    await openFromSidebar(p, 'A very long thread title');
+    await connected(p);
+    await expect.poll(() => assistant(p).count(), WAIT).toBe(1);
+    await menu.click();
+    await openFromSidebar(p, 'Tell me a long story');
+    expect(p.url()).toBe(streaming);
+    await expect.poll(() => assistant(p).nth(1).textContent(), WAIT).toContain('with a tool.');
+    expect(await assistant(p).nth(1).textContent()).toContain('PHONE-END');
+    await connected(p);
     expect(await menu.isVisible()).toBe(true);
     expect(await menu.getAttribute('aria-expanded')).toBe('false');
     await menu.click();
@@ -324,7 +339,7 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
     await p.goto(`${host.url}/threads`);
     await openFromSidebar(p, 'Tell me a long story');
     await connected(p);
-    await expect.poll(() => assistant(p).count(), WAIT).toBe(1);
+    await expect.poll(() => assistant(p).count(), WAIT).toBe(2);
     const bg = await p.evaluate(() => getComputedStyle(document.querySelector('#sidebar')!).backgroundColor);
     // A dark sidebar: every channel of its background is low.
     const channels = bg
