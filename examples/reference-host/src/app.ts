@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, {
   type ErrorRequestHandler,
@@ -10,7 +10,7 @@ import express, {
 } from 'express';
 import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
-import type { EventStore } from '@threadline/relay';
+import { RelayError, type EventStore, type Relay } from '@threadline/relay';
 import { HostError, isStoreUnavailable, type HostIssue } from './errors.js';
 import { hashPassword, isCommonPassword, verifyPassword } from './passwords.js';
 import { RateLimiter } from './rate-limit.js';
@@ -23,6 +23,12 @@ export type ThreadStore = Pick<
   EventStore,
   'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'
 >;
+
+/**
+ * Rename and delete go through the relay: it checks the owner, refuses a delete while a run is going, and
+ * ends the live subscriptions to a deleted thread (on every instance sharing its pub/sub).
+ */
+export type ThreadActions = Pick<Relay, 'renameThread' | 'deleteThread'>;
 
 /** Bounds of the HTTP API, with their defaults. */
 export interface AppLimits {
@@ -59,6 +65,8 @@ export const DEFAULT_APP_LIMITS: AppLimits = {
 export interface AppOptions {
   users: UserStore;
   store: ThreadStore;
+  /** PATCH and DELETE /api/threads/:threadId; without it those answer 404. */
+  threads?: ThreadActions;
   sessions: Sessions;
   isAllowedOrigin(origin: string): boolean;
   /** The tools-kit Express adapter (handles /tools and /state); mounted before any body parser. */
@@ -121,6 +129,13 @@ const CreateThreadSchema = z.strictObject({
     .min(1, 'title must not be empty')
     .max(200, 'title must be at most 200 characters')
     .optional(),
+});
+const RenameThreadSchema = z.strictObject({
+  title: z
+    .string({ error: 'title is required' })
+    .trim()
+    .min(1, 'title must not be empty')
+    .max(200, 'title must be at most 200 characters'),
 });
 const EventsQuerySchema = z.strictObject({
   afterSeq: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0),
@@ -333,7 +348,8 @@ export function createApp(options: AppOptions): express.Express {
         const thread = await store.createThread({
           threadId: newId('thr'),
           ownerId: user.id,
-          title: title ?? 'New thread',
+          // Untitled ('') until the relay makes a title from the first message.
+          title: title ?? '',
         });
         res.status(201).json(threadView(thread));
       } finally {
@@ -350,6 +366,60 @@ export function createApp(options: AppOptions): express.Express {
       const user = await requireUser(req);
       const thread = await ownThread(user, String(req.params.threadId));
       res.json({ ...threadView(thread), lastSeq: await store.lastSeq(thread.threadId) });
+    }),
+  );
+
+  // Relay refusals in the host's words: a thread of someone else is answered exactly like a missing one.
+  const threadRefusal = (error: unknown): unknown => {
+    if (!(error instanceof RelayError)) return error;
+    const code = error.code;
+    if (code === 'not_found') return new HostError('not_found', 'No such thread.');
+    if (code === 'run_active')
+      return new HostError('run_active', 'This thread is still answering. Stop the answer, then try again.');
+    if (code === 'invalid_message') return new HostError('invalid_input', 'Invalid thread title.');
+    if (code === 'store_error')
+      return new HostError(
+        'store_unavailable',
+        'The database cannot take this right now. Try again shortly.',
+        {
+          cause: error,
+        },
+      );
+    return error;
+  };
+  const threadActions = (): ThreadActions => {
+    if (!options.threads) throw new HostError('not_found', 'No such API route.');
+    return options.threads;
+  };
+
+  api.patch(
+    '/threads/:threadId',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const actions = threadActions();
+      const threadId = String(req.params.threadId);
+      if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
+      const { title } = parse(RenameThreadSchema, req.body ?? {}, 'thread');
+      const thread = await actions
+        .renameThread({ user: { id: user.id }, threadId, title })
+        .catch((error: unknown) => {
+          throw threadRefusal(error);
+        });
+      res.json(threadView(thread));
+    }),
+  );
+
+  api.delete(
+    '/threads/:threadId',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const actions = threadActions();
+      const threadId = String(req.params.threadId);
+      if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
+      await actions.deleteThread({ user: { id: user.id }, threadId }).catch((error: unknown) => {
+        throw threadRefusal(error);
+      });
+      res.status(204).end();
     }),
   );
 
@@ -380,11 +450,14 @@ export function createApp(options: AppOptions): express.Express {
 
   // Pages. Each one is a static file; the chat page is only served to the thread's owner.
   const page = (name: string) => join(options.publicDir, name);
+  const notFoundFile = page('404.html');
+  const notFoundPage = existsSync(notFoundFile) ? readFileSync(notFoundFile, 'utf8') : undefined;
   const signedIn = async (req: Request) => (await sessions.userOf(req.headers.cookie)) !== null;
   app.get(
     '/',
     route(async (req, res) => {
-      if (await signedIn(req)) return res.redirect(303, '/threads');
+      // Signed in already: go where the sign-in page was asked to return to (this site only), else the list.
+      if (await signedIn(req)) return res.redirect(303, returnPath(req.query.next) ?? '/threads');
       res.sendFile(page('index.html'));
     }),
   );
@@ -399,7 +472,7 @@ export function createApp(options: AppOptions): express.Express {
     '/threads/:threadId',
     route(async (req, res) => {
       const user = await sessions.userOf(req.headers.cookie);
-      if (!user) return res.redirect(303, '/');
+      if (!user) return res.redirect(303, `/?next=${encodeURIComponent(req.path)}`);
       await ownThread(user, String(req.params.threadId));
       res.sendFile(page('chat.html'));
     }),
@@ -426,7 +499,7 @@ export function createApp(options: AppOptions): express.Express {
       logger.error(`[${ref}] ${req.method} ${req.path}:`, err);
       return sendError(req, res, e, ref);
     }
-    sendError(req, res, e);
+    sendError(req, res, e, undefined, notFoundPage);
   };
   app.use(onError);
   return app;
@@ -461,7 +534,7 @@ export function toHostError(err: unknown): HostError {
   return new HostError('internal_error', 'Something went wrong on our side.', { cause: err });
 }
 
-function sendError(req: Request, res: Response, e: HostError, ref?: string): void {
+function sendError(req: Request, res: Response, e: HostError, ref?: string, notFoundPage?: string): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -480,5 +553,32 @@ function sendError(req: Request, res: Response, e: HostError, ref?: string): voi
     res.json(body);
     return;
   }
+  // A page that is not there (a missing or deleted thread, a mistyped address): a page with a way back.
+  if (e.code === 'not_found' && notFoundPage !== undefined) {
+    res.type('html').send(notFoundPage);
+    return;
+  }
   res.type('text/plain').send(`${e.status} ${e.message}`);
+}
+
+const MAX_RETURN_PATH = 2048;
+/**
+ * `next` when it is a path on this site to return to after signing in, else undefined: it must start with one
+ * `/` (never `//host` or `/\host`, which browsers read as another site), hold no backslash or control
+ * character, and resolve to this origin.
+ */
+export function returnPath(next: unknown): string | undefined {
+  if (typeof next !== 'string' || next.length === 0 || next.length > MAX_RETURN_PATH) return undefined;
+  if (!next.startsWith('/') || next.startsWith('//') || next.includes('\\')) return undefined;
+  for (let i = 0; i < next.length; i++) {
+    const c = next.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return undefined; // browsers drop tabs and newlines: `/\t/host` is `//host`
+  }
+  try {
+    const base = 'http://this-host.invalid';
+    const url = new URL(next, base);
+    return url.origin === base ? url.pathname + url.search : undefined;
+  } catch {
+    return undefined;
+  }
 }

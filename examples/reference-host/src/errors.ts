@@ -14,6 +14,7 @@ export const HOST_ERROR_STATUS = {
   not_found: 404,
   username_taken: 409,
   identity_taken: 409,
+  run_active: 409,
   rate_limited: 429,
   store_unavailable: 503,
   internal_error: 500,

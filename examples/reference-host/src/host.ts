@@ -256,6 +256,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const app = createApp({
     users,
     store,
+    threads: relay,
     sessions,
     isAllowedOrigin: (o) => origins.includes(o),
     tools: toolRouterMiddleware(toolRouter),

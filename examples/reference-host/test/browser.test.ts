@@ -262,14 +262,17 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
     await other.click('#logout');
     await other.waitForURL(`${host.url}/`);
     // The host closes the signed-out session's socket; the page finds the session gone instead of retrying.
-    await page.waitForURL(`${host.url}/?signed-out`, { timeout: WAIT.timeout });
+    await page.waitForURL(`${host.url}/?signed-out&next=${encodeURIComponent(new URL(threadUrl).pathname)}`, {
+      timeout: WAIT.timeout,
+    });
     expect(await page.locator('#auth-error').textContent()).toContain('You were signed out');
     await page.screenshot({ path: join(ARTIFACTS, '9-signed-out-elsewhere.png') });
     await other.close();
     await page.fill('#username', 'ada');
     await page.fill('#password', 'correct horse battery');
     await page.click('#login');
-    await page.waitForURL(`${host.url}/threads`);
+    // Back on the thread it was on.
+    await page.waitForURL(threadUrl);
   });
 
   it('exported one trace per finished run to the ingest endpoint, grouped by the thread', async () => {

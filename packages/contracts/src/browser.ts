@@ -75,6 +75,8 @@ export const BROWSER_ERROR_CODES = [
   'store_error',
   'agent_unavailable',
   'internal_error',
+  /** The thread was deleted (by its owner, maybe in another tab): its subscription ends. */
+  'thread_deleted',
 ] as const;
 /** A code of a server → client `error` message. */
 export type BrowserErrorCode = (typeof BROWSER_ERROR_CODES)[number];

@@ -65,6 +65,7 @@ const STATUS: Record<AgUiRequestErrorCode | RelayErrorCode, number> = {
   invalid_message: 400,
   unauthorized: 401,
   not_found: 404,
+  thread_deleted: 410,
   conflict: 409,
   run_active: 409,
   nothing_to_regenerate: 409,

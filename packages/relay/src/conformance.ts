@@ -1079,6 +1079,113 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
       });
     });
 
+    describe('rename and delete a thread', () => {
+      it('renames: the new title, updatedAt kept; null for an unknown thread; bad titles refused', async () => {
+        const threadId = uid('t');
+        const created = await store.createThread({ threadId, ownerId: 'owner-a', title: 'Trip' });
+        await nextMillisecond();
+        const renamed = await store.renameThread(threadId, 'Trip to Lisbon');
+        expect(renamed).toEqual({ ...created, title: 'Trip to Lisbon' });
+        expect(await store.getThread(threadId)).toEqual(renamed);
+        expect(await store.renameThread(uid('missing'), 'x')).toBeNull();
+        await expectStoreError(store.renameThread(threadId, 'x'.repeat(201)), 'invalid_message');
+        await expectStoreError(store.renameThread(threadId, 42 as unknown as string), 'invalid_message');
+        expect((await store.getThread(threadId))!.title).toBe('Trip to Lisbon');
+      });
+
+      it('with onlyIfUntitled sets a title once: never over a title the thread has', async () => {
+        const threadId = await newThread();
+        expect((await store.getThread(threadId))!.title).toBe('');
+        const first = await store.renameThread(threadId, 'From the first message', { onlyIfUntitled: true });
+        expect(first!.title).toBe('From the first message');
+        const second = await store.renameThread(threadId, 'From another message', { onlyIfUntitled: true });
+        expect(second!.title).toBe('From the first message');
+        await store.renameThread(threadId, 'Renamed');
+        expect((await store.renameThread(threadId, 'Auto', { onlyIfUntitled: true }))!.title).toBe('Renamed');
+      });
+
+      it('gives one title to an untitled thread when several are set at once', async () => {
+        const threadId = await newThread();
+        const titles = Array.from({ length: 8 }, (_, i) => `title ${i}`);
+        const results = await Promise.all(
+          titles.map((t) => store.renameThread(threadId, t, { onlyIfUntitled: true })),
+        );
+        const stored = (await store.getThread(threadId))!.title;
+        expect(titles).toContain(stored);
+        for (const r of results) expect(r!.title).toBe(stored);
+      });
+
+      it("deletes the thread with its events, runs and session items, and nothing of another thread's", async () => {
+        const owner = uid('owner');
+        const gone = uid('t');
+        const kept = uid('t');
+        await store.createThread({ threadId: gone, ownerId: owner, title: 'Gone' });
+        await store.createThread({ threadId: kept, ownerId: owner, title: 'Kept' });
+        for (const t of [gone, kept]) {
+          await store.startRun(startInput(t, `${t}-r1`, 'c1', owner));
+          await store.append(t, [chunk(t, `${t}-r1`, 'hi'), finished(t, `${t}-r1`)]);
+          await store.addSessionItems(t, [{ role: 'user', content: 'hello' }]);
+        }
+        await store.patchProfile(owner, { name: 'Ada' });
+        expect(await store.deleteThread(gone)).toBe('deleted');
+
+        expect(await store.getThread(gone)).toBeNull();
+        expect(await store.read(gone, { afterSeq: 0, limit: 100 })).toEqual([]);
+        expect(await store.lastSeq(gone)).toBe(0);
+        expect(await store.getRun(`${gone}-r1`)).toBeNull();
+        expect(await store.getSessionItems(gone)).toEqual([]);
+        expect((await store.listThreads(owner)).map((t) => t.threadId)).toEqual([kept]);
+        await expectStoreError(store.append(gone, [chunk(gone, 'r2', 'x')]), 'not_found');
+        expect(await store.deleteThread(gone)).toBe('not_found');
+        expect(await store.deleteThread(uid('missing'))).toBe('not_found');
+
+        expect(await store.read(kept, { afterSeq: 0, limit: 100 })).toHaveLength(3);
+        expect((await store.getRun(`${kept}-r1`))!.status).toBe('finished');
+        expect(await store.getSessionItems(kept)).toEqual([{ role: 'user', content: 'hello' }]);
+        expect(await store.getProfile(owner)).toEqual({ name: 'Ada' });
+
+        // The id can be used again: a new thread with nothing of the old one (the old clientMessageId is new).
+        await store.createThread({ threadId: gone, ownerId: owner });
+        const again = await store.startRun(startInput(gone, `${gone}-r2`, 'c1', owner));
+        expect(again.status).toBe('started');
+        if (again.status === 'started') expect(again.userMessage.seq).toBe(1);
+        expect(await store.getSessionItems(gone)).toEqual([]);
+      });
+
+      it('refuses to delete while a run is running (run_active), removing nothing', async () => {
+        const t = await newThread();
+        await store.startRun(startInput(t, `${t}-r1`, 'c1'));
+        expect(await store.deleteThread(t)).toBe('run_active');
+        expect(await store.getThread(t)).not.toBeNull();
+        expect(await store.read(t, { afterSeq: 0, limit: 10 })).toHaveLength(1);
+        expect((await store.activeRun(t))!.runId).toBe(`${t}-r1`);
+        await store.append(t, [failed(t, `${t}-r1`)]);
+        expect(await store.deleteThread(t)).toBe('deleted');
+      });
+
+      it('never both deletes a thread and starts a run in it when the two race', async () => {
+        for (let i = 0; i < 5; i++) {
+          const t = await newThread();
+          const [started, deleted] = await Promise.allSettled([
+            store.startRun(startInput(t, `${t}-r1`, 'c1')),
+            store.deleteThread(t),
+          ]);
+          expect(deleted.status).toBe('fulfilled');
+          const outcome = (deleted as PromiseFulfilledResult<string>).value;
+          if (outcome === 'deleted') {
+            // The delete went first: the start finds no thread.
+            expect(started.status).toBe('rejected');
+            expect(((started as PromiseRejectedResult).reason as { code?: string }).code).toBe('not_found');
+            expect(await store.getRun(`${t}-r1`)).toBeNull();
+          } else {
+            expect(outcome).toBe('run_active');
+            expect(started.status).toBe('fulfilled');
+            expect((await store.getThread(t))!.threadId).toBe(t);
+          }
+        }
+      });
+    });
+
     describe('close', () => {
       it('rejects calls after close with code closed, and close is idempotent', async () => {
         const t = await newThread();

@@ -16,6 +16,8 @@ export const RELAY_ERROR_CODES = [
   /** A per-user share is spent (runs per minute, or a host's budget such as message bytes per hour). */
   'rate_limited',
   'store_error',
+  /** The thread was deleted: its subscriptions end with this. */
+  'thread_deleted',
   'pubsub_unavailable',
   'agent_unavailable',
   'closed',

@@ -17,6 +17,7 @@ export type {
 } from './relay.js';
 export type { Subscription } from './subscription.js';
 export { InProcessPubSub } from './pubsub.js';
+export { AUTO_TITLE_MAX_LENGTH, titleFromMessage } from './titles.js';
 export type { ControlListener, ControlMessage, ThreadPubSub, ThreadListener } from './pubsub.js';
 export { AgentTransportError, inProcessAgentTransport } from './agent-transport.js';
 export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent-transport.js';
@@ -31,6 +32,7 @@ export type { RelayErrorCode } from './errors.js';
 export type {
   AppendBatch,
   ClaimRunsInput,
+  DeleteThreadResult,
   EventStore,
   StoredEvent,
   StartRunInput,

@@ -3,6 +3,7 @@ import { StoreError } from './errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,
+  DeleteThreadResult,
   EventStore,
   RunRecord,
   StartRunInput,
@@ -18,6 +19,7 @@ import {
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkNewTitle,
   checkRenew,
   checkTitle,
   closedError,
@@ -28,8 +30,8 @@ import {
   prepareEvents,
   prepareStartRun,
   threadListLimit,
-  withSeq,
   type PreparedEvent,
+  withSeq,
 } from './store-input.js';
 
 interface ThreadState {
@@ -87,6 +89,30 @@ export class MemoryStore implements EventStore {
       (a, b) => b.updatedAt - a.updatedAt || (a.threadId < b.threadId ? -1 : a.threadId > b.threadId ? 1 : 0),
     );
     return mine.slice(0, limit);
+  }
+
+  async renameThread(
+    threadId: string,
+    title: string,
+    options?: { onlyIfUntitled?: boolean },
+  ): Promise<ThreadRecord | null> {
+    this.#open();
+    const next = checkNewTitle(title);
+    const state = this.#threads.get(threadId);
+    if (!state) return null;
+    if (options?.onlyIfUntitled !== true || state.record.title === '') state.record.title = next;
+    return { ...state.record };
+  }
+
+  async deleteThread(threadId: string): Promise<DeleteThreadResult> {
+    this.#open();
+    const state = this.#threads.get(threadId);
+    if (!state) return 'not_found';
+    if (state.activeRunId !== null) return 'run_active';
+    for (const runId of state.messages.values()) this.#runs.delete(runId);
+    this.#threads.delete(threadId);
+    this.#sessions.delete(threadId);
+    return 'deleted';
   }
 
   async append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]> {

@@ -4,6 +4,7 @@ import { StoreError } from './errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,
+  DeleteThreadResult,
   EventStore,
   RunRecord,
   RunStatus,
@@ -19,6 +20,7 @@ import {
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkNewTitle,
   checkRenew,
   checkTitle,
   closedError,
@@ -247,6 +249,52 @@ export class MongoStore implements EventStore {
     return this.#do('listing threads', async () =>
       (await this.#threads.find({ ownerId }).sort({ updatedAt: -1, _id: 1 }).limit(limit).toArray()).map(
         toThread,
+      ),
+    );
+  }
+
+  async renameThread(
+    threadId: string,
+    title: string,
+    options?: { onlyIfUntitled?: boolean },
+  ): Promise<ThreadRecord | null> {
+    this.#open();
+    const next = checkNewTitle(title);
+    const filter = options?.onlyIfUntitled === true ? { _id: threadId, title: '' } : { _id: threadId };
+    return this.#do('renaming a thread', async () => {
+      // One document update: with onlyIfUntitled a title set meanwhile is kept.
+      const doc = await this.#threads.findOneAndUpdate(
+        filter,
+        { $set: { title: next } },
+        { returnDocument: 'after' },
+      );
+      if (doc) return toThread(doc);
+      const current = await this.#threads.findOne({ _id: threadId });
+      return current ? toThread(current) : null;
+    });
+  }
+
+  /**
+   * In a transaction when the deployment has them. Without, the thread document goes first (so every later
+   * write to the thread is refused `not_found`), then what was stored under it.
+   */
+  async deleteThread(threadId: string): Promise<DeleteThreadResult> {
+    this.#open();
+    return this.#locked(threadId, () =>
+      this.#do('deleting a thread', () =>
+        this.#tx(async (session): Promise<DeleteThreadResult> => {
+          const opts = inSession(session);
+          if (!(await this.#threads.findOne({ _id: threadId }, { ...opts, projection: { _id: 1 } })))
+            return 'not_found';
+          if (await this.#runs.findOne({ threadId, status: 'running' }, { ...opts, projection: { _id: 1 } }))
+            return 'run_active';
+          await this.#threads.deleteOne({ _id: threadId }, opts);
+          await this.#events.deleteMany({ threadId }, opts);
+          await this.#runs.deleteMany({ threadId }, opts);
+          await this.#sessionItems.deleteMany({ threadId }, opts);
+          await this.#counters.deleteOne({ _id: `session:${threadId}` }, opts);
+          return 'deleted';
+        }),
       ),
     );
   }

@@ -5,6 +5,7 @@ import { StoreError } from './errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,
+  DeleteThreadResult,
   EventStore,
   RunRecord,
   RunStatus,
@@ -21,6 +22,7 @@ import {
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkNewTitle,
   checkRenew,
   checkTitle,
   closedError,
@@ -32,8 +34,8 @@ import {
   prepareStartRun,
   threadListLimit,
   toStoreError,
-  withSeq,
   type PreparedBatch,
+  withSeq,
 } from './store-input.js';
 
 /** Options of {@link openPostgresStore}: give either `connectionString` (the store owns a pool) or `pool`. */
@@ -371,6 +373,46 @@ export class PostgresStore implements EventStore {
       [ownerId, limit],
     );
     return rows.map(toThread);
+  }
+
+  async renameThread(
+    threadId: string,
+    title: string,
+    options?: { onlyIfUntitled?: boolean },
+  ): Promise<ThreadRecord | null> {
+    this.#open();
+    const next = checkNewTitle(title);
+    if (!isId(threadId)) return null;
+    // One statement: with onlyIfUntitled the row keeps a title it already has (stored as the JSON '""' when empty).
+    const { rows } = await this.#query<ThreadRow>(
+      'renaming a thread',
+      `UPDATE ${this.#p}threads SET title = CASE WHEN $3 AND title <> '""' THEN title ELSE $1 END WHERE thread_id = $2 RETURNING ${THREAD_COLUMNS}`,
+      [JSON.stringify(next), threadId, options?.onlyIfUntitled === true],
+    );
+    return rows[0] ? toThread(rows[0]) : null;
+  }
+
+  async deleteThread(threadId: string): Promise<DeleteThreadResult> {
+    this.#open();
+    if (!isId(threadId)) return 'not_found';
+    const p = this.#p;
+    return this.#transaction('deleting a thread', async (client) => {
+      // The thread's row lock orders this against every write to the thread (each one locks the row first).
+      const locked = await client.query(`SELECT 1 FROM ${p}threads WHERE thread_id = $1 FOR UPDATE`, [
+        threadId,
+      ]);
+      if (locked.rowCount === 0) return 'not_found';
+      const running = await client.query(
+        `SELECT 1 FROM ${p}runs WHERE thread_id = $1 AND status = 'running'`,
+        [threadId],
+      );
+      if ((running.rowCount ?? 0) > 0) return 'run_active';
+      await client.query(`DELETE FROM ${p}events WHERE thread_id = $1`, [threadId]);
+      await client.query(`DELETE FROM ${p}runs WHERE thread_id = $1`, [threadId]);
+      await client.query(`DELETE FROM ${p}session_items WHERE thread_id = $1`, [threadId]);
+      await client.query(`DELETE FROM ${p}threads WHERE thread_id = $1`, [threadId]);
+      return 'deleted';
+    });
   }
 
   async append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]> {

@@ -6,12 +6,10 @@ export type ThreadListener = (events: readonly StoredEvent[]) => void;
 
 /**
  * A message between relay instances: `cancel` asks the instance streaming `runId` to stop it (its agent call
- * is aborted and it stores RUN_ERROR `cancelled`). Instances ignore types they do not know.
+ * is aborted and it stores RUN_ERROR `cancelled`); `thread_deleted` tells every instance to end its
+ * subscriptions to `threadId`. Instances ignore types they do not know.
  */
-export interface ControlMessage {
-  type: 'cancel';
-  runId: string;
-}
+export type ControlMessage = { type: 'cancel'; runId: string } | { type: 'thread_deleted'; threadId: string };
 
 /** Receives control messages. */
 export type ControlListener = (message: ControlMessage) => void;

@@ -232,9 +232,11 @@ export class RedisPubSub implements ThreadPubSub {
       return;
     }
     if (!Array.isArray(parts) || parts.length !== 2 || parts[0] === this.#id) return;
-    const message = parts[1] as { type?: unknown; runId?: unknown } | null;
-    if (message?.type !== 'cancel' || typeof message.runId !== 'string') return;
-    this.#control.emit('message', { type: 'cancel', runId: message.runId });
+    const message = parts[1] as { type?: unknown; runId?: unknown; threadId?: unknown } | null;
+    if (message?.type === 'cancel' && typeof message.runId === 'string')
+      this.#control.emit('message', { type: 'cancel', runId: message.runId });
+    else if (message?.type === 'thread_deleted' && typeof message.threadId === 'string')
+      this.#control.emit('message', { type: 'thread_deleted', threadId: message.threadId });
   }
 
   /** Stops listening and closes both connections. */

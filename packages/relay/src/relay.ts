@@ -23,6 +23,8 @@ import type { EventStore, RunRecord, StoredEvent, ThreadRecord } from './store.j
 import { ThreadSubscription } from './subscription.js';
 import type { Subscription } from './subscription.js';
 import { ThreadWriter } from './thread-writer.js';
+import { MAX_TITLE_LENGTH } from './store-input.js';
+import { titleFromMessage } from './titles.js';
 import type { WriteOwner } from './thread-writer.js';
 
 /** Bounds of a relay: what it holds and allows. Every field has a default; see {@link DEFAULT_RELAY_LIMITS}. */
@@ -182,6 +184,11 @@ export interface RelayOptions {
    * runs its previous process left (`recover()`), instead of waiting for their leases to expire.
    */
   instanceId?: string;
+  /**
+   * Give an untitled thread (title '') a title made from its first message ({@link titleFromMessage}, no
+   * model call), stored once when its first run starts. Default true.
+   */
+  autoTitle?: boolean;
   /** Where unexpected failures are reported (default `console`). */
   logger?: Pick<Console, 'error' | 'warn'>;
 }
@@ -231,6 +238,19 @@ export interface Relay {
   regenerate(input: RegenerateInput): Promise<{ runId: string }>;
   /** Streams a thread's events after `afterSeq`, then live. Rejects like `send`, or `too_many_subscribers`. */
   subscribe(input: SubscribeInput): Promise<Subscription>;
+  /**
+   * Renames the user's thread: `title` is trimmed and must be 1-200 characters (`invalid_message`). Only its
+   * owner may (anyone else gets `not_found`, as for a missing thread). Resolves with the thread as stored.
+   */
+  renameThread(input: { user: { id: string }; threadId: string; title: string }): Promise<ThreadRecord>;
+  /**
+   * Deletes the user's thread and everything stored under it (the store's `deleteThread`: events, runs, the
+   * agent's session items), then ends every subscription to it with RelayError `thread_deleted`: in this
+   * process, and on the other instances through the pub/sub's control channel when it has one. Only its owner
+   * may (`not_found` otherwise, as for a missing thread). Refused with `run_active`, nothing deleted, while a
+   * run of the thread is going: cancel it first.
+   */
+  deleteThread(input: { user: { id: string }; threadId: string }): Promise<void>;
   /** Cancels a run: the agent is stopped and RUN_ERROR `cancelled` stored. A run already ended is left as is. */
   cancel(input: { user: { id: string }; runId: string }): Promise<void>;
   /**
@@ -461,6 +481,7 @@ export function createRelay(options: RelayOptions): Relay {
   sweepTimer?.unref?.();
   // A cancel sent on another instance reaches the run here.
   const unlistenControl = pubsub.subscribeControl?.((message) => {
+    if (message?.type === 'thread_deleted') return endSubscriptionsOf(message.threadId);
     if (message?.type !== 'cancel') return;
     const run = runs.get(message.runId);
     if (run && !run.controller.signal.aborted)
@@ -689,8 +710,8 @@ export function createRelay(options: RelayOptions): Relay {
     if (!parsed.ok) throw new RelayError('invalid_message', parsed.error.message, { cause: parsed.error });
     const { threadId, text, clientMessageId } = parsed.value;
     const user = { id: input.user.id };
-    await threadFor(user, threadId);
-    return begin(user, threadId, clientMessageId, text, undefined);
+    const thread = await threadFor(user, threadId);
+    return begin(user, threadId, clientMessageId, text, undefined, thread.title === '');
   }
 
   async function regenerate(input: RegenerateInput): Promise<{ runId: string }> {
@@ -712,7 +733,7 @@ export function createRelay(options: RelayOptions): Relay {
         `thread ${threadId} has no message to answer again; send one first`,
       );
     }
-    return begin(user, threadId, clientMessageId, turn.text, turn.runId);
+    return begin(user, threadId, clientMessageId, turn.text, turn.runId, false);
   }
 
   /**
@@ -747,6 +768,8 @@ export function createRelay(options: RelayOptions): Relay {
     clientMessageId: string,
     text: string,
     regenerates: string | undefined,
+    /** The thread has no title yet: the message names it once its run has started. */
+    untitled: boolean,
   ): Promise<{ runId: string }> {
     let queued = false;
     let healed = false;
@@ -806,6 +829,7 @@ export function createRelay(options: RelayOptions): Relay {
       }
       if (result.status === 'started') {
         startRun(result.run, text, release, regenerates);
+        if (untitled && options.autoTitle !== false) await titleThread(threadId, text);
         return { runId };
       }
       release(true);
@@ -1231,6 +1255,75 @@ export function createRelay(options: RelayOptions): Relay {
     return subscription;
   }
 
+  /** Stores a title made from the thread's first message, unless it got one meanwhile; failures only logged. */
+  async function titleThread(threadId: string, text: string): Promise<void> {
+    const title = titleFromMessage(text);
+    if (title === '') return;
+    try {
+      await store.renameThread(threadId, title, { onlyIfUntitled: true });
+    } catch (error) {
+      logger.warn(`[threadline/relay] could not store the title of thread ${threadId}: ${describe(error)}`);
+    }
+  }
+
+  /** The thread if `user` owns it; `not_found` as for a missing one otherwise. */
+  async function ownedThread(user: { id: string }, threadId: string): Promise<ThreadRecord> {
+    const thread = await storeCall('reading the thread', () => store.getThread(threadId));
+    if (!thread || thread.ownerId !== user.id) {
+      throw new RelayError('not_found', `thread ${threadId} does not exist or is not yours`);
+    }
+    return thread;
+  }
+
+  async function renameThread(input: {
+    user: { id: string };
+    threadId: string;
+    title: string;
+  }): Promise<ThreadRecord> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    checkId(input.threadId, 'threadId');
+    const title = typeof input.title === 'string' ? input.title.trim() : '';
+    if (title.length === 0 || title.length > MAX_TITLE_LENGTH) {
+      throw new RelayError('invalid_message', `title must be 1 to ${MAX_TITLE_LENGTH} characters`);
+    }
+    await ownedThread(input.user, input.threadId);
+    const renamed = await storeCall('renaming the thread', () => store.renameThread(input.threadId, title));
+    if (!renamed)
+      throw new RelayError('not_found', `thread ${input.threadId} does not exist or is not yours`);
+    return renamed;
+  }
+
+  async function deleteThread(input: { user: { id: string }; threadId: string }): Promise<void> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    checkId(input.threadId, 'threadId');
+    const threadId = input.threadId;
+    await ownedThread(input.user, threadId);
+    const outcome = await storeCall('deleting the thread', () => store.deleteThread(threadId));
+    if (outcome === 'run_active') {
+      throw new RelayError(
+        'run_active',
+        `thread ${threadId} has a run in progress; stop it, then delete the thread`,
+      );
+    }
+    // Gone (by this call, or by a delete that raced it): either way no subscription may stay open on it.
+    endSubscriptionsOf(threadId);
+    pubsub.publishControl?.({ type: 'thread_deleted', threadId });
+    if (outcome === 'not_found') {
+      throw new RelayError('not_found', `thread ${threadId} does not exist or is not yours`);
+    }
+  }
+
+  /** Ends this process's subscriptions to a deleted thread with `thread_deleted`. */
+  function endSubscriptionsOf(threadId: string): void {
+    if (typeof threadId !== 'string') return;
+    for (const subscription of [...subscriptions]) {
+      if (subscription.threadId === threadId)
+        subscription.fail(new RelayError('thread_deleted', `thread ${threadId} was deleted`));
+    }
+  }
+
   async function cancel(input: { user: { id: string }; runId: string }): Promise<void> {
     checkOpen();
     checkId(input?.user?.id, 'user.id');
@@ -1453,6 +1546,8 @@ export function createRelay(options: RelayOptions): Relay {
     regenerate,
     subscribe,
     cancel,
+    renameThread,
+    deleteThread,
     publish,
     recover,
     close,

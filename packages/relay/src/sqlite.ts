@@ -5,6 +5,7 @@ import { StoreError } from './errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,
+  DeleteThreadResult,
   EventStore,
   RunRecord,
   RunStatus,
@@ -21,6 +22,7 @@ import {
   checkJson,
   checkJsonObject,
   checkLimit,
+  checkNewTitle,
   checkRenew,
   checkTitle,
   closedError,
@@ -32,8 +34,8 @@ import {
   prepareStartRun,
   threadListLimit,
   toStoreError,
-  withSeq,
   type PreparedEvent,
+  withSeq,
 } from './store-input.js';
 
 /** Options of {@link openSqliteStore}. */
@@ -349,6 +351,36 @@ export class SqliteStore implements EventStore {
     return this.#do('listing threads', () =>
       (this.#stmt.listThreads.all(ownerId, limit) as unknown as ThreadRow[]).map(toThread),
     );
+  }
+
+  async renameThread(
+    threadId: string,
+    title: string,
+    options?: { onlyIfUntitled?: boolean },
+  ): Promise<ThreadRecord | null> {
+    this.#open();
+    const next = checkNewTitle(title);
+    const onlyIfUntitled = options?.onlyIfUntitled === true ? 1 : 0;
+    return this.#write('renaming a thread', () => {
+      this.#stmt.renameThread.run(next, threadId, onlyIfUntitled);
+      const row = this.#stmt.getThread.get(threadId) as ThreadRow | undefined;
+      return row ? toThread(row) : null;
+    });
+  }
+
+  async deleteThread(threadId: string): Promise<DeleteThreadResult> {
+    this.#open();
+    return this.#write('deleting a thread', () => {
+      if (!this.#stmt.getThread.get(threadId)) return 'not_found';
+      if (this.#stmt.runningRunOfThread.get(threadId)) return 'run_active';
+      this.#stmt.deleteThreadEvents.run(threadId);
+      const { changes } = this.#stmt.deleteThreadTail.run(threadId);
+      if (Number(changes) > 0) this.#stmt.shrinkTailRows.run(Number(changes));
+      this.#stmt.deleteThreadRuns.run(threadId);
+      this.#stmt.clearSession.run(threadId);
+      this.#stmt.deleteThreadRow.run(threadId);
+      return 'deleted';
+    });
   }
 
   async append(threadId: string, events: readonly AgentEvent[]): Promise<StoredEvent[]> {
@@ -821,6 +853,12 @@ function prepareStatements(db: DatabaseSync) {
       'SELECT thread_id, owner_id, title, created_at, updated_at FROM threads WHERE owner_id = ? ORDER BY updated_at DESC, thread_id LIMIT ?',
     ),
     lastSeq: db.prepare('SELECT last_seq FROM threads WHERE thread_id = ?'),
+    renameThread: db.prepare("UPDATE threads SET title = ? WHERE thread_id = ? AND (? = 0 OR title = '')"),
+    deleteThreadEvents: db.prepare('DELETE FROM events WHERE thread_id = ?'),
+    deleteThreadTail: db.prepare('DELETE FROM event_tail WHERE thread_id = ?'),
+    shrinkTailRows: db.prepare('UPDATE tail_state SET rows = max(0, rows - ?) WHERE id = 1'),
+    deleteThreadRuns: db.prepare('DELETE FROM runs WHERE thread_id = ?'),
+    deleteThreadRow: db.prepare('DELETE FROM threads WHERE thread_id = ?'),
     bumpThread: db.prepare('UPDATE threads SET last_seq = ?, updated_at = ? WHERE thread_id = ?'),
     insertEvent: db.prepare('INSERT INTO event_tail (thread_id, seq, json) VALUES (?, ?, ?)'),
     readEvents,

@@ -95,6 +95,12 @@ export function checkTitle(value: unknown): string {
   return value;
 }
 
+/** A new title for an existing thread: a string (unlike createThread's, not optional). */
+export function checkNewTitle(value: unknown): string {
+  if (typeof value !== 'string') throw invalid('title must be a string');
+  return checkTitle(value);
+}
+
 export function threadListLimit(options: { limit?: number } | undefined): number {
   if (options?.limit === undefined) return DEFAULT_THREAD_LIST_LIMIT;
   return Math.min(checkLimit('limit', options.limit), MAX_THREAD_LIST_LIMIT);

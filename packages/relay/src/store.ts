@@ -89,6 +89,9 @@ export type StartRunResult =
   /** Another run of this thread is still running: nothing was written. */
   | { status: 'run_active'; activeRun: RunRecord };
 
+/** What {@link EventStore.deleteThread} did. */
+export type DeleteThreadResult = 'deleted' | 'not_found' | 'run_active';
+
 /**
  * The relay's storage port. Every method is atomic: it commits whole or not at all. Sequencing lives here
  * (a counter plus uniqueness on (threadId, seq)) so that several relay processes sharing one database can
@@ -103,6 +106,23 @@ export interface EventStore {
   getThread(threadId: string): Promise<ThreadRecord | null>;
   /** The owner's threads, most recently updated first. */
   listThreads(ownerId: string, options?: { limit?: number }): Promise<ThreadRecord[]>;
+  /**
+   * Sets a thread's title (checked like createThread's, at most 200 characters). With `onlyIfUntitled` it is
+   * set only while the title is '' (so a title made from the first message is stored once and never replaces
+   * a rename). Leaves `updatedAt` as it is. Returns the thread as stored after the call, null if none.
+   */
+  renameThread(
+    threadId: string,
+    title: string,
+    options?: { onlyIfUntitled?: boolean },
+  ): Promise<ThreadRecord | null>;
+  /**
+   * In one transaction removes the thread and everything stored under it: its events, its runs (and the
+   * clientMessageIds they remember) and the agent's session items. `run_active`, with nothing removed, while
+   * one of its runs is running; `not_found` when there is no such thread. Per-user data (the profile,
+   * idempotency keys) is kept.
+   */
+  deleteThread(threadId: string): Promise<DeleteThreadResult>;
 
   /**
    * Appends events to a thread, assigning consecutive seqs after the thread's last one, all in one

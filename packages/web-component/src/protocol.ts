@@ -36,4 +36,4 @@ export const KNOWN_EVENT_TYPES: readonly EventType[] = [
 ];
 
 /** Server error codes after which retrying cannot help until the page acts (sign in again, etc.). */
-export const FATAL_ERROR_CODES: readonly BrowserErrorCode[] = ['unauthorized', 'forbidden'];
+export const FATAL_ERROR_CODES: readonly BrowserErrorCode[] = ['unauthorized', 'forbidden', 'thread_deleted'];

@@ -44,6 +44,7 @@ const PROBLEMS: Record<string, string> = {
   unauthorized: 'You were signed out. Sign in again.',
   forbidden: 'You do not have access to this conversation.',
   not_found: 'This conversation does not exist.',
+  thread_deleted: 'This conversation was deleted.',
   run_active: 'The assistant is still answering. Wait for it or stop it.',
   rate_limited: 'You are sending messages too fast. Wait a moment.',
   queue_full: BUSY,

@@ -26,6 +26,12 @@ export function showError(el, message) {
   el.hidden = !message;
 }
 
+/** The sign-in page, told to come back here afterwards (this page's path and query, same origin only). */
+export function signInAgainUrl(signedOut = true) {
+  const next = encodeURIComponent(location.pathname + location.search);
+  return `/?${signedOut ? 'signed-out&' : ''}next=${next}`;
+}
+
 let signingOut = false;
 /** True once this page's Sign out button was pressed (its own socket then drops; that is not news). */
 export const isSigningOut = () => signingOut;
@@ -43,7 +49,7 @@ export async function setupHeader() {
     if (who) who.textContent = me.user.username;
     return me;
   } catch (err) {
-    if (err.status === 401) location.assign('/');
+    if (err.status === 401) location.assign(signInAgainUrl(false));
     throw err;
   }
 }

@@ -1,5 +1,6 @@
 /* global document, location */
-import { api, isSigningOut, setupHeader } from './api.js';
+import { api, isSigningOut, setupHeader, signInAgainUrl } from './api.js';
+import { displayTitle, setupSidebar } from './sidebar.js';
 
 const threadId = decodeURIComponent(location.pathname.split('/').pop() ?? '');
 const profileEl = document.getElementById('profile');
@@ -28,8 +29,19 @@ const me = await setupHeader();
 let current = me.profile ?? {};
 renderProfile(current);
 
-document.getElementById('thread-title').textContent = thread.title;
-document.title = `Threadline: ${thread.title}`;
+const showTitle = (t) => {
+  document.getElementById('thread-title').textContent = displayTitle(t);
+  document.title = `Threadline: ${displayTitle(t)}`;
+};
+showTitle(thread);
+const sidebar = setupSidebar({ activeId: threadId, onRenamed: showTitle });
+void sidebar.refresh();
+/** The title may have been made from the first message: show it in the header and the list. */
+async function refreshTitle() {
+  await sidebar.refresh();
+  const mine = sidebar.threads().find((t) => t.threadId === threadId);
+  if (mine) showTitle(mine);
+}
 
 const chat = document.createElement('agent-chat');
 chat.setAttribute('endpoint', `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
@@ -39,6 +51,7 @@ chat.setAttribute('placeholder', 'Say hello, or “call me Ada”.');
 // older changes are skipped so they cannot overwrite a newer profile (changed from another thread).
 chat.addEventListener('agent-chat:event', (e) => {
   const event = e.detail.event;
+  if (event.type === 'RUN_STARTED' && event.seq > thread.lastSeq && !thread.title) void refreshTitle();
   if (event.type !== 'STATE_CHANGED' || event.scope !== 'profile' || event.seq <= thread.lastSeq) return;
   const next = event.value && typeof event.value === 'object' ? event.value : {};
   const changed = Object.keys(next).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
@@ -55,7 +68,7 @@ async function checkSession() {
   try {
     await api('/api/me');
   } catch (err) {
-    if (err.status === 401 && !isSigningOut()) location.assign('/?signed-out');
+    if (err.status === 401 && !isSigningOut()) location.assign(signInAgainUrl());
   } finally {
     checking = false;
   }
@@ -64,6 +77,14 @@ chat.addEventListener('agent-chat:connection', (e) => {
   if (e.detail.state === 'reconnecting' || e.detail.state === 'disconnected') void checkSession();
 });
 chat.addEventListener('agent-chat:error', (e) => {
+  if (e.detail.code === 'thread_deleted') {
+    // Deleted in another tab or on another device: say so, and drop it from the list.
+    document.getElementById('thread-gone').hidden = false;
+    chat.remove();
+    void sidebar.refresh();
+    return;
+  }
   if (e.detail.fatal) void checkSession();
 });
+chat.addEventListener('agent-chat:run-finished', () => void refreshTitle());
 document.getElementById('chat-slot').append(chat);
