@@ -239,6 +239,15 @@ export interface Relay {
   /** Streams a thread's events after `afterSeq`, then live. Rejects like `send`, or `too_many_subscribers`. */
   subscribe(input: SubscribeInput): Promise<Subscription>;
   /**
+   * Creates a thread owned by `user` (id `thr_<uuid>` unless `threadId` is given; `conflict` if it exists).
+   * Without a title it is untitled (`''`) until its first message names it (see `autoTitle`).
+   */
+  createThread(input: { user: { id: string }; title?: string; threadId?: string }): Promise<ThreadRecord>;
+  /** The user's own threads, most recently updated first (`limit` 1-1000, default 100). */
+  listThreads(input: { user: { id: string }; limit?: number }): Promise<ThreadRecord[]>;
+  /** One thread the user may use (`authorize`); `not_found` otherwise, as for a missing thread. */
+  getThread(input: { user: { id: string }; threadId: string }): Promise<ThreadRecord>;
+  /**
    * Renames the user's thread: `title` is trimmed and must be 1-200 characters (`invalid_message`). Only its
    * owner may (anyone else gets `not_found`, as for a missing thread). Resolves with the thread as stored.
    */
@@ -1275,6 +1284,42 @@ export function createRelay(options: RelayOptions): Relay {
     return thread;
   }
 
+  async function createThread(input: {
+    user: { id: string };
+    title?: string;
+    threadId?: string;
+  }): Promise<ThreadRecord> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    const threadId = input.threadId ?? `thr_${randomUUID()}`;
+    checkId(threadId, 'threadId');
+    const title =
+      input.title === undefined ? '' : typeof input.title === 'string' ? input.title.trim() : null;
+    if (title === null || title.length > MAX_TITLE_LENGTH) {
+      throw new RelayError('invalid_message', `title must be at most ${MAX_TITLE_LENGTH} characters`);
+    }
+    return storeCall('creating the thread', () =>
+      store.createThread({ threadId, ownerId: input.user.id, title }),
+    );
+  }
+
+  async function listThreads(input: { user: { id: string }; limit?: number }): Promise<ThreadRecord[]> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    const limit = input.limit ?? 100;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1_000) {
+      throw new RelayError('invalid_message', 'limit must be an integer from 1 to 1000');
+    }
+    return storeCall('listing threads', () => store.listThreads(input.user.id, { limit }));
+  }
+
+  async function getThread(input: { user: { id: string }; threadId: string }): Promise<ThreadRecord> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    checkId(input.threadId, 'threadId');
+    return threadFor(input.user, input.threadId);
+  }
+
   async function renameThread(input: {
     user: { id: string };
     threadId: string;
@@ -1546,6 +1591,9 @@ export function createRelay(options: RelayOptions): Relay {
     regenerate,
     subscribe,
     cancel,
+    createThread,
+    listThreads,
+    getThread,
     renameThread,
     deleteThread,
     publish,
