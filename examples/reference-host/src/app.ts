@@ -18,17 +18,18 @@ import { originCheck, securityHeaders } from './security.js';
 import type { Sessions } from './sessions.js';
 import type { UserRecord, UserStore } from './users/user-store.js';
 
-/** The part of the relay's store the REST routes use. */
-export type ThreadStore = Pick<
-  EventStore,
-  'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'
->;
+/** The part of the relay's store the REST routes read directly: a thread's log and a user's profile. */
+export type ThreadStore = Pick<EventStore, 'read' | 'lastSeq' | 'getProfile'>;
 
 /**
- * Rename and delete go through the relay: it checks the owner, refuses a delete while a run is going, and
- * ends the live subscriptions to a deleted thread (on every instance sharing its pub/sub).
+ * Threads are created, listed, read, renamed and deleted through the relay: it applies `authorize` (another
+ * user's thread answers like a missing one), refuses a delete while a run is going, and ends the live
+ * subscriptions to a deleted thread (on every instance sharing its pub/sub).
  */
-export type ThreadActions = Pick<Relay, 'renameThread' | 'deleteThread'>;
+export type ThreadActions = Pick<
+  Relay,
+  'createThread' | 'listThreads' | 'getThread' | 'renameThread' | 'deleteThread'
+>;
 
 /** Bounds of the HTTP API, with their defaults. */
 export interface AppLimits {
@@ -65,8 +66,8 @@ export const DEFAULT_APP_LIMITS: AppLimits = {
 export interface AppOptions {
   users: UserStore;
   store: ThreadStore;
-  /** PATCH and DELETE /api/threads/:threadId; without it those answer 404. */
-  threads?: ThreadActions;
+  /** The relay's thread API, behind every /api/threads route and the chat page's owner check. */
+  threads: ThreadActions;
   sessions: Sessions;
   isAllowedOrigin(origin: string): boolean;
   /** The tools-kit Express adapter (handles /tools and /state); mounted before any body parser. */
@@ -210,12 +211,34 @@ export function createApp(options: AppOptions): express.Express {
     if (!user) throw new HostError('unauthorized', 'Sign in first.');
     return user;
   };
+  // Relay refusals in the host's words: a thread of someone else is answered exactly like a missing one.
+  const threadRefusal = (error: unknown): unknown => {
+    if (!(error instanceof RelayError)) return error;
+    const code = error.code;
+    if (code === 'not_found') return new HostError('not_found', 'No such thread.');
+    if (code === 'run_active')
+      return new HostError('run_active', 'This thread is still answering. Stop the answer, then try again.');
+    if (code === 'invalid_message') return new HostError('invalid_input', 'Invalid thread title.');
+    // The relay wraps every store failure; a database that cannot answer is 503, a plain bug stays a 500.
+    if (code === 'store_error') {
+      if (!isStoreUnavailable(error.cause)) return error.cause ?? error;
+      return new HostError(
+        'store_unavailable',
+        'The database cannot take this right now. Try again shortly.',
+        {
+          cause: error,
+        },
+      );
+    }
+    return error;
+  };
+  const threads = options.threads;
   const ownThread = async (user: UserRecord, threadId: string) => {
-    const id = IdSchema.safeParse(threadId);
-    const thread = id.success ? await store.getThread(id.data) : null;
     // Someone else's thread answers exactly like a missing one: no way to probe which ids exist.
-    if (!thread || thread.ownerId !== user.id) throw new HostError('not_found', 'No such thread.');
-    return thread;
+    if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
+    return threads.getThread({ user: { id: user.id }, threadId }).catch((error: unknown) => {
+      throw threadRefusal(error);
+    });
   };
 
   const api = express.Router();
@@ -321,8 +344,12 @@ export function createApp(options: AppOptions): express.Express {
     '/threads',
     route(async (req, res) => {
       const user = await requireUser(req);
-      const threads = await store.listThreads(user.id, { limit: 100 });
-      res.json({ threads: threads.map(threadView) });
+      const list = await threads
+        .listThreads({ user: { id: user.id }, limit: 100 })
+        .catch((error: unknown) => {
+          throw threadRefusal(error);
+        });
+      res.json({ threads: list.map(threadView) });
     }),
   );
 
@@ -338,19 +365,23 @@ export function createApp(options: AppOptions): express.Express {
       const othersInFlight = creating.get(user.id) ?? 0;
       creating.set(user.id, othersInFlight + 1);
       try {
-        const owned = (await store.listThreads(user.id, { limit: max })).length;
+        const owned = (
+          await threads.listThreads({ user: { id: user.id }, limit: max }).catch((error: unknown) => {
+            throw threadRefusal(error);
+          })
+        ).length;
         if (owned + othersInFlight >= max) {
           throw new HostError(
             'too_many_threads',
             `You have ${max} threads, the most one account may have. Continue in one of them.`,
           );
         }
-        const thread = await store.createThread({
-          threadId: newId('thr'),
-          ownerId: user.id,
-          // Untitled ('') until the relay makes a title from the first message.
-          title: title ?? '',
-        });
+        // Untitled ('') until the relay makes a title from the first message.
+        const thread = await threads
+          .createThread({ user: { id: user.id }, threadId: newId('thr'), title: title ?? '' })
+          .catch((error: unknown) => {
+            throw threadRefusal(error);
+          });
         res.status(201).json(threadView(thread));
       } finally {
         const n = (creating.get(user.id) ?? 1) - 1;
@@ -369,38 +400,14 @@ export function createApp(options: AppOptions): express.Express {
     }),
   );
 
-  // Relay refusals in the host's words: a thread of someone else is answered exactly like a missing one.
-  const threadRefusal = (error: unknown): unknown => {
-    if (!(error instanceof RelayError)) return error;
-    const code = error.code;
-    if (code === 'not_found') return new HostError('not_found', 'No such thread.');
-    if (code === 'run_active')
-      return new HostError('run_active', 'This thread is still answering. Stop the answer, then try again.');
-    if (code === 'invalid_message') return new HostError('invalid_input', 'Invalid thread title.');
-    if (code === 'store_error')
-      return new HostError(
-        'store_unavailable',
-        'The database cannot take this right now. Try again shortly.',
-        {
-          cause: error,
-        },
-      );
-    return error;
-  };
-  const threadActions = (): ThreadActions => {
-    if (!options.threads) throw new HostError('not_found', 'No such API route.');
-    return options.threads;
-  };
-
   api.patch(
     '/threads/:threadId',
     route(async (req, res) => {
       const user = await requireUser(req);
-      const actions = threadActions();
       const threadId = String(req.params.threadId);
       if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
       const { title } = parse(RenameThreadSchema, req.body ?? {}, 'thread');
-      const thread = await actions
+      const thread = await threads
         .renameThread({ user: { id: user.id }, threadId, title })
         .catch((error: unknown) => {
           throw threadRefusal(error);
@@ -413,10 +420,9 @@ export function createApp(options: AppOptions): express.Express {
     '/threads/:threadId',
     route(async (req, res) => {
       const user = await requireUser(req);
-      const actions = threadActions();
       const threadId = String(req.params.threadId);
       if (!IdSchema.safeParse(threadId).success) throw new HostError('not_found', 'No such thread.');
-      await actions.deleteThread({ user: { id: user.id }, threadId }).catch((error: unknown) => {
+      await threads.deleteThread({ user: { id: user.id }, threadId }).catch((error: unknown) => {
         throw threadRefusal(error);
       });
       res.status(204).end();

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRelay, inProcessAgentTransport, type Relay } from '@threadline/relay';
 import { createMemoryStore, type MemoryStore } from '@threadline/relay/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/app.js';
@@ -18,11 +19,20 @@ let base: string;
 let dir: string;
 let users: SqliteUserStore;
 let store: MemoryStore;
+let relay: Relay;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-api-'));
   users = new SqliteUserStore(join(dir, 'users.db'));
   store = createMemoryStore();
+  relay = createRelay({
+    store,
+    agent: inProcessAgentTransport({ async *run() {} }),
+    tokens: { issue: async () => 'token' },
+    toolsBaseUrl: 'http://127.0.0.1:9',
+    tools: [],
+    logger: { error() {}, warn() {} },
+  });
   server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
@@ -33,6 +43,7 @@ beforeAll(async () => {
     createApp({
       users,
       store,
+      threads: relay,
       sessions: new Sessions(users, { ttlMs: 3_600_000, secure: false }),
       isAllowedOrigin: (o) => origins.includes(o),
       publicDir: join(EXAMPLE_ROOT, 'public'),
@@ -44,6 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
+  await relay.close();
   await users.close();
   await store.close();
   rmSync(dir, { recursive: true, force: true });

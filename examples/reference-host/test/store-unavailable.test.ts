@@ -84,6 +84,7 @@ async function app(users: UserStore) {
     createApp({
       users: watched.users,
       store,
+      threads: relay,
       sessions: new Sessions(watched.users, { ttlMs: 3_600_000, secure: false }),
       isAllowedOrigin: (o) => origins.includes(o),
       publicDir: join(EXAMPLE_ROOT, 'public'),
