@@ -24,11 +24,25 @@ export const CancelMessageSchema = z.strictObject({
   runId: IdSchema,
 });
 
+/**
+ * client → server: decide a tool call that waits for approval (TOOL_APPROVAL_REQUESTED). Only the thread's
+ * owner may decide, once; an identical retry is answered like the first.
+ */
+export const ApproveMessageSchema = z.strictObject({
+  type: z.literal('approve'),
+  threadId: IdSchema,
+  runId: IdSchema,
+  toolCallId: IdSchema,
+  approved: z.boolean(),
+  reason: boundedString(LIMITS.maxApprovalReasonLength).optional(),
+});
+
 /** Every message a browser may send. */
 export const ClientMessageSchema = z.discriminatedUnion('type', [
   SendMessageSchema,
   SubscribeMessageSchema,
   CancelMessageSchema,
+  ApproveMessageSchema,
 ]);
 
 /** server → client: one sequenced event. */
@@ -52,6 +66,9 @@ export const BROWSER_ERROR_CODES = [
   'forbidden',
   'not_found',
   'run_active',
+  'run_awaiting_approval',
+  'approval_not_pending',
+  'approval_already_decided',
   'queue_full',
   'slow_consumer',
   'rate_limited',
@@ -92,6 +109,8 @@ export type SendMessage = z.infer<typeof SendMessageSchema>;
 export type SubscribeMessage = z.infer<typeof SubscribeMessageSchema>;
 /** client → server `cancel`. */
 export type CancelMessage = z.infer<typeof CancelMessageSchema>;
+/** client → server `approve`. */
+export type ApproveMessage = z.infer<typeof ApproveMessageSchema>;
 /** Any message a browser may send. */
 export type ClientMessage = z.infer<typeof ClientMessageSchema>;
 /** server → client `event` (one sequenced event). */

@@ -28,6 +28,9 @@ export {
   UserMessageEventSchema,
   StateChangedEventSchema,
   HistoryWindowedEventSchema,
+  ToolApprovalRequestedEventSchema,
+  ToolApprovalResolvedEventSchema,
+  RunUsageSchema,
   AgentEventSchema,
   SequencedRunStartedEventSchema,
   SequencedToolCallStartedEventSchema,
@@ -38,6 +41,8 @@ export {
   SequencedUserMessageEventSchema,
   SequencedStateChangedEventSchema,
   SequencedHistoryWindowedEventSchema,
+  SequencedToolApprovalRequestedEventSchema,
+  SequencedToolApprovalResolvedEventSchema,
   SequencedAgentEventSchema,
 } from './events.js';
 export type {
@@ -52,6 +57,9 @@ export type {
   UserMessageEvent,
   StateChangedEvent,
   HistoryWindowedEvent,
+  ToolApprovalRequestedEvent,
+  ToolApprovalResolvedEvent,
+  RunUsage,
   AgentEvent,
   SequencedAgentEvent,
   AgentEventOf,
@@ -78,14 +86,17 @@ export {
   createUserMessageEvent,
   createStateChangedEvent,
   createHistoryWindowedEvent,
+  createToolApprovalRequestedEvent,
+  createToolApprovalResolvedEvent,
 } from './factories.js';
 export type { EventInit } from './factories.js';
-export { RunRequestSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';
-export type { RunRequest, ToolsRef } from './run-request.js';
+export { RunRequestSchema, RunResumeSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';
+export type { RunRequest, RunResume, ToolsRef } from './run-request.js';
 export {
   SendMessageSchema,
   SubscribeMessageSchema,
   CancelMessageSchema,
+  ApproveMessageSchema,
   ClientMessageSchema,
   EventMessageSchema,
   AckMessageSchema,
@@ -97,6 +108,7 @@ export type {
   SendMessage,
   SubscribeMessage,
   CancelMessage,
+  ApproveMessage,
   ClientMessage,
   EventMessage,
   AckMessage,

@@ -28,7 +28,17 @@ export const ToolsRefSchema = z.strictObject({
   token: boundedString(LIMITS.maxTokenLength, { min: 1 }),
 });
 
-/** API → agent: start a run for one user message in one thread. */
+/** The decision a resumed run continues with: the pending tool call's id, approved or not, and why. */
+export const RunResumeSchema = z.strictObject({
+  toolCallId: IdSchema,
+  approved: z.boolean(),
+  reason: boundedString(LIMITS.maxApprovalReasonLength).optional(),
+});
+
+/**
+ * API → agent: start a run for one user message in one thread, or (with `resume`) continue a run that paused
+ * for a tool approval (same `runId`; `message` is the run's user message again, the agent does not use it).
+ */
 export const RunRequestSchema = z.strictObject({
   threadId: IdSchema,
   runId: IdSchema,
@@ -36,7 +46,11 @@ export const RunRequestSchema = z.strictObject({
   user: z.strictObject({ id: IdSchema }),
   message: boundedString(LIMITS.maxMessageLength, { min: 1 }),
   tools: ToolsRefSchema,
+  resume: RunResumeSchema.optional(),
 });
+
+/** The `resume` part of a run request. */
+export type RunResume = z.infer<typeof RunResumeSchema>;
 
 /** The tools reference of a run request. */
 export type ToolsRef = z.infer<typeof ToolsRefSchema>;

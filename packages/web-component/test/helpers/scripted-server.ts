@@ -14,6 +14,7 @@ export interface Script {
   onSend?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'send' }>, ws: WebSocket): void;
   /** Runs on every `cancel`; default: nothing. */
   onCancel?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'cancel' }>, ws: WebSocket): void;
+  onApprove?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'approve' }>, ws: WebSocket): void;
   /** Runs on every `subscribe` before the replay; return false to skip the default replay. */
   onSubscribe?(
     server: ScriptedServer,
@@ -80,7 +81,8 @@ export class ScriptedServer {
       for (const e of this.log) if (e.seq > from) ws.send(JSON.stringify({ type: 'event', event: e }));
       this.subscribed.add(ws);
     } else if (msg.type === 'send') this.script.onSend?.(this, msg, ws);
-    else this.script.onCancel?.(this, msg, ws);
+    else if (msg.type === 'cancel') this.script.onCancel?.(this, msg, ws);
+    else this.script.onApprove?.(this, msg, ws);
   }
 
   /** Stamps, validates, logs and fans out events to every subscribed socket. */
