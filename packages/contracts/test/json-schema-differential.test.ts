@@ -362,6 +362,7 @@ const validInputs: Record<Name, fc.Arbitrary<unknown>> = {
         inputSchema: fc.constantFrom({}, { type: 'object' }),
         outputSchema: fc.constantFrom({}, { type: 'string' }),
         internal: opt(fc.boolean()),
+        needsApproval: opt(fc.constantFrom('always', 'check', 'never')),
       }),
       { maxLength: 2 },
     ),

@@ -37,3 +37,4 @@ export type {
   RunStatus,
   ThreadRecord,
 } from './store.js';
+export { MAX_RUN_STATE_LENGTH } from './store.js';
