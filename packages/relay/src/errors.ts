@@ -6,6 +6,12 @@ export const RELAY_ERROR_CODES = [
   'not_found',
   'conflict',
   'run_active',
+  /** A `send` to a thread whose run waits for a tool approval. */
+  'run_awaiting_approval',
+  /** An `approve` for a run or tool call that does not wait for a decision. */
+  'approval_not_pending',
+  /** An `approve` that differs from the decision already made on that call. */
+  'approval_already_decided',
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',

@@ -4,6 +4,7 @@
  */
 export { createRelay, DEFAULT_RELAY_LIMITS } from './relay.js';
 export type {
+  ApproveInput,
   Relay,
   RelayHealth,
   RelayLimits,
