@@ -19,6 +19,9 @@ import type { Sessions } from './sessions.js';
 import type { UserRecord, UserStore } from './users/user-store.js';
 
 /** The part of the relay's store the REST routes use. */
+/** Most events `GET /api/threads/:threadId/usage` reads to sum a thread's token usage. */
+const USAGE_SCAN_EVENTS = 100_000;
+
 export type ThreadStore = Pick<
   EventStore,
   'createThread' | 'getThread' | 'listThreads' | 'read' | 'lastSeq' | 'getProfile'
@@ -343,6 +346,38 @@ export function createApp(options: AppOptions): express.Express {
       const user = await requireUser(req);
       const thread = await ownThread(user, String(req.params.threadId));
       res.json({ ...threadView(thread), lastSeq: await store.lastSeq(thread.threadId) });
+    }),
+  );
+
+  api.get(
+    '/threads/:threadId/usage',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const thread = await ownThread(user, String(req.params.threadId));
+      // Summed from the RUN_FINISHED events in the log, a page at a time; bounded: past USAGE_SCAN_EVENTS
+      // events the answer says `partial`.
+      const usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0, runs: 0 };
+      let afterSeq = 0;
+      let partial = false;
+      for (;;) {
+        const page = await store.read(thread.threadId, { afterSeq, limit: 1000 });
+        for (const e of page) {
+          if (!e.json.includes('"usage"') || !e.json.includes('"RUN_FINISHED"')) continue;
+          const u = (JSON.parse(e.json) as { usage?: typeof usage }).usage;
+          if (!u) continue;
+          usage.inputTokens += u.inputTokens;
+          usage.outputTokens += u.outputTokens;
+          usage.totalTokens += u.totalTokens;
+          usage.runs++;
+        }
+        if (page.length < 1000) break;
+        afterSeq = page[page.length - 1]!.seq;
+        if (afterSeq >= USAGE_SCAN_EVENTS) {
+          partial = true;
+          break;
+        }
+      }
+      res.json({ usage, ...(partial ? { partial: true } : {}) });
     }),
   );
 

@@ -186,6 +186,10 @@ describe('tool approvals through the host, its agent process and the fake OpenAI
       usage: { inputTokens: 31, outputTokens: 9, totalTokens: 40, requests: 2 },
     });
     expect((await ada.req('GET', '/api/me')).json.profile).toEqual({});
+    // Per-thread totals: the "call me Ada" run reported 1 + 11 input and 1 + 4 output tokens, this one 31 + 9.
+    expect((await ada.req('GET', `/api/threads/${threadId}/usage`)).json).toEqual({
+      usage: { inputTokens: 43, outputTokens: 14, totalTokens: 57, runs: 2 },
+    });
     const events = await log(ada, threadId);
     expectWholeLog(events);
     const run = events.filter((e) => e.runId === runId).map((e) => e.type);
