@@ -93,7 +93,7 @@ function decide(
   const turn = userTexts.length;
   return {
     kind: 'text',
-    text: `Demo model here (offline, no API key). You said: "${current.slice(0, 200)}". This is message ${turn} in this thread. Say "call me Ada" and I will update your profile with a tool, or "forget me" to clear it (after you approve).`,
+    text: `Demo model here (offline, no API key). You said: "${current.slice(0, 200)}". This is message ${turn} in this thread. Say "call me Ada" and I will update your profile with a tool. Say "forget me" and I will clear it once you approve.`,
   };
 }
 

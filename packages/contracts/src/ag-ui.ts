@@ -49,7 +49,12 @@ export type AgUiEvent =
       threadId: string;
       runId: string;
       result?: unknown;
-      outcome?: { type: 'cancelled' };
+      outcome?:
+        | { type: 'cancelled' }
+        | {
+            type: 'interrupt';
+            interrupts: { id: string; reason: string; toolCallId?: string; expiresAt?: string }[];
+          };
       timestamp: number;
     };
 

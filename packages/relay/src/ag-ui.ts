@@ -405,6 +405,30 @@ function runStream(s: RunStreamInput): ReadableStream<Uint8Array> {
       else out.push(frame(e));
       if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') ended = true;
     }
+    if (event.type === 'TOOL_APPROVAL_REQUESTED') {
+      // The run waits for a person: AG-UI's interrupt outcome ends this stream. The decision is made through
+      // the relay (`approve`); the Threadline run then goes on in the thread's log.
+      out.push(
+        frame({
+          type: 'RUN_FINISHED',
+          threadId: input.threadId,
+          runId: input.runId,
+          outcome: {
+            type: 'interrupt',
+            interrupts: [
+              {
+                id: event.toolCallId,
+                reason: 'tool_approval',
+                toolCallId: event.toolCallId,
+                expiresAt: event.expiresAt,
+              },
+            ],
+          },
+          timestamp: event.ts,
+        }),
+      );
+      ended = true;
+    }
   };
 
   /** The thread before the run, newest first within the byte bound. */
