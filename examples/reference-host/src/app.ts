@@ -18,6 +18,9 @@ import { originCheck, securityHeaders } from './security.js';
 import type { Sessions } from './sessions.js';
 import type { UserRecord, UserStore } from './users/user-store.js';
 
+/** Most events `GET /api/threads/:threadId/usage` reads to sum a thread's token usage. */
+const USAGE_SCAN_EVENTS = 100_000;
+
 /** The part of the relay's store the REST routes read directly: a thread's log and a user's profile. */
 export type ThreadStore = Pick<EventStore, 'read' | 'lastSeq' | 'getProfile'>;
 
@@ -426,6 +429,38 @@ export function createApp(options: AppOptions): express.Express {
         throw threadRefusal(error);
       });
       res.status(204).end();
+    }),
+  );
+
+  api.get(
+    '/threads/:threadId/usage',
+    route(async (req, res) => {
+      const user = await requireUser(req);
+      const thread = await ownThread(user, String(req.params.threadId));
+      // Summed from the RUN_FINISHED events in the log, a page at a time; bounded: past USAGE_SCAN_EVENTS
+      // events the answer says `partial`.
+      const usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0, runs: 0 };
+      let afterSeq = 0;
+      let partial = false;
+      for (;;) {
+        const page = await store.read(thread.threadId, { afterSeq, limit: 1000 });
+        for (const e of page) {
+          if (!e.json.includes('"usage"') || !e.json.includes('"RUN_FINISHED"')) continue;
+          const u = (JSON.parse(e.json) as { usage?: typeof usage }).usage;
+          if (!u) continue;
+          usage.inputTokens += u.inputTokens;
+          usage.outputTokens += u.outputTokens;
+          usage.totalTokens += u.totalTokens;
+          usage.runs++;
+        }
+        if (page.length < 1000) break;
+        afterSeq = page[page.length - 1]!.seq;
+        if (afterSeq >= USAGE_SCAN_EVENTS) {
+          partial = true;
+          break;
+        }
+      }
+      res.json({ usage, ...(partial ? { partial: true } : {}) });
     }),
   );
 

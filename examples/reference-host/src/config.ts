@@ -141,6 +141,15 @@ const EnvSchema = z.object({
       .max(600_000, 'AGENT_WAIT_MS must be between 0 and 600000')
       .default(10_000),
   ),
+  APPROVAL_TTL_MS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'APPROVAL_TTL_MS must be a number' })
+      .int('APPROVAL_TTL_MS must be a whole number')
+      .min(1_000, 'APPROVAL_TTL_MS must be between 1000 and 604800000')
+      .max(604_800_000, 'APPROVAL_TTL_MS must be between 1000 and 604800000')
+      .default(86_400_000),
+  ),
   TRUST_PROXY: z.preprocess(unset, z.string().optional()),
   USER_MAX_THREADS: z.preprocess(
     unset,
@@ -256,6 +265,8 @@ export interface HostConfig {
   agentSharedSecret: string | undefined;
   /** How long a message waits for an agent service that is starting or restarting (AGENT_WAIT_MS). */
   agentWaitMs: number;
+  /** How long a tool call waits for the user's approval before its run ends (APPROVAL_TTL_MS, default 24 h). */
+  approvalTtlMs: number;
   /**
    * Express's `trust proxy` (TRUST_PROXY): which proxies' X-Forwarded-For to believe when taking the client
    * address that per-address limits count by. `false` (default): the socket's address.
@@ -372,6 +383,7 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     toolsTokenSecret: e.TOOLS_TOKEN_SECRET,
     agentSharedSecret: e.AGENT_SHARED_SECRET,
     agentWaitMs: e.AGENT_WAIT_MS,
+    approvalTtlMs: e.APPROVAL_TTL_MS,
     trustProxy: 'value' in trustProxy ? trustProxy.value : false,
     maxThreadsPerUser: e.USER_MAX_THREADS,
     messageBytesPerUserHour: e.MSG_BYTES_PER_HOUR,

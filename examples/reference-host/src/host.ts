@@ -20,8 +20,9 @@ import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { openPostgresStore } from '@threadline/relay/postgres';
 import { openRedisPubSub, type RedisPubSub } from '@threadline/relay/redis';
-import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
+import { createTokenIssuer, createToolRouter, defineTool } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
+import { z } from 'zod';
 import { createApp, type AppLimits } from './app.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
 import { oidcRoutes, type OidcLimits } from './oidc.js';
@@ -38,6 +39,33 @@ import { SqliteUserStore } from './users/sqlite-user-store.js';
 import type { UserStore } from './users/user-store.js';
 
 /** Options of {@link startHost}. */
+
+/** Empties the user's profile. It needs the user's approval: the run waits for their Approve or Reject. */
+function profileClearTool(store: Pick<EventStore, 'getProfile' | 'patchProfile'>) {
+  return defineTool({
+    name: 'profile.clear',
+    description: "Clear everything stored in the user's profile (their name and preferences).",
+    input: z.strictObject({}),
+    output: z.strictObject({ cleared: z.array(z.string()) }),
+    needsApproval: true,
+    async handler(_input, ctx) {
+      const profile = await store.getProfile(ctx.userId);
+      const keys = Object.keys(profile);
+      const patch = Object.fromEntries(keys.map((k) => [k, null]));
+      const next = keys.length > 0 ? await store.patchProfile(ctx.userId, patch) : {};
+      await ctx.emit({
+        type: 'STATE_CHANGED',
+        threadId: ctx.threadId,
+        runId: ctx.runId,
+        ts: Date.now(),
+        scope: 'profile',
+        value: next,
+      });
+      return { cleared: keys };
+    },
+  });
+}
+
 export interface HostOptions {
   config: HostConfig;
   /** Default: the given settings, else `DATA_DIR/secrets.json` (generated on first start). */
@@ -199,6 +227,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const toolRouter = createToolRouter({
     tokens,
     store,
+    // `profile.clear` empties the user's profile: the run pauses until they approve (the demo model calls it
+    // for "forget me").
+    tools: [profileClearTool(store)],
     // A token dies with its run: once the run has ended (or if it never existed) its calls are refused.
     isRunActive: async ({ runId, threadId, userId }) => {
       const run = await store.getRun(runId);
@@ -246,6 +277,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
       maxRunsPerUser: config.runsPerUser,
       maxRunStartsPerUser: config.runsPerMinute,
       runStartWindowMs: 60_000,
+      approvalTtlMs: config.approvalTtlMs,
       ...options.relayLimits,
     },
   });

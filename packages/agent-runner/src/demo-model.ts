@@ -44,11 +44,24 @@ function decide(
       ? [{ role: 'user', content: request.input } as AgentInputItem]
       : request.input;
   const last = items[items.length - 1] as { type?: string; output?: unknown } | undefined;
-  const profileTool = request.tools.find(
-    (t) => t.type === 'function' && t.name.replace(/[^A-Za-z0-9]/g, '_') === 'profile_patch',
-  );
+  const findTool = (name: string) =>
+    request.tools.find((t) => t.type === 'function' && t.name.replace(/[^A-Za-z0-9]/g, '_') === name);
+  const profileTool = findTool('profile_patch');
+  const clearTool = findTool('profile_clear');
   if (last?.type === 'function_call_result') {
     const output = JSON.stringify(last.output ?? '');
+    const call = items.findLast((i) => (i as { type?: string }).type === 'function_call') as
+      { name?: string } | undefined;
+    if (call?.name?.replace(/[^A-Za-z0-9]/g, '_') === 'profile_clear') {
+      return {
+        kind: 'text',
+        text: /rejected/i.test(output)
+          ? 'All right, I left your profile as it is.'
+          : /error|fail/i.test(output)
+            ? 'I tried to clear your profile, but the tool reported an error.'
+            : 'Done: I have cleared your profile.',
+      };
+    }
     const failed = /error|fail/i.test(output);
     return {
       kind: 'text',
@@ -59,6 +72,9 @@ function decide(
   }
   const userTexts = items.map(textOf).filter((t): t is string => t !== null);
   const current = userTexts[userTexts.length - 1] ?? '';
+  if (/\bforget me\b/i.test(current) && clearTool && clearTool.type === 'function') {
+    return { kind: 'call', name: clearTool.name, args: '{}' };
+  }
   const named = NAME.exec(current);
   if (named?.[1] && profileTool && profileTool.type === 'function') {
     return { kind: 'call', name: profileTool.name, args: JSON.stringify({ displayName: named[1] }) };
@@ -77,7 +93,7 @@ function decide(
   const turn = userTexts.length;
   return {
     kind: 'text',
-    text: `Demo model here (offline, no API key). You said: "${current.slice(0, 200)}". This is message ${turn} in this thread. Say "call me Ada" and I will update your profile with a tool.`,
+    text: `Demo model here (offline, no API key). You said: "${current.slice(0, 200)}". This is message ${turn} in this thread. Say "call me Ada" and I will update your profile with a tool. Say "forget me" and I will clear it once you approve.`,
   };
 }
 

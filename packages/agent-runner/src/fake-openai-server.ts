@@ -2,6 +2,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { AgentRunnerError } from './errors.js';
 
+/** Token counts a scripted Responses API answer reports in `usage`. */
+export interface FakeUsage {
+  input: number;
+  output: number;
+}
+
 /** One scripted model turn: what the fake server answers to the next model request. */
 export type FakeTurn =
   | {
@@ -12,6 +18,8 @@ export type FakeTurn =
       chunkSize?: number;
       /** Delay between deltas in ms (default 0): a slow stream. */
       delayMs?: number;
+      /** Token usage this response reports (Responses API; default 1 input, 1 output). */
+      usage?: FakeUsage;
     }
   | {
       /** One or more function calls; their arguments are streamed in deltas. */
@@ -23,6 +31,8 @@ export type FakeTurn =
       chunkSize?: number;
       /** Delay before the response completes, in ms (default 0). */
       delayMs?: number;
+      /** Token usage this response reports (Responses API; default 1 input, 1 output). */
+      usage?: FakeUsage;
     }
   | {
       /**
@@ -179,12 +189,12 @@ interface PlayContext {
   onDeltaWritten: ((index: number) => void) | undefined;
 }
 
-const responsesUsage = () => ({
-  input_tokens: 1,
+const responsesUsage = (usage: FakeUsage = { input: 1, output: 1 }) => ({
+  input_tokens: usage.input,
   input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
-  output_tokens: 1,
+  output_tokens: usage.output,
   output_tokens_details: { reasoning_tokens: 0 },
-  total_tokens: 2,
+  total_tokens: usage.input + usage.output,
 });
 
 /** The request's function tools as the Responses API echoes them in a response object. */
@@ -362,11 +372,15 @@ class ResponsesPlayer {
   }
 
   /** Ends the response with its terminal event and returns the final response object. */
-  async finish(type: keyof typeof TERMINAL_STATUS, fields: Json = {}): Promise<TurnResult> {
+  async finish(
+    type: keyof typeof TERMINAL_STATUS,
+    fields: Json = {},
+    usage?: FakeUsage,
+  ): Promise<TurnResult> {
     Object.assign(this.response, fields, {
       status: TERMINAL_STATUS[type],
       completed_at: type === 'response.completed' ? unixNow() : null,
-      usage: responsesUsage(),
+      usage: responsesUsage(usage),
     });
     const response = this.snapshot();
     await this.event(type, { response });
@@ -387,7 +401,7 @@ async function playResponses(turn: FakeTurn, ctx: PlayContext): Promise<TurnResu
   switch (turn.type) {
     case 'text':
       if (!(await p.message(turn.text, turn.chunkSize ?? 8, turn.delayMs ?? 0, 'completed'))) return null;
-      return p.finish('response.completed');
+      return p.finish('response.completed', {}, turn.usage);
     case 'incomplete':
       if (!(await p.message(turn.text, turn.chunkSize ?? 8, 0, 'incomplete'))) return null;
       return p.finish('response.incomplete', {
@@ -399,7 +413,7 @@ async function playResponses(turn: FakeTurn, ctx: PlayContext): Promise<TurnResu
       for (const [i, call] of turn.calls.entries()) if (!(await p.functionCall(call, i, size))) return null;
       if (turn.delayMs) await sleep(turn.delayMs, ctx.signal);
       if (ctx.signal.aborted) return null;
-      return p.finish('response.completed');
+      return p.finish('response.completed', {}, turn.usage);
     }
     case 'response_failed':
       if (turn.textBefore && !(await p.message(turn.textBefore, 8, 0, 'cut'))) return null;

@@ -2,6 +2,9 @@ import {
   Agent,
   MaxTurnsExceededError,
   OpenAIProvider,
+  RunContext,
+  Usage,
+  RunState,
   Runner as SdkRunner,
   AgentsError,
   UserError,
@@ -18,9 +21,11 @@ import {
   createRunErrorEvent,
   createRunFinishedEvent,
   createRunStartedEvent,
+  createToolApprovalRequestedEvent,
   type AgentEvent,
   type RunErrorCode,
   type RunRequest,
+  type RunUsage,
   type ToolManifest,
   type ToolResult,
 } from '@threadline/contracts';
@@ -93,6 +98,11 @@ export interface CreateRunnerOptions {
   env?: NodeJS.ProcessEnv;
   /** Where the runner says which model it uses and logs unexpected errors (default console). */
   logger?: Pick<Console, 'info' | 'warn' | 'error'>;
+  /**
+   * The `expiresAt` the runner puts on TOOL_APPROVAL_REQUESTED: now + this (default 24 h). The relay replaces it
+   * with its own bound (`approvalTtlMs`), which is the one that counts.
+   */
+  approvalTtlMs?: number;
 }
 
 const DEFAULT_INSTRUCTIONS =
@@ -129,6 +139,40 @@ export const localTool: typeof tool = ((options: Parameters<typeof tool>[0]) => 
   } as Parameters<typeof tool>[0]);
 }) as typeof tool;
 
+/** The run's token usage from the SDK's state; undefined when the model reported none. */
+function usageOf(state: {
+  usage?: { requests: number; inputTokens: number; outputTokens: number; totalTokens: number };
+}): RunUsage | undefined {
+  const u = state.usage;
+  if (!u) return undefined;
+  const clean = (n: number) => (Number.isSafeInteger(n) && n >= 0 ? n : 0);
+  const usage = {
+    inputTokens: clean(u.inputTokens),
+    outputTokens: clean(u.outputTokens),
+    totalTokens: clean(u.totalTokens),
+    requests: clean(u.requests),
+  };
+  if (usage.inputTokens === 0 && usage.outputTokens === 0 && usage.totalTokens === 0) return undefined;
+  return usage;
+}
+
+/** The usage recorded in a serialized run state (`context.usage`), or undefined. */
+function savedUsage(serialized: string): ConstructorParameters<typeof Usage>[0] {
+  try {
+    const parsed = JSON.parse(serialized) as { context?: { usage?: ConstructorParameters<typeof Usage>[0] } };
+    return parsed.context?.usage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The rejection text the model gets for a call the user turned down. */
+function rejectionText(reason: string | undefined): string {
+  return reason
+    ? `The user rejected this tool call, so it did not run. Their reason: ${reason}`
+    : 'The user rejected this tool call, so it did not run.';
+}
+
 /** Makes an abort reason that a runner turns into RUN_ERROR with this code. */
 export function abortReason(code: 'aborted' | 'cancelled' | 'shutdown', message: string): AgentRunnerError {
   return new AgentRunnerError(code, message);
@@ -141,6 +185,12 @@ function withSignal(client: ToolClient, signal: AbortSignal): ToolClient {
       client.call(name, input, { ...options, signal: merge(options.signal) }),
     manifest: (options = {}) => client.manifest({ ...options, signal: merge(options.signal) }),
     state: (options = {}) => client.state({ ...options, signal: merge(options.signal) }),
+    needsApproval: (name, input, options = {}) =>
+      client.needsApproval(name, input, { ...options, signal: merge(options.signal) }),
+    getRunState: (options = {}) => client.getRunState({ ...options, signal: merge(options.signal) }),
+    putRunState: (state, options = {}) =>
+      client.putRunState(state, { ...options, signal: merge(options.signal) }),
+    deleteRunState: (options = {}) => client.deleteRunState({ ...options, signal: merge(options.signal) }),
   };
 }
 
@@ -211,6 +261,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   };
   if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
   const maxTurns = options.maxTurns ?? 10;
+  const approvalTtlMs = options.approvalTtlMs ?? 24 * 60 * 60 * 1000;
   const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;
   const historyItems = checkHistoryItems(
     options.historyItems ?? (env.THREADLINE_HISTORY_ITEMS ? Number(env.THREADLINE_HISTORY_ITEMS) : undefined),
@@ -274,12 +325,15 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
     const signal = internal.signal;
     const outcomes = new Map<string, ToolOutcome>();
     let terminal: AgentEvent | null = null;
+    const resume = request.resume;
 
-    yield createRunStartedEvent({
-      ...base,
-      ...(request.parentRunId ? { parentRunId: request.parentRunId } : {}),
-      ...(request.regenerates ? { regenerates: request.regenerates } : {}),
-    });
+    // A resumed run continues the one that started earlier: no second RUN_STARTED.
+    if (!resume)
+      yield createRunStartedEvent({
+        ...base,
+        ...(request.parentRunId ? { parentRunId: request.parentRunId } : {}),
+        ...(request.regenerates ? { regenerates: request.regenerates } : {}),
+      });
     try {
       const rawClient = createToolClient({
         baseUrl: request.tools.baseUrl,
@@ -353,7 +407,46 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       const session = new ToolSession(rawClient, request.threadId, { historyItems });
       // A regenerate replaces the newest answer: it leaves the history, and the message comes back as input.
       if (request.regenerates) await session.dropTurn(request.message);
-      const result = await sdkRunner.run(agent, request.message, {
+      let input: string | RunState<RunContextData, typeof agent> = request.message;
+      if (resume) {
+        const saved = await client.getRunState();
+        if (!saved.ok) {
+          if (signal.aborted) throw signal.reason;
+          throw new AgentRunnerError(
+            'tool_client_error',
+            `could not load the paused run: ${saved.error.code}: ${saved.error.message}`,
+          );
+        }
+        if (saved.data.state === null)
+          throw new AgentRunnerError('tool_client_error', 'no saved state for this paused run');
+        // The saved context holds no functions: this run's tool client and reporter replace it. The SDK keeps
+        // the usage of a context given this way as it is, so the usage before the pause is carried over here.
+        const runContext = new RunContext<RunContextData>(context);
+        runContext.usage = new Usage(savedUsage(saved.data.state));
+        const state = await RunState.fromStringWithContext<RunContextData, typeof agent>(
+          agent,
+          saved.data.state,
+          runContext,
+        );
+        const item = state
+          .getInterruptions()
+          .find((i) => (i.rawItem as { callId?: string }).callId === resume.toolCallId);
+        if (!item)
+          throw new AgentRunnerError(
+            'tool_client_error',
+            `tool call ${resume.toolCallId} does not wait for approval in this run`,
+          );
+        if (resume.approved) state.approve(item);
+        else {
+          state.reject(item, { message: rejectionText(resume.reason) });
+          outcomes.set(resume.toolCallId, {
+            ok: false,
+            error: 'The user rejected this call; it did not run.',
+          });
+        }
+        input = state;
+      }
+      const result = await sdkRunner.run(agent, input, {
         stream: true,
         session,
         context,
@@ -371,13 +464,42 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       } catch (error) {
         if (!signal.aborted) throw error;
       }
+      const pending = result.interruptions?.[0];
       if (signal.aborted || result.cancelled) {
         terminal = createRunErrorEvent({ ...base, ...abortCode(signal) });
       } else if (result.error) {
         throw result.error;
+      } else if (pending) {
+        // A tool call waits for a person: save the run behind the API, say what waits, end this stream.
+        const raw = pending.rawItem as { callId?: string; name?: string; arguments?: string };
+        const saved = await client.putRunState(result.state.toString());
+        if (!saved.ok) {
+          if (signal.aborted) throw signal.reason;
+          throw new AgentRunnerError(
+            'tool_client_error',
+            `could not save the paused run: ${saved.error.code}: ${saved.error.message}`,
+          );
+        }
+        const name = pending.name ?? raw.name ?? 'tool';
+        const args = raw.arguments ?? '{}';
+        // The run paused: its state is saved, and the stream ends without a terminal event.
+        yield createToolApprovalRequestedEvent({
+          ...base,
+          toolCallId: raw.callId ?? 'unknown',
+          toolName: displayNames.get(name) ?? name,
+          args: args.length <= LIMITS.maxDeltaLength ? args : '{}',
+          expiresAt: new Date(Date.now() + approvalTtlMs).toISOString(),
+        });
       } else {
-        terminal = createRunFinishedEvent({ ...base, ...(traceStarted(traceId) ? { traceId } : {}) });
+        const usage = usageOf(result.state);
+        terminal = createRunFinishedEvent({
+          ...base,
+          ...(traceStarted(traceId) ? { traceId } : {}),
+          ...(usage ? { usage } : {}),
+        });
       }
+      // The run is over: its saved state (if it paused earlier) is not needed any more.
+      if (resume && terminal) await client.deleteRunState();
     } catch (error) {
       if (signal.aborted) terminal = createRunErrorEvent({ ...base, ...abortCode(signal) });
       else {
@@ -389,6 +511,11 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       external?.removeEventListener('abort', onAbort);
       // A consumer that stops early must not leave the SDK run going.
       if (!terminal) internal.abort(abortReason('aborted', 'the consumer stopped reading'));
+    }
+    // Paused (the only way to get here without a terminal event): the stream ends without one.
+    if (!terminal) {
+      if (!tracing.disabled) void flushTraces();
+      return;
     }
     try {
       yield terminal;

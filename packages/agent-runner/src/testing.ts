@@ -5,6 +5,7 @@
 export { createFakeOpenAIServer } from './fake-openai-server.js';
 export type {
   FakeTurn,
+  FakeUsage,
   FakeOpenAIServer,
   FakeOpenAIServerOptions,
   CapturedModelRequest,

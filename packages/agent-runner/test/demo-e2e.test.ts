@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { defineTool } from '@threadline/tools-kit';
 import type { AgentEvent } from '@threadline/contracts';
 import { createDemoModelProvider, createRunner, serveAgent, type ServedAgent } from '../src/index.js';
 import { SECRET, collectSse, readSse, silent, terminalOf } from './helpers.js';
@@ -8,7 +10,19 @@ let tools: ToolsServer;
 let served: ServedAgent;
 
 beforeAll(async () => {
-  tools = await startToolsServer();
+  // The host's `profile.clear`, as the reference host defines it: it needs the user's approval.
+  const clear = defineTool({
+    name: 'profile.clear',
+    description: 'Clear the profile',
+    input: z.strictObject({}),
+    output: z.strictObject({ cleared: z.boolean() }),
+    needsApproval: true,
+    async handler(_input, ctx) {
+      await tools.store.patchProfile(ctx.userId, { displayName: null });
+      return { cleared: true };
+    },
+  });
+  tools = await startToolsServer({ tools: [clear] });
   const runner = createRunner({
     modelProvider: createDemoModelProvider({ delayMs: 2 }),
     logger: silent,
@@ -92,6 +106,36 @@ describe('offline demo model end to end over POST /runs', () => {
     expect(JSON.stringify(after).split('hello again').length - 1).toBe(
       JSON.stringify(before).split('hello again').length - 1,
     );
+  });
+
+  it('"forget me" calls profile.clear, which waits for approval; approving clears the profile and answers', async () => {
+    await tools.store.patchProfile('u1', { displayName: 'Ada' });
+    const paused = await collectSse(await post('t-forget', 'r-forget', 'Please forget me'));
+    expect(paused.events.map((e) => e.type)).toEqual([
+      'RUN_STARTED',
+      'TOOL_CALL_STARTED',
+      'TOOL_APPROVAL_REQUESTED',
+    ]);
+    expect(paused.events[2]).toMatchObject({ toolName: 'profile.clear', args: '{}' });
+    expect(await tools.store.getProfile('u1')).toMatchObject({ displayName: 'Ada' });
+    const res = await fetch(`${served.url}/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        threadId: 't-forget',
+        runId: 'r-forget',
+        user: { id: 'u1' },
+        message: 'resume',
+        tools: await tools.toolsRef({ userId: 'u1', threadId: 't-forget', runId: 'r-forget' }),
+        resume: { toolCallId: (paused.events[2] as { toolCallId: string }).toolCallId, approved: true },
+      }),
+    });
+    const { events } = await collectSse(res);
+    expect(events.at(-1)?.type).toBe('RUN_FINISHED');
+    expect(text(events)).toBe('Done: I have cleared your profile.');
+    expect(await tools.store.getProfile('u1')).toEqual({});
+    // The demo model reports no usage.
+    expect(events.at(-1)).not.toHaveProperty('usage');
   });
 
   it('cancels a real run when the HTTP client disconnects', async () => {

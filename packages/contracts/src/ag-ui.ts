@@ -49,7 +49,12 @@ export type AgUiEvent =
       threadId: string;
       runId: string;
       result?: unknown;
-      outcome?: { type: 'cancelled' };
+      outcome?:
+        | { type: 'cancelled' }
+        | {
+            type: 'interrupt';
+            interrupts: { id: string; reason: string; toolCallId?: string; expiresAt?: string }[];
+          };
       timestamp: number;
     };
 
@@ -64,7 +69,9 @@ export type AgUiEvent =
  * whose log has no RUN_STARTED (it failed before the agent answered) gets one at its first event.
  * TOOL_CALL_STARTED's `args` becomes one TOOL_CALL_ARGS. RUN_ERROR `cancelled` becomes RUN_FINISHED with
  * outcome `cancelled` (AG-UI 1.0: stopped, not failed). STATE_CHANGED becomes a CUSTOM event named
- * `threadline.state_changed`. Events of another run than the open one, and events outside a run, are dropped. HISTORY_WINDOWED (a UI hint about the
+ * `threadline.state_changed`; TOOL_APPROVAL_REQUESTED and TOOL_APPROVAL_RESOLVED become CUSTOM events named
+ * `threadline.tool_approval_requested` / `threadline.tool_approval_resolved` (value: the event without type,
+ * threadId, runId, ts); RUN_FINISHED's `usage` goes into `result.usage`. Events of another run than the open one, and events outside a run, are dropped. HISTORY_WINDOWED (a UI hint about the
  * model's view) is dropped.
  */
 export interface AgUiMapper {
@@ -182,6 +189,23 @@ export function createAgUiMapper(): AgUiMapper {
             timestamp: ts,
           });
           return out;
+        case 'TOOL_APPROVAL_REQUESTED':
+        case 'TOOL_APPROVAL_RESOLVED': {
+          // The Threadline run stays open while it waits (AG-UI's interrupt outcome would end it), so the
+          // request and the decision travel as CUSTOM events.
+          closeMessage(ts, out);
+          const { type, threadId: _t, runId: _r, ts: _ts, ...value } = event;
+          out.push({
+            type: 'CUSTOM',
+            name:
+              type === 'TOOL_APPROVAL_REQUESTED'
+                ? 'threadline.tool_approval_requested'
+                : 'threadline.tool_approval_resolved',
+            value,
+            timestamp: ts,
+          });
+          return out;
+        }
         case 'RUN_ERROR':
           closeMessage(ts, out);
           if (event.code === 'cancelled') {
@@ -208,7 +232,14 @@ export function createAgUiMapper(): AgUiMapper {
             type: 'RUN_FINISHED',
             threadId: event.threadId,
             runId: event.runId,
-            ...(event.traceId !== undefined ? { result: { traceId: event.traceId } } : {}),
+            ...(event.traceId !== undefined || event.usage !== undefined
+              ? {
+                  result: {
+                    ...(event.traceId !== undefined ? { traceId: event.traceId } : {}),
+                    ...(event.usage !== undefined ? { usage: event.usage } : {}),
+                  },
+                }
+              : {}),
             timestamp: ts,
           });
           runId = null;

@@ -34,12 +34,26 @@ export const CancelMessageSchema = z.strictObject({
   runId: IdSchema,
 });
 
+/**
+ * client → server: decide a tool call that waits for approval (TOOL_APPROVAL_REQUESTED). Only the thread's
+ * owner may decide, once; an identical retry is answered like the first.
+ */
+export const ApproveMessageSchema = z.strictObject({
+  type: z.literal('approve'),
+  threadId: IdSchema,
+  runId: IdSchema,
+  toolCallId: IdSchema,
+  approved: z.boolean(),
+  reason: boundedString(LIMITS.maxApprovalReasonLength).optional(),
+});
+
 /** Every message a browser may send. */
 export const ClientMessageSchema = z.discriminatedUnion('type', [
   SendMessageSchema,
   SubscribeMessageSchema,
   CancelMessageSchema,
   RegenerateMessageSchema,
+  ApproveMessageSchema,
 ]);
 
 /** server → client: one sequenced event. */
@@ -65,6 +79,9 @@ export const BROWSER_ERROR_CODES = [
   'run_active',
   /** A `regenerate` on a thread without a user message to answer. */
   'nothing_to_regenerate',
+  'run_awaiting_approval',
+  'approval_not_pending',
+  'approval_already_decided',
   'queue_full',
   'slow_consumer',
   'rate_limited',
@@ -109,6 +126,8 @@ export type RegenerateMessage = z.infer<typeof RegenerateMessageSchema>;
 export type SubscribeMessage = z.infer<typeof SubscribeMessageSchema>;
 /** client → server `cancel`. */
 export type CancelMessage = z.infer<typeof CancelMessageSchema>;
+/** client → server `approve`. */
+export type ApproveMessage = z.infer<typeof ApproveMessageSchema>;
 /** Any message a browser may send. */
 export type ClientMessage = z.infer<typeof ClientMessageSchema>;
 /** server → client `event` (one sequenced event). */

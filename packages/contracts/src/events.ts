@@ -23,6 +23,8 @@ export const EVENT_TYPES = [
   'USER_MESSAGE',
   'STATE_CHANGED',
   'HISTORY_WINDOWED',
+  'TOOL_APPROVAL_REQUESTED',
+  'TOOL_APPROVAL_RESOLVED',
 ] as const;
 /** One of {@link EVENT_TYPES}. */
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -85,11 +87,31 @@ export const RunErrorEventSchema = z.strictObject({
   code: CodeSchema.optional(),
 });
 
-/** The run ended normally. Terminal. `traceId` links to the OpenAI traces dashboard when tracing is on. */
+/** An ISO 8601 time in UTC, as `Date.prototype.toISOString()` writes it (milliseconds optional). */
+const ISO_UTC_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+
+const tokenCount = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A run's token usage as the model reported it, summed over the run's model requests (`requests` of them).
+ * Absent when the model reports none (e.g. the offline demo model).
+ */
+export const RunUsageSchema = z.strictObject({
+  inputTokens: tokenCount,
+  outputTokens: tokenCount,
+  totalTokens: tokenCount,
+  requests: tokenCount.optional(),
+});
+
+/**
+ * The run ended normally. Terminal. `traceId` links to the OpenAI traces dashboard when tracing is on; `usage`
+ * (addition) is the run's token usage when the model reported it.
+ */
 export const RunFinishedEventSchema = z.strictObject({
   type: z.literal('RUN_FINISHED'),
   ...base,
   traceId: boundedString(LIMITS.maxIdLength, { min: 1 }).optional(),
+  usage: RunUsageSchema.optional(),
 });
 
 /**
@@ -127,6 +149,39 @@ export const HistoryWindowedEventSchema = z.strictObject({
   windowItems: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 
+/**
+ * Addition: the run paused because a tool call needs a person's approval. The run is then
+ * `awaiting_approval`: neither running nor finished, with no terminal event yet; the thread's owner decides
+ * with an `approve` frame before `expiresAt` (ISO 8601), else the run ends with RUN_ERROR `approval_expired`.
+ * `args` is the call's arguments as the model sent them (JSON text), like TOOL_CALL_STARTED's.
+ */
+export const ToolApprovalRequestedEventSchema = z.strictObject({
+  type: z.literal('TOOL_APPROVAL_REQUESTED'),
+  ...base,
+  toolCallId: IdSchema,
+  toolName: ToolNameSchema,
+  label: LabelSchema.optional(),
+  args: boundedString(LIMITS.maxDeltaLength),
+  expiresAt: boundedString(32, {
+    min: 1,
+    pattern: ISO_UTC_PATTERN,
+    patternMessage: 'must be an ISO 8601 UTC time such as 2026-01-31T12:00:00.000Z',
+  }),
+});
+
+/**
+ * Addition: the decision on a pending tool call, written before the run continues. `decidedBy` is the id of
+ * the user who decided; `reason` is theirs, optional. One per TOOL_APPROVAL_REQUESTED at most.
+ */
+export const ToolApprovalResolvedEventSchema = z.strictObject({
+  type: z.literal('TOOL_APPROVAL_RESOLVED'),
+  ...base,
+  toolCallId: IdSchema,
+  approved: z.boolean(),
+  decidedBy: IdSchema,
+  reason: boundedString(LIMITS.maxApprovalReasonLength).optional(),
+});
+
 /** Every contract event, discriminated on `type`. */
 export const AgentEventSchema = z.discriminatedUnion('type', [
   RunStartedEventSchema,
@@ -138,6 +193,8 @@ export const AgentEventSchema = z.discriminatedUnion('type', [
   UserMessageEventSchema,
   StateChangedEventSchema,
   HistoryWindowedEventSchema,
+  ToolApprovalRequestedEventSchema,
+  ToolApprovalResolvedEventSchema,
 ]);
 
 const seq = { seq: SeqSchema };
@@ -160,6 +217,11 @@ export const SequencedStateChangedEventSchema = StateChangedEventSchema.extend(s
 /** HISTORY_WINDOWED with `seq`. */
 export const SequencedHistoryWindowedEventSchema = HistoryWindowedEventSchema.extend(seq);
 
+/** TOOL_APPROVAL_REQUESTED with `seq`. */
+export const SequencedToolApprovalRequestedEventSchema = ToolApprovalRequestedEventSchema.extend(seq);
+/** TOOL_APPROVAL_RESOLVED with `seq`. */
+export const SequencedToolApprovalResolvedEventSchema = ToolApprovalResolvedEventSchema.extend(seq);
+
 /** An event as stored and as sent to browsers: carries the per-thread `seq` assigned by the relay. */
 export const SequencedAgentEventSchema = z.discriminatedUnion('type', [
   SequencedRunStartedEventSchema,
@@ -171,6 +233,8 @@ export const SequencedAgentEventSchema = z.discriminatedUnion('type', [
   SequencedUserMessageEventSchema,
   SequencedStateChangedEventSchema,
   SequencedHistoryWindowedEventSchema,
+  SequencedToolApprovalRequestedEventSchema,
+  SequencedToolApprovalResolvedEventSchema,
 ]);
 
 /** A RUN_STARTED event. */
@@ -191,6 +255,12 @@ export type UserMessageEvent = z.infer<typeof UserMessageEventSchema>;
 export type StateChangedEvent = z.infer<typeof StateChangedEventSchema>;
 /** A HISTORY_WINDOWED event (addition: the model saw only the newest part of the thread). */
 export type HistoryWindowedEvent = z.infer<typeof HistoryWindowedEventSchema>;
+/** A TOOL_APPROVAL_REQUESTED event (addition: a tool call waits for a person's decision). */
+export type ToolApprovalRequestedEvent = z.infer<typeof ToolApprovalRequestedEventSchema>;
+/** A TOOL_APPROVAL_RESOLVED event (addition: the decision on a pending tool call). */
+export type ToolApprovalResolvedEvent = z.infer<typeof ToolApprovalResolvedEventSchema>;
+/** Token usage of a run (RUN_FINISHED `usage`). */
+export type RunUsage = z.infer<typeof RunUsageSchema>;
 /** Any contract event, without `seq`. */
 export type AgentEvent = z.infer<typeof AgentEventSchema>;
 /** Any contract event as stored and sent to browsers, with `seq`. */
@@ -221,6 +291,7 @@ export const RUN_ERROR_CODES = [
   'agent_stream_invalid',
   'agent_idle_timeout',
   'relay_restarted',
+  'approval_expired',
   'owner_lost',
   'store_error',
   'store_unavailable',

@@ -9,6 +9,8 @@ import {
   ToolCallResultEventSchema,
   ToolCallStartedEventSchema,
   UserMessageEventSchema,
+  ToolApprovalRequestedEventSchema,
+  ToolApprovalResolvedEventSchema,
 } from './events.js';
 import type {
   HistoryWindowedEvent,
@@ -20,6 +22,8 @@ import type {
   ToolCallResultEvent,
   ToolCallStartedEvent,
   UserMessageEvent,
+  ToolApprovalRequestedEvent,
+  ToolApprovalResolvedEvent,
 } from './events.js';
 import { parseWith } from './parse.js';
 
@@ -71,3 +75,11 @@ export const createStateChangedEvent: (init: EventInit<StateChangedEvent>) => St
 /** Builds a HISTORY_WINDOWED event, validated. */
 export const createHistoryWindowedEvent: (init: EventInit<HistoryWindowedEvent>) => HistoryWindowedEvent =
   factory(HistoryWindowedEventSchema, 'HISTORY_WINDOWED');
+/** Builds a TOOL_APPROVAL_REQUESTED event, validated. */
+export const createToolApprovalRequestedEvent: (
+  init: EventInit<ToolApprovalRequestedEvent>,
+) => ToolApprovalRequestedEvent = factory(ToolApprovalRequestedEventSchema, 'TOOL_APPROVAL_REQUESTED');
+/** Builds a TOOL_APPROVAL_RESOLVED event, validated. */
+export const createToolApprovalResolvedEvent: (
+  init: EventInit<ToolApprovalResolvedEvent>,
+) => ToolApprovalResolvedEvent = factory(ToolApprovalResolvedEventSchema, 'TOOL_APPROVAL_RESOLVED');

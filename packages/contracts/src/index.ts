@@ -29,6 +29,9 @@ export {
   UserMessageEventSchema,
   StateChangedEventSchema,
   HistoryWindowedEventSchema,
+  ToolApprovalRequestedEventSchema,
+  ToolApprovalResolvedEventSchema,
+  RunUsageSchema,
   AgentEventSchema,
   SequencedRunStartedEventSchema,
   SequencedToolCallStartedEventSchema,
@@ -39,6 +42,8 @@ export {
   SequencedUserMessageEventSchema,
   SequencedStateChangedEventSchema,
   SequencedHistoryWindowedEventSchema,
+  SequencedToolApprovalRequestedEventSchema,
+  SequencedToolApprovalResolvedEventSchema,
   SequencedAgentEventSchema,
 } from './events.js';
 export type {
@@ -53,6 +58,9 @@ export type {
   UserMessageEvent,
   StateChangedEvent,
   HistoryWindowedEvent,
+  ToolApprovalRequestedEvent,
+  ToolApprovalResolvedEvent,
+  RunUsage,
   AgentEvent,
   SequencedAgentEvent,
   AgentEventOf,
@@ -79,15 +87,18 @@ export {
   createUserMessageEvent,
   createStateChangedEvent,
   createHistoryWindowedEvent,
+  createToolApprovalRequestedEvent,
+  createToolApprovalResolvedEvent,
 } from './factories.js';
 export type { EventInit } from './factories.js';
-export { RunRequestSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';
-export type { RunRequest, ToolsRef } from './run-request.js';
+export { RunRequestSchema, RunResumeSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';
+export type { RunRequest, RunResume, ToolsRef } from './run-request.js';
 export {
   SendMessageSchema,
   SubscribeMessageSchema,
   CancelMessageSchema,
   RegenerateMessageSchema,
+  ApproveMessageSchema,
   ClientMessageSchema,
   EventMessageSchema,
   AckMessageSchema,
@@ -100,6 +111,7 @@ export type {
   SubscribeMessage,
   CancelMessage,
   RegenerateMessage,
+  ApproveMessage,
   ClientMessage,
   EventMessage,
   AckMessage,

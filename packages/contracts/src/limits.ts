@@ -25,6 +25,8 @@ export const LIMITS = {
   maxTokenLength: 8_192,
   /** Deepest nesting accepted in free-form JSON payloads. */
   maxJsonDepth: 32,
+  /** Longest reason a person gives with an approval decision. */
+  maxApprovalReasonLength: 1_000,
   /** Longest `retryAfterMs` hint of an `error` message (one day). */
   maxRetryAfterMs: 86_400_000,
 } as const;

@@ -28,11 +28,19 @@ export const ToolsRefSchema = z.strictObject({
   token: boundedString(LIMITS.maxTokenLength, { min: 1 }),
 });
 
+/** The decision a resumed run continues with: the pending tool call's id, approved or not, and why. */
+export const RunResumeSchema = z.strictObject({
+  toolCallId: IdSchema,
+  approved: z.boolean(),
+  reason: boundedString(LIMITS.maxApprovalReasonLength).optional(),
+});
+
 /**
  * API → agent: start a run for one user message in one thread. With `regenerates` (a run id), `message` is the
  * thread's last user message again and the run replaces the answer of run `regenerates`: the agent drops that
  * answer from the thread's history (and the user message it answered, which it adds back as this run's input),
- * so the model sees the user message once and not the old answer.
+ * so the model sees the user message once and not the old answer. With `resume`, it continues a run that paused
+ * for a tool approval (same `runId`; `message` is the run's user message again, the agent does not use it).
  */
 export const RunRequestSchema = z.strictObject({
   threadId: IdSchema,
@@ -42,7 +50,11 @@ export const RunRequestSchema = z.strictObject({
   user: z.strictObject({ id: IdSchema }),
   message: boundedString(LIMITS.maxMessageLength, { min: 1 }),
   tools: ToolsRefSchema,
+  resume: RunResumeSchema.optional(),
 });
+
+/** The `resume` part of a run request. */
+export type RunResume = z.infer<typeof RunResumeSchema>;
 
 /** The tools reference of a run request. */
 export type ToolsRef = z.infer<typeof ToolsRefSchema>;

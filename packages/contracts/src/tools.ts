@@ -104,6 +104,11 @@ export const ToolManifestEntrySchema = z.strictObject({
   outputSchema: SchemaObjectSchema,
   /** True for runtime tools (session history, event append) that are not offered to the model. */
   internal: z.boolean().optional(),
+  /**
+   * The call waits for a person's approval before it runs: `always`, or `check` (ask the host per call with
+   * `POST /needs-approval/:name`, which answers `{ needsApproval: boolean }` for the call's input).
+   */
+  needsApproval: z.enum(['always', 'check']).optional(),
 });
 /** The tool manifest (`GET /tools`): the tools the presented token may call. */
 export const ToolManifestSchema = z.strictObject({

@@ -72,6 +72,50 @@ function checkAgUiRules(events: AgUiEvent[]) {
 }
 
 describe('AG-UI bridge', () => {
+  it('maps a tool approval to CUSTOM events inside the open run, and usage into the result', () => {
+    const paused: AgentEvent[] = [
+      { type: 'RUN_STARTED', ...ids, ts: 1 },
+      { type: 'TEXT_MESSAGE_CHUNK', ...ids, ts: 2, messageId: 'm1', delta: 'Sure.' },
+      {
+        type: 'TOOL_APPROVAL_REQUESTED',
+        ...ids,
+        ts: 3,
+        toolCallId: 'call9',
+        toolName: 'profile.clear',
+        args: '{}',
+        expiresAt: '2026-12-03T00:00:00.000Z',
+      },
+      { type: 'TOOL_APPROVAL_RESOLVED', ...ids, ts: 4, toolCallId: 'call9', approved: true, decidedBy: 'u' },
+      {
+        type: 'RUN_FINISHED',
+        ...ids,
+        ts: 5,
+        usage: { inputTokens: 3, outputTokens: 2, totalTokens: 5 },
+      },
+    ];
+    const out = toAgUiEvents(paused);
+    for (const e of out) expect(EventSchemas.safeParse(e).success, JSON.stringify(e)).toBe(true);
+    checkAgUiRules(out);
+    expect(out.map((e) => e.type)).toEqual([
+      'RUN_STARTED',
+      'TEXT_MESSAGE_START',
+      'TEXT_MESSAGE_CONTENT',
+      'TEXT_MESSAGE_END',
+      'CUSTOM',
+      'CUSTOM',
+      'RUN_FINISHED',
+    ]);
+    expect(out[4]).toMatchObject({
+      name: 'threadline.tool_approval_requested',
+      value: { toolCallId: 'call9', toolName: 'profile.clear', args: '{}' },
+    });
+    expect(out[5]).toMatchObject({
+      name: 'threadline.tool_approval_resolved',
+      value: { toolCallId: 'call9', approved: true, decidedBy: 'u' },
+    });
+    expect(out[6]).toMatchObject({ result: { usage: { totalTokens: 5 } } });
+  });
+
   it('maps a run with text and a tool call to valid AG-UI events in order', () => {
     const out = toAgUiEvents(run);
     for (const e of out) {

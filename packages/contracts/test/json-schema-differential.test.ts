@@ -245,7 +245,41 @@ const event = fc.oneof(
     message: text,
     code: opt(fc.constantFrom('model_error', 'x_1')),
   }),
-  fc.record({ type: fc.constant('RUN_FINISHED'), ...base, traceId: opt(id) }),
+  fc.record({
+    type: fc.constant('RUN_FINISHED'),
+    ...base,
+    traceId: opt(id),
+    usage: opt(
+      fc.record({
+        inputTokens: fc.oneof(fc.nat(), fc.constant(-1), fc.constant(1.5)),
+        outputTokens: fc.nat(),
+        totalTokens: fc.nat(),
+        requests: opt(fc.nat()),
+      }),
+    ),
+  }),
+  fc.record({
+    type: fc.constant('TOOL_APPROVAL_REQUESTED'),
+    ...base,
+    toolCallId: id,
+    toolName,
+    label: opt(text),
+    args: limitedText,
+    expiresAt: fc.oneof(
+      fc.constantFrom('2026-12-02T08:00:00.000Z', '2026-12-02T08:00:00Z', '2026-12-02 08:00', ''),
+      fc
+        .date({ noInvalidDate: true, min: new Date(0), max: new Date('9999-12-31') })
+        .map((d) => d.toISOString()),
+    ),
+  }),
+  fc.record({
+    type: fc.constant('TOOL_APPROVAL_RESOLVED'),
+    ...base,
+    toolCallId: id,
+    approved: fc.boolean(),
+    decidedBy: id,
+    reason: opt(limitedText),
+  }),
   fc.record({
     type: fc.constant('USER_MESSAGE'),
     ...base,
@@ -277,11 +311,20 @@ const validInputs: Record<Name, fc.Arbitrary<unknown>> = {
     user: fc.record({ id }),
     message: text,
     tools: fc.record({ baseUrl: fc.oneof(goodUrl, url), token: text }),
+    resume: opt(fc.record({ toolCallId: id, approved: fc.boolean(), reason: opt(limitedText) })),
   }),
   'client-message': fc.oneof(
     fc.record({ type: fc.constant('send'), threadId: id, text, clientMessageId: id }),
     fc.record({ type: fc.constant('subscribe'), threadId: id, afterSeq: fc.nat() }),
     fc.record({ type: fc.constant('cancel'), runId: id }),
+    fc.record({
+      type: fc.constant('approve'),
+      threadId: id,
+      runId: id,
+      toolCallId: id,
+      approved: fc.boolean(),
+      reason: opt(limitedText),
+    }),
   ),
   'server-message': fc.oneof(
     fc.record({ type: fc.constant('event'), event: sequencedEvent }),
@@ -319,6 +362,7 @@ const validInputs: Record<Name, fc.Arbitrary<unknown>> = {
         inputSchema: fc.constantFrom({}, { type: 'object' }),
         outputSchema: fc.constantFrom({}, { type: 'string' }),
         internal: opt(fc.boolean()),
+        needsApproval: opt(fc.constantFrom('always', 'check', 'never')),
       }),
       { maxLength: 2 },
     ),

@@ -18,7 +18,7 @@ describe('committed JSON Schema', () => {
     expect(committed).toEqual(toJsonSchema(name));
   });
 
-  it('describes the event union with all nine types', () => {
+  it('describes the event union with every event type', () => {
     const schema = toJsonSchema('agent-event') as {
       oneOf?: { properties: { type: { const: string } } }[];
       anyOf?: unknown[];
@@ -31,6 +31,8 @@ describe('committed JSON Schema', () => {
       'RUN_STARTED',
       'STATE_CHANGED',
       'TEXT_MESSAGE_CHUNK',
+      'TOOL_APPROVAL_REQUESTED',
+      'TOOL_APPROVAL_RESOLVED',
       'TOOL_CALL_RESULT',
       'TOOL_CALL_STARTED',
       'USER_MESSAGE',

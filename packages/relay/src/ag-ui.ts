@@ -69,6 +69,9 @@ const STATUS: Record<AgUiRequestErrorCode | RelayErrorCode, number> = {
   conflict: 409,
   run_active: 409,
   nothing_to_regenerate: 409,
+  run_awaiting_approval: 409,
+  approval_not_pending: 409,
+  approval_already_decided: 409,
   queue_full: 429,
   too_many_runs: 429,
   rate_limited: 429,
@@ -402,6 +405,30 @@ function runStream(s: RunStreamInput): ReadableStream<Uint8Array> {
       if (e.type === 'RUN_FINISHED') out.push(frame({ ...e, threadId: input.threadId, runId: input.runId }));
       else out.push(frame(e));
       if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') ended = true;
+    }
+    if (event.type === 'TOOL_APPROVAL_REQUESTED') {
+      // The run waits for a person: AG-UI's interrupt outcome ends this stream. The decision is made through
+      // the relay (`approve`); the Threadline run then goes on in the thread's log.
+      out.push(
+        frame({
+          type: 'RUN_FINISHED',
+          threadId: input.threadId,
+          runId: input.runId,
+          outcome: {
+            type: 'interrupt',
+            interrupts: [
+              {
+                id: event.toolCallId,
+                reason: 'tool_approval',
+                toolCallId: event.toolCallId,
+                expiresAt: event.expiresAt,
+              },
+            ],
+          },
+          timestamp: event.ts,
+        }),
+      );
+      ended = true;
     }
   };
 

@@ -10,6 +10,7 @@ import {
 } from '@threadline/contracts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventStore, StoredEvent } from './store.js';
+import { MAX_RUN_STATE_LENGTH } from './store.js';
 
 /** What a conformance factory returns: a fresh (or freshly namespaced) store and how to dispose of it. */
 export interface ConformanceStore {
@@ -1183,6 +1184,33 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
             expect((await store.getThread(t))!.threadId).toBe(t);
           }
         }
+      });
+    });
+
+    describe('run states', () => {
+      it('saves, replaces, reads and deletes a paused run state per thread and run', async () => {
+        const t = uid('t');
+        const r = uid('r');
+        expect(await store.getRunState(t, r)).toBeNull();
+        const big = `{"state":"${'é😀'.repeat(50_000)}"}`;
+        await store.putRunState(t, r, big);
+        expect(await store.getRunState(t, r)).toBe(big);
+        await store.putRunState(t, r, 'second');
+        expect(await store.getRunState(t, r)).toBe('second');
+        // Scoped: another run of the thread and the same run id in another thread see nothing.
+        expect(await store.getRunState(t, uid('r'))).toBeNull();
+        expect(await store.getRunState(uid('t'), r)).toBeNull();
+        await store.deleteRunState(t, r);
+        expect(await store.getRunState(t, r)).toBeNull();
+        await store.deleteRunState(t, r);
+        await expectStoreError(store.putRunState('bad id', r, 'x'), 'invalid_message');
+        await expectStoreError(store.getRunState(t, ''), 'invalid_message');
+        await expectStoreError(store.putRunState(t, r, 5 as unknown as string), 'invalid_message');
+        await expectStoreError(
+          store.putRunState(t, r, 'x'.repeat(MAX_RUN_STATE_LENGTH + 1)),
+          'invalid_message',
+        );
+        expect(await store.getRunState(t, r)).toBeNull();
       });
     });
 

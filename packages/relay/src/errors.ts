@@ -9,6 +9,12 @@ export const RELAY_ERROR_CODES = [
   'run_active',
   /** A regenerate on a thread with no user message to answer again. */
   'nothing_to_regenerate',
+  /** A `send` to a thread whose run waits for a tool approval. */
+  'run_awaiting_approval',
+  /** An `approve` for a run or tool call that does not wait for a decision. */
+  'approval_not_pending',
+  /** An `approve` that differs from the decision already made on that call. */
+  'approval_already_decided',
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',

@@ -4,6 +4,7 @@
  */
 export { createRelay, DEFAULT_RELAY_LIMITS, DEFAULT_RELAY_TUNING } from './relay.js';
 export type {
+  ApproveInput,
   Relay,
   RelayHealth,
   RelayLimits,
@@ -42,3 +43,4 @@ export type {
   RunStatus,
   ThreadRecord,
 } from './store.js';
+export { MAX_RUN_STATE_LENGTH } from './store.js';

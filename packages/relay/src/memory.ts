@@ -32,6 +32,7 @@ import {
   threadListLimit,
   type PreparedEvent,
   withSeq,
+  checkRunState,
 } from './store-input.js';
 
 interface ThreadState {
@@ -59,6 +60,7 @@ export class MemoryStore implements EventStore {
   readonly #profiles = new Map<string, string>();
   readonly #sessions = new Map<string, string[]>();
   readonly #idempotent = new Map<string, string>();
+  readonly #runStates = new Map<string, string>();
   #closed = false;
 
   async createThread(input: { threadId: string; ownerId: string; title?: string }): Promise<ThreadRecord> {
@@ -314,6 +316,23 @@ export class MemoryStore implements EventStore {
     if (existing !== undefined) return JSON.parse(existing) as JsonValue;
     this.#idempotent.set(key, text);
     return JSON.parse(text) as JsonValue;
+  }
+
+  async getRunState(threadId: string, runId: string): Promise<string | null> {
+    this.#open();
+    checkRunState(threadId, runId);
+    return this.#runStates.get(JSON.stringify([threadId, runId])) ?? null;
+  }
+
+  async putRunState(threadId: string, runId: string, state: string): Promise<void> {
+    this.#open();
+    this.#runStates.set(JSON.stringify([threadId, runId]), checkRunState(threadId, runId, state));
+  }
+
+  async deleteRunState(threadId: string, runId: string): Promise<void> {
+    this.#open();
+    checkRunState(threadId, runId);
+    this.#runStates.delete(JSON.stringify([threadId, runId]));
   }
 
   async close(): Promise<void> {

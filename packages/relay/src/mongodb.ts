@@ -32,6 +32,7 @@ import {
   threadListLimit,
   toStoreError,
   withSeq,
+  checkRunState,
 } from './store-input.js';
 
 /** Options of {@link openMongoStore}: give either `uri` (the store owns and closes the client) or `client`. */
@@ -96,6 +97,12 @@ interface CounterDoc {
 interface IdempotencyDoc {
   _id: string;
   json: string;
+}
+
+/** A paused run's state; `_id` is the JSON text of `[threadId, runId]`. */
+interface RunStateDoc {
+  _id: string;
+  state: string;
 }
 
 /** Driver options for an optional session (exactOptionalPropertyTypes forbids `session: undefined`). */
@@ -167,6 +174,7 @@ export class MongoStore implements EventStore {
   readonly #sessionItems: Collection<SessionItemDoc>;
   readonly #counters: Collection<CounterDoc>;
   readonly #idempotency: Collection<IdempotencyDoc>;
+  readonly #runStates: Collection<RunStateDoc>;
   readonly #maxProfileRetries: number;
   /** Per-thread write chains: appends of one thread from this process never overlap. */
   readonly #locks = new Map<string, Promise<unknown>>();
@@ -194,6 +202,7 @@ export class MongoStore implements EventStore {
     this.#sessionItems = options.db.collection<SessionItemDoc>(`${p}session_items`);
     this.#counters = options.db.collection<CounterDoc>(`${p}counters`);
     this.#idempotency = options.db.collection<IdempotencyDoc>(`${p}idempotency`);
+    this.#runStates = options.db.collection<RunStateDoc>(`${p}run_states`);
   }
 
   /** Creates the indexes the store relies on (idempotent). Called by {@link openMongoStore}. */
@@ -646,6 +655,35 @@ export class MongoStore implements EventStore {
       if (!doc)
         throw new StoreError('store_error', `idempotency key "${key}" vanished after a duplicate-key error`);
       return JSON.parse(doc.json) as JsonValue;
+    });
+  }
+
+  async getRunState(threadId: string, runId: string): Promise<string | null> {
+    this.#open();
+    checkRunState(threadId, runId);
+    return this.#do('reading a run state', async () => {
+      const doc = await this.#runStates.findOne({ _id: JSON.stringify([threadId, runId]) });
+      return doc ? doc.state : null;
+    });
+  }
+
+  async putRunState(threadId: string, runId: string, state: string): Promise<void> {
+    this.#open();
+    const text = checkRunState(threadId, runId, state);
+    await this.#do('storing a run state', async () => {
+      await this.#runStates.replaceOne(
+        { _id: JSON.stringify([threadId, runId]) },
+        { state: text },
+        { upsert: true },
+      );
+    });
+  }
+
+  async deleteRunState(threadId: string, runId: string): Promise<void> {
+    this.#open();
+    checkRunState(threadId, runId);
+    await this.#do('deleting a run state', async () => {
+      await this.#runStates.deleteOne({ _id: JSON.stringify([threadId, runId]) });
     });
   }
 

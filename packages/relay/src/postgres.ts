@@ -36,6 +36,7 @@ import {
   toStoreError,
   type PreparedBatch,
   withSeq,
+  checkRunState,
 } from './store-input.js';
 
 /** Options of {@link openPostgresStore}: give either `connectionString` (the store owns a pool) or `pool`. */
@@ -117,6 +118,12 @@ CREATE TABLE IF NOT EXISTS ${p}session_items (
 CREATE INDEX IF NOT EXISTS ${p}session_items_by_thread ON ${p}session_items (thread_id, id);
 -- Keyed by the SHA-256 of the key's JSON text: keys may be 1024 characters of anything (a btree entry can't).
 CREATE TABLE IF NOT EXISTS ${p}idempotency (key_sha256 bytea PRIMARY KEY, json text NOT NULL);
+CREATE TABLE IF NOT EXISTS ${p}run_states (
+  thread_id text COLLATE "C" NOT NULL,
+  run_id text COLLATE "C" NOT NULL,
+  state text NOT NULL,
+  PRIMARY KEY (thread_id, run_id)
+);
 CREATE OR REPLACE FUNCTION ${p}thread_missing(thread_id text) RETURNS bigint LANGUAGE plpgsql AS $f$
 BEGIN
   RAISE EXCEPTION 'thread "%" does not exist', thread_id USING ERRCODE = '${THREAD_MISSING}', DETAIL = thread_id;
@@ -810,6 +817,37 @@ export class PostgresStore implements EventStore {
     );
     if (!rows[0]) throw new StoreError('store_error', `idempotency key "${key}" vanished after a conflict`);
     return JSON.parse(rows[0].json) as JsonValue;
+  }
+
+  async getRunState(threadId: string, runId: string): Promise<string | null> {
+    this.#open();
+    checkRunState(threadId, runId);
+    const { rows } = await this.#query<{ state: string }>(
+      'reading a run state',
+      `SELECT state FROM ${this.#p}run_states WHERE thread_id = $1 AND run_id = $2`,
+      [threadId, runId],
+    );
+    return rows[0] ? rows[0].state : null;
+  }
+
+  async putRunState(threadId: string, runId: string, state: string): Promise<void> {
+    this.#open();
+    const text = checkRunState(threadId, runId, state);
+    await this.#query(
+      'storing a run state',
+      `INSERT INTO ${this.#p}run_states (thread_id, run_id, state) VALUES ($1, $2, $3) ON CONFLICT (thread_id, run_id) DO UPDATE SET state = excluded.state`,
+      [threadId, runId, text],
+    );
+  }
+
+  async deleteRunState(threadId: string, runId: string): Promise<void> {
+    this.#open();
+    checkRunState(threadId, runId);
+    await this.#query(
+      'deleting a run state',
+      `DELETE FROM ${this.#p}run_states WHERE thread_id = $1 AND run_id = $2`,
+      [threadId, runId],
+    );
   }
 
   async close(): Promise<void> {

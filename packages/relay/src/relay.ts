@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   AgentEventSchema,
+  ApproveMessageSchema,
   ContractError,
   IdSchema,
   LIMITS,
@@ -9,7 +10,7 @@ import {
   SendMessageSchema,
   safeParse,
 } from '@threadline/contracts';
-import type { AgentEvent, RunErrorCode, RunRequest } from '@threadline/contracts';
+import type { AgentEvent, RunErrorCode, RunRequest, RunResume } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
 import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
@@ -105,6 +106,11 @@ export interface RelayTuning {
    * runs end within `leaseTtlMs + leaseSweepMs` of its last renewal.
    */
   leaseSweepMs: number;
+  /**
+   * How long a tool call waits for a person's decision (TOOL_APPROVAL_REQUESTED's `expiresAt` is set from it);
+   * past it the run ends with RUN_ERROR `approval_expired`. At most 7 days.
+   */
+  approvalTtlMs: number;
 }
 
 /** The tuning keys that `limits` still accepts (deprecated: pass them as `tuning`; removed in the next major). */
@@ -139,10 +145,19 @@ export const DEFAULT_RELAY_TUNING: Readonly<RelayTuning> = Object.freeze({
   terminalWriteMaxDelayMs: 5_000,
   leaseRenewMs: 3_000,
   leaseSweepMs: 2_000,
+  approvalTtlMs: 24 * 60 * 60 * 1000,
 });
 
 /** Limits and tuning as the relay uses them. */
 type RelaySettings = RelayLimits & RelayTuning;
+
+/** Longest `approvalTtlMs` (7 days; a timer cannot wait much longer than 24 days anyway). */
+const MAX_APPROVAL_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+/** Events read from the end of a thread to find a run's pending approval. */
+const APPROVAL_TAIL = 256;
+
+/** The run request's `message` on a resume (required by the contract, not used by the agent). */
+const RESUME_MESSAGE = 'Continue after the tool approval.';
 
 /** Runs one lease sweep claims per store call. */
 const SWEEP_BATCH = 100;
@@ -219,6 +234,16 @@ export interface SubscribeInput {
   maxBufferedEvents?: number;
 }
 
+/** Input of {@link Relay.approve}: the decision on a tool call that waits for approval. */
+export interface ApproveInput {
+  user: { id: string };
+  threadId: string;
+  runId: string;
+  toolCallId: string;
+  approved: boolean;
+  reason?: string;
+}
+
 /** The relay: persists, sequences, fans out and resumes agent runs. Create it with {@link createRelay}. */
 export interface Relay {
   /**
@@ -262,6 +287,14 @@ export interface Relay {
   deleteThread(input: { user: { id: string }; threadId: string }): Promise<void>;
   /** Cancels a run: the agent is stopped and RUN_ERROR `cancelled` stored. A run already ended is left as is. */
   cancel(input: { user: { id: string }; runId: string }): Promise<void>;
+  /**
+   * Decides a tool call that waits for approval (TOOL_APPROVAL_REQUESTED): stores TOOL_APPROVAL_RESOLVED, then
+   * the run goes on (same runId) through the agent transport. Only users who may use the thread decide (others
+   * get `not_found`, nothing written); `approval_not_pending` when the run or call does not wait (ended,
+   * cancelled, expired, never asked); `approval_already_decided` for a decision that differs from the one made;
+   * the same decision again resolves and writes nothing.
+   */
+  approve(input: ApproveInput): Promise<void>;
   /**
    * Appends events a tool emitted (STATE_CHANGED, TOOL_CALL_* …) to a thread, sequenced and fanned out like the
    * agent's. Terminal events and USER_MESSAGE / RUN_STARTED are the relay's own and are refused.
@@ -328,7 +361,39 @@ interface ActiveRun extends WriteOwner {
   lost: boolean;
 }
 
-const RELAY_ONLY_TYPES = new Set(['RUN_STARTED', 'RUN_FINISHED', 'RUN_ERROR', 'USER_MESSAGE']);
+const RELAY_ONLY_TYPES = new Set([
+  'RUN_STARTED',
+  'RUN_FINISHED',
+  'RUN_ERROR',
+  'USER_MESSAGE',
+  'TOOL_APPROVAL_REQUESTED',
+  'TOOL_APPROVAL_RESOLVED',
+]);
+
+/** A run of this instance that waits for a person's decision on one tool call. */
+interface PausedRun {
+  threadId: string;
+  runId: string;
+  userId: string;
+  toolCallId: string;
+  /** When the wait ends (ms since epoch). */
+  expiresAt: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Stops listening for the decision on the pub/sub. */
+  unlisten: () => void;
+}
+
+/** What the end of a thread's log says about a run's approvals. */
+interface ApprovalView {
+  /** The run's newest TOOL_APPROVAL_REQUESTED, if it is in the tail. */
+  requested?: { toolCallId: string; expiresAt: number };
+  /** Decisions in the tail, by toolCallId. */
+  resolved: Map<string, { approved: boolean; decidedBy: string; reason?: string }>;
+  /** The run's terminal event is in the tail. */
+  ended: boolean;
+  /** The type of the run's newest event in the tail. */
+  last?: string;
+}
 
 /** A run's RUN_ERROR that is not stored yet. */
 interface PendingTerminal {
@@ -396,6 +461,8 @@ export function createRelay(options: RelayOptions): Relay {
       `at most ${LIMITS.maxToolsPerToken} tools may be allowed per run`,
     );
   }
+  if (limits.approvalTtlMs > MAX_APPROVAL_TTL_MS)
+    throw new RelayError('invalid_message', `limits.approvalTtlMs must be at most ${MAX_APPROVAL_TTL_MS}`);
   if (limits.leaseRenewMs >= limits.leaseTtlMs)
     throw new RelayError('invalid_options', 'limits.leaseRenewMs must be less than limits.leaseTtlMs');
   const instanceId = options.instanceId ?? `relay-${randomUUID()}`;
@@ -474,6 +541,16 @@ export function createRelay(options: RelayOptions): Relay {
   let closed = false;
   /** Runs whose RUN_ERROR this relay is storing (its own, or ones it claimed): their leases are renewed too. */
   const ending = new Set<string>();
+  /** Runs this instance holds while they wait for a tool approval (their leases are renewed too), by runId. */
+  const pausedRuns = new Map<string, PausedRun>();
+  /** One decision, expiry or cancel of a paused run at a time per thread in this process. */
+  const decisionLocks = new Map<string, Promise<void>>();
+  /**
+   * Paused runs taken over at start (alone, without `pubsub` or `instanceId`) whose lease still names the
+   * previous process: their renewal fails until the lease expires and the sweep claims it for this instance,
+   * which is no loss (nobody else shares the store).
+   */
+  const foreignLeases = new Set<string>();
   /** The failure streaks of the lease calls, logged once each. */
   const leaseTrouble = { renew: false, sweep: false };
   let renewing = false;
@@ -492,6 +569,8 @@ export function createRelay(options: RelayOptions): Relay {
   const unlistenControl = pubsub.subscribeControl?.((message) => {
     if (message?.type === 'thread_deleted') return endSubscriptionsOf(message.threadId);
     if (message?.type !== 'cancel') return;
+    const paused = pausedRuns.get(message.runId);
+    if (paused) void cancelPaused(paused).catch(() => {});
     const run = runs.get(message.runId);
     if (run && !run.controller.signal.aborted)
       run.controller.abort(new RunStop('cancelled', 'the run was cancelled'));
@@ -512,7 +591,7 @@ export function createRelay(options: RelayOptions): Relay {
    */
   async function renewLeases(): Promise<void> {
     if (renewing || closed) return;
-    const ids = [...new Set([...runs.keys(), ...ending])];
+    const ids = [...new Set([...runs.keys(), ...ending, ...pausedRuns.keys()])];
     if (ids.length === 0) return;
     renewing = true;
     try {
@@ -527,6 +606,7 @@ export function createRelay(options: RelayOptions): Relay {
   }
 
   function lostRun(runId: string): void {
+    if (!clustered && foreignLeases.has(runId)) return;
     const run = runs.get(runId);
     if (run) {
       run.lost = true;
@@ -537,6 +617,9 @@ export function createRelay(options: RelayOptions): Relay {
     }
     // A RUN_ERROR still being retried: the store has the run ended or someone else's now.
     unterminated.delete(runId);
+    // A paused run another instance took over waits there now (alone, nobody else can hold it: keep it).
+    const paused = pausedRuns.get(runId);
+    if (paused && clustered) releasePaused(paused);
   }
 
   /** Claims the runs whose lease expired (their instance is gone) and ends each with RUN_ERROR `owner_lost`. */
@@ -603,10 +686,14 @@ export function createRelay(options: RelayOptions): Relay {
 
   /** A run this instance just claimed: ends it, unless it is one of ours still going (the claim renewed it). */
   function takeOver(run: RunRecord, stop: RunStop): Promise<void> {
+    foreignLeases.delete(run.runId); // the claim made the lease this instance's
     if (runs.has(run.runId) || ending.has(run.runId)) return Promise.resolve();
     const pending = unterminated.get(run.runId);
     if (pending) return storeTerminal(pending, false).then(() => {});
-    return writeRunError(run.threadId, run.runId, stop);
+    // A run waiting for a tool approval is not lost with its instance: this one holds it from now on.
+    return adoptIfPaused(run).then((adopted) =>
+      adopted ? undefined : writeRunError(run.threadId, run.runId, stop),
+    );
   }
 
   function writerFor(threadId: string): ThreadWriter {
@@ -850,6 +937,12 @@ export function createRelay(options: RelayOptions): Relay {
         healed = true;
         if (await storeTerminal(stale, false)) continue;
       }
+      if (await awaitsApproval(result.activeRun)) {
+        throw new RelayError(
+          'run_awaiting_approval',
+          `the run of thread ${threadId} (${result.activeRun.runId}) waits for a decision on a tool call; approve or reject it, or cancel the run`,
+        );
+      }
       if (whenRunActive === 'reject' || closed || regenerates !== undefined) {
         throw new RelayError(
           'run_active',
@@ -924,6 +1017,7 @@ export function createRelay(options: RelayOptions): Relay {
     message: string,
     release: (refund: boolean) => void,
     regenerates?: string,
+    resume?: RunResume,
   ): void {
     const controller = new AbortController();
     const run: ActiveRun = {
@@ -947,13 +1041,14 @@ export function createRelay(options: RelayOptions): Relay {
       },
     };
     runs.set(run.runId, run);
-    run.done = pump(run, message).finally(() => {
+    run.done = pump(run, message, resume).finally(() => {
       runs.delete(run.runId);
+      if (!pausedRuns.has(run.runId)) foreignLeases.delete(run.runId);
       release(false);
     });
   }
 
-  async function pump(run: ActiveRun, message: string): Promise<void> {
+  async function pump(run: ActiveRun, message: string, resume?: RunResume): Promise<void> {
     const { threadId, runId, controller } = run;
     const signal = controller.signal;
     const writer = writerFor(threadId);
@@ -965,8 +1060,11 @@ export function createRelay(options: RelayOptions): Relay {
     let onAbort: (() => void) | undefined;
     /** The run holds a place at the agent service (it was not refused as at capacity). */
     let atAgent = false;
+    /** The agent asked for a tool approval and ended its stream: the run waits for a person. */
+    let pausedOn: { toolCallId: string; expiresAt: number } | undefined;
+    let paused = false;
     try {
-      const request = await buildRequest(run, message);
+      const request = await buildRequest(run, message, resume);
       const open = () =>
         (agent.runBatches ? agent.runBatches(request, { signal }) : agent.run(request, { signal }))[
           Symbol.asyncIterator
@@ -1025,12 +1123,19 @@ export function createRelay(options: RelayOptions): Relay {
         gate.answered(run.userId, granted, true);
       }
       // A regenerate's RUN_STARTED is stored already; the agent's own, if it sends one first, is dropped.
-      let started = run.regenerates !== undefined;
-      let skipStart = started;
+      // A resumed run started earlier: its log has its RUN_STARTED already.
+      let started = run.regenerates !== undefined || resume !== undefined;
+      let skipStart = run.regenerates !== undefined;
       const seen: ChunkIdCache = {};
       for (let next: typeof first | undefined = first; ; next = undefined) {
         next ??= await interruptible(iterator!.next());
         if (next.done) {
+          if (pausedOn) {
+            // The agent saved the run and ended its stream after asking: the run waits, with no terminal event.
+            await interruptible(writer.flush());
+            paused = true;
+            break;
+          }
           failure = new RunStop('agent_stream_ended', 'the agent stream ended before the run finished');
           break;
         }
@@ -1063,6 +1168,16 @@ export function createRelay(options: RelayOptions): Relay {
             writer.add({ type: 'RUN_STARTED', threadId, runId, ts: event.ts }, run, false);
             started = true;
           }
+          if (event.type === 'TOOL_APPROVAL_RESOLVED')
+            throw new AgentTransportError('agent_stream_invalid', 'only the relay writes approval decisions');
+          if (event.type === 'TOOL_APPROVAL_REQUESTED') {
+            // The relay's bound on the wait is the one that counts.
+            const expiresAt = Date.now() + limits.approvalTtlMs;
+            writer.add({ ...event, expiresAt: new Date(expiresAt).toISOString() }, run, false);
+            pausedOn = { toolCallId: event.toolCallId, expiresAt };
+            continue;
+          }
+          pausedOn = undefined;
           if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') {
             writer.add(event, run, false);
             // Not interruptible: once the agent's terminal event is on its way to the store, a cancel (or a
@@ -1082,6 +1197,16 @@ export function createRelay(options: RelayOptions): Relay {
       if (onAbort) signal.removeEventListener('abort', onAbort);
       // Its place at the agent goes to the next run waiting for one.
       if (atAgent) gate.released(run.userId);
+    }
+    if (paused && pausedOn && !signal.aborted && !run.lost) {
+      holdPaused({
+        threadId,
+        runId,
+        userId: run.userId,
+        toolCallId: pausedOn.toolCallId,
+        expiresAt: pausedOn.expiresAt,
+      });
+      return;
     }
     // The run failed: stop the agent and store the RUN_ERROR that ends it.
     if (!signal.aborted) controller.abort(failure);
@@ -1185,7 +1310,7 @@ export function createRelay(options: RelayOptions): Relay {
     return attempt;
   }
 
-  async function buildRequest(run: ActiveRun, message: string): Promise<RunRequest> {
+  async function buildRequest(run: ActiveRun, message: string, resume?: RunResume): Promise<RunRequest> {
     let token: string;
     try {
       token = await options.tokens.issue({
@@ -1206,6 +1331,7 @@ export function createRelay(options: RelayOptions): Relay {
         message,
         ...(run.regenerates === undefined ? {} : { regenerates: run.regenerates }),
         tools: { baseUrl: options.toolsBaseUrl, token },
+        ...(resume ? { resume } : {}),
       },
       'run request',
     );
@@ -1393,6 +1519,11 @@ export function createRelay(options: RelayOptions): Relay {
       await local.done;
       return;
     }
+    const paused = pausedRuns.get(input.runId);
+    if (paused) {
+      await cancelPaused(paused);
+      return;
+    }
     if (record?.status !== 'running') return;
     const owner = record.lease?.owner;
     if (leases && pubsub.publishControl && owner !== undefined && owner !== instanceId) {
@@ -1456,6 +1587,267 @@ export function createRelay(options: RelayOptions): Relay {
     });
   }
 
+  /** Runs `fn` after every decision, expiry or cancel of a paused run of the thread started before it here. */
+  function withDecisionLock<T>(threadId: string, fn: () => Promise<T>): Promise<T> {
+    const before = decisionLocks.get(threadId) ?? Promise.resolve();
+    const result = before.then(fn);
+    const tail = result.then(
+      () => {},
+      () => {},
+    );
+    decisionLocks.set(threadId, tail);
+    void tail.then(() => {
+      if (decisionLocks.get(threadId) === tail) decisionLocks.delete(threadId);
+    });
+    return result;
+  }
+
+  /**
+   * What the end of the thread's log (the newest {@link APPROVAL_TAIL} events) says about a run's approvals.
+   * The log is the truth: it survives restarts and every instance reads the same.
+   */
+  async function approvalView(threadId: string, runId: string): Promise<ApprovalView> {
+    const last = await store.lastSeq(threadId);
+    const tail = await store.read(threadId, {
+      afterSeq: Math.max(0, last - APPROVAL_TAIL),
+      limit: APPROVAL_TAIL,
+    });
+    const view: ApprovalView = { resolved: new Map(), ended: false };
+    const marker = `"runId":${JSON.stringify(runId)}`;
+    for (const stored of tail) {
+      if (!stored.json.includes(marker)) continue;
+      const event = JSON.parse(stored.json) as AgentEvent;
+      if (event.runId !== runId) continue;
+      view.last = event.type;
+      if (event.type === 'TOOL_APPROVAL_REQUESTED')
+        view.requested = { toolCallId: event.toolCallId, expiresAt: Date.parse(event.expiresAt) };
+      else if (event.type === 'TOOL_APPROVAL_RESOLVED')
+        view.resolved.set(event.toolCallId, {
+          approved: event.approved,
+          decidedBy: event.decidedBy,
+          ...(event.reason !== undefined ? { reason: event.reason } : {}),
+        });
+      else if (event.type === 'RUN_FINISHED' || event.type === 'RUN_ERROR') view.ended = true;
+    }
+    return view;
+  }
+
+  /** True when the run waits for a decision on a tool call (held here, or so says the log). */
+  async function awaitsApproval(run: RunRecord): Promise<boolean> {
+    if (pausedRuns.has(run.runId)) return true;
+    if (runs.has(run.runId)) return false;
+    try {
+      const view = await approvalView(run.threadId, run.runId);
+      return (
+        !view.ended &&
+        view.requested !== undefined &&
+        !view.resolved.has(view.requested.toolCallId) &&
+        view.last === 'TOOL_APPROVAL_REQUESTED'
+      );
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A running run in the store whose log ends with a pending approval (or with its decision, the run not yet
+   * resumed): held here from now on (resumed when decided). False when it is not paused: the caller ends it.
+   */
+  async function adoptIfPaused(run: RunRecord): Promise<boolean> {
+    if (pausedRuns.has(run.runId)) return true;
+    if (closed) return false;
+    const foreign = run.lease !== undefined && run.lease.owner !== instanceId && !clustered;
+    let view: ApprovalView;
+    try {
+      view = await approvalView(run.threadId, run.runId);
+    } catch {
+      return false;
+    }
+    const requested = view.requested;
+    if (view.ended || !requested) return false;
+    const decision = view.resolved.get(requested.toolCallId);
+    if (decision && view.last === 'TOOL_APPROVAL_RESOLVED') {
+      if (foreign) foreignLeases.add(run.runId);
+      // Decided, but whoever held it stopped before the run went on: it goes on here. (A tool call that had
+      // started already does not run twice: its call id is its idempotency key.)
+      resumeRun(run, {
+        toolCallId: requested.toolCallId,
+        approved: decision.approved,
+        ...(decision.reason !== undefined ? { reason: decision.reason } : {}),
+      });
+      return true;
+    }
+    if (decision || view.last !== 'TOOL_APPROVAL_REQUESTED') return false;
+    if (foreign) foreignLeases.add(run.runId);
+    holdPaused({
+      threadId: run.threadId,
+      runId: run.runId,
+      userId: run.userId,
+      toolCallId: requested.toolCallId,
+      expiresAt: requested.expiresAt,
+    });
+    return true;
+  }
+
+  /**
+   * Holds a paused run: its lease is renewed with this instance's runs, it ends at `expiresAt`
+   * (approval_expired), and it resumes when its decision shows up on the thread's pub/sub (written here or by
+   * another instance).
+   */
+  function holdPaused(input: Omit<PausedRun, 'timer' | 'unlisten'>): void {
+    if (pausedRuns.has(input.runId) || closed) return;
+    const entry: PausedRun = { ...input, timer: undefined, unlisten: () => {} };
+    const runMarker = `"runId":${JSON.stringify(input.runId)}`;
+    const callMarker = `"toolCallId":${JSON.stringify(input.toolCallId)}`;
+    entry.unlisten = pubsub.subscribe(input.threadId, (events) => {
+      for (const stored of events) {
+        if (!stored.json.includes(runMarker)) continue;
+        if (stored.json.includes('"RUN_FINISHED"') || stored.json.includes('"RUN_ERROR"')) {
+          releasePaused(entry);
+          return;
+        }
+        if (!stored.json.includes('"TOOL_APPROVAL_RESOLVED"') || !stored.json.includes(callMarker)) continue;
+        const event = JSON.parse(stored.json) as Extract<AgentEvent, { type: 'TOOL_APPROVAL_RESOLVED' }>;
+        releasePaused(entry);
+        resumeRun(entry, {
+          toolCallId: event.toolCallId,
+          approved: event.approved,
+          ...(event.reason !== undefined ? { reason: event.reason } : {}),
+        });
+        return;
+      }
+    });
+    armExpiry(entry);
+    pausedRuns.set(input.runId, entry);
+  }
+
+  function armExpiry(entry: PausedRun): void {
+    clearTimeout(entry.timer);
+    const wait = Math.min(Math.max(0, entry.expiresAt - Date.now()), MAX_APPROVAL_TTL_MS);
+    entry.timer = setTimeout(() => void expirePaused(entry), wait);
+    entry.timer.unref?.();
+  }
+
+  function releasePaused(entry: PausedRun): void {
+    clearTimeout(entry.timer);
+    entry.unlisten();
+    if (pausedRuns.get(entry.runId) === entry) pausedRuns.delete(entry.runId);
+  }
+
+  /** The wait is over with no decision: the run ends with RUN_ERROR `approval_expired`. */
+  async function expirePaused(entry: PausedRun): Promise<void> {
+    try {
+      await withDecisionLock(entry.threadId, async () => {
+        if (pausedRuns.get(entry.runId) !== entry) return;
+        const view = await approvalView(entry.threadId, entry.runId);
+        // Decided (or ended) just now: the pub/sub listener takes it from here.
+        if (view.ended || view.resolved.has(entry.toolCallId)) return;
+        releasePaused(entry);
+        await writeRunError(
+          entry.threadId,
+          entry.runId,
+          new RunStop(
+            'approval_expired',
+            'nobody approved or rejected the tool call in time; send the message again',
+          ),
+        );
+        store.deleteRunState(entry.threadId, entry.runId).catch(() => {});
+      });
+    } catch (error) {
+      // The store failed: try again shortly (the run stays paused meanwhile).
+      if (pausedRuns.get(entry.runId) === entry && !closed) {
+        logger.warn(`[threadline/relay] could not expire paused run ${entry.runId}: ${describe(error)}`);
+        entry.expiresAt = Date.now() + 5_000;
+        armExpiry(entry);
+      }
+    }
+  }
+
+  /** Cancels a paused run held here: RUN_ERROR `cancelled`, its saved state dropped. */
+  async function cancelPaused(entry: PausedRun): Promise<void> {
+    await withDecisionLock(entry.threadId, async () => {
+      if (pausedRuns.get(entry.runId) !== entry) return;
+      releasePaused(entry);
+      await writeRunError(entry.threadId, entry.runId, new RunStop('cancelled', 'the run was cancelled'));
+      store.deleteRunState(entry.threadId, entry.runId).catch(() => {});
+    });
+  }
+
+  /** Sends a decided run back to the agent: same runId, seqs continue, one terminal event at the end. */
+  function resumeRun(run: Pick<RunRecord, 'runId' | 'threadId' | 'userId'>, resume: RunResume): void {
+    if (closed) return;
+    // The stream that paused may not have let go of the run yet: go on once it has.
+    const current = runs.get(run.runId);
+    if (current) {
+      void current.done.then(() => resumeRun(run, resume));
+      return;
+    }
+    const record: RunRecord = {
+      runId: run.runId,
+      threadId: run.threadId,
+      userId: run.userId,
+      clientMessageId: '',
+      status: 'running',
+      startedAt: Date.now(),
+    };
+    // The agent continues from its saved state; the message is not used on a resume.
+    startRun(record, RESUME_MESSAGE, () => {}, undefined, resume);
+  }
+
+  async function approve(input: ApproveInput): Promise<void> {
+    checkOpen();
+    checkId(input?.user?.id, 'user.id');
+    const parsed = safeParse(
+      ApproveMessageSchema,
+      {
+        type: 'approve',
+        threadId: input.threadId,
+        runId: input.runId,
+        toolCallId: input.toolCallId,
+        approved: input.approved,
+        ...(input.reason !== undefined ? { reason: input.reason } : {}),
+      },
+      'approve',
+    );
+    if (!parsed.ok) throw new RelayError('invalid_message', parsed.error.message, { cause: parsed.error });
+    const { threadId, runId, toolCallId, approved, reason } = parsed.value;
+    const user = { id: input.user.id };
+    await threadFor(user, threadId);
+    const notPending = (why: string) =>
+      new RelayError('approval_not_pending', `tool call ${toolCallId} of run ${runId} ${why}`);
+    await withDecisionLock(threadId, async () => {
+      const record = await storeCall('reading the run', () => store.getRun(runId));
+      if (!record || record.threadId !== threadId) throw notPending('does not wait for approval');
+      const view = await storeCall('reading the thread', () => approvalView(threadId, runId));
+      const made = view.resolved.get(toolCallId);
+      if (made) {
+        // The same decision again (a retried frame) is answered like the first; another one is refused.
+        if (made.approved === approved && (made.reason ?? '') === (reason ?? '')) return;
+        throw new RelayError(
+          'approval_already_decided',
+          `tool call ${toolCallId} was already ${made.approved ? 'approved' : 'rejected'}`,
+        );
+      }
+      if (record.status !== 'running' || view.ended) throw notPending('belongs to a run that has ended');
+      if (view.requested?.toolCallId !== toolCallId) throw notPending('does not wait for approval');
+      if (view.requested.expiresAt <= Date.now()) throw notPending('waited too long; the request expired');
+      const event: AgentEvent = {
+        type: 'TOOL_APPROVAL_RESOLVED',
+        threadId,
+        runId,
+        ts: Date.now(),
+        toolCallId,
+        approved,
+        decidedBy: user.id,
+        ...(reason !== undefined && reason !== '' ? { reason } : {}),
+      };
+      const writer = writerFor(threadId);
+      writer.add(event, null, false);
+      // Stored before anything goes on; whoever holds the run hears it on the pub/sub and resumes it.
+      await storeCall('storing the decision', () => writer.flush());
+    });
+  }
+
   async function publish(threadId: string, events: AgentEvent[]): Promise<StoredEvent[]> {
     checkOpen();
     checkId(threadId, 'threadId');
@@ -1505,6 +1897,8 @@ export function createRelay(options: RelayOptions): Relay {
   /** Stores the RUN_ERROR of a run a dead process left; false when it is (being ended) here already. */
   async function endStaleRun(run: RunRecord, stop: RunStop): Promise<boolean> {
     if (runs.has(run.runId) || ending.has(run.runId)) return false;
+    // A run waiting for a tool approval survives the restart: it is held here and waits on.
+    if (await adoptIfPaused(run)) return false;
     ending.add(run.runId);
     try {
       const event: AgentEvent = {
@@ -1563,6 +1957,8 @@ export function createRelay(options: RelayOptions): Relay {
     clearInterval(renewTimer);
     clearInterval(sweepTimer);
     unlistenControl?.();
+    // Paused runs stay paused in the store: the next start (or another instance) holds them again.
+    for (const paused of [...pausedRuns.values()]) releasePaused(paused);
     for (const wake of [...retrySleepers]) wake();
     for (const run of runs.values()) {
       if (!run.controller.signal.aborted)
@@ -1596,6 +1992,7 @@ export function createRelay(options: RelayOptions): Relay {
     getThread,
     renameThread,
     deleteThread,
+    approve,
     publish,
     recover,
     close,

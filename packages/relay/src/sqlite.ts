@@ -36,6 +36,7 @@ import {
   toStoreError,
   type PreparedEvent,
   withSeq,
+  checkRunState,
 } from './store-input.js';
 
 /** Options of {@link openSqliteStore}. */
@@ -169,6 +170,12 @@ CREATE TABLE IF NOT EXISTS session_items (
 );
 CREATE INDEX IF NOT EXISTS session_items_by_thread ON session_items (thread_id, id);
 CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_states (
+  thread_id TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  PRIMARY KEY (thread_id, run_id)
+);
 `;
 
 interface ThreadRow {
@@ -650,6 +657,31 @@ export class SqliteStore implements EventStore {
     });
   }
 
+  async getRunState(threadId: string, runId: string): Promise<string | null> {
+    this.#open();
+    checkRunState(threadId, runId);
+    return this.#do('reading a run state', () => {
+      const row = this.#stmt.getRunState.get(threadId, runId) as { state: string } | undefined;
+      return row ? row.state : null;
+    });
+  }
+
+  async putRunState(threadId: string, runId: string, state: string): Promise<void> {
+    this.#open();
+    const text = checkRunState(threadId, runId, state);
+    this.#write('storing a run state', () => {
+      this.#stmt.putRunState.run(threadId, runId, text);
+    });
+  }
+
+  async deleteRunState(threadId: string, runId: string): Promise<void> {
+    this.#open();
+    checkRunState(threadId, runId);
+    this.#write('deleting a run state', () => {
+      this.#stmt.deleteRunState.run(threadId, runId);
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -903,6 +935,11 @@ function prepareStatements(db: DatabaseSync) {
     ),
     clearSession: db.prepare('DELETE FROM session_items WHERE thread_id = ?'),
     getIdempotent: db.prepare('SELECT json FROM idempotency WHERE key = ?'),
+    getRunState: db.prepare('SELECT state FROM run_states WHERE thread_id = ? AND run_id = ?'),
+    putRunState: db.prepare(
+      'INSERT INTO run_states (thread_id, run_id, state) VALUES (?, ?, ?) ON CONFLICT (thread_id, run_id) DO UPDATE SET state = excluded.state',
+    ),
+    deleteRunState: db.prepare('DELETE FROM run_states WHERE thread_id = ? AND run_id = ?'),
     putIdempotent: db.prepare(
       'INSERT INTO idempotency (key, json) VALUES (?, ?) ON CONFLICT (key) DO NOTHING',
     ),

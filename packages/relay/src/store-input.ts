@@ -14,6 +14,7 @@ import {
 import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
 import { StoreError } from './errors.js';
+import { MAX_RUN_STATE_LENGTH } from './store.js';
 import type { ClaimRunsInput, RunRecord, RunStatus, StartRunInput } from './store.js';
 
 // Input checks shared by every store adapter, so that all of them refuse exactly the same things with the
@@ -85,6 +86,17 @@ export function checkIdempotencyKey(value: unknown): string {
     throw invalid(`idempotency key must be a string of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
   return value;
+}
+
+/** Checks a run state's ids and text; returns the text. */
+export function checkRunState(threadId: unknown, runId: unknown, state?: unknown): string {
+  checkId('threadId', threadId);
+  checkId('runId', runId);
+  if (state === undefined) return '';
+  if (typeof state !== 'string') throw invalid('a run state must be a string');
+  if (state.length > MAX_RUN_STATE_LENGTH)
+    throw invalid(`a run state may be at most ${MAX_RUN_STATE_LENGTH} characters`);
+  return state;
 }
 
 export function checkTitle(value: unknown): string {

@@ -1,5 +1,8 @@
 import type { AgentEvent, JsonValue, SequencedAgentEvent } from '@threadline/contracts';
 
+/** Longest run state a store keeps (characters): a paused run's serialized state, history included. */
+export const MAX_RUN_STATE_LENGTH = 16 * 1024 * 1024;
+
 /** A thread and who owns it. */
 export interface ThreadRecord {
   threadId: string;
@@ -202,6 +205,12 @@ export interface EventStore {
   getIdempotent(key: string): Promise<JsonValue | null>;
   /** Stores a result under a key if absent; returns the one that is stored (the first wins). */
   putIdempotent(key: string, value: JsonValue): Promise<JsonValue>;
+  /** The saved state of a run paused for a tool approval (opaque text, the agent's serialized run), or null. */
+  getRunState(threadId: string, runId: string): Promise<string | null>;
+  /** Saves or replaces a run's state atomically (at most {@link MAX_RUN_STATE_LENGTH} characters). */
+  putRunState(threadId: string, runId: string, state: string): Promise<void>;
+  /** Forgets a run's saved state; nothing happens when there is none. */
+  deleteRunState(threadId: string, runId: string): Promise<void>;
 
   /** Releases connections and file handles. */
   close(): Promise<void>;

@@ -557,6 +557,17 @@ class Connection {
       case 'cancel':
         await relay.cancel({ user: this.#user, runId: message.runId });
         return;
+      case 'approve':
+        // No answer of its own: the stored TOOL_APPROVAL_RESOLVED reaches every subscriber of the thread.
+        await relay.approve({
+          user: this.#user,
+          threadId: message.threadId,
+          runId: message.runId,
+          toolCallId: message.toolCallId,
+          approved: message.approved,
+          ...(message.reason !== undefined ? { reason: message.reason } : {}),
+        });
+        return;
       case 'subscribe': {
         const subs = (this.#subscriptions ??= []);
         // A new subscribe to the same thread replaces the old one (a resume from another seq).
@@ -688,6 +699,7 @@ function refOf(message: ClientMessage): string {
     case 'subscribe':
       return message.threadId;
     case 'cancel':
+    case 'approve':
       return message.runId;
   }
 }

@@ -202,6 +202,34 @@ describe('AG-UI handler', () => {
     expect(relay.subscribers).toBe(0);
   });
 
+  it('ends the stream with outcome interrupt when the run pauses for a tool approval', async () => {
+    const { handler, agent } = await setup();
+    const sse = new SseReader(await handler(post(input('forget me'))));
+    const run = await agent.nextRun(0);
+    run.push(run.started(), {
+      type: 'TOOL_APPROVAL_REQUESTED',
+      threadId: 't1',
+      runId: run.request.runId,
+      ts: Date.now(),
+      toolCallId: 'call_9',
+      toolName: 'profile.clear',
+      args: '{}',
+      expiresAt: new Date(Date.now() + 60_000).toISOString(),
+    });
+    run.end();
+    const events = await sse.all();
+    for (const e of events) expect(EventSchemas.safeParse(e).success, JSON.stringify(e)).toBe(true);
+    expect(events.at(-2)).toMatchObject({ type: 'CUSTOM', name: 'threadline.tool_approval_requested' });
+    expect(events.at(-1)).toMatchObject({
+      type: 'RUN_FINISHED',
+      runId: 'agui-run-1',
+      outcome: {
+        type: 'interrupt',
+        interrupts: [{ id: 'call_9', toolCallId: 'call_9', reason: 'tool_approval' }],
+      },
+    });
+  });
+
   it('opens each run with a snapshot of the thread before it, including messages sent from elsewhere', async () => {
     const { handler, agent, relay } = await setup();
     // A first run from another client (e.g. an <agent-chat> tab).

@@ -86,7 +86,23 @@ export function toAgentTools(
       });
       return errorText(failure);
     };
-    const base = { name: entry.name, description: entry.description || entry.name, execute, errorFunction };
+    // `always`: every call waits for a person; `check`: the host decides per call (a failed check asks).
+    const needsApproval =
+      entry.needsApproval === 'always'
+        ? true
+        : entry.needsApproval === 'check'
+          ? async (_ctx: unknown, input: unknown) => {
+              const answer = await client.needsApproval(entry.name, input);
+              return answer.ok ? answer.data.needsApproval : true;
+            }
+          : false;
+    const base = {
+      name: entry.name,
+      description: entry.description || entry.name,
+      execute,
+      errorFunction,
+      needsApproval,
+    };
     let made: FunctionTool;
     try {
       made = tool({

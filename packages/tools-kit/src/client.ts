@@ -20,6 +20,18 @@ export interface ToolClient {
   manifest(options?: { signal?: AbortSignal }): Promise<ToolResult<ToolManifest>>;
   /** Reads `GET /state?threadId=`. */
   state(options?: { signal?: AbortSignal }): Promise<ToolResult<Record<string, JsonValue>>>;
+  /** Asks `POST /needs-approval/:name` whether this call of a tool with a `needsApproval` check must wait. */
+  needsApproval(
+    name: string,
+    input: unknown,
+    options?: { signal?: AbortSignal },
+  ): Promise<ToolResult<{ needsApproval: boolean }>>;
+  /** Reads the token's run's saved state (`GET /run-state`): `null` when none is saved. */
+  getRunState(options?: { signal?: AbortSignal }): Promise<ToolResult<{ state: string | null }>>;
+  /** Saves the token's run's state (`PUT /run-state`), replacing any saved before. */
+  putRunState(state: string, options?: { signal?: AbortSignal }): Promise<ToolResult<unknown>>;
+  /** Forgets the token's run's saved state (`DELETE /run-state`). */
+  deleteRunState(options?: { signal?: AbortSignal }): Promise<ToolResult<unknown>>;
 }
 
 /** Options of {@link createToolClient}. */
@@ -71,15 +83,17 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
   const maxResponseBytes = positive(options.maxResponseBytes, 4 * 1024 * 1024, 'maxResponseBytes');
 
   async function request(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     body: unknown,
     opts: {
       signal?: AbortSignal | undefined;
       timeoutMs?: number | undefined;
       idempotencyKey?: string | undefined;
+      maxResponseBytes?: number;
     },
   ): Promise<ToolResult> {
+    const responseLimit = opts.maxResponseBytes ?? maxResponseBytes;
     if (opts.signal?.aborted) return failure('aborted', 'the call was aborted before it started');
     let timeoutMs = defaultTimeout;
     if (opts.timeoutMs !== undefined) {
@@ -114,9 +128,9 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
         // Never follow a redirect: it would carry the act-as token somewhere the host did not choose.
         redirect: 'error',
       });
-      const text = await readLimited(response, maxResponseBytes);
+      const text = await readLimited(response, responseLimit);
       if (text === null)
-        return failure('unavailable', `the tool endpoint answered more than ${maxResponseBytes} bytes`);
+        return failure('unavailable', `the tool endpoint answered more than ${responseLimit} bytes`);
       let value: unknown;
       try {
         value = JSON.parse(text);
@@ -183,8 +197,48 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       }
       return result as ToolResult<Record<string, JsonValue>>;
     },
+    async needsApproval(name, input, opts = {}) {
+      const result = await request(
+        'POST',
+        `/needs-approval/${encodeURIComponent(name)}`,
+        { threadId: options.threadId, input: input ?? {} },
+        opts,
+      );
+      if (!result.ok) return result;
+      const data = result.data as { needsApproval?: unknown } | null;
+      if (typeof data?.needsApproval !== 'boolean')
+        return failure('unavailable', 'the approval check answered no needsApproval boolean');
+      return { ok: true, data: { needsApproval: data.needsApproval } };
+    },
+    async getRunState(opts = {}) {
+      const result = await request(
+        'GET',
+        `/run-state?threadId=${encodeURIComponent(options.threadId)}`,
+        undefined,
+        { ...opts, maxResponseBytes: Math.max(maxResponseBytes, RUN_STATE_RESPONSE_BYTES) },
+      );
+      if (!result.ok) return result;
+      const data = result.data as { state?: unknown } | null;
+      if (data === null || (typeof data.state !== 'string' && data.state !== null))
+        return failure('unavailable', 'the run-state endpoint answered no state');
+      return { ok: true, data: { state: data.state } };
+    },
+    putRunState(state, opts = {}) {
+      return request('PUT', '/run-state', { threadId: options.threadId, state }, opts);
+    },
+    deleteRunState(opts = {}) {
+      return request(
+        'DELETE',
+        `/run-state?threadId=${encodeURIComponent(options.threadId)}`,
+        undefined,
+        opts,
+      );
+    },
   };
 }
+
+/** Largest run state the client reads back (the router's `maxRunStateBytes` bound, 16 MiB at most, plus JSON). */
+const RUN_STATE_RESPONSE_BYTES = 17 * 1024 * 1024;
 
 function failure(code: ToolErrorCode, message: string): ToolResult<never> {
   return { ok: false, error: { code, message: message.slice(0, 4096) } };

@@ -24,7 +24,8 @@ const DROPPED_HEADERS = new Set([
 ]);
 
 /**
- * Serves a {@link ToolRouter} from Express: handles `/tools`, `/tools/:name` and `/state` (under the
+ * Serves a {@link ToolRouter} from Express: handles `/tools`, `/tools/:name`, `/state`, `/run-state` and
+ * `/needs-approval/:name` (under the
  * router's `basePath`, relative to where it is mounted) and calls `next()` for every other path. Mount it
  * before any body parser, or it reuses the parsed body (and the parser's limit then applies).
  * @example
@@ -37,7 +38,16 @@ export function toolRouterMiddleware(router: ToolRouter): RequestHandler {
     const base = router.basePath;
     const rest =
       base === '' ? path : path === base || path.startsWith(`${base}/`) ? path.slice(base.length) : null;
-    if (rest === null || !(rest === '/tools' || rest === '/state' || rest.startsWith('/tools/'))) {
+    if (
+      rest === null ||
+      !(
+        rest === '/tools' ||
+        rest === '/state' ||
+        rest === '/run-state' ||
+        rest.startsWith('/tools/') ||
+        rest.startsWith('/needs-approval/')
+      )
+    ) {
       next();
       return;
     }
@@ -71,7 +81,10 @@ async function serve(router: ToolRouter, req: ExpressRequest, res: ExpressRespon
   const method = req.method.toUpperCase();
   let body: Buffer | undefined;
   if (method !== 'GET' && method !== 'HEAD') {
-    const read = await readBody(req, router.maxBodyBytes, router.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
+    // A paused run's saved state may be larger than a tool call's body: it has its own bound.
+    const limit =
+      url.pathname === `${router.basePath}/run-state` ? router.maxRunStateBytes : router.maxBodyBytes;
+    const read = await readBody(req, limit, router.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
     if (read instanceof Reject) {
       await send(res, fail(read));
       return;

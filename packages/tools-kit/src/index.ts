@@ -5,7 +5,13 @@
 export { ToolsKitError, ToolCallError, TOOLS_KIT_ERROR_CODES } from './errors.js';
 export type { ToolsKitErrorCode } from './errors.js';
 export { defineTool } from './tool.js';
-export type { ToolContext, ToolDefinition, ToolDefinitionInput } from './tool.js';
+export type {
+  ApprovalCheckContext,
+  NeedsApproval,
+  ToolContext,
+  ToolDefinition,
+  ToolDefinitionInput,
+} from './tool.js';
 export type { ToolStore, EventSink } from './store.js';
 export { MemoryToolStore } from './memory-store.js';
 export type { MemoryToolStoreOptions } from './memory-store.js';

@@ -22,6 +22,7 @@ export class MemoryToolStore implements ToolStore {
   readonly #profiles = new Map<string, Map<string, JsonValue>>();
   readonly #sessions = new Map<string, JsonValue[]>();
   readonly #idempotent = new Map<string, JsonValue>();
+  readonly #runStates = new Map<string, string>();
   readonly #maxSessionItems: number;
   readonly #maxIdempotencyKeys: number;
 
@@ -98,6 +99,25 @@ export class MemoryToolStore implements ToolStore {
     }
     this.#idempotent.set(key, structuredClone(value));
     return structuredClone(value);
+  }
+
+  async getRunState(threadId: string, runId: string): Promise<string | null> {
+    return this.#runStates.get(JSON.stringify([threadId, runId])) ?? null;
+  }
+
+  async putRunState(threadId: string, runId: string, state: string): Promise<void> {
+    if (typeof state !== 'string') throw new ToolsKitError('invalid_value', 'a run state must be a string');
+    const key = JSON.stringify([threadId, runId]);
+    // Bounded like the idempotency keys: the oldest saved state goes first.
+    if (!this.#runStates.has(key) && this.#runStates.size >= this.#maxIdempotencyKeys) {
+      const oldest = this.#runStates.keys().next();
+      if (!oldest.done) this.#runStates.delete(oldest.value);
+    }
+    this.#runStates.set(key, state);
+  }
+
+  async deleteRunState(threadId: string, runId: string): Promise<void> {
+    this.#runStates.delete(JSON.stringify([threadId, runId]));
   }
 
   /** A deep copy of everything stored, for tests that assert nothing changed. */

@@ -63,6 +63,11 @@ export interface ToolRouterOptions {
   profileSchema?: z.ZodObject;
   /** Event types `events.append` accepts. Default {@link DEFAULT_APPENDABLE_EVENT_TYPES}. */
   appendableEventTypes?: readonly EventType[];
+  /**
+   * Largest body of `PUT /run-state` (a paused run's saved state, its history included), in bytes.
+   * Default 8 MiB.
+   */
+  maxRunStateBytes?: number;
 }
 
 /**
@@ -80,7 +85,14 @@ export type ToolRouter = ((request: Request) => Promise<Response>) & {
   readonly basePath: string;
   /** The body read deadline, so adapters that buffer the body apply the same bound. */
   readonly bodyTimeoutMs: number;
+  /** The body limit of `PUT /run-state`. */
+  readonly maxRunStateBytes: number;
 };
+
+const RunStateBodySchema = z.strictObject({
+  threadId: IdSchema,
+  state: z.string().min(1),
+});
 
 const BodySchema = z.strictObject({
   threadId: IdSchema,
@@ -112,6 +124,13 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
   const maxBodyBytes = intOption(options.maxBodyBytes, 65_536, 64, 64 * 1024 * 1024, 'maxBodyBytes');
   const bodyTimeoutMs = intOption(options.bodyTimeoutMs, 10_000, 1, 600_000, 'bodyTimeoutMs');
   const handlerTimeoutMs = intOption(options.handlerTimeoutMs, 30_000, 1, 3_600_000, 'handlerTimeoutMs');
+  const maxRunStateBytes = intOption(
+    options.maxRunStateBytes,
+    8 * 1024 * 1024,
+    64,
+    16 * 1024 * 1024,
+    'maxRunStateBytes',
+  );
   const maxEventsPerCall = intOption(options.maxEventsPerCall, 100, 1, 10_000, 'maxEventsPerCall');
   const basePath = normaliseBasePath(options.basePath);
   const logger = options.logger ?? console;
@@ -370,6 +389,79 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     return respond(await execute(tool, {}, auth, request.signal));
   }
 
+  /**
+   * `POST /needs-approval/:name` with `{ threadId, input }`: whether this call of a tool with a
+   * `needsApproval` check must wait for a person. Same checks as a call (token, scope, thread, input); the tool
+   * does not run. A check that throws answers `true`.
+   */
+  async function checkApproval(request: Request, name: string): Promise<Response> {
+    const auth = await authenticate(request);
+    if (auth instanceof Reject) return fail(auth);
+    const tool = registry.get(name);
+    if (!tool) return fail(new Reject('not_found', 'no such tool'));
+    if (!auth.tools.includes(name))
+      return fail(new Reject('tool_not_allowed', `this token does not allow ${name}`));
+    const contentType = request.headers.get('content-type');
+    if (contentType !== null && !isJsonMediaType(contentType))
+      return fail(new Reject('unsupported_media_type', 'send the body as application/json'));
+    const body = await readJsonBody(request, maxBodyBytes, bodyTimeoutMs);
+    if (body instanceof Reject) return fail(body);
+    const envelope = safeParse(BodySchema, body, 'request body');
+    if (!envelope.ok) return fail(new Reject('invalid_input', envelope.error.message, envelope.error.issues));
+    if (envelope.value.threadId !== auth.thread)
+      return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    const input = validateInput(tool, envelope.value.input === undefined ? {} : envelope.value.input);
+    if (input instanceof Reject) return fail(input);
+    const rule = tool.needsApproval;
+    let needsApproval = rule === true;
+    if (typeof rule === 'function') {
+      try {
+        needsApproval =
+          (await rule(input.value, { userId: auth.sub, threadId: auth.thread, runId: auth.run })) !== false;
+      } catch (error) {
+        logger.warn(`[tools-kit] the needsApproval check of ${name} failed; asking for approval`, error);
+        needsApproval = true;
+      }
+    }
+    return json(200, { ok: true, data: { needsApproval } });
+  }
+
+  /**
+   * `GET|PUT|DELETE /run-state?threadId=`: the saved state of the token's run, paused for a tool approval
+   * (the agent service keeps nothing itself). Scoped to the act-as token's thread and run.
+   */
+  async function runState(request: Request, url: URL, method: string): Promise<Response> {
+    const auth = await authenticate(request);
+    if (auth instanceof Reject) return fail(auth);
+    if (method === 'PUT') {
+      const contentType = request.headers.get('content-type');
+      if (contentType !== null && !isJsonMediaType(contentType))
+        return fail(new Reject('unsupported_media_type', 'send the body as application/json'));
+      const body = await readJsonBody(request, maxRunStateBytes, bodyTimeoutMs);
+      if (body instanceof Reject) return fail(body);
+      const parsed = safeParse(RunStateBodySchema, body, 'request body');
+      if (!parsed.ok) return fail(new Reject('invalid_input', parsed.error.message, parsed.error.issues));
+      if (parsed.value.threadId !== auth.thread)
+        return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+      await store.putRunState(auth.thread, auth.run, parsed.value.state);
+      return json(200, { ok: true, data: { saved: true } });
+    }
+    const threadIds = url.searchParams.getAll('threadId');
+    if (threadIds.length !== 1)
+      return fail(
+        new Reject('invalid_input', 'pass exactly one threadId query parameter', [
+          { path: 'threadId', message: 'required once' },
+        ]),
+      );
+    if (threadIds[0] !== auth.thread)
+      return fail(new Reject('thread_mismatch', 'this token is for another thread'));
+    if (method === 'DELETE') {
+      await store.deleteRunState(auth.thread, auth.run);
+      return json(200, { ok: true, data: { deleted: true } });
+    }
+    return json(200, { ok: true, data: { state: await store.getRunState(auth.thread, auth.run) } });
+  }
+
   async function listTools(request: Request, url: URL): Promise<Response> {
     const auth = await authenticate(request);
     if (auth instanceof Reject) return fail(auth);
@@ -398,6 +490,27 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
       if (method !== 'GET')
         return fail(new Reject('method_not_allowed', `use GET ${path}`, undefined, { allow: 'GET' }));
       return path === '/tools' ? listTools(request, url) : readState(request, url);
+    }
+    if (path === '/run-state') {
+      if (method !== 'GET' && method !== 'PUT' && method !== 'DELETE')
+        return fail(
+          new Reject('method_not_allowed', 'use GET, PUT or DELETE /run-state', undefined, {
+            allow: 'GET, PUT, DELETE',
+          }),
+        );
+      return runState(request, url, method);
+    }
+    if (path.startsWith('/needs-approval/')) {
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice('/needs-approval/'.length));
+      } catch {
+        return fail(new Reject('not_found', 'no such tool'));
+      }
+      if (name === '' || name.includes('/')) return fail(new Reject('not_found', 'no such tool'));
+      if (method !== 'POST')
+        return fail(new Reject('method_not_allowed', 'use POST', undefined, { allow: 'POST' }));
+      return checkApproval(request, name);
     }
     if (path.startsWith('/tools/')) {
       const raw = path.slice('/tools/'.length);
@@ -432,6 +545,7 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     manifest: { tools: manifestEntries },
     basePath,
     bodyTimeoutMs,
+    maxRunStateBytes,
   });
 }
 
@@ -578,6 +692,8 @@ function toManifestEntry(tool: ToolDefinition): ToolManifestEntry {
     outputSchema: toJsonSchema(tool.output, 'output'),
   };
   if (tool.internal) entry.internal = true;
+  if (tool.needsApproval === true) entry.needsApproval = 'always';
+  else if (typeof tool.needsApproval === 'function') entry.needsApproval = 'check';
   return entry;
 }
 

@@ -21,6 +21,15 @@ export interface ToolStore {
   getIdempotent(key: string): Promise<JsonValue | null>;
   /** Stores a result under `key` unless one is there already (first write wins); returns the stored one. */
   putIdempotent(key: string, value: JsonValue): Promise<JsonValue>;
+  /**
+   * The saved state of a run paused for a tool approval (the agent's serialized run, opaque text), or null.
+   * Keyed by thread and run; the tool router scopes it to the act-as token's thread and run.
+   */
+  getRunState(threadId: string, runId: string): Promise<string | null>;
+  /** Saves (or replaces) a paused run's state atomically. */
+  putRunState(threadId: string, runId: string, state: string): Promise<void>;
+  /** Forgets a run's saved state; nothing happens when there is none. */
+  deleteRunState(threadId: string, runId: string): Promise<void>;
 }
 
 /** Where tool-emitted events go (the host wires it to `relay.publish`). */

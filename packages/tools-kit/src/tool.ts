@@ -20,6 +20,20 @@ export interface ToolContext {
   emit(event: AgentEvent): Promise<void>;
 }
 
+/** Who a `needsApproval` check is asked for: the act-as token's user, thread and run. */
+export interface ApprovalCheckContext {
+  userId: string;
+  threadId: string;
+  runId: string;
+}
+
+/**
+ * Whether a call must wait for a person's approval before it runs: `true` for every call, or a check per call
+ * (e.g. only above an amount). A check that throws counts as "needs approval".
+ */
+export type NeedsApproval<I extends z.ZodType = z.ZodType> =
+  boolean | ((input: z.infer<I>, ctx: ApprovalCheckContext) => boolean | Promise<boolean>);
+
 /** A tool as the router serves it. Create one with {@link defineTool}. */
 export interface ToolDefinition<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType> {
   readonly name: string;
@@ -28,6 +42,8 @@ export interface ToolDefinition<I extends z.ZodType = z.ZodType, O extends z.Zod
   readonly output: O;
   /** Internal tools (runtime plumbing) are listed in the manifest with `internal: true` and not offered to the model. */
   readonly internal: boolean;
+  /** Whether calls wait for a person's approval (see {@link NeedsApproval}); `false` when not given. */
+  readonly needsApproval: NeedsApproval<I>;
   handler(input: z.infer<I>, ctx: ToolContext): Promise<z.infer<O>> | z.infer<O>;
 }
 
@@ -38,6 +54,11 @@ export interface ToolDefinitionInput<I extends z.ZodType, O extends z.ZodType> {
   input: I;
   output: O;
   internal?: boolean;
+  /**
+   * The call waits for a person's approval (the run pauses with TOOL_APPROVAL_REQUESTED): `true`, or a
+   * function of the input deciding per call.
+   */
+  needsApproval?: NeedsApproval<I>;
   handler(input: z.infer<I>, ctx: ToolContext): Promise<z.infer<O>> | z.infer<O>;
 }
 
@@ -78,6 +99,11 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(
   if (!isZodSchema(def.output)) {
     throw new ToolsKitError('invalid_tool', `tool ${name}: output must be a zod schema`);
   }
+  const needsApproval = def.needsApproval ?? false;
+  if (typeof needsApproval !== 'boolean' && typeof needsApproval !== 'function')
+    throw new ToolsKitError('invalid_tool', `tool ${name}: needsApproval must be a boolean or a function`);
+  if (needsApproval !== false && def.internal === true)
+    throw new ToolsKitError('invalid_tool', `tool ${name}: an internal tool cannot need approval`);
   if (typeof def.handler !== 'function')
     throw new ToolsKitError('invalid_tool', `tool ${name}: handler must be a function`);
   // Unknown keys must be rejected, not silently stripped: a typo in a field name is an error the caller should see.
@@ -89,6 +115,7 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(
     input,
     output: def.output,
     internal: def.internal === true,
+    needsApproval,
     handler: (value: z.infer<I>, ctx: ToolContext) => handler(value, ctx),
   });
 }

@@ -16,6 +16,7 @@ import {
   type AssistantItem,
   type ChatItem,
   type ThreadModelLimits,
+  type ToolItem,
   type UserItem,
 } from './thread-model.js';
 import { WebSocketTransport, type ChatTransport } from './transport.js';
@@ -55,6 +56,15 @@ export type AgentChatConnectionDetail = ConnectionChange;
 export interface AgentChatLimits extends ThreadModelLimits {
   /** Server messages received but not yet processed; beyond this the element reconnects and resumes. Default 50,000. */
   maxQueuedFrames: number;
+}
+
+/** A tool call's arguments as indented JSON (the raw text when it is not JSON). */
+function readable(args = ''): string {
+  try {
+    return JSON.stringify(JSON.parse(args), null, 2);
+  } catch {
+    return args;
+  }
 }
 
 /** Completed messages are announced to screen readers up to this many characters. */
@@ -124,7 +134,10 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart code-copy-button - Copies one code block.
  * @csspart jump-button - Scrolls to the latest message; shown when scrolled up.
  * @csspart working - Shown from a send until the first event of its answer.
- * @csspart tool-call - A tool call (`data-status`: running, done, failed).
+ * @csspart tool-call - A tool call (`data-status`: running, done, failed; `data-approval`: pending, approved, rejected).
+ * @csspart approval-args - The arguments of a call that waits for the user's approval.
+ * @csspart approve-button - Approves a call that waits (the run goes on and the tool runs).
+ * @csspart reject-button - Rejects a call that waits (the tool does not run; the agent is told).
  * @csspart run-error - A failed or stopped run, with its Retry button.
  * @csspart retry-button - The Retry buttons.
  * @csspart regenerate-button - Regenerate, among the last answer's actions: a new answer replaces it.
@@ -281,6 +294,17 @@ export class AgentChat extends LitElement {
     this.conn.send({ type: 'cancel', runId });
   }
 
+  /** Sends the user's decision on a tool call that waits for approval; the log then shows it on every tab. */
+  private decide(item: ToolItem, approved: boolean): void {
+    this.conn?.send({
+      type: 'approve',
+      threadId: this.threadId,
+      runId: item.runId,
+      toolCallId: item.toolCallId,
+      approved,
+    });
+  }
+
   /** Reconnects now, resetting the retry count (e.g. after the user signed in again). */
   reconnect(): void {
     this.restart();
@@ -431,6 +455,9 @@ export class AgentChat extends LitElement {
       const last = completed[completed.length - 1];
       if (last) this.announce(`Assistant: ${last.text}`);
       if (event.type === 'RUN_ERROR') this.announce(runErrorText(event.code));
+      if (event.type === 'TOOL_APPROVAL_REQUESTED')
+        this.announce(`${event.label ?? humanise(event.toolName)} needs your approval.`);
+      if (event.type === 'TOOL_APPROVAL_RESOLVED') this.announce(event.approved ? 'Approved.' : 'Rejected.');
     }
     // Technical detail for developers, history included; the chat shows sentences.
     if (event.type === 'RUN_ERROR')
@@ -865,12 +892,20 @@ export class AgentChat extends LitElement {
       case 'tool': {
         // The tool's own label ("Updating your profile"), else its name in words; the error text goes to the console.
         const label = item.label ?? humanise(item.toolName);
-        const what =
-          item.status === 'running' ? `${label}…` : item.status === 'done' ? label : `${label} did not work`;
+        // Waiting for the user: the call's arguments and the two buttons (the run goes on once one is pressed).
+        const ask = item.approval === 'pending' && item.status === 'running';
+        const what = ask
+          ? `${label}: needs your approval`
+          : item.status === 'running'
+            ? `${label}…`
+            : item.status === 'done'
+              ? label
+              : `${label} ${item.approval === 'rejected' ? 'was rejected' : 'did not work'}`;
         return html`<div
           part="tool-call"
           class="tool"
           data-status=${item.status}
+          data-approval=${item.approval ?? ''}
           data-tool-call-id=${item.toolCallId}
         >
           ${
@@ -879,6 +914,15 @@ export class AgentChat extends LitElement {
               : html`<span aria-hidden="true">${item.status === 'done' ? '✓' : '✕'}</span>`
           }
           <span>${what}</span>${item.status === 'done' ? html`<span class="sr-only">, done</span>` : nothing}
+          ${
+            ask
+              ? html`<pre part="approval-args">${readable(item.args)}</pre>
+                  <button part="approve-button" @click=${() => this.decide(item, true)}>Approve</button>
+                  <button part="reject-button" class="secondary" @click=${() => this.decide(item, false)}>
+                    Reject
+                  </button>`
+              : nothing
+          }
         </div>`;
       }
       case 'history-divider':

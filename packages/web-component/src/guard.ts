@@ -44,12 +44,18 @@ function eventProblem(e: Obj): string | undefined {
     case 'RUN_STARTED':
       if (!opt(e.parentRunId, isId)) return 'parentRunId';
       return opt(e.regenerates, isId) ? undefined : 'regenerates';
+    case 'TOOL_APPROVAL_RESOLVED':
+      if (!isId(e.toolCallId)) return 'toolCallId';
+      return typeof e.approved === 'boolean' ? undefined : 'approved';
     case 'TOOL_CALL_STARTED':
     case 'TOOL_CALL_RESULT':
+    case 'TOOL_APPROVAL_REQUESTED':
       if (!isId(e.toolCallId)) return 'toolCallId';
       if (!isStr(e.toolName, LIMITS.maxToolNameLength)) return 'toolName';
       if (!opt(e.label, (v) => isStr(v, LIMITS.maxLabelLength))) return 'label';
       if (e.type === 'TOOL_CALL_STARTED') return undefined;
+      if (e.type === 'TOOL_APPROVAL_REQUESTED')
+        return typeof e.args === 'string' && e.args.length <= LIMITS.maxDeltaLength ? undefined : 'args';
       if (typeof e.ok !== 'boolean') return 'ok';
       return opt(e.error, (v) => isStr(v, LIMITS.maxErrorMessageLength)) ? undefined : 'error';
     case 'TEXT_MESSAGE_CHUNK':

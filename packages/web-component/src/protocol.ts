@@ -33,6 +33,8 @@ export const KNOWN_EVENT_TYPES: readonly EventType[] = [
   'USER_MESSAGE',
   'STATE_CHANGED',
   'HISTORY_WINDOWED',
+  'TOOL_APPROVAL_REQUESTED',
+  'TOOL_APPROVAL_RESOLVED',
 ];
 
 /** Server error codes after which retrying cannot help until the page acts (sign in again, etc.). */

@@ -239,6 +239,13 @@ export const styles = css`
     font-size: 0.9em;
     color: var(--_muted);
   }
+  .tool {
+    flex-wrap: wrap;
+  }
+  .tool pre {
+    flex-basis: 100%;
+    margin: 0;
+  }
   .tool[data-status='failed'],
   .run-error,
   .failed {

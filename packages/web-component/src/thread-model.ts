@@ -40,6 +40,10 @@ export interface ToolItem {
   label?: string;
   status: 'running' | 'done' | 'failed';
   error?: string;
+  /** The call's arguments (JSON text) while it waits for approval. */
+  args?: string;
+  /** `pending`: the run waits for the user's Approve or Reject (TOOL_APPROVAL_REQUESTED); then the decision. */
+  approval?: 'pending' | 'approved' | 'rejected';
 }
 
 /** A run that ended with RUN_ERROR. */
@@ -220,8 +224,14 @@ export class ThreadModel {
         item.version++;
         break;
       }
+      case 'TOOL_APPROVAL_RESOLVED': {
+        const item = this.byKey.get(`t:${event.toolCallId}`) as ToolItem | undefined;
+        if (item) item.approval = event.approved ? 'approved' : 'rejected';
+        break;
+      }
       case 'TOOL_CALL_STARTED':
-      case 'TOOL_CALL_RESULT': {
+      case 'TOOL_CALL_RESULT':
+      case 'TOOL_APPROVAL_REQUESTED': {
         this.completeRun(event.runId, completed);
         const key = `t:${event.toolCallId}`;
         let item = this.byKey.get(key) as ToolItem | undefined;
@@ -237,6 +247,10 @@ export class ThreadModel {
           this.push(item);
         }
         if (event.label) item.label = event.label;
+        if (event.type === 'TOOL_APPROVAL_REQUESTED') {
+          item.approval = 'pending';
+          item.args = event.args;
+        }
         if (event.type === 'TOOL_CALL_RESULT') {
           item.status = event.ok ? 'done' : 'failed';
           if (event.error) item.error = event.error;

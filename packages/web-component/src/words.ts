@@ -32,6 +32,7 @@ const RUN_ERRORS: Record<string, string> = {
   agent_idle_timeout: 'The assistant stopped responding.',
   relay_restarted: RESTARTED,
   owner_lost: RESTARTED,
+  approval_expired: 'Nobody approved it in time.',
   shutdown: RESTARTED,
   store_error: 'The conversation could not be saved.',
   store_unavailable: 'The conversation could not be saved.',

@@ -24,6 +24,15 @@ const valid = [
   { ...base, type: 'STATE_CHANGED', scope: 'profile', value: { a: 1 } },
   { ...base, type: 'HISTORY_WINDOWED', windowItems: 200 },
   { ...base, type: 'RUN_STARTED', regenerates: 'r0' },
+  {
+    ...base,
+    type: 'TOOL_APPROVAL_REQUESTED',
+    toolCallId: 'c9',
+    toolName: 'profile.clear',
+    args: '{}',
+    expiresAt: '2026-12-03T00:00:00.000Z',
+  },
+  { ...base, type: 'TOOL_APPROVAL_RESOLVED', toolCallId: 'c9', approved: false, decidedBy: 'u1' },
 ];
 
 const invalid: Array<[string, object]> = [
@@ -38,6 +47,12 @@ const invalid: Array<[string, object]> = [
   ['empty run error', { ...base, type: 'RUN_ERROR', message: '' }],
   ['window negative', { ...base, type: 'HISTORY_WINDOWED', windowItems: -1 }],
   ['window missing', { ...base, type: 'HISTORY_WINDOWED' }],
+  ['approval args missing', { ...base, type: 'TOOL_APPROVAL_REQUESTED', toolCallId: 'c9', toolName: 'x' }],
+  [
+    'approval args too long',
+    { ...base, type: 'TOOL_APPROVAL_REQUESTED', toolCallId: 'c9', toolName: 'x', args: 'x'.repeat(32_769) },
+  ],
+  ['decision not a boolean', { ...base, type: 'TOOL_APPROVAL_RESOLVED', toolCallId: 'c9', approved: 'yes' }],
   ['bad error code', { ...base, type: 'RUN_ERROR', message: 'x', code: 'Not-Snake' }],
   [
     'user text empty',

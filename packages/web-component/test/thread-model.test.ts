@@ -85,6 +85,37 @@ describe('ThreadModel', () => {
     expect(m.fail('c2', 'lost')).toBe(false);
   });
 
+  it('marks a tool call that waits for approval, then the decision; a run that ends unanswered fails it', () => {
+    const m = new ThreadModel();
+    m.apply(ev({ type: 'RUN_STARTED', runId: 'r1' }));
+    m.apply(ev({ type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'c1', toolName: 'profile.clear' }));
+    m.apply(
+      ev({
+        type: 'TOOL_APPROVAL_REQUESTED',
+        runId: 'r1',
+        toolCallId: 'c1',
+        toolName: 'profile.clear',
+        args: '{}',
+      }),
+    );
+    expect(m.items[0]).toMatchObject({ kind: 'tool', status: 'running', approval: 'pending', args: '{}' });
+    expect(m.activeRunId).toBe('r1');
+    m.apply(ev({ type: 'TOOL_APPROVAL_RESOLVED', runId: 'r1', toolCallId: 'c1', approved: true }));
+    expect(m.items[0]).toMatchObject({ approval: 'approved' });
+    m.apply(ev({ type: 'RUN_STARTED', runId: 'r2' }));
+    m.apply(
+      ev({
+        type: 'TOOL_APPROVAL_REQUESTED',
+        runId: 'r2',
+        toolCallId: 'c2',
+        toolName: 'profile.clear',
+        args: '{}',
+      }),
+    );
+    m.apply(ev({ type: 'RUN_ERROR', runId: 'r2', message: 'expired', code: 'approval_expired' }));
+    expect(m.items.find((i) => i.key === 't:c2')).toMatchObject({ status: 'failed', approval: 'pending' });
+  });
+
   it('keeps one history divider, the newest, where its run began', () => {
     const m = new ThreadModel();
     m.apply(ev({ type: 'RUN_STARTED', runId: 'r1' }));

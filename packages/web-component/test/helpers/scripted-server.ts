@@ -20,6 +20,7 @@ export interface Script {
   ): void;
   /** Runs on every `cancel`; default: nothing. */
   onCancel?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'cancel' }>, ws: WebSocket): void;
+  onApprove?(server: ScriptedServer, msg: Extract<ClientMessage, { type: 'approve' }>, ws: WebSocket): void;
   /** Runs on every `subscribe` before the replay; return false to skip the default replay. */
   onSubscribe?(
     server: ScriptedServer,
@@ -87,7 +88,8 @@ export class ScriptedServer {
       this.subscribed.add(ws);
     } else if (msg.type === 'send') this.script.onSend?.(this, msg, ws);
     else if (msg.type === 'regenerate') this.script.onRegenerate?.(this, msg, ws);
-    else this.script.onCancel?.(this, msg, ws);
+    else if (msg.type === 'cancel') this.script.onCancel?.(this, msg, ws);
+    else this.script.onApprove?.(this, msg, ws);
   }
 
   /** Stamps, validates, logs and fans out events to every subscribed socket. */

@@ -1,0 +1,180 @@
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { WebSocket } from 'ws';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { browserSuite, launchChromium } from './helpers/browser.js';
+import { PageServer } from './helpers/page-server.js';
+import { ScriptedServer, type Script } from './helpers/scripted-server.js';
+
+const suite = browserSuite('<agent-chat> tool approvals in Chromium');
+
+suite('<agent-chat> tool approvals in Chromium', () => {
+  let browser: Browser;
+  let pages: PageServer;
+  let context: BrowserContext | undefined;
+  const servers: ScriptedServer[] = [];
+
+  beforeAll(async () => {
+    [pages, browser] = await Promise.all([PageServer.start(), launchChromium()]);
+  });
+  afterEach(async () => {
+    await context?.close();
+    context = undefined;
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await pages?.close();
+  });
+
+  /**
+   * A relay stand-in: `send` starts a run that asks to approve `profile.clear`; `approve` stores the decision
+   * (the log carries it to every tab), then the run goes on and finishes.
+   */
+  async function serve(threadId: string): Promise<ScriptedServer> {
+    let n = 0;
+    const script: Script = {
+      onSend(server, msg, ws: WebSocket) {
+        const runId = `r${++n}`;
+        ws.send(JSON.stringify({ type: 'ack', clientMessageId: msg.clientMessageId, runId }));
+        server.append(
+          {
+            type: 'USER_MESSAGE',
+            runId,
+            messageId: `u${n}`,
+            clientMessageId: msg.clientMessageId,
+            userId: 'u-1',
+            text: msg.text,
+          },
+          { type: 'RUN_STARTED', runId },
+          { type: 'TOOL_CALL_STARTED', runId, toolCallId: `call${n}`, toolName: 'profile.clear' },
+          {
+            type: 'TOOL_APPROVAL_REQUESTED',
+            runId,
+            toolCallId: `call${n}`,
+            toolName: 'profile.clear',
+            args: '{"keep":["theme"]}',
+            expiresAt: new Date(Date.now() + 60_000).toISOString(),
+          },
+        );
+      },
+      onApprove(server, msg) {
+        server.append(
+          {
+            type: 'TOOL_APPROVAL_RESOLVED',
+            runId: msg.runId,
+            toolCallId: msg.toolCallId,
+            approved: msg.approved,
+            decidedBy: 'u-1',
+          },
+          {
+            type: 'TOOL_CALL_RESULT',
+            runId: msg.runId,
+            toolCallId: msg.toolCallId,
+            toolName: 'profile.clear',
+            ok: msg.approved,
+          },
+          {
+            type: 'TEXT_MESSAGE_CHUNK',
+            runId: msg.runId,
+            messageId: `a-${msg.runId}`,
+            delta: msg.approved ? 'Cleared.' : 'Kept.',
+          },
+          { type: 'RUN_FINISHED', runId: msg.runId },
+        );
+      },
+    };
+    const s = await ScriptedServer.start(threadId, script);
+    servers.push(s);
+    return s;
+  }
+
+  async function open(server: ScriptedServer): Promise<Page> {
+    context ??= await browser.newContext({ viewport: { width: 640, height: 720 } });
+    const page = await context.newPage();
+    page.on('pageerror', (err) => console.error('page error:', err.message));
+    await page.goto(pages.url);
+    await page.waitForFunction(() => customElements.get('agent-chat') !== undefined);
+    await page.evaluate(
+      ({ url, threadId }) => {
+        const el = document.createElement('agent-chat');
+        el.setAttribute('endpoint', url);
+        el.setAttribute('thread-id', threadId);
+        document.body.append(el);
+      },
+      { url: server.url, threadId: server.threadId },
+    );
+    await expect.poll(() => page.locator('agent-chat').getAttribute('connection')).toBe('connected');
+    return page;
+  }
+
+  const send = async (page: Page, text: string) => {
+    const chat = page.locator('agent-chat');
+    await chat.locator('textarea').fill(text);
+    await chat.locator('textarea').press('Enter');
+  };
+  const live = (page: Page) => page.locator('agent-chat').locator('[role="status"]').textContent();
+
+  it('shows the pending call with its arguments; Approve by mouse sends the decision; a second tab follows at once', async () => {
+    const s = await serve('t-approve');
+    const page = await open(s);
+    const chat = page.locator('agent-chat');
+    await send(page, 'forget me');
+    const tool = chat.locator('[data-tool-call-id="call1"]');
+    await expect.poll(() => tool.getAttribute('data-approval')).toBe('pending');
+    expect(await tool.textContent()).toContain('Profile clear: needs your approval');
+    expect(await tool.locator('[part="approval-args"]').textContent()).toBe(
+      '{\n  "keep": [\n    "theme"\n  ]\n}',
+    );
+    await expect.poll(() => live(page)).toContain('needs your approval');
+
+    // A second tab (a reload is the same: the log replays) shows the same pending call.
+    const second = await open(s);
+    const tool2 = second.locator('agent-chat').locator('[data-tool-call-id="call1"]');
+    await expect.poll(() => tool2.locator('[part="approve-button"]').count()).toBe(1);
+
+    await tool.locator('[part="approve-button"]').click();
+    await s.until(() => s.received.some((m) => m.type === 'approve'), 'approve');
+    expect(s.received.find((m) => m.type === 'approve')).toEqual({
+      type: 'approve',
+      threadId: 't-approve',
+      runId: 'r1',
+      toolCallId: 'call1',
+      approved: true,
+    });
+    await expect.poll(() => tool.getAttribute('data-status')).toBe('done');
+    expect(await tool.locator('button').count()).toBe(0);
+    // The other tab got the decision from the log at once: no buttons left there either.
+    await expect.poll(() => tool2.getAttribute('data-status')).toBe('done');
+    expect(await tool2.locator('button').count()).toBe(0);
+    expect(await tool2.getAttribute('data-approval')).toBe('approved');
+  });
+
+  it('works by keyboard only: Tab to Reject, Enter; the call shows as rejected and the answer streams', async () => {
+    const s = await serve('t-reject');
+    const page = await open(s);
+    const chat = page.locator('agent-chat');
+    await send(page, 'forget me');
+    const tool = chat.locator('[data-tool-call-id="call1"]');
+    await expect.poll(() => tool.getAttribute('data-approval')).toBe('pending');
+    const focused = (): Promise<string> =>
+      page.evaluate(() => {
+        let a: Element | null = document.activeElement;
+        while (a?.shadowRoot?.activeElement) a = a.shadowRoot.activeElement;
+        return a?.getAttribute('part') ?? a?.tagName.toLowerCase() ?? '';
+      });
+    await chat.locator('textarea').focus();
+    for (let i = 0; i < 12 && (await focused()) !== 'reject-button'; i++)
+      await page.keyboard.press('Shift+Tab');
+    expect(await focused()).toBe('reject-button');
+    await page.keyboard.press('Enter');
+    await s.until(() => s.received.some((m) => m.type === 'approve'), 'approve');
+    expect(s.received.find((m) => m.type === 'approve')).toMatchObject({
+      approved: false,
+      toolCallId: 'call1',
+    });
+    await expect.poll(() => tool.getAttribute('data-approval')).toBe('rejected');
+    expect(await tool.textContent()).toContain('was rejected');
+    await expect.poll(() => chat.locator('[data-message-id="a-r1"]').textContent()).toContain('Kept.');
+    await expect.poll(() => live(page)).toMatch(/Rejected\.|Assistant: Kept\./);
+  });
+});
