@@ -24,7 +24,7 @@ import {
   type ToolManifest,
   type ToolResult,
 } from '@threadline/contracts';
-import { createToolClient, type ToolClient } from '@threadline/tools-kit';
+import { ManifestCache, createToolClient, type ToolClient } from '@threadline/tools-kit';
 import { toAgentTools } from '@threadline/tools-kit/agents';
 import { createDemoModelProvider } from './demo-model.js';
 import { SdkDefaultsProvider } from './sdk-defaults.js';
@@ -86,6 +86,11 @@ export interface CreateRunnerOptions {
    * call (1..1000; default: env THREADLINE_HISTORY_ITEMS, then 200). Older items stay stored but unseen.
    */
   historyItems?: number;
+  /**
+   * Where tool manifests are kept between runs, per token scope (router URL, issuer, audience, tool list), and
+   * revalidated with the router's ETag; `false` fetches the manifest on every run. Default: a cache of 100.
+   */
+  manifestCache?: ManifestCache | false;
   /** fetch used for tool calls (default global fetch). */
   fetch?: typeof fetch;
   /** Environment read for defaults (default process.env). */
@@ -213,6 +218,8 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   const historyItems = checkHistoryItems(
     options.historyItems ?? (env.THREADLINE_HISTORY_ITEMS ? Number(env.THREADLINE_HISTORY_ITEMS) : undefined),
   );
+  const manifestCache =
+    options.manifestCache === false ? undefined : (options.manifestCache ?? new ManifestCache());
   const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
   const modelName = typeof model === 'string' ? model : undefined;
 
@@ -283,6 +290,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         token: request.tools.token,
         threadId: request.threadId,
         timeoutMs: toolTimeoutMs,
+        ...(manifestCache ? { manifestCache } : {}),
         ...(options.fetch ? { fetch: options.fetch } : {}),
       });
       const client = withSignal(rawClient, signal);
