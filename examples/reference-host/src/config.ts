@@ -150,6 +150,15 @@ const EnvSchema = z.object({
       .max(1000, 'USER_MAX_THREADS must be between 1 and 1000')
       .default(1000),
   ),
+  RETENTION_DAYS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'RETENTION_DAYS must be a number' })
+      .int('RETENTION_DAYS must be a whole number')
+      .min(1, 'RETENTION_DAYS must be between 1 and 36500')
+      .max(36_500, 'RETENTION_DAYS must be between 1 and 36500')
+      .optional(),
+  ),
   MSG_BYTES_PER_HOUR: z.preprocess(
     unset,
     z.coerce
@@ -238,6 +247,8 @@ export interface HostConfig {
   maxThreadsPerUser: number;
   /** Bytes of message text (UTF-8) one user may send per hour (MSG_BYTES_PER_HOUR). */
   messageBytesPerUserHour: number;
+  /** Threads idle for more days than this are removed, when set (RETENTION_DAYS; unset: kept forever). */
+  retentionDays: number | undefined;
 }
 
 /**
@@ -336,5 +347,6 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
     trustProxy: 'value' in trustProxy ? trustProxy.value : false,
     maxThreadsPerUser: e.USER_MAX_THREADS,
     messageBytesPerUserHour: e.MSG_BYTES_PER_HOUR,
+    retentionDays: e.RETENTION_DAYS,
   };
 }

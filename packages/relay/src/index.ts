@@ -36,4 +36,6 @@ export type {
   RunRecord,
   RunStatus,
   ThreadRecord,
+  PruneResult,
 } from './store.js';
+export { DEFAULT_PRUNE_LIMIT, MAX_PRUNE_LIMIT } from './store.js';
