@@ -70,11 +70,6 @@ export function resolveCompaction(
   return { afterItems, model: model.trim(), client: options?.client };
 }
 
-/** What a run's compaction did: how many times it compacted. */
-export interface CompactionRecord {
-  compactions: number;
-}
-
 /**
  * Wraps a run's session so that the Agents SDK compacts it through `responses.compact` once it passes the
  * threshold. The input mode is used (the items are sent, nothing is read back from OpenAI's response storage),
@@ -84,17 +79,14 @@ export interface CompactionRecord {
 export function compactingSession(
   session: Session,
   settings: ResolvedCompaction,
-  client: CompactionClient | undefined,
-  record: CompactionRecord,
+  client: CompactionClient,
 ): Session {
-  const traced = client ?? undefined;
-  const counting: CompactionClient | undefined = traced && {
+  const traced: CompactionClient = {
     responses: {
       compact: (body, options) =>
         withCustomSpan(
           async (span) => {
-            const answer = await traced.responses.compact(body, options);
-            record.compactions++;
+            const answer = await client.responses.compact(body, options);
             span.spanData.data = { model: settings.model, outputItems: answer.output?.length ?? 0 };
             return answer;
           },
@@ -106,7 +98,7 @@ export function compactingSession(
     underlyingSession: session,
     model: settings.model,
     compactionMode: 'input',
-    ...(counting ? { client: counting as unknown as OpenAI } : {}),
+    client: traced as unknown as OpenAI,
     shouldTriggerCompaction: ({ compactionCandidateItems }) =>
       compactionCandidateItems.length >= settings.afterItems,
   });

@@ -388,9 +388,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
       // History goes through the unlinked client: a cancelled run still records the user's message.
       const history = new ToolSession(rawClient, request.threadId, { historyItems });
-      const session = compaction
-        ? compactingSession(history, compaction, await compactionClient(), { compactions: 0 })
-        : history;
+      const session = compaction ? compactingSession(history, compaction, await compactionClient()) : history;
       const result = await sdkRunner.run(agent, request.message, {
         stream: true,
         session,
