@@ -207,6 +207,37 @@ if (wc)
     wc.sizes[0].gzip < 20 * 1024,
     `${(wc.sizes[0].gzip / 1024).toFixed(1)} KiB`,
   ]);
+// Long threads (issue 23): a run's cost flat in its thread's length.
+const long = extra('long-thread');
+if (long) {
+  const row = (items) => long.rows.find((r) => r.items === items);
+  const [r0, r1k, r10k] = [row(0), row(1_000), row(10_000)];
+  if (r0 && r1k)
+    targets.push([
+      'first text at 1,000 history items ≤ 2× at 0 (p50)',
+      r1k.p50 <= 2 * r0.p50,
+      `${r1k.p50.toFixed(2)} ms vs ${r0.p50.toFixed(2)} ms; agent CPU ${r1k.cpuPerRun.toFixed(2)} vs ${r0.cpuPerRun.toFixed(2)} ms/run`,
+    ]);
+  if (r1k && r10k)
+    // "No worse" with room for run-to-run noise: within 10 %.
+    targets.push([
+      'first text at 10,000 items no worse than at 1,000 (p50, within 10 %)',
+      r10k.p50 <= 1.1 * r1k.p50,
+      `${r10k.p50.toFixed(2)} ms vs ${r1k.p50.toFixed(2)} ms; agent CPU ${r10k.cpuPerRun.toFixed(2)} vs ${r1k.cpuPerRun.toFixed(2)} ms/run`,
+    ]);
+  if (long.throughput.short && long.throughput.long)
+    targets.push([
+      'runs/s of 20 conversations on 1,000-item threads ≥ half of short threads',
+      long.throughput.long >= 0.5 * long.throughput.short,
+      `${long.throughput.long.toFixed(1)} vs ${long.throughput.short.toFixed(1)} runs/s`,
+    ]);
+  if (r0)
+    targets.push([
+      'the host adds ≤ 5 ms p50 to the first text on a short thread',
+      r0.hostAdds <= 5,
+      `${r0.hostAdds.toFixed(2)} ms (${r0.p50.toFixed(2)} through the host, ${r0.directP50.toFixed(2)} at the agent directly)`,
+    ]);
+}
 results.targets = targets.map(([target, met, figure]) => ({ target, met, figure }));
 md += '\n## Targets\n\n| target | met | figure |\n|---|---|---|\n';
 for (const [target, met, figure] of targets)

@@ -160,6 +160,15 @@ const EnvSchema = z.object({
       .max(1000, 'USER_MAX_THREADS must be between 1 and 1000')
       .default(1000),
   ),
+  RETENTION_DAYS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'RETENTION_DAYS must be a number' })
+      .int('RETENTION_DAYS must be a whole number')
+      .min(1, 'RETENTION_DAYS must be between 1 and 36500')
+      .max(36_500, 'RETENTION_DAYS must be between 1 and 36500')
+      .optional(),
+  ),
   MSG_BYTES_PER_HOUR: z.preprocess(
     unset,
     z.coerce
@@ -282,6 +291,8 @@ export interface HostConfig {
    */
   oidc:
     { issuer: string; clientId: string; clientSecret: string; redirectUrl: string | undefined } | undefined;
+  /** Threads idle for more days than this are removed, when set (RETENTION_DAYS; unset: kept forever). */
+  retentionDays: number | undefined;
 }
 
 /**
@@ -397,5 +408,6 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
               e.OIDC_REDIRECT_URL ?? (publicOrigin ? `${publicOrigin}/auth/oidc/callback` : undefined),
           }
         : undefined,
+    retentionDays: e.RETENTION_DAYS,
   };
 }

@@ -32,6 +32,7 @@ import { agentProbe, postgresProbe, type AgentHealth } from './readiness.js';
 import { loadSecrets, type HostSecrets } from './secrets.js';
 import { allowedOrigins } from './security.js';
 import { Sessions } from './sessions.js';
+import { startRetention } from './retention.js';
 import { storeHealth, watchUserStore, type StoreHealth } from './store-health.js';
 import { MongoUserStore } from './users/mongo-user-store.js';
 import { PostgresUserStore } from './users/postgres-user-store.js';
@@ -383,6 +384,14 @@ export async function startHost(options: HostOptions): Promise<Host> {
       .catch((err: unknown) => logger.warn('session sweep failed:', err));
   }, 3_600_000);
   sweep.unref();
+  const retention =
+    config.retentionDays === undefined
+      ? undefined
+      : startRetention({
+          store,
+          days: config.retentionDays,
+          logger: { info: (...args) => console.info(...args), warn: (...args) => logger.warn(...args) },
+        });
 
   let closing: Promise<void> | undefined;
   return {
@@ -397,6 +406,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     close: () =>
       (closing ??= (async () => {
         clearInterval(sweep);
+        retention?.stop();
         await ws.close();
         await relay.close();
         await new Promise<void>((resolve) => {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDemoModelProvider, createRunner } from '@threadline/agent-runner';
+import { createDemoCompactionClient, createDemoModelProvider, createRunner } from '@threadline/agent-runner';
 import { createRunFinishedEvent, createRunStartedEvent } from '@threadline/contracts';
 import type { AgentEvent, RunRequest, SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { inProcessAgentTransport } from '@threadline/relay';
@@ -42,6 +42,14 @@ beforeAll(async () => {
     historyItems: 1,
     logger: { info: () => {}, warn: () => {}, error: console.error },
   });
+  // Messages starting with "compact" run with compaction after 2 non-user items (the offline demo compaction).
+  const compacting = createRunner({
+    modelProvider: createDemoModelProvider({ delayMs: 0 }),
+    model: 'demo',
+    tracing: false,
+    compaction: { afterItems: 2, model: 'gpt-4.1-mini', client: createDemoCompactionClient() },
+    logger: { info: () => {}, warn: () => {}, error: console.error },
+  });
   // A message "hold" starts a run that stays open until released or cancelled (the seam is the agent
   // transport), so cancel can be tried on a run that is really in progress.
   // "hold-fail" does the same and then fails (the relay ends the run with RUN_ERROR).
@@ -60,7 +68,12 @@ beforeAll(async () => {
     run: (request, options) =>
       request.message.startsWith('hold')
         ? hold(request, options)
-        : (request.message.startsWith('window') ? windowed : runner).run(request, options),
+        : (request.message.startsWith('window')
+            ? windowed
+            : request.message.startsWith('compact')
+              ? compacting
+              : runner
+          ).run(request, options),
   });
   host = await startHost({ config, secrets, agent, logger: { error: () => {}, warn: () => {} } });
   base = `http://127.0.0.1:${host.port}`;
@@ -219,6 +232,35 @@ describe('host: a long thread', () => {
     replay.send({ type: 'subscribe', threadId, afterSeq: 0 });
     await replay.next(finished(runIds[1]!));
     expect(windowedIn(replay.events())).toEqual([runIds[1]]);
+    expect(replay.events().map((e) => e.seq)).toEqual(rest.map((e) => e.seq));
+    replay.close();
+  });
+});
+
+describe('host: a compacted thread', () => {
+  it('the run after a compaction writes HISTORY_WINDOWED reason compacted to the log, and a new socket replays it', async () => {
+    const { c, threadId } = await userWithThread('compactthread');
+    const ws = await WsClient.open(c.cookie);
+    ws.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    const runIds: string[] = [];
+    for (const [i, text] of ['compact one', 'compact two', 'compact three'].entries()) {
+      ws.send({ type: 'send', threadId, text, clientMessageId: `k${i}` });
+      const ack = await ws.next((m) => m.type === 'ack' && m.clientMessageId === `k${i}`);
+      const runId = ack.type === 'ack' ? ack.runId : '';
+      runIds.push(runId);
+      await ws.next(finished(runId));
+    }
+    ws.close();
+    // The second run's two answers reached the threshold; the third run answered from the summary.
+    const compactedIn = (events: SequencedAgentEvent[]) =>
+      events.filter((e) => e.type === 'HISTORY_WINDOWED').map((e) => [e.runId, e.reason]);
+    expect(compactedIn(ws.events())).toEqual([[runIds[2], 'compacted']]);
+    const rest = (await c.req('GET', `/api/threads/${threadId}/events`)).json.events as SequencedAgentEvent[];
+    expect(compactedIn(rest)).toEqual([[runIds[2], 'compacted']]);
+    const replay = await WsClient.open(c.cookie);
+    replay.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    await replay.next(finished(runIds[2]!));
+    expect(compactedIn(replay.events())).toEqual([[runIds[2], 'compacted']]);
     expect(replay.events().map((e) => e.seq)).toEqual(rest.map((e) => e.seq));
     replay.close();
   });

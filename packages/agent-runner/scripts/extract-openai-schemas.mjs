@@ -34,6 +34,8 @@ export const ROOTS = [
   'CreateChatCompletionResponse',
   'CreateChatCompletionStreamResponse',
   'ErrorResponse',
+  'CompactResponseMethodPublicBody',
+  'CompactResource',
 ];
 
 const DROP = new Set([

@@ -84,6 +84,12 @@ export interface CapturedModelRequest {
   body: Record<string, unknown>;
 }
 
+/** A compaction request as the fake server received it (`POST /v1/responses/compact`). */
+export interface CapturedCompactRequest {
+  headers: Record<string, string | string[] | undefined>;
+  body: Record<string, unknown>;
+}
+
 /** A trace ingest request as the fake server received it (`POST /v1/traces/ingest`). */
 export interface CapturedTraceIngest {
   headers: Record<string, string | string[] | undefined>;
@@ -120,6 +126,8 @@ export interface FakeOpenAIServer {
   readonly requests: CapturedModelRequest[];
   /** Trace ingest requests received, oldest first. */
   readonly traceIngests: CapturedTraceIngest[];
+  /** Compaction requests received (`POST /v1/responses/compact`), oldest first. */
+  readonly compactRequests: CapturedCompactRequest[];
   /** Appends turns to the script. */
   enqueue(...turns: FakeTurn[]): void;
   /** Every ingested trace or span item, flattened. */
@@ -550,10 +558,52 @@ async function playChat(turn: FakeTurn, ctx: PlayContext): Promise<TurnResult | 
   }
 }
 
+/** Prefix of the fake's compaction items' `encrypted_content`, followed by how many items it replaced. */
+export const FAKE_COMPACTION_PREFIX = 'fake-compaction:';
+
+/**
+ * The compact endpoint's answer (`CompactResource`): like the API, every user message of the input is kept (as a
+ * `Message` with `input_text` parts) and everything else is replaced by one `compaction` item, whose
+ * `encrypted_content` here is readable: {@link FAKE_COMPACTION_PREFIX} and the number of items replaced. A
+ * request without `input` items (e.g. `previous_response_id` only) gets a 400 string: the fake keeps no responses.
+ */
+function compactResource(body: Json, n: number): Json | string {
+  if (typeof body.model !== 'string' || body.model === '') return 'model is required';
+  const input = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : body.input;
+  if (!Array.isArray(input))
+    return 'the fake server compacts `input` items only (it keeps no responses for previous_response_id)';
+  const output: Json[] = [];
+  let replaced = 0;
+  input.forEach((item: unknown, i) => {
+    if (isRecord(item) && (item.type ?? 'message') === 'message' && item.role === 'user') {
+      const parts =
+        typeof item.content === 'string' ? [{ type: 'input_text', text: item.content }] : item.content;
+      const content = Array.isArray(parts)
+        ? parts
+            .filter(isRecord)
+            .map((p) => ({ type: 'input_text', text: typeof p.text === 'string' ? p.text : '' }))
+        : [];
+      output.push({ type: 'message', id: `msg_cmp_${n}_${i}`, status: 'completed', role: 'user', content });
+    } else replaced++;
+  });
+  output.push({
+    type: 'compaction',
+    id: `cmp_${n}`,
+    encrypted_content: `${FAKE_COMPACTION_PREFIX}${replaced}`,
+  });
+  return {
+    id: `resp_cmp_${n}`,
+    object: 'response.compaction',
+    output,
+    created_at: unixNow(),
+    usage: responsesUsage(),
+  };
+}
+
 /**
  * Starts a local HTTP server on 127.0.0.1 that speaks the OpenAI wire format as the official OpenAPI description
- * defines it, for the real `openai` client and `@openai/agents`: the Responses API (`POST /v1/responses`) and
- * Chat Completions (`POST /v1/chat/completions`), streaming and not, plus trace ingest capture
+ * defines it, for the real `openai` client and `@openai/agents`: the Responses API (`POST /v1/responses`, and
+ * `POST /v1/responses/compact` answered by a deterministic compaction), Chat Completions (`POST /v1/chat/completions`), streaming and not, plus trace ingest capture
  * (`POST /v1/traces/ingest`). Answers come from a script of {@link FakeTurn}s. A streamed response carries the
  * full event sequence (`response.created`, `response.in_progress`, output items with their content parts and
  * text or arguments deltas, then `response.completed`, `response.failed` or `response.incomplete`).
@@ -570,6 +620,7 @@ export async function createFakeOpenAIServer(
   const queue: FakeTurn[] = [...(options.turns ?? [])];
   const requests: CapturedModelRequest[] = [];
   const traceIngests: CapturedTraceIngest[] = [];
+  const compactRequests: CapturedCompactRequest[] = [];
   const maxBody = options.maxBodyBytes ?? 8 * 1024 * 1024;
   const maxCaptured = options.maxCaptured ?? 1000;
   const waiters = new Set<() => void>();
@@ -628,6 +679,11 @@ export async function createFakeOpenAIServer(
     } catch {
       return openAIError(res, 400, 'request body is not a JSON object');
     }
+    if (url.pathname === '/v1/responses/compact') {
+      capture(compactRequests, { headers: req.headers, body });
+      const answer = compactResource(body, ++seq);
+      return typeof answer === 'string' ? openAIError(res, 400, answer) : sendJson(res, 200, answer);
+    }
     if (url.pathname === '/v1/traces/ingest') {
       const data = Array.isArray(body.data) ? (body.data as Json[]) : [];
       capture(traceIngests, { headers: req.headers, body: { data } });
@@ -685,6 +741,7 @@ export async function createFakeOpenAIServer(
     tracesEndpoint: `${baseURL}/traces/ingest`,
     requests,
     traceIngests,
+    compactRequests,
     enqueue: (...turns) => void queue.push(...turns),
     traceItems,
     openStreams: () => streams.size,

@@ -15,6 +15,12 @@ export type {
 export type { AgentAuth } from './auth.js';
 export { ToolSession, DEFAULT_HISTORY_ITEMS, MAX_HISTORY_ITEMS } from './tool-session.js';
 export type { ToolSessionOptions, HistoryWindow } from './tool-session.js';
+export {
+  DEFAULT_COMPACT_AFTER_ITEMS,
+  DEMO_COMPACTION_PREFIX,
+  createDemoCompactionClient,
+} from './compaction.js';
+export type { CompactionOptions, CompactionClient } from './compaction.js';
 export { EventMapper } from './event-mapper.js';
 export type { ToolOutcome } from './event-mapper.js';
 export { createDemoModelProvider, DemoModel } from './demo-model.js';

@@ -9,6 +9,7 @@ import {
   AgentsError,
   UserError,
   generateTraceId,
+  getDefaultOpenAIClient,
   tool,
   type Model,
   type ModelProvider,
@@ -29,9 +30,16 @@ import {
   type ToolManifest,
   type ToolResult,
 } from '@threadline/contracts';
-import { createToolClient, type ToolClient } from '@threadline/tools-kit';
+import { ManifestCache, createToolClient, type ToolClient } from '@threadline/tools-kit';
 import { toAgentTools } from '@threadline/tools-kit/agents';
 import { checkRunnerOptions } from './options.js';
+import {
+  compactingSession,
+  createDemoCompactionClient,
+  resolveCompaction,
+  type CompactionClient,
+  type CompactionOptions,
+} from './compaction.js';
 import { createDemoModelProvider } from './demo-model.js';
 import { SdkDefaultsProvider } from './sdk-defaults.js';
 import { AgentRunnerError } from './errors.js';
@@ -92,6 +100,18 @@ export interface CreateRunnerOptions {
    * call (1..1000; default: env THREADLINE_HISTORY_ITEMS, then 200). Older items stay stored but unseen.
    */
   historyItems?: number;
+  /**
+   * Compacts a thread's history through the Responses API's compact endpoint once it passes `afterItems` (see
+   * {@link CompactionOptions}); the compacted items replace the session items behind the API. Off by default;
+   * env THREADLINE_COMPACT_AFTER_ITEMS turns it on with that threshold. With the demo model the compaction is a
+   * deterministic offline one.
+   */
+  compaction?: CompactionOptions | false;
+  /**
+   * Where tool manifests are kept between runs, per token scope (router URL, issuer, audience, tool list), and
+   * revalidated with the router's ETag; `false` fetches the manifest on every run. Default: a cache of 100.
+   */
+  manifestCache?: ManifestCache | false;
   /** fetch used for tool calls (default global fetch). */
   fetch?: typeof fetch;
   /** Environment read for defaults (default process.env). */
@@ -266,11 +286,21 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   const historyItems = checkHistoryItems(
     options.historyItems ?? (env.THREADLINE_HISTORY_ITEMS ? Number(env.THREADLINE_HISTORY_ITEMS) : undefined),
   );
+  const manifestCache =
+    options.manifestCache === false ? undefined : (options.manifestCache ?? new ManifestCache());
   const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
   const modelName = typeof model === 'string' ? model : undefined;
 
+  const compaction = resolveCompaction(options.compaction, env, modelName);
+  if (compaction && !compaction.client && options.modelProvider)
+    throw new AgentRunnerError(
+      'invalid_options',
+      'with a custom modelProvider, compaction needs compaction.client (an OpenAI client)',
+    );
+
   let modelProvider = options.modelProvider;
   let sdkDefaults: SdkDefaultsProvider | undefined;
+  let openAIClient: OpenAI | undefined;
   if (!modelProvider) {
     const apiKey = options.openai?.apiKey ?? (env.OPENAI_API_KEY || undefined);
     if (apiKey) {
@@ -280,6 +310,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         ...(baseURL ? { baseURL } : {}),
         maxRetries: options.openai?.maxRetries ?? 2,
       });
+      openAIClient = client;
       modelProvider = new OpenAIProvider({
         openAIClient: client,
         useResponses: options.openai?.api !== 'chat_completions',
@@ -311,6 +342,14 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
   }
   if (noTracingKey && !sdkDefaults) tracingOff();
   const provider = modelProvider;
+  const demoCompaction = createDemoCompactionClient();
+  /** The client a run's compaction calls, decided like the model: given, the runner's, the SDK's, or the demo. */
+  const compactionClient = async (): Promise<CompactionClient> => {
+    if (compaction?.client) return compaction.client;
+    if (openAIClient) return openAIClient;
+    if (sdkDefaults && !(await sdkDefaults.usesSdk(modelName))) return demoCompaction;
+    return (getDefaultOpenAIClient() as unknown as CompactionClient | undefined) ?? new OpenAI();
+  };
 
   async function* run(
     request: RunRequest,
@@ -340,6 +379,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         token: request.tools.token,
         threadId: request.threadId,
         timeoutMs: toolTimeoutMs,
+        ...(manifestCache ? { manifestCache } : {}),
         ...(options.fetch ? { fetch: options.fetch } : {}),
       });
       const client = withSignal(rawClient, signal);
@@ -404,9 +444,10 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
       };
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
       // History goes through the unlinked client: a cancelled run still records the user's message.
-      const session = new ToolSession(rawClient, request.threadId, { historyItems });
+      const history = new ToolSession(rawClient, request.threadId, { historyItems });
       // A regenerate replaces the newest answer: it leaves the history, and the message comes back as input.
-      if (request.regenerates) await session.dropTurn(request.message);
+      if (request.regenerates) await history.dropTurn(request.message);
+      const session = compaction ? compactingSession(history, compaction, await compactionClient()) : history;
       let input: string | RunState<RunContextData, typeof agent> = request.message;
       if (resume) {
         const saved = await client.getRunState();
@@ -454,8 +495,10 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         signal,
       });
       // The SDK read the history before handing back the stream: say once, before any answer, what was left out.
-      const window = session.lastWindow;
-      if (window?.omitted) yield createHistoryWindowedEvent({ ...base, windowItems: window.items });
+      const window = history.lastWindow;
+      if (window?.compacted)
+        yield createHistoryWindowedEvent({ ...base, windowItems: window.items, reason: 'compacted' });
+      else if (window?.omitted) yield createHistoryWindowedEvent({ ...base, windowItems: window.items });
       try {
         for await (const event of result) {
           for (const out of mapper.map(event)) yield out;

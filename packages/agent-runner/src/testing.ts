@@ -1,8 +1,8 @@
 /**
- * Test doubles for users' own tests: a local fake OpenAI server that speaks the Responses API, Chat
- * Completions and trace ingest on 127.0.0.1.
+ * Test doubles for users' own tests: a local fake OpenAI server that speaks the Responses API (with its
+ * compact endpoint), Chat Completions and trace ingest on 127.0.0.1.
  */
-export { createFakeOpenAIServer } from './fake-openai-server.js';
+export { createFakeOpenAIServer, FAKE_COMPACTION_PREFIX } from './fake-openai-server.js';
 export type {
   FakeTurn,
   FakeUsage,
@@ -10,4 +10,5 @@ export type {
   FakeOpenAIServerOptions,
   CapturedModelRequest,
   CapturedTraceIngest,
+  CapturedCompactRequest,
 } from './fake-openai-server.js';

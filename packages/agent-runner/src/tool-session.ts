@@ -28,6 +28,8 @@ export interface HistoryWindow {
   items: number;
   /** True when the thread holds older items the model does not see. */
   omitted: boolean;
+  /** True when the items hold a compaction item: earlier turns reach the model as a summary. */
+  compacted: boolean;
 }
 
 /** Checks a history window size; throws `invalid_options` when it is not an integer in 1..1000. */
@@ -75,6 +77,12 @@ export class ToolSession implements Session {
   readonly #timeoutMs: number | undefined;
   readonly #historyItems: number;
   #lastWindow: HistoryWindow | undefined;
+  /**
+   * Items in this session's view when its first read left older ones out: what it read plus what was added
+   * since. Later reads (the SDK's compaction reads with explicit limits) stay inside this view, so the session
+   * the SDK sees is the window the model saw, never the older part of the thread.
+   */
+  #view: number | undefined;
 
   constructor(client: ToolClient, threadId: string, options: ToolSessionOptions = {}) {
     this.#client = client;
@@ -97,8 +105,13 @@ export class ToolSession implements Session {
    * SDK passes none (it passes none at the start of a run).
    */
   async getItems(limit?: number): Promise<AgentInputItem[]> {
-    const n =
+    let n =
       limit === undefined ? this.#historyItems : Math.max(1, Math.min(MAX_HISTORY_ITEMS, Math.floor(limit)));
+    if (this.#view !== undefined) {
+      if (this.#view === 0) return [];
+      n = Math.min(n, this.#view);
+    }
+    const first = this.#lastWindow === undefined;
     const data = await this.#call<{ items: JsonValue[]; more?: boolean }>('session.get', { limit: n });
     if (!Array.isArray(data.items))
       throw new AgentRunnerError('tool_client_error', 'session.get returned no items array');
@@ -111,7 +124,9 @@ export class ToolSession implements Session {
         start++;
       if (start > 0) items = items.slice(start);
     }
-    this.#lastWindow = { items: items.length, omitted };
+    const compacted = items.some((i) => (i as { type?: unknown } | null)?.type === 'compaction');
+    this.#lastWindow = { items: items.length, omitted, compacted };
+    if (first && omitted) this.#view = items.length;
     return items as unknown as AgentInputItem[];
   }
 
@@ -136,17 +151,22 @@ export class ToolSession implements Session {
     // Items can carry undefined fields and class instances; the tool endpoint accepts plain JSON only.
     const plain = JSON.parse(JSON.stringify(items)) as JsonValue[];
     for (let i = 0; i < plain.length; i += MAX_ADD_BATCH) {
-      await this.#call('session.add', { items: plain.slice(i, i + MAX_ADD_BATCH) });
+      const batch = plain.slice(i, i + MAX_ADD_BATCH);
+      await this.#call('session.add', { items: batch });
+      if (this.#view !== undefined) this.#view += batch.length;
     }
   }
 
   async popItem(): Promise<AgentInputItem | undefined> {
     const data = await this.#call<{ item: JsonValue | null }>('session.pop', {});
+    if (data.item && this.#view !== undefined) this.#view = Math.max(0, this.#view - 1);
     return (data.item ?? undefined) as AgentInputItem | undefined;
   }
 
   async clearSession(): Promise<void> {
     await this.#call('session.clear', {});
+    // The thread's memory is empty now: nothing older is left out of the view.
+    this.#view = undefined;
   }
 
   async #call<T>(name: string, input: unknown): Promise<T> {

@@ -6,7 +6,13 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { createParser } from 'eventsource-parser';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeOpenAIServer, type FakeOpenAIServer, type FakeTurn } from '../src/testing.js';
+import OpenAI from 'openai';
+import {
+  FAKE_COMPACTION_PREFIX,
+  createFakeOpenAIServer,
+  type FakeOpenAIServer,
+  type FakeTurn,
+} from '../src/testing.js';
 
 type Json = Record<string, unknown>;
 interface Fixture {
@@ -122,7 +128,11 @@ afterAll(() => {
 });
 
 /** Calls the fake over plain HTTP: parsed SSE `data` payloads (with their `event:` names), or the JSON body. */
-async function call(path: 'responses' | 'chat/completions', body: Json, turn?: FakeTurn) {
+async function call(
+  path: 'responses' | 'responses/compact' | 'chat/completions',
+  body: Json,
+  turn?: FakeTurn,
+) {
   if (turn) fake.enqueue(turn);
   const res = await fetch(`${fake.baseURL}/${path}`, {
     method: 'POST',
@@ -356,6 +366,44 @@ describe('Responses API events and objects validate against the OpenAPI descript
     const { status, json } = await call('responses', { model: MODEL, input: 'hi' });
     expect(status).toBe(500);
     expectValid('ErrorResponse', json);
+  });
+
+  it('compact: the openai client request and the CompactResource answer validate; user messages kept, one compaction item', async () => {
+    const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
+    const input = [
+      { role: 'user' as const, content: 'Plan a picnic.' },
+      {
+        type: 'message' as const,
+        id: 'msg_1',
+        status: 'completed' as const,
+        role: 'assistant' as const,
+        content: [{ type: 'output_text' as const, text: 'Bring bread.', annotations: [], logprobs: [] }],
+      },
+      { type: 'function_call' as const, call_id: 'c1', name: 'weather', arguments: '{}' },
+      { type: 'function_call_output' as const, call_id: 'c1', output: 'sunny' },
+      // (A typed user message with input_text parts matches two of the spec's InputItem members at once.)
+      { role: 'user' as const, content: 'And drinks?' },
+    ];
+    const compacted = await client.responses.compact({ model: MODEL, input });
+    expectValid('CompactResponseMethodPublicBody', fake.compactRequests[0]!.body);
+    const { status, json } = await call('responses/compact', { model: MODEL, input });
+    expect(status).toBe(200);
+    expectValid('CompactResource', json);
+    expect(compacted.object).toBe('response.compaction');
+    expect(compacted.output.map((o) => o.type)).toEqual(['message', 'message', 'compaction']);
+    expect(compacted.output.at(-1)).toMatchObject({
+      type: 'compaction',
+      encrypted_content: `${FAKE_COMPACTION_PREFIX}3`,
+    });
+    expect(compacted.output[1]).toMatchObject({
+      role: 'user',
+      content: [{ type: 'input_text', text: 'And drinks?' }],
+    });
+
+    // Without input items there is nothing the fake could compact: an ErrorResponse, never a crash.
+    const bad = await call('responses/compact', { model: MODEL, previous_response_id: 'resp_1' });
+    expect(bad.status).toBe(400);
+    expectValid('ErrorResponse', bad.json);
   });
 
   it('echoes the request settings the way the API does (tools, tool_choice, instructions, metadata)', async () => {

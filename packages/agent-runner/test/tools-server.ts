@@ -16,13 +16,15 @@ export async function startToolsServer(options: { tools?: ToolDefinition[]; stor
     secret: 'tools-secret-that-is-long-enough-0123456789',
     issuer: 'test-api',
   });
-  const router = createToolRouter({
-    tools: options.tools ?? [],
-    tokens,
-    store,
-    events: { emit: async (e) => void emitted.push(e) },
-    logger: { error() {}, warn() {} },
-  });
+  const makeRouter = (tools: ToolDefinition[]) =>
+    createToolRouter({
+      tools,
+      tokens,
+      store,
+      events: { emit: async (e) => void emitted.push(e) },
+      logger: { error() {}, warn() {} },
+    });
+  let router = makeRouter(options.tools ?? []);
   const calls: string[] = [];
   /** Response body bytes per request line, in order. */
   const sent: { call: string; bytes: number }[] = [];
@@ -54,9 +56,16 @@ export async function startToolsServer(options: { tools?: ToolDefinition[]; stor
     emitted,
     calls,
     sent,
-    router,
-    async toolsRef(input: { userId: string; threadId: string; runId: string }) {
-      return { baseUrl, token: await tokens.issue({ ...input, tools: router.toolNames }) };
+    get router() {
+      return router;
+    },
+    /** Serves another set of tools from now on, at the same URL with the same token secret (a redeploy). */
+    replaceTools(tools: ToolDefinition[]) {
+      router = makeRouter(tools);
+    },
+    /** A tools reference for a run; `tools` narrows the token's tool list (default: every tool). */
+    async toolsRef(input: { userId: string; threadId: string; runId: string }, tools?: string[]) {
+      return { baseUrl, token: await tokens.issue({ ...input, tools: tools ?? router.toolNames }) };
     },
     close: () =>
       new Promise<void>((r) => {

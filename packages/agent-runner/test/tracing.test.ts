@@ -106,4 +106,48 @@ describe('trace export', () => {
     expect(fake.traceIngests.every((t) => t.headers.authorization === 'Bearer sk-tracing')).toBe(true);
     expect(fake.traceIngests[0]!.headers['openai-beta']).toBe('traces=v1');
   });
+
+  it("a compaction is a history.compaction span inside the run's trace", async () => {
+    const runner = createRunner({
+      openai: { apiKey: 'sk-model', baseURL: fake.baseURL, maxRetries: 0 },
+      model: 'gpt-4.1-mini',
+      compaction: { afterItems: 2 },
+      logger: silent,
+      env: {},
+      tracing: {
+        endpoint: fake.tracesEndpoint,
+        apiKey: 'sk-tracing',
+        scheduleDelayMs: 60_000,
+        exportMaxRetries: 1,
+      },
+    });
+    const r = { threadId: 'thread-compacted', runId: 'run-c1' };
+    await tools.store.addSessionItems(r.threadId, [
+      { type: 'message', role: 'user', content: 'old question' },
+      {
+        type: 'message',
+        role: 'assistant',
+        status: 'completed',
+        content: [{ type: 'output_text', text: 'old answer', annotations: [] }],
+      },
+    ]);
+    fake.enqueue({ type: 'text', text: 'new answer' });
+    const events = await collect(
+      runner.run({
+        ...r,
+        user: { id: 'user-7' },
+        message: 'go',
+        tools: await tools.toolsRef({ ...r, userId: 'user-7' }),
+      }),
+    );
+    const traceId = (terminalOf(events) as { traceId?: string }).traceId!;
+    expect(fake.compactRequests).toHaveLength(1);
+    const isCompaction = (i: Record<string, unknown>) =>
+      i.trace_id === traceId && (i.span_data as { name?: string } | undefined)?.name === 'history.compaction';
+    await fake.waitForTraceItems((items) => items.some(isCompaction), 10_000);
+    expect(fake.traceItems().find(isCompaction)!.span_data).toMatchObject({
+      type: 'custom',
+      data: { model: 'gpt-4.1-mini', outputItems: 3 },
+    });
+  });
 });

@@ -138,15 +138,20 @@ export const StateChangedEventSchema = z.strictObject({
   value: JsonValueSchema,
 });
 
+/** Why a run's model did not see the whole thread (HISTORY_WINDOWED `reason`). */
+export const HISTORY_WINDOW_REASONS = ['windowed', 'compacted'] as const;
+
 /**
- * Addition: this run's model did not see the whole thread. It got the newest `windowItems` items of the agent's
- * history (messages, tool calls and results); older ones exist and are left out. Written once per run that left
- * something out, right after RUN_STARTED, so a UI can show a quiet divider; optional for consumers.
+ * Addition: this run's model did not see the whole thread. It got `windowItems` items of the agent's history
+ * (messages, tool calls and results): with `reason` `windowed` (the default when absent) the newest ones, older
+ * ones left out; with `compacted` earlier turns replaced by a summary (a compaction item). Written once per run
+ * that left something out, right after RUN_STARTED, so a UI can show a quiet divider; optional for consumers.
  */
 export const HistoryWindowedEventSchema = z.strictObject({
   type: z.literal('HISTORY_WINDOWED'),
   ...base,
   windowItems: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  reason: z.enum(HISTORY_WINDOW_REASONS).optional(),
 });
 
 /**

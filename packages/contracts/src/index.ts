@@ -18,6 +18,7 @@ export {
 export {
   EVENT_TYPES,
   TERMINAL_EVENT_TYPES,
+  HISTORY_WINDOW_REASONS,
   RUN_ERROR_CODES,
   isTerminalEvent,
   RunStartedEventSchema,

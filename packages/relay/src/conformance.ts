@@ -1214,6 +1214,116 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
       });
     });
 
+    describe('retention (pruneOlderThan)', () => {
+      /** Removes every idle thread the shared database holds from earlier tests, so counts below are exact. */
+      async function pruneEverythingIdle(): Promise<void> {
+        await nextMillisecond();
+        const cutoff = Date.now() + 1;
+        while ((await store.pruneOlderThan(cutoff, { limit: 1000 })).more);
+      }
+      /** A thread with `runs` finished runs (user message + chunk + RUN_FINISHED each) and `items` session items. */
+      async function idleThread(
+        runs: number,
+        items: number,
+      ): Promise<{ threadId: string; runIds: string[] }> {
+        const threadId = await newThread('retention-owner');
+        const runIds: string[] = [];
+        for (let i = 0; i < runs; i++) {
+          const runId = uid('r');
+          runIds.push(runId);
+          await store.startRun(startInput(threadId, runId, uid('c')));
+          await store.append(threadId, [chunk(threadId, runId, 'hi'), finished(threadId, runId)]);
+        }
+        if (items > 0)
+          await store.addSessionItems(
+            threadId,
+            Array.from({ length: items }, (_, i) => ({ i })),
+          );
+        return { threadId, runIds };
+      }
+      /** Waits a few ms on either side of the cutoff it returns: what was written before is older than it. */
+      async function cutoffNow(): Promise<number> {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        const cutoff = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return cutoff;
+      }
+
+      it('removes exactly the threads idle since before the cutoff, with their events, runs and session items; never one with a running run', async () => {
+        await pruneEverythingIdle();
+        const old = await idleThread(2, 3);
+        const busy = await idleThread(1, 2);
+        const busyRun = uid('r');
+        await store.startRun(startInput(busy.threadId, busyRun, uid('c')));
+        const cutoff = await cutoffNow();
+        const recent = await idleThread(1, 1);
+
+        const result = await store.pruneOlderThan(cutoff);
+        // old: 2 × (user message, chunk, finished) = 6 events, 2 runs, 3 items.
+        expect(result).toEqual({ threads: 1, events: 6, runs: 2, sessionItems: 3, more: false });
+        expect(await store.getThread(old.threadId)).toBeNull();
+        expect(await store.read(old.threadId, { afterSeq: 0, limit: 100 })).toEqual([]);
+        expect(await store.lastSeq(old.threadId)).toBe(0);
+        expect(await store.getSessionItems(old.threadId)).toEqual([]);
+        for (const runId of old.runIds) expect(await store.getRun(runId)).toBeNull();
+        expect(await store.listThreads('retention-owner')).toHaveLength(2);
+
+        // The thread with a run in progress is untouched, although it is older than the cutoff.
+        expect(await store.getThread(busy.threadId)).not.toBeNull();
+        expect(await store.read(busy.threadId, { afterSeq: 0, limit: 100 })).toHaveLength(4);
+        expect(await store.getSessionItems(busy.threadId)).toHaveLength(2);
+        expect((await store.activeRun(busy.threadId))?.runId).toBe(busyRun);
+        expect((await store.getRun(busy.runIds[0]!))?.status).toBe('finished');
+        // So is the recent one.
+        expect(await store.read(recent.threadId, { afterSeq: 0, limit: 100 })).toHaveLength(3);
+        expect(await store.getSessionItems(recent.threadId)).toHaveLength(1);
+
+        // Nothing left to remove before that cutoff; the thread ended its run after it, so it is recent now.
+        await store.append(busy.threadId, [finished(busy.threadId, busyRun)]);
+        expect(await store.pruneOlderThan(cutoff)).toEqual({
+          threads: 0,
+          events: 0,
+          runs: 0,
+          sessionItems: 0,
+          more: false,
+        });
+        // A removed thread's id can be used again, from seq 1.
+        await store.createThread({ threadId: old.threadId, ownerId: 'retention-owner' });
+        expect((await store.append(old.threadId, [chunk(old.threadId, 'r-new', 'x')]))[0]?.seq).toBe(1);
+      });
+
+      it('removes at most limit threads per call, oldest first, and says when there may be more', async () => {
+        await pruneEverythingIdle();
+        const first = await idleThread(1, 0);
+        await nextMillisecond();
+        const second = await idleThread(1, 0);
+        await nextMillisecond();
+        const third = await idleThread(0, 1);
+        const cutoff = await cutoffNow();
+        expect(await store.pruneOlderThan(cutoff, { limit: 2 })).toMatchObject({ threads: 2, more: true });
+        expect(await store.getThread(first.threadId)).toBeNull();
+        expect(await store.getThread(second.threadId)).toBeNull();
+        expect(await store.getThread(third.threadId)).not.toBeNull();
+        expect(await store.pruneOlderThan(cutoff, { limit: 2 })).toEqual({
+          threads: 1,
+          events: 0,
+          runs: 0,
+          sessionItems: 1,
+          more: false,
+        });
+      });
+
+      it('refuses a bad cutoff or limit with invalid_message and removes nothing', async () => {
+        const t = await idleThread(1, 1);
+        const cutoff = await cutoffNow();
+        for (const bad of [Number.NaN, -1, 1.5, '1' as unknown as number])
+          await expectStoreError(store.pruneOlderThan(bad), 'invalid_message');
+        for (const limit of [0, 1001, 2.5])
+          await expectStoreError(store.pruneOlderThan(cutoff, { limit }), 'invalid_message');
+        expect(await store.getThread(t.threadId)).not.toBeNull();
+      });
+    });
+
     describe('close', () => {
       it('rejects calls after close with code closed, and close is idempotent', async () => {
         const t = await newThread();

@@ -42,5 +42,7 @@ export type {
   RunRecord,
   RunStatus,
   ThreadRecord,
+  PruneResult,
 } from './store.js';
 export { MAX_RUN_STATE_LENGTH } from './store.js';
+export { DEFAULT_PRUNE_LIMIT, MAX_PRUNE_LIMIT } from './store.js';

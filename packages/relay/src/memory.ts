@@ -5,6 +5,7 @@ import type {
   ClaimRunsInput,
   DeleteThreadResult,
   EventStore,
+  PruneResult,
   RunRecord,
   StartRunInput,
   StartRunResult,
@@ -20,6 +21,7 @@ import {
   checkJsonObject,
   checkLimit,
   checkNewTitle,
+  checkPrune,
   checkRenew,
   checkTitle,
   closedError,
@@ -333,6 +335,31 @@ export class MemoryStore implements EventStore {
     this.#open();
     checkRunState(threadId, runId);
     this.#runStates.delete(JSON.stringify([threadId, runId]));
+  }
+
+  async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {
+    this.#open();
+    const input = checkPrune(cutoff, options);
+    const old = [...this.#threads.values()]
+      .filter((t) => t.record.updatedAt < input.cutoff && t.activeRunId === null)
+      .sort((a, b) => a.record.updatedAt - b.record.updatedAt)
+      .slice(0, input.limit);
+    const result: PruneResult = { threads: 0, events: 0, runs: 0, sessionItems: 0, more: false };
+    const ids = new Set(old.map((t) => t.record.threadId));
+    for (const state of old) {
+      result.threads++;
+      result.events += state.events.length;
+      result.sessionItems += this.#sessions.get(state.record.threadId)?.length ?? 0;
+      this.#sessions.delete(state.record.threadId);
+      this.#threads.delete(state.record.threadId);
+    }
+    for (const [runId, run] of this.#runs)
+      if (ids.has(run.threadId)) {
+        this.#runs.delete(runId);
+        result.runs++;
+      }
+    result.more = result.threads === input.limit;
+    return result;
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@ import type {
   ClaimRunsInput,
   DeleteThreadResult,
   EventStore,
+  PruneResult,
   RunRecord,
   RunStatus,
   StartRunResult,
@@ -21,6 +22,7 @@ import {
   checkJsonObject,
   checkLimit,
   checkNewTitle,
+  checkPrune,
   checkRenew,
   checkTitle,
   closedError,
@@ -685,6 +687,50 @@ export class MongoStore implements EventStore {
     await this.#do('deleting a run state', async () => {
       await this.#runStates.deleteOne({ _id: JSON.stringify([threadId, runId]) });
     });
+  }
+
+  async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {
+    this.#open();
+    const input = checkPrune(cutoff, options);
+    return this.#do('pruning old threads', () =>
+      this.#tx(async (session) => {
+        const old = await this.#threads
+          .find({ updatedAt: { $lt: input.cutoff } }, { ...inSession(session), projection: { _id: 1 } })
+          .sort({ updatedAt: 1, _id: 1 })
+          .limit(input.limit)
+          .toArray();
+        const running = new Set(
+          (
+            await this.#runs
+              .find(
+                { threadId: { $in: old.map((t) => t._id) }, status: 'running' },
+                { ...inSession(session), projection: { threadId: 1 } },
+              )
+              .toArray()
+          ).map((r) => r.threadId),
+        );
+        const result: PruneResult = { threads: 0, events: 0, runs: 0, sessionItems: 0, more: false };
+        // A thread is removed only if it is still unchanged and idle at the moment of its delete: a run start or
+        // an append moves updatedAt past the cutoff first.
+        for (const { _id: threadId } of old) {
+          if (running.has(threadId)) continue;
+          const gone = await this.#threads.deleteOne(
+            { _id: threadId, updatedAt: { $lt: input.cutoff } },
+            inSession(session),
+          );
+          if (gone.deletedCount === 0) continue;
+          result.threads++;
+          result.events += (await this.#events.deleteMany({ threadId }, inSession(session))).deletedCount;
+          result.runs += (await this.#runs.deleteMany({ threadId }, inSession(session))).deletedCount;
+          result.sessionItems += (
+            await this.#sessionItems.deleteMany({ threadId }, inSession(session))
+          ).deletedCount;
+          await this.#counters.deleteOne({ _id: `session:${threadId}` }, inSession(session));
+        }
+        result.more = old.length === input.limit;
+        return result;
+      }),
+    );
   }
 
   async close(): Promise<void> {

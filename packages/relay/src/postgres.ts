@@ -7,6 +7,7 @@ import type {
   ClaimRunsInput,
   DeleteThreadResult,
   EventStore,
+  PruneResult,
   RunRecord,
   RunStatus,
   StartRunInput,
@@ -23,6 +24,7 @@ import {
   checkJsonObject,
   checkLimit,
   checkNewTitle,
+  checkPrune,
   checkRenew,
   checkTitle,
   closedError,
@@ -848,6 +850,32 @@ export class PostgresStore implements EventStore {
       `DELETE FROM ${this.#p}run_states WHERE thread_id = $1 AND run_id = $2`,
       [threadId, runId],
     );
+  }
+
+  async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {
+    this.#open();
+    const input = checkPrune(cutoff, options);
+    const p = this.#p;
+    return this.#transaction('pruning old threads', async (client) => {
+      // The threads are locked as they are picked (SKIP LOCKED: one a run is starting in is left for later). A
+      // run or event committed meanwhile moved updated_at past the cutoff, which the lock re-checks.
+      const picked = await client.query<{ thread_id: string }>(
+        `SELECT thread_id FROM ${p}threads AS t WHERE updated_at < $1 AND NOT EXISTS (SELECT 1 FROM ${p}runs AS r WHERE r.thread_id = t.thread_id AND r.status = 'running') ORDER BY updated_at, thread_id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+        [input.cutoff, input.limit],
+      );
+      const ids = picked.rows.map((r) => r.thread_id);
+      const result: PruneResult = { threads: 0, events: 0, runs: 0, sessionItems: 0, more: false };
+      if (ids.length === 0) return result;
+      const remove = async (table: string) =>
+        (await client.query(`DELETE FROM ${p}${table} WHERE thread_id = ANY($1::text[])`, [ids])).rowCount ??
+        0;
+      result.events = await remove('events');
+      result.runs = await remove('runs');
+      result.sessionItems = await remove('session_items');
+      result.threads = await remove('threads');
+      result.more = ids.length === input.limit;
+      return result;
+    });
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import type {
   ClaimRunsInput,
   DeleteThreadResult,
   EventStore,
+  PruneResult,
   RunRecord,
   RunStatus,
   StartRunInput,
@@ -23,6 +24,7 @@ import {
   checkJsonObject,
   checkLimit,
   checkNewTitle,
+  checkPrune,
   checkRenew,
   checkTitle,
   closedError,
@@ -243,6 +245,8 @@ export class SqliteStore implements EventStore {
   #checkpointer: Worker | undefined;
   #checkpointerExited: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Statements of pruneOlderThan, prepared at its first call. */
+  #pruneStatements: ReturnType<typeof preparePrune> | undefined;
   /** Rows this write transaction has added to the tail so far (booked by #settleTail). */
   #tailAdded = 0;
 
@@ -682,6 +686,31 @@ export class SqliteStore implements EventStore {
     });
   }
 
+  async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {
+    this.#open();
+    const input = checkPrune(cutoff, options);
+    return this.#write('pruning old threads', () => {
+      const s = (this.#pruneStatements ??= preparePrune(this.#db));
+      const ids = (s.pick.all(input.cutoff, input.limit) as { thread_id: string }[]).map((r) => r.thread_id);
+      const result: PruneResult = { threads: 0, events: 0, runs: 0, sessionItems: 0, more: false };
+      let tailRows = 0;
+      for (const id of ids) {
+        const tail = Number(s.tail.run(id).changes);
+        tailRows += tail;
+        result.events += tail + Number(s.events.run(id).changes);
+        result.runs += Number(s.runs.run(id).changes);
+        result.sessionItems += Number(s.sessionItems.run(id).changes);
+        result.threads += Number(s.thread.run(id).changes);
+      }
+      if (tailRows > 0) {
+        const row = this.#stmt.tailRows.get() as { rows: number } | undefined;
+        this.#stmt.setTailRows.run(Math.max(0, (row?.rows ?? 0) - tailRows));
+      }
+      result.more = ids.length === input.limit;
+      return result;
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -957,4 +986,21 @@ function prepareStatements(db: DatabaseSync) {
  */
 export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   return new SqliteStore(options);
+}
+
+/**
+ * Statements of pruneOlderThan. The pick scans `threads` (no index on updated_at: it changes on every append, and
+ * retention runs rarely) and skips threads with a running run.
+ */
+function preparePrune(db: DatabaseSync) {
+  return {
+    pick: db.prepare(
+      "SELECT thread_id FROM threads AS t WHERE updated_at < ? AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.thread_id = t.thread_id AND r.status = 'running') ORDER BY updated_at, thread_id LIMIT ?",
+    ),
+    events: db.prepare('DELETE FROM events WHERE thread_id = ?'),
+    tail: db.prepare('DELETE FROM event_tail WHERE thread_id = ?'),
+    runs: db.prepare('DELETE FROM runs WHERE thread_id = ?'),
+    sessionItems: db.prepare('DELETE FROM session_items WHERE thread_id = ?'),
+    thread: db.prepare('DELETE FROM threads WHERE thread_id = ?'),
+  };
 }

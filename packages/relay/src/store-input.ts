@@ -16,6 +16,7 @@ import type { ChunkIdCache } from './chunk-check.js';
 import { StoreError } from './errors.js';
 import { MAX_RUN_STATE_LENGTH } from './store.js';
 import type { ClaimRunsInput, RunRecord, RunStatus, StartRunInput } from './store.js';
+import { DEFAULT_PRUNE_LIMIT, MAX_PRUNE_LIMIT } from './store.js';
 
 // Input checks shared by every store adapter, so that all of them refuse exactly the same things with the
 // same codes before anything is written (the conformance suite relies on that). Not exported from the package.
@@ -309,4 +310,16 @@ export function checkClaim(value: unknown): Required<ClaimRunsInput> {
     limit,
     orphans: input.orphans ?? false,
   };
+}
+
+/** The arguments of pruneOlderThan: a cutoff in ms since the epoch and a limit of threads (default 100, 1..1000). */
+export function checkPrune(cutoff: unknown, options: unknown): { cutoff: number; limit: number } {
+  if (typeof cutoff !== 'number' || !Number.isSafeInteger(cutoff) || cutoff < 0)
+    throw invalid('cutoff must be a time in ms since the epoch (a non-negative integer)');
+  if (options !== undefined && (typeof options !== 'object' || options === null))
+    throw invalid('options must be { limit? }');
+  const limit = (options as { limit?: unknown } | undefined)?.limit ?? DEFAULT_PRUNE_LIMIT;
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PRUNE_LIMIT)
+    throw invalid(`limit must be an integer from 1 to ${MAX_PRUNE_LIMIT}`);
+  return { cutoff, limit };
 }

@@ -212,8 +212,33 @@ export interface EventStore {
   /** Forgets a run's saved state; nothing happens when there is none. */
   deleteRunState(threadId: string, runId: string): Promise<void>;
 
+  // Retention.
+  /**
+   * Removes, in one transaction, up to `limit` threads (default {@link DEFAULT_PRUNE_LIMIT}, at most
+   * {@link MAX_PRUNE_LIMIT}) whose last activity (`updatedAt`: a message or an agent event) is before `cutoff`
+   * (ms since the epoch) and that have no run in status `running`, oldest first: each thread with its event
+   * log, its runs and its session items (the agent's memory). A thread that gets activity or a run while this
+   * runs is left alone. Profiles and idempotency keys stay.
+   */
+  pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult>;
+
   /** Releases connections and file handles. */
   close(): Promise<void>;
+}
+
+/** Threads a {@link EventStore.pruneOlderThan} call removes when it is given no limit. */
+export const DEFAULT_PRUNE_LIMIT = 100;
+/** Most threads one {@link EventStore.pruneOlderThan} call removes. */
+export const MAX_PRUNE_LIMIT = 1000;
+
+/** What {@link EventStore.pruneOlderThan} removed. */
+export interface PruneResult {
+  threads: number;
+  events: number;
+  runs: number;
+  sessionItems: number;
+  /** True when the call removed as many threads as its limit: more may qualify (call again). */
+  more: boolean;
 }
 
 export type { SequencedAgentEvent };

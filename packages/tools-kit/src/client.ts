@@ -1,6 +1,7 @@
 import { ToolManifestSchema, ToolResultSchema, safeParse } from '@threadline/contracts';
 import type { JsonValue, ToolErrorCode, ToolManifest, ToolResult } from '@threadline/contracts';
 import { ToolsKitError } from './errors.js';
+import { manifestScope, type CachedManifest, type ManifestCache } from './manifest-cache.js';
 
 /** Per-call options of {@link ToolClient.call}. */
 export interface ToolCallOptions {
@@ -48,9 +49,16 @@ export interface ToolClientOptions {
   timeoutMs?: number;
   /** Largest response body read. Default 4 MiB. */
   maxResponseBytes?: number;
+  /**
+   * Keeps the manifest across clients (runs): `manifest()` then revalidates with `If-None-Match` and a 304 reuses
+   * the kept copy. Share one cache between the clients of one agent service.
+   */
+  manifestCache?: ManifestCache;
 }
 
 const TIMEOUT = Symbol('timeout');
+/** What `request` answers to a conditional GET the router answered with 304. */
+const NOT_MODIFIED = Symbol('not modified');
 const ABORTED = Symbol('aborted');
 
 /**
@@ -81,6 +89,7 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
   const doFetch = options.fetch ?? globalThis.fetch;
   const defaultTimeout = positive(options.timeoutMs, 30_000, 'timeoutMs');
   const maxResponseBytes = positive(options.maxResponseBytes, 4 * 1024 * 1024, 'maxResponseBytes');
+  const cache = options.manifestCache;
 
   async function request(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
@@ -91,8 +100,10 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       timeoutMs?: number | undefined;
       idempotencyKey?: string | undefined;
       maxResponseBytes?: number;
+      /** Sent as If-None-Match; the answer's ETag is written back here. */
+      validator?: { etag?: string | undefined } | undefined;
     },
-  ): Promise<ToolResult> {
+  ): Promise<ToolResult | typeof NOT_MODIFIED> {
     const responseLimit = opts.maxResponseBytes ?? maxResponseBytes;
     if (opts.signal?.aborted) return failure('aborted', 'the call was aborted before it started');
     let timeoutMs = defaultTimeout;
@@ -112,6 +123,8 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       };
       if (body !== undefined) headers['content-type'] = 'application/json';
       if (opts.idempotencyKey !== undefined) headers['idempotency-key'] = opts.idempotencyKey;
+      const validator = opts.validator;
+      if (validator?.etag !== undefined) headers['if-none-match'] = validator.etag;
       let payload: string | undefined;
       if (body !== undefined) {
         try {
@@ -128,6 +141,13 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
         // Never follow a redirect: it would carry the act-as token somewhere the host did not choose.
         redirect: 'error',
       });
+      if (validator) {
+        if (response.status === 304 && validator.etag !== undefined) {
+          await response.body?.cancel().catch(() => {});
+          return NOT_MODIFIED;
+        }
+        validator.etag = response.headers.get('etag') ?? undefined;
+      }
       const text = await readLimited(response, responseLimit);
       if (text === null)
         return failure('unavailable', `the tool endpoint answered more than ${responseLimit} bytes`);
@@ -171,24 +191,33 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       )) as ToolResult<T>;
     },
     async manifest(opts = {}) {
+      const scope = cache ? manifestScope(baseUrl, options.token) : undefined;
+      const kept = scope !== undefined ? cache?.get(scope) : undefined;
+      const validator = cache ? { etag: kept?.etag } : undefined;
       const result = await request(
         'GET',
         `/tools?threadId=${encodeURIComponent(options.threadId)}`,
         undefined,
-        opts,
+        { ...opts, validator },
       );
+      if (result === NOT_MODIFIED) return { ok: true, data: (kept as CachedManifest).manifest };
       if (!result.ok) return result;
       const manifest = safeParse(ToolManifestSchema, result.data, 'tool manifest');
-      if (!manifest.ok) return failure('unavailable', manifest.error.message) as ToolResult<ToolManifest>;
+      if (!manifest.ok) {
+        if (scope !== undefined) cache?.delete(scope);
+        return failure('unavailable', manifest.error.message) as ToolResult<ToolManifest>;
+      }
+      if (scope !== undefined && validator?.etag !== undefined)
+        cache?.set(scope, { etag: validator.etag, manifest: manifest.value });
       return { ok: true, data: manifest.value };
     },
     async state(opts = {}) {
-      const result = await request(
+      const result = (await request(
         'GET',
         `/state?threadId=${encodeURIComponent(options.threadId)}`,
         undefined,
         opts,
-      );
+      )) as ToolResult;
       if (!result.ok) return result;
       if (typeof result.data !== 'object' || result.data === null || Array.isArray(result.data)) {
         return failure('unavailable', 'the state endpoint answered a non-object') as ToolResult<
@@ -198,12 +227,12 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       return result as ToolResult<Record<string, JsonValue>>;
     },
     async needsApproval(name, input, opts = {}) {
-      const result = await request(
+      const result = (await request(
         'POST',
         `/needs-approval/${encodeURIComponent(name)}`,
         { threadId: options.threadId, input: input ?? {} },
         opts,
-      );
+      )) as ToolResult;
       if (!result.ok) return result;
       const data = result.data as { needsApproval?: unknown } | null;
       if (typeof data?.needsApproval !== 'boolean')
@@ -211,12 +240,12 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       return { ok: true, data: { needsApproval: data.needsApproval } };
     },
     async getRunState(opts = {}) {
-      const result = await request(
+      const result = (await request(
         'GET',
         `/run-state?threadId=${encodeURIComponent(options.threadId)}`,
         undefined,
         { ...opts, maxResponseBytes: Math.max(maxResponseBytes, RUN_STATE_RESPONSE_BYTES) },
-      );
+      )) as ToolResult;
       if (!result.ok) return result;
       const data = result.data as { state?: unknown } | null;
       if (data === null || (typeof data.state !== 'string' && data.state !== null))
@@ -224,7 +253,7 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       return { ok: true, data: { state: data.state } };
     },
     putRunState(state, opts = {}) {
-      return request('PUT', '/run-state', { threadId: options.threadId, state }, opts);
+      return request('PUT', '/run-state', { threadId: options.threadId, state }, opts) as Promise<ToolResult>;
     },
     deleteRunState(opts = {}) {
       return request(
@@ -232,7 +261,7 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
         `/run-state?threadId=${encodeURIComponent(options.threadId)}`,
         undefined,
         opts,
-      );
+      ) as Promise<ToolResult>;
     },
   };
 }

@@ -34,3 +34,5 @@ export { createToolRouter } from './router.js';
 export type { ToolRouter, ToolRouterOptions } from './router.js';
 export { createToolClient } from './client.js';
 export type { ToolClient, ToolClientOptions, ToolCallOptions } from './client.js';
+export { ManifestCache, DEFAULT_MANIFEST_CACHE_ENTRIES } from './manifest-cache.js';
+export type { ManifestCacheOptions, CachedManifest } from './manifest-cache.js';

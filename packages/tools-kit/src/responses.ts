@@ -7,6 +7,12 @@ const JSON_HEADERS = {
   'x-content-type-options': 'nosniff',
 } as const;
 
+/** Headers of the tool manifest: like every JSON answer, except that a client may keep it and revalidate. */
+export const MANIFEST_HEADERS = {
+  ...JSON_HEADERS,
+  'cache-control': 'private, no-cache',
+} as const;
+
 /** A refusal on its way to becoming an error envelope (internal to the router and its adapters). */
 export class Reject {
   constructor(

@@ -21,8 +21,9 @@ import type {
 import { z } from 'zod';
 import { BUILTIN_TOOLS, createBuiltinTools } from './builtins.js';
 import { ToolCallError, ToolsKitError } from './errors.js';
+import { ManifestVariants, ifNoneMatchHits } from './manifest-etag.js';
 import { intOption } from './options.js';
-import { Reject, fail, json } from './responses.js';
+import { MANIFEST_HEADERS, Reject, fail, json } from './responses.js';
 import type { EventSink, ToolStore } from './store.js';
 import type { ToolContext, ToolDefinition } from './tool.js';
 import type { TokenIssuer } from './tokens.js';
@@ -156,6 +157,7 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     registry.set(tool.name, tool);
   }
   const manifestEntries = [...registry.values()].map(toManifestEntry);
+  const manifestVariants = new ManifestVariants(manifestEntries);
   const inflight = new Map<
     string,
     Promise<{ fingerprint: string; result: ToolResult | Reject; replay: boolean }>
@@ -472,9 +474,12 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
       );
     if (threadIds.length === 1 && threadIds[0] !== auth.thread)
       return fail(new Reject('thread_mismatch', 'this token is for another thread'));
-    const allowed = new Set(auth.tools);
-    const manifest: ToolManifest = { tools: manifestEntries.filter((e) => allowed.has(e.name)) };
-    return json(200, { ok: true, data: manifest });
+    // An ETag lets an agent keep the manifest between runs and revalidate it without the body.
+    const variant = manifestVariants.for(auth.tools);
+    const headers = { ...MANIFEST_HEADERS, etag: variant.etag };
+    if (ifNoneMatchHits(request.headers.get('if-none-match'), variant.etag))
+      return new Response(null, { status: 304, headers });
+    return new Response(variant.body, { status: 200, headers });
   }
 
   async function route(request: Request): Promise<Response> {

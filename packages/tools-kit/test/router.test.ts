@@ -130,6 +130,43 @@ describe('createToolRouter: built-in tools', () => {
     const limited = ToolManifestSchema.parse(((await some.json()) as { data: unknown }).data);
     expect(limited.tools.map((t) => t.name)).toEqual(['state.get']);
   });
+
+  it('GET /tools answers an ETag per tool set and 304 for If-None-Match; a tag of another set gets the body', async () => {
+    const { router, mint } = makeSetup();
+    const get = async (token: string, ifNoneMatch?: string) =>
+      router(
+        new Request(`${BASE}/tools`, {
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(ifNoneMatch !== undefined ? { 'if-none-match': ifNoneMatch } : {}),
+          },
+        }),
+      );
+    const wide = await mint();
+    const narrow = await mint({ tools: ['state.get'] });
+    const first = await get(wide);
+    const etag = first.headers.get('etag')!;
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/);
+    expect(first.headers.get('cache-control')).toBe('private, no-cache');
+
+    for (const header of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const again = await get(wide, header);
+      expect(again.status).toBe(304);
+      expect(again.headers.get('etag')).toBe(etag);
+      expect(await again.text()).toBe('');
+    }
+    // Another user's token with the same tool set would get the same manifest: same tag.
+    expect((await get(await mint({ userId: 'someone-else' }), etag)).status).toBe(304);
+
+    // The narrow token sends the wide token's tag: it gets its own manifest, not a 304 for the wide one.
+    const other = await get(narrow, etag);
+    expect(other.status).toBe(200);
+    expect(other.headers.get('etag')).not.toBe(etag);
+    const limited = ToolManifestSchema.parse(((await other.json()) as { data: unknown }).data);
+    expect(limited.tools.map((t) => t.name)).toEqual(['state.get']);
+    // A bad token never gets a 304.
+    expect((await get('not-a-token', etag)).status).toBe(401);
+  });
 });
 
 describe('createToolRouter: custom tools', () => {

@@ -927,7 +927,7 @@ export class AgentChat extends LitElement {
       }
       case 'history-divider':
         return html`<div part="history-divider" class="divider" role="separator" data-run-id=${item.runId}>
-          The agent sees only the recent part of this conversation
+          ${item.compacted ? 'Earlier messages summarised' : 'The agent sees only the recent part of this conversation'}
         </div>`;
       case 'run-error':
         return html`<div

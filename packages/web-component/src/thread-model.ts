@@ -64,6 +64,8 @@ export interface HistoryDividerItem {
   key: string;
   runId: string;
   windowItems: number;
+  /** Earlier turns reached the model as a summary (HISTORY_WINDOWED `reason: 'compacted'`). */
+  compacted: boolean;
 }
 
 /** One row of the conversation. */
@@ -287,6 +289,7 @@ export class ThreadModel {
           key: `h:${event.runId}`,
           runId: event.runId,
           windowItems: event.windowItems,
+          compacted: event.reason === 'compacted',
         });
         break;
       }

@@ -128,7 +128,13 @@ describe('ThreadModel', () => {
     expect(moved.changed).toBe(true);
     m.apply(chunk('a2', 'two', 'r2'));
     expect(m.items.map((i) => i.kind)).toEqual(['assistant', 'history-divider', 'assistant']);
-    expect(m.items[1]).toMatchObject({ runId: 'r2', windowItems: 150 });
+    expect(m.items[1]).toMatchObject({ runId: 'r2', windowItems: 150, compacted: false });
+    // A compacted history replaces it the same way and says so.
+    m.apply(ev({ type: 'RUN_STARTED', runId: 'r3' }));
+    m.apply(ev({ type: 'HISTORY_WINDOWED', runId: 'r3', windowItems: 5, reason: 'compacted' }));
+    expect(m.items.filter((i) => i.kind === 'history-divider')).toEqual([
+      expect.objectContaining({ runId: 'r3', compacted: true }),
+    ]);
   });
 
   it('bounds the rows it keeps (maxItems)', () => {
