@@ -11,6 +11,7 @@ export type {
   RunTokenIssuer,
   SendInput,
   SubscribeInput,
+  UserShares,
 } from './relay.js';
 export type { Subscription } from './subscription.js';
 export { InProcessPubSub } from './pubsub.js';
