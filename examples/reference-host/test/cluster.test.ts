@@ -358,6 +358,56 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
 const terminalsOf = (events: readonly SequencedAgentEvent[], runId: string) =>
   events.filter((e) => (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') && e.runId === runId);
 
+describe('cluster: per-user bounds hold across instances (Redis)', () => {
+  it('a user opening sockets on both instances hits one WS_CONNECTIONS_PER_USER bound (32), not 32 per instance', async () => {
+    const { cookie } = await userWithThread();
+    const pages: Page[] = [];
+    for (let i = 0; i < 32; i++) pages.push(await Page.open(hosts[i % 2]!.url, cookie, origin));
+    // The 33rd, on either instance, is told too_many_connections and closed.
+    for (const host of hosts) {
+      const extra = await Page.open(host.url, cookie, origin);
+      const m = await extra.next((x) => x.type === 'error');
+      expect(m).toMatchObject({ type: 'error', code: 'too_many_connections' });
+      extra.close();
+    }
+    // One closed on instance 1 frees a slot for instance 2.
+    pages.shift()!.close();
+    let admitted = false;
+    for (let i = 0; i < 50 && !admitted; i++) {
+      const again = await Page.open(hosts[1]!.url, cookie, origin);
+      await new Promise((r) => setTimeout(r, 100));
+      admitted = !again.messages.some((x) => x.type === 'error');
+      if (admitted) pages.push(again);
+      else again.close();
+    }
+    expect(admitted).toBe(true);
+    for (const p of pages) p.close();
+  });
+
+  it('a user starting runs on both instances hits one RUNS_PER_USER bound (4)', async () => {
+    const { client, cookie, threadId } = await userWithThread();
+    const threads = [threadId];
+    for (let i = 0; i < 4; i++) {
+      const t = await client.req('POST', '/api/threads', { json: { title: `more ${i}` } });
+      threads.push(t.json.threadId as string);
+    }
+    const p1 = await Page.open(hosts[0]!.url, cookie, origin);
+    const p2 = await Page.open(hosts[1]!.url, cookie, origin);
+    const pages = [p1, p2, p1, p2];
+    for (let i = 0; i < 4; i++) await sendAndAck(pages[i]!, threads[i]!, LONG, `share-${i}`);
+    // Four runs in progress, two on each instance: a fifth is refused on either.
+    for (const [p, id] of [
+      [p1, 'share-x1'],
+      [p2, 'share-x2'],
+    ] as const) {
+      p.send({ type: 'send', threadId: threads[4]!, text: 'one more', clientMessageId: id });
+      expect(await p.next(errorFor(id))).toMatchObject({ code: 'too_many_runs' });
+    }
+    p1.close();
+    p2.close();
+  });
+});
+
 describe('cluster: one thread, runs across instances', () => {
   it('a send on instance 2 while instance 1 streams a run gets run_active, and stores nothing', async () => {
     const { cookie, threadId } = await userWithThread();
