@@ -568,6 +568,40 @@ describe('cluster: cancel from another instance, and an instance dying', () => {
     p2.close();
   });
 
+  it('AGENT_URL on a load balancer in front of both agent services: a cancel from another instance still stops the model call', async () => {
+    // A third instance whose AGENT_URL is nginx in front of the two agent services: the relay aborts its
+    // request, nginx closes its upstream connection, and the agent service that ran the call stops it.
+    const agentLb = await startNginx([agents[0]!.port, agents[1]!.port]);
+    const port = await freePort();
+    await startInstance(2, port, agentLb.url);
+    const [third] = hosts.splice(2, 1);
+    try {
+      const { cookie, threadId } = await userWithThread();
+      const p3 = await Page.open(third!.url, cookie, origin);
+      const p2 = await Page.open(hosts[1]!.url, cookie, origin);
+      p3.subscribe(threadId);
+      p2.subscribe(threadId);
+      const active = async () => (await agentActiveRuns(agents[0]!)) + (await agentActiveRuns(agents[1]!));
+      const runId = await sendAndAck(p3, threadId, LONG, 'lb1');
+      await p2.next(chunkOf(runId));
+      expect(await active()).toBe(1);
+      p2.send({ type: 'cancel', runId });
+      await Promise.all([p3.next(ended(runId), 2_000), p2.next(ended(runId), 2_000)]);
+      await eventually(async () => (await active()) === 0, 2_000, 'the agent behind nginx stops the run');
+      const stored = await log(hosts[1]!.url, cookie, threadId);
+      expect(terminalsOf(stored, runId)).toEqual([
+        expect.objectContaining({ type: 'RUN_ERROR', code: 'cancelled' }),
+      ]);
+      expect(runText(stored, runId).length).toBeLessThan(200);
+      p3.close();
+      p2.close();
+    } finally {
+      await third!.stop();
+      rmSync(third!.dataDir, { recursive: true, force: true });
+      await agentLb.stop();
+    }
+  });
+
   it('SIGKILL instance 1 mid-run: pages through nginx resume on instance 2 with no gap or duplicate, the run ends with one RUN_ERROR owner_lost, the next message runs; restarting instance 1 fails nothing instance 2 owns', async () => {
     const { cookie, threadId } = await userWithThread();
     // Two pages through nginx: round robin puts one on each instance.
