@@ -59,6 +59,9 @@ const results = reportOnly
       node: process.version,
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model,
+      // The machine's 1-minute load average when the run started and ended: on a shared machine other work
+      // takes CPU from every path, so figures from a loaded run are lower across the board.
+      loadAverage: [os.loadavg()[0]],
       smoke,
       stream: [],
       extra: [],
@@ -94,11 +97,14 @@ for (const name of reportOnly ? [] : extraScenarios) {
     `${name}:\n${r.skipped ? `skipped (${r.skipped})` : r.error ? `ERROR ${r.error}` : (r.markdown ?? JSON.stringify(r))}\n`,
   );
 }
-if (!reportOnly) results.seconds = (Date.now() - started) / 1000;
+if (!reportOnly) {
+  results.seconds = (Date.now() - started) / 1000;
+  results.loadAverage?.push(os.loadavg()[0]);
+}
 
 // Ratios to the corked bare-ws limit at each size.
 const fmt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en') : 'n/a');
-let md = `# Threadline benchmark\n\n${results.date} · Node ${results.node} · ${results.cpus} × ${results.cpuModel}${smoke ? ' · SMOKE RUN (tiny sizes, figures not meaningful)' : ''}\n\n`;
+let md = `# Threadline benchmark\n\n${results.date} · Node ${results.node} · ${results.cpus} × ${results.cpuModel}${results.loadAverage ? ` · load average ${results.loadAverage.map((x) => x.toFixed(1)).join(' at the start, ')} at the end` : ''}${smoke ? ' · SMOKE RUN (tiny sizes, figures not meaningful)' : ''}\n\n`;
 md += '## Streaming throughput and latency (one assistant message of N events, ~150-byte events)\n\n';
 md += `At ${
   sizes
