@@ -105,3 +105,28 @@ export async function serverRss(port) {
   const res = await fetch(`http://127.0.0.1:${port}/mem`);
   return Number(await res.text());
 }
+
+/**
+ * Throwaway PostgreSQL and Redis servers for the cluster rows, from the relay tests' helpers
+ * (packages/relay/test/servers.ts, loaded as TypeScript by Node). Returns `{ skipped }` instead when a server's
+ * binaries are not installed (`bash scripts/install-servers.sh` installs them), so the rows are skipped, not failed.
+ * PostgreSQL runs with its durable defaults (fsync and synchronous_commit on), as SQLite runs with synchronous=full.
+ */
+export async function startEngines({ postgres = true, redis = false } = {}) {
+  const servers = await import('../packages/relay/test/servers.ts');
+  if (postgres && !servers.postgresBinDir())
+    return { skipped: 'PostgreSQL is not installed (bash scripts/install-servers.sh)' };
+  if (redis && !servers.redisServerPath())
+    return { skipped: 'redis-server is not installed (bash scripts/install-servers.sh)' };
+  const [pg, rd] = await Promise.all([
+    postgres ? servers.startPostgres({ durable: true }) : null,
+    redis ? servers.startRedis() : null,
+  ]);
+  return {
+    pg,
+    redis: rd,
+    async stop() {
+      await Promise.all([pg?.destroy(), rd?.destroy()]);
+    },
+  };
+}

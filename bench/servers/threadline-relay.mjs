@@ -1,5 +1,7 @@
 // The API side: relay + SQLite store + WebSocket transport, with the agent in process or over HTTP/SSE.
 // Usage: node threadline-relay.mjs <inproc|http> <threads> [agentUrl]
+// BENCH_STORE=postgres with BENCH_PG_URL: the PostgreSQL store instead (a cluster instance: BENCH_REDIS_URL adds
+// Redis fan-out, BENCH_INSTANCE_ID names the instance; every instance creates the same bench threads).
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,12 +23,28 @@ const dir = mkdtempSync(join(tmpdir(), 'threadline-bench-'));
 const store =
   process.env.BENCH_STORE === 'memory'
     ? createMemoryStore()
-    : openSqliteStore({
-        path: join(dir, 'bench.db'),
-        synchronous: process.env.BENCH_SQLITE_SYNC === 'normal' ? 'normal' : 'full',
-      });
+    : process.env.BENCH_STORE === 'postgres'
+      ? await (
+          await import('@threadline/relay/postgres')
+        ).openPostgresStore({ connectionString: process.env.BENCH_PG_URL, maxConnections: 10 })
+      : openSqliteStore({
+          path: join(dir, 'bench.db'),
+          synchronous: process.env.BENCH_SQLITE_SYNC === 'normal' ? 'normal' : 'full',
+        });
+const pubsub = process.env.BENCH_REDIS_URL
+  ? await (
+      await import('@threadline/relay/redis')
+    ).openRedisPubSub({ url: process.env.BENCH_REDIS_URL, store, logger: console })
+  : undefined;
 const threads = Number(threadsText ?? 1);
-for (let i = 0; i < threads; i++) store.createThread({ threadId: `bench_${i}`, ownerId: 'bench_user' });
+for (let i = 0; i < threads; i++) {
+  try {
+    await store.createThread({ threadId: `bench_${i}`, ownerId: 'bench_user' });
+  } catch (error) {
+    // On a shared database the other instance may have created it first.
+    if (error?.code !== 'conflict') throw error;
+  }
+}
 
 const agent =
   mode === 'http'
@@ -40,6 +58,8 @@ const agent =
     : inProcessAgentTransport(syntheticRunner);
 const relay = createRelay({
   store,
+  ...(pubsub ? { pubsub } : {}),
+  ...(process.env.BENCH_INSTANCE_ID ? { instanceId: process.env.BENCH_INSTANCE_ID } : {}),
   agent,
   tokens: { issue: async () => 'bench-token' },
   toolsBaseUrl: 'http://127.0.0.1:1',
@@ -81,7 +101,8 @@ server.listen(0, '127.0.0.1', () =>
 process.on('SIGTERM', async () => {
   await ws.close();
   await relay.close();
-  store.close();
+  await pubsub?.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 });

@@ -19,7 +19,12 @@ import type {
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { openPostgresStore } from '@threadline/relay/postgres';
-import { openRedisPubSub, type RedisPubSub } from '@threadline/relay/redis';
+import {
+  openRedisLimits,
+  openRedisPubSub,
+  type RedisLimits,
+  type RedisPubSub,
+} from '@threadline/relay/redis';
 import { createTokenIssuer, createToolRouter, defineTool } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { z } from 'zod';
@@ -156,6 +161,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   let store: EventStore;
   let userStore: UserStore;
   let pubsub: RedisPubSub | undefined;
+  let sharedLimits: RedisLimits | undefined;
   if (config.databaseUrl !== undefined) {
     // One bounded pool for the relay's store and the users store. Calls wait at most 5 s for a connection,
     // and no statement runs longer than 30 s: with the server down, calls fail (503) instead of piling up.
@@ -194,7 +200,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
   if (config.redisUrl !== undefined) {
     try {
       pubsub = await openRedisPubSub({ url: config.redisUrl, store, logger });
+      // Per-user bounds (sockets, runs, message bytes) counted across every instance.
+      sharedLimits = await openRedisLimits({ url: config.redisUrl, logger });
     } catch (error) {
+      await pubsub?.close().catch(() => {});
       await store.close().catch(() => {});
       await userStore.close().catch(() => {});
       await pool?.end().catch(() => {});
@@ -271,6 +280,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     // On a shared database each instance holds leases under its own name, so a starting instance fails only
     // runs whose owner is gone, never a sibling's (the name is stable across restarts of this instance).
     ...(pool ? { instanceId: `${hostname()}:${port}` } : {}),
+    ...(sharedLimits ? { userShares: sharedLimits } : {}),
     tokens,
     toolsBaseUrl,
     tools: toolRouter.toolNames,
@@ -360,13 +370,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const quota = new MessageQuota({ bytesPerWindow: config.messageBytesPerUserHour, windowMs: 3_600_000 });
   // The relay is the server's only 'upgrade' listener: it answers every upgrade (404 off /ws, 400 for a target
   // that is not a plain path), so no socket is left unanswered whatever order listeners would run in.
-  const ws = attachWebSocketServer(server, withMessageQuota(relay, quota), {
+  const ws = attachWebSocketServer(server, withMessageQuota(relay, quota, sharedLimits), {
     path: '/ws',
     otherUpgrades: 'refuse',
     // Tell a signed-out browser so with close code 4401 (it cannot read an HTTP 401 on an upgrade).
     unauthorized: 'close',
     // A user past their share gets `error too_many_connections` and close 1013; others are unaffected.
     limits: { maxConnectionsPerUser: config.wsConnectionsPerUser },
+    // With Redis the per-user (and per-address) socket bounds count every instance's sockets.
+    ...(sharedLimits ? { counter: sharedLimits } : {}),
     // Signed-out sockets are bounded per client address: the same address REST limits use (TRUST_PROXY).
     addressOf: (req) => proxyAddr(req, app.get('trust proxy fn') as (addr: string, i: number) => boolean),
     allowedOrigins: origins,
@@ -414,6 +426,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
           server.closeAllConnections();
         });
         await pubsub?.close();
+        await sharedLimits?.close();
         await store.close();
         await users.close();
         await pool?.end();

@@ -14,14 +14,14 @@ export interface MessageQuotaOptions {
 /** A per-user budget of message bytes per fixed window, bounded in memory. */
 export class MessageQuota {
   readonly bytesPerWindow: number;
-  readonly #windowMs: number;
+  readonly windowMs: number;
   readonly #maxUsers: number;
   readonly #now: () => number;
   readonly #used = new Map<string, { bytes: number; resetAt: number }>();
 
   constructor(options: MessageQuotaOptions) {
     this.bytesPerWindow = options.bytesPerWindow;
-    this.#windowMs = options.windowMs;
+    this.windowMs = options.windowMs;
     this.#maxUsers = options.maxUsers ?? 100_000;
     this.#now = options.now ?? Date.now;
   }
@@ -35,7 +35,7 @@ export class MessageQuota {
     let entry = this.#used.get(userId);
     if (!entry || entry.resetAt <= now) {
       if (!entry && this.#used.size >= this.#maxUsers) this.#evict(now);
-      entry = { bytes: 0, resetAt: now + this.#windowMs };
+      entry = { bytes: 0, resetAt: now + this.windowMs };
       this.#used.set(userId, entry);
     }
     if (entry.bytes + bytes > this.bytesPerWindow)
@@ -65,27 +65,47 @@ export class MessageQuota {
 }
 
 /**
+ * A budget every instance of a cluster charges together (`RedisLimits` from `@threadline/relay/redis`): `take`
+ * answers 0 when taken, else the ms until the window ends.
+ */
+export interface SharedBudget {
+  take(key: string, amount: number, limit: number, windowMs: number): Promise<number>;
+  refund(key: string, amount: number): Promise<void>;
+}
+
+/**
  * The relay as browsers reach it, with `send` charged to the user's {@link MessageQuota}: a send over the
  * budget is refused with RelayError `rate_limited` (the message says when to try again) before anything is
- * stored; a send the relay refuses gives its bytes back. Everything else is the relay itself.
+ * stored; a send the relay refuses gives its bytes back. With `shared` (REDIS_URL) the same bytes are charged
+ * to the user's budget across instances too (key `bytes:<userId>`, the same window); this process's budget
+ * still applies, so with Redis down each instance holds the bound on its own. Everything else is the relay.
  */
-export function withMessageQuota(relay: Relay, quota: MessageQuota): Relay {
+export function withMessageQuota(relay: Relay, quota: MessageQuota, shared?: SharedBudget): Relay {
   const guarded = Object.create(relay) as Relay;
+  const refuse = (waitSeconds: number) => {
+    const minutes = Math.ceil(waitSeconds / 60);
+    return new RelayError(
+      'rate_limited',
+      `you sent more than ${quota.bytesPerWindow} bytes of messages within an hour; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`,
+    );
+  };
   guarded.send = async (input) => {
     const bytes = Buffer.byteLength(typeof input?.text === 'string' ? input.text : '', 'utf8');
     const userId = String(input?.user?.id);
     const wait = quota.take(userId, bytes);
-    if (wait > 0) {
-      const minutes = Math.ceil(wait / 60);
-      throw new RelayError(
-        'rate_limited',
-        `you sent more than ${quota.bytesPerWindow} bytes of messages within an hour; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`,
-      );
+    if (wait > 0) throw refuse(wait);
+    if (shared) {
+      const sharedWait = await shared.take(`bytes:${userId}`, bytes, quota.bytesPerWindow, quota.windowMs);
+      if (sharedWait > 0) {
+        quota.refund(userId, bytes);
+        throw refuse(Math.ceil(sharedWait / 1000));
+      }
     }
     try {
       return await relay.send(input);
     } catch (error) {
       quota.refund(userId, bytes);
+      if (shared) await shared.refund(`bytes:${userId}`, bytes).catch(() => {});
       throw error;
     }
   };

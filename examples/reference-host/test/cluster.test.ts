@@ -358,6 +358,56 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
 const terminalsOf = (events: readonly SequencedAgentEvent[], runId: string) =>
   events.filter((e) => (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') && e.runId === runId);
 
+describe('cluster: per-user bounds hold across instances (Redis)', () => {
+  it('a user opening sockets on both instances hits one WS_CONNECTIONS_PER_USER bound (32), not 32 per instance', async () => {
+    const { cookie } = await userWithThread();
+    const pages: Page[] = [];
+    for (let i = 0; i < 32; i++) pages.push(await Page.open(hosts[i % 2]!.url, cookie, origin));
+    // The 33rd, on either instance, is told too_many_connections and closed.
+    for (const host of hosts) {
+      const extra = await Page.open(host.url, cookie, origin);
+      const m = await extra.next((x) => x.type === 'error');
+      expect(m).toMatchObject({ type: 'error', code: 'too_many_connections' });
+      extra.close();
+    }
+    // One closed on instance 1 frees a slot for instance 2.
+    pages.shift()!.close();
+    let admitted = false;
+    for (let i = 0; i < 50 && !admitted; i++) {
+      const again = await Page.open(hosts[1]!.url, cookie, origin);
+      await new Promise((r) => setTimeout(r, 100));
+      admitted = !again.messages.some((x) => x.type === 'error');
+      if (admitted) pages.push(again);
+      else again.close();
+    }
+    expect(admitted).toBe(true);
+    for (const p of pages) p.close();
+  });
+
+  it('a user starting runs on both instances hits one RUNS_PER_USER bound (4)', async () => {
+    const { client, cookie, threadId } = await userWithThread();
+    const threads = [threadId];
+    for (let i = 0; i < 4; i++) {
+      const t = await client.req('POST', '/api/threads', { json: { title: `more ${i}` } });
+      threads.push(t.json.threadId as string);
+    }
+    const p1 = await Page.open(hosts[0]!.url, cookie, origin);
+    const p2 = await Page.open(hosts[1]!.url, cookie, origin);
+    const pages = [p1, p2, p1, p2];
+    for (let i = 0; i < 4; i++) await sendAndAck(pages[i]!, threads[i]!, LONG, `share-${i}`);
+    // Four runs in progress, two on each instance: a fifth is refused on either.
+    for (const [p, id] of [
+      [p1, 'share-x1'],
+      [p2, 'share-x2'],
+    ] as const) {
+      p.send({ type: 'send', threadId: threads[4]!, text: 'one more', clientMessageId: id });
+      expect(await p.next(errorFor(id))).toMatchObject({ code: 'too_many_runs' });
+    }
+    p1.close();
+    p2.close();
+  });
+});
+
 describe('cluster: one thread, runs across instances', () => {
   it('a send on instance 2 while instance 1 streams a run gets run_active, and stores nothing', async () => {
     const { cookie, threadId } = await userWithThread();
@@ -516,6 +566,40 @@ describe('cluster: cancel from another instance, and an instance dying', () => {
     expect(p2.events()).toEqual(stored);
     p1.close();
     p2.close();
+  });
+
+  it('AGENT_URL on a load balancer in front of both agent services: a cancel from another instance still stops the model call', async () => {
+    // A third instance whose AGENT_URL is nginx in front of the two agent services: the relay aborts its
+    // request, nginx closes its upstream connection, and the agent service that ran the call stops it.
+    const agentLb = await startNginx([agents[0]!.port, agents[1]!.port]);
+    const port = await freePort();
+    await startInstance(2, port, agentLb.url);
+    const [third] = hosts.splice(2, 1);
+    try {
+      const { cookie, threadId } = await userWithThread();
+      const p3 = await Page.open(third!.url, cookie, origin);
+      const p2 = await Page.open(hosts[1]!.url, cookie, origin);
+      p3.subscribe(threadId);
+      p2.subscribe(threadId);
+      const active = async () => (await agentActiveRuns(agents[0]!)) + (await agentActiveRuns(agents[1]!));
+      const runId = await sendAndAck(p3, threadId, LONG, 'lb1');
+      await p2.next(chunkOf(runId));
+      expect(await active()).toBe(1);
+      p2.send({ type: 'cancel', runId });
+      await Promise.all([p3.next(ended(runId), 2_000), p2.next(ended(runId), 2_000)]);
+      await eventually(async () => (await active()) === 0, 2_000, 'the agent behind nginx stops the run');
+      const stored = await log(hosts[1]!.url, cookie, threadId);
+      expect(terminalsOf(stored, runId)).toEqual([
+        expect.objectContaining({ type: 'RUN_ERROR', code: 'cancelled' }),
+      ]);
+      expect(runText(stored, runId).length).toBeLessThan(200);
+      p3.close();
+      p2.close();
+    } finally {
+      await third!.stop();
+      rmSync(third!.dataDir, { recursive: true, force: true });
+      await agentLb.stop();
+    }
   });
 
   it('SIGKILL instance 1 mid-run: pages through nginx resume on instance 2 with no gap or duplicate, the run ends with one RUN_ERROR owner_lost, the next message runs; restarting instance 1 fails nothing instance 2 owns', async () => {

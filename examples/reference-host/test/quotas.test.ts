@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import { createDemoModelProvider, createRunner } from '@threadline/agent-runner';
 import type { ServerMessage } from '@threadline/contracts';
 import { inProcessAgentTransport } from '@threadline/relay';
+import { openRedisLimits } from '@threadline/relay/redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { readConfig } from '../src/config.js';
 import { startHost, type Host } from '../src/host.js';
-import { MessageQuota } from '../src/quotas.js';
+import { MessageQuota, withMessageQuota } from '../src/quotas.js';
 import { loadSecrets } from '../src/secrets.js';
+import { startRedis } from '../../../packages/relay/test/servers.js';
 import { Client } from './helpers.js';
 
 // Per-user quotas, tried from the attacker's side: a signed-in user floods thread creation and message text.
@@ -160,5 +162,33 @@ describe('MessageQuota', () => {
     // 'a' was dropped (oldest), so it starts over; 'd' is still tracked and spent.
     expect(q.take('a', 10)).toBe(0);
     expect(q.take('d', 1)).toBeGreaterThan(0);
+  });
+});
+
+describe('withMessageQuota across instances (REDIS_URL)', () => {
+  it('charges one budget per user on two relays sharing Redis; a refused send gives its bytes back', async () => {
+    const redis = await startRedis();
+    const shared = await Promise.all(
+      [1, 2].map(() => openRedisLimits({ url: redis.url, logger: { warn() {} } })),
+    );
+    try {
+      // Stand-ins for the two relays: each accepts every send (the budget is what is tried here).
+      const sent: string[] = [];
+      const relay = { send: async (input: { text: string }) => (sent.push(input.text), { runId: 'run_x' }) };
+      const [a, b] = shared.map((s) =>
+        withMessageQuota(relay as never, new MessageQuota({ bytesPerWindow: 100, windowMs: 60_000 }), s),
+      );
+      const send = (r: typeof a, text: string) =>
+        r!.send({ user: { id: 'mallory' }, threadId: 't', text, clientMessageId: `c${sent.length}` });
+      await send(a, 'x'.repeat(60));
+      // 60 + 60 > 100: each instance's own budget has room, the shared one does not.
+      await expect(send(b, 'y'.repeat(60))).rejects.toMatchObject({ code: 'rate_limited' });
+      await send(b, 'z'.repeat(40));
+      await expect(send(a, '!')).rejects.toMatchObject({ code: 'rate_limited' });
+      expect(sent).toEqual(['x'.repeat(60), 'z'.repeat(40)]);
+    } finally {
+      await Promise.all(shared.map((s) => s.close()));
+      await redis.destroy();
+    }
   });
 });

@@ -15,6 +15,7 @@ export type {
   SendInput,
   RegenerateInput,
   SubscribeInput,
+  UserShares,
 } from './relay.js';
 export type { Subscription } from './subscription.js';
 export { InProcessPubSub } from './pubsub.js';

@@ -54,6 +54,9 @@ const MAX_CONTROL_LENGTH = 4_096;
 
 type Client = ReturnType<typeof createClient>;
 
+export { openRedisLimits, RedisLimits } from './redis-limits.js';
+export type { RedisLimitsOptions } from './redis-limits.js';
+
 /**
  * A {@link ThreadPubSub} over Redis pub/sub (through the `redis` client, an optional peer dependency): live
  * fan-out of stored events across relay instances. Listeners in this process hear this process's publishes

@@ -204,8 +204,34 @@ export interface RelayOptions {
    * model call), stored once when its first run starts. Default true.
    */
   autoTitle?: boolean;
+  /**
+   * Per-user run shares every instance of a cluster counts together (e.g. `openRedisLimits` from
+   * `@threadline/relay/redis`): `maxRunsPerUser` and `maxRunStartsPerUser` then hold across instances. This
+   * instance's own shares apply as well. A call that throws is logged and admits (fail open to the per-process
+   * shares).
+   */
+  userShares?: UserShares;
   /** Where unexpected failures are reported (default `console`). */
   logger?: Pick<Console, 'error' | 'warn'>;
+}
+
+/**
+ * Shared per-user counts for {@link RelayOptions.userShares}: slots held (runs in progress, key
+ * `runs:<userId>`) and a sliding window of starts (key `starts:<userId>`).
+ */
+export interface UserShares {
+  /** Takes one slot of `key` when fewer than `limit` are held across instances; says whether it did. */
+  acquire(key: string, limit: number): Promise<boolean>;
+  /** Gives back a slot `acquire` took. */
+  release(key: string): Promise<void>;
+  /** Records a start in the `windowMs` window of `key` if fewer than `limit` are in it; else how long to wait. */
+  takeStart(
+    key: string,
+    limit: number,
+    windowMs: number,
+  ): Promise<{ token: string } | { retryAfterMs: number }>;
+  /** Takes back a start `takeStart` recorded (the run did not start). */
+  refundStart(key: string, token: string): Promise<void>;
 }
 
 /** Input of {@link Relay.send}. */
@@ -773,6 +799,59 @@ export function createRelay(options: RelayOptions): Relay {
     };
   }
 
+  /**
+   * Admits one run start for the user against the shares every instance counts together, on top of this
+   * instance's (`local`, already taken; given back here when refused). Returns the release of both. A failing
+   * `userShares` is logged and admits: this instance's own shares still hold.
+   */
+  async function admitShared(
+    shares: UserShares,
+    userId: string,
+    local: (refund: boolean) => void,
+  ): Promise<(refund: boolean) => void> {
+    const runsKey = `runs:${userId}`;
+    const startsKey = `starts:${userId}`;
+    let held = false;
+    let token: string | undefined;
+    try {
+      if (!(await shares.acquire(runsKey, limits.maxRunsPerUser))) {
+        throw new RelayError(
+          'too_many_runs',
+          `you have ${limits.maxRunsPerUser} runs in progress, the most allowed at once; wait for one to end or cancel one`,
+        );
+      }
+      held = true;
+      const start = await shares.takeStart(startsKey, limits.maxRunStartsPerUser, limits.runStartWindowMs);
+      if ('retryAfterMs' in start) {
+        const retryAfterMs = Math.max(1, Math.ceil(start.retryAfterMs));
+        throw new RelayError(
+          'rate_limited',
+          `you started ${limits.maxRunStartsPerUser} runs in the last ${Math.round(limits.runStartWindowMs / 1000)} s, the most allowed; try again in ${Math.ceil(retryAfterMs / 1000)} s`,
+          { retryAfterMs },
+        );
+      }
+      token = start.token;
+    } catch (error) {
+      if (error instanceof RelayError) {
+        local(true);
+        if (held) void shares.release(runsKey).catch(() => {});
+        throw error;
+      }
+      logger.warn(
+        `[threadline/relay] userShares failed (${describe(error)}); admitting on this instance's shares`,
+      );
+      if (!held) return local;
+    }
+    let released = false;
+    return (refund) => {
+      if (released) return;
+      released = true;
+      local(refund);
+      if (held) void shares.release(runsKey).catch(() => {});
+      if (refund && token !== undefined) void shares.refundStart(startsKey, token).catch(() => {});
+    };
+  }
+
   /** The id of a run in progress here that this very send (user, thread, clientMessageId) started. */
   function sameSend(userId: string, threadId: string, clientMessageId: string): string | undefined {
     for (const run of runs.values()) {
@@ -880,6 +959,7 @@ export function createRelay(options: RelayOptions): Relay {
       let release: (refund: boolean) => void;
       try {
         release = admit(user.id);
+        if (options.userShares) release = await admitShared(options.userShares, user.id, release);
       } catch (error) {
         // A retry of a send whose run is still going (a browser resending after a reconnect) is answered
         // as always, with that run's id: it starts nothing, so no share is needed.

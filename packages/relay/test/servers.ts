@@ -100,9 +100,10 @@ export interface TestPostgres {
 
 /**
  * Creates a new PostgreSQL cluster in a temp dir (initdb) and starts it on a free loopback port. Fails with a
- * clear message when the binaries are missing.
+ * clear message when the binaries are missing. `durable: true` keeps PostgreSQL's own defaults (fsync on,
+ * synchronous_commit on: a commit is on disk before it is acknowledged), for the benchmark; tests run without fsync.
  */
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   if (!bin)
     throw new Error(`PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin; ${MISSING_HINT}`);
@@ -145,7 +146,7 @@ export async function startPostgres(): Promise<TestPostgres> {
         '-c',
         'listen_addresses=127.0.0.1',
         '-c',
-        'fsync=off',
+        `fsync=${options.durable ? 'on' : 'off'}`,
         '-c',
         'max_connections=200',
       ],
