@@ -13,9 +13,10 @@ const manifest = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'))
 const require = createRequire(new URL('package.json', root));
 
 /** Packages the element's sources import, for types (`import type`) or at run time. */
-function imported(): { types: Set<string>; runtime: Set<string> } {
+function imported(): { types: Set<string>; runtime: Set<string>; runtimeSpecifiers: Set<string> } {
   const types = new Set<string>();
   const runtime = new Set<string>();
+  const runtimeSpecifiers = new Set<string>();
   const dir = new URL('src/', root);
   for (const file of readdirSync(dir)) {
     const text = readFileSync(new URL(file, dir), 'utf8');
@@ -24,16 +25,19 @@ function imported(): { types: Set<string>; runtime: Set<string> } {
         ? (m[2] as string).split('/').slice(0, 2).join('/')
         : (m[2] as string).split('/')[0]!;
       (m[1] ? types : runtime).add(name);
+      if (!m[1]) runtimeSpecifiers.add(m[2] as string);
     }
   }
-  for (const r of runtime) types.delete(r);
-  return { types, runtime };
+  return { types, runtime, runtimeSpecifiers };
 }
 
 describe('package manifest', () => {
   it('declares every package its code and published types import', () => {
-    const { types, runtime } = imported();
-    expect(runtime).toEqual(new Set(['lit']));
+    const { types, runtime, runtimeSpecifiers } = imported();
+    // At run time: lit, and only the zod-free part of the contracts (no zod in the browser bundle).
+    expect(runtime).toEqual(new Set(['lit', '@threadline/contracts']));
+    for (const spec of runtimeSpecifiers)
+      if (spec.startsWith('@threadline/contracts')) expect(spec).toBe('@threadline/contracts/core');
     for (const name of [...types, ...runtime]) expect(manifest.dependencies).toHaveProperty([name]);
   });
 
