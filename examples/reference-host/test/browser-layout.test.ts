@@ -169,7 +169,8 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
     // A third thread to delete, then back on the first one.
     await newThread(page);
     await send(page, 'Throwaway question');
-    await expect.poll(() => assistant(page).first().textContent(), WAIT).toContain('call me Ada');
+    // The run has ended (a finished answer gets its Regenerate button), so the thread can be deleted.
+    await expect.poll(() => chat(page).locator('[part~="regenerate-button"]').count(), WAIT).toBe(1);
     const doomed = threadIdOf(page);
     await openFromSidebar(page, 'Plan a relaxed weekend');
     await connected(page);
@@ -221,7 +222,7 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
   it('a page open on a thread deleted elsewhere says so', async () => {
     await newThread(page);
     await send(page, 'Soon to be deleted');
-    await expect.poll(() => assistant(page).first().textContent(), WAIT).toContain('call me Ada');
+    await expect.poll(() => chat(page).locator('[part~="regenerate-button"]').count(), WAIT).toBe(1);
     const doomed = threadIdOf(page);
     const other = await desktop.newPage();
     await other.goto(`${host.url}/threads`);
