@@ -276,6 +276,7 @@ describe('the router enforces approvals (a direct call with a valid act-as token
   });
 
   it('refuses every call of such a tool when the host gave no approvals check, and says so at start', async () => {
+    expect(() => makeSetup({ tools: [wipe], approvals: {} as never })).toThrow(/isApproved/);
     const bare = makeSetup({ tools: [wipe] });
     expect(bare.log.warns.flat().join(' ')).toMatch(/approvals/);
     const res = await bare.router(
