@@ -29,6 +29,7 @@ import { createTokenIssuer, createToolRouter, defineTool } from '@threadline/too
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { z } from 'zod';
 import { createApp, type AppLimits } from './app.js';
+import { approvalsFromLog } from './approvals.js';
 import { EXAMPLE_ROOT, type HostConfig } from './config.js';
 import { oidcRoutes, type OidcLimits } from './oidc.js';
 import { MessageQuota, withMessageQuota } from './quotas.js';
@@ -245,6 +246,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
       const run = await store.getRun(runId);
       return run?.status === 'running' && run.threadId === threadId && run.userId === userId;
     },
+    // A tool that needs approval runs only for a call the thread's owner approved (read from the log), even
+    // when someone holding the run's act-as token calls it directly.
+    approvals: approvalsFromLog(store),
     // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
     events: {
       // `relay` is created just below; tools are only called during runs, long after.

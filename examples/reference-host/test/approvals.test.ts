@@ -5,7 +5,9 @@ import {
 } from '@threadline/agent-runner/testing';
 import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTokenIssuer } from '@threadline/tools-kit';
 import WebSocket from 'ws';
+import { TOKEN_ISSUER } from '../src/host.js';
 import { Client } from './helpers.js';
 import { childPids, ensureBuilt, isAlive, spawnUserHost, startUserHost, type UserHost } from './user-host.js';
 
@@ -234,6 +236,53 @@ describe('tool approvals through the host, its agent process and the fake OpenAI
     const text = events.map((e) => (e.type === 'TEXT_MESSAGE_CHUNK' ? e.delta : '')).join('');
     expect(text).toBe('OK, I kept your profile.');
     expect(JSON.stringify(fake.requests.at(-1)?.body)).toContain('keep my name');
+    tab.close();
+  });
+
+  it("refuses a direct POST /tools/profile.clear with the run's own act-as token unless the owner approved that call", async () => {
+    const eve = await user(base, 'direct-caller');
+    const tab = await Tab.open(base, eve);
+    const threadId = await newThread(eve);
+    tab.send({ type: 'subscribe', threadId, afterSeq: 0 });
+    // An earlier run of the thread whose profile.clear the owner approved.
+    const earlier = await forgetMe(tab, threadId, 'forget-earlier');
+    const earlierCall = earlier.request.toolCallId;
+    tab.send({ type: 'approve', threadId, runId: earlier.runId, toolCallId: earlierCall, approved: true });
+    await tab.event('RUN_FINISHED', earlier.runId);
+    await nameAda(tab, threadId);
+    const { runId, request } = await forgetMe(tab, threadId);
+    const userId = (await log(eve, threadId)).find((e) => e.type === 'USER_MESSAGE')!.userId;
+    // What the agent service holds for the paused run: a valid act-as token allowing profile.clear.
+    const token = await createTokenIssuer({
+      secret: env(fake).TOOLS_TOKEN_SECRET!,
+      issuer: TOKEN_ISSUER,
+    }).issue({ userId, threadId, runId, tools: ['profile.clear'] });
+    const direct = async (key?: string) => {
+      const res = await fetch(`${base}/tools/profile.clear`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          ...(key !== undefined ? { 'idempotency-key': key } : {}),
+        },
+        body: JSON.stringify({ threadId, input: {} }),
+      });
+      const body = (await res.json()) as { error?: { code: string } };
+      return `${res.status} ${body.error?.code ?? 'ok'}`;
+    };
+    // No call id; the pending call not yet decided; a call id the log never approved; another run's approved call.
+    expect([
+      await direct(),
+      await direct(request.toolCallId),
+      await direct('call_not_pending'),
+      await direct(earlierCall),
+    ]).toEqual(Array(4).fill('403 approval_required'));
+    expect((await eve.req('GET', '/api/me')).json.profile).toEqual({ displayName: 'Ada' });
+    // The owner's Approve still lets the agent's call through.
+    tab.send({ type: 'approve', threadId, runId, toolCallId: request.toolCallId, approved: true });
+    await tab.event('RUN_FINISHED', runId);
+    expect((await eve.req('GET', '/api/me')).json.profile).toEqual({});
+    expectWholeLog(await log(eve, threadId));
     tab.close();
   });
 

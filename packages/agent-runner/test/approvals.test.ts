@@ -95,6 +95,7 @@ describe('tool approvals in the runner', () => {
   it('approve: a new runner (as after a restart) runs the tool, streams the answer and RUN_FINISHED with usage of both halves', async () => {
     const { req } = await pause({ input: 5, output: 3 });
     fake.enqueue({ type: 'text', text: 'Wiped.', usage: { input: 7, output: 2 } });
+    tools.decide({ threadId: req.threadId, runId: req.runId, toolCallId: 'call_wipe1', approved: true });
     const events = await collect(
       makeRunner().run({ ...req, resume: { toolCallId: 'call_wipe1', approved: true } }),
     );
@@ -118,6 +119,7 @@ describe('tool approvals in the runner', () => {
   it('reject: the tool never runs and the model is told, with the reason', async () => {
     const { req } = await pause();
     fake.enqueue({ type: 'text', text: 'Understood, I left it.' });
+    tools.decide({ threadId: req.threadId, runId: req.runId, toolCallId: 'call_wipe1', approved: false });
     const events = await collect(
       makeRunner().run({
         ...req,

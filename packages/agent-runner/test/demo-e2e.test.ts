@@ -118,6 +118,8 @@ describe('offline demo model end to end over POST /runs', () => {
     ]);
     expect(paused.events[2]).toMatchObject({ toolName: 'profile.clear', args: '{}' });
     expect(await tools.store.getProfile('u1')).toMatchObject({ displayName: 'Ada' });
+    const toolCallId = (paused.events[2] as { toolCallId: string }).toolCallId;
+    tools.decide({ threadId: 't-forget', runId: 'r-forget', toolCallId, approved: true });
     const res = await fetch(`${served.url}/runs`, {
       method: 'POST',
       headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
@@ -127,7 +129,7 @@ describe('offline demo model end to end over POST /runs', () => {
         user: { id: 'u1' },
         message: 'resume',
         tools: await tools.toolsRef({ userId: 'u1', threadId: 't-forget', runId: 'r-forget' }),
-        resume: { toolCallId: (paused.events[2] as { toolCallId: string }).toolCallId, approved: true },
+        resume: { toolCallId, approved: true },
       }),
     });
     const { events } = await collectSse(res);

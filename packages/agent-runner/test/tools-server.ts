@@ -12,6 +12,8 @@ import {
 export async function startToolsServer(options: { tools?: ToolDefinition[]; store?: MemoryToolStore } = {}) {
   const store = options.store ?? new MemoryToolStore();
   const emitted: AgentEvent[] = [];
+  /** Decisions as the relay would store them (TOOL_APPROVAL_RESOLVED), keyed `thread/run/toolCallId`. */
+  const decisions = new Map<string, boolean>();
   const tokens = createTokenIssuer({
     secret: 'tools-secret-that-is-long-enough-0123456789',
     issuer: 'test-api',
@@ -22,6 +24,10 @@ export async function startToolsServer(options: { tools?: ToolDefinition[]; stor
       tokens,
       store,
       events: { emit: async (e) => void emitted.push(e) },
+      approvals: {
+        isApproved: ({ threadId, runId, toolCallId }) =>
+          decisions.get(`${threadId}/${runId}/${toolCallId}`) === true,
+      },
       logger: { error() {}, warn() {} },
     });
   let router = makeRouter(options.tools ?? []);
@@ -58,6 +64,10 @@ export async function startToolsServer(options: { tools?: ToolDefinition[]; stor
     sent,
     get router() {
       return router;
+    },
+    /** Records a person's decision on a tool call, as the relay does before it resumes the run. */
+    decide(input: { threadId: string; runId: string; toolCallId: string; approved: boolean }) {
+      decisions.set(`${input.threadId}/${input.runId}/${input.toolCallId}`, input.approved);
     },
     /** Serves another set of tools from now on, at the same URL with the same token secret (a redeploy). */
     replaceTools(tools: ToolDefinition[]) {

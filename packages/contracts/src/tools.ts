@@ -14,6 +14,8 @@ export const TOOL_ERROR_STATUS = {
   tool_not_allowed: 403,
   /** The token's run is no longer running (finished, failed, cancelled) or never existed. */
   run_not_active: 403,
+  /** The tool needs a person's approval and no approved decision exists for this call (its idempotency key). */
+  approval_required: 403,
   not_found: 404,
   method_not_allowed: 405,
   /** The request body did not arrive in time (a slow or stalled client). */

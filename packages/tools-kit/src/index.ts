@@ -31,7 +31,7 @@ export {
 } from './builtins.js';
 export type { BuiltinToolName } from './builtins.js';
 export { createToolRouter } from './router.js';
-export type { ToolRouter, ToolRouterOptions } from './router.js';
+export type { ToolApprovalCall, ToolApprovals, ToolRouter, ToolRouterOptions } from './router.js';
 export { createToolClient } from './client.js';
 export type { ToolClient, ToolClientOptions, ToolCallOptions } from './client.js';
 export { ManifestCache, DEFAULT_MANIFEST_CACHE_ENTRIES } from './manifest-cache.js';

@@ -46,6 +46,16 @@ export interface ToolRouterOptions {
    * A throw answers 503 `unavailable`.
    */
   isRunActive?: (run: { runId: string; threadId: string; userId: string }) => boolean | Promise<boolean>;
+  /**
+   * Where the router looks up a person's decision before it runs a tool that needs approval
+   * (`needsApproval: true`, or a check that answers true for the call). Such a call must carry its tool
+   * call id as its idempotency key (the agent sends the SDK's call id) and runs only if `isApproved` answers
+   * true for that token's thread, run and call id; otherwise it is refused with 403 `approval_required` and
+   * the handler never runs. Without this option every call of such a tool is refused. A throw answers 503
+   * `unavailable`. The reference host answers from the thread's log (an approved TOOL_APPROVAL_RESOLVED of
+   * the same run and call id).
+   */
+  approvals?: ToolApprovals;
   /** What `GET /state` returns; default `{ profile }`. */
   state?: (ctx: { userId: string; threadId: string }) => Promise<Record<string, JsonValue>>;
   /** Largest request body accepted, in bytes. Default 65,536. */
@@ -69,6 +79,25 @@ export interface ToolRouterOptions {
    * Default 8 MiB.
    */
   maxRunStateBytes?: number;
+}
+
+/** A call of a tool that needs approval, as {@link ToolApprovals.isApproved} sees it. */
+export interface ToolApprovalCall {
+  /** From the act-as token. */
+  userId: string;
+  threadId: string;
+  runId: string;
+  /** The call's idempotency key: the tool call id the decision names. */
+  toolCallId: string;
+  toolName: string;
+  /** The call's input as validated by the tool's schema. */
+  input: unknown;
+}
+
+/** The host's record of approval decisions (see {@link ToolRouterOptions.approvals}). */
+export interface ToolApprovals {
+  /** True only when the thread's owner approved exactly this call (same thread, run and tool call id). */
+  isApproved(call: ToolApprovalCall): boolean | Promise<boolean>;
 }
 
 /**
@@ -139,6 +168,14 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
   if (options.isRunActive !== undefined && typeof options.isRunActive !== 'function')
     throw new ToolsKitError('invalid_options', 'isRunActive must be a function');
   const isRunActive = options.isRunActive;
+  if (
+    options.approvals !== undefined &&
+    (typeof options.approvals !== 'object' ||
+      options.approvals === null ||
+      typeof options.approvals.isApproved !== 'function')
+  )
+    throw new ToolsKitError('invalid_options', 'approvals must have an isApproved(call) method');
+  const approvals = options.approvals;
 
   const builtins = createBuiltinTools({
     store,
@@ -157,6 +194,10 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
     registry.set(tool.name, tool);
   }
   const manifestEntries = [...registry.values()].map(toManifestEntry);
+  if (!approvals && manifestEntries.some((e) => e.needsApproval !== undefined))
+    logger.warn(
+      '[tools-kit] some tools need approval but createToolRouter got no `approvals` check: every call of them is refused (approval_required)',
+    );
   const manifestVariants = new ManifestVariants(manifestEntries);
   const inflight = new Map<
     string,
@@ -327,6 +368,10 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
 
     const input = validateInput(tool, envelope.value.input === undefined ? {} : envelope.value.input);
     if (input instanceof Reject) return fail(input);
+    if (tool.needsApproval !== undefined && tool.needsApproval !== false) {
+      const refusal = await checkApproved(tool, input.value, auth, idempotencyKey);
+      if (refusal) return fail(refusal);
+    }
 
     if (idempotencyKey === undefined) return respond(await execute(tool, input.value, auth, request.signal));
     const storeKey = `tools-kit:idem:${JSON.stringify([auth.sub, auth.thread, name, idempotencyKey])}`;
@@ -414,18 +459,57 @@ export function createToolRouter(options: ToolRouterOptions): ToolRouter {
       return fail(new Reject('thread_mismatch', 'this token is for another thread'));
     const input = validateInput(tool, envelope.value.input === undefined ? {} : envelope.value.input);
     if (input instanceof Reject) return fail(input);
+    return json(200, { ok: true, data: { needsApproval: await needsApprovalFor(tool, input.value, auth) } });
+  }
+
+  /** Whether this call of `tool` must wait for a person. A check that throws answers true (fail closed). */
+  async function needsApprovalFor(tool: ToolDefinition, input: unknown, auth: ActAsClaims): Promise<boolean> {
     const rule = tool.needsApproval;
-    let needsApproval = rule === true;
-    if (typeof rule === 'function') {
-      try {
-        needsApproval =
-          (await rule(input.value, { userId: auth.sub, threadId: auth.thread, runId: auth.run })) !== false;
-      } catch (error) {
-        logger.warn(`[tools-kit] the needsApproval check of ${name} failed; asking for approval`, error);
-        needsApproval = true;
-      }
+    if (typeof rule !== 'function') return rule === true;
+    try {
+      return (await rule(input, { userId: auth.sub, threadId: auth.thread, runId: auth.run })) !== false;
+    } catch (error) {
+      logger.warn(`[tools-kit] the needsApproval check of ${tool.name} failed; asking for approval`, error);
+      return true;
     }
-    return json(200, { ok: true, data: { needsApproval } });
+  }
+
+  /**
+   * Refuses a call that needs approval unless the host holds an approved decision for exactly this call (the
+   * token's thread and run, the idempotency key as tool call id). Null when the call may run.
+   */
+  async function checkApproved(
+    tool: ToolDefinition,
+    input: unknown,
+    auth: ActAsClaims,
+    toolCallId: string | undefined,
+  ): Promise<Reject | null> {
+    if (!(await needsApprovalFor(tool, input, auth))) return null;
+    const required = `${tool.name} needs a person’s approval`;
+    if (!approvals) return new Reject('approval_required', `${required}; this host records no decisions`);
+    if (toolCallId === undefined)
+      return new Reject(
+        'approval_required',
+        `${required}: send the approved tool call id as the Idempotency-Key`,
+      );
+    let approved: boolean;
+    try {
+      approved =
+        (await approvals.isApproved({
+          userId: auth.sub,
+          threadId: auth.thread,
+          runId: auth.run,
+          toolCallId,
+          toolName: tool.name,
+          input,
+        })) === true;
+    } catch (error) {
+      logger.warn('[tools-kit] approvals.isApproved failed; refusing the call', error);
+      return new Reject('unavailable', 'could not check the approval of this call; try again');
+    }
+    return approved
+      ? null
+      : new Reject('approval_required', `${required}: no approved decision for this call of this run`);
   }
 
   /**

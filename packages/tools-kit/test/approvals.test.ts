@@ -183,3 +183,133 @@ describe('/run-state', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('run_not_active');
   });
 });
+
+describe('the router enforces approvals (a direct call with a valid act-as token)', () => {
+  let wipes = 0;
+  let bigTransfers = 0;
+  const wipe = defineTool({
+    name: 'profile.wipe',
+    description: 'Wipe the profile.',
+    input: z.strictObject({}),
+    output: z.strictObject({ wiped: z.number() }),
+    needsApproval: true,
+    handler: () => ({ wiped: ++wipes }),
+  });
+  const pay = defineTool({
+    name: 'bank.transfer',
+    description: 'Move money.',
+    input: z.strictObject({ amount: z.number().int().min(0) }),
+    output: z.strictObject({ n: z.number() }),
+    needsApproval: ({ amount }) => amount > 100,
+    handler: () => ({ n: ++bigTransfers }),
+  });
+  /** Decisions as the host's log holds them (TOOL_APPROVAL_RESOLVED). */
+  const decisions: { threadId: string; runId: string; toolCallId: string; approved: boolean }[] = [];
+  const asked: unknown[] = [];
+  const guarded = makeSetup({
+    tools: [wipe, pay],
+    approvals: {
+      isApproved: (call) => {
+        asked.push(call);
+        return decisions.some(
+          (d) =>
+            d.approved &&
+            d.threadId === call.threadId &&
+            d.runId === call.runId &&
+            d.toolCallId === call.toolCallId,
+        );
+      },
+    },
+  });
+  async function post(name: string, input: unknown, key?: string, runId = 'r1') {
+    const res = await guarded.router(
+      new Request(`http://api.test/tools/${name}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await guarded.mint({ runId })}`,
+          'content-type': 'application/json',
+          ...(key ? { 'idempotency-key': key } : {}),
+        },
+        body: JSON.stringify({ threadId: 't1', input }),
+      }),
+    );
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
+  const refused = { status: 403, body: { ok: false, error: { code: 'approval_required' } } };
+
+  it('refuses without a decision, after a rejection, with another call’s or another run’s approval', async () => {
+    // No idempotency key: no call id, so nothing can name an approval.
+    expect(await post('profile.wipe', {})).toMatchObject(refused);
+    // No decision for this call.
+    expect(await post('profile.wipe', {}, 'call_a')).toMatchObject(refused);
+    // Rejected.
+    decisions.push({ threadId: 't1', runId: 'r1', toolCallId: 'call_a', approved: false });
+    expect(await post('profile.wipe', {}, 'call_a')).toMatchObject(refused);
+    // Approved, but another call of the same run.
+    decisions.push({ threadId: 't1', runId: 'r1', toolCallId: 'call_b', approved: true });
+    expect(await post('profile.wipe', {}, 'call_a')).toMatchObject(refused);
+    // Approved, same call id, but in another run of the thread.
+    decisions.push({ threadId: 't1', runId: 'r0', toolCallId: 'call_c', approved: true });
+    expect(await post('profile.wipe', {}, 'call_c')).toMatchObject(refused);
+    // A `check` tool whose check says yes needs it too; one whose check says no does not ask.
+    expect(await post('bank.transfer', { amount: 500 }, 'call_d')).toMatchObject(refused);
+    expect(wipes).toBe(0);
+    expect(bigTransfers).toBe(0);
+    expect(await post('bank.transfer', { amount: 5 }, 'call_e')).toMatchObject({ status: 200 });
+    expect(bigTransfers).toBe(1);
+    expect(asked).toContainEqual({
+      userId: 'u1',
+      threadId: 't1',
+      runId: 'r1',
+      toolCallId: 'call_c',
+      toolName: 'profile.wipe',
+      input: {},
+    });
+  });
+
+  it('runs an approved call once; a retry with the same call id replays its result', async () => {
+    decisions.push({ threadId: 't1', runId: 'r1', toolCallId: 'call_ok', approved: true });
+    const first = await post('profile.wipe', {}, 'call_ok');
+    expect(first).toEqual({ status: 200, body: { ok: true, data: { wiped: 1 } } });
+    expect(await post('profile.wipe', {}, 'call_ok')).toEqual(first);
+    expect(wipes).toBe(1);
+  });
+
+  it('refuses every call of such a tool when the host gave no approvals check, and says so at start', async () => {
+    expect(() => makeSetup({ tools: [wipe], approvals: {} as never })).toThrow(/isApproved/);
+    const bare = makeSetup({ tools: [wipe] });
+    expect(bare.log.warns.flat().join(' ')).toMatch(/approvals/);
+    const res = await bare.router(
+      new Request('http://api.test/tools/profile.wipe', {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await bare.mint()}`,
+          'idempotency-key': 'call_x',
+        },
+        body: JSON.stringify({ threadId: 't1', input: {} }),
+      }),
+    );
+    expect(res.status).toBe(403);
+    expect(wipes).toBe(1);
+  });
+
+  it('answers 503 unavailable when the check throws, and the tool does not run', async () => {
+    const broken = makeSetup({
+      tools: [wipe],
+      approvals: {
+        isApproved: () => {
+          throw new Error('db down');
+        },
+      },
+    });
+    const res = await broken.router(
+      new Request('http://api.test/tools/profile.wipe', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await broken.mint()}`, 'idempotency-key': 'call_y' },
+        body: JSON.stringify({ threadId: 't1', input: {} }),
+      }),
+    );
+    expect(res.status).toBe(503);
+    expect(wipes).toBe(1);
+  });
+});
