@@ -1,7 +1,13 @@
 // The agent service of the reference host, run by main.ts as its own process (the real topology: the API
 // reaches it over HTTP/SSE). It reads its settings from the environment main.ts gives it and reports
 // `ready` over IPC once it listens.
-import { createDemoModelProvider, createRunner, doctor, serveAgent } from '@threadline/agent-runner';
+import {
+  createDemoCompactionClient,
+  createDemoModelProvider,
+  createRunner,
+  doctor,
+  serveAgent,
+} from '@threadline/agent-runner';
 import { z } from 'zod';
 
 const EnvSchema = z.object({
@@ -14,6 +20,8 @@ const EnvSchema = z.object({
   DEMO_MODEL_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(15),
   /** Runs taken at once; more are answered 429 and wait in the relay's fair queue. */
   AGENT_MAX_RUNS: z.coerce.number().int().min(1).max(10_000).default(32),
+  /** Compact a thread's history past this many items (unset: off); the host's COMPACT_AFTER_ITEMS. */
+  COMPACT_AFTER_ITEMS: z.coerce.number().int().min(2).max(1000).optional(),
 });
 
 const emptyToUnset = Object.fromEntries(
@@ -30,12 +38,21 @@ const env = parsed.data;
 const apiKey = env.OPENAI_API_KEY;
 const demo = apiKey === undefined;
 
+const afterItems = env.COMPACT_AFTER_ITEMS;
 const runner = createRunner(
   apiKey === undefined
-    ? { modelProvider: createDemoModelProvider({ delayMs: env.DEMO_MODEL_DELAY_MS }), model: 'demo' }
+    ? {
+        modelProvider: createDemoModelProvider({ delayMs: env.DEMO_MODEL_DELAY_MS }),
+        model: 'demo',
+        // The demo compaction is offline; the compact request still names an OpenAI model.
+        ...(afterItems === undefined
+          ? {}
+          : { compaction: { afterItems, model: 'gpt-4.1-mini', client: createDemoCompactionClient() } }),
+      }
     : {
         model: env.OPENAI_MODEL,
         openai: { apiKey, ...(env.OPENAI_BASE_URL ? { baseURL: env.OPENAI_BASE_URL } : {}) },
+        ...(afterItems === undefined ? {} : { compaction: { afterItems } }),
       },
 );
 const service = await serveAgent(runner, {

@@ -169,6 +169,15 @@ const EnvSchema = z.object({
       .max(36_500, 'RETENTION_DAYS must be between 1 and 36500')
       .optional(),
   ),
+  COMPACT_AFTER_ITEMS: z.preprocess(
+    unset,
+    z.coerce
+      .number({ error: 'COMPACT_AFTER_ITEMS must be a number' })
+      .int('COMPACT_AFTER_ITEMS must be a whole number')
+      .min(2, 'COMPACT_AFTER_ITEMS must be between 2 and 1000')
+      .max(1000, 'COMPACT_AFTER_ITEMS must be between 2 and 1000')
+      .optional(),
+  ),
   MSG_BYTES_PER_HOUR: z.preprocess(
     unset,
     z.coerce
@@ -293,6 +302,11 @@ export interface HostConfig {
     { issuer: string; clientId: string; clientSecret: string; redirectUrl: string | undefined } | undefined;
   /** Threads idle for more days than this are removed, when set (RETENTION_DAYS; unset: kept forever). */
   retentionDays: number | undefined;
+  /**
+   * The agent process compacts a thread's history once a run's view of it holds this many items besides user
+   * messages (COMPACT_AFTER_ITEMS, 2-1000; unset: off). With the demo model the compaction is offline.
+   */
+  compactAfterItems: number | undefined;
 }
 
 /**
@@ -354,6 +368,17 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
       message: 'set both OIDC_CLIENT_ID and OIDC_CLIENT_SECRET to turn Google sign-in on, or neither',
     });
   }
+  if (
+    e.COMPACT_AFTER_ITEMS !== undefined &&
+    e.OPENAI_API_KEY !== undefined &&
+    !/^(?:ft:)?(?:gpt-|o\d)/i.test(e.OPENAI_MODEL)
+  ) {
+    issues.push({
+      path: 'COMPACT_AFTER_ITEMS',
+      message:
+        'COMPACT_AFTER_ITEMS needs an OpenAI model in OPENAI_MODEL (gpt-*, o*): compaction calls its compact endpoint',
+    });
+  }
   if (issues.length > 0) {
     const lines = issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n');
     throw new HostError('invalid_config', `Invalid settings:\n${lines}`, { issues });
@@ -409,5 +434,6 @@ export function readConfig(env: NodeJS.ProcessEnv, options: { cwd?: string } = {
           }
         : undefined,
     retentionDays: e.RETENTION_DAYS,
+    compactAfterItems: e.COMPACT_AFTER_ITEMS,
   };
 }

@@ -57,6 +57,7 @@ const agent = external
         OPENAI_BASE_URL: config.openaiBaseUrl,
         AGENT_MAX_RUNS: String(config.agentMaxRuns),
         OPENAI_MODEL: config.openaiModel,
+        COMPACT_AFTER_ITEMS: config.compactAfterItems?.toString(),
       }),
     });
 

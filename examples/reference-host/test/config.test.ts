@@ -133,6 +133,24 @@ describe('readConfig', () => {
     expect(() => readConfig({ MSG_BYTES_PER_HOUR: '10' })).toThrow(/MSG_BYTES_PER_HOUR/);
   });
 
+  it('reads COMPACT_AFTER_ITEMS (off when unset, 2-1000), and wants an OpenAI model name with OPENAI_API_KEY', () => {
+    expect(readConfig({}).compactAfterItems).toBeUndefined();
+    expect(readConfig({ COMPACT_AFTER_ITEMS: '' }).compactAfterItems).toBeUndefined();
+    expect(readConfig({ COMPACT_AFTER_ITEMS: '40' }).compactAfterItems).toBe(40);
+    expect(readConfig({ COMPACT_AFTER_ITEMS: '2' }).compactAfterItems).toBe(2);
+    for (const bad of ['1', '1001', '2.5', 'lots'])
+      expect(() => readConfig({ COMPACT_AFTER_ITEMS: bad }), bad).toThrow(/COMPACT_AFTER_ITEMS must be/);
+    expect(
+      readConfig({ COMPACT_AFTER_ITEMS: '40', OPENAI_API_KEY: 'sk-x', OPENAI_MODEL: 'o4-mini' })
+        .compactAfterItems,
+    ).toBe(40);
+    expect(() =>
+      readConfig({ COMPACT_AFTER_ITEMS: '40', OPENAI_API_KEY: 'sk-x', OPENAI_MODEL: 'llama-3' }),
+    ).toThrow(/COMPACT_AFTER_ITEMS: COMPACT_AFTER_ITEMS needs an OpenAI model in OPENAI_MODEL/);
+    // Without a key the demo model runs and its compaction is offline, whatever OPENAI_MODEL says.
+    expect(readConfig({ COMPACT_AFTER_ITEMS: '40', OPENAI_MODEL: 'llama-3' }).compactAfterItems).toBe(40);
+  });
+
   it('refuses the agent service on the API port', () => {
     expect(() => readConfig({ PORT: '4000', AGENT_PORT: '4000' })).toThrow(
       /AGENT_PORT must differ from PORT/,

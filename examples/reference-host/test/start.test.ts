@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '@threadline/agent-runner/testing';
-import type { ServerMessage } from '@threadline/contracts';
+import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Client } from './helpers.js';
@@ -69,6 +69,50 @@ describe('starting the host', () => {
       /^Cannot open PostgreSQL at postgres:\/\/app:\*\*\*@127\.0\.0\.1:9\/app \(DATABASE_URL\): .*unavailable/m,
     );
     expect(r.stderr).not.toContain(':pw@');
+  });
+
+  describe('with COMPACT_AFTER_ITEMS and the demo model', () => {
+    let host: UserHost;
+    beforeAll(async () => {
+      host = await startUserHost({ COMPACT_AFTER_ITEMS: '2', DEMO_MODEL_DELAY_MS: '0' });
+    }, 60_000);
+    afterAll(async () => {
+      expect(await host?.stop()).toBe(0);
+    });
+
+    it('the agent process compacts a thread past the threshold: HISTORY_WINDOWED reason compacted in its log', async () => {
+      const port = new URL(host.url).port;
+      const base = `http://127.0.0.1:${port}`;
+      const c = new Client(base);
+      await c.signup('compact-user');
+      const threadId = (await c.req('POST', '/api/threads', { json: {} })).json.threadId as string;
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { origin: base, cookie: c.cookie! } });
+      const messages: ServerMessage[] = [];
+      let onEnd: (() => void) | undefined;
+      ws.on('message', (d) => {
+        const m = JSON.parse(String(d)) as ServerMessage;
+        messages.push(m);
+        if (m.type === 'event' && (m.event.type === 'RUN_FINISHED' || m.event.type === 'RUN_ERROR'))
+          onEnd?.();
+      });
+      await new Promise((r) => ws.once('open', r));
+      ws.send(JSON.stringify({ type: 'subscribe', threadId, afterSeq: 0 }));
+      for (const [i, text] of ['one', 'two', 'three'].entries()) {
+        const ended = new Promise<void>((resolve) => (onEnd = resolve));
+        ws.send(JSON.stringify({ type: 'send', threadId, text, clientMessageId: `c${i}` }));
+        await ended;
+      }
+      ws.close();
+      const events = (await c.req('GET', `/api/threads/${threadId}/events`)).json
+        .events as SequencedAgentEvent[];
+      const runs = events.filter((e) => e.type === 'RUN_STARTED').map((e) => e.runId);
+      expect(runs).toHaveLength(3);
+      expect(events.filter((e) => e.type === 'RUN_ERROR')).toEqual([]);
+      // The first two runs' answers reach the threshold of 2; the third run starts from the summary.
+      expect(events.filter((e) => e.type === 'HISTORY_WINDOWED').map((e) => [e.runId, e.reason])).toEqual([
+        [runs[2], 'compacted'],
+      ]);
+    });
   });
 
   describe('with OPENAI_API_KEY', () => {

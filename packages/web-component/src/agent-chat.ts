@@ -128,7 +128,7 @@ const STATUS_TEXT: Record<ConnectionState, string> = {
  * @csspart message - Every message bubble (also `user-message` / `assistant-message`).
  * @csspart user-message - A message the user wrote (`data-status`: sending, sent, failed).
  * @csspart assistant-message - An assistant message rendered from Markdown.
- * @csspart send-error - Why a message was not sent, with its Retry button.
+ * @csspart send-error - Why a message was not sent, with its Retry button; or why a regenerate was refused (under the answer).
  * @csspart message-actions - The row under a message: its time (shown on hover or focus) and Copy.
  * @csspart copy-button - Copies a message's text (Markdown source for answers) to the clipboard.
  * @csspart code-copy-button - Copies one code block.
@@ -280,7 +280,7 @@ export class AgentChat extends LitElement {
     if (this.model.activeRunId)
       throw new AgentChatError('run_active', 'a run is still active; wait for it or stop it first');
     if (!this.conn) throw new AgentChatError('not_connected', 'not connected to the server');
-    const clientMessageId = newId();
+    const clientMessageId = (this.regenId = newId());
     this.conn.send({ type: 'regenerate', threadId: this.threadId, clientMessageId });
     this.announce('Working on it…');
     return clientMessageId;
@@ -353,6 +353,9 @@ export class AgentChat extends LitElement {
   private hasDraft = false;
   private draftLength = 0;
   private refused = false;
+  /** The last regenerate request, and why the server refused it (shown until the next run starts). */
+  private regenId = '';
+  private regenError = '';
   private focusPending = true;
   // Keeps the latest message in view when the conversation's box changes size (phone keyboard, growing composer).
   private readonly resize = new ResizeObserver(() => {
@@ -379,7 +382,7 @@ export class AgentChat extends LitElement {
       this.historyBefore = 0;
       this.myRuns.clear();
       this.rendered.clear();
-      this.announcement = '';
+      this.announcement = this.regenError = '';
       this.focusPending = true;
       this.requestUpdate();
     }
@@ -402,8 +405,11 @@ export class AgentChat extends LitElement {
         },
         serverError: (m, fatal) => {
           console.warn(`agent-chat: server error ${m.code}: ${m.message}`);
-          if (m.ref && this.model.fail(m.ref, problemText(m.code))) this.schedule();
-          if (fatal) this.stopReason = problemText(m.code);
+          const text = problemText(m.code);
+          // A refused send shows under its message; a refused regenerate under the last answer.
+          if (m.ref && (this.model.fail(m.ref, text) || (m.ref === this.regenId && (this.regenError = text))))
+            this.schedule();
+          if (fatal) this.stopReason = text;
           this.emit('agent-chat:error', {
             code: m.code,
             message: m.message,
@@ -447,6 +453,7 @@ export class AgentChat extends LitElement {
   }
 
   private onEvent(event: SequencedAgentEvent): void {
+    if (event.type === 'RUN_STARTED') this.regenError = '';
     const { completed } = this.model.apply(event);
     const live =
       this.myRuns.has(event.runId) ||
@@ -779,6 +786,7 @@ export class AgentChat extends LitElement {
                   ),
                 )
           }
+          ${this.regenError ? html`<div part="send-error" class="run-error">${this.regenError}</div>` : nothing}
           ${
             working
               ? html`<div part="working" class="working">

@@ -47,6 +47,7 @@ const PROBLEMS: Record<string, string> = {
   not_found: 'This conversation does not exist.',
   thread_deleted: 'This conversation was deleted.',
   run_active: 'The assistant is still answering. Wait for it or stop it.',
+  nothing_to_regenerate: 'There is no message to answer again.',
   rate_limited: 'You are sending messages too fast. Wait a moment.',
   queue_full: BUSY,
   agent_unavailable: BUSY,

@@ -505,6 +505,67 @@ suite('<agent-chat> controls in Chromium', () => {
     expect(await chat.locator('[part~="user-message"]').count()).toBe(1);
   });
 
+  it('a regenerate the server refuses says why in the chat, where a refused send does, until the next run starts', async () => {
+    const refusals = ['run_active', 'nothing_to_regenerate'];
+    const s = await serve('t-regen-refused', {
+      onRegenerate: (server, msg, ws) => {
+        const code = refusals.shift();
+        if (code) {
+          ws.send(
+            JSON.stringify({ type: 'error', code, message: `refused: ${code}`, ref: msg.clientMessageId }),
+          );
+          return;
+        }
+        ack(ws, msg.clientMessageId, 'r2');
+        server.append(
+          { type: 'RUN_STARTED', runId: 'r2', regenerates: 'r1' },
+          { type: 'TEXT_MESSAGE_CHUNK', runId: 'r2', messageId: 'm2', delta: 'Day one: Rome.' },
+          { type: 'RUN_FINISHED', runId: 'r2' },
+        );
+      },
+    });
+    s.append(
+      {
+        type: 'USER_MESSAGE',
+        runId: 'r1',
+        messageId: 'u1',
+        clientMessageId: 'c1',
+        userId: 'u-1',
+        text: 'Plan my trip',
+      },
+      { type: 'RUN_STARTED', runId: 'r1' },
+      { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'm1', delta: 'Day one: Paris.' },
+      { type: 'RUN_FINISHED', runId: 'r1' },
+    );
+    const page = await mount(s);
+    const chat = page.locator('agent-chat');
+    const notes = () => chat.locator('[part~="send-error"]').allTextContents();
+    await chat.locator('[part~="regenerate-button"]').click();
+    await expect.poll(notes).toEqual(['The assistant is still answering. Wait for it or stop it.']);
+    const regenerates = s.received.filter((m) => m.type === 'regenerate');
+    expect(await page.evaluate(() => window.__errors)).toEqual([
+      expect.objectContaining({ code: 'run_active', ref: regenerates[0]!.clientMessageId, fatal: false }),
+    ]);
+    // A page's own regenerate() is refused the same way; the newest reason replaces the last one.
+    await page.evaluate(() => document.querySelector('agent-chat')!.regenerate());
+    await expect.poll(notes).toEqual(['There is no message to answer again.']);
+    // Nothing else changed: the answer stays, one user message, no "Not sent." on it.
+    expect(await chat.locator('[part~="user-message"]').allTextContents()).toEqual(['Plan my trip']);
+    expect(
+      (await chat.locator('[part~="assistant-message"]').allTextContents()).map((t) => t.trim()),
+    ).toEqual(['Day one: Paris.']);
+    const [shot] = await shoot(page, 'regenerate-refused');
+    expect(shot).toBeDefined();
+    // The next regenerate is taken: its run starts, and the refusal goes.
+    await chat.locator('[part~="regenerate-button"]').click();
+    await expect
+      .poll(async () =>
+        (await chat.locator('[part~="assistant-message"]').allTextContents()).map((t) => t.trim()),
+      )
+      .toEqual(['Day one: Rome.']);
+    expect(await notes()).toEqual([]);
+  });
+
   it('Retry after an error sends one regenerate frame; the new run replaces the failed one under the same message', async () => {
     const s = await serve('t-retry', {
       onRegenerate: (server, msg, ws) => {

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 
 const PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>agent-chat test</title>
@@ -23,7 +24,9 @@ const PAGE = `<!doctype html>
 </script>
 </head><body></body></html>`;
 
-/** Builds the single-file bundle (same options as scripts/bundle.mjs) into a temp dir and serves it with a test page. */
+const BUNDLE_SCRIPT = fileURLToPath(new URL('../../scripts/bundle.mjs', import.meta.url));
+
+/** Builds the single-file bundle with scripts/bundle.mjs (what ships) into a temp dir and serves it with a test page. */
 export class PageServer {
   private constructor(
     readonly server: Server,
@@ -35,18 +38,7 @@ export class PageServer {
   static async start(setup?: (server: Server) => void): Promise<PageServer> {
     const dir = await mkdtemp(join(tmpdir(), 'agent-chat-test-'));
     const outfile = join(dir, 'agent-chat.js');
-    await build({
-      entryPoints: [fileURLToPath(new URL('../../src/index.ts', import.meta.url))],
-      bundle: true,
-      minify: true,
-      format: 'esm',
-      target: 'es2022',
-      platform: 'browser',
-      conditions: ['@threadline/source'],
-      outfile,
-      legalComments: 'none',
-      logLevel: 'silent',
-    });
+    await promisify(execFile)(process.execPath, [BUNDLE_SCRIPT, outfile]);
     const bundle = await readFile(outfile);
     const server = createServer((req, res) => {
       if (req.url === '/agent-chat.js') {
