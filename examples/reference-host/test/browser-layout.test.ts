@@ -82,9 +82,10 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
       const n = (sql: string) => (db.prepare(sql).get(threadId) as { n: number }).n;
       return {
         threads: n('SELECT count(*) AS n FROM threads WHERE thread_id = ?'),
-        events: n(
-          'SELECT (SELECT count(*) FROM events WHERE thread_id = ?1) + (SELECT count(*) FROM event_tail WHERE thread_id = ?1) AS n',
-        ),
+        // Two queries: on Node 22.18 node:sqlite fails to bind ?1 used twice.
+        events:
+          n('SELECT count(*) AS n FROM events WHERE thread_id = ?') +
+          n('SELECT count(*) AS n FROM event_tail WHERE thread_id = ?'),
         runs: n('SELECT count(*) AS n FROM runs WHERE thread_id = ?'),
       };
     } finally {

@@ -94,9 +94,10 @@ function rowsOf(threadId: string): Record<string, number> {
     const count = (sql: string) => (db.prepare(sql).get(threadId) as { n: number }).n;
     return {
       threads: count('SELECT count(*) AS n FROM threads WHERE thread_id = ?'),
-      events: count(
-        'SELECT (SELECT count(*) FROM events WHERE thread_id = ?1) + (SELECT count(*) FROM event_tail WHERE thread_id = ?1) AS n',
-      ),
+      // Two queries, not one with ?1 twice: on Node 22.18 node:sqlite fails to bind that ("column index out of range").
+      events:
+        count('SELECT count(*) AS n FROM events WHERE thread_id = ?') +
+        count('SELECT count(*) AS n FROM event_tail WHERE thread_id = ?'),
       runs: count('SELECT count(*) AS n FROM runs WHERE thread_id = ?'),
       sessionItems: count('SELECT count(*) AS n FROM session_items WHERE thread_id = ?'),
     };
