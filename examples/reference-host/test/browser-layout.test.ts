@@ -242,6 +242,27 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
     await page.waitForURL(`${host.url}/threads`);
   });
 
+  it('deletes when the confirm is reopened before the cancelled one has closed (no stale close event)', async () => {
+    // Cancel, then open the confirm again in the same task: the first close event arrives while the dialog is open
+    // again. It must not be taken for the answer to the second opening, whose Delete must still delete.
+    await newThread(page);
+    const doomed = threadIdOf(page);
+    await page.goto(`${host.url}/threads`); // the thread list has the same sidebar
+    const row = page.locator(`#threads [data-thread-id="${doomed}"]`);
+    await expect.poll(() => row.count(), WAIT).toBe(1);
+    await row.hover();
+    await page.evaluate((id) => {
+      const del = document.querySelector<HTMLButtonElement>(`#threads [data-thread-id="${id}"] .delete`)!;
+      const dialog = document.getElementById('confirm-delete') as HTMLDialogElement;
+      del.click();
+      dialog.close('');
+      del.click();
+    }, doomed);
+    await page.locator('#confirm-delete button[value="delete"]').click();
+    await expect.poll(() => row.count(), WAIT).toBe(0);
+    expect(storeRows(doomed)).toEqual({ threads: 0, events: 0, runs: 0 });
+  });
+
   it('a 200-character title: no sideways scroll at 320 px, Sign out and the message box in view; desktop too', async () => {
     await openFromSidebar(page, 'Porto weekend');
     const id = threadIdOf(page);

@@ -143,32 +143,40 @@ export function setupSidebar({ activeId = null, onRenamed = () => {} } = {}) {
     });
   }
 
+  // One close listener for the dialog's whole life. A listener added per opening could be handed the close
+  // event of the previous opening (Escape, then Delete pressed again before that event fired) and then miss the
+  // close that confirms. A close event that arrives while the dialog is open again is such a late one: ignored.
+  let pendingDelete = null;
+  let deleteOpener = null;
+  dialog?.addEventListener('close', async () => {
+    if (dialog.open || !pendingDelete) return;
+    const t = pendingDelete;
+    const opener = deleteOpener;
+    pendingDelete = null;
+    deleteOpener = null;
+    if (dialog.returnValue !== 'delete') return opener?.focus?.();
+    showError(errorEl, '');
+    try {
+      await api(`/api/threads/${encodeURIComponent(t.threadId)}`, { method: 'DELETE' });
+    } catch (err) {
+      showError(errorEl, err.message);
+      return opener?.focus?.();
+    }
+    if (t.threadId === activeId) return location.assign('/threads');
+    const i = threads.findIndex((x) => x.threadId === t.threadId);
+    threads = threads.filter((x) => x.threadId !== t.threadId);
+    render();
+    const next = list.querySelectorAll('.thread-link')[Math.min(i, threads.length - 1)];
+    (next ?? document.getElementById('sidebar-new')).focus();
+  });
+
   function confirmDelete(t) {
-    const opener = document.activeElement;
+    deleteOpener = document.activeElement;
+    pendingDelete = t;
     document.getElementById('confirm-delete-text').textContent =
       `Delete “${displayTitle(t)}”? Its messages are removed for good.`;
     dialog.returnValue = '';
     dialog.showModal();
-    dialog.addEventListener(
-      'close',
-      async () => {
-        if (dialog.returnValue !== 'delete') return opener?.focus?.();
-        showError(errorEl, '');
-        try {
-          await api(`/api/threads/${encodeURIComponent(t.threadId)}`, { method: 'DELETE' });
-        } catch (err) {
-          showError(errorEl, err.message);
-          return opener?.focus?.();
-        }
-        if (t.threadId === activeId) return location.assign('/threads');
-        const i = threads.findIndex((x) => x.threadId === t.threadId);
-        threads = threads.filter((x) => x.threadId !== t.threadId);
-        render();
-        const next = list.querySelectorAll('.thread-link')[Math.min(i, threads.length - 1)];
-        (next ?? document.getElementById('sidebar-new')).focus();
-      },
-      { once: true },
-    );
   }
 
   async function refresh() {
