@@ -173,7 +173,8 @@ suite('<agent-chat> tool approvals in Chromium', () => {
       toolCallId: 'call1',
     });
     await expect.poll(() => tool.getAttribute('data-approval')).toBe('rejected');
-    expect(await tool.textContent()).toContain('was rejected');
+    // The decision shows at once; "was rejected" once the call's result (ok: false) arrives after it.
+    await expect.poll(() => tool.textContent()).toContain('was rejected');
     await expect.poll(() => chat.locator('[data-message-id="a-r1"]').textContent()).toContain('Kept.');
     await expect.poll(() => live(page)).toMatch(/Rejected\.|Assistant: Kept\./);
   });
