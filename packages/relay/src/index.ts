@@ -2,7 +2,7 @@
  * @threadline/relay: persist, sequence, fan out and resume Threadline agent runs, with agent transports (HTTP
  * SSE, in-process) and a browser transport over `ws`. Store adapters live at `./memory`, `./sqlite`, `./mongodb`.
  */
-export { createRelay, DEFAULT_RELAY_LIMITS, DEFAULT_RELAY_TUNING } from './relay.js';
+export { createRelay, DEFAULT_RELAY_LIMITS, DEFAULT_RELAY_TUNING } from './core/relay.js';
 export type {
   ApproveInput,
   Relay,
@@ -16,19 +16,24 @@ export type {
   RegenerateInput,
   SubscribeInput,
   UserShares,
-} from './relay.js';
-export type { Subscription } from './subscription.js';
-export { InProcessPubSub } from './pubsub.js';
-export { AUTO_TITLE_MAX_LENGTH, titleFromMessage } from './titles.js';
-export type { ControlListener, ControlMessage, ThreadPubSub, ThreadListener } from './pubsub.js';
-export { AgentTransportError, inProcessAgentTransport } from './agent-transport.js';
-export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent-transport.js';
-export { httpAgentTransport } from './http-agent-transport.js';
-export type { HttpAgentTransportOptions } from './http-agent-transport.js';
-export { attachWebSocketServer, DEFAULT_WEBSOCKET_LIMITS, upgradePath, WS_CLOSE_CODES } from './ws-server.js';
-export type { WebSocketLimits, WebSocketTransportOptions } from './ws-server.js';
-export { MemoryConnectionCounter } from './connection-counter.js';
-export type { ConnectionCounter } from './connection-counter.js';
+} from './core/relay.js';
+export type { Subscription } from './core/subscription.js';
+export { InProcessPubSub } from './core/pubsub.js';
+export { AUTO_TITLE_MAX_LENGTH, titleFromMessage } from './core/titles.js';
+export type { ControlListener, ControlMessage, ThreadPubSub, ThreadListener } from './core/pubsub.js';
+export { AgentTransportError, inProcessAgentTransport } from './agent/agent-transport.js';
+export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent/agent-transport.js';
+export { httpAgentTransport } from './agent/http-agent-transport.js';
+export type { HttpAgentTransportOptions } from './agent/http-agent-transport.js';
+export {
+  attachWebSocketServer,
+  DEFAULT_WEBSOCKET_LIMITS,
+  upgradePath,
+  WS_CLOSE_CODES,
+} from './browser/ws-server.js';
+export type { WebSocketLimits, WebSocketTransportOptions } from './browser/ws-server.js';
+export { MemoryConnectionCounter } from './browser/connection-counter.js';
+export type { ConnectionCounter } from './browser/connection-counter.js';
 export { RelayError, StoreError, RELAY_ERROR_CODES } from './errors.js';
 export type { RelayErrorCode } from './errors.js';
 export type {
@@ -44,6 +49,6 @@ export type {
   RunStatus,
   ThreadRecord,
   PruneResult,
-} from './store.js';
-export { MAX_RUN_STATE_LENGTH } from './store.js';
-export { DEFAULT_PRUNE_LIMIT, MAX_PRUNE_LIMIT } from './store.js';
+} from './stores/store.js';
+export { MAX_RUN_STATE_LENGTH } from './stores/store.js';
+export { DEFAULT_PRUNE_LIMIT, MAX_PRUNE_LIMIT } from './stores/store.js';

@@ -2,5 +2,5 @@
  * Test helpers for adapters of the relay's storage port: the EventStore conformance suite (runs under vitest,
  * an optional peer dependency of this entry point).
  */
-export { runStoreConformance } from './conformance.js';
-export type { ConformanceStore } from './conformance.js';
+export { runStoreConformance } from './stores/conformance.js';
+export type { ConformanceStore } from './stores/conformance.js';

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { AgentEventSchema, LIMITS } from '@threadline/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentTransportError, httpAgentTransport } from '../src/index.js';
-import { SseParser } from '../src/sse.js';
+import { SseParser } from '../src/agent/sse.js';
 
 let body = '';
 let url = '';

@@ -1,7 +1,7 @@
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InProcessPubSub, createRelay, type Relay } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
+import { MemoryStore } from '../src/stores/memory.js';
 import { ControlledAgent, readAll, tokens, until, type ControlledRun } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];

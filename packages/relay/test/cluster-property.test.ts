@@ -7,10 +7,10 @@ import { parseSequencedEvent } from '@threadline/contracts';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createRelay, InProcessPubSub, StoreError, type Relay } from '../src/index.js';
-import type { ControlListener, ControlMessage, ThreadListener, ThreadPubSub } from '../src/pubsub.js';
-import { openPostgresStore, type PostgresStore } from '../src/postgres.js';
-import type { EventStore, StoredEvent } from '../src/store.js';
-import type { Subscription } from '../src/subscription.js';
+import type { ControlListener, ControlMessage, ThreadListener, ThreadPubSub } from '../src/core/pubsub.js';
+import { openPostgresStore, type PostgresStore } from '../src/stores/postgres.js';
+import type { EventStore, StoredEvent } from '../src/stores/store.js';
+import type { Subscription } from '../src/core/subscription.js';
 import { ControlledAgent, tokens, type ControlledRun } from './helpers.js';
 import { startPostgres, type TestPostgres } from './servers.js';
 

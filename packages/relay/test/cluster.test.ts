@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { parseSequencedEvent } from '@threadline/contracts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRelay, type Relay, type RelayLimits, type RelayTuning } from '../src/index.js';
-import { openPostgresStore, type PostgresStore } from '../src/postgres.js';
-import { openRedisPubSub, type RedisPubSub } from '../src/redis.js';
-import type { EventStore, StoredEvent } from '../src/store.js';
-import type { Subscription } from '../src/subscription.js';
+import { openPostgresStore, type PostgresStore } from '../src/stores/postgres.js';
+import { openRedisPubSub, type RedisPubSub } from '../src/cluster/redis.js';
+import type { EventStore, StoredEvent } from '../src/stores/store.js';
+import type { Subscription } from '../src/core/subscription.js';
 import { ControlledAgent, tokens } from './helpers.js';
 import { startPostgres, startRedis, type TestPostgres, type TestRedis } from './servers.js';
 

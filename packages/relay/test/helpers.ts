@@ -10,9 +10,9 @@ import { WebSocket } from 'ws';
 import { createRelay } from '../src/index.js';
 import type { AgentTransport, Relay, RelayOptions, WebSocketTransportOptions } from '../src/index.js';
 import { attachWebSocketServer } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
-import { openSqliteStore } from '../src/sqlite.js';
-import type { EventStore } from '../src/store.js';
+import { MemoryStore } from '../src/stores/memory.js';
+import { openSqliteStore } from '../src/stores/sqlite.js';
+import type { EventStore } from '../src/stores/store.js';
 
 /** One run the controlled agent received: push events into it, end it, or fail it. */
 export interface ControlledRun {

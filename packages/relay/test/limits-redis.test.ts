@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RelayError } from '../src/errors.js';
-import { openRedisLimits } from '../src/redis.js';
+import { openRedisLimits } from '../src/cluster/redis.js';
 import { makeRelay, makeWsHarness, ORIGIN, until } from './helpers.js';
 import { startRedis, type TestRedis } from './servers.js';
 

@@ -1,10 +1,10 @@
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRelay, type Relay, type Subscription } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
-import { openPostgresStore, type PostgresStore } from '../src/postgres.js';
-import { openRedisPubSub, type RedisPubSub } from '../src/redis.js';
-import type { StoredEvent } from '../src/store.js';
+import { MemoryStore } from '../src/stores/memory.js';
+import { openPostgresStore, type PostgresStore } from '../src/stores/postgres.js';
+import { openRedisPubSub, type RedisPubSub } from '../src/cluster/redis.js';
+import type { StoredEvent } from '../src/stores/store.js';
 import { ControlledAgent, tokens, until } from './helpers.js';
 import { freePort, startPostgres, startRedis, type TestPostgres, type TestRedis } from './servers.js';
 

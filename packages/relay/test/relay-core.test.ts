@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RelayError } from '../src/index.js';
 import type { EventStore, Subscription } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
+import { MemoryStore } from '../src/stores/memory.js';
 import { makeRelay, readAll, tokens } from './helpers.js';
 import type { Harness, StoreKind } from './helpers.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
 import { createRelay } from '../src/index.js';
-import { openSqliteStore } from '../src/sqlite.js';
+import { openSqliteStore } from '../src/stores/sqlite.js';
 import { ControlledAgent, readAll, tempDir, tokens } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createMemoryStore, MemoryStore } from '../src/memory.js';
+import { createMemoryStore, MemoryStore } from '../src/stores/memory.js';
 import { runStoreConformance } from '../src/testing.js';
 
 runStoreConformance('memory', async () => ({ store: createMemoryStore() }));

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMongoStore, type MongoStore } from '../src/mongodb.js';
+import { openMongoStore, type MongoStore } from '../src/stores/mongodb.js';
 import { runStoreConformance } from '../src/testing.js';
 
 const uri = process.env['MONGODB_URI'];

@@ -8,7 +8,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRelay } from '../src/index.js';
 import type { EventStore } from '../src/index.js';
-import { openSqliteStore } from '../src/sqlite.js';
+import { openSqliteStore } from '../src/stores/sqlite.js';
 import { ControlledAgent, makeRelay, makeStore, readAll, tokens, until } from './helpers.js';
 import type { Harness } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import type { AgentEvent } from '@threadline/contracts';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPostgresStore, POSTGRES_SCHEMA_VERSION, type PostgresStore } from '../src/postgres.js';
+import { openPostgresStore, POSTGRES_SCHEMA_VERSION, type PostgresStore } from '../src/stores/postgres.js';
 import { runStoreConformance } from '../src/testing.js';
 import { freePort, startPostgres, type TestPostgres } from './servers.js';
 

@@ -7,8 +7,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseSequencedEvent, type AgentEvent } from '@threadline/contracts';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { SqliteStore } from '../src/sqlite.js';
-import { openSqliteStore } from '../src/sqlite.js';
+import type { SqliteStore } from '../src/stores/sqlite.js';
+import { openSqliteStore } from '../src/stores/sqlite.js';
 import { runStoreConformance } from '../src/testing.js';
 
 const dirs: string[] = [];

@@ -13,10 +13,10 @@ import {
   type Relay,
   type ThreadPubSub,
 } from '../src/index.js';
-import { MemoryStore } from '../src/memory.js';
-import { openRedisPubSub } from '../src/redis.js';
-import { openSqliteStore } from '../src/sqlite.js';
-import type { Subscription } from '../src/subscription.js';
+import { MemoryStore } from '../src/stores/memory.js';
+import { openRedisPubSub } from '../src/cluster/redis.js';
+import { openSqliteStore } from '../src/stores/sqlite.js';
+import type { Subscription } from '../src/core/subscription.js';
 import { ControlledAgent, makeRelay, makeWsHarness, tempDir, TestClient, tokens, until } from './helpers.js';
 import type { Harness } from './helpers.js';
 import { startRedis, type TestRedis } from './servers.js';

@@ -1,7 +1,7 @@
 // A second relay process in miniature: opens the real SqliteStore on a shared file and, on "go" from the
 // parent, races the other worker. Prints one JSON line with what the store returned to it.
 import { createInterface } from 'node:readline';
-import { openSqliteStore } from '../../src/sqlite.js';
+import { openSqliteStore } from '../../src/stores/sqlite.js';
 
 const [mode, path, threadId, name, countText] = process.argv.slice(2);
 if (!mode || !path || !threadId || !name || !countText)

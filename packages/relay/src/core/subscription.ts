@@ -1,6 +1,6 @@
-import { RelayError } from './errors.js';
+import { RelayError } from '../errors.js';
 import type { ThreadPubSub } from './pubsub.js';
-import type { EventStore, StoredEvent } from './store.js';
+import type { EventStore, StoredEvent } from '../stores/store.js';
 
 /**
  * A live view of one thread: every stored event with `seq > afterSeq`, in order, then the live tail, with no

@@ -1,6 +1,6 @@
 import type { AgentEvent } from '@threadline/contracts';
-import { StoreError } from './errors.js';
-import type { EventStore, StartRunInput, StartRunResult, StoredEvent } from './store.js';
+import { StoreError } from '../errors.js';
+import type { EventStore, StartRunInput, StartRunResult, StoredEvent } from '../stores/store.js';
 
 /** Something with buffered events that wants them written at the next shared flush. */
 export interface Flushable {

@@ -1,4 +1,4 @@
-import { AgentTransportError } from './agent-transport.js';
+import { AgentTransportError } from '../agent/agent-transport.js';
 
 /** Bounds of an {@link AgentGate}. */
 export interface AgentGateOptions {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ID_PATTERN, LIMITS, type AgentEvent, type JsonValue } from '@threadline/contracts';
 import pg from 'pg';
-import { StoreError } from './errors.js';
+import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,

@@ -1,7 +1,7 @@
 import type { AgentEvent } from '@threadline/contracts';
 import type { Flushable, GroupCommitter } from './group-commit.js';
 import type { ThreadPubSub } from './pubsub.js';
-import type { StoredEvent } from './store.js';
+import type { StoredEvent } from '../stores/store.js';
 
 /** Who to tell when a batch holding one's events could not be stored. */
 export interface WriteOwner {

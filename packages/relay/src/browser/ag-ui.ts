@@ -15,10 +15,10 @@ import {
 } from '@threadline/contracts';
 import type { AgentEvent, AgUiEvent, AgUiMessage } from '@threadline/contracts';
 import { z } from 'zod';
-import { RelayError } from './errors.js';
-import type { RelayErrorCode } from './errors.js';
-import type { Relay } from './relay.js';
-import type { Subscription } from './subscription.js';
+import { RelayError } from '../errors.js';
+import type { RelayErrorCode } from '../errors.js';
+import type { Relay } from '../core/relay.js';
+import type { Subscription } from '../core/subscription.js';
 
 /** Options of {@link createAgUiHandler}. */
 export interface AgUiHandlerOptions {

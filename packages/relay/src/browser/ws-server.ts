@@ -5,11 +5,11 @@ import type { BrowserErrorCode, ClientMessage, ErrorMessage } from '@threadline/
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { MemoryConnectionCounter, type ConnectionCounter } from './connection-counter.js';
-import { RelayError } from './errors.js';
-import { checkFunctionOption, checkIntegerLimits, checkOptionsObject, optionsError } from './options.js';
-import type { Relay } from './relay.js';
-import type { StoredEvent } from './store.js';
-import type { Subscription } from './subscription.js';
+import { RelayError } from '../errors.js';
+import { checkFunctionOption, checkIntegerLimits, checkOptionsObject, optionsError } from '../options.js';
+import type { Relay } from '../core/relay.js';
+import type { StoredEvent } from '../stores/store.js';
+import type { Subscription } from '../core/subscription.js';
 
 /** Bounds of the browser transport. Every field has a default; see {@link DEFAULT_WEBSOCKET_LIMITS}. */
 export interface WebSocketLimits {

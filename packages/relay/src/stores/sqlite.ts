@@ -1,7 +1,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
-import { StoreError } from './errors.js';
+import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,

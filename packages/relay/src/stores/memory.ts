@@ -1,5 +1,5 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
-import { StoreError } from './errors.js';
+import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,

@@ -11,20 +11,20 @@ import {
   safeParse,
 } from '@threadline/contracts';
 import type { AgentEvent, RunErrorCode, RunRequest, RunResume } from '@threadline/contracts';
-import { AgentTransportError } from './agent-transport.js';
-import { isPlainChunk } from './chunk-check.js';
-import type { ChunkIdCache } from './chunk-check.js';
-import type { AgentTransport } from './agent-transport.js';
-import { RelayError } from './errors.js';
+import { AgentTransportError } from '../agent/agent-transport.js';
+import { isPlainChunk } from '../agent/chunk-check.js';
+import type { ChunkIdCache } from '../agent/chunk-check.js';
+import type { AgentTransport } from '../agent/agent-transport.js';
+import { RelayError } from '../errors.js';
 import { AgentGate } from './agent-gate.js';
 import { GroupCommitter } from './group-commit.js';
 import { InProcessPubSub } from './pubsub.js';
 import type { ThreadPubSub } from './pubsub.js';
-import type { EventStore, RunRecord, StoredEvent, ThreadRecord } from './store.js';
+import type { EventStore, RunRecord, StoredEvent, ThreadRecord } from '../stores/store.js';
 import { ThreadSubscription } from './subscription.js';
 import type { Subscription } from './subscription.js';
 import { ThreadWriter } from './thread-writer.js';
-import { MAX_TITLE_LENGTH } from './store-input.js';
+import { MAX_TITLE_LENGTH } from '../stores/store-input.js';
 import { titleFromMessage } from './titles.js';
 import type { WriteOwner } from './thread-writer.js';
 

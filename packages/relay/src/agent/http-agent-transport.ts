@@ -3,7 +3,7 @@ import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
 import { isPlainChunk } from './chunk-check.js';
 import type { ChunkIdCache } from './chunk-check.js';
-import { RelayError } from './errors.js';
+import { RelayError } from '../errors.js';
 import type { AgentTransport } from './agent-transport.js';
 import { SseParser } from './sse.js';
 import { fetchOpener, nodeHttpClient, toError } from './http-client.js';

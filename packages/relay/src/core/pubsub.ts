@@ -1,5 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
-import type { StoredEvent } from './store.js';
+import type { StoredEvent } from '../stores/store.js';
 
 /** Receives one thread's newly stored events, in seq order, in batches. */
 export type ThreadListener = (events: readonly StoredEvent[]) => void;

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { createClient, type RedisClientOptions } from 'redis';
-import { RelayError } from './errors.js';
-import type { ControlListener, ControlMessage, ThreadListener, ThreadPubSub } from './pubsub.js';
-import type { EventStore, StoredEvent } from './store.js';
+import { RelayError } from '../errors.js';
+import type { ControlListener, ControlMessage, ThreadListener, ThreadPubSub } from '../core/pubsub.js';
+import type { EventStore, StoredEvent } from '../stores/store.js';
 
 /** Options of {@link openRedisPubSub}. */
 export interface RedisPubSubOptions {

@@ -1,6 +1,6 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { MongoClient, type ClientSession, type Collection, type Db, type MongoClientOptions } from 'mongodb';
-import { StoreError } from './errors.js';
+import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
   ClaimRunsInput,

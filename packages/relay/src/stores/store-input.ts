@@ -11,9 +11,9 @@ import {
   type RunStartedEvent,
   type UserMessageEvent,
 } from '@threadline/contracts';
-import { isPlainChunk } from './chunk-check.js';
-import type { ChunkIdCache } from './chunk-check.js';
-import { StoreError } from './errors.js';
+import { isPlainChunk } from '../agent/chunk-check.js';
+import type { ChunkIdCache } from '../agent/chunk-check.js';
+import { StoreError } from '../errors.js';
 import { MAX_RUN_STATE_LENGTH } from './store.js';
 import type { ClaimRunsInput, RunRecord, RunStatus, StartRunInput } from './store.js';
 import { DEFAULT_PRUNE_LIMIT, MAX_PRUNE_LIMIT } from './store.js';

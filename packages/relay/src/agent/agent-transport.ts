@@ -1,5 +1,5 @@
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
-import { RelayError } from './errors.js';
+import { RelayError } from '../errors.js';
 
 /**
  * How the relay reaches the agent: start a run and stream its events back. Implementations may yield events

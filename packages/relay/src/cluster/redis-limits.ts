@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createClient, type RedisClientOptions } from 'redis';
-import type { ConnectionCounter } from './connection-counter.js';
-import { RelayError } from './errors.js';
-import type { UserShares } from './relay.js';
+import type { ConnectionCounter } from '../browser/connection-counter.js';
+import { RelayError } from '../errors.js';
+import type { UserShares } from '../core/relay.js';
 
 /** Options of {@link openRedisLimits}. */
 export interface RedisLimitsOptions {
