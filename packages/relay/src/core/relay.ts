@@ -26,6 +26,7 @@ import type { Subscription } from './subscription.js';
 import { ThreadWriter } from './thread-writer.js';
 import { MAX_TITLE_LENGTH } from '../stores/store-input.js';
 import { titleFromMessage } from './titles.js';
+import { endsRun, runEndOf } from './run-end.js';
 import type { WriteOwner } from './thread-writer.js';
 
 /** Bounds of a relay: what it holds and allows. Every field has a default; see {@link DEFAULT_RELAY_LIMITS}. */
@@ -1075,7 +1076,7 @@ export function createRelay(options: RelayOptions): Relay {
       );
       const unlisten = pubsub.subscribe(threadId, (events) => {
         for (const e of events) {
-          if (e.json.includes('"RUN_FINISHED"') || e.json.includes('"RUN_ERROR"')) {
+          if (endsRun(e)) {
             wake();
             return;
           }
@@ -1632,7 +1633,6 @@ export function createRelay(options: RelayOptions): Relay {
   function untilRunEnds(threadId: string, runId: string, timeoutMs: number): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
       let done = false;
-      const marker = `"runId":${JSON.stringify(runId)}`;
       const finish = (ended: boolean) => {
         if (done) return;
         done = true;
@@ -1645,11 +1645,7 @@ export function createRelay(options: RelayOptions): Relay {
       const onClose = () => finish(false);
       const unlisten = pubsub.subscribe(threadId, (events) => {
         for (const e of events) {
-          if (
-            (e.json.includes('"RUN_FINISHED"') || e.json.includes('"RUN_ERROR"')) &&
-            e.json.includes(marker)
-          )
-            finish(true);
+          if (runEndOf(e)?.runId === runId) finish(true);
         }
       });
       const check = () => {
@@ -1782,12 +1778,18 @@ export function createRelay(options: RelayOptions): Relay {
     entry.unlisten = pubsub.subscribe(input.threadId, (events) => {
       for (const stored of events) {
         if (!stored.json.includes(runMarker)) continue;
-        if (stored.json.includes('"RUN_FINISHED"') || stored.json.includes('"RUN_ERROR"')) {
+        if (runEndOf(stored)?.runId === input.runId) {
           releasePaused(entry);
           return;
         }
         if (!stored.json.includes('"TOOL_APPROVAL_RESOLVED"') || !stored.json.includes(callMarker)) continue;
-        const event = JSON.parse(stored.json) as Extract<AgentEvent, { type: 'TOOL_APPROVAL_RESOLVED' }>;
+        const event = JSON.parse(stored.json) as AgentEvent;
+        if (
+          event.type !== 'TOOL_APPROVAL_RESOLVED' ||
+          event.runId !== input.runId ||
+          event.toolCallId !== input.toolCallId
+        )
+          continue;
         releasePaused(entry);
         resumeRun(entry, {
           toolCallId: event.toolCallId,
