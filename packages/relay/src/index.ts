@@ -11,10 +11,12 @@ export type {
   RelayTuning,
   DeprecatedTuningLimits,
   RelayOptions,
+  RelayClusterOptions,
   RunTokenIssuer,
   SendInput,
   RegenerateInput,
   SubscribeInput,
+  ToolEventSink,
   UserShares,
 } from './core/relay.js';
 export type { Subscription } from './core/subscription.js';
