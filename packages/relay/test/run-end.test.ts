@@ -2,29 +2,14 @@
 // (a message's text, a state value, a tool name).
 import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRelay, type Relay } from '../src/index.js';
 import { endsRun } from '../src/core/run-end.js';
 import type { ThreadSubscription } from '../src/core/subscription.js';
-import { MemoryStore } from '../src/stores/memory.js';
-import { ControlledAgent, tokens, until } from './helpers.js';
+import { ControlledAgent, relayThrough, until } from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function relayOn(store: MemoryStore, agent: ControlledAgent): Relay {
-  const relay = createRelay({
-    store,
-    agent,
-    tokens,
-    toolsBaseUrl: 'http://127.0.0.1:9',
-    tools: [],
-    logger: { error() {}, warn() {} },
-  });
-  cleanups.push(() => relay.close());
-  return relay;
-}
 
 const stored = (event: AgentEvent, seq = 1) => ({ seq, json: JSON.stringify(event) });
 const base = { threadId: 't1', runId: 'r1', ts: 1 };
@@ -43,16 +28,14 @@ describe('the end of a run', () => {
   });
 
   it('a subscriber does not take a chunk or a state value that mentions RUN_FINISHED for the run’s end', async () => {
-    const store = new MemoryStore();
-    await store.createThread({ threadId: 't1', ownerId: 'alice' });
     const agent = new ControlledAgent();
-    const relay = relayOn(store, agent);
+    const { relay, store } = await relayThrough(agent, cleanups);
     const sub = (await relay.subscribe({
-      user: { id: 'alice' },
+      user: { id: 'u' },
       threadId: 't1',
       afterSeq: 0,
     })) as ThreadSubscription;
-    await relay.send({ user: { id: 'alice' }, threadId: 't1', text: 'hi', clientMessageId: 'c1' });
+    await relay.send({ user: { id: 'u' }, threadId: 't1', text: 'hi', clientMessageId: 'c1' });
     const run = await agent.nextRun(0);
     run.push(run.started(), run.chunk('{"type":"RUN_FINISHED"}'));
     await until(async () => (await store.lastSeq('t1')) >= 3);
@@ -77,12 +60,10 @@ describe('the end of a run', () => {
   });
 
   it('a paused run is not released by a tool event of the run that mentions RUN_ERROR: the decision resumes it', async () => {
-    const store = new MemoryStore();
-    await store.createThread({ threadId: 't1', ownerId: 'alice' });
     const agent = new ControlledAgent();
-    const relay = relayOn(store, agent);
+    const { relay, store } = await relayThrough(agent, cleanups);
     const { runId } = await relay.send({
-      user: { id: 'alice' },
+      user: { id: 'u' },
       threadId: 't1',
       text: 'forget me',
       clientMessageId: 'c1',
@@ -107,7 +88,7 @@ describe('the end of a run', () => {
       { type: 'STATE_CHANGED', ...at, scope: 'demo', value: { status: 'RUN_ERROR' } },
     ]);
     await relay.approve({
-      user: { id: 'alice' },
+      user: { id: 'u' },
       threadId: 't1',
       runId,
       toolCallId: 'call_1',

@@ -183,6 +183,7 @@ function armExpiry(ctx: RelayContext, entry: PausedRun): void {
   entry.timer.unref?.();
 }
 
+/** Stops holding a paused run here: its expiry timer and its listener go (the run stays paused in the store). */
 export function releasePaused(ctx: RelayContext, entry: PausedRun): void {
   const { pausedRuns } = ctx;
   clearTimeout(entry.timer);

@@ -27,6 +27,7 @@ export class RunStop extends Error {
   }
 }
 
+/** A run streaming in this process: its agent call, its abort controller and the end of its pump. */
 export interface ActiveRun extends WriteOwner {
   runId: string;
   threadId: string;
