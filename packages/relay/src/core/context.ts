@@ -1,13 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { IdSchema, LIMITS, safeParse } from '@threadline/contracts';
 import type { AgentEvent, RunErrorCode } from '@threadline/contracts';
 import type { AgentTransport } from '../agent/agent-transport.js';
 import { RelayError } from '../errors.js';
+import { optionsError } from '../options.js';
 import type { EventStore, ThreadRecord } from '../stores/store.js';
 import { AgentGate } from './agent-gate.js';
 import { GroupCommitter } from './group-commit.js';
 import { InProcessPubSub } from './pubsub.js';
 import type { ThreadPubSub } from './pubsub.js';
-import { resolveCluster, resolveSettings } from './settings.js';
+import { resolveSettings } from './settings.js';
 import type { RelaySettings } from './settings.js';
 import type { ThreadSubscription } from './subscription.js';
 import { ThreadWriter } from './thread-writer.js';
@@ -289,4 +291,46 @@ export function describe(error: unknown): string {
 /** The RUN_ERROR that ends a run the relay stopped. */
 export function runErrorEvent(threadId: string, runId: string, stop: RunStop): AgentEvent {
   return { type: 'RUN_ERROR', threadId, runId, ts: Date.now(), code: stop.code, message: stop.message };
+}
+
+/** How this relay shares work with other instances, with the deprecated top-level spellings folded in. */
+export interface ResolvedCluster {
+  pubsub: ThreadPubSub | undefined;
+  instanceId: string;
+  userShares: UserShares | undefined;
+  /**
+   * Other instances may share the store: with a pub/sub or an instance id given, `recover()` leaves the runs
+   * other live instances hold. Alone (the in-process default and a random id) it ends every run left running.
+   */
+  clustered: boolean;
+}
+
+/**
+ * Reads `cluster` and the deprecated top-level `pubsub`, `instanceId` and `userShares`: either spelling works,
+ * both with different values is `invalid_options` (which one was meant cannot be told).
+ */
+export function resolveCluster(options: RelayOptions): ResolvedCluster {
+  const cluster = options.cluster ?? {};
+  if (typeof cluster !== 'object' || cluster === null)
+    throw optionsError('createRelay', 'cluster must be an object');
+  const pick = <K extends 'pubsub' | 'instanceId' | 'userShares'>(key: K) => {
+    const nested = cluster[key];
+    const top = options[key];
+    if (nested !== undefined && top !== undefined && nested !== top)
+      throw optionsError(
+        'createRelay',
+        `${key} is given twice with different values: pass only cluster.${key}`,
+      );
+    return nested ?? top;
+  };
+  const pubsub = pick('pubsub');
+  const given = pick('instanceId');
+  const userShares = pick('userShares');
+  const instanceId = given ?? `relay-${randomUUID()}`;
+  if (!safeParse(IdSchema, instanceId).ok)
+    throw new RelayError(
+      'invalid_options',
+      `instanceId must be 1-${LIMITS.maxIdLength} of A-Z a-z 0-9 _ . : -`,
+    );
+  return { pubsub, instanceId, userShares, clustered: pubsub !== undefined || given !== undefined };
 }

@@ -1,9 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { IdSchema, LIMITS, safeParse } from '@threadline/contracts';
+import { LIMITS } from '@threadline/contracts';
 import { RelayError } from '../errors.js';
-import { optionsError } from '../options.js';
-import type { ThreadPubSub } from './pubsub.js';
-import type { RelayOptions, UserShares } from './types.js';
 
 /** Bounds of a relay: what it holds and allows. Every field has a default; see {@link DEFAULT_RELAY_LIMITS}. */
 export interface RelayLimits {
@@ -132,7 +128,12 @@ export type RelaySettings = RelayLimits & RelayTuning;
 export const MAX_APPROVAL_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
 /** The relay's limits and tuning: defaults, then `limits` (with its deprecated tuning keys), then `tuning`. */
-export function resolveSettings(options: RelayOptions): RelaySettings {
+export function resolveSettings(options: {
+  agent?: { multiplexed?: boolean };
+  tools: readonly string[];
+  limits?: Partial<RelaySettings> | undefined;
+  tuning?: Partial<RelayTuning> | undefined;
+}): RelaySettings {
   const settings: RelaySettings = {
     ...DEFAULT_RELAY_LIMITS,
     ...DEFAULT_RELAY_TUNING,
@@ -162,46 +163,4 @@ function validateLimits(limits: RelaySettings): void {
       throw new RelayError('invalid_options', `${group}.${key} must be a number >= ${min}`);
     }
   }
-}
-
-/** How this relay shares work with other instances, with the deprecated top-level spellings folded in. */
-export interface ResolvedCluster {
-  pubsub: ThreadPubSub | undefined;
-  instanceId: string;
-  userShares: UserShares | undefined;
-  /**
-   * Other instances may share the store: with a pub/sub or an instance id given, `recover()` leaves the runs
-   * other live instances hold. Alone (the in-process default and a random id) it ends every run left running.
-   */
-  clustered: boolean;
-}
-
-/**
- * Reads `cluster` and the deprecated top-level `pubsub`, `instanceId` and `userShares`: either spelling works,
- * both with different values is `invalid_options` (which one was meant cannot be told).
- */
-export function resolveCluster(options: RelayOptions): ResolvedCluster {
-  const cluster = options.cluster ?? {};
-  if (typeof cluster !== 'object' || cluster === null)
-    throw optionsError('createRelay', 'cluster must be an object');
-  const pick = <K extends 'pubsub' | 'instanceId' | 'userShares'>(key: K) => {
-    const nested = cluster[key];
-    const top = options[key];
-    if (nested !== undefined && top !== undefined && nested !== top)
-      throw optionsError(
-        'createRelay',
-        `${key} is given twice with different values: pass only cluster.${key}`,
-      );
-    return nested ?? top;
-  };
-  const pubsub = pick('pubsub');
-  const given = pick('instanceId');
-  const userShares = pick('userShares');
-  const instanceId = given ?? `relay-${randomUUID()}`;
-  if (!safeParse(IdSchema, instanceId).ok)
-    throw new RelayError(
-      'invalid_options',
-      `instanceId must be 1-${LIMITS.maxIdLength} of A-Z a-z 0-9 _ . : -`,
-    );
-  return { pubsub, instanceId, userShares, clustered: pubsub !== undefined || given !== undefined };
 }
