@@ -22,6 +22,12 @@ export const WS_CLOSE_CODES = {
   unauthorized: 4401,
 } as const;
 
+/**
+ * How long a peer may take to answer the server's close (shutdown, or a refusal after the upgrade) before its
+ * socket is destroyed: a peer that never answers must not hold a slot or shutdown up.
+ */
+export const CLOSE_GRACE_MS = 2_000;
+
 /** The connection counter's key of a signed-in user's slots. */
 export const userKey = (id: string): string => `user:${id}`;
 
@@ -91,6 +97,7 @@ export class Connection {
     if (connection) connection.#onClose();
   }
 
+  /** Called every `heartbeatIntervalMs`: drops a peer that did not answer the previous ping, pings the rest. */
   heartbeat(): void {
     if (!this.#alive) {
       this.#ws.terminate();
@@ -104,6 +111,7 @@ export class Connection {
     }
   }
 
+  /** Closes with 1001 and resolves once the socket is closed (destroyed past {@link CLOSE_GRACE_MS}). */
   shutdown(): Promise<void> {
     return new Promise((resolve) => {
       if (this.#closed || this.#ws.readyState === this.#ws.CLOSED) {
@@ -112,8 +120,7 @@ export class Connection {
       }
       this.#ws.once('close', () => resolve());
       this.#ws.close(WS_CLOSE_CODES.goingAway, 'server shutting down');
-      // A peer that never answers the close handshake must not hold shutdown up.
-      setTimeout(() => this.#ws.terminate(), 2_000).unref();
+      setTimeout(() => this.#ws.terminate(), CLOSE_GRACE_MS).unref();
     });
   }
 

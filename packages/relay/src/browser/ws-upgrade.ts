@@ -4,7 +4,14 @@ import { IdSchema, safeParse } from '@threadline/contracts';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { MemoryConnectionCounter } from './connection-counter.js';
-import { Connection, ignore, userKey, WS_CLOSE_CODES, type ConnectionContext } from './ws-connection.js';
+import {
+  CLOSE_GRACE_MS,
+  Connection,
+  ignore,
+  userKey,
+  WS_CLOSE_CODES,
+  type ConnectionContext,
+} from './ws-connection.js';
 import { webSocketSettings, type WebSocketServerOptions } from './ws-options.js';
 import type { Relay } from '../core/relay.js';
 
@@ -26,8 +33,8 @@ const UNAUTHORIZED_FRAME = JSON.stringify({
   message: 'Not signed in: sign in and connect again.',
 });
 
-/** How long a refused, upgraded peer may take to answer the close before its socket is destroyed. */
-const REFUSED_CLOSE_GRACE_MS = 2_000;
+/** How long a refused peer may take to read an HTTP refusal before its socket is destroyed. */
+const REFUSAL_GRACE_MS = 1_000;
 
 /** Tells an upgraded peer why it is refused (an `error` frame), closes with `closeCode`, and bounds the wait. */
 function closeRefused(ws: WebSocket, frame: string, closeCode: number, reason: string): void {
@@ -36,7 +43,7 @@ function closeRefused(ws: WebSocket, frame: string, closeCode: number, reason: s
   if (ws.readyState !== ws.OPEN) return;
   ws.send(frame);
   ws.close(closeCode, reason);
-  setTimeout(() => ws.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
+  setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
 }
 
 /** Tells an upgraded peer it is not authenticated, then closes with 4401. */
@@ -314,5 +321,5 @@ function refuse(socket: Duplex, status: number, reason: string, headers: Record<
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
   );
-  setTimeout(() => socket.destroy(), 1_000).unref();
+  setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS).unref();
 }
