@@ -8,6 +8,8 @@ import {
   DEFAULT_WEBSOCKET_TUNING,
   type WebSocketServerOptions,
 } from '@threadline/relay/ws';
+import * as ws from '@threadline/relay/ws';
+import * as main from '@threadline/relay';
 import { RelayError } from '../src/errors.js';
 import { makeRelay, makeWsHarness, TestClient } from './helpers.js';
 
@@ -145,5 +147,19 @@ describe('attachWebSocketServer refuses a wrong limit or tuning value with inval
     } finally {
       await cleanup();
     }
+  });
+});
+
+describe('the main entry keeps the WebSocket exports for one release (deprecated)', () => {
+  it('exports the same values as @threadline/relay/ws', () => {
+    expect(main.attachWebSocketServer).toBe(ws.attachWebSocketServer);
+    expect(main.upgradePath).toBe(ws.upgradePath);
+    expect(main.WS_CLOSE_CODES).toBe(ws.WS_CLOSE_CODES);
+    expect(main.MemoryConnectionCounter).toBe(ws.MemoryConnectionCounter);
+    expect(main.DEFAULT_WEBSOCKET_LIMITS).toBe(ws.DEFAULT_WEBSOCKET_LIMITS);
+    // The old name of the options type is the same type.
+    const options: main.WebSocketTransportOptions = { authenticate: async () => null, allowedOrigins: [] };
+    const same: ws.WebSocketServerOptions = options;
+    expect(same).toBe(options);
   });
 });
