@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import proxyAddr from 'proxy-addr';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
-import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
+import { createRelay, httpAgentTransport } from '@threadline/relay';
 import { createAgUiHandler, toNodeListener } from '@threadline/relay/ag-ui';
 import type {
   AgentTransport,
@@ -19,6 +19,7 @@ import type {
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { openPostgresStore } from '@threadline/relay/postgres';
+import { attachWebSocketServer } from '@threadline/relay/ws';
 import {
   openRedisLimits,
   openRedisPubSub,

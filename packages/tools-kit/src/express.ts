@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 import type { IncomingMessage } from 'node:http';
+import { NOT_FORWARDED_REQUEST_HEADERS } from '@threadline/contracts/core';
 import type {
   NextFunction,
   Request as ExpressRequest,
@@ -11,17 +12,6 @@ import type {
 } from 'express';
 import { Reject, fail } from './responses.js';
 import type { ToolRouter } from './router.js';
-
-// Hop-by-hop and length headers describe the original connection, not the body we pass on.
-const DROPPED_HEADERS = new Set([
-  'host',
-  'connection',
-  'content-length',
-  'transfer-encoding',
-  'keep-alive',
-  'upgrade',
-  'expect',
-]);
 
 /**
  * Serves a {@link ToolRouter} from Express: handles `/tools`, `/tools/:name`, `/state`, `/run-state` and
@@ -75,7 +65,7 @@ async function serve(router: ToolRouter, req: ExpressRequest, res: ExpressRespon
   }
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || DROPPED_HEADERS.has(name)) continue;
+    if (value === undefined || NOT_FORWARDED_REQUEST_HEADERS.has(name)) continue;
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
   }
   const method = req.method.toUpperCase();
