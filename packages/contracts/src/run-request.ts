@@ -84,12 +84,25 @@ SHIPPED_SCHEMA_EXTRAS.set(OneUserTextSchema, {
  * paused for a tool approval (same `runId`; `text` is the run's user message again, the agent does not use it).
  *
  * The text's old field name `message` is still accepted (deprecated, for one release): a request carries exactly
- * one of `text` and `message`, and parsing always gives `text`, so a reader never looks at `message`.
+ * one of `text` and `message`, and parsing always gives `text`. For that release the parsed request also answers
+ * `message` (the same text, not enumerable, so never serialised).
  */
-export const RunRequestSchema = OneUserTextSchema.transform(({ text, message, ...rest }) => ({
-  ...rest,
-  text: (text ?? message) as string,
-}));
+export const RunRequestSchema = OneUserTextSchema.transform(({ text, message, ...rest }) => {
+  const request = { ...rest, text: (text ?? message) as string };
+  // For one release a reader of the old name still finds the text. Not enumerable: JSON, spreads and key
+  // listings see `text` only, so a parsed request sent on is never refused for carrying both.
+  Object.defineProperty(request, 'message', {
+    get(this: { text: string }) {
+      return this.text;
+    },
+    enumerable: false,
+    configurable: true,
+  });
+  return request as typeof request & {
+    /** @deprecated use `text`; readable on a parsed request for one release, never sent. */
+    readonly message?: string;
+  };
+});
 
 /** The `resume` part of a run request. */
 export type RunResume = z.infer<typeof RunResumeSchema>;

@@ -52,7 +52,13 @@ describe('run request', () => {
     const { text, ...rest } = runRequest;
     const parsed = safeParse(RunRequestSchema, { ...rest, message: text });
     expect(parsed.ok && parsed.value).toEqual(runRequest);
-    expect(parsed.ok && 'message' in parsed.value).toBe(false);
+    if (!parsed.ok) return;
+    // Still readable for one release, but never listed or serialised, so a parsed request sent on is valid.
+    expect(parsed.value.message).toBe(text);
+    expect(Object.keys(parsed.value)).not.toContain('message');
+    expect(JSON.parse(JSON.stringify(parsed.value))).toEqual(runRequest);
+    expect(safeParse(RunRequestSchema, JSON.parse(JSON.stringify(parsed.value))).ok).toBe(true);
+    expect({ ...parsed.value }).toEqual(runRequest);
     expect(safeParse(RunRequestSchema, { ...rest, message: '' }).ok).toBe(false);
     expect(
       safeParse(RunRequestSchema, { ...rest, message: 'x'.repeat(LIMITS.maxMessageLength + 1) }).ok,

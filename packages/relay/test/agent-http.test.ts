@@ -180,7 +180,7 @@ describe('httpAgentTransport', () => {
     expect(agent.requests[0]).toMatchObject({ method: 'POST', url: '/runs', auth: 'Bearer agent-secret' });
     expect(JSON.parse(agent.requests[0]!.body)).toMatchObject({
       threadId: 't1',
-      message: 'go',
+      text: 'go',
       user: { id: 'u' },
     });
   });
@@ -238,7 +238,7 @@ describe('httpAgentTransport', () => {
       threadId: 't',
       runId: 'r',
       user: { id: 'u' },
-      message: 'm',
+      text: 'm',
       tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
     };
     const error = await (async () => {
@@ -254,7 +254,7 @@ describe('httpAgentTransport', () => {
       threadId: 't',
       runId: 'r',
       user: { id: 'u' },
-      message: 'm',
+      text: 'm',
       tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
     };
     for (const [header, expected] of [
@@ -276,6 +276,42 @@ describe('httpAgentTransport', () => {
         expect((error as AgentTransportError).retryAfterMs, header).toBe(expected);
         expect((error as Error).message).toMatch(/HTTP 429.*too_many_runs/);
       }
+    }
+  });
+
+  it("words an agent service's error body as its code and message, and any other body as its start", async () => {
+    const request = {
+      threadId: 't',
+      runId: 'r',
+      user: { id: 'u' },
+      text: 'm',
+      tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
+    };
+    const issues = [{ path: 'text', message: 'required: the user text, as text' }];
+    for (const [status, body, expected] of [
+      [
+        400,
+        JSON.stringify({ error: { code: 'invalid_request', message: 'run request: bad text', issues } }),
+        'the agent answered HTTP 400: invalid_request: run request: bad text',
+      ],
+      [400, '{"error":{"code":"teapot","message":"short and stout"}}', 'HTTP 400: {"error":{"code":"teapot"'],
+      [502, `<html>\n  ${'bad gateway '.repeat(40)}</html>`, 'HTTP 502: <html> bad gateway bad gateway'],
+      [500, '', 'the agent answered HTTP 500'],
+    ] as const) {
+      const agent = await agentServer((_req, res) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(body);
+      });
+      const transport = httpAgentTransport({ url: agent.url, credential: 's' });
+      const error = await (async () => {
+        for await (const _ of transport.run(request, { signal: new AbortController().signal })) void _;
+      })().catch((e: unknown) => e);
+      transport.close();
+      expect(error).toBeInstanceOf(AgentTransportError);
+      expect((error as AgentTransportError).runErrorCode).toBe('agent_unreachable');
+      const message = (error as Error).message;
+      expect(message).toContain(expected);
+      expect(message.length).toBeLessThanOrEqual('the agent answered HTTP 502: '.length + 200);
     }
   });
 });

@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { JSON_MEDIA_TYPE, SSE_MEDIA_TYPE } from '@threadline/contracts';
 
 // The HTTP clients of the agent transport: one shape (an opener that POSTs a run or DELETEs it and resolves at
 // the response headers), made over fetch or over node:http(s) with a keep-alive pool. HTTP/2 is in http2-client.ts.
@@ -14,7 +15,7 @@ export interface OpenedResponse {
   body: AsyncIterable<Uint8Array>;
   /** Throws if the body, whose iterator is done, was cut off rather than ended (for clients that do not say). */
   checkEnd?(): void;
-  /** The start of the body, for an error message: the first chunk at most, never the whole body. */
+  /** The start of the body, for an error message: the first chunk (and at most 4 KiB of it), never the whole body. */
   readSome(): Promise<string>;
   /**
    * Releases the response (idempotent): `drain` after the terminal event reads the rest of the body (briefly)
@@ -43,7 +44,7 @@ export function fetchOpener(fetchImpl: typeof fetch): Opener {
       method: body === null ? 'DELETE' : 'POST',
       headers: {
         authorization: `Bearer ${credential}`,
-        ...(body === null ? {} : { 'content-type': 'application/json', accept: 'text/event-stream' }),
+        ...(body === null ? {} : { 'content-type': JSON_MEDIA_TYPE, accept: SSE_MEDIA_TYPE }),
       },
       ...(body === null ? {} : { body }),
       signal,
@@ -65,7 +66,7 @@ export function fetchOpener(fetchImpl: typeof fetch): Opener {
       async readSome() {
         try {
           const first = await read();
-          return first.done ? '' : summarize(first.value);
+          return first.done ? '' : bodyStart(first.value);
         } catch {
           return '';
         } finally {
@@ -85,8 +86,8 @@ export function nodeHttpClient(base: string): Client {
     new Promise<OpenedResponse>((resolve, reject) => {
       const headers: OutgoingHttpHeaders = { authorization: `Bearer ${credential}` };
       if (body !== null) {
-        headers['content-type'] = 'application/json';
-        headers.accept = 'text/event-stream';
+        headers['content-type'] = JSON_MEDIA_TYPE;
+        headers.accept = SSE_MEDIA_TYPE;
         headers['content-length'] = Buffer.byteLength(body);
       }
       const req = send(url, { method: body === null ? 'DELETE' : 'POST', headers, agent });
@@ -127,7 +128,7 @@ export function nodeHttpClient(base: string): Client {
           readSome: () =>
             new Promise<string>((done) => {
               res.once('data', (first: Buffer) => {
-                done(summarize(first));
+                done(bodyStart(first));
                 res.destroy();
               });
               res.once('end', () => done(''));
@@ -145,7 +146,12 @@ export function toError(reason: unknown): Error {
   return reason instanceof Error ? reason : new Error(String(reason ?? 'aborted'));
 }
 
-export function summarize(bytes: Uint8Array): string {
-  const text = new TextDecoder().decode(bytes.subarray(0, 400));
-  return text.slice(0, 200).replace(/\s+/g, ' ').trim();
+/** The first 4 KiB of a body chunk as text: enough for an agent service's error body. */
+export function bodyStart(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes.subarray(0, 4096));
+}
+
+/** Text for an error message: whitespace collapsed, at most 200 characters. */
+export function summarize(text: string): string {
+  return text.slice(0, 400).replace(/\s+/g, ' ').trim().slice(0, 200);
 }
