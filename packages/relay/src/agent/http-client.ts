@@ -38,6 +38,7 @@ export interface Client {
   close(): void;
 }
 
+/** An opener over an injected fetch (which picks its own protocol and connection reuse). */
 export function fetchOpener(fetchImpl: typeof fetch): Opener {
   return async (url, credential, body, signal) => {
     const response = await fetchImpl(url, {
@@ -78,6 +79,7 @@ export function fetchOpener(fetchImpl: typeof fetch): Opener {
   };
 }
 
+/** A client over node:http(s) with a keep-alive pool for `base`; `close()` destroys its idle sockets. */
 export function nodeHttpClient(base: string): Client {
   const secure = new URL(base).protocol === 'https:';
   const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
@@ -142,6 +144,7 @@ export function nodeHttpClient(base: string): Client {
   return { open, close: () => agent.destroy() };
 }
 
+/** An abort reason as an Error (a reason that is not one becomes its message). */
 export function toError(reason: unknown): Error {
   return reason instanceof Error ? reason : new Error(String(reason ?? 'aborted'));
 }
