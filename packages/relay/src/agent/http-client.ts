@@ -79,7 +79,7 @@ export function fetchOpener(fetchImpl: typeof fetch): Opener {
   };
 }
 
-/** A client over node:http(s) with a keep-alive pool for `base`; `close()` destroys its idle sockets. */
+/** A client over node:http(s) with a keep-alive pool for `base`; `close()` destroys the pool and its sockets. */
 export function nodeHttpClient(base: string): Client {
   const secure = new URL(base).protocol === 'https:';
   const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
