@@ -12,6 +12,7 @@ import type {
 } from 'express';
 import { Reject, fail } from './responses.js';
 import type { ToolRouter } from './router.js';
+import { TOOL_ROUTES, matchToolRoute } from './routes.js';
 
 /**
  * Serves a {@link ToolRouter} from Express: handles `/tools`, `/tools/:name`, `/state`, `/run-state` and
@@ -28,16 +29,7 @@ export function toolRouterMiddleware(router: ToolRouter): RequestHandler {
     const base = router.basePath;
     const rest =
       base === '' ? path : path === base || path.startsWith(`${base}/`) ? path.slice(base.length) : null;
-    if (
-      rest === null ||
-      !(
-        rest === '/tools' ||
-        rest === '/state' ||
-        rest === '/run-state' ||
-        rest.startsWith('/tools/') ||
-        rest.startsWith('/needs-approval/')
-      )
-    ) {
+    if (rest === null || matchToolRoute(rest) === null) {
       next();
       return;
     }
@@ -73,7 +65,9 @@ async function serve(router: ToolRouter, req: ExpressRequest, res: ExpressRespon
   if (method !== 'GET' && method !== 'HEAD') {
     // A paused run's saved state may be larger than a tool call's body: it has its own bound.
     const limit =
-      url.pathname === `${router.basePath}/run-state` ? router.maxRunStateBytes : router.maxBodyBytes;
+      url.pathname === `${router.basePath}${TOOL_ROUTES.runState}`
+        ? router.maxRunStateBytes
+        : router.maxBodyBytes;
     const read = await readBody(req, limit, router.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
     if (read instanceof Reject) {
       await send(res, fail(read));
