@@ -11,8 +11,6 @@ import {
   generateTraceId,
   getDefaultOpenAIClient,
   tool,
-  type Model,
-  type ModelProvider,
   type Tool,
 } from '@openai/agents';
 import OpenAI from 'openai';
@@ -30,100 +28,27 @@ import {
   type ToolManifest,
   type ToolResult,
 } from '@threadline/contracts';
-import { ManifestCache, createToolClient, type ToolClient } from '@threadline/tools-kit';
+import { createToolClient, type ToolClient } from '@threadline/tools-kit';
 import { toAgentTools } from '@threadline/tools-kit/agents';
 import { checkRunnerOptions } from './options.js';
 import {
-  compactingSession,
+  compactingMemory,
   createDemoCompactionClient,
   resolveCompaction,
   type CompactionClient,
-  type CompactionOptions,
 } from './compaction.js';
 import { createDemoModelProvider } from './demo-model.js';
 import { SdkDefaultsProvider } from './sdk-defaults.js';
 import { AgentRunnerError } from './errors.js';
 import { EventMapper, type ToolOutcome } from './event-mapper.js';
-import { ToolSession, checkHistoryItems } from './tool-session.js';
-import { flushTraces, installTracing, resolveTracing, traceStarted, type TracingOptions } from './tracing.js';
-
-/** Runs one thread's user message and streams contract events. The HTTP service and relay speak to this. */
-export interface Runner {
-  /** Streams exactly one RUN_STARTED first and exactly one terminal event (RUN_FINISHED or RUN_ERROR) last. */
-  run(request: RunRequest, options?: { signal?: AbortSignal }): AsyncIterable<AgentEvent>;
-}
-
-/** What the SDK run context holds for tools of a Threadline run. */
-export interface RunContextData {
-  threadId: string;
-  runId: string;
-  userId: string;
-  /** The run's tool client (act-as token of this run). */
-  tools: ToolClient;
-  /** Marks a tool call as failed so TOOL_CALL_RESULT says `ok: false` (see {@link localTool}). */
-  reportToolError(callId: string, message: string): void;
-}
-
-/** What {@link CreateRunnerOptions.agentFactory} receives. */
-export interface AgentFactoryContext {
-  request: RunRequest;
-  tools: ToolClient;
-  manifest: ToolManifest;
-}
-
-/** Options of {@link createRunner}. */
-export interface CreateRunnerOptions {
-  /** The agent; its tools are kept and the host's tools are added per run. */
-  agent?: Agent<RunContextData>;
-  /** Builds the agent per run instead (e.g. per-user instructions). The host's tools are added to it. */
-  agentFactory?: (ctx: AgentFactoryContext) => Agent<RunContextData> | Promise<Agent<RunContextData>>;
-  /** Model name or instance (default: env THREADLINE_MODEL, then "gpt-4.1-mini"). */
-  model?: string | Model;
-  /**
-   * Where model names resolve. Default: OpenAI when OPENAI_API_KEY (or `openai.apiKey`) is set, else OpenAI
-   * through the Agents SDK's own defaults when `setDefaultOpenAIKey()` or `setDefaultOpenAIClient()` gave one,
-   * otherwise the offline demo model.
-   */
-  modelProvider?: ModelProvider;
-  /** OpenAI client settings used when no `modelProvider` is given. */
-  openai?: { apiKey?: string; baseURL?: string; api?: 'responses' | 'chat_completions'; maxRetries?: number };
-  /** Tracing settings, or `false` to turn tracing off. */
-  tracing?: TracingOptions | false;
-  /** Most model turns per run (default 10). */
-  maxTurns?: number;
-  /** Extra tools that run in the agent service itself. Build them with {@link localTool} to get `ok: false` on failure. */
-  localTools?: Tool<RunContextData>[];
-  /** Timeout per tool or history call in ms (default 30000). */
-  toolTimeoutMs?: number;
-  /**
-   * The history window: how many of the thread's newest session items a run reads and gives the model, in one
-   * call (1..1000; default: env THREADLINE_HISTORY_ITEMS, then 200). Older items stay stored but unseen.
-   */
-  historyItems?: number;
-  /**
-   * Compacts a thread's history through the Responses API's compact endpoint once it passes `afterItems` (see
-   * {@link CompactionOptions}); the compacted items replace the session items behind the API. Off by default;
-   * env THREADLINE_COMPACT_AFTER_ITEMS turns it on with that threshold. With the demo model the compaction is a
-   * deterministic offline one.
-   */
-  compaction?: CompactionOptions | false;
-  /**
-   * Where tool manifests are kept between runs, per token scope (router URL, issuer, audience, tool list), and
-   * revalidated with the router's ETag; `false` fetches the manifest on every run. Default: a cache of 100.
-   */
-  manifestCache?: ManifestCache | false;
-  /** fetch used for tool calls (default global fetch). */
-  fetch?: typeof fetch;
-  /** Environment read for defaults (default process.env). */
-  env?: NodeJS.ProcessEnv;
-  /** Where the runner says which model it uses and logs unexpected errors (default console). */
-  logger?: Pick<Console, 'info' | 'warn' | 'error'>;
-  /**
-   * The `expiresAt` the runner puts on TOOL_APPROVAL_REQUESTED: now + this (default 24 h). The relay replaces it
-   * with its own bound (`approvalTtlMs`), which is the one that counts.
-   */
-  approvalTtlMs?: number;
-}
+import { AgentMemory } from './agent-memory.js';
+import {
+  resolveTuning,
+  type AgentRunner,
+  type AgentRunnerOptions,
+  type RunContextData,
+} from './runner-options.js';
+import { flushTraces, installTracing, resolveTracing, traceStarted } from './tracing.js';
 
 const DEFAULT_INSTRUCTIONS =
   'You are a helpful assistant inside a chat. Answer briefly. Use the tools you have when the user asks for something they do.';
@@ -258,14 +183,14 @@ const clip = (s: string) =>
   s.length > LIMITS.maxErrorMessageLength ? `${s.slice(0, LIMITS.maxErrorMessageLength - 1)}…` : s;
 
 /**
- * Creates the agent runner: one Agents SDK run per request, history through the API's session tools, the
+ * Creates the agent runner: one Agents SDK run per request, agent memory through the API's tool endpoints, the
  * host's tools from its manifest, and one trace per run grouped by thread.
  *
  * @example
  * const runner = createRunner({ agent: new Agent({ name: 'Helper', instructions: 'Be brief.' }) });
  * for await (const event of runner.run(runRequest)) console.log(event.type);
  */
-export function createRunner(options: CreateRunnerOptions = {}): Runner {
+export function createRunner(options: AgentRunnerOptions = {}): AgentRunner {
   checkRunnerOptions(options);
   const env = options.env ?? process.env;
   const logger = options.logger ?? console;
@@ -280,14 +205,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
     );
   };
   if (options.tracing !== false && options.tracing?.install !== false) installTracing(options.tracing, env);
-  const maxTurns = options.maxTurns ?? 10;
-  const approvalTtlMs = options.approvalTtlMs ?? 24 * 60 * 60 * 1000;
-  const toolTimeoutMs = options.toolTimeoutMs ?? 30_000;
-  const historyItems = checkHistoryItems(
-    options.historyItems ?? (env.THREADLINE_HISTORY_ITEMS ? Number(env.THREADLINE_HISTORY_ITEMS) : undefined),
-  );
-  const manifestCache =
-    options.manifestCache === false ? undefined : (options.manifestCache ?? new ManifestCache());
+  const { maxTurns, approvalTtlMs, toolTimeoutMs, historyItems, manifestCache } = resolveTuning(options, env);
   const model = options.model ?? (env.THREADLINE_MODEL || 'gpt-4.1-mini');
   const modelName = typeof model === 'string' ? model : undefined;
 
@@ -443,11 +361,12 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         reportToolError: (callId, message) => outcomes.set(callId, { ok: false, error: message }),
       };
       const mapper = new EventMapper({ ...base, outcomes, displayName: (n) => displayNames.get(n) ?? n });
-      // History goes through the unlinked client: a cancelled run still records the user's message.
-      const history = new ToolSession(rawClient, request.threadId, { historyItems });
-      // A regenerate replaces the newest answer: it leaves the history, and the message comes back as input.
-      if (request.regenerates) await history.dropTurn(request.message);
-      const session = compaction ? compactingSession(history, compaction, await compactionClient()) : history;
+      // Agent memory goes through the unlinked client: a cancelled run still records the user's message.
+      const memory = new AgentMemory(rawClient, request.threadId, { historyItems });
+      // A regenerate replaces the newest answer: it leaves agent memory, and the message comes back as input.
+      if (request.regenerates) await memory.dropTurn(request.message);
+      // `session` is the SDK's name for the memory it reads and extends.
+      const session = compaction ? compactingMemory(memory, compaction, await compactionClient()) : memory;
       let input: string | RunState<RunContextData, typeof agent> = request.message;
       if (resume) {
         const saved = await client.getRunState();
@@ -495,7 +414,7 @@ export function createRunner(options: CreateRunnerOptions = {}): Runner {
         signal,
       });
       // The SDK read the history before handing back the stream: say once, before any answer, what was left out.
-      const window = history.lastWindow;
+      const window = memory.lastWindow;
       if (window?.compacted)
         yield createHistoryWindowedEvent({ ...base, windowItems: window.items, reason: 'compacted' });
       else if (window?.omitted) yield createHistoryWindowedEvent({ ...base, windowItems: window.items });

@@ -17,7 +17,8 @@ import {
 import { createCredentialCheck, type AgentAuth } from './auth.js';
 import { doctor, formatDoctorReport } from './doctor.js';
 import { checkServerOptions } from './options.js';
-import { abortReason, type Runner } from './runner.js';
+import { abortReason } from './runner.js';
+import type { AgentRunner } from './runner-options.js';
 import { speakBoth } from './dual-protocol.js';
 import { drainTraces } from './tracing.js';
 
@@ -160,7 +161,7 @@ interface ActiveRun {
  * const server = createAgentServer(createRunner(), { auth: { sharedSecret: process.env.AGENT_SECRET! } });
  * http.createServer(server.handler).listen(8787);
  */
-export function createAgentServer(runner: Runner, options: AgentServerOptions): AgentServer {
+export function createAgentServer(runner: AgentRunner, options: AgentServerOptions): AgentServer {
   checkServerOptions(options);
   const check = createCredentialCheck(options.auth);
   const maxRuns = options.maxConcurrentRuns ?? 32;
@@ -443,7 +444,7 @@ export interface ServedAgent {
  * const served = await serveAgent(createRunner(), { auth: { sharedSecret: secret }, port: 8787 });
  * process.on('SIGTERM', () => void served.close({ deadlineMs: 10_000 }));
  */
-export async function serveAgent(runner: Runner, options: ServeAgentOptions): Promise<ServedAgent> {
+export async function serveAgent(runner: AgentRunner, options: ServeAgentOptions): Promise<ServedAgent> {
   const logger = options.logger ?? console;
   const app = createAgentServer(runner, options);
   const h1Server = createServer(app.handler);
