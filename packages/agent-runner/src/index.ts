@@ -2,7 +2,9 @@
  * @threadline/agent-runner: the Threadline agent service on the OpenAI Agents SDK. Runs a thread's message as
  * an SDK run, streams contract events over SSE, keeps agent memory behind the API, and traces every run.
  */
-export { createRunner, localTool, abortReason } from './runner.js';
+export { createRunner } from './runner.js';
+export { localTool } from './local-tool.js';
+export { abortReason } from './run-errors.js';
 export { DEFAULT_AGENT_RUNNER_TUNING } from './runner-options.js';
 export type {
   AgentRunner,

@@ -17,7 +17,7 @@ import {
 import { createCredentialCheck, type AgentAuth } from './auth.js';
 import { doctor, formatDoctorReport } from './doctor.js';
 import { checkServerOptions } from './options.js';
-import { abortReason } from './runner.js';
+import { abortReason } from './run-errors.js';
 import type { AgentRunner } from './runner-options.js';
 import { speakBoth } from './dual-protocol.js';
 import { drainTraces } from './tracing.js';
