@@ -16,14 +16,11 @@ export type {
   Runner,
   CreateRunnerOptions,
 } from './runner-options.js';
-export { createAgentServer, serveAgent, AGENT_SERVER_ERROR_CODES } from './server.js';
-export type {
-  AgentServer,
-  AgentServerOptions,
-  AgentRequestListener,
-  ServeAgentOptions,
-  ServedAgent,
-} from './server.js';
+export { createAgentServer } from './server.js';
+export type { AgentServer, AgentServerOptions, AgentRequestListener } from './server.js';
+export { serveAgent } from './serve.js';
+export type { ServeAgentOptions, ServedAgent } from './serve.js';
+export { AGENT_SERVER_ERROR_CODES } from './service-protocol.js';
 export type { AgentAuth } from './auth.js';
 export { AgentMemory, ToolSession, DEFAULT_HISTORY_ITEMS, MAX_HISTORY_ITEMS } from './agent-memory.js';
 export type { AgentMemoryOptions, ToolSessionOptions, HistoryWindow } from './agent-memory.js';
