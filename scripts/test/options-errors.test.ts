@@ -72,7 +72,13 @@ const cases: [string, ErrorClass, () => unknown][] = [
   ['openPostgresStore', RelayError, () => openPostgresStore({} as never)],
   ['openMongoStore', RelayError, () => openMongoStore({ dbName: 'x' } as never)],
   ['openRedisPubSub', RelayError, () => openRedisPubSub({ url: 'http://127.0.0.1:1' } as never)],
-  ['createRunner', AgentRunnerError, () => createRunner({ maxTurns: 0 })],
+  ['createRunner', AgentRunnerError, () => createRunner({ localTools: 'all' as never })],
+  ['createRunner tuning', AgentRunnerError, () => createRunner({ tuning: { maxTurns: 0 } })],
+  [
+    'createRunner tuning, deprecated top-level spelling',
+    AgentRunnerError,
+    () => createRunner({ maxTurns: 0 }),
+  ],
   [
     'createAgentServer',
     AgentRunnerError,
