@@ -1,5 +1,6 @@
 import { LitElement, html, nothing, type PropertyValues, type TemplateResult } from 'lit';
 import type { RunErrorEvent, RunFinishedEvent, SequencedAgentEvent } from '@threadline/contracts';
+import { LIMITS } from '@threadline/contracts/core';
 import { resolveReconnect, type ReconnectOptions } from './backoff.js';
 import {
   ChatConnection,
@@ -9,7 +10,6 @@ import {
 } from './connection.js';
 import { AgentChatError } from './errors.js';
 import { renderMarkdown } from './markdown.js';
-import { WIRE_LIMITS as LIMITS } from './protocol.js';
 import { styles } from './styles.js';
 import {
   ThreadModel,
