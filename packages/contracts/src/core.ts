@@ -17,3 +17,5 @@ export {
   agentHttpErrorBody,
 } from './agent-http.js';
 export type { AgentHttpErrorBody, AgentHttpErrorCode } from './agent-http.js';
+export { EVENT_TYPES } from './event-types.js';
+export type { EventType } from './event-types.js';
