@@ -128,14 +128,14 @@ export function createRunner(options: AgentRunnerOptions = {}): AgentRunner {
       // Agent memory goes through the unlinked client: a cancelled run still records the user's message.
       const memory = new AgentMemory(rawClient, request.threadId, { historyItems });
       // A regenerate replaces the newest answer: it leaves agent memory, and the message comes back as input.
-      if (request.regenerates) await memory.dropTurn(request.message);
+      if (request.regenerates) await memory.dropTurn(request.text);
       // `session` is the SDK's name for the memory it reads and extends.
       const session = compaction
         ? compactingMemory(memory, compaction, await choice.compactionClient())
         : memory;
       const input: string | RunState<RunContextData, typeof agent> = resume
         ? await resumedState({ agent, client, context, resume, outcomes, signal })
-        : request.message;
+        : request.text;
       const result = await sdkRunner.run(agent, input, {
         stream: true,
         session,

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import { RunRequestSchema, safeParseJson, type RunRequest } from '@threadline/contracts';
+import { JSON_MEDIA_TYPE, RunRequestSchema, safeParseJson, type RunRequest } from '@threadline/contracts';
 import { createCredentialCheck, type AgentAuth } from './auth.js';
 import { readBody, type Req, type Res } from './http-io.js';
 import { checkServerOptions } from './options.js';
@@ -112,15 +112,15 @@ export function createAgentServer(runner: AgentRunner, options: AgentServerOptio
   let closing = false;
 
   async function postRun(req: Req, res: Res) {
-    if (closing) return sendError(res, 503, 'shutting_down', 'The agent service is shutting down.');
+    if (closing) return sendError(res, 'shutting_down', 'The agent service is shutting down.');
     if (active.size + reserved >= maxRuns) {
-      return sendError(res, 429, 'too_many_runs', `At most ${maxRuns} runs at once; retry shortly.`, {
+      return sendError(res, 'too_many_runs', `At most ${maxRuns} runs at once; retry shortly.`, {
         headers: { 'retry-after': String(settings.retryAfterSeconds) },
       });
     }
     const type = String(req.headers['content-type'] ?? '');
     if (!/^application\/json\b/i.test(type)) {
-      return sendError(res, 415, 'unsupported_media_type', 'Send the run request as application/json.');
+      return sendError(res, 'unsupported_media_type', 'Send the run request as application/json.');
     }
     reserved++;
     let request: RunRequest;
@@ -128,20 +128,20 @@ export function createAgentServer(runner: AgentRunner, options: AgentServerOptio
       const body = await readBody(req, { maxBytes: maxBody, timeoutMs: settings.bodyTimeoutMs });
       if ('error' in body) {
         if (body.error === 'too_large')
-          return sendError(res, 413, 'payload_too_large', `The run request is larger than ${maxBody} bytes.`);
+          return sendError(res, 'payload_too_large', `The run request is larger than ${maxBody} bytes.`);
         if (body.error === 'timeout')
-          return sendError(res, 408, 'request_timeout', 'The run request body arrived too slowly.');
+          return sendError(res, 'request_timeout', 'The run request body arrived too slowly.');
         return void res.destroy();
       }
       const parsed = safeParseJson(RunRequestSchema, body.text, 'run request');
       if (!parsed.ok) {
         const code = parsed.error.code === 'invalid_json' ? 'invalid_json' : 'invalid_request';
-        return sendError(res, 400, code, parsed.error.message, { issues: parsed.error.issues });
+        return sendError(res, code, parsed.error.message, { issues: parsed.error.issues });
       }
       request = parsed.value;
       if (active.has(request.runId))
-        return sendError(res, 409, 'run_conflict', `Run ${request.runId} is already running.`);
-      if (closing) return sendError(res, 503, 'shutting_down', 'The agent service is shutting down.');
+        return sendError(res, 'run_conflict', `Run ${request.runId} is already running.`);
+      if (closing) return sendError(res, 'shutting_down', 'The agent service is shutting down.');
     } finally {
       reserved--;
     }
@@ -168,35 +168,35 @@ export function createAgentServer(runner: AgentRunner, options: AgentServerOptio
       // Authenticate before reading anything else: unauthenticated callers cost no work.
       if (!(await check(req.headers.authorization))) {
         req.resume();
-        return sendError(res, 401, 'unauthorized', 'Missing or invalid service credential.', {
+        return sendError(res, 'unauthorized', 'Missing or invalid service credential.', {
           headers: { 'www-authenticate': 'Bearer' },
         });
       }
       const target = matchRoute(req.url);
       switch (target.route) {
         case 'health':
-          if (req.method !== 'GET') return sendError(res, 405, 'method_not_allowed', 'Use GET.');
-          res.writeHead(closing ? 503 : 200, { 'content-type': 'application/json' });
+          if (req.method !== 'GET') return sendError(res, 'method_not_allowed', 'Use GET.');
+          res.writeHead(closing ? 503 : 200, { 'content-type': JSON_MEDIA_TYPE });
           return void res.end(
             JSON.stringify({ ok: !closing, activeRuns: active.size, maxConcurrentRuns: maxRuns }),
           );
         case 'runs':
-          if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', 'Use POST.');
+          if (req.method !== 'POST') return sendError(res, 'method_not_allowed', 'Use POST.');
           return postRun(req, res);
         case 'run': {
-          if (req.method !== 'DELETE') return sendError(res, 405, 'method_not_allowed', 'Use DELETE.');
+          if (req.method !== 'DELETE') return sendError(res, 'method_not_allowed', 'Use DELETE.');
           const run = target.runId === undefined ? undefined : active.get(target.runId);
-          if (!run) return sendError(res, 404, 'not_found', 'No such run is active here.');
+          if (!run) return sendError(res, 'not_found', 'No such run is active here.');
           run.controller.abort(abortReason('cancelled', 'The run was cancelled.'));
-          res.writeHead(202, { 'content-type': 'application/json' });
+          res.writeHead(202, { 'content-type': JSON_MEDIA_TYPE });
           return void res.end(JSON.stringify({ ok: true }));
         }
         case 'none':
-          return sendError(res, 404, 'not_found', 'Not found.');
+          return sendError(res, 'not_found', 'Not found.');
       }
     })().catch((error: unknown) => {
       logger.error('[threadline-agent] request failed', error);
-      if (!res.headersSent) sendError(res, 500, 'internal_error', 'Internal error.');
+      if (!res.headersSent) sendError(res, 'internal_error', 'Internal error.');
       else res.destroy();
     });
   };

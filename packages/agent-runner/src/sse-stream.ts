@@ -1,5 +1,11 @@
 import type { Socket } from 'node:net';
-import { isTerminalEvent, type RunRequest } from '@threadline/contracts';
+import {
+  SSE_HEARTBEAT,
+  SSE_MEDIA_TYPE,
+  isTerminalEvent,
+  sseEventFrame,
+  type RunRequest,
+} from '@threadline/contracts';
 import type { Req, Res } from './http-io.js';
 import { abortReason } from './run-errors.js';
 import type { AgentRunner } from './runner-options.js';
@@ -50,7 +56,7 @@ export async function streamRun(input: {
   // the session already disables Nagle.
   if (req.httpVersionMajor === 1) (req.socket as Socket).setNoDelay(true);
   res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
+    'content-type': `${SSE_MEDIA_TYPE}; charset=utf-8`,
     'cache-control': 'no-cache, no-transform',
     'x-accel-buffering': 'no',
   });
@@ -81,7 +87,7 @@ export async function streamRun(input: {
     });
   const heartbeat = setInterval(
     () => {
-      if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded && !gone()) send(': ping\n\n');
+      if (Date.now() - lastWrite >= heartbeatMs && !res.writableEnded && !gone()) send(SSE_HEARTBEAT);
     },
     Math.max(10, Math.floor(heartbeatMs / 2)),
   );
@@ -101,7 +107,7 @@ export async function streamRun(input: {
   try {
     for await (const event of runner.run(request, { signal: controller.signal })) {
       if (gone()) continue; // keep draining so the runner reaches its terminal event and cleans up
-      pending += `data: ${JSON.stringify(event)}\n\n`;
+      pending += sseEventFrame(JSON.stringify(event));
       if (isTerminalEvent(event)) break;
       if (pending.length >= maxBatch) flush();
       else if (!flushQueued) {

@@ -58,7 +58,7 @@ async function request(): Promise<RunRequest> {
     threadId,
     runId,
     user: { id: 'user-1' },
-    message: 'Wipe it',
+    text: 'Wipe it',
     tools: await tools.toolsRef({ userId: 'user-1', threadId, runId }),
   };
 }

@@ -44,7 +44,7 @@ async function request(threadId: string, message = 'What now?'): Promise<RunRequ
     threadId,
     runId,
     user: { id: 'user-1' },
-    message,
+    text: message,
     tools: await tools.toolsRef({ userId: 'user-1', threadId, runId }),
   };
 }

@@ -52,7 +52,7 @@ export function runRequest(overrides: Partial<RunRequest> = {}): RunRequest {
     threadId: 'thread-1',
     runId: `run-${Math.random().toString(36).slice(2)}`,
     user: { id: 'user-1' },
-    message: 'Hello',
+    text: 'Hello',
     tools: { baseUrl: 'http://127.0.0.1:9', token: 'tok' },
     ...overrides,
   };

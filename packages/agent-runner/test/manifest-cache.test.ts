@@ -56,7 +56,7 @@ async function request(toolNames?: string[]): Promise<RunRequest> {
     threadId,
     runId,
     user: { id: 'user-1' },
-    message: 'hi',
+    text: 'hi',
     tools: await tools.toolsRef({ userId: 'user-1', threadId, runId }, toolNames),
   };
 }

@@ -71,7 +71,7 @@ async function request(overrides: Partial<RunRequest> = {}): Promise<RunRequest>
     threadId,
     runId,
     user: { id: 'user-1' },
-    message: 'Hello',
+    text: 'Hello',
     tools: await tools.toolsRef({ userId: 'user-1', threadId, runId }),
     ...overrides,
   };
@@ -313,11 +313,11 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
   it('a second turn sees the first turn through the session tools, even from a restarted runner', async () => {
     const threadId = 'thread-history';
     fake.enqueue({ type: 'text', text: 'Nice to meet you, Ada.' });
-    await collect(makeRunner().run(await request({ threadId, message: 'My name is Ada' })));
+    await collect(makeRunner().run(await request({ threadId, text: 'My name is Ada' })));
     // A fresh runner stands for a restarted agent service: it holds no memory of the first turn.
     const restarted = makeRunner();
     fake.enqueue({ type: 'text', text: 'You are Ada.' });
-    const events = await collect(restarted.run(await request({ threadId, message: 'What is my name?' })));
+    const events = await collect(restarted.run(await request({ threadId, text: 'What is my name?' })));
     expect(terminalOf(events).type).toBe('RUN_FINISHED');
     const input = JSON.stringify(fake.requests.at(-1)!.body.input);
     expect(input).toContain('My name is Ada');
@@ -332,12 +332,12 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     const threadId = 'thread-regenerate';
     const count = (text: string, part: string) => text.split(part).length - 1;
     fake.enqueue({ type: 'text', text: 'Hello Ada.' });
-    await collect(makeRunner().run(await request({ threadId, message: 'My name is Ada' })));
+    await collect(makeRunner().run(await request({ threadId, text: 'My name is Ada' })));
     fake.enqueue({ type: 'text', text: 'Old answer: red.' });
-    const first = await request({ threadId, message: 'Pick a colour' });
+    const first = await request({ threadId, text: 'Pick a colour' });
     await collect(makeRunner().run(first));
     fake.enqueue({ type: 'text', text: 'New answer: blue.' });
-    const again = await request({ threadId, message: 'Pick a colour', regenerates: first.runId });
+    const again = await request({ threadId, text: 'Pick a colour', regenerates: first.runId });
     const events = await collect(makeRunner().run(again));
     expect(events[0]).toMatchObject({ type: 'RUN_STARTED', regenerates: first.runId });
     expect(terminalOf(events).type).toBe('RUN_FINISHED');
@@ -357,13 +357,13 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     const threadId = 'thread-regenerate-failed';
     const count = (text: string, part: string) => text.split(part).length - 1;
     fake.enqueue({ type: 'text', text: 'Hello Ada.' });
-    await collect(makeRunner().run(await request({ threadId, message: 'My name is Ada' })));
+    await collect(makeRunner().run(await request({ threadId, text: 'My name is Ada' })));
     fake.enqueue({ type: 'response_failed', message: 'the model gave up', textBefore: 'Partial old' });
-    const failed = await request({ threadId, message: 'Tell a story' });
+    const failed = await request({ threadId, text: 'Tell a story' });
     expect(terminalOf(await collect(makeRunner().run(failed))).type).toBe('RUN_ERROR');
     fake.enqueue({ type: 'text', text: 'Once upon a time.' });
     await collect(
-      makeRunner().run(await request({ threadId, message: 'Tell a story', regenerates: failed.runId })),
+      makeRunner().run(await request({ threadId, text: 'Tell a story', regenerates: failed.runId })),
     );
     let input = JSON.stringify(fake.requests.at(-1)!.body.input);
     expect(count(input, 'Tell a story')).toBe(1);
@@ -374,7 +374,7 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     fake.enqueue({ type: 'text', text: 'Sure.' });
     await collect(
       makeRunner().run(
-        await request({ threadId, message: 'A message the history lacks', regenerates: 'run-x' }),
+        await request({ threadId, text: 'A message the history lacks', regenerates: 'run-x' }),
       ),
     );
     input = JSON.stringify(fake.requests.at(-1)!.body.input);

@@ -49,7 +49,7 @@ async function runOnce(runner: ReturnType<typeof createRunner>, runId: string) {
     runner.run({
       ...ids,
       user: { id: 'u1' },
-      message: 'hello',
+      text: 'hello',
       tools: await tools.toolsRef({ ...ids, userId: 'u1' }),
     }),
   );

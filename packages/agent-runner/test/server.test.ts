@@ -136,7 +136,7 @@ describe('agent HTTP service: requests', () => {
     expect(await notJson.json()).toMatchObject({ error: { code: 'invalid_json' } });
     const wrongType = await post(url, runRequest(), { 'content-type': 'text/plain' });
     expect(wrongType.status).toBe(415);
-    const big = await post(url, runRequest({ message: 'x'.repeat(3000) }));
+    const big = await post(url, runRequest({ text: 'x'.repeat(3000) }));
     expect(big.status).toBe(413);
     expect((await fetch(`${url}/nope`, { headers: { authorization: `Bearer ${SECRET}` } })).status).toBe(404);
     expect((await fetch(`${url}/runs`, { headers: { authorization: `Bearer ${SECRET}` } })).status).toBe(405);

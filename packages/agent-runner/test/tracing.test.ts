@@ -63,7 +63,7 @@ describe('trace export', () => {
         runner.run({
           ...r,
           user: { id: 'user-7' },
-          message: 'go',
+          text: 'go',
           tools: await tools.toolsRef({ ...r, userId: 'user-7' }),
         }),
       );
@@ -136,7 +136,7 @@ describe('trace export', () => {
       runner.run({
         ...r,
         user: { id: 'user-7' },
-        message: 'go',
+        text: 'go',
         tools: await tools.toolsRef({ ...r, userId: 'user-7' }),
       }),
     );

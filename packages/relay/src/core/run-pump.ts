@@ -265,7 +265,7 @@ async function buildRequest(
       threadId: run.threadId,
       runId: run.runId,
       user: { id: run.userId },
-      message,
+      text: message,
       ...(run.regenerates === undefined ? {} : { regenerates: run.regenerates }),
       tools: { baseUrl: options.toolsBaseUrl, token },
       ...(resume ? { resume } : {}),
