@@ -1831,7 +1831,7 @@ export function createRelay(options: RelayOptions): Relay {
             'nobody approved or rejected the tool call in time; send the message again',
           ),
         );
-        store.deleteRunState(entry.threadId, entry.runId).catch(() => {});
+        store.deleteRunState?.(entry.threadId, entry.runId).catch(() => {});
       });
     } catch (error) {
       // The store failed: try again shortly (the run stays paused meanwhile).
@@ -1849,7 +1849,7 @@ export function createRelay(options: RelayOptions): Relay {
       if (pausedRuns.get(entry.runId) !== entry) return;
       releasePaused(entry);
       await writeRunError(entry.threadId, entry.runId, new RunStop('cancelled', 'the run was cancelled'));
-      store.deleteRunState(entry.threadId, entry.runId).catch(() => {});
+      store.deleteRunState?.(entry.threadId, entry.runId).catch(() => {});
     });
   }
 

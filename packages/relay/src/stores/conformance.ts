@@ -2,15 +2,14 @@ import {
   LIMITS,
   parseSequencedEvent,
   type AgentEvent,
-  type JsonValue,
   type RunErrorEvent,
   type RunFinishedEvent,
   type TextMessageChunkEvent,
   type UserMessageEvent,
 } from '@threadline/contracts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ToolStore } from '@threadline/tools-kit';
 import type { EventStore, StoredEvent } from './store.js';
-import { MAX_RUN_STATE_LENGTH } from './store.js';
 
 /** What a conformance factory returns: a fresh (or freshly namespaced) store and how to dispose of it. */
 export interface ConformanceStore {
@@ -81,6 +80,20 @@ async function expectStoreError(promise: Promise<unknown>, code: string): Promis
   expect((caught as Error).name).toBe('StoreError');
   expect((caught as { code?: unknown }).code).toBe(code);
   return caught as Error;
+}
+
+/**
+ * The store's tools-kit {@link ToolStore} part when it implements that port too (the SQLite, PostgreSQL and
+ * MongoDB stores do, the memory store does not): then deleting or pruning a thread must remove its session.
+ */
+function toolPart(store: EventStore): ToolStore | null {
+  const tools = store as Partial<ToolStore>;
+  return typeof tools.addSessionItems === 'function' &&
+    typeof tools.getSessionItems === 'function' &&
+    typeof tools.patchProfile === 'function' &&
+    typeof tools.getProfile === 'function'
+    ? (store as EventStore & ToolStore)
+    : null;
 }
 
 /** Waits until `Date.now()` has moved on, so "most recently updated" is decidable without a fake clock. */
@@ -951,135 +964,6 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
       });
     });
 
-    describe('session items', () => {
-      it('adds, gets the last N oldest first, pops the newest and clears, per thread', async () => {
-        const t = uid('t');
-        const other = uid('t');
-        expect(await store.getSessionItems(t)).toEqual([]);
-        expect(await store.popSessionItem(t)).toBeNull();
-        await store.addSessionItems(t, [{ role: 'user', content: 'a' }, 'b']);
-        await store.addSessionItems(t, [3, null, [true]]);
-        await store.addSessionItems(other, ['x']);
-        expect(await store.getSessionItems(t)).toEqual([
-          { role: 'user', content: 'a' },
-          'b',
-          3,
-          null,
-          [true],
-        ]);
-        expect(await store.getSessionItems(t, 2)).toEqual([null, [true]]);
-        expect(await store.getSessionItems(t, 100)).toHaveLength(5);
-        expect(await store.popSessionItem(t)).toEqual([true]);
-        expect(await store.getSessionItems(t, 1)).toEqual([null]);
-        // A stored JSON null is an item, distinct from "no item".
-        expect(await store.popSessionItem(t)).toBeNull();
-        expect(await store.getSessionItems(t)).toEqual([{ role: 'user', content: 'a' }, 'b', 3]);
-        await store.clearSession(t);
-        expect(await store.getSessionItems(t)).toEqual([]);
-        expect(await store.getSessionItems(other)).toEqual(['x']);
-        await store.addSessionItems(t, []);
-        expect(await store.getSessionItems(t)).toEqual([]);
-      });
-
-      it('refuses non-JSON items and adds none of the batch', async () => {
-        const t = uid('t');
-        await store.addSessionItems(t, ['keep']);
-        const bad = [['ok'], { f: () => 1 }] as unknown as JsonValue[];
-        await expectStoreError(store.addSessionItems(t, bad), 'invalid_message');
-        await expectStoreError(store.addSessionItems(t, ['ok', Number.NaN]), 'invalid_message');
-        await expectStoreError(
-          store.addSessionItems(t, [JSON.parse('{"__proto__":{"x":1}}') as JsonValue]),
-          'invalid_message',
-        );
-        expect(await store.getSessionItems(t)).toEqual(['keep']);
-        await expectStoreError(store.getSessionItems(t, 0), 'invalid_message');
-      });
-
-      it('returns copies: mutating a returned item does not change the store', async () => {
-        const t = uid('t');
-        const item = { n: 1 };
-        await store.addSessionItems(t, [item]);
-        item.n = 2;
-        const [got] = (await store.getSessionItems(t)) as { n: number }[];
-        expect(got).toEqual({ n: 1 });
-        got!.n = 3;
-        expect(await store.getSessionItems(t)).toEqual([{ n: 1 }]);
-      });
-    });
-
-    describe('profile', () => {
-      it('shallow-merges patches, deletes keys set to null, and returns the result', async () => {
-        const user = uid('u');
-        expect(await store.getProfile(user)).toEqual({});
-        expect(
-          await store.patchProfile(user, { displayName: 'Ada', city: 'Paris', prefs: { a: 1 } }),
-        ).toEqual({
-          displayName: 'Ada',
-          city: 'Paris',
-          prefs: { a: 1 },
-        });
-        expect(await store.patchProfile(user, { city: null, prefs: { b: 2 } })).toEqual({
-          displayName: 'Ada',
-          prefs: { b: 2 },
-        });
-        expect(await store.getProfile(user)).toEqual({ displayName: 'Ada', prefs: { b: 2 } });
-        expect(await store.getProfile(uid('u'))).toEqual({});
-      });
-
-      it('refuses a non-object patch or a forbidden key, changing nothing', async () => {
-        const user = uid('u');
-        await store.patchProfile(user, { a: 1 });
-        await expectStoreError(
-          store.patchProfile(user, [1] as unknown as Record<string, JsonValue>),
-          'invalid_message',
-        );
-        await expectStoreError(
-          store.patchProfile(user, JSON.parse('{"__proto__":{"admin":true}}') as Record<string, JsonValue>),
-          'invalid_message',
-        );
-        await expectStoreError(
-          store.patchProfile(user, { a: 2, b: undefined } as unknown as Record<string, JsonValue>),
-          'invalid_message',
-        );
-        expect(await store.getProfile(user)).toEqual({ a: 1 });
-        expect(({} as Record<string, unknown>)['admin']).toBeUndefined();
-      });
-
-      it('applies concurrent patches to different keys without losing one', async () => {
-        const user = uid('u');
-        await Promise.all(Array.from({ length: 20 }, (_, i) => store.patchProfile(user, { [`k${i}`]: i })));
-        const profile = await store.getProfile(user);
-        expect(Object.keys(profile).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `k${i}`).sort());
-      });
-    });
-
-    describe('idempotency', () => {
-      it('keeps the first value written under a key', async () => {
-        const key = uid('idem');
-        expect(await store.getIdempotent(key)).toBeNull();
-        expect(await store.putIdempotent(key, { ok: true, n: 1 })).toEqual({ ok: true, n: 1 });
-        expect(await store.putIdempotent(key, { ok: true, n: 2 })).toEqual({ ok: true, n: 1 });
-        expect(await store.getIdempotent(key)).toEqual({ ok: true, n: 1 });
-        await expectStoreError(store.putIdempotent('', 1), 'invalid_message');
-        await expectStoreError(store.putIdempotent('k'.repeat(1025), 1), 'invalid_message');
-        expect(await store.putIdempotent('k'.repeat(1024), 7)).toBe(7);
-        await expectStoreError(
-          store.putIdempotent(uid('idem'), undefined as unknown as JsonValue),
-          'invalid_message',
-        );
-      });
-
-      it('returns the same winner to every concurrent writer', async () => {
-        const key = uid('idem');
-        const results = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => store.putIdempotent(key, { n: i })),
-        );
-        const winner = results[0];
-        expect(results.every((r) => JSON.stringify(r) === JSON.stringify(winner))).toBe(true);
-        expect(await store.getIdempotent(key)).toEqual(winner);
-      });
-    });
-
     describe('rename and delete a thread', () => {
       it('renames: the new title, updatedAt kept; null for an unknown thread; bad titles refused', async () => {
         const threadId = uid('t');
@@ -1117,6 +1001,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
       });
 
       it("deletes the thread with its events, runs and session items, and nothing of another thread's", async () => {
+        const tools = toolPart(store);
         const owner = uid('owner');
         const gone = uid('t');
         const kept = uid('t');
@@ -1125,16 +1010,16 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
         for (const t of [gone, kept]) {
           await store.startRun(startInput(t, `${t}-r1`, 'c1', owner));
           await store.append(t, [chunk(t, `${t}-r1`, 'hi'), finished(t, `${t}-r1`)]);
-          await store.addSessionItems(t, [{ role: 'user', content: 'hello' }]);
+          await tools?.addSessionItems(t, [{ role: 'user', content: 'hello' }]);
         }
-        await store.patchProfile(owner, { name: 'Ada' });
+        await tools?.patchProfile(owner, { name: 'Ada' });
         expect(await store.deleteThread(gone)).toBe('deleted');
 
         expect(await store.getThread(gone)).toBeNull();
         expect(await store.read(gone, { afterSeq: 0, limit: 100 })).toEqual([]);
         expect(await store.lastSeq(gone)).toBe(0);
         expect(await store.getRun(`${gone}-r1`)).toBeNull();
-        expect(await store.getSessionItems(gone)).toEqual([]);
+        if (tools) expect(await tools.getSessionItems(gone)).toEqual([]);
         expect((await store.listThreads(owner)).map((t) => t.threadId)).toEqual([kept]);
         await expectStoreError(store.append(gone, [chunk(gone, 'r2', 'x')]), 'not_found');
         expect(await store.deleteThread(gone)).toBe('not_found');
@@ -1142,15 +1027,17 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
 
         expect(await store.read(kept, { afterSeq: 0, limit: 100 })).toHaveLength(3);
         expect((await store.getRun(`${kept}-r1`))!.status).toBe('finished');
-        expect(await store.getSessionItems(kept)).toEqual([{ role: 'user', content: 'hello' }]);
-        expect(await store.getProfile(owner)).toEqual({ name: 'Ada' });
+        if (tools) {
+          expect(await tools.getSessionItems(kept)).toEqual([{ role: 'user', content: 'hello' }]);
+          expect(await tools.getProfile(owner)).toEqual({ name: 'Ada' });
+        }
 
         // The id can be used again: a new thread with nothing of the old one (the old clientMessageId is new).
         await store.createThread({ threadId: gone, ownerId: owner });
         const again = await store.startRun(startInput(gone, `${gone}-r2`, 'c1', owner));
         expect(again.status).toBe('started');
         if (again.status === 'started') expect(again.userMessage.seq).toBe(1);
-        expect(await store.getSessionItems(gone)).toEqual([]);
+        if (tools) expect(await tools.getSessionItems(gone)).toEqual([]);
       });
 
       it('refuses to delete while a run is running (run_active), removing nothing', async () => {
@@ -1187,34 +1074,9 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
       });
     });
 
-    describe('run states', () => {
-      it('saves, replaces, reads and deletes a paused run state per thread and run', async () => {
-        const t = uid('t');
-        const r = uid('r');
-        expect(await store.getRunState(t, r)).toBeNull();
-        const big = `{"state":"${'é😀'.repeat(50_000)}"}`;
-        await store.putRunState(t, r, big);
-        expect(await store.getRunState(t, r)).toBe(big);
-        await store.putRunState(t, r, 'second');
-        expect(await store.getRunState(t, r)).toBe('second');
-        // Scoped: another run of the thread and the same run id in another thread see nothing.
-        expect(await store.getRunState(t, uid('r'))).toBeNull();
-        expect(await store.getRunState(uid('t'), r)).toBeNull();
-        await store.deleteRunState(t, r);
-        expect(await store.getRunState(t, r)).toBeNull();
-        await store.deleteRunState(t, r);
-        await expectStoreError(store.putRunState('bad id', r, 'x'), 'invalid_message');
-        await expectStoreError(store.getRunState(t, ''), 'invalid_message');
-        await expectStoreError(store.putRunState(t, r, 5 as unknown as string), 'invalid_message');
-        await expectStoreError(
-          store.putRunState(t, r, 'x'.repeat(MAX_RUN_STATE_LENGTH + 1)),
-          'invalid_message',
-        );
-        expect(await store.getRunState(t, r)).toBeNull();
-      });
-    });
-
     describe('retention (pruneOlderThan)', () => {
+      /** Session items a pruned thread loses: `n` in a store that is a ToolStore too, else none. */
+      const sessionCount = (n: number): number => (toolPart(store) ? n : 0);
       /** Removes every idle thread the shared database holds from earlier tests, so counts below are exact. */
       async function pruneEverythingIdle(): Promise<void> {
         await nextMillisecond();
@@ -1235,7 +1097,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
           await store.append(threadId, [chunk(threadId, runId, 'hi'), finished(threadId, runId)]);
         }
         if (items > 0)
-          await store.addSessionItems(
+          await toolPart(store)?.addSessionItems(
             threadId,
             Array.from({ length: items }, (_, i) => ({ i })),
           );
@@ -1260,23 +1122,29 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
 
         const result = await store.pruneOlderThan(cutoff);
         // old: 2 × (user message, chunk, finished) = 6 events, 2 runs, 3 items.
-        expect(result).toEqual({ threads: 1, events: 6, runs: 2, sessionItems: 3, more: false });
+        expect(result).toEqual({
+          threads: 1,
+          events: 6,
+          runs: 2,
+          sessionItems: sessionCount(3),
+          more: false,
+        });
         expect(await store.getThread(old.threadId)).toBeNull();
         expect(await store.read(old.threadId, { afterSeq: 0, limit: 100 })).toEqual([]);
         expect(await store.lastSeq(old.threadId)).toBe(0);
-        expect(await store.getSessionItems(old.threadId)).toEqual([]);
+        expect((await toolPart(store)?.getSessionItems(old.threadId)) ?? []).toEqual([]);
         for (const runId of old.runIds) expect(await store.getRun(runId)).toBeNull();
         expect(await store.listThreads('retention-owner')).toHaveLength(2);
 
         // The thread with a run in progress is untouched, although it is older than the cutoff.
         expect(await store.getThread(busy.threadId)).not.toBeNull();
         expect(await store.read(busy.threadId, { afterSeq: 0, limit: 100 })).toHaveLength(4);
-        expect(await store.getSessionItems(busy.threadId)).toHaveLength(2);
+        expect((await toolPart(store)?.getSessionItems(busy.threadId)) ?? []).toHaveLength(sessionCount(2));
         expect((await store.activeRun(busy.threadId))?.runId).toBe(busyRun);
         expect((await store.getRun(busy.runIds[0]!))?.status).toBe('finished');
         // So is the recent one.
         expect(await store.read(recent.threadId, { afterSeq: 0, limit: 100 })).toHaveLength(3);
-        expect(await store.getSessionItems(recent.threadId)).toHaveLength(1);
+        expect((await toolPart(store)?.getSessionItems(recent.threadId)) ?? []).toHaveLength(sessionCount(1));
 
         // Nothing left to remove before that cutoff; the thread ended its run after it, so it is recent now.
         await store.append(busy.threadId, [finished(busy.threadId, busyRun)]);
@@ -1308,7 +1176,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Confo
           threads: 1,
           events: 0,
           runs: 0,
-          sessionItems: 1,
+          sessionItems: sessionCount(1),
           more: false,
         });
       });

@@ -1,5 +1,6 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 import { MongoClient, type ClientSession, type Collection, type Db, type MongoClientOptions } from 'mongodb';
+import type { ToolStore } from '@threadline/tools-kit';
 import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
@@ -154,11 +155,14 @@ function toRun(doc: RunDoc): RunRecord {
  * the events leaves a hole, and with several processes a reader may briefly see seq n+1 before n. Run
  * MongoDB as a replica set (one node is enough) in production.
  *
+ * It is tools-kit's `ToolStore` too (profiles, session items, idempotent results, paused runs' states) in
+ * the same database, so one store serves the relay and the tool router.
+ *
  * @example
  * import { openMongoStore } from '@threadline/relay/mongodb';
  * const store = await openMongoStore({ uri: process.env.MONGODB_URI!, dbName: 'app' });
  */
-export class MongoStore implements EventStore {
+export class MongoStore implements EventStore, ToolStore {
   /** True when writes run in multi-document transactions. */
   readonly transactions: boolean;
   /**

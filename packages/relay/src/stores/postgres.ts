@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ID_PATTERN, LIMITS, type AgentEvent, type JsonValue } from '@threadline/contracts';
 import pg from 'pg';
+import type { ToolStore } from '@threadline/tools-kit';
 import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
@@ -299,11 +300,14 @@ function idempotencyHash(key: string): Buffer {
  * nothing. With the server down, calls fail with StoreError `store_error` ("PostgreSQL is unavailable")
  * after at most `connectionTimeoutMs`, and work again once it is back.
  *
+ * It is tools-kit's `ToolStore` too (profiles, session items, idempotent results, paused runs' states) in
+ * the same database, so one store serves the relay and the tool router.
+ *
  * @example
  * import { openPostgresStore } from '@threadline/relay/postgres';
  * const store = await openPostgresStore({ connectionString: process.env.DATABASE_URL! });
  */
-export class PostgresStore implements EventStore {
+export class PostgresStore implements EventStore, ToolStore {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #p: string;

@@ -1,6 +1,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import type { ToolStore } from '@threadline/tools-kit';
 import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
@@ -232,11 +233,14 @@ function toRun(row: RunRow): RunRecord {
  * them as they are. Calls are synchronous underneath (node:sqlite has no async API): a write waiting for
  * another process's lock blocks this thread for up to `busyTimeoutMs`.
  *
+ * It is tools-kit's `ToolStore` too (profiles, session items, idempotent results, paused runs' states) in
+ * the same file, so one store serves the relay and the tool router.
+ *
  * @example
  * import { openSqliteStore } from '@threadline/relay/sqlite';
  * const store = openSqliteStore({ path: './threadline.db' });
  */
-export class SqliteStore implements EventStore {
+export class SqliteStore implements EventStore, ToolStore {
   readonly #db: DatabaseSync;
   readonly #stmt: ReturnType<typeof prepareStatements>;
   readonly #insertChunk: StatementSync;
