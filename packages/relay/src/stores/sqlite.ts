@@ -1,6 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite';
-import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import type { AgentEvent } from '@threadline/contracts';
 import type { ToolStore } from '@threadline/tools-kit';
+import { ToolStorePart } from './tool-store-part.js';
 import { StoreError } from '../errors.js';
 import { EventTail } from './sqlite/event-tail.js';
 import {
@@ -70,7 +71,7 @@ export type { SqliteStoreOptions } from './sqlite/schema.js';
  * import { openSqliteStore } from '@threadline/relay/sqlite';
  * const store = openSqliteStore({ path: './threadline.db' });
  */
-export class SqliteStore implements EventStore, ToolStore {
+export class SqliteStore extends ToolStorePart implements EventStore, ToolStore {
   readonly #db: DatabaseSync;
   readonly #stmt: SqliteStatements;
   readonly #tail: EventTail;
@@ -81,6 +82,7 @@ export class SqliteStore implements EventStore, ToolStore {
   #pruneStatements: ReturnType<typeof preparePrune> | undefined;
 
   constructor(options: SqliteStoreOptions) {
+    super();
     const { db, tailTarget, checkpointer } = openDatabase(options);
     try {
       this.#stmt = prepareStatements(db);
@@ -345,48 +347,9 @@ export class SqliteStore implements EventStore, ToolStore {
     });
   }
 
-  getProfile(userId: string): Promise<Record<string, JsonValue>> {
-    return this.#tools.getProfile(userId);
-  }
-
-  patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
-    return this.#tools.patchProfile(userId, patch);
-  }
-
-  getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
-    return this.#tools.getSessionItems(threadId, limit);
-  }
-
-  addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
-    return this.#tools.addSessionItems(threadId, items);
-  }
-
-  popSessionItem(threadId: string): Promise<JsonValue | null> {
-    return this.#tools.popSessionItem(threadId);
-  }
-
-  clearSession(threadId: string): Promise<void> {
-    return this.#tools.clearSession(threadId);
-  }
-
-  getIdempotent(key: string): Promise<JsonValue | null> {
-    return this.#tools.getIdempotent(key);
-  }
-
-  putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
-    return this.#tools.putIdempotent(key, value);
-  }
-
-  getRunState(threadId: string, runId: string): Promise<string | null> {
-    return this.#tools.getRunState(threadId, runId);
-  }
-
-  putRunState(threadId: string, runId: string, state: string): Promise<void> {
-    return this.#tools.putRunState(threadId, runId, state);
-  }
-
-  deleteRunState(threadId: string, runId: string): Promise<void> {
-    return this.#tools.deleteRunState(threadId, runId);
+  /** The ToolStore part every ToolStore method of this store forwards to. */
+  protected override get toolStore(): ToolStore {
+    return this.#tools;
   }
 
   async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {

@@ -1,6 +1,7 @@
-import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import type { AgentEvent } from '@threadline/contracts';
 import type { ClientSession, Db, MongoClient } from 'mongodb';
 import type { ToolStore } from '@threadline/tools-kit';
+import { ToolStorePart } from '../tool-store-part.js';
 import { StoreError } from '../../errors.js';
 import type {
   AppendBatch,
@@ -64,7 +65,7 @@ import { insertEvents, pruneIn, reserveSeqs, startRunIn, ThreadLocks } from './w
  * import { openMongoStore } from '@threadline/relay/mongodb';
  * const store = await openMongoStore({ uri: process.env.MONGODB_URI!, dbName: 'app' });
  */
-export class MongoStore implements EventStore, ToolStore {
+export class MongoStore extends ToolStorePart implements EventStore, ToolStore {
   /** True when writes run in multi-document transactions. */
   readonly transactions: boolean;
   /**
@@ -90,6 +91,7 @@ export class MongoStore implements EventStore, ToolStore {
     transactions: boolean;
     maxProfileRetries: number;
   }) {
+    super();
     this.#client = options.client;
     this.#ownsClient = options.ownsClient;
     this.transactions = options.transactions;
@@ -385,48 +387,9 @@ export class MongoStore implements EventStore, ToolStore {
     });
   }
 
-  getProfile(userId: string): Promise<Record<string, JsonValue>> {
-    return this.#tools.getProfile(userId);
-  }
-
-  patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
-    return this.#tools.patchProfile(userId, patch);
-  }
-
-  getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
-    return this.#tools.getSessionItems(threadId, limit);
-  }
-
-  addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
-    return this.#tools.addSessionItems(threadId, items);
-  }
-
-  popSessionItem(threadId: string): Promise<JsonValue | null> {
-    return this.#tools.popSessionItem(threadId);
-  }
-
-  clearSession(threadId: string): Promise<void> {
-    return this.#tools.clearSession(threadId);
-  }
-
-  getIdempotent(key: string): Promise<JsonValue | null> {
-    return this.#tools.getIdempotent(key);
-  }
-
-  putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
-    return this.#tools.putIdempotent(key, value);
-  }
-
-  getRunState(threadId: string, runId: string): Promise<string | null> {
-    return this.#tools.getRunState(threadId, runId);
-  }
-
-  putRunState(threadId: string, runId: string, state: string): Promise<void> {
-    return this.#tools.putRunState(threadId, runId, state);
-  }
-
-  deleteRunState(threadId: string, runId: string): Promise<void> {
-    return this.#tools.deleteRunState(threadId, runId);
+  /** The ToolStore part every ToolStore method of this store forwards to. */
+  protected override get toolStore(): ToolStore {
+    return this.#tools;
   }
 
   async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {

@@ -1,6 +1,7 @@
-import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import type { AgentEvent } from '@threadline/contracts';
 import type pg from 'pg';
 import type { ToolStore } from '@threadline/tools-kit';
+import { ToolStorePart } from '../tool-store-part.js';
 import { StoreError } from '../../errors.js';
 import type {
   AppendBatch,
@@ -66,7 +67,7 @@ import { migrateSchema, startRunsIn } from './transactions.js';
  * import { openPostgresStore } from '@threadline/relay/postgres';
  * const store = await openPostgresStore({ connectionString: process.env.DATABASE_URL! });
  */
-export class PostgresStore implements EventStore, ToolStore {
+export class PostgresStore extends ToolStorePart implements EventStore, ToolStore {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #p: string;
@@ -77,6 +78,7 @@ export class PostgresStore implements EventStore, ToolStore {
 
   /** Use {@link openPostgresStore}, which checks the options and creates or migrates the schema. */
   constructor(options: { pool: pg.Pool; ownsPool: boolean; tablePrefix: string }) {
+    super();
     this.#pool = options.pool;
     this.#ownsPool = options.ownsPool;
     this.#p = options.tablePrefix;
@@ -364,48 +366,9 @@ export class PostgresStore implements EventStore, ToolStore {
     return rows.map(toRun);
   }
 
-  getProfile(userId: string): Promise<Record<string, JsonValue>> {
-    return this.#tools.getProfile(userId);
-  }
-
-  patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
-    return this.#tools.patchProfile(userId, patch);
-  }
-
-  getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
-    return this.#tools.getSessionItems(threadId, limit);
-  }
-
-  addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
-    return this.#tools.addSessionItems(threadId, items);
-  }
-
-  popSessionItem(threadId: string): Promise<JsonValue | null> {
-    return this.#tools.popSessionItem(threadId);
-  }
-
-  clearSession(threadId: string): Promise<void> {
-    return this.#tools.clearSession(threadId);
-  }
-
-  getIdempotent(key: string): Promise<JsonValue | null> {
-    return this.#tools.getIdempotent(key);
-  }
-
-  putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
-    return this.#tools.putIdempotent(key, value);
-  }
-
-  getRunState(threadId: string, runId: string): Promise<string | null> {
-    return this.#tools.getRunState(threadId, runId);
-  }
-
-  putRunState(threadId: string, runId: string, state: string): Promise<void> {
-    return this.#tools.putRunState(threadId, runId, state);
-  }
-
-  deleteRunState(threadId: string, runId: string): Promise<void> {
-    return this.#tools.deleteRunState(threadId, runId);
+  /** The ToolStore part every ToolStore method of this store forwards to. */
+  protected override get toolStore(): ToolStore {
+    return this.#tools;
   }
 
   async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {
