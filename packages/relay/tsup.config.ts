@@ -10,6 +10,7 @@ export default defineConfig({
     redis: 'src/cluster/redis.ts',
     testing: 'src/testing.ts',
     'ag-ui': 'src/browser/ag-ui.ts',
+    ws: 'src/browser/ws-server.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -3,19 +3,14 @@
 import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { AgentRunnerError, createAgentServer, createRunner } from '@threadline/agent-runner';
-import {
-  RelayError,
-  attachWebSocketServer,
-  createRelay,
-  httpAgentTransport,
-  inProcessAgentTransport,
-} from '@threadline/relay';
+import { RelayError, createRelay, httpAgentTransport, inProcessAgentTransport } from '@threadline/relay';
 import { createAgUiHandler } from '@threadline/relay/ag-ui';
 import { createMemoryStore } from '@threadline/relay/memory';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { openPostgresStore } from '@threadline/relay/postgres';
 import { openRedisPubSub } from '@threadline/relay/redis';
 import { openSqliteStore } from '@threadline/relay/sqlite';
+import { attachWebSocketServer } from '@threadline/relay/ws';
 import {
   MemoryToolStore,
   ToolsKitError,
@@ -61,13 +56,29 @@ const cases: [string, ErrorClass, () => unknown][] = [
         limits: { maxFrameBytes: 0 },
       }),
   ],
+  [
+    'attachWebSocketServer tuning',
+    RelayError,
+    () =>
+      attachWebSocketServer(createServer(), relay(), {
+        authenticate: async () => null,
+        allowedOrigins: [],
+        tuning: { heartbeatIntervalMs: 0 },
+      }),
+  ],
   ['httpAgentTransport', RelayError, () => httpAgentTransport({ url: 'ftp://x', credential: secret })],
   ['createAgUiHandler', RelayError, () => createAgUiHandler(relay(), {} as never)],
   ['openSqliteStore', RelayError, () => openSqliteStore({ path: '' })],
   ['openPostgresStore', RelayError, () => openPostgresStore({} as never)],
   ['openMongoStore', RelayError, () => openMongoStore({ dbName: 'x' } as never)],
   ['openRedisPubSub', RelayError, () => openRedisPubSub({ url: 'http://127.0.0.1:1' } as never)],
-  ['createRunner', AgentRunnerError, () => createRunner({ maxTurns: 0 })],
+  ['createRunner', AgentRunnerError, () => createRunner({ localTools: 'all' as never })],
+  ['createRunner tuning', AgentRunnerError, () => createRunner({ tuning: { maxTurns: 0 } })],
+  [
+    'createRunner tuning, deprecated top-level spelling',
+    AgentRunnerError,
+    () => createRunner({ maxTurns: 0 }),
+  ],
   [
     'createAgentServer',
     AgentRunnerError,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import proxyAddr from 'proxy-addr';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
-import { attachWebSocketServer, createRelay, httpAgentTransport } from '@threadline/relay';
+import { createRelay, httpAgentTransport } from '@threadline/relay';
 import { createAgUiHandler, toNodeListener } from '@threadline/relay/ag-ui';
 import type {
   AgentTransport,
@@ -19,13 +19,20 @@ import type {
 import { openSqliteStore } from '@threadline/relay/sqlite';
 import { openMongoStore } from '@threadline/relay/mongodb';
 import { openPostgresStore } from '@threadline/relay/postgres';
+import { attachWebSocketServer } from '@threadline/relay/ws';
 import {
   openRedisLimits,
   openRedisPubSub,
   type RedisLimits,
   type RedisPubSub,
 } from '@threadline/relay/redis';
-import { createTokenIssuer, createToolRouter, defineTool, type ToolStore } from '@threadline/tools-kit';
+import {
+  BUILTIN_TOOLS,
+  createTokenIssuer,
+  createToolRouter,
+  defineTool,
+  type ToolStore,
+} from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { z } from 'zod';
 import { createApp, type AppLimits } from './app.js';
@@ -235,29 +242,6 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const origins = allowedOrigins(config.publicOrigin, port);
 
   const tokens = createTokenIssuer({ secret: secrets.toolsTokenSecret, issuer: TOKEN_ISSUER });
-  const toolRouter = createToolRouter({
-    tokens,
-    store,
-    // `profile.clear` empties the user's profile: the run pauses until they approve (the demo model calls it
-    // for "forget me").
-    tools: [profileClearTool(store)],
-    // A token dies with its run: once the run has ended (or if it never existed) its calls are refused.
-    isRunActive: async ({ runId, threadId, userId }) => {
-      const run = await store.getRun(runId);
-      return run?.status === 'running' && run.threadId === threadId && run.userId === userId;
-    },
-    // A tool that needs approval runs only for a call the thread's owner approved (read from the log), even
-    // when someone holding the run's act-as token calls it directly.
-    approvals: approvalsFromLog(store),
-    // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
-    events: {
-      // `relay` is created just below; tools are only called during runs, long after.
-      emit: async (event) => {
-        await relay.publish(event.threadId, [event]);
-      },
-    },
-    logger,
-  });
   const agentUrl = config.agentUrl ?? `http://127.0.0.1:${config.agentPort}`;
   const agent =
     options.agent ??
@@ -277,17 +261,24 @@ export async function startHost(options: HostOptions): Promise<Host> {
   let started = false;
   let agentSeenUp = false;
   const databaseProbe = pool ? postgresProbe(pool) : undefined;
+  // `profile.clear` empties the user's profile: the run pauses until they approve (the demo model calls it for
+  // "forget me"). The tool router serves these and the built-in tools; every run's token allows all of them.
+  // The relay comes first: the router hands the events tools emit to `relay.toolEvents`.
+  const hostTools = [profileClearTool(store)];
+  const toolNames = [...Object.values(BUILTIN_TOOLS), ...hostTools.map((tool) => tool.name)];
   const relay = createRelay({
     store,
     agent,
-    ...(pubsub ? { pubsub: pubsub as ThreadPubSub } : {}),
-    // On a shared database each instance holds leases under its own name, so a starting instance fails only
-    // runs whose owner is gone, never a sibling's (the name is stable across restarts of this instance).
-    ...(pool ? { instanceId: `${hostname()}:${port}` } : {}),
-    ...(sharedLimits ? { userShares: sharedLimits } : {}),
+    cluster: {
+      ...(pubsub ? { pubsub: pubsub as ThreadPubSub } : {}),
+      // On a shared database each instance holds leases under its own name, so a starting instance fails only
+      // runs whose owner is gone, never a sibling's (the name is stable across restarts of this instance).
+      ...(pool ? { instanceId: `${hostname()}:${port}` } : {}),
+      ...(sharedLimits ? { userShares: sharedLimits } : {}),
+    },
     tokens,
     toolsBaseUrl,
-    tools: toolRouter.toolNames,
+    tools: toolNames,
     limits: {
       maxRunsPerUser: config.runsPerUser,
       maxRunStartsPerUser: config.runsPerMinute,
@@ -296,6 +287,26 @@ export async function startHost(options: HostOptions): Promise<Host> {
       ...options.relayLimits,
     },
   });
+
+  const toolRouter = createToolRouter({
+    tokens,
+    store,
+    tools: hostTools,
+    // A token dies with its run: once the run has ended (or if it never existed) its calls are refused.
+    isRunActive: async ({ runId, threadId, userId }) => {
+      const run = await store.getRun(runId);
+      return run?.status === 'running' && run.threadId === threadId && run.userId === userId;
+    },
+    // A tool that needs approval runs only for a call the thread's owner approved (read from the log), even
+    // when someone holding the run's act-as token calls it directly.
+    approvals: approvalsFromLog(store),
+    // Tool-emitted events (e.g. STATE_CHANGED from profile.patch) go into the thread's log and out to browsers.
+    events: relay.toolEvents,
+    logger,
+  });
+  // The relay's tokens allow exactly the tools the router serves.
+  if ([...toolRouter.toolNames].sort().join() !== [...toolNames].sort().join())
+    throw new Error(`the tool router serves ${toolRouter.toolNames.join(', ')}, not ${toolNames.join(', ')}`);
 
   const sessions = new Sessions(users, { ttlMs: config.sessionTtlMs, secure: config.cookieSecure });
   const storeName: StoreName = pool ? 'postgres' : mongo ? 'mongodb' : 'sqlite';

@@ -1,25 +1,24 @@
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { browserSuite, launchChromium } from '../../../packages/web-component/test/helpers/browser.js';
 import { EXAMPLE_DIR, ensureBuilt, REPO_ROOT, startUserHost, type UserHost } from './user-host.js';
 
 // The chat page's layout in a real Chromium against the host started as a user starts it (node dist/main.js,
 // the agent process, SQLite, the offline demo model): the thread sidebar, switching threads while a run streams,
 // titles from the first message, rename and delete (mouse and keyboard only), nothing overflowing at 320 px with
 // a 200-character title, the not-found page and the return to the page you were on after signing in again.
-const CHROMIUM = '/usr/bin/chromium';
 const WAIT = { timeout: 15_000, interval: 50 };
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'reference-host', 'layout');
 /** Set THREADLINE_UPDATE_DOCS=1 to refresh the README's screenshot from this run. */
 const DOCS_SHOT = join(EXAMPLE_DIR, 'docs', 'layout.png');
-const haveChromium = existsSync(CHROMIUM);
 const DESKTOP = { width: 1280, height: 800 };
 const MOBILE = { width: 390, height: 844 };
 const LONG_TITLE = `${'A very long thread title that keeps going '.repeat(5)}`.slice(0, 199) + '!';
 
-describe.skipIf(!haveChromium)('reference host layout in a real browser', () => {
+browserSuite('reference host layout')('reference host layout in a real browser', () => {
   let host: UserHost;
   let browser: Browser;
   let desktop: BrowserContext;
@@ -30,16 +29,7 @@ describe.skipIf(!haveChromium)('reference host layout in a real browser', () => 
     mkdirSync(ARTIFACTS, { recursive: true });
     // Slow enough that a run is still streaming while the user switches threads.
     host = await startUserHost({ DEMO_MODEL_DELAY_MS: '40' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
+    browser = await launchChromium();
     desktop = await browser.newContext({ viewport: DESKTOP });
     page = await desktop.newPage();
   }, 240_000);

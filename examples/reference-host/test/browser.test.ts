@@ -1,25 +1,19 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '@threadline/agent-runner/testing';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { browserSuite, launchChromium } from '../../../packages/web-component/test/helpers/browser.js';
 import { childPids, ensureBuilt, isAlive, REPO_ROOT, startUserHost, type UserHost } from './user-host.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** How long a UI expectation may take to come true (vitest's poll default of 1 s is shorter than a run). */
 const WAIT = { timeout: 15_000, interval: 50 };
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'reference-host');
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI) {
-  throw new Error(`${CHROMIUM} is missing: CI must install Chromium for the reference host's browser tests.`);
-}
-if (!haveChromium)
-  console.warn(`[reference-host] browser tests skipped: ${CHROMIUM} not found (and CI is not set).`);
 
 // The end-to-end: the host started as a user starts it (node dist/main.js, a separate agent process, SQLite in a
 // temp folder, the offline demo model), driven by a real Chromium, with trace export pointed at a local ingest
 // server (the fake OpenAI server's /v1/traces/ingest) so the tracing path is the real one.
-describe.skipIf(!haveChromium)('reference host in a real browser', () => {
+browserSuite('reference host in a real browser')('reference host in a real browser', () => {
   let host: UserHost;
   let ingest: FakeOpenAIServer;
   let browser: Browser;
@@ -39,19 +33,7 @@ describe.skipIf(!haveChromium)('reference host in a real browser', () => {
       // Slow enough that a run is visibly streamed (and can be interrupted), fast enough for the time budget.
       DEMO_MODEL_DELAY_MS: '25',
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
     page = await context.newPage();
     page.on('console', (m) => {

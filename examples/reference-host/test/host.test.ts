@@ -61,16 +61,16 @@ beforeAll(async () => {
       holds.set(request.runId, resolve);
       signal.addEventListener('abort', () => resolve(), { once: true });
     });
-    if (request.message === 'hold-fail') throw new Error('the agent broke');
+    if (request.text === 'hold-fail') throw new Error('the agent broke');
     if (!signal.aborted) yield createRunFinishedEvent(ids);
   }
   const agent = inProcessAgentTransport({
     run: (request, options) =>
-      request.message.startsWith('hold')
+      request.text.startsWith('hold')
         ? hold(request, options)
-        : (request.message.startsWith('window')
+        : (request.text.startsWith('window')
             ? windowed
-            : request.message.startsWith('compact')
+            : request.text.startsWith('compact')
               ? compacting
               : runner
           ).run(request, options),

@@ -32,7 +32,7 @@ beforeAll(async () => {
   ): AsyncGenerator<AgentEvent> {
     const ids = { threadId: request.threadId, runId: request.runId };
     yield createRunStartedEvent(ids);
-    if (request.message === 'hold') {
+    if (request.text === 'hold') {
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
       return;
     }

@@ -1,6 +1,6 @@
 import { doctor, formatDoctorReport } from './doctor.js';
 import { createRunner } from './runner.js';
-import { serveAgent } from './server.js';
+import { serveAgent } from './serve.js';
 
 const USAGE = `Usage: threadline-agent <command>
 

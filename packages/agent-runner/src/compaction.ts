@@ -44,7 +44,7 @@ export interface ResolvedCompaction {
 
 const OPENAI_MODEL = /^(?:ft:)?(?:gpt-|o\d)/i;
 
-/** Checks compaction settings; throws `invalid_config` with what to change. */
+/** Checks compaction settings; throws `invalid_options` with what to change. */
 export function resolveCompaction(
   options: CompactionOptions | false | undefined,
   env: NodeJS.ProcessEnv,
@@ -71,13 +71,13 @@ export function resolveCompaction(
 }
 
 /**
- * Wraps a run's session so that the Agents SDK compacts it through `responses.compact` once it passes the
- * threshold. The input mode is used (the items are sent, nothing is read back from OpenAI's response storage),
- * and the compacted items replace the thread's session items behind the API. Each compaction is a custom span
- * `history.compaction` of the run's trace.
+ * Wraps a run's agent memory (an SDK `Session`) so that the Agents SDK compacts it through `responses.compact`
+ * once it passes the threshold. The input mode is used (the items are sent, nothing is read back from OpenAI's
+ * response storage), and the compacted items replace the thread's stored items behind the API. Each compaction
+ * is a custom span `history.compaction` of the run's trace.
  */
-export function compactingSession(
-  session: Session,
+export function compactingMemory(
+  memory: Session,
   settings: ResolvedCompaction,
   client: CompactionClient,
 ): Session {
@@ -95,7 +95,7 @@ export function compactingSession(
     },
   };
   return new OpenAIResponsesCompactionSession({
-    underlyingSession: session,
+    underlyingSession: memory,
     model: settings.model,
     compactionMode: 'input',
     client: traced as unknown as OpenAI,

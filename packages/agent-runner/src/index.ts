@@ -1,20 +1,29 @@
 /**
  * @threadline/agent-runner: the Threadline agent service on the OpenAI Agents SDK. Runs a thread's message as
- * an SDK run, streams contract events over SSE, keeps history behind the API, and traces every run.
+ * an SDK run, streams contract events over SSE, keeps agent memory behind the API, and traces every run.
  */
-export { createRunner, localTool, abortReason } from './runner.js';
-export type { Runner, CreateRunnerOptions, RunContextData, AgentFactoryContext } from './runner.js';
-export { createAgentServer, serveAgent, AGENT_SERVER_ERROR_CODES } from './server.js';
+export { createRunner } from './runner.js';
+export { localTool } from './local-tool.js';
+export { abortReason } from './run-errors.js';
+export { DEFAULT_AGENT_RUNNER_TUNING } from './runner-options.js';
 export type {
-  AgentServer,
-  AgentServerOptions,
-  AgentRequestListener,
-  ServeAgentOptions,
-  ServedAgent,
-} from './server.js';
+  AgentRunner,
+  AgentRunnerOptions,
+  AgentRunnerTuning,
+  DeprecatedTopLevelTuning,
+  RunContextData,
+  AgentFactoryContext,
+  Runner,
+  CreateRunnerOptions,
+} from './runner-options.js';
+export { createAgentServer } from './server.js';
+export type { AgentServer, AgentServerOptions, AgentRequestListener } from './server.js';
+export { serveAgent } from './serve.js';
+export type { ServeAgentOptions, ServedAgent } from './serve.js';
+export { AGENT_SERVER_ERROR_CODES } from './service-protocol.js';
 export type { AgentAuth } from './auth.js';
-export { ToolSession, DEFAULT_HISTORY_ITEMS, MAX_HISTORY_ITEMS } from './tool-session.js';
-export type { ToolSessionOptions, HistoryWindow } from './tool-session.js';
+export { AgentMemory, ToolSession, DEFAULT_HISTORY_ITEMS, MAX_HISTORY_ITEMS } from './agent-memory.js';
+export type { AgentMemoryOptions, ToolSessionOptions, HistoryWindow } from './agent-memory.js';
 export {
   DEFAULT_COMPACT_AFTER_ITEMS,
   DEMO_COMPACTION_PREFIX,

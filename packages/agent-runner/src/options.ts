@@ -1,3 +1,4 @@
+import { MAX_HISTORY_ITEMS } from './agent-memory.js';
 import { AgentRunnerError } from './errors.js';
 
 // How this package's factories check their options: one code (`invalid_options`), a message that names the
@@ -15,10 +16,25 @@ function checkInt(factory: string, name: string, value: unknown, min: number, ma
 
 function checkKind(factory: string, name: string, value: unknown, kind: 'function' | 'object' | 'string') {
   if (value === undefined) return;
-  if (typeof value !== kind || value === null) fail(factory, `${name} must be a ${kind}`);
+  if (typeof value !== kind || value === null)
+    fail(factory, `${name} must be ${kind === 'object' ? 'an' : 'a'} ${kind}`);
 }
 
-/** Checks {@link createRunner}'s options (see CreateRunnerOptions). */
+/** Longest `tuning.approvalTtlMs`: 7 days, the relay's own bound for a pending approval. */
+const MAX_APPROVAL_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** Checks the tuning keys of `source`, named `${prefix}${key}` in messages. */
+function checkTuning(f: string, prefix: string, source: Record<string, unknown>) {
+  checkInt(f, `${prefix}maxTurns`, source.maxTurns, 1, 1000);
+  checkInt(f, `${prefix}toolTimeoutMs`, source.toolTimeoutMs, 1, 3_600_000);
+  checkInt(f, `${prefix}historyItems`, source.historyItems, 1, MAX_HISTORY_ITEMS);
+  checkInt(f, `${prefix}approvalTtlMs`, source.approvalTtlMs, 1, MAX_APPROVAL_TTL_MS);
+  const cache = source.manifestCache;
+  if (cache !== undefined && cache !== false && (typeof cache !== 'object' || cache === null))
+    fail(f, `${prefix}manifestCache must be a ManifestCache or false`);
+}
+
+/** Checks `createRunner`'s options (see AgentRunnerOptions), the deprecated top-level tuning keys included. */
 export function checkRunnerOptions(options: unknown): void {
   const f = 'createRunner';
   if (typeof options !== 'object' || options === null) fail(f, 'options must be an object');
@@ -39,16 +55,17 @@ export function checkRunnerOptions(options: unknown): void {
     fail(f, "openai.api must be 'responses' or 'chat_completions'");
   checkInt(f, 'openai.maxRetries', (o.openai as { maxRetries?: unknown } | undefined)?.maxRetries, 0, 10);
   if (o.tracing !== undefined && o.tracing !== false) checkKind(f, 'tracing', o.tracing, 'object');
-  checkInt(f, 'maxTurns', o.maxTurns, 1, 1000);
   if (o.localTools !== undefined && !Array.isArray(o.localTools))
     fail(f, 'localTools must be an array of tools');
-  checkInt(f, 'toolTimeoutMs', o.toolTimeoutMs, 1, 3_600_000);
+  checkKind(f, 'tuning', o.tuning, 'object');
+  checkTuning(f, '', o);
+  if (o.tuning !== undefined) checkTuning(f, 'tuning.', o.tuning as Record<string, unknown>);
   checkKind(f, 'fetch', o.fetch, 'function');
   checkKind(f, 'env', o.env, 'object');
   checkKind(f, 'logger', o.logger, 'object');
 }
 
-/** Checks {@link createAgentServer}'s (and serveAgent's) options (see AgentServerOptions). */
+/** Checks `createAgentServer`'s (and serveAgent's) options (see AgentServerOptions). */
 export function checkServerOptions(options: unknown, factory = 'createAgentServer'): void {
   if (typeof options !== 'object' || options === null) fail(factory, 'options must be an object');
   const o = options as Record<string, unknown>;

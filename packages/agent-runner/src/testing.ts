@@ -2,7 +2,8 @@
  * Test doubles for users' own tests: a local fake OpenAI server that speaks the Responses API (with its
  * compact endpoint), Chat Completions and trace ingest on 127.0.0.1.
  */
-export { createFakeOpenAIServer, FAKE_COMPACTION_PREFIX } from './fake-openai-server.js';
+export { createFakeOpenAIServer } from './fake-openai/server.js';
+export { FAKE_COMPACTION_PREFIX } from './fake-openai/compact.js';
 export type {
   FakeTurn,
   FakeUsage,
@@ -11,4 +12,4 @@ export type {
   CapturedModelRequest,
   CapturedTraceIngest,
   CapturedCompactRequest,
-} from './fake-openai-server.js';
+} from './fake-openai/types.js';

@@ -5,7 +5,7 @@
 import type { JsonValue, RunRequest } from '@threadline/contracts';
 import { MemoryToolStore } from '@threadline/tools-kit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_COMPACTION_PREFIX, createRunner, type CreateRunnerOptions } from '../src/index.js';
+import { DEMO_COMPACTION_PREFIX, createRunner, type AgentRunnerOptions } from '../src/index.js';
 import { FAKE_COMPACTION_PREFIX, createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
 import { collect, silent, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
@@ -27,7 +27,7 @@ beforeEach(() => {
   fake.compactRequests.length = 0;
 });
 
-function openAIRunner(options: Partial<CreateRunnerOptions> = {}) {
+function openAIRunner(options: Partial<AgentRunnerOptions> = {}) {
   return createRunner({
     openai: { apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 },
     model: 'gpt-4.1-mini',
@@ -130,7 +130,7 @@ describe('compaction with an OpenAI model (fake server)', () => {
     const threadId = 'thread-long-compact';
     await fill(threadId, turns(150)); // 300 items; the window is 50
     const events = await collect(
-      openAIRunner({ historyItems: 50, compaction: { afterItems: 20 } }).run(
+      openAIRunner({ tuning: { historyItems: 50 }, compaction: { afterItems: 20 } }).run(
         await request(threadId, 'newest'),
       ),
     );

@@ -6,7 +6,7 @@ import {
   createTextMessageChunkEvent,
   parseEvent,
 } from '@threadline/contracts';
-import type { AgentRunnerError, Runner } from '../src/index.js';
+import type { AgentRunner, AgentRunnerError } from '../src/index.js';
 
 export const SECRET = 'test-secret-that-is-long-enough-0123456789';
 export const silent = { info() {}, warn() {}, error() {} };
@@ -77,7 +77,7 @@ export function deferred<T = void>() {
 export function controlledRunner() {
   const started: { request: RunRequest; signal: AbortSignal }[] = [];
   const release = deferred();
-  const runner: Runner = {
+  const runner: AgentRunner = {
     async *run(request, { signal } = {}) {
       const base = { threadId: request.threadId, runId: request.runId };
       started.push({ request, signal: signal! });

@@ -3,7 +3,7 @@ import OpenAI from 'openai';
 import type { JsonValue, RunRequest } from '@threadline/contracts';
 import { MemoryToolStore } from '@threadline/tools-kit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_HISTORY_ITEMS, createRunner, type CreateRunnerOptions } from '../src/index.js';
+import { DEFAULT_HISTORY_ITEMS, createRunner, type AgentRunnerOptions } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
 import { collect, silent, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
@@ -36,7 +36,7 @@ beforeEach(() => {
   store.itemsRead = 0;
 });
 
-function makeRunner(options: Partial<CreateRunnerOptions> = {}) {
+function makeRunner(options: Partial<AgentRunnerOptions> = {}) {
   const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
   return createRunner({
     modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: true }),
@@ -104,14 +104,16 @@ describe('a run on a long thread reads a bounded window of history', () => {
       Array.from({ length: 30 }, (_, i) => userItem(i)),
     );
     fake.enqueue({ type: 'text', text: 'ok' });
-    const windowed = await collect(makeRunner({ historyItems: 10 }).run(await request(threadId)));
+    const windowed = await collect(makeRunner({ tuning: { historyItems: 10 } }).run(await request(threadId)));
     expect(windowed.find((e) => e.type === 'HISTORY_WINDOWED')).toMatchObject({ windowItems: 10 });
     expect(modelInput()).toHaveLength(11);
     expect(modelInput()[0]).toMatchObject({ content: 'history item 20' });
     expect(store.itemsRead).toBe(11);
 
     fake.enqueue({ type: 'text', text: 'ok' });
-    const whole = await collect(makeRunner({ historyItems: 100 }).run(await request(threadId, 'again')));
+    const whole = await collect(
+      makeRunner({ tuning: { historyItems: 100 } }).run(await request(threadId, 'again')),
+    );
     // 30 stored + the previous run's user message and answer.
     expect(modelInput()).toHaveLength(33);
     expect(whole.some((e) => e.type === 'HISTORY_WINDOWED')).toBe(false);
@@ -127,7 +129,7 @@ describe('a run on a long thread reads a bounded window of history', () => {
       userItem(4),
     ]);
     fake.enqueue({ type: 'text', text: 'ok' });
-    const events = await collect(makeRunner({ historyItems: 3 }).run(await request(threadId)));
+    const events = await collect(makeRunner({ tuning: { historyItems: 3 } }).run(await request(threadId)));
     // The window kept 2 of the 3 items read.
     expect(events.find((e) => e.type === 'HISTORY_WINDOWED')).toMatchObject({ windowItems: 2 });
     const input = modelInput();
@@ -137,7 +139,7 @@ describe('a run on a long thread reads a bounded window of history', () => {
 
   it('refuses a window outside 1..1000 with invalid_options', () => {
     for (const bad of [0, 1001, 1.5, Number.NaN]) {
-      expect(() => makeRunner({ historyItems: bad })).toThrow(
+      expect(() => makeRunner({ tuning: { historyItems: bad } })).toThrow(
         expect.objectContaining({ code: 'invalid_options' }),
       );
     }

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ManifestCache, defineTool, type ToolDefinition } from '@threadline/tools-kit';
 import type { RunRequest } from '@threadline/contracts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRunner, type CreateRunnerOptions } from '../src/index.js';
+import { createRunner, type AgentRunnerOptions } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
 import { collect, silent, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
@@ -37,7 +37,7 @@ beforeEach(() => {
   tools.replaceTools([tool('alpha', 'Alpha v1'), tool('beta', 'Beta v1')]);
 });
 
-function makeRunner(options: Partial<CreateRunnerOptions> = {}) {
+function makeRunner(options: Partial<AgentRunnerOptions> = {}) {
   const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
   return createRunner({
     modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: true }),
@@ -88,7 +88,7 @@ describe('the tool manifest is kept between runs and revalidated', () => {
   });
 
   it('without a cache (manifestCache: false) every run transfers the manifest', async () => {
-    const runner = makeRunner({ manifestCache: false });
+    const runner = makeRunner({ tuning: { manifestCache: false } });
     for (let i = 0; i < 3; i++) await runOnce(runner);
     expect(transfers()).toBe(3);
   });
@@ -124,7 +124,7 @@ describe('the tool manifest is kept between runs and revalidated', () => {
 
   it('the cache holds at most maxEntries scopes, least recently used dropped first', async () => {
     const cache = new ManifestCache({ maxEntries: 2 });
-    const runner = makeRunner({ manifestCache: cache });
+    const runner = makeRunner({ tuning: { manifestCache: cache } });
     const a = ['alpha', ...builtinNames()];
     const b = ['beta', ...builtinNames()];
     await runOnce(runner, a);

@@ -5,7 +5,7 @@ import { defineTool } from '@threadline/tools-kit';
 import { LIMITS } from '@threadline/contracts';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRunner, localTool, type CreateRunnerOptions } from '../src/index.js';
+import { createRunner, localTool, type AgentRunnerOptions } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
 import { collect, silent, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
@@ -51,7 +51,7 @@ beforeEach(() => {
   fake.requests.length = 0;
 });
 
-function makeRunner(options: Partial<CreateRunnerOptions> & { api?: 'responses' | 'chat' } = {}) {
+function makeRunner(options: Partial<AgentRunnerOptions> & { api?: 'responses' | 'chat' } = {}) {
   const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
   return createRunner({
     modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: options.api !== 'chat' }),
@@ -253,13 +253,20 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
     expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'model_error' });
   });
 
-  it('ends with RUN_ERROR max_turns_exceeded when the model keeps calling tools', async () => {
-    for (let i = 0; i < 3; i++)
-      fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Rome' } }] });
-    const events = await collect(makeRunner({ maxTurns: 2 }).run(await request()));
-    expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'max_turns_exceeded' });
-    expect(events.filter((e) => e.type === 'TOOL_CALL_RESULT')).toHaveLength(2);
-  });
+  // `tuning.maxTurns`, and the deprecated top-level `maxTurns` that still works for one release.
+  it.each([
+    ['tuning.maxTurns', { tuning: { maxTurns: 2 } }],
+    ['maxTurns (deprecated)', { maxTurns: 2 }],
+  ])(
+    'ends with RUN_ERROR max_turns_exceeded when the model keeps calling tools (%s)',
+    async (_name, limit) => {
+      for (let i = 0; i < 3; i++)
+        fake.enqueue({ type: 'tool_call', calls: [{ name: 'weather_lookup', arguments: { city: 'Rome' } }] });
+      const events = await collect(makeRunner(limit).run(await request()));
+      expect(terminalOf(events)).toMatchObject({ type: 'RUN_ERROR', code: 'max_turns_exceeded' });
+      expect(events.filter((e) => e.type === 'TOOL_CALL_RESULT')).toHaveLength(2);
+    },
+  );
 
   it('ends with RUN_ERROR tool_client_error when the tool endpoint rejects the token', async () => {
     const req = await request();
@@ -271,7 +278,7 @@ describe('runner against the real SDK and the fake OpenAI server', () => {
 
   it('ends with RUN_ERROR tool_client_error when the tool endpoint is unreachable', async () => {
     const events = await collect(
-      makeRunner({ toolTimeoutMs: 2000 }).run(
+      makeRunner({ tuning: { toolTimeoutMs: 2000 } }).run(
         await request({ tools: { baseUrl: 'http://127.0.0.1:9', token: 't' } }),
       ),
     );

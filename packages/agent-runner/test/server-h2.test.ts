@@ -18,7 +18,7 @@ import {
   type RunRequest,
 } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
-import { serveAgent, type Runner, type ServedAgent, type ServeAgentOptions } from '../src/index.js';
+import { serveAgent, type AgentRunner, type ServedAgent, type ServeAgentOptions } from '../src/index.js';
 import { SECRET, collectSse, controlledRunner, deferred, readSse, runRequest, silent } from './helpers.js';
 
 const served: ServedAgent[] = [];
@@ -30,7 +30,7 @@ afterEach(async () => {
   await Promise.all(served.splice(0).map((s) => s.close({ deadlineMs: 0 })));
 });
 
-async function start(runner: Runner, options: Partial<ServeAgentOptions> = {}) {
+async function start(runner: AgentRunner, options: Partial<ServeAgentOptions> = {}) {
   const s = await serveAgent(runner, {
     auth: { sharedSecret: SECRET },
     logger: silent,
@@ -145,7 +145,7 @@ function untilClosed(socket: Socket, from: number): Promise<{ text: string; afte
 describe('agent service over HTTP/2 (h2c)', () => {
   it('streams the same SSE bytes over HTTP/2 as over HTTP/1.1', async () => {
     const ts = 1_700_000_000_000;
-    const scripted: Runner = {
+    const scripted: AgentRunner = {
       async *run(request) {
         const base = { threadId: request.threadId, runId: request.runId, ts };
         yield createRunStartedEvent(base);
@@ -316,7 +316,7 @@ describe('agent service over HTTP/2 (h2c)', () => {
     const steps = 20;
     const allStarted = deferred();
     let started = 0;
-    const stepper: Runner = {
+    const stepper: AgentRunner = {
       async *run(request) {
         const base = { threadId: request.threadId, runId: request.runId };
         if (++started === runs) allStarted.resolve();
@@ -376,7 +376,7 @@ describe('agent service over HTTP/2 (h2c)', () => {
 
   it('cancels the run of an HTTP/2 client that stops reading, after writeStallTimeoutMs; the session lives on', async () => {
     const signals: AbortSignal[] = [];
-    const flood: Runner = {
+    const flood: AgentRunner = {
       async *run(request, { signal } = {}) {
         signals.push(signal!);
         const base = { threadId: request.threadId, runId: request.runId };

@@ -13,7 +13,7 @@ import {
   createAgentServer,
   serveAgent,
   type AgentServerOptions,
-  type Runner,
+  type AgentRunner,
   type ServedAgent,
   type ServeAgentOptions,
 } from '../src/index.js';
@@ -25,7 +25,7 @@ afterEach(async () => {
   served = undefined;
 });
 
-async function start(runner: Runner, options: Partial<ServeAgentOptions> = {}) {
+async function start(runner: AgentRunner, options: Partial<ServeAgentOptions> = {}) {
   served = await serveAgent(runner, {
     auth: { sharedSecret: SECRET },
     logger: silent,
@@ -323,7 +323,7 @@ describe('agent HTTP service: bounds', () => {
 
   it('cancels the run of a client that stops reading, after writeStallTimeoutMs', async () => {
     const signals: AbortSignal[] = [];
-    const flood: Runner = {
+    const flood: AgentRunner = {
       async *run(request, { signal } = {}) {
         signals.push(signal!);
         const base = { threadId: request.threadId, runId: request.runId };
@@ -356,7 +356,7 @@ describe('agent HTTP service: bounds', () => {
  * body writes of one run (`write()` and a final `end(chunk)`). What a reader receives is no measure of batching: Node releases differ in how they
  * coalesce writes made in the same tick into one socket chunk (24.22 merges them, 22 does not).
  */
-async function writtenBatches(runner: Runner, options: Partial<AgentServerOptions>): Promise<string[]> {
+async function writtenBatches(runner: AgentRunner, options: Partial<AgentServerOptions>): Promise<string[]> {
   const writes: string[] = [];
   class RecordingResponse extends ServerResponse {
     override write(chunk: unknown, ...rest: unknown[]): boolean {
@@ -386,7 +386,7 @@ async function writtenBatches(runner: Runner, options: Partial<AgentServerOption
 describe('agent HTTP service: write batching', () => {
   it('writes events that arrive together in batches no larger than maxWriteBatchBytes, in order', async () => {
     const delta = 'x'.repeat(100);
-    const burst: Runner = {
+    const burst: AgentRunner = {
       async *run(request) {
         const base = { threadId: request.threadId, runId: request.runId };
         yield createRunStartedEvent(base);

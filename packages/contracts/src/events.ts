@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { JsonValueSchema } from './json.js';
+import type { EventType } from './event-types.js';
 import { LIMITS, TOOL_NAME_PATTERN } from './limits.js';
 import {
   boundedString,
@@ -12,22 +13,7 @@ import {
   ToolNameSchema,
 } from './primitives.js';
 
-/** The event types of the contract. The first six are the core; the rest are documented additions. */
-export const EVENT_TYPES = [
-  'RUN_STARTED',
-  'TOOL_CALL_STARTED',
-  'TOOL_CALL_RESULT',
-  'TEXT_MESSAGE_CHUNK',
-  'RUN_ERROR',
-  'RUN_FINISHED',
-  'USER_MESSAGE',
-  'STATE_CHANGED',
-  'HISTORY_WINDOWED',
-  'TOOL_APPROVAL_REQUESTED',
-  'TOOL_APPROVAL_RESOLVED',
-] as const;
-/** One of {@link EVENT_TYPES}. */
-export type EventType = (typeof EVENT_TYPES)[number];
+export { EVENT_TYPES, type EventType } from './event-types.js';
 
 const base = {
   threadId: IdSchema,

@@ -93,7 +93,21 @@ export {
 } from './factories.js';
 export type { EventInit } from './factories.js';
 export { RunRequestSchema, RunResumeSchema, ToolsRefSchema, TOOLS_BASE_URL_PATTERN } from './run-request.js';
-export type { RunRequest, RunResume, ToolsRef } from './run-request.js';
+export type { RunRequest, RunRequestInput, RunResume, ToolsRef } from './run-request.js';
+export {
+  AGENT_HTTP_PATHS,
+  AGENT_HTTP_ERROR_STATUS,
+  AGENT_HTTP_ERROR_CODES,
+  JSON_MEDIA_TYPE,
+  SSE_MEDIA_TYPE,
+  SSE_HEARTBEAT,
+  agentRunPath,
+  matchAgentRunPath,
+  sseEventFrame,
+  agentHttpErrorBody,
+} from './agent-http.js';
+export type { AgentHttpErrorBody, AgentHttpErrorCode } from './agent-http.js';
+export { AgentHttpErrorBodySchema } from './agent-http-schema.js';
 export {
   SendMessageSchema,
   SubscribeMessageSchema,

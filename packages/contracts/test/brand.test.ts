@@ -40,7 +40,14 @@ describe('isBrandedInstance', () => {
 
 describe('@threadline/contracts/core', () => {
   it('needs no zod: neither its source modules nor its build import it', () => {
-    for (const file of ['../src/core.ts', '../src/limits.ts', '../src/brand.ts']) {
+    for (const file of [
+      '../src/core.ts',
+      '../src/limits.ts',
+      '../src/brand.ts',
+      '../src/http-headers.ts',
+      '../src/agent-http.ts',
+      '../src/event-types.ts',
+    ]) {
       expect(readFileSync(new URL(file, import.meta.url), 'utf8'), file).not.toMatch(/from 'zod'/);
     }
   });

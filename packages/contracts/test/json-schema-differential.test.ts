@@ -304,15 +304,20 @@ const sequencedEvent = fc.tuple(event, seq).map(([e, s]) => ({ ...e, seq: s }));
 const validInputs: Record<Name, fc.Arbitrary<unknown>> = {
   'agent-event': event,
   'sequenced-agent-event': sequencedEvent,
-  'run-request': fc.record({
-    threadId: id,
-    runId: id,
-    parentRunId: opt(id),
-    user: fc.record({ id }),
-    message: text,
-    tools: fc.record({ baseUrl: fc.oneof(goodUrl, url), token: text }),
-    resume: opt(fc.record({ toolCallId: id, approved: fc.boolean(), reason: opt(limitedText) })),
-  }),
+  'run-request': fc
+    .tuple(
+      fc.record({
+        threadId: id,
+        runId: id,
+        parentRunId: opt(id),
+        user: fc.record({ id }),
+        tools: fc.record({ baseUrl: fc.oneof(goodUrl, url), token: text }),
+        resume: opt(fc.record({ toolCallId: id, approved: fc.boolean(), reason: opt(limitedText) })),
+      }),
+      // The user text under its name, under its deprecated name, or (refused) under both.
+      fc.oneof(fc.record({ text }), fc.record({ message: text }), fc.record({ text, message: text })),
+    )
+    .map(([request, userText]) => ({ ...request, ...userText })),
   'client-message': fc.oneof(
     fc.record({ type: fc.constant('send'), threadId: id, text, clientMessageId: id }),
     fc.record({ type: fc.constant('subscribe'), threadId: id, afterSeq: fc.nat() }),
@@ -383,7 +388,7 @@ type Mutation = { kind: 'set' | 'delete' | 'add'; at: number; key: string; value
 const mutation: fc.Arbitrary<Mutation> = fc.record({
   kind: fc.constantFrom('set', 'set', 'set', 'delete', 'add'),
   at: fc.nat(),
-  key: fc.oneof(trickyKey, fc.constantFrom('extra', 'type', 'seq', 'value')),
+  key: fc.oneof(trickyKey, fc.constantFrom('extra', 'type', 'seq', 'value', 'text', 'message')),
   value: interesting,
 });
 
@@ -551,7 +556,7 @@ describe('JSON Schema files and zod agree', () => {
       threadId: 't',
       runId: 'r',
       user: { id: 'u' },
-      message: 'hi',
+      text: 'hi',
       tools: { baseUrl, token: 'x' },
     });
     for (const [baseUrl, ok] of [

@@ -37,7 +37,7 @@ const runRequest = {
   threadId: 't1',
   runId: 'r1',
   user: { id: 'u1' },
-  message: 'hi',
+  text: 'hi',
   tools: { baseUrl: 'http://127.0.0.1:3000/tools', token: 'tok' },
 };
 
@@ -62,11 +62,15 @@ const cases: [string, z.ZodType, number, (s: string) => unknown][] = [
     LIMITS.maxMessageLength,
     (text) => ({ type: 'send', threadId: 't1', clientMessageId: 'c1', text }),
   ],
+  ['RunRequest.text', RunRequestSchema, LIMITS.maxMessageLength, (text) => ({ ...runRequest, text })],
   [
-    'RunRequest.message',
+    'RunRequest.message (deprecated name of text)',
     RunRequestSchema,
     LIMITS.maxMessageLength,
-    (message) => ({ ...runRequest, message }),
+    (message) => {
+      const { text: _text, ...rest } = runRequest;
+      return { ...rest, message };
+    },
   ],
   [
     'RunRequest.tools.token',

@@ -16,7 +16,7 @@ const runRequest = {
   threadId: 't1',
   runId: 'r1',
   user: { id: 'u1' },
-  message: 'Hello',
+  text: 'Hello',
   tools: { baseUrl: 'http://127.0.0.1:3000', token: 'eyJ.x.y' },
 };
 
@@ -39,9 +39,42 @@ describe('run request', () => {
       { ...runRequest, tools: { ...runRequest.tools, baseUrl: 'javascript:alert(1)' } },
       { ...runRequest, tools: { ...runRequest.tools, baseUrl: 'file:///etc/passwd' } },
       { ...runRequest, tools: { ...runRequest.tools, token: '' } },
-      { ...runRequest, message: '' },
+      { ...runRequest, text: '' },
     ]) {
       expect(safeParse(RunRequestSchema, bad).ok).toBe(false);
+    }
+  });
+  it('parses the user text as text', () => {
+    const parsed = safeParse(RunRequestSchema, runRequest);
+    expect(parsed.ok && parsed.value).toEqual(runRequest);
+  });
+  it('still accepts the deprecated message field and gives it back as text', () => {
+    const { text, ...rest } = runRequest;
+    const parsed = safeParse(RunRequestSchema, { ...rest, message: text });
+    expect(parsed.ok && parsed.value).toEqual(runRequest);
+    if (!parsed.ok) return;
+    // Still readable for one release, but never listed or serialised, so a parsed request sent on is valid.
+    expect(parsed.value.message).toBe(text);
+    expect(Object.keys(parsed.value)).not.toContain('message');
+    expect(JSON.parse(JSON.stringify(parsed.value))).toEqual(runRequest);
+    expect(safeParse(RunRequestSchema, JSON.parse(JSON.stringify(parsed.value))).ok).toBe(true);
+    expect({ ...parsed.value }).toEqual(runRequest);
+    expect(safeParse(RunRequestSchema, { ...rest, message: '' }).ok).toBe(false);
+    expect(
+      safeParse(RunRequestSchema, { ...rest, message: 'x'.repeat(LIMITS.maxMessageLength + 1) }).ok,
+    ).toBe(false);
+  });
+  it('refuses a request with both text and message, or with neither, saying so at text', () => {
+    const { text: _text, ...neither } = runRequest;
+    for (const [bad, said] of [
+      [{ ...runRequest, message: 'Hello' }, /not both/],
+      [neither, /required/],
+    ] as const) {
+      const parsed = safeParse(RunRequestSchema, bad);
+      expect(parsed.ok).toBe(false);
+      if (parsed.ok) continue;
+      expect(parsed.error.code).toBe('invalid_payload');
+      expect(parsed.error.issues).toEqual([{ path: 'text', message: expect.stringMatching(said) }]);
     }
   });
 });

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  AGENT_HTTP_ERROR_STATUS,
+  AGENT_HTTP_PATHS,
   BROWSER_ERROR_CODES,
   CONTRACT_ERROR_CODES,
   ClientMessageSchema,
@@ -28,6 +30,10 @@ describe('README', () => {
     for (const code of [...BROWSER_ERROR_CODES, ...CONTRACT_ERROR_CODES])
       expect(readme, code).toContain(`\`${code}\``);
     for (const name of Object.keys(WIRE_SCHEMAS)) expect(readme, name).toContain(`\`${name}\``);
+    for (const [code, status] of Object.entries(AGENT_HTTP_ERROR_STATUS))
+      expect(readme, code).toMatch(new RegExp(`\`${code}\`[^.]*?${status}`));
+    for (const path of Object.values(AGENT_HTTP_PATHS))
+      expect(readme, path).toMatch(new RegExp(`\`(GET|POST|DELETE) ${path}\\b`));
   });
 
   it('tells the truth in its parsing examples', () => {

@@ -1,8 +1,9 @@
 // server.mjs — TOOLS_SECRET=<32+ bytes> node server.mjs
 import express from 'express';
 import { createRunner } from '@threadline/agent-runner';
-import { attachWebSocketServer, createRelay, inProcessAgentTransport } from '@threadline/relay';
+import { createRelay, inProcessAgentTransport } from '@threadline/relay';
 import { openSqliteStore } from '@threadline/relay/sqlite';
+import { attachWebSocketServer } from '@threadline/relay/ws';
 import { createTokenIssuer, createToolRouter } from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 

@@ -11,10 +11,12 @@ export type {
   RelayTuning,
   DeprecatedTuningLimits,
   RelayOptions,
+  RelayClusterOptions,
   RunTokenIssuer,
   SendInput,
   RegenerateInput,
   SubscribeInput,
+  ToolEventSink,
   UserShares,
 } from './core/relay.js';
 export type { Subscription } from './core/subscription.js';
@@ -25,15 +27,28 @@ export { AgentTransportError, inProcessAgentTransport } from './agent/agent-tran
 export type { AgentTransport, AgentFailureCode, InProcessRunner } from './agent/agent-transport.js';
 export { httpAgentTransport } from './agent/http-agent-transport.js';
 export type { HttpAgentTransportOptions } from './agent/http-agent-transport.js';
+// The WebSocket server moved to `@threadline/relay/ws`; these stay for one release (then `ws` becomes an
+// optional peer dependency).
 export {
+  /** @deprecated import from `@threadline/relay/ws` */
   attachWebSocketServer,
+  /** @deprecated import from `@threadline/relay/ws` */
   DEFAULT_WEBSOCKET_LIMITS,
+  /** @deprecated import from `@threadline/relay/ws` */
   upgradePath,
+  /** @deprecated import from `@threadline/relay/ws` */
   WS_CLOSE_CODES,
+  /** @deprecated import from `@threadline/relay/ws` */
+  MemoryConnectionCounter,
 } from './browser/ws-server.js';
-export type { WebSocketLimits, WebSocketTransportOptions } from './browser/ws-server.js';
-export { MemoryConnectionCounter } from './browser/connection-counter.js';
-export type { ConnectionCounter } from './browser/connection-counter.js';
+export type {
+  /** @deprecated import from `@threadline/relay/ws` */
+  WebSocketLimits,
+  /** @deprecated import `WebSocketServerOptions` from `@threadline/relay/ws` */
+  WebSocketTransportOptions,
+  /** @deprecated import from `@threadline/relay/ws` */
+  ConnectionCounter,
+} from './browser/ws-server.js';
 export { RelayError, StoreError, RELAY_ERROR_CODES } from './errors.js';
 export type { RelayErrorCode } from './errors.js';
 export type {

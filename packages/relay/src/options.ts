@@ -20,22 +20,27 @@ export function checkFunctionOption(factory: string, name: string, value: unknow
   if (typeof value !== 'function') throw optionsError(factory, `${name} must be a function`);
 }
 
-/** Throws unless every field of `limits` named in `defaults` is a safe integer of at least `min` (0 or 1). */
+/**
+ * Throws unless every field of `limits` named in `defaults` is a safe integer of at least `min` (0 or 1).
+ * `group` is the option's name in messages (`limits`, `tuning`).
+ */
 export function checkIntegerLimits(
   factory: string,
   limits: object | undefined,
   defaults: Readonly<Record<string, number>>,
   min: (key: string) => number,
+  group = 'limits',
 ): void {
   if (limits === undefined) return;
-  if (typeof limits !== 'object' || limits === null) throw optionsError(factory, 'limits must be an object');
+  if (typeof limits !== 'object' || limits === null)
+    throw optionsError(factory, `${group} must be an object`);
   for (const [key, value] of Object.entries(limits)) {
-    if (!Object.hasOwn(defaults, key)) throw optionsError(factory, `limits.${key} is not a known limit`);
+    if (!Object.hasOwn(defaults, key)) throw optionsError(factory, `${group}.${key} is not a known option`);
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min(key))
       throw optionsError(
         factory,
-        `limits.${key} must be an integer of at least ${min(key)}, got ${String(value)}`,
+        `${group}.${key} must be an integer of at least ${min(key)}, got ${String(value)}`,
       );
   }
 }

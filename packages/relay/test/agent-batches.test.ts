@@ -122,7 +122,7 @@ const request: RunRequest = {
   threadId: 't1',
   runId: 'r1',
   user: { id: 'u' },
-  message: 'go',
+  text: 'go',
   tools: { baseUrl: 'http://127.0.0.1:9', token: 'tok' },
 };
 

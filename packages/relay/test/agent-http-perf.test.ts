@@ -31,7 +31,7 @@ const request = {
   threadId: 't1',
   runId: 'r1',
   user: { id: 'u' },
-  message: 'm',
+  text: 'm',
   tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
 };
 

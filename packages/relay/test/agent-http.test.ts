@@ -65,6 +65,24 @@ async function refusingUrl(): Promise<{ url: string; port: number }> {
   return { url: `http://127.0.0.1:${port}`, port };
 }
 
+const request = {
+  threadId: 't',
+  runId: 'r',
+  user: { id: 'u' },
+  text: 'm',
+  tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
+};
+
+/** Runs `request` through `transport` to its end; the error it failed with (undefined if none). */
+async function failureOf(transport: ReturnType<typeof httpAgentTransport>): Promise<unknown> {
+  try {
+    for await (const _ of transport.run(request, { signal: new AbortController().signal })) void _;
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
 describe('httpAgentTransport: an agent that is starting or restarting', () => {
   it('retries refused connections until the agent listens, then runs to RUN_FINISHED', async () => {
     const { url, port } = await refusingUrl();
@@ -180,7 +198,7 @@ describe('httpAgentTransport', () => {
     expect(agent.requests[0]).toMatchObject({ method: 'POST', url: '/runs', auth: 'Bearer agent-secret' });
     expect(JSON.parse(agent.requests[0]!.body)).toMatchObject({
       threadId: 't1',
-      message: 'go',
+      text: 'go',
       user: { id: 'u' },
     });
   });
@@ -234,29 +252,13 @@ describe('httpAgentTransport', () => {
   it('fails a stream with a typed error when used on its own', async () => {
     const agent = await agentServer((_req, res) => sse(res, ['data: [1,2]\n\n']));
     const transport = httpAgentTransport({ url: `${agent.url}/`, credential: 's' });
-    const request = {
-      threadId: 't',
-      runId: 'r',
-      user: { id: 'u' },
-      message: 'm',
-      tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
-    };
-    const error = await (async () => {
-      for await (const _ of transport.run(request, { signal: new AbortController().signal })) void _;
-    })().catch((e: unknown) => e);
+    const error = await failureOf(transport);
     expect(error).toBeInstanceOf(AgentTransportError);
     expect((error as AgentTransportError).runErrorCode).toBe('agent_stream_invalid');
     expect(agent.requests[0]!.url).toBe('/runs');
   });
 
   it('reports an agent at capacity (429) as agent_busy with its Retry-After, over node:http and an injected fetch alike', async () => {
-    const request = {
-      threadId: 't',
-      runId: 'r',
-      user: { id: 'u' },
-      message: 'm',
-      tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
-    };
     for (const [header, expected] of [
       ['7', 7_000],
       ['soon', undefined],
@@ -268,14 +270,39 @@ describe('httpAgentTransport', () => {
       });
       const fetched = httpAgentTransport({ url: agent.url, credential: 's', fetch });
       for (const transport of [httpAgentTransport({ url: agent.url, credential: 's' }), fetched]) {
-        const error = await (async () => {
-          for await (const _ of transport.run(request, { signal: new AbortController().signal })) void _;
-        })().catch((e: unknown) => e);
+        const error = await failureOf(transport);
         expect(error).toBeInstanceOf(AgentTransportError);
         expect((error as AgentTransportError).runErrorCode, header).toBe('agent_busy');
         expect((error as AgentTransportError).retryAfterMs, header).toBe(expected);
         expect((error as Error).message).toMatch(/HTTP 429.*too_many_runs/);
       }
+    }
+  });
+
+  it("words an agent service's error body as its code and message, and any other body as its start", async () => {
+    const issues = [{ path: 'text', message: 'required: the user text, as text' }];
+    for (const [status, body, expected] of [
+      [
+        400,
+        JSON.stringify({ error: { code: 'invalid_request', message: 'run request: bad text', issues } }),
+        'the agent answered HTTP 400: invalid_request: run request: bad text',
+      ],
+      [400, '{"error":{"code":"teapot","message":"short and stout"}}', 'HTTP 400: {"error":{"code":"teapot"'],
+      [502, `<html>\n  ${'bad gateway '.repeat(40)}</html>`, 'HTTP 502: <html> bad gateway bad gateway'],
+      [500, '', 'the agent answered HTTP 500'],
+    ] as const) {
+      const agent = await agentServer((_req, res) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(body);
+      });
+      const transport = httpAgentTransport({ url: agent.url, credential: 's' });
+      const error = await failureOf(transport);
+      transport.close();
+      expect(error).toBeInstanceOf(AgentTransportError);
+      expect((error as AgentTransportError).runErrorCode).toBe('agent_unreachable');
+      const message = (error as Error).message;
+      expect(message).toContain(expected);
+      expect(message.length).toBeLessThanOrEqual('the agent answered HTTP 502: '.length + 200);
     }
   });
 });

@@ -109,7 +109,7 @@ const runRequest = (runId = 'r1') => ({
   threadId: 't1',
   runId,
   user: { id: 'u' },
-  message: 'm',
+  text: 'm',
   tools: { baseUrl: 'http://127.0.0.1:9', token: 'x' },
 });
 
@@ -219,7 +219,7 @@ describe('httpAgentTransport over HTTP/2', () => {
     });
     expect(JSON.parse(agent.requests[0]!.body)).toMatchObject({
       threadId: 't1',
-      message: 'go',
+      text: 'go',
       user: { id: 'u' },
     });
     expect(agent.sessions).toHaveLength(1);
@@ -279,7 +279,7 @@ describe('httpAgentTransport over HTTP/2', () => {
   it('fails a run whose session the agent destroys mid-stream as agent_unreachable; the next run gets a new session', async () => {
     const unhandled = watchUnhandled();
     const agent = await h2Agent((stream, body) => {
-      if (JSON.parse(body).message === 'die') {
+      if (JSON.parse(body).text === 'die') {
         stream.respond({ ':status': 200, 'content-type': 'text/event-stream' });
         stream.write(ev(body, { type: 'RUN_STARTED' }));
         stream.write(ev(body, { type: 'TEXT_MESSAGE_CHUNK', messageId: 'm', delta: 'half' }), () =>

@@ -9,8 +9,8 @@ import type { AgentEvent, JsonValue, RunRequest, TextMessageChunkEvent } from '@
 import { MemoryToolStore, type ToolStore } from '@threadline/tools-kit';
 import { WebSocket } from 'ws';
 import { createRelay } from '../src/index.js';
-import type { AgentTransport, Relay, RelayOptions, WebSocketTransportOptions } from '../src/index.js';
-import { attachWebSocketServer } from '../src/index.js';
+import type { AgentTransport, Relay, RelayOptions } from '../src/index.js';
+import { attachWebSocketServer, type WebSocketServerOptions } from '../src/browser/ws-server.js';
 import { MemoryStore } from '../src/stores/memory.js';
 import { openSqliteStore } from '../src/stores/sqlite.js';
 import type { DeleteThreadResult, EventStore } from '../src/stores/store.js';
@@ -204,7 +204,7 @@ export const ORIGIN = 'http://app.test';
 export async function makeWsHarness(
   kind: StoreKind,
   overrides: Partial<RelayOptions> = {},
-  wsOptions: Partial<WebSocketTransportOptions> = {},
+  wsOptions: Partial<WebSocketServerOptions> = {},
 ): Promise<Harness & { url: string; server: Server; closeWs(): Promise<void> }> {
   const h = await makeRelay(kind, overrides);
   const server = createServer((_req, res) => res.writeHead(404).end());

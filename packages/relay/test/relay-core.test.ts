@@ -50,7 +50,7 @@ describe.each<StoreKind>(['memory', 'sqlite'])('relay core on %s', (kind) => {
       threadId: 't1',
       runId,
       user: { id: A.id },
-      message: 'hello',
+      text: 'hello',
       tools: { baseUrl: 'http://127.0.0.1:9/api', token: `test-token.${runId}` },
     });
     expect(tokens.issued.at(-1)).toEqual({ userId: A.id, threadId: 't1', runId, tools: ['profile.patch'] });

@@ -9,7 +9,7 @@ import {
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { attachWebSocketServer, MemoryConnectionCounter, upgradePath } from '../src/index.js';
+import { attachWebSocketServer, MemoryConnectionCounter, upgradePath } from '../src/browser/ws-server.js';
 import { makeWsHarness, ORIGIN, readAll, TestClient } from './helpers.js';
 
 type WsHarness = Awaited<ReturnType<typeof makeWsHarness>>;
@@ -165,7 +165,7 @@ describe('WebSocket transport', () => {
       'sqlite',
       {},
       {
-        limits: { maxBadFrames: 1e9, messagesPerSecond: 1e9, messageBurst: 1e9, maxPendingRequests: 1e6 },
+        tuning: { maxBadFrames: 1e9, messagesPerSecond: 1e9, messageBurst: 1e9, maxPendingRequests: 1e6 },
       },
     );
     await h.store.createThread({ threadId: 'a-thread', ownerId: 'user-a' });
@@ -241,7 +241,7 @@ describe('WebSocket transport', () => {
       'sqlite',
       {},
       {
-        limits: {
+        tuning: {
           maxBadFrames: 3,
           maxFrameBytes: 1024,
           messagesPerSecond: 1,
@@ -268,7 +268,7 @@ describe('WebSocket transport', () => {
   });
 
   it('drops peers that stop answering pings', async () => {
-    h = await makeWsHarness('memory', {}, { limits: { heartbeatIntervalMs: 40 } });
+    h = await makeWsHarness('memory', {}, { tuning: { heartbeatIntervalMs: 40 } });
     const live = await connect('user-a');
     const dead = new TestClient(h.url, 'user-a');
     clients.push(dead);
@@ -283,7 +283,7 @@ describe('WebSocket transport', () => {
     h = await makeWsHarness(
       'sqlite',
       { limits: { maxBufferedEvents: 50 } },
-      { limits: { highWaterBytes: 16 * 1024 } },
+      { tuning: { highWaterBytes: 16 * 1024 } },
     );
     await h.store.createThread({ threadId: 't1', ownerId: 'user-a' });
     const slow = await connect('user-a');
@@ -487,7 +487,14 @@ describe('WebSocket transport: request targets', () => {
 
 describe('WebSocket transport: fair shares', () => {
   it('refuses a user past maxConnectionsPerUser with 429 and Retry-After; others connect; a close frees a slot', async () => {
-    h = await makeWsHarness('memory', {}, { limits: { maxConnectionsPerUser: 3, retryAfterSeconds: 7 } });
+    h = await makeWsHarness(
+      'memory',
+      {},
+      {
+        limits: { maxConnectionsPerUser: 3 },
+        tuning: { retryAfterSeconds: 7 },
+      },
+    );
     const port = Number(new URL(h.url).port);
     const mine = await Promise.all([1, 2, 3].map(() => connect('user-a')));
     const refused = await rawUpgradeReply(port, '/ws', { 'x-user': 'user-a' });
@@ -542,7 +549,11 @@ describe('WebSocket transport: fair shares', () => {
     h = await makeWsHarness(
       'memory',
       {},
-      { unauthorized: 'close', limits: { maxUnauthenticatedPerAddress: 2, retryAfterSeconds: 3 } },
+      {
+        unauthorized: 'close',
+        limits: { maxUnauthenticatedPerAddress: 2 },
+        tuning: { retryAfterSeconds: 3 },
+      },
     );
     const port = Number(new URL(h.url).port);
     // Two anonymous peers complete the upgrade and then never answer the server's close: each holds a slot.

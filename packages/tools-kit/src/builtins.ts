@@ -8,7 +8,7 @@ import {
 } from '@threadline/contracts';
 import type { AgentEvent, EventType, JsonValue } from '@threadline/contracts';
 import { z } from 'zod';
-import { ToolCallError } from './errors.js';
+import { ToolFailure } from './errors.js';
 import type { ToolStore } from './store.js';
 import { defineTool, type ToolDefinition } from './tool.js';
 
@@ -154,7 +154,7 @@ export function createBuiltinTools(options: BuiltinToolsOptions): ToolDefinition
         const { unset, ...set } = input as Record<string, JsonValue> & { unset?: string[] };
         const both = (unset ?? []).filter((key) => key in set);
         if (both.length > 0) {
-          throw new ToolCallError('invalid_input', 'a field cannot be both set and unset', {
+          throw new ToolFailure('invalid_input', 'a field cannot be both set and unset', {
             issues: both.map((key) => ({ path: `unset`, message: `"${key}" is also set` })),
           });
         }
@@ -185,25 +185,25 @@ export function createBuiltinTools(options: BuiltinToolsOptions): ToolDefinition
         output: Empty,
         async handler({ event }, ctx) {
           if (event.threadId !== undefined && event.threadId !== ctx.threadId) {
-            throw new ToolCallError(
+            throw new ToolFailure(
               'thread_mismatch',
               'an event may be appended to the token’s own thread only',
             );
           }
           if (event.runId !== undefined && event.runId !== ctx.runId) {
-            throw new ToolCallError('forbidden', 'an event may be appended to the token’s own run only');
+            throw new ToolFailure('forbidden', 'an event may be appended to the token’s own run only');
           }
           if (
             typeof event.type === 'string' &&
             KNOWN_TYPES.has(event.type) &&
             !appendable.has(event.type as EventType)
           ) {
-            throw new ToolCallError('forbidden', `events of type ${event.type} cannot be appended by a tool`);
+            throw new ToolFailure('forbidden', `events of type ${event.type} cannot be appended by a tool`);
           }
           const full = { ...event, threadId: ctx.threadId, runId: ctx.runId, ts: event.ts ?? Date.now() };
           const parsed = safeParse(AgentEventSchema, full, 'event');
           if (!parsed.ok) {
-            throw new ToolCallError('invalid_input', parsed.error.message, {
+            throw new ToolFailure('invalid_input', parsed.error.message, {
               issues: parsed.error.issues.map((i) => ({
                 path: i.path === '' ? 'event' : `event.${i.path}`,
                 message: i.message,

@@ -2,6 +2,7 @@ import { ToolManifestSchema, ToolResultSchema, safeParse } from '@threadline/con
 import type { JsonValue, ToolErrorCode, ToolManifest, ToolResult } from '@threadline/contracts';
 import { ToolsKitError } from './errors.js';
 import { manifestScope, type CachedManifest, type ManifestCache } from './manifest-cache.js';
+import { TOOL_ROUTES, needsApprovalPath, toolCallPath } from './routes.js';
 
 /** Per-call options of {@link ToolClient.call}. */
 export interface ToolCallOptions {
@@ -90,6 +91,7 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
   const defaultTimeout = positive(options.timeoutMs, 30_000, 'timeoutMs');
   const maxResponseBytes = positive(options.maxResponseBytes, 4 * 1024 * 1024, 'maxResponseBytes');
   const cache = options.manifestCache;
+  const threadQuery = `?threadId=${encodeURIComponent(options.threadId)}`;
 
   async function request(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
@@ -183,23 +185,16 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       if (typeof name !== 'string' || name === '')
         return failure('invalid_input', 'a tool name is required') as ToolResult<T>;
       const body: Record<string, unknown> = { threadId: options.threadId, input: input ?? {} };
-      return (await request(
-        'POST',
-        `/tools/${encodeURIComponent(name)}`,
-        body,
-        callOptions,
-      )) as ToolResult<T>;
+      return (await request('POST', toolCallPath(name), body, callOptions)) as ToolResult<T>;
     },
     async manifest(opts = {}) {
       const scope = cache ? manifestScope(baseUrl, options.token) : undefined;
       const kept = scope !== undefined ? cache?.get(scope) : undefined;
       const validator = cache ? { etag: kept?.etag } : undefined;
-      const result = await request(
-        'GET',
-        `/tools?threadId=${encodeURIComponent(options.threadId)}`,
-        undefined,
-        { ...opts, validator },
-      );
+      const result = await request('GET', `${TOOL_ROUTES.manifest}${threadQuery}`, undefined, {
+        ...opts,
+        validator,
+      });
       if (result === NOT_MODIFIED) return { ok: true, data: (kept as CachedManifest).manifest };
       if (!result.ok) return result;
       const manifest = safeParse(ToolManifestSchema, result.data, 'tool manifest');
@@ -214,7 +209,7 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
     async state(opts = {}) {
       const result = (await request(
         'GET',
-        `/state?threadId=${encodeURIComponent(options.threadId)}`,
+        `${TOOL_ROUTES.state}${threadQuery}`,
         undefined,
         opts,
       )) as ToolResult;
@@ -229,7 +224,7 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
     async needsApproval(name, input, opts = {}) {
       const result = (await request(
         'POST',
-        `/needs-approval/${encodeURIComponent(name)}`,
+        needsApprovalPath(name),
         { threadId: options.threadId, input: input ?? {} },
         opts,
       )) as ToolResult;
@@ -240,12 +235,10 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       return { ok: true, data: { needsApproval: data.needsApproval } };
     },
     async getRunState(opts = {}) {
-      const result = (await request(
-        'GET',
-        `/run-state?threadId=${encodeURIComponent(options.threadId)}`,
-        undefined,
-        { ...opts, maxResponseBytes: Math.max(maxResponseBytes, RUN_STATE_RESPONSE_BYTES) },
-      )) as ToolResult;
+      const result = (await request('GET', `${TOOL_ROUTES.runState}${threadQuery}`, undefined, {
+        ...opts,
+        maxResponseBytes: Math.max(maxResponseBytes, RUN_STATE_RESPONSE_BYTES),
+      })) as ToolResult;
       if (!result.ok) return result;
       const data = result.data as { state?: unknown } | null;
       if (data === null || (typeof data.state !== 'string' && data.state !== null))
@@ -253,12 +246,17 @@ export function createToolClient(options: ToolClientOptions): ToolClient {
       return { ok: true, data: { state: data.state } };
     },
     putRunState(state, opts = {}) {
-      return request('PUT', '/run-state', { threadId: options.threadId, state }, opts) as Promise<ToolResult>;
+      return request(
+        'PUT',
+        TOOL_ROUTES.runState,
+        { threadId: options.threadId, state },
+        opts,
+      ) as Promise<ToolResult>;
     },
     deleteRunState(opts = {}) {
       return request(
         'DELETE',
-        `/run-state?threadId=${encodeURIComponent(options.threadId)}`,
+        `${TOOL_ROUTES.runState}${threadQuery}`,
         undefined,
         opts,
       ) as Promise<ToolResult>;

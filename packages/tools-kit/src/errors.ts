@@ -47,9 +47,9 @@ export class ToolsKitError extends Error {
  * Thrown by a tool handler to answer with a structured failure (e.g. `conflict`, `not_found`) instead of a
  * generic 500. The router sends `errorCode` with its HTTP status from `TOOL_ERROR_STATUS`.
  * @example
- * throw new ToolCallError('conflict', 'That slot is already booked.');
+ * throw new ToolFailure('conflict', 'That slot is already booked.');
  */
-export class ToolCallError extends ToolsKitError {
+export class ToolFailure extends ToolsKitError {
   readonly errorCode: ToolErrorCode;
   readonly issues: ToolIssue[] | undefined;
   constructor(
@@ -62,3 +62,11 @@ export class ToolCallError extends ToolsKitError {
     this.issues = options?.issues;
   }
 }
+
+/**
+ * @deprecated use {@link ToolFailure} (the same class, so `instanceof` holds with either name); the old name
+ * clashes with `@openai/agents`' `ToolCallError`. Removed in the next release.
+ */
+export const ToolCallError = ToolFailure;
+/** @deprecated use {@link ToolFailure}. */
+export type ToolCallError = ToolFailure;

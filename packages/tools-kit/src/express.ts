@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 import type { IncomingMessage } from 'node:http';
+import { NOT_FORWARDED_REQUEST_HEADERS } from '@threadline/contracts/core';
 import type {
   NextFunction,
   Request as ExpressRequest,
@@ -11,17 +12,7 @@ import type {
 } from 'express';
 import { Reject, fail } from './responses.js';
 import type { ToolRouter } from './router.js';
-
-// Hop-by-hop and length headers describe the original connection, not the body we pass on.
-const DROPPED_HEADERS = new Set([
-  'host',
-  'connection',
-  'content-length',
-  'transfer-encoding',
-  'keep-alive',
-  'upgrade',
-  'expect',
-]);
+import { TOOL_ROUTES, matchToolRoute } from './routes.js';
 
 /**
  * Serves a {@link ToolRouter} from Express: handles `/tools`, `/tools/:name`, `/state`, `/run-state` and
@@ -38,16 +29,7 @@ export function toolRouterMiddleware(router: ToolRouter): RequestHandler {
     const base = router.basePath;
     const rest =
       base === '' ? path : path === base || path.startsWith(`${base}/`) ? path.slice(base.length) : null;
-    if (
-      rest === null ||
-      !(
-        rest === '/tools' ||
-        rest === '/state' ||
-        rest === '/run-state' ||
-        rest.startsWith('/tools/') ||
-        rest.startsWith('/needs-approval/')
-      )
-    ) {
+    if (rest === null || matchToolRoute(rest) === null) {
       next();
       return;
     }
@@ -75,7 +57,7 @@ async function serve(router: ToolRouter, req: ExpressRequest, res: ExpressRespon
   }
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || DROPPED_HEADERS.has(name)) continue;
+    if (value === undefined || NOT_FORWARDED_REQUEST_HEADERS.has(name)) continue;
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
   }
   const method = req.method.toUpperCase();
@@ -83,7 +65,9 @@ async function serve(router: ToolRouter, req: ExpressRequest, res: ExpressRespon
   if (method !== 'GET' && method !== 'HEAD') {
     // A paused run's saved state may be larger than a tool call's body: it has its own bound.
     const limit =
-      url.pathname === `${router.basePath}/run-state` ? router.maxRunStateBytes : router.maxBodyBytes;
+      url.pathname === `${router.basePath}${TOOL_ROUTES.runState}`
+        ? router.maxRunStateBytes
+        : router.maxBodyBytes;
     const read = await readBody(req, limit, router.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
     if (read instanceof Reject) {
       await send(res, fail(read));

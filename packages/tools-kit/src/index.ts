@@ -2,7 +2,7 @@
  * @threadline/tools-kit: safe HTTP tool endpoints for Threadline agents — strict validation, scoped
  * act-as tokens, structured results, built-in state/session/profile/events tools and an agent-side client.
  */
-export { ToolsKitError, ToolCallError, TOOLS_KIT_ERROR_CODES } from './errors.js';
+export { ToolsKitError, ToolFailure, ToolCallError, TOOLS_KIT_ERROR_CODES } from './errors.js';
 export type { ToolsKitErrorCode } from './errors.js';
 export { defineTool } from './tool.js';
 export type {
@@ -31,7 +31,8 @@ export {
 } from './builtins.js';
 export type { BuiltinToolName } from './builtins.js';
 export { createToolRouter } from './router.js';
-export type { ToolApprovalCall, ToolApprovals, ToolRouter, ToolRouterOptions } from './router.js';
+export type { ToolRouter, ToolRouterOptions } from './router.js';
+export type { ToolApprovalCall, ToolApprovals } from './approvals.js';
 export { createToolClient } from './client.js';
 export type { ToolClient, ToolClientOptions, ToolCallOptions } from './client.js';
 export { ManifestCache, DEFAULT_MANIFEST_CACHE_ENTRIES } from './manifest-cache.js';

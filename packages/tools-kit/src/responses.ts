@@ -42,3 +42,9 @@ export function fail(reject: Reject): Response {
 export function json(status: number, body: ToolResult, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...headers } });
 }
+
+/** The answer to a call: its result envelope (200), or the refusal's error envelope. */
+export function respond(result: ToolResult | Reject): Response {
+  if (result instanceof Reject) return fail(result);
+  return json(200, result);
+}

@@ -1,7 +1,7 @@
 import { ToolManifestSchema, ToolResultSchema } from '@threadline/contracts';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { BUILTIN_TOOLS, ToolCallError, defineTool } from '../src/index.js';
+import { BUILTIN_TOOLS, ToolCallError, ToolFailure, ToolsKitError, defineTool } from '../src/index.js';
 import { makeSetup } from './helpers.js';
 
 const BASE = 'http://api.test';
@@ -204,14 +204,43 @@ describe('createToolRouter: custom tools', () => {
     });
   });
 
-  it('a ToolCallError becomes its code and status; a throw becomes a generic 500 with a reference', async () => {
+  it('ToolCallError, the deprecated name, is the same class: thrown, it answers the same; instanceof holds both ways', async () => {
+    expect(ToolCallError).toBe(ToolFailure);
+    const old = new ToolCallError('not_found', 'no such slot', {
+      issues: [{ path: 'slot', message: 'unknown' }],
+    });
+    expect(old).toBeInstanceOf(ToolFailure);
+    expect(new ToolFailure('conflict', 'x')).toBeInstanceOf(ToolCallError);
+    expect(old).toBeInstanceOf(ToolsKitError);
+    expect([old.name, old.code, old.errorCode]).toEqual(['ToolFailure', 'tool_call_failed', 'not_found']);
+    const missing = defineTool({
+      name: 'x.missing',
+      description: 'Throws the deprecated name.',
+      input: z.strictObject({}),
+      output: z.strictObject({}),
+      handler() {
+        throw old;
+      },
+    });
+    const { router, mint } = makeSetup({ tools: [missing] });
+    const r = await call(router, await mint(), 'x.missing', {});
+    expect([r.status, r.body]).toEqual([
+      404,
+      {
+        ok: false,
+        error: { code: 'not_found', message: 'no such slot', issues: [{ path: 'slot', message: 'unknown' }] },
+      },
+    ]);
+  });
+
+  it('a ToolFailure becomes its code and status; a throw becomes a generic 500 with a reference', async () => {
     const conflict = defineTool({
       name: 'x.conflict',
       description: 'Always conflicts.',
       input: z.strictObject({}),
       output: z.strictObject({}),
       handler() {
-        throw new ToolCallError('conflict', 'slot already booked');
+        throw new ToolFailure('conflict', 'slot already booked');
       },
     });
     const boom = defineTool({

@@ -5,10 +5,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { gzipSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
 import { WebSocketServer } from 'ws';
+import { CHROMIUM, launchChromium } from './chromium.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 10_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const bundlePath = new URL('../dist/agent-chat.js', import.meta.url);
@@ -57,19 +56,7 @@ wss.on('connection', (ws) => {
   });
 });
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 try {
   const results = [];
   for (let n = 0; n < RUNS; n++) {

@@ -27,14 +27,15 @@ const compactCss = {
 };
 
 // The element's html`` templates keep their source indentation in the bundle (esbuild leaves template text as
-// is): about 200 bytes gzipped. Every run of indentation after a line break in src/agent-chat.ts goes; outside
-// templates that is only code layout, and inside them the line break stays, so text still has its whitespace
-// where it had some (no template puts a line break inside a pre or pre-wrap element, and attribute values there
-// are one line).
+// is): about 200 bytes gzipped. Every run of indentation after a line break in the template modules goes;
+// outside templates that is only code layout, and inside them the line break stays, so text still has its
+// whitespace where it had some (no template puts a line break inside a pre or pre-wrap element, and attribute
+// values there are one line).
+const TEMPLATE_MODULES = /[\\/]src[\\/](view|messages|approvals|composer)\.ts$/;
 const compactTemplates = {
   name: 'compact-templates',
   setup(b) {
-    b.onLoad({ filter: /[\\/]src[\\/]agent-chat\.ts$/ }, async (args) => ({
+    b.onLoad({ filter: TEMPLATE_MODULES }, async (args) => ({
       contents: (await readFile(args.path, 'utf8')).replace(/\n[ \t]+/g, '\n'),
       loader: 'ts',
     }));
@@ -53,5 +54,8 @@ await build({
   conditions: ['@threadline/source'],
   outfile: process.argv[2] ?? 'dist/agent-chat.js',
   legalComments: 'none',
+  // The element's members shared between its own modules are named `__x` (lit's convention for members that are
+  // not API) and shortened here, as lit's own build does with terser. Lit's cross-package members start `_$`.
+  mangleProps: /^__/,
   plugins: [compactCss, compactTemplates],
 });

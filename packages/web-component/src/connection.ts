@@ -1,8 +1,13 @@
-import type { AckMessage, ClientMessage, ErrorMessage, SequencedAgentEvent } from '@threadline/contracts';
+import type {
+  AckMessage,
+  BrowserErrorCode,
+  ClientMessage,
+  ErrorMessage,
+  SequencedAgentEvent,
+} from '@threadline/contracts';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { AgentChatError, type AgentChatErrorCode } from './errors.js';
 import { readServerFrame } from './guard.js';
-import { FATAL_ERROR_CODES } from './protocol.js';
 import type { ChatTransport, TransportCloseInfo, TransportConnection } from './transport.js';
 
 /** The element's connection state, shown in its status bar and reported by `agent-chat:connection`. */
@@ -38,7 +43,12 @@ export interface ConnectionHooks {
   state(change: ConnectionChange): void;
 }
 
-const FATAL_SERVER_CODES = new Set<string>(FATAL_ERROR_CODES);
+/** Server error codes after which retrying cannot help until the page acts (sign in again, etc.). */
+const FATAL_SERVER_CODES = new Set<string>([
+  'unauthorized',
+  'forbidden',
+  'thread_deleted',
+] satisfies BrowserErrorCode[]);
 /** Close codes a server uses to say the same at the socket level (4401/4403 by Threadline's convention). */
 const FATAL_CLOSE_CODES: Record<number, string> = {
   4401: 'unauthorized',

@@ -1,12 +1,12 @@
 import type { AckMessage, ErrorMessage, SequencedAgentEvent } from '@threadline/contracts';
-import { KNOWN_EVENT_TYPES, WIRE_ID_PATTERN as ID_PATTERN, WIRE_LIMITS as LIMITS } from './protocol.js';
+import { EVENT_TYPES, ID_PATTERN, LIMITS } from '@threadline/contracts/core';
 
 /*
  * Why a hand-written guard instead of the zod schemas in @threadline/contracts: the script-tag bundle has a
  * 20 KiB gzip budget and zod alone is larger than that. This guard checks exactly what the element relies on
- * (types, lengths, id shapes from the contract's LIMITS and ID_PATTERN, mirrored in protocol.ts); lengths are
- * `.length`, UTF-16 code units, the contract's unit. Unknown extra keys are tolerated so an older element
- * keeps working against a newer server.
+ * (types, lengths, id shapes from the contract's LIMITS and ID_PATTERN, which the zod-free
+ * `@threadline/contracts/core` provides); lengths are `.length`, UTF-16 code units, the contract's unit. Unknown
+ * extra keys are tolerated so an older element keeps working against a newer server.
  */
 
 /** What one server frame turned out to be. */
@@ -22,7 +22,7 @@ export const MAX_FRAME_LENGTH = 256 * 1024;
 
 type Obj = Record<string, unknown>;
 
-const KNOWN_TYPES = new Set<string>(KNOWN_EVENT_TYPES);
+const KNOWN_TYPES = new Set<string>(EVENT_TYPES);
 const CODE = /^[a-z][a-z0-9_]*$/;
 const UNKNOWN_TYPE = /^[A-Z][A-Z0-9_]{0,63}$/;
 

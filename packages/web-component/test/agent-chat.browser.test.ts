@@ -1,43 +1,22 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import type { WebSocket } from 'ws';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { browserSuite, launchChromium } from './helpers/browser.js';
-import { PageServer } from './helpers/page-server.js';
-import { ScriptedServer, type Script } from './helpers/scripted-server.js';
+import { beforeAll, expect, it } from 'vitest';
+import { browserSuite } from './helpers/browser.js';
+import { scriptedBrowser } from './helpers/scripted-browser.js';
+import type { ScriptedServer, Script } from './helpers/scripted-server.js';
 
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/', import.meta.url));
 const suite = browserSuite('<agent-chat> in Chromium');
 
 suite('<agent-chat> in Chromium', () => {
-  let browser: Browser;
-  let pages: PageServer;
-  let context: BrowserContext | undefined;
-  const servers: ScriptedServer[] = [];
+  const { serve, open } = scriptedBrowser();
 
   beforeAll(async () => {
-    [pages, browser] = await Promise.all([PageServer.start(), launchChromium()]);
     await mkdir(ARTIFACTS, { recursive: true });
   });
-
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-    await Promise.all(servers.splice(0).map((s) => s.close()));
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await pages?.close();
-  });
-
-  async function serve(threadId: string, script: Script = {}): Promise<ScriptedServer> {
-    const s = await ScriptedServer.start(threadId, script);
-    servers.push(s);
-    return s;
-  }
 
   /** Opens the test page and mounts one <agent-chat> on `server`, recording its DOM events. */
   async function mount(
@@ -46,11 +25,7 @@ suite('<agent-chat> in Chromium', () => {
     baseDelayMs = 30,
     maxAttempts = 5,
   ): Promise<Page> {
-    context = await browser.newContext({ viewport: { width: 640, height: 720 } });
-    const page = await context.newPage();
-    page.on('pageerror', (err) => console.error('page error:', err.message));
-    await page.goto(pages.url);
-    await page.waitForFunction(() => customElements.get('agent-chat') !== undefined);
+    const page = await open({ viewport: { width: 640, height: 720 } });
     await page.evaluate(
       ({ url, threadId, extra, baseDelayMs, maxAttempts }) => {
         window.__events = [];

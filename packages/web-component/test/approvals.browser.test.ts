@@ -1,30 +1,14 @@
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import type { WebSocket } from 'ws';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { browserSuite, launchChromium } from './helpers/browser.js';
-import { PageServer } from './helpers/page-server.js';
-import { ScriptedServer, type Script } from './helpers/scripted-server.js';
+import { expect, it } from 'vitest';
+import { browserSuite } from './helpers/browser.js';
+import { scriptedBrowser } from './helpers/scripted-browser.js';
+import type { ScriptedServer, Script } from './helpers/scripted-server.js';
 
 const suite = browserSuite('<agent-chat> tool approvals in Chromium');
 
 suite('<agent-chat> tool approvals in Chromium', () => {
-  let browser: Browser;
-  let pages: PageServer;
-  let context: BrowserContext | undefined;
-  const servers: ScriptedServer[] = [];
-
-  beforeAll(async () => {
-    [pages, browser] = await Promise.all([PageServer.start(), launchChromium()]);
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-    await Promise.all(servers.splice(0).map((s) => s.close()));
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await pages?.close();
-  });
+  const env = scriptedBrowser();
 
   /**
    * A relay stand-in: `send` starts a run that asks to approve `profile.clear`; `approve` stores the decision
@@ -83,17 +67,11 @@ suite('<agent-chat> tool approvals in Chromium', () => {
         );
       },
     };
-    const s = await ScriptedServer.start(threadId, script);
-    servers.push(s);
-    return s;
+    return env.serve(threadId, script);
   }
 
   async function open(server: ScriptedServer): Promise<Page> {
-    context ??= await browser.newContext({ viewport: { width: 640, height: 720 } });
-    const page = await context.newPage();
-    page.on('pageerror', (err) => console.error('page error:', err.message));
-    await page.goto(pages.url);
-    await page.waitForFunction(() => customElements.get('agent-chat') !== undefined);
+    const page = await env.open({ viewport: { width: 640, height: 720 } });
     await page.evaluate(
       ({ url, threadId }) => {
         const el = document.createElement('agent-chat');

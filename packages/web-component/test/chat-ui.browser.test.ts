@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import type { WebSocket } from 'ws';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { browserSuite, launchChromium } from './helpers/browser.js';
-import { PageServer } from './helpers/page-server.js';
-import { ScriptedServer, type Script } from './helpers/scripted-server.js';
+import { beforeAll, expect, it } from 'vitest';
+import { browserSuite } from './helpers/browser.js';
+import { scriptedBrowser } from './helpers/scripted-browser.js';
+import type { ScriptedServer } from './helpers/scripted-server.js';
 
 // The chat's own controls (composer, message actions, words), at desktop and mobile sizes, light and dark.
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/ui/', import.meta.url));
@@ -15,46 +15,22 @@ const LIMIT = 32_000;
 const SIZES = { desktop: { width: 1280, height: 800 }, mobile: { width: 390, height: 844 } } as const;
 
 suite('<agent-chat> controls in Chromium', () => {
-  let browser: Browser;
-  let pages: PageServer;
-  let context: BrowserContext | undefined;
-  const servers: ScriptedServer[] = [];
+  const env = scriptedBrowser();
+  const { serve } = env;
 
   beforeAll(async () => {
-    [pages, browser] = await Promise.all([PageServer.start(), launchChromium()]);
     await mkdir(ARTIFACTS, { recursive: true });
   });
 
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-    await Promise.all(servers.splice(0).map((s) => s.close()));
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await pages?.close();
-  });
-
-  async function serve(threadId: string, script: Script = {}): Promise<ScriptedServer> {
-    const s = await ScriptedServer.start(threadId, script);
-    servers.push(s);
-    return s;
-  }
-
   /** Mounts one <agent-chat> filling the page, with clipboard access, and waits until it is connected. */
   async function mount(server: ScriptedServer, size: keyof typeof SIZES = 'desktop'): Promise<Page> {
-    context = await browser.newContext({
+    const page = await env.open({
       viewport: SIZES[size],
       permissions: ['clipboard-read', 'clipboard-write'],
     });
-    const page = await context.newPage();
-    page.on('pageerror', (err) => console.error('page error:', err.message));
-    await page.goto(pages.url);
     await page.addStyleTag({
       content: 'body { margin: 0 } agent-chat { width: auto; --agent-chat-height: 100vh; border-radius: 0 }',
     });
-    await page.waitForFunction(() => customElements.get('agent-chat') !== undefined);
     await page.evaluate(
       ({ url, threadId }) => {
         window.__errors = [];
@@ -215,8 +191,8 @@ suite('<agent-chat> controls in Chromium', () => {
     await page.emulateMedia({ reducedMotion: 'no-preference' });
     await shoot(page, 'working');
     // A reload before the first event shows it too (the run is active and the last row is its message).
-    const again = await browser.newPage({ viewport: SIZES.desktop });
-    await again.goto(pages.url);
+    const again = await env.browser.newPage({ viewport: SIZES.desktop });
+    await again.goto(env.pages.url);
     await again.evaluate(
       ({ url, threadId }) => {
         const el = document.createElement('agent-chat');

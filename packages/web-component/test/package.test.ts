@@ -57,3 +57,19 @@ describe('package manifest', () => {
     }
   });
 });
+
+describe('registration', () => {
+  it('only agent-chat.ts defines <agent-chat>, and only the main entry imports it (./element defines nothing)', () => {
+    const dir = new URL('src/', root);
+    const files = readdirSync(dir).map((file) => [file, readFileSync(new URL(file, dir), 'utf8')] as const);
+    // Code lines only: element.ts shows a define in its JSDoc example.
+    expect(
+      files
+        .filter(([, text]) => /^(?!\s*(\*|\/\/)).*customElements\.define\(/m.test(text))
+        .map(([file]) => file),
+    ).toEqual(['agent-chat.ts']);
+    expect(files.filter(([, text]) => text.includes("from './agent-chat.js'")).map(([file]) => file)).toEqual(
+      ['index.ts'],
+    );
+  });
+});

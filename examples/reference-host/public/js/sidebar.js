@@ -3,6 +3,30 @@
 // per thread, and on narrow screens a menu button that opens it over the page. Host-only: not in <agent-chat>.
 import { api, showError } from './api.js';
 
+// The sidebar's content and its delete confirm, written once here for every page that has a sidebar. They are
+// put in as this module loads, before the importing page's script runs (and before it awaits anything), so
+// they are there as early as static markup would be.
+const SIDEBAR_HTML = `
+  <button id="sidebar-new" type="button" class="new-thread">+ New thread</button>
+  <p id="threads-error" class="error" role="alert" hidden></p>
+  <ul id="threads" class="threads"></ul>
+  <p id="no-threads" class="muted" hidden>No threads yet.</p>`;
+const CONFIRM_DELETE_HTML = `
+  <form method="dialog">
+    <p id="confirm-delete-text"></p>
+    <div class="row end">
+      <button value="cancel" class="secondary" autofocus>Cancel</button>
+      <button value="delete" class="danger">Delete</button>
+    </div>
+  </form>`;
+
+document.getElementById('sidebar').innerHTML = SIDEBAR_HTML;
+const dialog = document.createElement('dialog');
+dialog.id = 'confirm-delete';
+dialog.setAttribute('aria-labelledby', 'confirm-delete-text');
+dialog.innerHTML = CONFIRM_DELETE_HTML;
+document.body.append(dialog);
+
 const ICONS = {
   rename: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4" /></svg>',
   delete:
@@ -31,7 +55,6 @@ export function setupSidebar({ activeId = null, onRenamed = () => {} } = {}) {
   const errorEl = document.getElementById('threads-error');
   const menu = document.getElementById('menu');
   const scrim = document.getElementById('scrim');
-  const dialog = document.getElementById('confirm-delete');
   let threads = [];
   let editing = null;
 

@@ -1,4 +1,13 @@
-import { AgentEventSchema, safeParse } from '@threadline/contracts';
+import {
+  AGENT_HTTP_ERROR_STATUS,
+  AGENT_HTTP_PATHS,
+  AgentEventSchema,
+  AgentHttpErrorBodySchema,
+  SSE_MEDIA_TYPE,
+  agentRunPath,
+  safeParse,
+  safeParseJson,
+} from '@threadline/contracts';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { AgentTransportError } from './agent-transport.js';
 import { isPlainChunk } from './chunk-check.js';
@@ -6,7 +15,7 @@ import type { ChunkIdCache } from './chunk-check.js';
 import { RelayError } from '../errors.js';
 import type { AgentTransport } from './agent-transport.js';
 import { SseParser } from './sse.js';
-import { fetchOpener, nodeHttpClient, toError } from './http-client.js';
+import { fetchOpener, nodeHttpClient, summarize, toError } from './http-client.js';
 import type { Client, OpenedResponse } from './http-client.js';
 import { nodeHttp2Client } from './http2-client.js';
 
@@ -78,6 +87,7 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
       ? nodeHttp2Client(base, connectTimeoutMs)
       : nodeHttpClient(base);
   const open = client.open;
+  const runsUrl = `${base}${AGENT_HTTP_PATHS.runs}`;
 
   /**
    * The run's events, one array per network read (everything that read completed). Bounded by the read: at
@@ -100,19 +110,14 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
           connectTimeoutMs,
         );
         try {
-          response = await open(
-            `${base}/runs`,
-            await credential(),
-            JSON.stringify(request),
-            controller.signal,
-          );
+          response = await open(runsUrl, await credential(), JSON.stringify(request), controller.signal);
           break;
         } catch (cause) {
           if (signal.aborted) throw cause;
           if (!connectionRefused(cause) || Date.now() >= waitUntil) {
             throw new AgentTransportError(
               'agent_unreachable',
-              `could not reach the agent at ${base}/runs${waitForAgentMs > 0 && connectionRefused(cause) ? ` within ${waitForAgentMs} ms` : ''}: ${describe(cause)}`,
+              `could not reach the agent at ${runsUrl}${waitForAgentMs > 0 && connectionRefused(cause) ? ` within ${waitForAgentMs} ms` : ''}: ${describe(cause)}`,
               { cause },
             );
           }
@@ -123,10 +128,9 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
         if (signal.aborted) throw toError(signal.reason);
       }
       if (response.status < 200 || response.status > 299) {
-        const detail = await response.readSome();
-        const message = `the agent answered HTTP ${response.status}${detail ? `: ${detail}` : ''}`;
-        // 429: at capacity, the run was not started; the relay may queue it and try again.
-        if (response.status === 429) {
+        const message = `the agent answered HTTP ${response.status}${describeBody(await response.readSome())}`;
+        // At capacity, the run was not started: the relay may queue it and try again.
+        if (response.status === AGENT_HTTP_ERROR_STATUS.too_many_runs) {
           const retryAfterMs = retryAfter(response.retryAfter);
           throw new AgentTransportError(
             'agent_busy',
@@ -137,10 +141,10 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
         throw new AgentTransportError('agent_unreachable', message);
       }
       const type = response.contentType;
-      if (!type.toLowerCase().startsWith('text/event-stream')) {
+      if (!type.toLowerCase().startsWith(SSE_MEDIA_TYPE)) {
         throw new AgentTransportError(
           'agent_stream_invalid',
-          `the agent answered with content-type "${type.slice(0, 100)}", not text/event-stream`,
+          `the agent answered with content-type "${type.slice(0, 100)}", not ${SSE_MEDIA_TYPE}`,
         );
       }
       const chunks = response.body[Symbol.asyncIterator]();
@@ -208,7 +212,7 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
     async cancel(runId: string): Promise<void> {
       try {
         const response = await open(
-          `${base}/runs/${encodeURIComponent(runId)}`,
+          `${base}${agentRunPath(runId)}`,
           await credential(),
           null,
           AbortSignal.timeout(cancelTimeoutMs),
@@ -225,6 +229,17 @@ export function httpAgentTransport(options: HttpAgentTransportOptions): AgentTra
 function retryAfter(header: string | undefined): number | undefined {
   if (header === undefined || !/^\s*\d{1,7}\s*$/.test(header)) return undefined;
   return Math.min(Number(header) * 1000, 3_600_000);
+}
+
+/**
+ * The start of an error answer's body for a message: the service's code and message when it is the agent
+ * service's error body, else the text itself, shortened.
+ */
+function describeBody(start: string): string {
+  const body = safeParseJson(AgentHttpErrorBodySchema, start, 'agent error body');
+  const detail = body.ok ? `${body.value.error.code}: ${body.value.error.message}` : start;
+  const short = summarize(detail);
+  return short === '' ? '' : `: ${short}`;
 }
 
 /**

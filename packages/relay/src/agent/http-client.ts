@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { JSON_MEDIA_TYPE, SSE_MEDIA_TYPE } from '@threadline/contracts';
 
 // The HTTP clients of the agent transport: one shape (an opener that POSTs a run or DELETEs it and resolves at
 // the response headers), made over fetch or over node:http(s) with a keep-alive pool. HTTP/2 is in http2-client.ts.
@@ -14,7 +15,7 @@ export interface OpenedResponse {
   body: AsyncIterable<Uint8Array>;
   /** Throws if the body, whose iterator is done, was cut off rather than ended (for clients that do not say). */
   checkEnd?(): void;
-  /** The start of the body, for an error message: the first chunk at most, never the whole body. */
+  /** The start of the body, for an error message: the first chunk (and at most 4 KiB of it), never the whole body. */
   readSome(): Promise<string>;
   /**
    * Releases the response (idempotent): `drain` after the terminal event reads the rest of the body (briefly)
@@ -37,13 +38,14 @@ export interface Client {
   close(): void;
 }
 
+/** An opener over an injected fetch (which picks its own protocol and connection reuse). */
 export function fetchOpener(fetchImpl: typeof fetch): Opener {
   return async (url, credential, body, signal) => {
     const response = await fetchImpl(url, {
       method: body === null ? 'DELETE' : 'POST',
       headers: {
         authorization: `Bearer ${credential}`,
-        ...(body === null ? {} : { 'content-type': 'application/json', accept: 'text/event-stream' }),
+        ...(body === null ? {} : { 'content-type': JSON_MEDIA_TYPE, accept: SSE_MEDIA_TYPE }),
       },
       ...(body === null ? {} : { body }),
       signal,
@@ -65,7 +67,7 @@ export function fetchOpener(fetchImpl: typeof fetch): Opener {
       async readSome() {
         try {
           const first = await read();
-          return first.done ? '' : summarize(first.value);
+          return first.done ? '' : bodyStart(first.value);
         } catch {
           return '';
         } finally {
@@ -77,6 +79,7 @@ export function fetchOpener(fetchImpl: typeof fetch): Opener {
   };
 }
 
+/** A client over node:http(s) with a keep-alive pool for `base`; `close()` destroys the pool and its sockets. */
 export function nodeHttpClient(base: string): Client {
   const secure = new URL(base).protocol === 'https:';
   const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
@@ -85,8 +88,8 @@ export function nodeHttpClient(base: string): Client {
     new Promise<OpenedResponse>((resolve, reject) => {
       const headers: OutgoingHttpHeaders = { authorization: `Bearer ${credential}` };
       if (body !== null) {
-        headers['content-type'] = 'application/json';
-        headers.accept = 'text/event-stream';
+        headers['content-type'] = JSON_MEDIA_TYPE;
+        headers.accept = SSE_MEDIA_TYPE;
         headers['content-length'] = Buffer.byteLength(body);
       }
       const req = send(url, { method: body === null ? 'DELETE' : 'POST', headers, agent });
@@ -127,7 +130,7 @@ export function nodeHttpClient(base: string): Client {
           readSome: () =>
             new Promise<string>((done) => {
               res.once('data', (first: Buffer) => {
-                done(summarize(first));
+                done(bodyStart(first));
                 res.destroy();
               });
               res.once('end', () => done(''));
@@ -141,11 +144,17 @@ export function nodeHttpClient(base: string): Client {
   return { open, close: () => agent.destroy() };
 }
 
+/** An abort reason as an Error (a reason that is not one becomes its message). */
 export function toError(reason: unknown): Error {
   return reason instanceof Error ? reason : new Error(String(reason ?? 'aborted'));
 }
 
-export function summarize(bytes: Uint8Array): string {
-  const text = new TextDecoder().decode(bytes.subarray(0, 400));
-  return text.slice(0, 200).replace(/\s+/g, ' ').trim();
+/** The first 4 KiB of a body chunk as text: enough for an agent service's error body. */
+export function bodyStart(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes.subarray(0, 4096));
+}
+
+/** Text for an error message: whitespace collapsed, at most 200 characters. */
+export function summarize(text: string): string {
+  return text.slice(0, 400).replace(/\s+/g, ' ').trim().slice(0, 200);
 }

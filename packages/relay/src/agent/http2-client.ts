@@ -1,6 +1,7 @@
 import { connect as http2Connect, constants as h2 } from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders as Http2Headers } from 'node:http2';
-import { summarize, toError } from './http-client.js';
+import { JSON_MEDIA_TYPE, SSE_MEDIA_TYPE } from '@threadline/contracts';
+import { bodyStart, toError } from './http-client.js';
 import type { Client, OpenedResponse, Opener } from './http-client.js';
 
 // The agent transport's HTTP/2 client: every run is a stream of one shared session (see nodeHttp2Client).
@@ -101,8 +102,8 @@ export function nodeHttp2Client(base: string, pingTimeoutMs: number): Client {
         authorization: `Bearer ${credential}`,
       };
       if (body !== null) {
-        headers['content-type'] = 'application/json';
-        headers.accept = 'text/event-stream';
+        headers['content-type'] = JSON_MEDIA_TYPE;
+        headers.accept = SSE_MEDIA_TYPE;
       }
       // A refused stream was never processed by the agent (a GOAWAY crossed it, or the agent was at its stream
       // limit): it is sent again once, on whatever session is current by then.
@@ -164,7 +165,7 @@ export function nodeHttp2Client(base: string, pingTimeoutMs: number): Client {
             },
             readSome: () =>
               new Promise<string>((done) => {
-                stream.once('data', (first: Buffer) => done(summarize(first)));
+                stream.once('data', (first: Buffer) => done(bodyStart(first)));
                 stream.once('end', () => done(''));
                 stream.once('close', () => done(''));
               }).finally(close),

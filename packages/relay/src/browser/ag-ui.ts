@@ -3,22 +3,15 @@
  * Node's `http` / Express). An AG-UI client such as `@ag-ui/client`'s `HttpAgent` then runs Threadline agents.
  * @packageDocumentation
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import {
-  IdSchema,
-  LIMITS,
-  createAgUiMapper,
-  createAgUiMessageBuilder,
-  safeParse,
-  toContractIssues,
-} from '@threadline/contracts';
-import type { AgentEvent, AgUiEvent, AgUiMessage } from '@threadline/contracts';
+import { IdSchema, LIMITS, safeParse, toContractIssues } from '@threadline/contracts';
 import { z } from 'zod';
 import { RelayError } from '../errors.js';
 import type { RelayErrorCode } from '../errors.js';
 import type { Relay } from '../core/relay.js';
 import type { Subscription } from '../core/subscription.js';
+import { runStream } from './ag-ui-stream.js';
+
+export { toNodeListener } from './node-listener.js';
 
 /** Options of {@link createAgUiHandler}. */
 export interface AgUiHandlerOptions {
@@ -99,9 +92,6 @@ const RunAgentInputSchema = z.looseObject({
     }),
   ),
 });
-
-const encoder = new TextEncoder();
-const frame = (event: AgUiEvent): string => `data: ${JSON.stringify(event)}\n\n`;
 
 /**
  * Serves AG-UI's HTTP + SSE protocol over a relay. A `POST` with a `RunAgentInput` JSON body sends the last
@@ -329,297 +319,10 @@ async function readBody(request: Request, limit: number, timeoutMs: number): Pro
   return out;
 }
 
-interface RunStreamInput {
-  relay: Relay;
-  user: { id: string };
-  subscription: Subscription;
-  /** The relay's run. */
-  runId: string;
-  /** The AG-UI run as the client named it. */
-  input: { threadId: string; runId: string; parentRunId: string | undefined };
-  maxSnapshotMessages: number;
-  maxSnapshotBytes: number;
-  heartbeatMs: number;
-  cancelOnDisconnect: boolean;
-  logger: Pick<Console, 'error'>;
-}
-
-/**
- * The SSE body of one run: reads the thread from the start, folds everything before the run into the snapshot,
- * then maps the run's events until its terminal one. Pull-based: nothing is read from the relay faster than the
- * client takes it, so a slow client meets the subscription's bound (`slow_consumer`) rather than growing a queue.
- */
-function runStream(s: RunStreamInput): ReadableStream<Uint8Array> {
-  const { subscription, runId, input } = s;
-  const history = createAgUiMessageBuilder({ maxMessages: s.maxSnapshotMessages });
-  const mapper = createAgUiMapper();
-  let started = false;
-  let ended = false;
-  let cancelled = false;
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
-
-  const stop = () => {
-    ended = true;
-    clearInterval(heartbeat);
-    subscription.close();
-  };
-
-  /** AG-UI events for one stored event of the thread. */
-  const onEvent = (event: AgentEvent, out: string[]) => {
-    if (!started) {
-      if (event.runId !== runId) {
-        history.push(event);
-        return;
-      }
-      if (event.type === 'USER_MESSAGE') {
-        // Held by the mapper until the run opens, then sent as a user text message after the snapshot.
-        mapper.push(event);
-        return;
-      }
-      started = true;
-      // The client named the run: AG-UI clients correlate by the runId they sent.
-      const opening: AgUiEvent = {
-        type: 'RUN_STARTED',
-        threadId: input.threadId,
-        runId: input.runId,
-        ...(input.parentRunId !== undefined ? { parentRunId: input.parentRunId } : {}),
-        timestamp: event.ts,
-        metadata: { threadlineRunId: runId },
-      };
-      out.push(frame(opening));
-      // The thread before this run. A client keeps the order of the messages it already has, so the new
-      // message is not in the snapshot: the snapshot drops the client's copy, and the user text message that
-      // follows puts it back after the history, where the log has it.
-      out.push(frame({ type: 'MESSAGES_SNAPSHOT', messages: snapshot(), timestamp: event.ts }));
-      const opened = mapper.push(
-        event.type === 'RUN_STARTED'
-          ? event
-          : { type: 'RUN_STARTED', threadId: event.threadId, runId, ts: event.ts },
-      );
-      // The mapper's own RUN_STARTED is not sent (the one above stands for it); the user message is.
-      for (const e of opened) if (e.type !== 'RUN_STARTED') out.push(frame(e));
-      if (event.type === 'RUN_STARTED') return;
-    }
-    if (event.runId !== runId) return;
-    for (const e of mapper.push(event)) {
-      if (e.type === 'RUN_FINISHED') out.push(frame({ ...e, threadId: input.threadId, runId: input.runId }));
-      else out.push(frame(e));
-      if (e.type === 'RUN_FINISHED' || e.type === 'RUN_ERROR') ended = true;
-    }
-    if (event.type === 'TOOL_APPROVAL_REQUESTED') {
-      // The run waits for a person: AG-UI's interrupt outcome ends this stream. The decision is made through
-      // the relay (`approve`); the Threadline run then goes on in the thread's log.
-      out.push(
-        frame({
-          type: 'RUN_FINISHED',
-          threadId: input.threadId,
-          runId: input.runId,
-          outcome: {
-            type: 'interrupt',
-            interrupts: [
-              {
-                id: event.toolCallId,
-                reason: 'tool_approval',
-                toolCallId: event.toolCallId,
-                expiresAt: event.expiresAt,
-              },
-            ],
-          },
-          timestamp: event.ts,
-        }),
-      );
-      ended = true;
-    }
-  };
-
-  /** The thread before the run, newest first within the byte bound. */
-  const snapshot = (): AgUiMessage[] => {
-    const messages = history.messages();
-    let bytes = 0;
-    let from = messages.length;
-    while (from > 0) {
-      const size = Buffer.byteLength(JSON.stringify(messages[from - 1]));
-      if (bytes + size > s.maxSnapshotBytes) break;
-      bytes += size;
-      from--;
-    }
-    return messages.slice(from);
-  };
-
-  /** Ends the stream with RUN_ERROR when the subscription fails under it (it never fails the run itself). */
-  const streamError = (error: unknown): string[] => {
-    const code = error instanceof RelayError ? error.code : 'internal_error';
-    const message =
-      error instanceof RelayError
-        ? `the event stream ended: ${error.message}`
-        : 'the event stream ended unexpectedly; the run may still be going';
-    if (!(error instanceof RelayError)) s.logger.error('[threadline/relay] ag-ui stream failed:', error);
-    return [frame({ type: 'RUN_ERROR', message, code, timestamp: Date.now() })];
-  };
-
-  return new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        if (s.heartbeatMs > 0) {
-          heartbeat = setInterval(() => {
-            // Only into an empty queue: a client that reads nothing does not collect heartbeats.
-            if (!ended && (controller.desiredSize ?? 0) > 0)
-              controller.enqueue(encoder.encode(': keep-alive\n\n'));
-          }, s.heartbeatMs);
-          heartbeat.unref?.();
-        }
-      },
-      async pull(controller) {
-        const out: string[] = [];
-        try {
-          while (out.length === 0 && !ended) {
-            const batch = await subscription.nextBatch();
-            if (batch === null) throw new RelayError('closed', 'the subscription was closed');
-            for (const stored of batch) {
-              onEvent(JSON.parse(stored.json) as AgentEvent, out);
-              if (ended) break;
-            }
-          }
-        } catch (error) {
-          out.push(...streamError(error));
-          ended = true;
-        }
-        if (cancelled) return;
-        if (out.length > 0) controller.enqueue(encoder.encode(out.join('')));
-        if (ended) {
-          stop();
-          controller.close();
-        }
-      },
-      cancel() {
-        cancelled = true;
-        const unfinished = !ended;
-        stop();
-        if (unfinished && s.cancelOnDisconnect) {
-          s.relay.cancel({ user: s.user, runId }).catch((error: unknown) => {
-            if (!(error instanceof RelayError))
-              s.logger.error('[threadline/relay] ag-ui cancel failed:', error);
-          });
-        }
-      },
-    },
-    { highWaterMark: 1 },
-  );
-}
-
 function intOption(value: number | undefined, fallback: number, min: number, name: string): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < min) {
     throw new RelayError('invalid_options', `${name} must be an integer >= ${min}`);
   }
   return value;
-}
-
-// Hop-by-hop and length headers describe the connection, not the body handed on.
-const DROPPED_HEADERS = new Set([
-  'host',
-  'connection',
-  'content-length',
-  'transfer-encoding',
-  'keep-alive',
-  'upgrade',
-  'expect',
-]);
-
-/**
- * Serves a Fetch-API handler (such as {@link createAgUiHandler}'s) from Node's `http` server or Express: the
- * request body streams in (a body an Express parser already read is used as is), the response streams out with
- * backpressure, and a client that goes away cancels the response body.
- * @example
- * app.post('/api/ag-ui', toNodeListener(createAgUiHandler(relay, { authenticate })));
- */
-export function toNodeListener(
-  handler: (request: Request) => Promise<Response>,
-): (req: IncomingMessage & { body?: unknown; _body?: boolean }, res: ServerResponse) => void {
-  return (req, res) => {
-    void serveNode(handler, req, res);
-  };
-}
-
-async function serveNode(
-  handler: (request: Request) => Promise<Response>,
-  req: IncomingMessage & { body?: unknown; _body?: boolean },
-  res: ServerResponse,
-): Promise<void> {
-  const controller = new AbortController();
-  res.on('close', () => controller.abort());
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || DROPPED_HEADERS.has(name)) continue;
-    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
-  }
-  const method = (req.method ?? 'GET').toUpperCase();
-  let body: BodyInit | undefined;
-  if (method !== 'GET' && method !== 'HEAD') {
-    if (req._body === true) {
-      // An Express body parser already read it.
-      const parsed = req.body;
-      body = Buffer.isBuffer(parsed)
-        ? new Uint8Array(parsed)
-        : typeof parsed === 'string'
-          ? parsed
-          : JSON.stringify(parsed ?? null);
-    } else {
-      body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
-      const declared = req.headers['content-length'];
-      if (declared !== undefined) headers.set('content-length', declared);
-    }
-  }
-  let response: Response;
-  try {
-    // The origin is fixed: the handler does not route, and the Host header is the client's to forge.
-    response = await handler(
-      new Request(`http://localhost${req.url ?? '/'}`, {
-        method,
-        headers,
-        signal: controller.signal,
-        ...(body !== undefined ? { body, duplex: 'half' } : {}),
-      } as RequestInit),
-    );
-  } catch {
-    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-    res.end('internal error\n');
-    return;
-  }
-  const out: Record<string, string> = {};
-  response.headers.forEach((value, name) => (out[name] = value));
-  res.writeHead(response.status, out);
-  if (response.body === null) {
-    res.end();
-    return;
-  }
-  res.flushHeaders();
-  const reader = response.body.getReader();
-  const onClose = () => {
-    reader.cancel().catch(() => {});
-  };
-  res.on('close', onClose);
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (!res.write(value)) {
-        await new Promise<void>((resolve) => {
-          const go = () => {
-            res.off('drain', go);
-            res.off('close', go);
-            resolve();
-          };
-          res.on('drain', go);
-          res.on('close', go);
-        });
-      }
-      if (res.destroyed) break;
-    }
-    res.end();
-  } catch {
-    res.destroy();
-  } finally {
-    res.off('close', onClose);
-  }
 }

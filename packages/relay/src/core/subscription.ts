@@ -1,3 +1,4 @@
+import { endsRun } from './run-end.js';
 import { RelayError } from '../errors.js';
 import type { ThreadPubSub } from './pubsub.js';
 import type { EventStore, StoredEvent } from '../stores/store.js';
@@ -151,10 +152,7 @@ export class ThreadSubscription implements Subscription {
 
   #push(event: StoredEvent, live: boolean): void {
     this.#quietSince = Date.now();
-    // In JSON text these can only be the event's own type or a key of its payload, never inside a string.
-    this.#maybeMidRun = !(
-      event.json.includes('"type":"RUN_FINISHED"') || event.json.includes('"type":"RUN_ERROR"')
-    );
+    this.#maybeMidRun = !endsRun(event);
     this.#buffer.push(event);
     this.#bufferedBytes += event.json.length;
     this.#cursor = event.seq;

@@ -4,6 +4,7 @@ import { MongoStore } from './mongodb/store.js';
 import { toStoreError } from './store-input.js';
 
 export { MongoStore } from './mongodb/store.js';
+export type { ToolStorePart } from './tool-store-part.js';
 
 /** Options of {@link openMongoStore}: give either `uri` (the store owns and closes the client) or `client`. */
 export type MongoStoreOptions = (

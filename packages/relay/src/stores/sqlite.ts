@@ -55,6 +55,7 @@ import {
 } from './store-input.js';
 
 export type { SqliteStoreOptions } from './sqlite/schema.js';
+export type { ToolStorePart } from './tool-store-part.js';
 
 /**
  * An {@link EventStore} in one SQLite file through `node:sqlite` (Node 22.13+): the embedded default. WAL

@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
 import { describe } from 'vitest';
+import { CHROMIUM } from '../../scripts/chromium.mjs';
+
+export { CHROMIUM, launchChromium } from '../../scripts/chromium.mjs';
 
 // What the test pages record from the element's DOM events.
 declare global {
@@ -16,7 +18,6 @@ declare global {
   }
 }
 
-export const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 
 /**
@@ -27,21 +28,4 @@ export function browserSuite(name: string): typeof describe | typeof describe.sk
   if (haveChromium || process.env.CI) return describe;
   console.warn(`skipping "${name}": ${CHROMIUM} is missing (CI=1 makes this a failure)`);
   return describe.skip;
-}
-
-/** Launches the machine's Chromium headless with the flags this sandbox needs. */
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
 }

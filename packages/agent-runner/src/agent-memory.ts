@@ -3,26 +3,29 @@ import type { JsonValue, ToolResult } from '@threadline/contracts';
 import type { ToolClient } from '@threadline/tools-kit';
 import { AgentRunnerError } from './errors.js';
 
+// The tool endpoints keep the Agents SDK's word in their names (`session.get`, `session.add`, ...): they are the
+// wire names of tools-kit's built-in agent-memory tools, and this class is an SDK `Session`.
+
 /** Largest batch `session.add` accepts in one call (the tools-kit contract caps `items` at 1000). */
 const MAX_ADD_BATCH = 1000;
 
-/** Most session items `session.get` returns in one call, and so the largest history window. */
+/** Most items `session.get` returns in one call, and so the largest history window. */
 export const MAX_HISTORY_ITEMS = 1000;
 /** Items of a thread's history the model gets by default: the newest 200. */
 export const DEFAULT_HISTORY_ITEMS = 200;
 
-/** Options of {@link ToolSession}. */
-export interface ToolSessionOptions {
-  /** Timeout per session tool call in ms (default: the client's own timeout). */
+/** Options of {@link AgentMemory}. */
+export interface AgentMemoryOptions {
+  /** Timeout per agent-memory tool call in ms (default: the client's own timeout). */
   timeoutMs?: number;
   /**
-   * The history window: how many of the newest session items a run reads when the SDK asks without a limit
+   * The history window: how many of the newest items a run reads when the SDK asks without a limit
    * (1..1000, default {@link DEFAULT_HISTORY_ITEMS}).
    */
   historyItems?: number;
 }
 
-/** What the last {@link ToolSession.getItems} read: how many items it kept and whether older ones were left out. */
+/** What the last {@link AgentMemory.getItems} read: how many items it kept and whether older ones were left out. */
 export interface HistoryWindow {
   /** Items handed to the SDK. */
   items: number;
@@ -64,27 +67,28 @@ function userText(item: JsonValue | undefined): string | undefined {
 }
 
 /**
- * An Agents SDK `Session` whose history lives behind the API: every read and write goes through the
- * built-in `session.*` tool endpoints with the run's act-as token, so the agent service keeps no database.
+ * A thread's agent memory as an Agents SDK `Session` (the SDK's interface for it): the items live behind the API,
+ * and every read and write goes through the built-in `session.*` tool endpoints with the run's act-as token, so
+ * the agent service keeps no database.
  *
  * @example
- * const session = new ToolSession(toolClient, request.threadId);
- * await runner.run(agent, 'hello', { stream: true, session });
+ * const memory = new AgentMemory(toolClient, request.threadId);
+ * await sdkRunner.run(agent, 'hello', { stream: true, session: memory });
  */
-export class ToolSession implements Session {
+export class AgentMemory implements Session {
   readonly #client: ToolClient;
   readonly #threadId: string;
   readonly #timeoutMs: number | undefined;
   readonly #historyItems: number;
   #lastWindow: HistoryWindow | undefined;
   /**
-   * Items in this session's view when its first read left older ones out: what it read plus what was added
-   * since. Later reads (the SDK's compaction reads with explicit limits) stay inside this view, so the session
+   * Items in this memory's view when its first read left older ones out: what it read plus what was added
+   * since. Later reads (the SDK's compaction reads with explicit limits) stay inside this view, so the memory
    * the SDK sees is the window the model saw, never the older part of the thread.
    */
   #view: number | undefined;
 
-  constructor(client: ToolClient, threadId: string, options: ToolSessionOptions = {}) {
+  constructor(client: ToolClient, threadId: string, options: AgentMemoryOptions = {}) {
     this.#client = client;
     this.#threadId = threadId;
     this.#timeoutMs = options.timeoutMs;
@@ -96,6 +100,7 @@ export class ToolSession implements Session {
     return this.#lastWindow;
   }
 
+  /** The SDK `Session` id: the thread id. */
   async getSessionId(): Promise<string> {
     return this.#threadId;
   }
@@ -163,6 +168,7 @@ export class ToolSession implements Session {
     return (data.item ?? undefined) as AgentInputItem | undefined;
   }
 
+  /** Empties the thread's agent memory (the SDK `Session` method of that name). */
   async clearSession(): Promise<void> {
     await this.#call('session.clear', {});
     // The thread's memory is empty now: nothing older is left out of the view.
@@ -175,10 +181,17 @@ export class ToolSession implements Session {
     if (!result.ok) {
       throw new AgentRunnerError(
         'tool_client_error',
-        `history tool ${name} failed: ${result.error.code}: ${result.error.message}`,
+        `agent memory tool ${name} failed: ${result.error.code}: ${result.error.message}`,
         { cause: result.error },
       );
     }
     return result.data;
   }
 }
+
+/** @deprecated use {@link AgentMemory}; removed in the next major. */
+export const ToolSession = AgentMemory;
+/** @deprecated use {@link AgentMemory}; removed in the next major. */
+export type ToolSession = AgentMemory;
+/** @deprecated use {@link AgentMemoryOptions}; removed in the next major. */
+export type ToolSessionOptions = AgentMemoryOptions;
