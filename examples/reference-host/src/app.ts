@@ -11,6 +11,7 @@ import express, {
 import { z } from 'zod';
 import { IdSchema } from '@threadline/contracts';
 import { RelayError, type EventStore, type Relay } from '@threadline/relay';
+import type { ToolStore } from '@threadline/tools-kit';
 import { HostError, isStoreUnavailable, type HostIssue } from './errors.js';
 import { hashPassword, isCommonPassword, verifyPassword } from './passwords.js';
 import { RateLimiter } from './rate-limit.js';
@@ -21,8 +22,8 @@ import type { UserRecord, UserStore } from './users/user-store.js';
 /** Most events `GET /api/threads/:threadId/usage` reads to sum a thread's token usage. */
 const USAGE_SCAN_EVENTS = 100_000;
 
-/** The part of the relay's store the REST routes read directly: a thread's log and a user's profile. */
-export type ThreadStore = Pick<EventStore, 'read' | 'lastSeq' | 'getProfile'>;
+/** The part of the store the REST routes read directly: a thread's log (relay) and a user's profile (tools-kit). */
+export type ThreadStore = Pick<EventStore, 'read' | 'lastSeq'> & Pick<ToolStore, 'getProfile'>;
 
 /**
  * Threads are created, listed, read, renamed and deleted through the relay: it applies `authorize` (another

@@ -26,7 +26,13 @@ import {
   type RedisLimits,
   type RedisPubSub,
 } from '@threadline/relay/redis';
-import { BUILTIN_TOOLS, createTokenIssuer, createToolRouter, defineTool } from '@threadline/tools-kit';
+import {
+  BUILTIN_TOOLS,
+  createTokenIssuer,
+  createToolRouter,
+  defineTool,
+  type ToolStore,
+} from '@threadline/tools-kit';
 import { toolRouterMiddleware } from '@threadline/tools-kit/express';
 import { z } from 'zod';
 import { createApp, type AppLimits } from './app.js';
@@ -49,7 +55,7 @@ import type { UserStore } from './users/user-store.js';
 /** Options of {@link startHost}. */
 
 /** Empties the user's profile. It needs the user's approval: the run waits for their Approve or Reject. */
-function profileClearTool(store: Pick<EventStore, 'getProfile' | 'patchProfile'>) {
+function profileClearTool(store: Pick<ToolStore, 'getProfile' | 'patchProfile'>) {
   return defineTool({
     name: 'profile.clear',
     description: "Clear everything stored in the user's profile (their name and preferences).",
@@ -160,7 +166,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
 
   let mongo: MongoClient | undefined;
   let pool: pg.Pool | undefined;
-  let store: EventStore;
+  let store: EventStore & ToolStore;
   let userStore: UserStore;
   let pubsub: RedisPubSub | undefined;
   let sharedLimits: RedisLimits | undefined;

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRelay, inProcessAgentTransport, type Relay } from '@threadline/relay';
 import { createMemoryStore, type MemoryStore } from '@threadline/relay/memory';
+import { MemoryToolStore, type ToolStore } from '@threadline/tools-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/app.js';
 import { EXAMPLE_ROOT } from '../src/config.js';
@@ -13,18 +14,20 @@ import { Sessions } from '../src/sessions.js';
 import { SqliteUserStore } from '../src/users/sqlite-user-store.js';
 import { Client, rawRequest } from './helpers.js';
 
-// The Express app over real HTTP on 127.0.0.1, with a real SQLite users file and the relay's memory store.
+// The Express app over real HTTP on 127.0.0.1, with a real SQLite users file, the relay's memory store and
+// tools-kit's memory store for profiles.
 let server: Server;
 let base: string;
 let dir: string;
 let users: SqliteUserStore;
-let store: MemoryStore;
+let store: MemoryStore & Pick<ToolStore, 'getProfile'>;
 let relay: Relay;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-api-'));
   users = new SqliteUserStore(join(dir, 'users.db'));
-  store = createMemoryStore();
+  const tools = new MemoryToolStore();
+  store = Object.assign(createMemoryStore(), { getProfile: (userId: string) => tools.getProfile(userId) });
   relay = createRelay({
     store,
     agent: inProcessAgentTransport({ async *run() {} }),

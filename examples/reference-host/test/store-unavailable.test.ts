@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { createRelay, inProcessAgentTransport, StoreError } from '@threadline/relay';
 import { createMemoryStore } from '@threadline/relay/memory';
+import { MemoryToolStore } from '@threadline/tools-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../src/app.js';
 import { EXAMPLE_ROOT } from '../src/config.js';
@@ -62,10 +63,16 @@ function fillable(store: UserStore): { users: UserStore; state: { full: boolean 
   return { users, state };
 }
 
-/** The host's Express app on 127.0.0.1 over `users` and a memory relay store, with the host's store health. */
+/**
+ * The host's Express app on 127.0.0.1 over `users`, a memory relay store and tools-kit's memory store for
+ * profiles, with the host's store health.
+ */
 async function app(users: UserStore) {
   const watched = watchUserStore(users);
-  const store = createMemoryStore();
+  const tools = new MemoryToolStore();
+  const store = Object.assign(createMemoryStore(), {
+    getProfile: (userId: string) => tools.getProfile(userId),
+  });
   const relay = createRelay({
     store,
     agent: inProcessAgentTransport({ async *run() {} }),

@@ -2,7 +2,14 @@ import type { AgentEvent } from '@threadline/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InProcessPubSub, createRelay, type Relay } from '../src/index.js';
 import { MemoryStore } from '../src/stores/memory.js';
-import { ControlledAgent, readAll, tokens, until, type ControlledRun } from './helpers.js';
+import {
+  ControlledAgent,
+  MemoryStoreWithTools,
+  readAll,
+  tokens,
+  until,
+  type ControlledRun,
+} from './helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -103,7 +110,7 @@ describe('tool approvals in the relay', () => {
   });
 
   it('ends a paused run with approval_expired and drops its saved state; refuses approvalTtlMs over 7 days', async () => {
-    const store = new MemoryStore();
+    const store = new MemoryStoreWithTools();
     await store.createThread({ threadId: 't1', ownerId: 'alice' });
     const agent = new ControlledAgent();
     const relay = relayOn(store, agent, { limits: { approvalTtlMs: 150 } });

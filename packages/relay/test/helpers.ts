@@ -5,14 +5,42 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AgentEvent, RunRequest, TextMessageChunkEvent } from '@threadline/contracts';
+import type { AgentEvent, JsonValue, RunRequest, TextMessageChunkEvent } from '@threadline/contracts';
+import { MemoryToolStore, type ToolStore } from '@threadline/tools-kit';
 import { WebSocket } from 'ws';
 import { createRelay } from '../src/index.js';
 import type { AgentTransport, Relay, RelayOptions } from '../src/index.js';
 import { attachWebSocketServer, type WebSocketServerOptions } from '../src/browser/ws-server.js';
 import { MemoryStore } from '../src/stores/memory.js';
 import { openSqliteStore } from '../src/stores/sqlite.js';
-import type { EventStore } from '../src/stores/store.js';
+import type { DeleteThreadResult, EventStore } from '../src/stores/store.js';
+
+/**
+ * The relay's memory store with tools-kit's MemoryToolStore beside it, as one object implementing both ports
+ * (as the SQLite, PostgreSQL and MongoDB stores do in one database): deleting a thread clears its session.
+ */
+export class MemoryStoreWithTools extends MemoryStore implements ToolStore {
+  readonly tools = new MemoryToolStore();
+  getProfile = (userId: string) => this.tools.getProfile(userId);
+  patchProfile = (userId: string, patch: Record<string, JsonValue>) => this.tools.patchProfile(userId, patch);
+  getSessionItems = (threadId: string, limit?: number) => this.tools.getSessionItems(threadId, limit);
+  addSessionItems = (threadId: string, items: readonly JsonValue[]) =>
+    this.tools.addSessionItems(threadId, items);
+  popSessionItem = (threadId: string) => this.tools.popSessionItem(threadId);
+  clearSession = (threadId: string) => this.tools.clearSession(threadId);
+  getIdempotent = (key: string) => this.tools.getIdempotent(key);
+  putIdempotent = (key: string, value: JsonValue) => this.tools.putIdempotent(key, value);
+  getRunState = (threadId: string, runId: string) => this.tools.getRunState(threadId, runId);
+  putRunState = (threadId: string, runId: string, state: string) =>
+    this.tools.putRunState(threadId, runId, state);
+  deleteRunState = (threadId: string, runId: string) => this.tools.deleteRunState(threadId, runId);
+
+  override async deleteThread(threadId: string): Promise<DeleteThreadResult> {
+    const result = await super.deleteThread(threadId);
+    if (result === 'deleted') await this.tools.clearSession(threadId);
+    return result;
+  }
+}
 
 /** One run the controlled agent received: push events into it, end it, or fail it. */
 export interface ControlledRun {
@@ -117,10 +145,14 @@ export function tempDir(): { path: string; remove(): void } {
 
 export type StoreKind = 'memory' | 'sqlite';
 
-/** A real store: memory, or SQLite on a file in a temp dir. */
-export function makeStore(kind: StoreKind): { store: EventStore; cleanup(): Promise<void>; path?: string } {
+/** A real store with its tool storage: memory (with a MemoryToolStore), or SQLite on a file in a temp dir. */
+export function makeStore(kind: StoreKind): {
+  store: EventStore & ToolStore;
+  cleanup(): Promise<void>;
+  path?: string;
+} {
   if (kind === 'memory') {
-    const store = new MemoryStore();
+    const store = new MemoryStoreWithTools();
     return { store, cleanup: () => store.close() };
   }
   const dir = tempDir();
@@ -137,7 +169,7 @@ export function makeStore(kind: StoreKind): { store: EventStore; cleanup(): Prom
 }
 
 export interface Harness {
-  store: EventStore;
+  store: EventStore & ToolStore;
   agent: ControlledAgent;
   relay: Relay;
   cleanup(): Promise<void>;

@@ -1,5 +1,6 @@
 import { createServer } from 'node:net';
 import { MongoClient } from 'mongodb';
+import { runToolStoreConformance } from '@threadline/tools-kit/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMongoStore, type MongoStore } from '../src/stores/mongodb.js';
 import { runStoreConformance } from '../src/testing.js';
@@ -20,6 +21,15 @@ if (uri) {
 
   // Every test uses ids of its own, so all stores share one database; the client outlives each store.
   runStoreConformance('mongodb', async () => ({ store: await openMongoStore({ client, dbName }) }));
+  // The same store is tools-kit's ToolStore.
+  runToolStoreConformance(
+    'mongodb',
+    async () => {
+      const store = await openMongoStore({ client, dbName });
+      return { store, cleanup: () => store.close() };
+    },
+    { invalidInput: { name: 'StoreError', code: 'invalid_message' } },
+  );
 
   describe('MongoStore on a real server', () => {
     it('never duplicates or skips a seq when two clients append to one thread at once', async () => {

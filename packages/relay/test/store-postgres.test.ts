@@ -1,5 +1,6 @@
 import type { AgentEvent } from '@threadline/contracts';
 import pg from 'pg';
+import { runToolStoreConformance } from '@threadline/tools-kit/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresStore, POSTGRES_SCHEMA_VERSION, type PostgresStore } from '../src/stores/postgres.js';
 import { runStoreConformance } from '../src/testing.js';
@@ -28,6 +29,27 @@ describe('own pool', () => {
   runStoreConformance('postgres (own pool of 2)', async () => ({
     store: await openPostgresStore({ connectionString: server.url, maxConnections: 2 }),
   }));
+});
+
+// The same store is tools-kit's ToolStore: both setups pass that port's suite.
+const refused = { name: 'StoreError', code: 'invalid_message' };
+runToolStoreConformance(
+  'postgres',
+  async () => {
+    const store = await openPostgresStore({ pool: shared });
+    return { store, cleanup: () => store.close() };
+  },
+  { invalidInput: refused },
+);
+describe('own pool', () => {
+  runToolStoreConformance(
+    'postgres (own pool of 2)',
+    async () => {
+      const store = await openPostgresStore({ connectionString: server.url, maxConnections: 2 });
+      return { store, cleanup: () => store.close() };
+    },
+    { invalidInput: refused },
+  );
 });
 
 const TS = 1_700_000_000_000;

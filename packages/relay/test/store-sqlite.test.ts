@@ -6,6 +6,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseSequencedEvent, type AgentEvent } from '@threadline/contracts';
+import { runToolStoreConformance } from '@threadline/tools-kit/testing';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { SqliteStore } from '../src/stores/sqlite.js';
 import { openSqliteStore } from '../src/stores/sqlite.js';
@@ -49,6 +50,35 @@ runStoreConformance('sqlite (file, tiny tail)', async () => {
 });
 
 runStoreConformance('sqlite (:memory:)', async () => ({ store: openSqliteStore({ path: ':memory:' }) }));
+
+// The same store is tools-kit's ToolStore: the same three setups pass that port's suite.
+const refused = { name: 'StoreError', code: 'invalid_message' };
+runToolStoreConformance(
+  'sqlite (file, WAL)',
+  async () => {
+    const dir = tempDir();
+    const store = openSqliteStore({ path: join(dir, 'store.db') });
+    return { store, cleanup: () => store.close() };
+  },
+  { invalidInput: refused },
+);
+runToolStoreConformance(
+  'sqlite (file, tiny tail)',
+  async () => {
+    const dir = tempDir();
+    const store = openSqliteStore({ path: join(dir, 'store.db'), tailTargetRows: 2 });
+    return { store, cleanup: () => store.close() };
+  },
+  { invalidInput: refused },
+);
+runToolStoreConformance(
+  'sqlite (:memory:)',
+  async () => {
+    const store = openSqliteStore({ path: ':memory:' });
+    return { store, cleanup: () => store.close() };
+  },
+  { invalidInput: refused },
+);
 
 const ts = 1_700_000_000_000;
 function chunk(threadId: string, delta: string): AgentEvent {

@@ -1,6 +1,7 @@
-import { FORBIDDEN_KEYS, findNonJson } from '@threadline/contracts';
+import { FORBIDDEN_KEYS, ID_PATTERN, LIMITS, findNonJson } from '@threadline/contracts';
 import type { JsonValue } from '@threadline/contracts';
 import { ToolsKitError } from './errors.js';
+import { MAX_IDEMPOTENCY_KEY_LENGTH, MAX_RUN_STATE_LENGTH } from './store.js';
 import type { ToolStore } from './store.js';
 
 /** Bounds of a {@link MemoryToolStore}. */
@@ -13,7 +14,8 @@ export interface MemoryToolStoreOptions {
 
 /**
  * An in-memory {@link ToolStore} for tests, examples and single-process demos. Values are copied in and out,
- * so callers can never change stored state by mutating what they passed or got back.
+ * so callers can never change stored state by mutating what they passed or got back. It refuses what every
+ * {@link ToolStore} refuses (it passes `runToolStoreConformance`), with `ToolsKitError` `invalid_value`.
  * @example
  * const store = new MemoryToolStore();
  * const router = createToolRouter({ tokens, store });
@@ -36,6 +38,7 @@ export class MemoryToolStore implements ToolStore {
   }
 
   async patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
+    assertId('userId', userId);
     assertJson(patch, 'profile patch');
     if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
       throw new ToolsKitError('invalid_value', 'profile patch must be an object');
@@ -53,12 +56,15 @@ export class MemoryToolStore implements ToolStore {
   }
 
   async getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1))
+      throw new ToolsKitError('invalid_value', 'limit must be a positive integer');
     const items = this.#sessions.get(threadId) ?? [];
-    const slice = limit === undefined ? items : limit <= 0 ? [] : items.slice(-limit);
+    const slice = limit === undefined ? items : items.slice(-limit);
     return structuredClone(slice);
   }
 
   async addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
+    assertId('threadId', threadId);
     if (!Array.isArray(items)) throw new ToolsKitError('invalid_value', 'session items must be an array');
     assertJson(items, 'session items');
     const current = this.#sessions.get(threadId) ?? [];
@@ -85,14 +91,16 @@ export class MemoryToolStore implements ToolStore {
   }
 
   async getIdempotent(key: string): Promise<JsonValue | null> {
+    assertKey(key);
     const value = this.#idempotent.get(key);
     return value === undefined ? null : structuredClone(value);
   }
 
   async putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
+    assertKey(key);
+    assertJson(value, 'idempotent result');
     const existing = this.#idempotent.get(key);
     if (existing !== undefined) return structuredClone(existing);
-    assertJson(value, 'idempotent result');
     if (this.#idempotent.size >= this.#maxIdempotencyKeys) {
       const oldest = this.#idempotent.keys().next();
       if (!oldest.done) this.#idempotent.delete(oldest.value);
@@ -102,11 +110,18 @@ export class MemoryToolStore implements ToolStore {
   }
 
   async getRunState(threadId: string, runId: string): Promise<string | null> {
+    assertRun(threadId, runId);
     return this.#runStates.get(JSON.stringify([threadId, runId])) ?? null;
   }
 
   async putRunState(threadId: string, runId: string, state: string): Promise<void> {
+    assertRun(threadId, runId);
     if (typeof state !== 'string') throw new ToolsKitError('invalid_value', 'a run state must be a string');
+    if (state.length > MAX_RUN_STATE_LENGTH)
+      throw new ToolsKitError(
+        'invalid_value',
+        `a run state may be at most ${MAX_RUN_STATE_LENGTH} characters`,
+      );
     const key = JSON.stringify([threadId, runId]);
     // Bounded like the idempotency keys: the oldest saved state goes first.
     if (!this.#runStates.has(key) && this.#runStates.size >= this.#maxIdempotencyKeys) {
@@ -117,6 +132,7 @@ export class MemoryToolStore implements ToolStore {
   }
 
   async deleteRunState(threadId: string, runId: string): Promise<void> {
+    assertRun(threadId, runId);
     this.#runStates.delete(JSON.stringify([threadId, runId]));
   }
 
@@ -149,6 +165,33 @@ function assertJson(value: unknown, what: string): void {
     throw new ToolsKitError(
       'invalid_value',
       `${what} is not plain JSON at ${found.path.join('.') || '(root)'}: ${found.reason}`,
+    );
+}
+
+/** Refuses what is not a contract id (the same rule as every id on the wire). */
+function assertId(what: string, value: unknown): void {
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > LIMITS.maxIdLength ||
+    !ID_PATTERN.test(value)
+  )
+    throw new ToolsKitError(
+      'invalid_value',
+      `${what} must be an id of 1 to ${LIMITS.maxIdLength} letters, digits and _ . : -`,
+    );
+}
+
+function assertRun(threadId: unknown, runId: unknown): void {
+  assertId('threadId', threadId);
+  assertId('runId', runId);
+}
+
+function assertKey(key: unknown): void {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH)
+    throw new ToolsKitError(
+      'invalid_value',
+      `an idempotency key must be a string of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`,
     );
 }
 

@@ -1,15 +1,29 @@
 import type { AgentEvent, JsonValue } from '@threadline/contracts';
 
+/** Longest idempotency key a {@link ToolStore} accepts; the router prefixes user keys with user and tool names. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 1024;
+/** Longest run state a {@link ToolStore} keeps (characters): a paused run's serialized state, history included. */
+export const MAX_RUN_STATE_LENGTH = 16 * 1024 * 1024;
+
 /**
- * Storage the built-in tools use; the host implements it (relay's sqlite/mongodb/memory stores do,
- * structurally). Every write is atomic: it commits whole or not at all.
+ * The storage port of the tool router and its built-in tools; the host implements it. `MemoryToolStore`
+ * implements it in process memory, and the relay's SQLite, PostgreSQL and MongoDB stores implement it next to
+ * the relay's `EventStore`, so one database serves both. Every adapter passes `runToolStoreConformance` from
+ * `@threadline/tools-kit/testing`.
+ *
+ * Every write is atomic: it commits whole or not at all. Input a method refuses (a value that is not plain
+ * JSON, a profile patch that is not an object or holds a forbidden key, a limit that is not a positive
+ * integer, an idempotency key outside 1 to {@link MAX_IDEMPOTENCY_KEY_LENGTH} characters, a run id or thread
+ * id that is not a contract id, a run state that is not a string of at most {@link MAX_RUN_STATE_LENGTH}
+ * characters) is rejected before anything is written, with the adapter's coded error: `ToolsKitError`
+ * `invalid_value` for `MemoryToolStore`, the relay's `StoreError` `invalid_message` for the relay's stores.
  */
 export interface ToolStore {
   /** The user's profile; `{}` when there is none. */
   getProfile(userId: string): Promise<Record<string, JsonValue>>;
   /** Applies a patch (a `null` value deletes the key) atomically and returns the new profile. */
   patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>>;
-  /** The thread's session items, oldest first; with `limit`, the last `limit` of them. */
+  /** The thread's session items, oldest first; with `limit` (a positive integer), the last `limit` of them. */
   getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]>;
   /** Appends items atomically. */
   addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void>;

@@ -210,7 +210,7 @@ async function expirePaused(ctx: RelayContext, entry: PausedRun): Promise<void> 
           'nobody approved or rejected the tool call in time; send the message again',
         ),
       );
-      store.deleteRunState(entry.threadId, entry.runId).catch(() => {});
+      store.deleteRunState?.(entry.threadId, entry.runId).catch(() => {});
     });
   } catch (error) {
     // The store failed: try again shortly (the run stays paused meanwhile).
@@ -229,7 +229,7 @@ export async function cancelPaused(ctx: RelayContext, entry: PausedRun): Promise
     if (pausedRuns.get(entry.runId) !== entry) return;
     releasePaused(ctx, entry);
     await writeRunError(ctx, entry.threadId, entry.runId, new RunStop('cancelled', 'the run was cancelled'));
-    store.deleteRunState(entry.threadId, entry.runId).catch(() => {});
+    store.deleteRunState?.(entry.threadId, entry.runId).catch(() => {});
   });
 }
 

@@ -1,4 +1,4 @@
-import type { AgentEvent, JsonValue } from '@threadline/contracts';
+import type { AgentEvent } from '@threadline/contracts';
 import { StoreError } from '../errors.js';
 import type {
   AppendBatch,
@@ -16,16 +16,12 @@ import {
   checkAfterSeq,
   checkClaim,
   checkId,
-  checkIdempotencyKey,
-  checkJson,
-  checkJsonObject,
   checkLimit,
   checkNewTitle,
   checkPrune,
   checkRenew,
   checkTitle,
   closedError,
-  mergeProfile,
   newRun,
   notFoundThread,
   prepareBatches,
@@ -34,7 +30,6 @@ import {
   threadListLimit,
   type PreparedEvent,
   withSeq,
-  checkRunState,
 } from './store-input.js';
 
 interface ThreadState {
@@ -51,6 +46,9 @@ interface ThreadState {
  * refuse (it passes the same conformance suite). Values are copied in and out (JSON text), so callers can
  * never mutate what is stored.
  *
+ * It holds the relay's data only. The tool router's storage in memory is tools-kit's `MemoryToolStore`; a
+ * host that deletes or prunes threads clears their sessions there itself (`toolStore.clearSession(threadId)`).
+ *
  * @example
  * import { createMemoryStore } from '@threadline/relay/memory';
  * const store = createMemoryStore();
@@ -59,10 +57,6 @@ interface ThreadState {
 export class MemoryStore implements EventStore {
   readonly #threads = new Map<string, ThreadState>();
   readonly #runs = new Map<string, RunRecord>();
-  readonly #profiles = new Map<string, string>();
-  readonly #sessions = new Map<string, string[]>();
-  readonly #idempotent = new Map<string, string>();
-  readonly #runStates = new Map<string, string>();
   #closed = false;
 
   async createThread(input: { threadId: string; ownerId: string; title?: string }): Promise<ThreadRecord> {
@@ -115,7 +109,6 @@ export class MemoryStore implements EventStore {
     if (state.activeRunId !== null) return 'run_active';
     for (const runId of state.messages.values()) this.#runs.delete(runId);
     this.#threads.delete(threadId);
-    this.#sessions.delete(threadId);
     return 'deleted';
   }
 
@@ -257,86 +250,6 @@ export class MemoryStore implements EventStore {
     return claimed;
   }
 
-  async getProfile(userId: string): Promise<Record<string, JsonValue>> {
-    this.#open();
-    const text = this.#profiles.get(userId);
-    return text === undefined ? {} : (JSON.parse(text) as Record<string, JsonValue>);
-  }
-
-  async patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>> {
-    this.#open();
-    checkId('userId', userId);
-    checkJsonObject('profile patch', patch);
-    const text = this.#profiles.get(userId);
-    const current = text === undefined ? {} : (JSON.parse(text) as Record<string, JsonValue>);
-    const next = mergeProfile(current, patch);
-    const nextText = JSON.stringify(next);
-    this.#profiles.set(userId, nextText);
-    return JSON.parse(nextText) as Record<string, JsonValue>;
-  }
-
-  async getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]> {
-    this.#open();
-    const items = this.#sessions.get(threadId) ?? [];
-    const from = limit === undefined ? 0 : Math.max(0, items.length - checkLimit('limit', limit));
-    return items.slice(from).map((t) => JSON.parse(t) as JsonValue);
-  }
-
-  async addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void> {
-    this.#open();
-    checkId('threadId', threadId);
-    if (!Array.isArray(items)) throw new StoreError('invalid_message', 'session items must be an array');
-    const texts = items.map((item, i) => JSON.stringify(checkJson(`session item [${i}]`, item)));
-    if (texts.length === 0) return;
-    const list = this.#sessions.get(threadId);
-    if (list) list.push(...texts);
-    else this.#sessions.set(threadId, texts);
-  }
-
-  async popSessionItem(threadId: string): Promise<JsonValue | null> {
-    this.#open();
-    const text = this.#sessions.get(threadId)?.pop();
-    return text === undefined ? null : (JSON.parse(text) as JsonValue);
-  }
-
-  async clearSession(threadId: string): Promise<void> {
-    this.#open();
-    this.#sessions.delete(threadId);
-  }
-
-  async getIdempotent(key: string): Promise<JsonValue | null> {
-    this.#open();
-    const text = this.#idempotent.get(checkIdempotencyKey(key));
-    return text === undefined ? null : (JSON.parse(text) as JsonValue);
-  }
-
-  async putIdempotent(key: string, value: JsonValue): Promise<JsonValue> {
-    this.#open();
-    checkIdempotencyKey(key);
-    const text = JSON.stringify(checkJson('idempotent value', value));
-    const existing = this.#idempotent.get(key);
-    if (existing !== undefined) return JSON.parse(existing) as JsonValue;
-    this.#idempotent.set(key, text);
-    return JSON.parse(text) as JsonValue;
-  }
-
-  async getRunState(threadId: string, runId: string): Promise<string | null> {
-    this.#open();
-    checkRunState(threadId, runId);
-    return this.#runStates.get(JSON.stringify([threadId, runId])) ?? null;
-  }
-
-  async putRunState(threadId: string, runId: string, state: string): Promise<void> {
-    this.#open();
-    this.#runStates.set(JSON.stringify([threadId, runId]), checkRunState(threadId, runId, state));
-  }
-
-  async deleteRunState(threadId: string, runId: string): Promise<void> {
-    this.#open();
-    checkRunState(threadId, runId);
-    this.#runStates.delete(JSON.stringify([threadId, runId]));
-  }
-
   async pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult> {
     this.#open();
     const input = checkPrune(cutoff, options);
@@ -349,8 +262,6 @@ export class MemoryStore implements EventStore {
     for (const state of old) {
       result.threads++;
       result.events += state.events.length;
-      result.sessionItems += this.#sessions.get(state.record.threadId)?.length ?? 0;
-      this.#sessions.delete(state.record.threadId);
       this.#threads.delete(state.record.threadId);
     }
     for (const [runId, run] of this.#runs)

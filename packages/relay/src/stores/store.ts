@@ -1,6 +1,9 @@
-import type { AgentEvent, JsonValue, SequencedAgentEvent } from '@threadline/contracts';
+import type { AgentEvent, SequencedAgentEvent } from '@threadline/contracts';
 
-/** Longest run state a store keeps (characters): a paused run's serialized state, history included. */
+/**
+ * Longest run state the relay's stores keep (characters): a paused run's serialized state, history included.
+ * The same bound as tools-kit's `MAX_RUN_STATE_LENGTH`; `runToolStoreConformance` checks it on every store.
+ */
 export const MAX_RUN_STATE_LENGTH = 16 * 1024 * 1024;
 
 /** A thread and who owns it. */
@@ -100,8 +103,11 @@ export type DeleteThreadResult = 'deleted' | 'not_found' | 'run_active';
  * (a counter plus uniqueness on (threadId, seq)) so that several relay processes sharing one database can
  * never hand out the same seq or leave a hole.
  *
- * Adapters: `@threadline/relay/memory`, `@threadline/relay/sqlite`, `@threadline/relay/mongodb`; all pass the
- * conformance suite in `@threadline/relay/testing`.
+ * Adapters: `@threadline/relay/memory`, `@threadline/relay/sqlite`, `@threadline/relay/postgres`,
+ * `@threadline/relay/mongodb`; all pass the conformance suite in `@threadline/relay/testing`. The SQLite,
+ * PostgreSQL and MongoDB stores also implement tools-kit's `ToolStore` (the tool router's storage: profiles,
+ * the agent's session items, idempotent results, paused runs' states) in the same database; the memory store
+ * does not (use tools-kit's `MemoryToolStore` next to it).
  */
 export interface EventStore {
   /** Creates a thread. Fails with StoreError code `conflict` if the id exists. */
@@ -121,9 +127,9 @@ export interface EventStore {
   ): Promise<ThreadRecord | null>;
   /**
    * In one transaction removes the thread and everything stored under it: its events, its runs (and the
-   * clientMessageIds they remember) and the agent's session items. `run_active`, with nothing removed, while
-   * one of its runs is running; `not_found` when there is no such thread. Per-user data (the profile,
-   * idempotency keys) is kept.
+   * clientMessageIds they remember) and, in a store that also implements tools-kit's `ToolStore`, the agent's
+   * session items. `run_active`, with nothing removed, while one of its runs is running; `not_found` when
+   * there is no such thread. Per-user data (the profile, idempotency keys) is kept.
    */
   deleteThread(threadId: string): Promise<DeleteThreadResult>;
 
@@ -190,35 +196,21 @@ export interface EventStore {
    */
   claimRuns?(input: ClaimRunsInput): Promise<RunRecord[]>;
 
-  // Storage for the tools-kit built-ins (conversation memory of the agent and the user's profile). Same
-  // signatures as @threadline/tools-kit's ToolStore port, so one adapter serves both.
-  getProfile(userId: string): Promise<Record<string, JsonValue>>;
-  /** Shallow-merges `patch` into the profile (a `null` value deletes the key) atomically; returns the result. */
-  patchProfile(userId: string, patch: Record<string, JsonValue>): Promise<Record<string, JsonValue>>;
-  /** The last `limit` session items of the thread (all when omitted), oldest first. */
-  getSessionItems(threadId: string, limit?: number): Promise<JsonValue[]>;
-  addSessionItems(threadId: string, items: readonly JsonValue[]): Promise<void>;
-  /** Removes and returns the newest item, or null. */
-  popSessionItem(threadId: string): Promise<JsonValue | null>;
-  clearSession(threadId: string): Promise<void>;
-  /** Returns the stored result for an idempotency key, or null. */
-  getIdempotent(key: string): Promise<JsonValue | null>;
-  /** Stores a result under a key if absent; returns the one that is stored (the first wins). */
-  putIdempotent(key: string, value: JsonValue): Promise<JsonValue>;
-  /** The saved state of a run paused for a tool approval (opaque text, the agent's serialized run), or null. */
-  getRunState(threadId: string, runId: string): Promise<string | null>;
-  /** Saves or replaces a run's state atomically (at most {@link MAX_RUN_STATE_LENGTH} characters). */
-  putRunState(threadId: string, runId: string, state: string): Promise<void>;
-  /** Forgets a run's saved state; nothing happens when there is none. */
-  deleteRunState(threadId: string, runId: string): Promise<void>;
+  /**
+   * Optional: forgets the saved state of a paused run (see tools-kit's `ToolStore.deleteRunState`; a store
+   * that implements that port has it). The relay calls it when it cancels a paused run or its approval
+   * expires, so the state does not outlive the run; without it the state stays until the tool router drops it.
+   */
+  deleteRunState?(threadId: string, runId: string): Promise<void>;
 
   // Retention.
   /**
    * Removes, in one transaction, up to `limit` threads (default {@link DEFAULT_PRUNE_LIMIT}, at most
    * {@link MAX_PRUNE_LIMIT}) whose last activity (`updatedAt`: a message or an agent event) is before `cutoff`
    * (ms since the epoch) and that have no run in status `running`, oldest first: each thread with its event
-   * log, its runs and its session items (the agent's memory). A thread that gets activity or a run while this
-   * runs is left alone. Profiles and idempotency keys stay.
+   * log, its runs and, in a store that also implements tools-kit's `ToolStore`, its session items (the
+   * agent's memory). A thread that gets activity or a run while this runs is left alone. Profiles and
+   * idempotency keys stay.
    */
   pruneOlderThan(cutoff: number, options?: { limit?: number }): Promise<PruneResult>;
 
@@ -236,6 +228,7 @@ export interface PruneResult {
   threads: number;
   events: number;
   runs: number;
+  /** Session items removed with the threads; 0 in a store without tools-kit's `ToolStore` part. */
   sessionItems: number;
   /** True when the call removed as many threads as its limit: more may qualify (call again). */
   more: boolean;
