@@ -128,6 +128,68 @@ describe('PostgresStore with two instances on one database', () => {
 });
 
 describe('PostgresStore storage details', () => {
+  it('starts runs in one round trip when every input starts, and lets the transaction decide the rest', async () => {
+    const pool = new pg.Pool({ connectionString: server.url, max: 2 });
+    const store = await openPostgresStore({ pool });
+    let trips = 0;
+    let transactions = 0;
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    (pool as unknown as { query: unknown }).query = (...args: unknown[]) => (trips++, query(...args));
+    // A transaction is the BEGIN its pooled client sends (pool.query itself checks a client out too).
+    pool.on('acquire', (client) => {
+      const marked = client as unknown as { counted?: boolean; query: (...a: unknown[]) => unknown };
+      if (marked.counted) return;
+      marked.counted = true;
+      const clientQuery = marked.query.bind(client);
+      marked.query = (...args: unknown[]) => {
+        if (args[0] === 'BEGIN') transactions++;
+        return clientQuery(...args);
+      };
+    });
+    try {
+      const t = id('fast');
+      const u = id('fast');
+      await store.createThread({ threadId: t, ownerId: 'u1' });
+      await store.createThread({ threadId: u, ownerId: 'u1' });
+      await store.append(t, [chunk(t, 'a')]);
+      [trips, transactions] = [0, 0];
+      const lease = { owner: 'inst-1', ttlMs: 60_000 };
+      const before = Date.now();
+      const [first, other] = await store.startRuns([
+        { ...start(t, id('run'), 'c1'), lease },
+        start(u, id('run'), 'c1'),
+      ]);
+      expect([trips, transactions]).toEqual([1, 0]);
+      expect(first).toMatchObject({
+        status: 'started',
+        userMessage: { seq: 2 },
+        run: { lease: { owner: 'inst-1' } },
+      });
+      expect(other).toMatchObject({ status: 'started', userMessage: { seq: 1 } });
+      if (first?.status !== 'started') throw new Error('not started');
+      expect(first.run.lease!.expiresAt).toBeGreaterThanOrEqual(before + 60_000 - 5_000);
+      // What the statement stored is what it answered.
+      const stored = await store.read(t, { afterSeq: 1, limit: 10 });
+      expect(stored).toEqual([first.userMessage]);
+      expect(await store.getRun(first.run.runId)).toEqual(first.run);
+      expect(await store.lastSeq(t)).toBe(2);
+      // A retry (duplicate) and a second send (run_active): the one statement is refused, the transaction answers.
+      [trips, transactions] = [0, 0];
+      const retry = await store.startRun(start(t, id('run'), 'c1'));
+      expect(retry).toMatchObject({ status: 'duplicate', run: { runId: first.run.runId } });
+      const busy = await store.startRun(start(t, id('run'), 'c2'));
+      expect(busy).toMatchObject({ status: 'run_active', activeRun: { runId: first.run.runId } });
+      expect([trips, transactions]).toEqual([2, 2]);
+      expect(await store.lastSeq(t)).toBe(2);
+      await expect(store.startRun(start(id('missing'), id('run'), 'c1'))).rejects.toMatchObject({
+        code: 'not_found',
+      });
+    } finally {
+      await store.close();
+      await pool.end();
+    }
+  });
+
   it('round-trips titles and idempotency keys PostgreSQL text could not hold (NUL, lone surrogates, long keys)', async () => {
     const store = await openPostgresStore({ pool: shared });
     try {

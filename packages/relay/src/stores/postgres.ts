@@ -189,6 +189,44 @@ FROM unnest($8::text[], $9::bigint[]) AS x(thread_id, last)
 WHERE th.thread_id = x.thread_id`;
 }
 
+/**
+ * The common case of a startRuns call as ONE statement (one round trip, one commit): every input starts.
+ * Locks the threads' counter rows (in id order, as {@link appendSql}), bumps each counter by one, inserts the
+ * runs and their first events with the seq spliced in. Any other outcome (a duplicate clientMessageId, a run
+ * in progress, a run id taken) violates a unique constraint and the whole statement rolls back; the caller then
+ * decides with the full transaction. A missing thread raises {@link THREAD_MISSING}.
+ *
+ * $1 run ids · $2 thread ids (distinct) · $3 user ids · $4 client message ids · $5 first event JSON without seq ·
+ * $6 lease owners (null: no lease) · $7 lease ttls · $8 now (started_at, updated_at)
+ */
+function startFastSql(p: string): string {
+  return `
+WITH x AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+    WITH ORDINALITY AS x(run_id, thread_id, user_id, client_message_id, body, lease_owner, lease_ttl, i)
+), n AS (
+  SELECT ${NOW_MS} AS now
+), l AS (
+  SELECT thread_id FROM ${p}threads WHERE thread_id = ANY($2::text[]) ORDER BY thread_id FOR UPDATE
+), t AS (
+  UPDATE ${p}threads AS th SET last_seq = th.last_seq + 1, updated_at = greatest(th.updated_at, $8::bigint)
+  FROM l WHERE th.thread_id = l.thread_id
+  RETURNING th.thread_id, th.last_seq AS seq
+), ru AS (
+  INSERT INTO ${p}runs (run_id, thread_id, user_id, client_message_id, status, started_at, lease_owner, lease_expires)
+  SELECT x.run_id, x.thread_id, x.user_id, x.client_message_id, 'running', $8::bigint, x.lease_owner,
+    CASE WHEN x.lease_owner IS NULL THEN NULL ELSE n.now + x.lease_ttl END
+  FROM x JOIN t ON t.thread_id = x.thread_id, n
+), ev AS (
+  INSERT INTO ${p}events (thread_id, seq, json)
+  SELECT x.thread_id, t.seq, left(x.body, -1) || ',"seq":' || t.seq || '}'
+  FROM x JOIN t ON t.thread_id = x.thread_id
+)
+SELECT coalesce(t.seq, ${p}thread_missing(x.thread_id)) AS seq, n.now
+FROM x LEFT JOIN t ON t.thread_id = x.thread_id, n
+ORDER BY x.i`;
+}
+
 interface ThreadRow {
   thread_id: string;
   owner_id: string;
@@ -295,8 +333,8 @@ function idempotencyHash(key: string): Buffer {
  * row's lock in the same transaction as the events it numbers, and `(thread_id, seq)` is the events' primary
  * key, so no two instances can ever hand out the same seq or leave a hole. `append` and the group commit
  * `appendMany` are one statement each (one round trip and one commit for any number of threads and events);
- * `startRun`/`startRuns` are one transaction of five round trips whatever the batch size. Every call is all or
- * nothing. With the server down, calls fail with StoreError `store_error` ("PostgreSQL is unavailable")
+ * `startRun`/`startRuns` are one statement when every input starts (the common case), else one transaction of
+ * five round trips whatever the batch size. Every call is all or nothing. With the server down, calls fail with StoreError `store_error` ("PostgreSQL is unavailable")
  * after at most `connectionTimeoutMs`, and work again once it is back.
  *
  * @example
@@ -307,7 +345,7 @@ export class PostgresStore implements EventStore {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #p: string;
-  readonly #sql: { append: string; startWrite: string };
+  readonly #sql: { append: string; startWrite: string; startFast: string };
   #closed = false;
 
   /** Use {@link openPostgresStore}, which checks the options and creates or migrates the schema. */
@@ -315,7 +353,11 @@ export class PostgresStore implements EventStore {
     this.#pool = options.pool;
     this.#ownsPool = options.ownsPool;
     this.#p = options.tablePrefix;
-    this.#sql = { append: appendSql(this.#p), startWrite: startWriteSql(this.#p) };
+    this.#sql = {
+      append: appendSql(this.#p),
+      startWrite: startWriteSql(this.#p),
+      startFast: startFastSql(this.#p),
+    };
   }
 
   /**
@@ -545,6 +587,11 @@ export class PostgresStore implements EventStore {
   async #startRuns(inputs: readonly StartRunInput[], bodies: readonly string[]): Promise<StartRunResult[]> {
     const p = this.#p;
     const threadIds = [...new Set(inputs.map((i) => i.threadId))];
+    // One round trip when every input starts (one input per thread); otherwise the transaction below decides.
+    if (threadIds.length === inputs.length) {
+      const started = await this.#startFast(inputs, bodies);
+      if (started) return started;
+    }
     return this.#transaction('starting a run', async (client) => {
       const locked = await client.query<{ thread_id: string; last_seq: string; now_ms: string }>(
         `SELECT thread_id, last_seq, ${NOW_MS} AS now_ms FROM ${p}threads WHERE thread_id = ANY($1::text[]) ORDER BY thread_id FOR UPDATE`,
@@ -635,6 +682,47 @@ export class PostgresStore implements EventStore {
         }
       }
       return results;
+    });
+  }
+
+  /**
+   * {@link startFastSql}: the results when every input started, or null when one would not (a unique
+   * constraint refused the statement, so nothing was written) and the full transaction must decide.
+   */
+  async #startFast(
+    inputs: readonly StartRunInput[],
+    bodies: readonly string[],
+  ): Promise<StartRunResult[] | null> {
+    const now = Date.now();
+    let rows: [string, string][];
+    try {
+      ({ rows } = await this.#pool.query<[string, string]>({
+        text: this.#sql.startFast,
+        rowMode: 'array',
+        values: [
+          inputs.map((i) => i.runId),
+          inputs.map((i) => i.threadId),
+          inputs.map((i) => i.userId),
+          inputs.map((i) => i.clientMessageId),
+          bodies,
+          inputs.map((i) => i.lease?.owner ?? null),
+          inputs.map((i) => i.lease?.ttlMs ?? null),
+          now,
+        ],
+      }));
+    } catch (error) {
+      // Nothing was written; the transaction gives the answer (and the error of the first missing thread).
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code === UNIQUE_VIOLATION || code === THREAD_MISSING) return null;
+      throw toPgStoreError(error, 'starting a run');
+    }
+    return inputs.map((input, i): StartRunResult => {
+      const seq = Number(rows[i]![0]);
+      return {
+        status: 'started',
+        run: newRun(input, now, Number(rows[i]![1])),
+        userMessage: { seq, json: withSeq(bodies[i]!, seq) },
+      };
     });
   }
 
