@@ -225,6 +225,11 @@ describe('PostgresStore storage details', () => {
     );
     expect(await again[0]!.getThread(t)).not.toBeNull();
     await Promise.all(again.map((s) => s.close()));
+    // Event JSON is compressed with lz4 (this server has it).
+    const compression = await shared.query<{ attcompression: string }>(
+      `SELECT attcompression FROM pg_attribute WHERE attrelid = '${prefix}events'::regclass AND attname = 'json'`,
+    );
+    expect(compression.rows[0]?.attcompression).toBe('l');
     await shared.query(`UPDATE ${prefix}schema_version SET version = $1`, [POSTGRES_SCHEMA_VERSION + 1]);
     const error = await openPostgresStore({ connectionString: server.url, tablePrefix: prefix }).catch(
       (e: unknown) => e,

@@ -131,6 +131,20 @@ BEGIN
   RAISE EXCEPTION 'thread "%" does not exist', thread_id USING ERRCODE = '${THREAD_MISSING}', DETAIL = thread_id;
 END
 $f$;
+-- Event JSON is compressed with lz4 where the server has it (PostgreSQL 14+ built with lz4): a stored text chunk
+-- coalesces up to tens of KB, and compressing that with pglz, the default, is a good part of its commit's time.
+-- New rows only; the ALTER (a short exclusive lock) runs once, when the column is not lz4 yet.
+DO $lz4$
+BEGIN
+  IF current_setting('server_version_num')::int >= 140000 THEN
+    IF (SELECT attcompression FROM pg_attribute
+        WHERE attrelid = '${p}events'::regclass AND attname = 'json') IS DISTINCT FROM 'l' THEN
+      EXECUTE 'ALTER TABLE ${p}events ALTER COLUMN json SET COMPRESSION lz4';
+    END IF;
+  END IF;
+EXCEPTION WHEN feature_not_supported THEN NULL; -- built without lz4: pglz stays
+END
+$lz4$;
 `;
 }
 
