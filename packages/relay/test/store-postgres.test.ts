@@ -128,6 +128,39 @@ describe('PostgresStore with two instances on one database', () => {
 });
 
 describe('PostgresStore storage details', () => {
+  it('prepares its hot writes once per connection, or not at all with preparedStatements: false', async () => {
+    for (const preparedStatements of [undefined, false]) {
+      // One connection: the session whose prepared statements are listed is the one that wrote.
+      const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+      const store = await openPostgresStore({
+        pool,
+        ...(preparedStatements === undefined ? {} : { preparedStatements }),
+      });
+      try {
+        const t = id('prep');
+        await store.createThread({ threadId: t, ownerId: 'u1' });
+        for (let i = 0; i < 3; i++) {
+          const r = await store.startRun(start(t, id('run'), `c${i}`));
+          if (r.status !== 'started') throw new Error(r.status);
+          await store.append(t, [{ type: 'RUN_FINISHED', threadId: t, runId: r.run.runId, ts: TS }]);
+        }
+        expect(await seqsOf(store, t)).toEqual(range(6));
+        const { rows } = await pool.query<{ name: string }>(
+          'SELECT name FROM pg_prepared_statements ORDER BY name',
+        );
+        expect(rows.map((r) => r.name)).toEqual(
+          preparedStatements === false ? [] : ['threadline_append_v1', 'threadline_start_v1'],
+        );
+      } finally {
+        await store.close();
+        await pool.end();
+      }
+    }
+    await expect(
+      openPostgresStore({ connectionString: server.url, preparedStatements: 'yes' as unknown as boolean }),
+    ).rejects.toMatchObject({ code: 'invalid_options' });
+  });
+
   it('starts runs in one round trip when every input starts, and lets the transaction decide the rest', async () => {
     const pool = new pg.Pool({ connectionString: server.url, max: 2 });
     const store = await openPostgresStore({ pool });

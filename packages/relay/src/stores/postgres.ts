@@ -60,6 +60,12 @@ export type PostgresStoreOptions = (
   statementTimeoutMs?: number;
   /** Prefix of every table (and the one function) the store creates, so it can share a schema. Default `threadline_`. */
   tablePrefix?: string;
+  /**
+   * Runs the two hot writes (appending events, starting runs) as named prepared statements, parsed and planned
+   * once per connection instead of on every call (default true). Set false behind a connection pooler that
+   * cannot keep prepared statements across transactions (PgBouncer in transaction mode before 1.21).
+   */
+  preparedStatements?: boolean;
 };
 
 const DEFAULT_MAX_CONNECTIONS = 10;
@@ -360,10 +366,17 @@ export class PostgresStore implements EventStore {
   readonly #ownsPool: boolean;
   readonly #p: string;
   readonly #sql: { append: string; startWrite: string; startFast: string };
+  /** Statement names of the hot writes (prepared once per connection), or undefined for unnamed statements. */
+  readonly #names: { append: string; startFast: string } | undefined;
   #closed = false;
 
   /** Use {@link openPostgresStore}, which checks the options and creates or migrates the schema. */
-  constructor(options: { pool: pg.Pool; ownsPool: boolean; tablePrefix: string }) {
+  constructor(options: {
+    pool: pg.Pool;
+    ownsPool: boolean;
+    tablePrefix: string;
+    preparedStatements?: boolean;
+  }) {
     this.#pool = options.pool;
     this.#ownsPool = options.ownsPool;
     this.#p = options.tablePrefix;
@@ -372,6 +385,10 @@ export class PostgresStore implements EventStore {
       startWrite: startWriteSql(this.#p),
       startFast: startFastSql(this.#p),
     };
+    this.#names =
+      options.preparedStatements === false
+        ? undefined
+        : { append: `${this.#p}append_v1`, startFast: `${this.#p}start_v1` };
   }
 
   /**
@@ -535,7 +552,7 @@ export class PostgresStore implements EventStore {
     }
     const { rows } = await this.#query<[string]>(
       'appending events',
-      { text: this.#sql.append, rowMode: 'array' },
+      { text: this.#sql.append, rowMode: 'array', name: this.#names?.append },
       [threadIds, counts, eventThread, eventOffset, bodies, Date.now(), endThread, endRun, endStatus],
     );
     const next = rows.map((row) => Number(row[0]));
@@ -712,6 +729,7 @@ export class PostgresStore implements EventStore {
     try {
       ({ rows } = await this.#pool.query<[string, string]>({
         text: this.#sql.startFast,
+        name: this.#names?.startFast,
         rowMode: 'array',
         values: [
           inputs.map((i) => i.runId),
@@ -992,7 +1010,7 @@ export class PostgresStore implements EventStore {
 
   async #query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     doing: string,
-    query: string | { text: string; rowMode: 'array' },
+    query: string | { text: string; rowMode: 'array'; name?: string | undefined },
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
     try {
@@ -1062,6 +1080,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       'tablePrefix must start with a lowercase letter or _ and hold only lowercase letters, digits and _ (at most 32)',
     );
   }
+  if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean')
+    throw new StoreError('invalid_options', 'preparedStatements must be a boolean');
   const max = integerOption('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 1000);
   const connectTimeout = integerOption(
     'connectionTimeoutMs',
@@ -1093,7 +1113,12 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   // An idle connection that dies (the server restarted) is reported here; the pool drops it and the next call
   // connects anew. Without a listener the error would crash the process.
   if (!hasPool) pool.on('error', () => {});
-  const store = new PostgresStore({ pool, ownsPool: !hasPool, tablePrefix: prefix });
+  const store = new PostgresStore({
+    pool,
+    ownsPool: !hasPool,
+    tablePrefix: prefix,
+    preparedStatements: options.preparedStatements !== false,
+  });
   try {
     await store.migrate();
     return store;
