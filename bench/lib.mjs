@@ -34,10 +34,12 @@ export function percentile(values, p) {
   return values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
 }
 
-/** Node flags for the Threadline servers, for profiling any scenario (e.g. "--cpu-prof --cpu-prof-dir=DIR"). */
+/** Node flags for the Threadline servers (relay or API side, agent side), for profiling any scenario (e.g. "--cpu-prof --cpu-prof-dir=DIR"). */
 const NODE_ARGS_ENV = {
   'threadline-relay.mjs': 'BENCH_RELAY_NODE_ARGS',
   'threadline-agent.mjs': 'BENCH_AGENT_NODE_ARGS',
+  'long-thread-api.mjs': 'BENCH_RELAY_NODE_ARGS',
+  'long-thread-agent.mjs': 'BENCH_AGENT_NODE_ARGS',
 };
 
 /**
@@ -119,7 +121,8 @@ export async function startEngines({ postgres = true, redis = false } = {}) {
   if (redis && !servers.redisServerPath())
     return { skipped: 'redis-server is not installed (bash scripts/install-servers.sh)' };
   const [pg, rd] = await Promise.all([
-    postgres ? servers.startPostgres({ durable: true }) : null,
+    // BENCH_PG_DURABLE=0 (for comparison while profiling only): fsync off, what the disk's flushes cost.
+    postgres ? servers.startPostgres({ durable: process.env.BENCH_PG_DURABLE !== '0' }) : null,
     redis ? servers.startRedis() : null,
   ]);
   return {

@@ -216,7 +216,14 @@ if (cluster)
   targets.push([
     `cross-instance p99 ≤ 2× same-instance p99 + 2 ms at ${cluster.runs} runs`,
     cluster.met,
-    `${cluster.cross.p99.toFixed(2)} ms against ${cluster.same.p99.toFixed(2)} ms (bound ${cluster.target.toFixed(2)}), lost ${cluster.lost}`,
+    `${cluster.cross.p99.toFixed(2)} ms against ${cluster.same.p99.toFixed(2)} ms (bound ${cluster.target.toFixed(2)}), lost ${cluster.lost}${(
+      cluster.levels ?? []
+    )
+      .map(
+        (l) =>
+          `; at ${l.rate} events/s per run: ${l.cross.p99.toFixed(2)} against ${l.same.p99.toFixed(2)} ms, commit probe p99 ${l.probe.p99.toFixed(2)} ms`,
+      )
+      .join('')}`,
   ]);
 const lease = extra('lease-overhead');
 if (lease)

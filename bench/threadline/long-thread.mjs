@@ -15,8 +15,14 @@ const TOOLS_SECRET = 'bench-tools-secret-that-is-long-enough-0123';
 
 export async function run(_n, { startServer, here }) {
   const smoke = process.argv.includes('--smoke');
-  const sizes = smoke ? [0, 100] : [0, 100, 1_000, 10_000];
-  const runs = smoke ? 3 : 40;
+  // BENCH_LONG_SIZES (e.g. "0") and BENCH_LONG_RUNS narrow the row for A/B runs; BENCH_LONG_THROUGHPUT=0 skips
+  // the runs/s part. The report runs the defaults.
+  const sizes = process.env.BENCH_LONG_SIZES
+    ? process.env.BENCH_LONG_SIZES.split(',').map(Number)
+    : smoke
+      ? [0, 100]
+      : [0, 100, 1_000, 10_000];
+  const runs = Number(process.env.BENCH_LONG_RUNS ?? (smoke ? 3 : 40));
   const warmup = smoke ? 2 : 10;
   const concurrent = 20;
   const seconds = smoke ? 1 : 8;
@@ -25,7 +31,9 @@ export async function run(_n, { startServer, here }) {
   const seed = [
     ...sizes.map((items) => ({ prefix: `h${items}`, threads: 2, items })),
     { prefix: 'short', threads: concurrent, items: 0 },
-    ...(smoke ? [] : [{ prefix: 'long', threads: concurrent, items: 1_000 }]),
+    ...(smoke || process.env.BENCH_LONG_THROUGHPUT === '0'
+      ? []
+      : [{ prefix: 'long', threads: concurrent, items: 1_000 }]),
   ];
   const api = await startServer(
     here('servers/long-thread-api.mjs'),
@@ -127,7 +135,8 @@ export async function run(_n, { startServer, here }) {
       });
     }
     const throughput = {};
-    for (const prefix of smoke ? ['short'] : ['short', 'long']) {
+    const prefixes = process.env.BENCH_LONG_THROUGHPUT === '0' ? [] : smoke ? ['short'] : ['short', 'long'];
+    for (const prefix of prefixes) {
       const sockets = await Promise.all(Array.from({ length: concurrent }, () => connect(api.info.port)));
       for (let i = 0; i < concurrent; i++) await viaHost(sockets[i], `${prefix}_${i}`); // warm-up, in turn
       let done = 0;

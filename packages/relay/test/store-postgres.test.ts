@@ -150,6 +150,101 @@ describe('PostgresStore with two instances on one database', () => {
 });
 
 describe('PostgresStore storage details', () => {
+  it('prepares its hot writes once per connection, or not at all with preparedStatements: false', async () => {
+    for (const preparedStatements of [undefined, false]) {
+      // One connection: the session whose prepared statements are listed is the one that wrote.
+      const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+      const store = await openPostgresStore({
+        pool,
+        ...(preparedStatements === undefined ? {} : { preparedStatements }),
+      });
+      try {
+        const t = id('prep');
+        await store.createThread({ threadId: t, ownerId: 'u1' });
+        for (let i = 0; i < 3; i++) {
+          const r = await store.startRun(start(t, id('run'), `c${i}`));
+          if (r.status !== 'started') throw new Error(r.status);
+          await store.append(t, [{ type: 'RUN_FINISHED', threadId: t, runId: r.run.runId, ts: TS }]);
+        }
+        expect(await seqsOf(store, t)).toEqual(range(6));
+        const { rows } = await pool.query<{ name: string }>(
+          'SELECT name FROM pg_prepared_statements ORDER BY name',
+        );
+        expect(rows.map((r) => r.name)).toEqual(
+          preparedStatements === false ? [] : ['threadline_append_v1', 'threadline_start_v1'],
+        );
+      } finally {
+        await store.close();
+        await pool.end();
+      }
+    }
+    await expect(
+      openPostgresStore({ connectionString: server.url, preparedStatements: 'yes' as unknown as boolean }),
+    ).rejects.toMatchObject({ code: 'invalid_options' });
+  });
+
+  it('starts runs in one round trip when every input starts, and lets the transaction decide the rest', async () => {
+    const pool = new pg.Pool({ connectionString: server.url, max: 2 });
+    const store = await openPostgresStore({ pool });
+    let trips = 0;
+    let transactions = 0;
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    (pool as unknown as { query: unknown }).query = (...args: unknown[]) => (trips++, query(...args));
+    // A transaction is the BEGIN its pooled client sends (pool.query itself checks a client out too).
+    pool.on('acquire', (client) => {
+      const marked = client as unknown as { counted?: boolean; query: (...a: unknown[]) => unknown };
+      if (marked.counted) return;
+      marked.counted = true;
+      const clientQuery = marked.query.bind(client);
+      marked.query = (...args: unknown[]) => {
+        if (args[0] === 'BEGIN') transactions++;
+        return clientQuery(...args);
+      };
+    });
+    try {
+      const t = id('fast');
+      const u = id('fast');
+      await store.createThread({ threadId: t, ownerId: 'u1' });
+      await store.createThread({ threadId: u, ownerId: 'u1' });
+      await store.append(t, [chunk(t, 'a')]);
+      [trips, transactions] = [0, 0];
+      const lease = { owner: 'inst-1', ttlMs: 60_000 };
+      const before = Date.now();
+      const [first, other] = await store.startRuns([
+        { ...start(t, id('run'), 'c1'), lease },
+        start(u, id('run'), 'c1'),
+      ]);
+      expect([trips, transactions]).toEqual([1, 0]);
+      expect(first).toMatchObject({
+        status: 'started',
+        userMessage: { seq: 2 },
+        run: { lease: { owner: 'inst-1' } },
+      });
+      expect(other).toMatchObject({ status: 'started', userMessage: { seq: 1 } });
+      if (first?.status !== 'started') throw new Error('not started');
+      expect(first.run.lease!.expiresAt).toBeGreaterThanOrEqual(before + 60_000 - 5_000);
+      // What the statement stored is what it answered.
+      const stored = await store.read(t, { afterSeq: 1, limit: 10 });
+      expect(stored).toEqual([first.userMessage]);
+      expect(await store.getRun(first.run.runId)).toEqual(first.run);
+      expect(await store.lastSeq(t)).toBe(2);
+      // A retry (duplicate) and a second send (run_active): the one statement is refused, the transaction answers.
+      [trips, transactions] = [0, 0];
+      const retry = await store.startRun(start(t, id('run'), 'c1'));
+      expect(retry).toMatchObject({ status: 'duplicate', run: { runId: first.run.runId } });
+      const busy = await store.startRun(start(t, id('run'), 'c2'));
+      expect(busy).toMatchObject({ status: 'run_active', activeRun: { runId: first.run.runId } });
+      expect([trips, transactions]).toEqual([2, 2]);
+      expect(await store.lastSeq(t)).toBe(2);
+      await expect(store.startRun(start(id('missing'), id('run'), 'c1'))).rejects.toMatchObject({
+        code: 'not_found',
+      });
+    } finally {
+      await store.close();
+      await pool.end();
+    }
+  });
+
   it('round-trips titles and idempotency keys PostgreSQL text could not hold (NUL, lone surrogates, long keys)', async () => {
     const store = await openPostgresStore({ pool: shared });
     try {
@@ -185,6 +280,11 @@ describe('PostgresStore storage details', () => {
     );
     expect(await again[0]!.getThread(t)).not.toBeNull();
     await Promise.all(again.map((s) => s.close()));
+    // Event JSON is compressed with lz4 (this server has it).
+    const compression = await shared.query<{ attcompression: string }>(
+      `SELECT attcompression FROM pg_attribute WHERE attrelid = '${prefix}events'::regclass AND attname = 'json'`,
+    );
+    expect(compression.rows[0]?.attcompression).toBe('l');
     await shared.query(`UPDATE ${prefix}schema_version SET version = $1`, [POSTGRES_SCHEMA_VERSION + 1]);
     const error = await openPostgresStore({ connectionString: server.url, tablePrefix: prefix }).catch(
       (e: unknown) => e,

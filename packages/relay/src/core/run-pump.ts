@@ -172,7 +172,8 @@ async function pump(
           if (started)
             throw new AgentTransportError('agent_stream_invalid', 'the agent sent RUN_STARTED twice');
           started = true;
-          writer.add(event, run, false);
+          // Written with the run's next event (the agent's fetches back to this API are not held up by it).
+          writer.hold(event, run);
           continue;
         }
         if (!started) {

@@ -27,6 +27,12 @@ export interface WriterOptions {
 }
 
 /**
+ * @internal How long a run's RUN_STARTED waits for the run's next event to share its store write (see
+ * {@link ThreadWriter.hold}) before it is written on its own.
+ */
+export const START_HOLD_MS = 25;
+
+/**
  * @internal Appends one thread's events in order: batches go through the relay's shared
  * {@link GroupCommitter} (one store transaction for every thread's batch of the turn; while this thread's
  * write is in flight, new events gather for the next one), chunks of the same message coalesced, every
@@ -39,6 +45,7 @@ export class ThreadWriter implements Flushable {
   #tail: Promise<unknown> = Promise.resolve();
   #ops = 0;
   #requested = false;
+  #holdTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #committer: GroupCommitter;
   readonly #pubsub: ThreadPubSub;
   readonly #options: WriterOptions;
@@ -109,6 +116,26 @@ export class ThreadWriter implements Flushable {
     return entry;
   }
 
+  /**
+   * Buffers a run's RUN_STARTED without asking for a write: the run's next event (with an agent service, its
+   * first output, which comes once the agent has fetched its tools and history from this API) takes it along in
+   * the same write, so those fetches are not answered behind a commit of its own. Asks for the write after
+   * {@link START_HOLD_MS} when nothing followed.
+   */
+  hold(event: AgentEvent, owner: WriteOwner | null): void {
+    this.#buffer.push({ event, parts: null, length: 0, owner, stored: null });
+    if (this.#buffer.length >= this.#options.maxBatchEvents) void this.#flush(true).catch(() => {});
+    else if (!this.#requested && this.#holdTimer === undefined) {
+      this.#holdTimer = setTimeout(() => {
+        this.#holdTimer = undefined;
+        if (this.#buffer.length > 0 && !this.#requested) {
+          this.#requested = true;
+          this.#committer.request(this);
+        }
+      }, START_HOLD_MS);
+    }
+  }
+
   /** Writes everything buffered so far; resolves once stored and published, rejects if the store failed. */
   flush(): Promise<void> {
     return this.#flush(false);
@@ -121,6 +148,10 @@ export class ThreadWriter implements Flushable {
   }
 
   #flush(urgent: boolean): Promise<void> {
+    if (this.#holdTimer !== undefined) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = undefined;
+    }
     if (this.#requested) {
       this.#requested = false;
       this.#committer.cancel(this);

@@ -26,6 +26,12 @@ export type PostgresStoreOptions = (
   statementTimeoutMs?: number;
   /** Prefix of every table (and the one function) the store creates, so it can share a schema. Default `threadline_`. */
   tablePrefix?: string;
+  /**
+   * Runs the two hot writes (appending events, starting runs) as named prepared statements, parsed and planned
+   * once per connection instead of on every call (default true). Set false behind a connection pooler that
+   * cannot keep prepared statements across transactions (PgBouncer in transaction mode before 1.21).
+   */
+  preparedStatements?: boolean;
 };
 
 const DEFAULT_MAX_CONNECTIONS = 10;
@@ -57,6 +63,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       'tablePrefix must start with a lowercase letter or _ and hold only lowercase letters, digits and _ (at most 32)',
     );
   }
+  if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean')
+    throw new StoreError('invalid_options', 'preparedStatements must be a boolean');
   const max = integerOption('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 1000);
   const connectTimeout = integerOption(
     'connectionTimeoutMs',
@@ -88,7 +96,12 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   // An idle connection that dies (the server restarted) is reported here; the pool drops it and the next call
   // connects anew. Without a listener the error would crash the process.
   if (!hasPool) pool.on('error', () => {});
-  const store = new PostgresStore({ pool, ownsPool: !hasPool, tablePrefix: prefix });
+  const store = new PostgresStore({
+    pool,
+    ownsPool: !hasPool,
+    tablePrefix: prefix,
+    preparedStatements: options.preparedStatements !== false,
+  });
   try {
     await store.migrate();
     return store;

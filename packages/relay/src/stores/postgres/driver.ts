@@ -62,6 +62,16 @@ export function isId(value: unknown): value is string {
   return typeof value === 'string' && value.length <= LIMITS.maxIdLength && ID_PATTERN.test(value);
 }
 
+/**
+ * A statement with array rows, optionally named: a named statement is parsed and planned once per connection
+ * (a prepared statement) instead of on every call.
+ */
+export interface PgQuery {
+  text: string;
+  rowMode: 'array';
+  name?: string | undefined;
+}
+
 /** Runs statements on a pool: one statement, or a transaction on one pooled connection. */
 export class PgRunner {
   readonly #pool: pg.Pool;
@@ -73,13 +83,32 @@ export class PgRunner {
   /** One statement on any pooled connection; failures become StoreErrors naming what was being done. */
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     doing: string,
-    query: string | { text: string; rowMode: 'array' },
+    query: string | PgQuery,
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
     try {
       // Array rows (`rowMode: 'array'`) for the hot reads: no object per row; R describes the tuple then.
       return (await this.#pool.query(query as pg.QueryConfig, values)) as pg.QueryResult<R>;
     } catch (error) {
+      throw toPgStoreError(error, doing);
+    }
+  }
+
+  /**
+   * Like {@link query}, but a failure whose SQLSTATE is in `refused` answers null (the statement wrote nothing)
+   * instead of throwing.
+   */
+  async queryUnless<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    doing: string,
+    query: PgQuery,
+    values: unknown[],
+    refused: readonly string[],
+  ): Promise<pg.QueryResult<R> | null> {
+    try {
+      return (await this.#pool.query(query as pg.QueryConfig, values)) as pg.QueryResult<R>;
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (typeof code === 'string' && refused.includes(code)) return null;
       throw toPgStoreError(error, doing);
     }
   }

@@ -69,6 +69,20 @@ BEGIN
   RAISE EXCEPTION 'thread "%" does not exist', thread_id USING ERRCODE = '${THREAD_MISSING}', DETAIL = thread_id;
 END
 $f$;
+-- Event JSON is compressed with lz4 where the server has it (PostgreSQL 14+ built with lz4): a stored text chunk
+-- coalesces up to tens of KB, and compressing that with pglz, the default, is a good part of its commit's time.
+-- New rows only; the ALTER (a short exclusive lock) runs once, when the column is not lz4 yet.
+DO $lz4$
+BEGIN
+  IF current_setting('server_version_num')::int >= 140000 THEN
+    IF (SELECT attcompression FROM pg_attribute
+        WHERE attrelid = '${p}events'::regclass AND attname = 'json') IS DISTINCT FROM 'l' THEN
+      EXECUTE 'ALTER TABLE ${p}events ALTER COLUMN json SET COMPRESSION lz4';
+    END IF;
+  END IF;
+EXCEPTION WHEN feature_not_supported THEN NULL; -- built without lz4: pglz stays
+END
+$lz4$;
 `;
 }
 
@@ -108,6 +122,44 @@ WITH c AS (
 SELECT coalesce(t.base, ${p}thread_missing(c.thread_id)) AS base
 FROM c LEFT JOIN t ON t.thread_id = c.thread_id
 ORDER BY c.i`;
+}
+
+/**
+ * The common case of a startRuns call as ONE statement (one round trip, one commit): every input starts.
+ * Locks the threads' counter rows (in id order, as {@link appendSql}), bumps each counter by one, inserts the
+ * runs and their first events with the seq spliced in. Any other outcome (a duplicate clientMessageId, a run
+ * in progress, a run id taken) violates a unique constraint and the whole statement rolls back; the caller then
+ * decides with the full transaction. A missing thread raises {@link THREAD_MISSING}.
+ *
+ * $1 run ids · $2 thread ids (distinct) · $3 user ids · $4 client message ids · $5 first event JSON without seq ·
+ * $6 lease owners (null: no lease) · $7 lease ttls · $8 now (started_at, updated_at)
+ */
+export function startFastSql(p: string): string {
+  return `
+WITH x AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+    WITH ORDINALITY AS x(run_id, thread_id, user_id, client_message_id, body, lease_owner, lease_ttl, i)
+), n AS (
+  SELECT ${NOW_MS} AS now
+), l AS (
+  SELECT thread_id FROM ${p}threads WHERE thread_id = ANY($2::text[]) ORDER BY thread_id FOR UPDATE
+), t AS (
+  UPDATE ${p}threads AS th SET last_seq = th.last_seq + 1, updated_at = greatest(th.updated_at, $8::bigint)
+  FROM l WHERE th.thread_id = l.thread_id
+  RETURNING th.thread_id, th.last_seq AS seq
+), ru AS (
+  INSERT INTO ${p}runs (run_id, thread_id, user_id, client_message_id, status, started_at, lease_owner, lease_expires)
+  SELECT x.run_id, x.thread_id, x.user_id, x.client_message_id, 'running', $8::bigint, x.lease_owner,
+    CASE WHEN x.lease_owner IS NULL THEN NULL ELSE n.now + x.lease_ttl END
+  FROM x JOIN t ON t.thread_id = x.thread_id, n
+), ev AS (
+  INSERT INTO ${p}events (thread_id, seq, json)
+  SELECT x.thread_id, t.seq, left(x.body, -1) || ',"seq":' || t.seq || '}'
+  FROM x JOIN t ON t.thread_id = x.thread_id
+)
+SELECT coalesce(t.seq, ${p}thread_missing(x.thread_id)) AS seq, n.now
+FROM x LEFT JOIN t ON t.thread_id = x.thread_id, n
+ORDER BY x.i`;
 }
 
 /** The write of a startRuns call, once decided: new runs, their USER_MESSAGE events and the counters. */

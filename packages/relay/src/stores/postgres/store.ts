@@ -32,11 +32,12 @@ import {
   type PreparedBatch,
   withSeq,
 } from '../store-input.js';
-import { isId, PgRunner } from './driver.js';
+import { isId, PgRunner, type PgQuery } from './driver.js';
 import {
   appendSql,
   NOW_MS,
   RUN_COLUMNS,
+  startFastSql,
   startWriteSql,
   THREAD_COLUMNS,
   toRun,
@@ -56,7 +57,8 @@ import { migrateSchema, startRunsIn } from './transactions.js';
  * row's lock in the same transaction as the events it numbers, and `(thread_id, seq)` is the events' primary
  * key, so no two instances can ever hand out the same seq or leave a hole. `append` and the group commit
  * `appendMany` are one statement each (one round trip and one commit for any number of threads and events);
- * `startRun`/`startRuns` are one transaction of five round trips whatever the batch size. Every call is all or
+ * `startRun`/`startRuns` are one statement when every input starts (the common case), else one transaction of
+ * five round trips whatever the batch size. Every call is all or
  * nothing. With the server down, calls fail with StoreError `store_error` ("PostgreSQL is unavailable")
  * after at most `connectionTimeoutMs`, and work again once it is back.
  *
@@ -71,18 +73,33 @@ export class PostgresStore extends ToolStorePart implements EventStore, ToolStor
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #p: string;
-  readonly #sql: { append: string; startWrite: string };
+  readonly #sql: { append: PgQuery; startWrite: string; startFast: PgQuery };
   readonly #pg: PgRunner;
   readonly #tools: PostgresToolStorage;
   #closed = false;
 
   /** Use {@link openPostgresStore}, which checks the options and creates or migrates the schema. */
-  constructor(options: { pool: pg.Pool; ownsPool: boolean; tablePrefix: string }) {
+  constructor(options: {
+    pool: pg.Pool;
+    ownsPool: boolean;
+    tablePrefix: string;
+    preparedStatements?: boolean;
+  }) {
     super();
     this.#pool = options.pool;
     this.#ownsPool = options.ownsPool;
     this.#p = options.tablePrefix;
-    this.#sql = { append: appendSql(this.#p), startWrite: startWriteSql(this.#p) };
+    // The two hot writes as named (prepared) statements unless turned off.
+    const named = options.preparedStatements !== false;
+    this.#sql = {
+      append: { text: appendSql(this.#p), rowMode: 'array', name: named ? `${this.#p}append_v1` : undefined },
+      startWrite: startWriteSql(this.#p),
+      startFast: {
+        text: startFastSql(this.#p),
+        rowMode: 'array',
+        name: named ? `${this.#p}start_v1` : undefined,
+      },
+    };
     this.#pg = new PgRunner(this.#pool);
     this.#tools = new PostgresToolStorage(this.#pg, this.#p, () => this.#open());
   }
@@ -226,11 +243,17 @@ export class PostgresStore extends ToolStorePart implements EventStore, ToolStor
         }
       }
     }
-    const { rows } = await this.#pg.query<[string]>(
-      'appending events',
-      { text: this.#sql.append, rowMode: 'array' },
-      [threadIds, counts, eventThread, eventOffset, bodies, Date.now(), endThread, endRun, endStatus],
-    );
+    const { rows } = await this.#pg.query<[string]>('appending events', this.#sql.append, [
+      threadIds,
+      counts,
+      eventThread,
+      eventOffset,
+      bodies,
+      Date.now(),
+      endThread,
+      endRun,
+      endStatus,
+    ]);
     const next = rows.map((row) => Number(row[0]));
     return batches.map(({ threadId, events }) => {
       const i = ordinal.get(threadId)! - 1;
@@ -274,13 +297,7 @@ export class PostgresStore extends ToolStorePart implements EventStore, ToolStor
 
   async startRun(input: StartRunInput): Promise<StartRunResult> {
     this.#open();
-    const [result] = await startRunsIn(
-      this.#pg,
-      this.#p,
-      this.#sql.startWrite,
-      [input],
-      [prepareStartRun(input).body],
-    );
+    const [result] = await startRunsIn(this.#pg, this.#p, this.#sql, [input], [prepareStartRun(input).body]);
     return result!;
   }
 
@@ -289,7 +306,7 @@ export class PostgresStore extends ToolStorePart implements EventStore, ToolStor
     if (!Array.isArray(inputs)) throw new StoreError('invalid_message', 'startRuns takes an array');
     const bodies = inputs.map((input) => prepareStartRun(input).body);
     if (inputs.length === 0) return [];
-    return startRunsIn(this.#pg, this.#p, this.#sql.startWrite, inputs, bodies);
+    return startRunsIn(this.#pg, this.#p, this.#sql, inputs, bodies);
   }
 
   async getRun(runId: string): Promise<RunRecord | null> {

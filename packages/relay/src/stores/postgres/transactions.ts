@@ -1,12 +1,13 @@
 import type { RunRecord, StartRunInput, StartRunResult } from '../store.js';
 import { newRun, notFoundThread, withSeq } from '../store-input.js';
 import { StoreError } from '../../errors.js';
-import type { PgRunner } from './driver.js';
+import type { PgQuery, PgRunner } from './driver.js';
 import {
   NOW_MS,
   POSTGRES_SCHEMA_VERSION,
   RUN_COLUMNS,
   schemaSql,
+  THREAD_MISSING,
   toRun,
   UNIQUE_VIOLATION,
   type RunRow,
@@ -44,17 +45,23 @@ export async function migrateSchema(runner: PgRunner, p: string): Promise<void> 
 /**
  * One transaction: lock the threads' counter rows (in id order), read the runs that decide each input
  * (same clientMessageId, running, same runId), decide in order as `startRun` would, write every start with
- * one statement. Any refusal rolls the whole call back. `p` is the table prefix, `startWrite` the statement
- * of `startWriteSql`.
+ * one statement. Any refusal rolls the whole call back. `p` is the table prefix, `sql` the statements of
+ * `startWriteSql` and `startFastSql`; the common case (every input starts) is the one statement of the latter.
  */
 export async function startRunsIn(
   runner: PgRunner,
   p: string,
-  startWrite: string,
+  sql: { startWrite: string; startFast: PgQuery },
   inputs: readonly StartRunInput[],
   bodies: readonly string[],
 ): Promise<StartRunResult[]> {
   const threadIds = [...new Set(inputs.map((i) => i.threadId))];
+  // One round trip when every input starts (one input per thread); otherwise the transaction below decides.
+  if (threadIds.length === inputs.length) {
+    const started = await startFast(runner, sql.startFast, inputs, bodies);
+    if (started) return started;
+  }
+  const startWrite = sql.startWrite;
   return runner.transaction('starting a run', async (client) => {
     const locked = await client.query<{ thread_id: string; last_seq: string; now_ms: string }>(
       `SELECT thread_id, last_seq, ${NOW_MS} AS now_ms FROM ${p}threads WHERE thread_id = ANY($1::text[]) ORDER BY thread_id FOR UPDATE`,
@@ -145,5 +152,44 @@ export async function startRunsIn(
       }
     }
     return results;
+  });
+}
+
+/**
+ * {@link startFastSql}: the results when every input started, or null when one would not (a unique
+ * constraint refused the statement, or a thread is missing, so nothing was written) and the full transaction
+ * must decide.
+ */
+async function startFast(
+  runner: PgRunner,
+  statement: PgQuery,
+  inputs: readonly StartRunInput[],
+  bodies: readonly string[],
+): Promise<StartRunResult[] | null> {
+  const now = Date.now();
+  const result = await runner.queryUnless<[string, string]>(
+    'starting a run',
+    statement,
+    [
+      inputs.map((i) => i.runId),
+      inputs.map((i) => i.threadId),
+      inputs.map((i) => i.userId),
+      inputs.map((i) => i.clientMessageId),
+      bodies,
+      inputs.map((i) => i.lease?.owner ?? null),
+      inputs.map((i) => i.lease?.ttlMs ?? null),
+      now,
+    ],
+    [UNIQUE_VIOLATION, THREAD_MISSING],
+  );
+  if (!result) return null;
+  const { rows } = result;
+  return inputs.map((input, i): StartRunResult => {
+    const seq = Number(rows[i]![0]);
+    return {
+      status: 'started',
+      run: newRun(input, now, Number(rows[i]![1])),
+      userMessage: { seq, json: withSeq(bodies[i]!, seq) },
+    };
   });
 }
