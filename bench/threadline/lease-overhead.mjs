@@ -6,6 +6,7 @@
 import {
   createRelay,
   DEFAULT_RELAY_LIMITS,
+  DEFAULT_RELAY_TUNING,
   InProcessPubSub,
   inProcessAgentTransport,
 } from '@threadline/relay';
@@ -51,8 +52,8 @@ export async function run(_n) {
     ? { leaseTtlMs: 2_000, leaseRenewMs: 500, leaseSweepMs: 500 }
     : {
         leaseTtlMs: DEFAULT_RELAY_LIMITS.leaseTtlMs,
-        leaseRenewMs: DEFAULT_RELAY_LIMITS.leaseRenewMs,
-        leaseSweepMs: DEFAULT_RELAY_LIMITS.leaseSweepMs,
+        leaseRenewMs: DEFAULT_RELAY_TUNING.leaseRenewMs,
+        leaseSweepMs: DEFAULT_RELAY_TUNING.leaseSweepMs,
       };
   const rates = smoke ? [1, 10] : [1, 10];
   const engines = await startEngines({ postgres: true });
@@ -67,8 +68,7 @@ export async function run(_n) {
       const { store, counts } = counted(base);
       const relay = createRelay({
         store,
-        pubsub: new InProcessPubSub(), // a cluster instance: leases on
-        instanceId: `bench-lease-${rate}`,
+        cluster: { pubsub: new InProcessPubSub(), instanceId: `bench-lease-${rate}` }, // a cluster instance: leases on
         agent: inProcessAgentTransport(syntheticRunner),
         tokens: { issue: async () => 'bench-token' },
         toolsBaseUrl: 'http://127.0.0.1:1',
@@ -77,8 +77,9 @@ export async function run(_n) {
           maxActiveRuns: 5_000,
           maxRunsPerUser: 5_000,
           maxRunStartsPerUser: 1_000_000,
-          ...leaseLimits,
+          leaseTtlMs: leaseLimits.leaseTtlMs,
         },
+        tuning: { leaseRenewMs: leaseLimits.leaseRenewMs, leaseSweepMs: leaseLimits.leaseSweepMs },
         logger: { warn: console.error, error: console.error },
       });
       try {

@@ -446,8 +446,10 @@ export function createApp(options: AppOptions): express.Express {
       for (;;) {
         const page = await store.read(thread.threadId, { afterSeq, limit: 1000 });
         for (const e of page) {
-          if (!e.json.includes('"usage"') || !e.json.includes('"RUN_FINISHED"')) continue;
-          const u = (JSON.parse(e.json) as { usage?: typeof usage }).usage;
+          if (!e.json.includes('"usage"')) continue;
+          // Only the event's own type counts: a tool's STATE_CHANGED may carry the same words in its value.
+          const event = JSON.parse(e.json) as { type?: unknown; usage?: typeof usage };
+          const u = event.type === 'RUN_FINISHED' ? event.usage : undefined;
           if (!u) continue;
           usage.inputTokens += u.inputTokens;
           usage.outputTokens += u.outputTokens;

@@ -205,6 +205,26 @@ describe('CSRF', () => {
 });
 
 describe('threads REST and isolation', () => {
+  it('counts usage only from RUN_FINISHED events: a tool state that names RUN_FINISHED and carries usage adds nothing', async () => {
+    const c = new Client(base);
+    await c.signup('usagecheck');
+    const { threadId } = (await c.req('POST', '/api/threads', { json: {} })).json as { threadId: string };
+    // What a tool may write into the log (STATE_CHANGED), shaped to look like a finished run's usage.
+    await relay.publish(threadId, [
+      {
+        type: 'STATE_CHANGED',
+        threadId,
+        runId: 'run_forged',
+        ts: Date.now(),
+        scope: 'profile',
+        value: { note: 'RUN_FINISHED', usage: { inputTokens: 1e6, outputTokens: 1e6, totalTokens: 2e6 } },
+      },
+    ]);
+    const usage = await c.req('GET', `/api/threads/${threadId}/usage`);
+    expect(usage.status).toBe(200);
+    expect(usage.json.usage).toMatchObject({ inputTokens: 0, outputTokens: 0, totalTokens: 0, runs: 0 });
+  });
+
   it('creates and lists a user’s own threads, and reads their events', async () => {
     const c = new Client(base);
     await c.signup('gina');

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isPostgresUnavailable } from '@threadline/relay/postgres';
 import { HostError } from '../errors.js';
 import type { IdentityRecord, SessionRecord, UserRecord, UserStore } from './user-store.js';
 
@@ -51,33 +52,9 @@ const INSERT_IDENTITY =
   'INSERT INTO host_identities (issuer, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)';
 const identityValues = (i: IdentityRecord) => [i.issuer, i.subject, i.userId, i.email, i.createdAt];
 
-/** Node's and PostgreSQL's codes for a server that cannot be reached or is going away. */
-const UNAVAILABLE = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
-  '53300', // too_many_connections
-  '57014', // query_canceled (statement_timeout)
-]);
-
+/** The server cannot be reached or went away, or a statement ran past its timeout (`query_canceled`). */
 function unavailable(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  if (typeof code === 'string' && (UNAVAILABLE.has(code) || code.startsWith('08'))) return true;
-  // node-postgres reports a dropped connection or a pool timeout without a code.
-  return (
-    typeof message === 'string' &&
-    /Connection terminated|timeout exceeded when trying to connect|connection error|Connection closed/i.test(
-      message,
-    )
-  );
+  return isPostgresUnavailable(error) || (error as { code?: unknown } | null)?.code === '57014';
 }
 
 /**

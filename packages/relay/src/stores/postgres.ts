@@ -5,6 +5,7 @@ import { PostgresStore } from './postgres/store.js';
 
 export { PostgresStore } from './postgres/store.js';
 export { POSTGRES_SCHEMA_VERSION } from './postgres/sql.js';
+export { isPostgresUnavailable } from './postgres/driver.js';
 export type { ToolStorePart } from './tool-store-part.js';
 
 /** Options of {@link openPostgresStore}: give either `connectionString` (the store owns a pool) or `pool`. */

@@ -23,7 +23,12 @@ const UNAVAILABLE_CODES = new Set([
   '53300', // too_many_connections
 ]);
 
-function isUnavailable(error: unknown): boolean {
+/**
+ * True when a node-postgres failure means the server cannot be reached or went away (refused, reset or timed-out
+ * connections, a server shutting down or starting, too many connections, a pool that could not connect), as
+ * opposed to a failed statement. Code that shares the store's pool can use it to answer "unavailable".
+ */
+export function isPostgresUnavailable(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
@@ -42,7 +47,7 @@ export function toPgStoreError(error: unknown, doing: string): StoreError {
   if (error instanceof StoreError) return error;
   const e = error as { code?: unknown; detail?: unknown; message?: unknown } | null;
   if (e?.code === THREAD_MISSING) return notFoundThread(String(e.detail ?? ''));
-  if (isUnavailable(error)) {
+  if (isPostgresUnavailable(error)) {
     const why = typeof e?.message === 'string' && e.message !== '' ? e.message : String(e?.code ?? error);
     return new StoreError('store_error', `PostgreSQL is unavailable (${why}) while ${doing}; try again`, {
       cause: error,
