@@ -325,6 +325,9 @@ browserSuite('reference host layout')('reference host layout in a real browser',
     expect(await menu.getAttribute('aria-expanded')).toBe('true');
     // Focus moved into the list, on the open thread.
     expect(await p.evaluate(() => document.activeElement?.getAttribute('aria-current'))).toBe('page');
+    // The drawer slides in (0.15 s): once it has stopped, it lies fully on screen from the left edge.
+    await p.waitForFunction(() => document.getAnimations().length === 0);
+    expect((await p.locator('#sidebar').boundingBox())?.x).toBe(0);
     await p.screenshot({ path: join(ARTIFACTS, 'mobile-menu-open.png') });
     await p.keyboard.press('Escape');
     await expect.poll(() => p.locator('#sidebar').isVisible(), WAIT).toBe(false);
