@@ -426,11 +426,16 @@ describe.each<StoreKind>(['sqlite', 'memory'])('grouped run starts on %s', (kind
   });
 });
 
-/** Polls `check` each turn until it holds (bounded, so a broken relay fails the test instead of hanging). */
-async function waitFor(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
+/**
+ * Polls `check` until it holds, for at most `ms` of wall time (bounded, so a broken relay fails the test instead of
+ * hanging). Bounded by time, not by turns: a run's RUN_STARTED is held up to START_HOLD_MS before it is written, and
+ * on a fast machine ten thousand turns of the memory store end before that.
+ */
+async function waitFor(check: () => Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
     if (await check()) return;
-    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 1));
   }
-  throw new Error('condition never held');
+  throw new Error(`condition never held in ${ms} ms`);
 }
