@@ -41,11 +41,17 @@ function failureLines(report) {
     const name = String(file.name ?? '').replace(cwd, '');
     const failedTests = (file.assertionResults ?? []).filter((t) => t.status === 'failed');
     for (const t of failedTests) {
-      const why = String(t.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 300);
+      const why = String(t.failureMessages?.[0] ?? '')
+        .split('\n')[0]
+        .slice(0, 300);
       lines.push(`FAILED ${name} > ${t.fullName}: ${why}`);
     }
     if (file.status === 'failed' && failedTests.length === 0) {
-      lines.push(`FAILED ${name}: ${String(file.message ?? '').split('\n')[0].slice(0, 300)}`);
+      lines.push(
+        `FAILED ${name}: ${String(file.message ?? '')
+          .split('\n')[0]
+          .slice(0, 300)}`,
+      );
     }
   }
   return lines;

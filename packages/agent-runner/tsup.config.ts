@@ -1,11 +1,6 @@
 import { defineConfig } from 'tsup';
+import { nodePackage } from '../../scripts/tsup-package';
 
-export default defineConfig({
-  entry: { index: 'src/index.ts', testing: 'src/testing.ts', cli: 'src/cli.ts' },
-  format: ['esm', 'cjs'],
-  dts: true,
-  target: 'node22',
-  clean: true,
-  sourcemap: true,
-  splitting: false,
-});
+export default defineConfig(
+  nodePackage({ index: 'src/index.ts', testing: 'src/testing.ts', cli: 'src/cli.ts' }),
+);

@@ -1,11 +1,4 @@
 import { defineConfig } from 'tsup';
+import { nodePackage } from '../../scripts/tsup-package';
 
-export default defineConfig({
-  entry: { index: 'src/index.ts', core: 'src/core.ts' },
-  format: ['esm', 'cjs'],
-  dts: true,
-  target: 'node22',
-  clean: true,
-  sourcemap: true,
-  splitting: false,
-});
+export default defineConfig(nodePackage({ index: 'src/index.ts', core: 'src/core.ts' }));

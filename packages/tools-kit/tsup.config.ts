@@ -1,16 +1,11 @@
 import { defineConfig } from 'tsup';
+import { nodePackage } from '../../scripts/tsup-package';
 
-export default defineConfig({
-  entry: {
+export default defineConfig(
+  nodePackage({
     index: 'src/index.ts',
     express: 'src/express.ts',
     agents: 'src/agents.ts',
     testing: 'src/testing.ts',
-  },
-  format: ['esm', 'cjs'],
-  dts: true,
-  target: 'node22',
-  clean: true,
-  sourcemap: true,
-  splitting: false,
-});
+  }),
+);

@@ -69,6 +69,25 @@ export const AckMessageSchema = z.strictObject({
   runId: IdSchema,
 });
 
+/**
+ * The refusals that come from the state of the thread's run, answered to a `send`, `regenerate` or `approve`
+ * (the relay's `RelayError` codes and the browser's `error` codes both include them).
+ */
+export const RUN_REFUSAL_CODES = [
+  /** The thread already has a run in progress. */
+  'run_active',
+  /** A `regenerate` on a thread without a user message to answer. */
+  'nothing_to_regenerate',
+  /** A `send` to a thread whose run waits for a tool approval. */
+  'run_awaiting_approval',
+  /** An `approve` for a run or tool call that does not wait for a decision. */
+  'approval_not_pending',
+  /** An `approve` that differs from the decision already made on that call. */
+  'approval_already_decided',
+] as const;
+/** A code of {@link RUN_REFUSAL_CODES}. */
+export type RunRefusalCode = (typeof RUN_REFUSAL_CODES)[number];
+
 /** Error codes the server sends in `error` messages. */
 export const BROWSER_ERROR_CODES = [
   'invalid_message',
@@ -76,12 +95,7 @@ export const BROWSER_ERROR_CODES = [
   'unauthorized',
   'forbidden',
   'not_found',
-  'run_active',
-  /** A `regenerate` on a thread without a user message to answer. */
-  'nothing_to_regenerate',
-  'run_awaiting_approval',
-  'approval_not_pending',
-  'approval_already_decided',
+  ...RUN_REFUSAL_CODES,
   'queue_full',
   'slow_consumer',
   'rate_limited',

@@ -120,6 +120,7 @@ export {
   ErrorMessageWireSchema,
   ServerMessageSchema,
   BROWSER_ERROR_CODES,
+  RUN_REFUSAL_CODES,
 } from './browser.js';
 export type {
   SendMessage,
@@ -133,6 +134,7 @@ export type {
   ErrorMessage,
   ServerMessage,
   BrowserErrorCode,
+  RunRefusalCode,
 } from './browser.js';
 export {
   TOOL_ERROR_STATUS,

@@ -1,4 +1,4 @@
-import { isBrandedInstance } from '@threadline/contracts';
+import { isBrandedInstance, RUN_REFUSAL_CODES } from '@threadline/contracts';
 
 /** Codes of {@link RelayError}. Browser-facing codes match `BROWSER_ERROR_CODES` in @threadline/contracts. */
 export const RELAY_ERROR_CODES = [
@@ -6,15 +6,8 @@ export const RELAY_ERROR_CODES = [
   'unauthorized',
   'not_found',
   'conflict',
-  'run_active',
-  /** A regenerate on a thread with no user message to answer again. */
-  'nothing_to_regenerate',
-  /** A `send` to a thread whose run waits for a tool approval. */
-  'run_awaiting_approval',
-  /** An `approve` for a run or tool call that does not wait for a decision. */
-  'approval_not_pending',
-  /** An `approve` that differs from the decision already made on that call. */
-  'approval_already_decided',
+  /** The thread's run refuses it (`run_active`, `run_awaiting_approval`, …): see RUN_REFUSAL_CODES. */
+  ...RUN_REFUSAL_CODES,
   'queue_full',
   'slow_consumer',
   'too_many_subscribers',
