@@ -14,6 +14,17 @@ import {
 
 // Conformance cases of the event log: append, read, and the optional group commit appendMany.
 
+/** Texts whose characters an adapter's encoding could mangle (separators, escapes, quoting, surrogate pairs). */
+const TRICKY_TEXTS = [
+  'line one\nline two\r\nline three\n',
+  '\n',
+  'quotes " and \' and `, a backslash \\ and \\n (backslash n), a tab\tend',
+  '{"json":"inside","arr":[1,"2"]}',
+  'U+2028 \u2028 and U+2029 \u2029, NUL \u0000 and DEL \u007f',
+  'emoji 🧵 and a CJK 線, accents é',
+  ',"seq":99}',
+];
+
 /** Appending events and reading them back: seqs, validation, pages, races. */
 export function appendCases(suite: SuiteContext): void {
   describe('append and read', () => {
@@ -92,6 +103,17 @@ export function appendCases(suite: SuiteContext): void {
         { ...ok, seq: 1 },
         { ...chunk(t, 'r2', 'next', 'msg-2'), seq: 2 },
       ]);
+    });
+
+    it('stores every character of a text exactly: newlines, quotes, backslashes, tabs, U+2028, NUL, emoji', async () => {
+      const t = await suite.newThread();
+      const stored = await suite.store.append(
+        t,
+        TRICKY_TEXTS.map((text) => chunk(t, 'r1', text)),
+      );
+      const read = await suite.store.read(t, { afterSeq: 0, limit: 100 });
+      expect(read).toEqual(stored);
+      expect(read.map((e) => (JSON.parse(e.json) as { delta: string }).delta)).toEqual(TRICKY_TEXTS);
     });
 
     it("refuses an event of another thread in the batch and stores nothing (a writer can't cross threads)", async () => {
@@ -210,6 +232,26 @@ export function appendManyCases(suite: SuiteContext): void {
       expect(await suite.store.lastSeq(a)).toBe(4);
       expect(await suite.store.lastSeq(b)).toBe(1);
       expect(await appendMany([])).toEqual([]);
+    });
+
+    it('stores every character of a text exactly in a group commit, each event in its own thread', async (ctx) => {
+      const appendMany = appendManyOf(ctx);
+      const a = await suite.newThread();
+      const b = await suite.newThread();
+      const result = await appendMany([
+        { threadId: a, events: TRICKY_TEXTS.map((text) => chunk(a, 'r1', text)) },
+        { threadId: b, events: TRICKY_TEXTS.map((text) => chunk(b, 'r1', `${text}|b`)) },
+      ]);
+      for (const [threadId, suffix, i] of [
+        [a, '', 0],
+        [b, '|b', 1],
+      ] as const) {
+        const read = await suite.store.read(threadId, { afterSeq: 0, limit: 100 });
+        expect(read).toEqual(result[i]);
+        expect(read.map((e) => (JSON.parse(e.json) as { delta: string }).delta)).toEqual(
+          TRICKY_TEXTS.map((text) => `${text}${suffix}`),
+        );
+      }
     });
 
     it('ends runs on terminal events, each in its own thread only', async (ctx) => {

@@ -93,7 +93,9 @@ $lz4$;
  * a thread that does not exist raises {@link THREAD_MISSING} from the last SELECT, which rolls back everything.
  *
  * $1 thread ids (distinct) · $2 events per thread · $3 event → thread ordinal (1-based) · $4 event offset in
- * its thread (1-based) · $5 event JSON without seq · $6 now · $7 $8 $9 run ends: thread id, run id, status.
+ * its thread (1-based) · $5 the events' JSON without seq, joined by newlines (one text: JSON.stringify never
+ * writes a raw newline, and a text[] parameter would cost the client an escaping pass over every quote in every
+ * event) · $6 now · $7 $8 $9 run ends: thread id, run id, status.
  */
 export function appendSql(p: string): string {
   return `
@@ -111,7 +113,7 @@ WITH c AS (
 ), e AS (
   INSERT INTO ${p}events (thread_id, seq, json)
   SELECT c.thread_id, t.base + u.k, left(u.body, -1) || ',"seq":' || (t.base + u.k) || '}'
-  FROM unnest($3::int[], $4::int[], $5::text[]) AS u(ti, k, body)
+  FROM unnest($3::int[], $4::int[], string_to_array($5::text, chr(10))) AS u(ti, k, body)
   JOIN c ON c.i = u.ti
   JOIN t ON t.thread_id = c.thread_id
 ), r AS (

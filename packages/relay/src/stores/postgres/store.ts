@@ -248,7 +248,7 @@ export class PostgresStore extends ToolStorePart implements EventStore, ToolStor
       counts,
       eventThread,
       eventOffset,
-      bodies,
+      bodies.join('\n'),
       Date.now(),
       endThread,
       endRun,
