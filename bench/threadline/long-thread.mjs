@@ -23,6 +23,8 @@ export async function run(_n, { startServer, here }) {
       ? [0, 100]
       : [0, 100, 1_000, 10_000];
   const runs = Number(process.env.BENCH_LONG_RUNS ?? (smoke ? 3 : 40));
+  const rounds = smoke ? 1 : 4;
+  const runsPerRound = Math.max(1, Math.round(runs / rounds));
   const warmup = smoke ? 2 : 10;
   const concurrent = 20;
   const seconds = smoke ? 1 : 8;
@@ -112,17 +114,27 @@ export async function run(_n, { startServer, here }) {
     // not pay for it.
     for (let i = 0; i < warmup * 3; i++) await viaHost(ws, 'short_0');
     for (let i = 0; i < warmup * 3; i++) await direct('short_1');
+    // The sizes are compared with each other, so each size's runs are spread over the whole measurement:
+    // `rounds` rounds of runs/rounds per size, in an order that alternates (0 → 10,000, then 10,000 → 0).
+    // Whatever drifts meanwhile (the machine's load, the growing SQLite file, V8) lands on every size alike
+    // instead of on the last one measured.
+    const perSize = new Map(sizes.map((items) => [items, { host: [], direct: [], cpu: 0 }]));
     for (const items of sizes) {
-      const hostThread = `h${items}_0`;
-      const directThread = `h${items}_1`;
-      for (let i = 0; i < warmup; i++) await viaHost(ws, hostThread);
-      const cpu0 = await agentCpu();
-      const host = [];
-      for (let i = 0; i < runs; i++) host.push(await viaHost(ws, hostThread));
-      const cpuPerRun = ((await agentCpu()) - cpu0) / runs;
-      for (let i = 0; i < warmup; i++) await direct(directThread);
-      const agentOnly = [];
-      for (let i = 0; i < runs; i++) agentOnly.push(await direct(directThread));
+      for (let i = 0; i < warmup; i++) await viaHost(ws, `h${items}_0`);
+      for (let i = 0; i < warmup; i++) await direct(`h${items}_1`);
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? sizes : [...sizes].reverse();
+      for (const items of order) {
+        const m = perSize.get(items);
+        const cpu0 = await agentCpu();
+        for (let i = 0; i < runsPerRound; i++) m.host.push(await viaHost(ws, `h${items}_0`));
+        m.cpu += (await agentCpu()) - cpu0;
+        for (let i = 0; i < runsPerRound; i++) m.direct.push(await direct(`h${items}_1`));
+      }
+    }
+    for (const items of sizes) {
+      const { host, direct: agentOnly, cpu } = perSize.get(items);
       const p50 = percentile([...host], 50);
       const directP50 = percentile([...agentOnly], 50);
       rows.push({
@@ -131,7 +143,7 @@ export async function run(_n, { startServer, here }) {
         p99: percentile([...host], 99),
         directP50,
         hostAdds: p50 - directP50,
-        cpuPerRun,
+        cpuPerRun: cpu / host.length,
       });
     }
     const throughput = {};
@@ -154,7 +166,7 @@ export async function run(_n, { startServer, here }) {
       for (const s of sockets) s.terminate();
     }
     const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-    let markdown = `Real stack, demo model without delay; ${runs} sequential runs per size after ${warmup} warm-up runs. First text = send → first TEXT_MESSAGE_CHUNK at the client; direct = POST /runs at the agent → first chunk; host adds = difference of the p50s; agent CPU = the agent process's CPU time ÷ runs.\n\n`;
+    let markdown = `Real stack, demo model without delay; ${runsPerRound * rounds} sequential runs per size after ${warmup} warm-up runs, in ${rounds} rounds that alternate the order of the sizes. First text = send → first TEXT_MESSAGE_CHUNK at the client; direct = POST /runs at the agent → first chunk; host adds = difference of the p50s; agent CPU = the agent process's CPU time ÷ runs.\n\n`;
     markdown +=
       '| history items | first text p50 ms | p99 ms | direct p50 ms | host adds ms | agent CPU ms/run |\n|---:|---:|---:|---:|---:|---:|\n';
     for (const r of rows)
