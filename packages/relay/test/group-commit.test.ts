@@ -266,7 +266,10 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     a!.push(a!.started());
     b!.push(b!.started());
     c!.push(c!.started());
-    await waitFor(async () => (await Promise.all(ids.map((t) => store.lastSeq(t)))).every((n) => n === 2));
+    // RUN_STARTED is held up to START_HOLD_MS before it is written: poll by wall time.
+    await expect
+      .poll(() => Promise.all(ids.map((t) => store.lastSeq(t))), { timeout: 5_000, interval: 1 })
+      .toEqual(ids.map(() => 2));
 
     // A and B stream in the same turn, so their batches share one commit, and that commit fails.
     log.failNextAppendMany.push(new Error('disk I/O error'));
@@ -319,7 +322,10 @@ describe.each<StoreKind>(['sqlite', 'memory'])('shared flush on %s', (kind) => {
     const [a, b] = await Promise.all([agent.nextRun(0), agent.nextRun(1)]);
     a!.push(a!.started());
     b!.push(b!.started());
-    await waitFor(async () => (await Promise.all(ids.map((t) => store.lastSeq(t)))).every((n) => n === 2));
+    // RUN_STARTED is held up to START_HOLD_MS before it is written: poll by wall time.
+    await expect
+      .poll(() => Promise.all(ids.map((t) => store.lastSeq(t))), { timeout: 5_000, interval: 1 })
+      .toEqual(ids.map(() => 2));
 
     log.refuseThread = 'ta';
     const firstRetry = log.append.length;
@@ -425,17 +431,3 @@ describe.each<StoreKind>(['sqlite', 'memory'])('grouped run starts on %s', (kind
     for (const threadId of ids) expect(await store.lastSeq(threadId)).toBe(1);
   });
 });
-
-/**
- * Polls `check` until it holds, for at most `ms` of wall time (bounded, so a broken relay fails the test instead of
- * hanging). Bounded by time, not by turns: a run's RUN_STARTED is held up to START_HOLD_MS before it is written, and
- * on a fast machine ten thousand turns of the memory store end before that.
- */
-async function waitFor(check: () => Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`condition never held in ${ms} ms`);
-}
