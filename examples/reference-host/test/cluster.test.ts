@@ -2,10 +2,10 @@
 // every piece a real process on 127.0.0.1, started and stopped by this test (scripts/install-servers.sh
 // installs PostgreSQL, Redis and nginx). Browsers are played by real WebSockets.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
-import { chromium, type Browser, type Page as BrowserPage } from 'playwright-core';
+import type { Browser, Page as BrowserPage } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   freePort,
@@ -24,6 +24,7 @@ import {
   type AgentService,
   type Nginx,
 } from './cluster-helpers.js';
+import { browserSuite, launchChromium } from '../../../packages/web-component/test/helpers/browser.js';
 import { Client } from './helpers.js';
 import { ensureBuilt, REPO_ROOT, spawnUserHost, type UserHost } from './user-host.js';
 
@@ -444,28 +445,15 @@ describe('cluster: one thread, runs across instances', () => {
   });
 });
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: CI must install Chromium.`);
-
 // One Chromium page per instance: each browser context reaches its instance through a proxy that pins it
 // there, while the page keeps the public origin (nginx's), so cookies and Origin checks are the real ones.
-describe.skipIf(!haveChromium)('cluster: one Chromium page per instance', () => {
+browserSuite('cluster: one Chromium page per instance')('cluster: one Chromium page per instance', () => {
   const WAIT = { timeout: 15_000, interval: 50 };
   let browser: Browser;
   const proxies: Awaited<ReturnType<typeof startPinProxy>>[] = [];
   beforeAll(async () => {
     proxies.push(await startPinProxy(hosts[0]!.port), await startPinProxy(hosts[1]!.port));
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     await browser?.close();

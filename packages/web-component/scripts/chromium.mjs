@@ -16,6 +16,29 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-export function launchChromium(extraArgs = []) {
-  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
+/**
+ * `THREADLINE_TEST_FRAME_DELAY_MS=400 npm test -- browser`: every page's animation frames come that much late,
+ * as on a loaded CI machine. The element renders on the next frame after an event, so a test that reads the DOM
+ * right after waiting for an event (not for the DOM itself) fails at once instead of once in a while.
+ */
+const FRAME_DELAY_MS = Number(process.env.THREADLINE_TEST_FRAME_DELAY_MS ?? 0);
+
+/* global window */ // runs in the page, not in Node
+function delayFrames(ms) {
+  const next = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) => next(() => setTimeout(() => callback(performance.now()), ms));
+}
+
+export async function launchChromium(extraArgs = []) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
+  if (FRAME_DELAY_MS > 0) {
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (options) => {
+      const context = await newContext(options);
+      await context.addInitScript(delayFrames, FRAME_DELAY_MS);
+      return context;
+    };
+    browser.newPage = async (options) => (await browser.newContext(options)).newPage();
+  }
+  return browser;
 }
