@@ -229,9 +229,7 @@ suite('<agent-chat> against the relay', () => {
     const run1 = agent.requests[first]!.runId;
     // The event fires as the element applies RUN_FINISHED; its rows follow on the next animation frame, which a
     // loaded machine can delay (CI once read the DOM in between and saw only the user's bubble).
-    await expect
-      .poll(() => rows(page))
-      .toEqual(['user-message', 'tool-call', `assistant-message:${run1}-m`]);
+    await expect.poll(() => rows(page)).toEqual(['user-message', 'tool-call', `assistant-message:${run1}-m`]);
     await page.screenshot({ path: `${ARTIFACTS}regenerate-before.png` });
 
     // Keyboard only: from the composer, one step back is the last answer's Regenerate.
