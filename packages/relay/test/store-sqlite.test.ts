@@ -444,7 +444,7 @@ describe('SqliteStore', () => {
 });
 
 describe('SqliteStore shared by two processes', () => {
-  const fixtures = fileURLToPath(new URL('./store-fixtures/', import.meta.url));
+  const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
   const children: ChildProcess[] = [];
   afterEach(() => {
     for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
