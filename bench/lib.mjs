@@ -47,6 +47,12 @@ const NODE_ARGS_ENV = {
  * The child is killed on stop and when this process exits. BENCH_RELAY_NODE_ARGS and BENCH_AGENT_NODE_ARGS
  * pass node flags to the relay and the agent service.
  */
+/** Children still running; one exit handler kills them all (a handler per child passed Node's listener warning). */
+const running = new Set();
+process.once('exit', () => {
+  for (const child of running) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
 export async function startServer(file, args = [], env = {}) {
   const flags = process.env[NODE_ARGS_ENV[file.split('/').pop()]];
   const nodeArgs = flags ? flags.split(' ') : [];
@@ -56,7 +62,8 @@ export async function startServer(file, args = [], env = {}) {
   });
   const kill = () => child.exitCode === null && child.kill('SIGKILL');
   for (const listener of spawnListeners) listener(child.pid);
-  process.once('exit', kill);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const rl = createInterface({ input: child.stdout });
   const ready = new Promise((resolve, reject) => {
     rl.on('line', (line) => {
