@@ -17,7 +17,7 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * `THREADLINE_TEST_FRAME_DELAY_MS=400 npm test -- browser`: every page's animation frames come that much late,
+ * `THREADLINE_TEST_FRAME_DELAY_MS=400 npx vitest run browser`: every page's animation frames come that much late,
  * as on a loaded CI machine. The element renders on the next frame after an event, so a test that reads the DOM
  * right after waiting for an event (not for the DOM itself) fails at once instead of once in a while.
  */
