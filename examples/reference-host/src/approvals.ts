@@ -1,7 +1,9 @@
 // The tool router's approvals check (createToolRouter's `approvals`), answered from the thread's log: a call of
 // a tool that needs approval runs only when the log holds the owner's approved TOOL_APPROVAL_RESOLVED for the
-// same run and tool call id, after a TOOL_APPROVAL_REQUESTED of that call for the same tool. The relay writes
-// the decision (owner only, once) before it resumes the run, so the agent's call finds it.
+// same run and tool call id, after a TOOL_APPROVAL_REQUESTED of that call for the same tool whose arguments are
+// the call's (as JSON values: key order and spacing aside). The relay writes the decision (owner only, once)
+// before it resumes the run, so the agent's call finds it.
+import { isDeepStrictEqual } from 'node:util';
 import type { AgentEvent } from '@threadline/contracts';
 import type { EventStore } from '@threadline/relay';
 import type { ToolApprovalCall, ToolApprovals } from '@threadline/tools-kit';
@@ -32,10 +34,20 @@ export function approvalsFromLog(
         const event = JSON.parse(stored.json) as AgentEvent;
         if (event.runId !== call.runId || !('toolCallId' in event) || event.toolCallId !== call.toolCallId)
           continue;
-        if (event.type === 'TOOL_APPROVAL_REQUESTED') requested = event.toolName === call.toolName;
+        if (event.type === 'TOOL_APPROVAL_REQUESTED')
+          requested = event.toolName === call.toolName && sameArguments(event.args, call.args);
         else if (event.type === 'TOOL_APPROVAL_RESOLVED') approved = requested && event.approved;
       }
       return approved;
     },
   };
+}
+
+/** Whether the arguments shown to the person (JSON text) are the call's, as JSON values. */
+function sameArguments(shown: string, args: unknown): boolean {
+  try {
+    return isDeepStrictEqual(JSON.parse(shown), args);
+  } catch {
+    return false; // not JSON: nothing was shown that a call could match
+  }
 }

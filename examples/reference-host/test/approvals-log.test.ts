@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 const ts = Date.now();
-const requested = (runId: string, toolCallId: string, toolName = 'profile.clear') =>
+const requested = (runId: string, toolCallId: string, toolName = 'profile.clear', args = '{}') =>
   ({
     type: 'TOOL_APPROVAL_REQUESTED',
     threadId: 't1',
@@ -29,7 +29,7 @@ const requested = (runId: string, toolCallId: string, toolName = 'profile.clear'
     ts,
     toolCallId,
     toolName,
-    args: '{}',
+    args,
     expiresAt: new Date(ts + 60_000).toISOString(),
   }) as AgentEvent;
 const resolved = (runId: string, toolCallId: string, approved: boolean) =>
@@ -42,13 +42,14 @@ const resolved = (runId: string, toolCallId: string, approved: boolean) =>
     approved,
     decidedBy: 'u1',
   }) as AgentEvent;
-const call = (runId: string, toolCallId: string, toolName = 'profile.clear') => ({
+const call = (runId: string, toolCallId: string, toolName = 'profile.clear', args: unknown = {}) => ({
   userId: 'u1',
   threadId: 't1',
   runId,
   toolCallId,
   toolName,
-  input: {},
+  input: args,
+  args,
 });
 
 describe('approvalsFromLog', () => {
@@ -67,6 +68,33 @@ describe('approvalsFromLog', () => {
     // A decision without its request (not something the relay writes) does not count either.
     await store.append('t1', [resolved('r4', 'call_4', true)]);
     expect(await approvals.isApproved(call('r4', 'call_4'))).toBe(false);
+  });
+
+  it('approves only the arguments the person was shown: the same call id with other arguments is refused', async () => {
+    // What an attacker holding the run's act-as token would try between the decision and the agent's call.
+    const approvals = approvalsFromLog(store);
+    await store.append('t1', [
+      requested('r1', 'call_1', 'bank.transfer', '{ "amount": 50, "to": { "iban": "DE02", "name": "Ada" } }'),
+      resolved('r1', 'call_1', true),
+    ]);
+    const shown = { to: { name: 'Ada', iban: 'DE02' }, amount: 50 }; // same JSON, keys in another order
+    expect(await approvals.isApproved(call('r1', 'call_1', 'bank.transfer', shown))).toBe(true);
+    for (const other of [
+      { ...shown, amount: 50_000 },
+      { ...shown, to: { iban: 'GB33', name: 'Ada' } },
+      { ...shown, memo: 'extra' },
+      { amount: 50 },
+      [shown],
+      '{"amount":50}',
+      null,
+    ])
+      expect(await approvals.isApproved(call('r1', 'call_1', 'bank.transfer', other))).toBe(false);
+    // A request whose arguments are not JSON (the runner never writes that) approves nothing.
+    await store.append('t1', [
+      requested('r2', 'call_2', 'bank.transfer', '{not json'),
+      resolved('r2', 'call_2', true),
+    ]);
+    expect(await approvals.isApproved(call('r2', 'call_2', 'bank.transfer', {}))).toBe(false);
   });
 
   it('reads a bounded tail of the log: a decision older than the scan does not count', async () => {

@@ -13,11 +13,20 @@ export interface ToolApprovalCall {
   toolName: string;
   /** The call's input as validated by the tool's schema. */
   input: unknown;
+  /**
+   * The call's input as the caller sent it, before the tool's schema applied defaults or transforms: what to
+   * compare with the arguments the person was shown (TOOL_APPROVAL_REQUESTED `args`), so that an approval
+   * covers those arguments and no others.
+   */
+  args: unknown;
 }
 
 /** The host's record of approval decisions (see `ToolRouterOptions.approvals`). */
 export interface ToolApprovals {
-  /** True only when the thread's owner approved exactly this call (same thread, run and tool call id). */
+  /**
+   * True only when the thread's owner approved exactly this call: same thread, run and tool call id, and the
+   * same arguments as they were shown ({@link ToolApprovalCall.args}).
+   */
   isApproved(call: ToolApprovalCall): boolean | Promise<boolean>;
 }
 
@@ -27,11 +36,12 @@ export interface ApprovalRules {
   needsApprovalFor(tool: ToolDefinition, input: unknown, auth: ActAsClaims): Promise<boolean>;
   /**
    * Refuses a call that needs approval unless the host holds an approved decision for exactly this call (the
-   * token's thread and run, the idempotency key as tool call id). Null when the call may run.
+   * token's thread and run, the idempotency key as tool call id, the arguments as sent). Null when the call may
+   * run.
    */
   checkApproved(
     tool: ToolDefinition,
-    input: unknown,
+    call: { input: unknown; args: unknown },
     auth: ActAsClaims,
     toolCallId: string | undefined,
   ): Promise<Reject | null>;
@@ -55,7 +65,7 @@ export function createApprovalRules(
 
   async function checkApproved(
     tool: ToolDefinition,
-    input: unknown,
+    { input, args }: { input: unknown; args: unknown },
     auth: ActAsClaims,
     toolCallId: string | undefined,
   ): Promise<Reject | null> {
@@ -77,6 +87,7 @@ export function createApprovalRules(
           toolCallId,
           toolName: tool.name,
           input,
+          args,
         })) === true;
     } catch (error) {
       logger.warn('[tools-kit] approvals.isApproved failed; refusing the call', error);

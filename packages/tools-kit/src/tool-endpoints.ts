@@ -40,10 +40,16 @@ export async function callTool(ctx: RouterContext, request: Request, name: strin
   if (envelope.threadId !== auth.thread)
     return fail(new Reject('thread_mismatch', 'this token is for another thread'));
 
-  const input = validateInput(tool, envelope.input === undefined ? {} : envelope.input);
+  const args = envelope.input === undefined ? {} : envelope.input;
+  const input = validateInput(tool, args);
   if (input instanceof Reject) return fail(input);
   if (tool.needsApproval !== undefined && tool.needsApproval !== false) {
-    const refusal = await ctx.approvals.checkApproved(tool, input.value, auth, idempotencyKey);
+    const refusal = await ctx.approvals.checkApproved(
+      tool,
+      { input: input.value, args },
+      auth,
+      idempotencyKey,
+    );
     if (refusal) return fail(refusal);
   }
   const execute = () => ctx.execute(tool, input.value, auth, request.signal);

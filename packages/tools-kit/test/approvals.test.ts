@@ -195,6 +195,14 @@ describe('the router enforces approvals (a direct call with a valid act-as token
     needsApproval: true,
     handler: () => ({ wiped: ++wipes }),
   });
+  const note = defineTool({
+    name: 'note.send',
+    description: 'Send a note.',
+    input: z.strictObject({ text: z.string(), urgent: z.boolean().default(false) }),
+    output: z.strictObject({ sent: z.boolean() }),
+    needsApproval: true,
+    handler: () => ({ sent: true }),
+  });
   const pay = defineTool({
     name: 'bank.transfer',
     description: 'Move money.',
@@ -207,7 +215,7 @@ describe('the router enforces approvals (a direct call with a valid act-as token
   const decisions: { threadId: string; runId: string; toolCallId: string; approved: boolean }[] = [];
   const asked: unknown[] = [];
   const guarded = makeSetup({
-    tools: [wipe, pay],
+    tools: [wipe, pay, note],
     approvals: {
       isApproved: (call) => {
         asked.push(call);
@@ -264,7 +272,19 @@ describe('the router enforces approvals (a direct call with a valid act-as token
       toolCallId: 'call_c',
       toolName: 'profile.wipe',
       input: {},
+      args: {},
     });
+  });
+
+  it('asks about the arguments as sent (before schema defaults) next to the validated input', async () => {
+    expect(await post('note.send', { text: 'hi' }, 'call_n')).toMatchObject(refused);
+    expect(asked).toContainEqual(
+      expect.objectContaining({
+        toolCallId: 'call_n',
+        input: { text: 'hi', urgent: false },
+        args: { text: 'hi' },
+      }),
+    );
   });
 
   it('runs an approved call once; a retry with the same call id replays its result', async () => {
