@@ -1,47 +1,24 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { HttpAgent } from '@ag-ui/client';
 import type { BaseEvent, Message } from '@ag-ui/core';
-import { createDemoModelProvider, createRunner } from '@threadline/agent-runner';
 import { toAgUiMessages } from '@threadline/contracts';
 import type { SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { inProcessAgentTransport } from '@threadline/relay';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { readConfig } from '../src/config.js';
-import { startHost, type Host } from '../src/host.js';
-import { loadSecrets } from '../src/secrets.js';
 import { Client, rawRequest } from './helpers.js';
+import { demoRunner, startInProcessHost, type InProcessHost } from './in-process-host.js';
 
 // The real @ag-ui/client HttpAgent (its runAgent applies AG-UI's own event checks, verifyEvents) against the
 // whole host in process: real HTTP on 127.0.0.1, real SQLite files, the agent runner on the offline demo model.
-let host: Host;
-let dir: string;
+let running: InProcessHost;
 let base: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tl-agui-'));
-  const config = readConfig({ PORT: '0', AGENT_PORT: '0', DATA_DIR: dir });
-  const runner = createRunner({
-    // A small delay, so the run is in progress long enough to be watched live.
-    modelProvider: createDemoModelProvider({ delayMs: 2 }),
-    model: 'demo',
-    tracing: false,
-    logger: { info: () => {}, warn: () => {}, error: console.error },
-  });
-  host = await startHost({
-    config,
-    secrets: loadSecrets(dir),
-    agent: inProcessAgentTransport(runner),
-    logger: { error: () => {}, warn: () => {} },
-  });
-  base = `http://127.0.0.1:${host.port}`;
+  // A small delay, so the run is in progress long enough to be watched live.
+  running = await startInProcessHost(inProcessAgentTransport(demoRunner(2)));
+  base = running.base;
 });
-afterAll(async () => {
-  await host?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => running?.close());
 
 async function userWithThread(name: string) {
   const c = new Client(base);

@@ -1,22 +1,17 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createDemoCompactionClient, createDemoModelProvider, createRunner } from '@threadline/agent-runner';
+import { createDemoCompactionClient } from '@threadline/agent-runner';
 import { createRunFinishedEvent, createRunStartedEvent } from '@threadline/contracts';
 import type { AgentEvent, RunRequest, SequencedAgentEvent, ServerMessage } from '@threadline/contracts';
 import { inProcessAgentTransport } from '@threadline/relay';
 import { createTokenIssuer } from '@threadline/tools-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { readConfig } from '../src/config.js';
-import { startHost, TOKEN_ISSUER, type Host } from '../src/host.js';
-import { loadSecrets } from '../src/secrets.js';
+import { TOKEN_ISSUER, type Host } from '../src/host.js';
 import { Client } from './helpers.js';
+import { demoRunner, startInProcessHost, type InProcessHost } from './in-process-host.js';
 
-// The whole API in process (real HTTP and WebSocket on 127.0.0.1, real SQLite files), with the agent runner
-// in process on the offline demo model. The separate-process topology is covered by the browser tests.
+// The whole API in process (in-process-host.ts), with the agent runner in process on the offline demo model.
+let running: InProcessHost;
 let host: Host;
-let dir: string;
 let base: string;
 let secret: string;
 const holds = new Map<string, () => void>();
@@ -24,31 +19,12 @@ const holds = new Map<string, () => void>();
 const runTokens = new Map<string, string>();
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tl-host-'));
-  const config = readConfig({ PORT: '0', AGENT_PORT: '0', DATA_DIR: dir });
-  const secrets = loadSecrets(dir);
-  secret = secrets.toolsTokenSecret;
-  const runner = createRunner({
-    modelProvider: createDemoModelProvider({ delayMs: 0 }),
-    model: 'demo',
-    tracing: false,
-    logger: { info: () => {}, warn: () => {}, error: console.error },
-  });
+  const runner = demoRunner();
   // Messages starting with "window" run with a history window of 1 item, so a short thread is already windowed.
-  const windowed = createRunner({
-    modelProvider: createDemoModelProvider({ delayMs: 0 }),
-    model: 'demo',
-    tracing: false,
-    historyItems: 1,
-    logger: { info: () => {}, warn: () => {}, error: console.error },
-  });
+  const windowed = demoRunner(0, { tuning: { historyItems: 1 } });
   // Messages starting with "compact" run with compaction after 2 non-user items (the offline demo compaction).
-  const compacting = createRunner({
-    modelProvider: createDemoModelProvider({ delayMs: 0 }),
-    model: 'demo',
-    tracing: false,
+  const compacting = demoRunner(0, {
     compaction: { afterItems: 2, model: 'gpt-4.1-mini', client: createDemoCompactionClient() },
-    logger: { info: () => {}, warn: () => {}, error: console.error },
   });
   // A message "hold" starts a run that stays open until released or cancelled (the seam is the agent
   // transport), so cancel can be tried on a run that is really in progress.
@@ -75,13 +51,11 @@ beforeAll(async () => {
               : runner
           ).run(request, options),
   });
-  host = await startHost({ config, secrets, agent, logger: { error: () => {}, warn: () => {} } });
-  base = `http://127.0.0.1:${host.port}`;
+  running = await startInProcessHost(agent);
+  ({ host, base } = running);
+  secret = running.secrets.toolsTokenSecret;
 });
-afterAll(async () => {
-  await host?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => running?.close());
 
 /** A browser-protocol WebSocket client that keeps every message it gets. */
 class WsClient {

@@ -1,53 +1,27 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createDemoModelProvider, createRunner } from '@threadline/agent-runner';
 import type { ServerMessage } from '@threadline/contracts';
 import { inProcessAgentTransport } from '@threadline/relay';
 import { openRedisLimits } from '@threadline/relay/redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { readConfig } from '../src/config.js';
-import { startHost, type Host } from '../src/host.js';
 import { MessageQuota, withMessageQuota } from '../src/quotas.js';
-import { loadSecrets } from '../src/secrets.js';
 import { startRedis } from '../../../packages/relay/test/servers.js';
 import { Client } from './helpers.js';
+import { demoRunner, startInProcessHost, type InProcessHost } from './in-process-host.js';
 
 // Per-user quotas, tried from the attacker's side: a signed-in user floods thread creation and message text.
 // The whole host in process (real HTTP and WebSocket on 127.0.0.1, real SQLite files), the demo model in
 // process, and quotas set low through the host's own settings.
-let host: Host;
-let dir: string;
+let running: InProcessHost;
 let base: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tl-quota-'));
-  const config = readConfig({
-    PORT: '0',
-    AGENT_PORT: '0',
-    DATA_DIR: dir,
+  running = await startInProcessHost(inProcessAgentTransport(demoRunner()), {
     USER_MAX_THREADS: '50',
     MSG_BYTES_PER_HOUR: '10000',
   });
-  const runner = createRunner({
-    modelProvider: createDemoModelProvider({ delayMs: 0 }),
-    model: 'demo',
-    tracing: false,
-    logger: { info: () => {}, warn: () => {}, error: console.error },
-  });
-  host = await startHost({
-    config,
-    secrets: loadSecrets(dir),
-    agent: inProcessAgentTransport(runner),
-    logger: { error: () => {}, warn: () => {} },
-  });
-  base = `http://127.0.0.1:${host.port}`;
+  base = running.base;
 });
-afterAll(async () => {
-  await host?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => running?.close());
 
 async function user(name: string) {
   const c = new Client(base);
