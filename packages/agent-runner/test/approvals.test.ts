@@ -1,12 +1,9 @@
-import { OpenAIProvider } from '@openai/agents';
-import OpenAI from 'openai';
 import { z } from 'zod';
 import { MemoryToolStore, defineTool } from '@threadline/tools-kit';
 import type { AgentEvent, RunRequest } from '@threadline/contracts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRunner } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
-import { collect, silent } from './helpers.js';
+import { collect, fakeOpenAIRunner } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
 
 let fake: FakeOpenAIServer;
@@ -39,15 +36,7 @@ beforeEach(() => {
   wipes = 0;
 });
 
-function makeRunner() {
-  const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
-  return createRunner({
-    modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: true }),
-    model: 'fake-model',
-    tracing: false,
-    logger: silent,
-  });
-}
+const makeRunner = () => fakeOpenAIRunner(fake.baseURL);
 
 let n = 0;
 async function request(): Promise<RunRequest> {

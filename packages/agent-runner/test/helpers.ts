@@ -6,10 +6,29 @@ import {
   createTextMessageChunkEvent,
   parseEvent,
 } from '@threadline/contracts';
+import { OpenAIProvider } from '@openai/agents';
+import OpenAI from 'openai';
+import { createRunner, type AgentRunnerOptions } from '../src/index.js';
 import type { AgentRunner, AgentRunnerError } from '../src/index.js';
 
 export const SECRET = 'test-secret-that-is-long-enough-0123456789';
 export const silent = { info() {}, warn() {}, error() {} };
+
+/**
+ * A runner whose model is the fake OpenAI server at `baseURL` (Responses API, no retries), with no tracing, no
+ * log output and no settings from the environment.
+ */
+export function fakeOpenAIRunner(baseURL: string, options: Partial<AgentRunnerOptions> = {}): AgentRunner {
+  const client = new OpenAI({ apiKey: 'sk-test', baseURL, maxRetries: 0 });
+  return createRunner({
+    modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: true }),
+    model: 'fake-model',
+    tracing: false,
+    logger: silent,
+    env: {},
+    ...options,
+  });
+}
 
 /** Parses an SSE response body: events (validated against the contract) and comment lines. */
 export async function* readSse(res: Response): AsyncGenerator<{ event?: AgentEvent; comment?: string }> {

@@ -1,11 +1,9 @@
-import { OpenAIProvider } from '@openai/agents';
-import OpenAI from 'openai';
 import type { JsonValue, RunRequest } from '@threadline/contracts';
 import { MemoryToolStore } from '@threadline/tools-kit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_HISTORY_ITEMS, createRunner, type AgentRunnerOptions } from '../src/index.js';
+import { DEFAULT_HISTORY_ITEMS, type AgentRunnerOptions } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
-import { collect, silent, terminalOf } from './helpers.js';
+import { collect, fakeOpenAIRunner, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
 
 /** A store that counts the session items it hands out, so a test sees what crossed the API boundary. */
@@ -36,17 +34,7 @@ beforeEach(() => {
   store.itemsRead = 0;
 });
 
-function makeRunner(options: Partial<AgentRunnerOptions> = {}) {
-  const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
-  return createRunner({
-    modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: true }),
-    model: 'fake-model',
-    tracing: false,
-    logger: silent,
-    env: {},
-    ...options,
-  });
-}
+const makeRunner = (options: Partial<AgentRunnerOptions> = {}) => fakeOpenAIRunner(fake.baseURL, options);
 
 async function request(threadId: string, message = 'What now?'): Promise<RunRequest> {
   const runId = `run-${threadId}-${Math.random().toString(36).slice(2)}`;

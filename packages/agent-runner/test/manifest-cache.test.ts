@@ -1,14 +1,12 @@
 // The tool manifest is kept between runs and revalidated with the router's ETag: counted transfers over real
 // HTTP, a changed tool set or redeployed tool definitions reach the next run, and the cache's bound is hit.
-import { OpenAIProvider } from '@openai/agents';
-import OpenAI from 'openai';
 import { z } from 'zod';
 import { ManifestCache, defineTool, type ToolDefinition } from '@threadline/tools-kit';
 import type { RunRequest } from '@threadline/contracts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRunner, type AgentRunnerOptions } from '../src/index.js';
+import type { AgentRunnerOptions } from '../src/index.js';
 import { createFakeOpenAIServer, type FakeOpenAIServer } from '../src/testing.js';
-import { collect, silent, terminalOf } from './helpers.js';
+import { collect, fakeOpenAIRunner, terminalOf } from './helpers.js';
 import { startToolsServer, type ToolsServer } from './tools-server.js';
 
 const tool = (name: string, description: string): ToolDefinition =>
@@ -37,17 +35,7 @@ beforeEach(() => {
   tools.replaceTools([tool('alpha', 'Alpha v1'), tool('beta', 'Beta v1')]);
 });
 
-function makeRunner(options: Partial<AgentRunnerOptions> = {}) {
-  const client = new OpenAI({ apiKey: 'sk-test', baseURL: fake.baseURL, maxRetries: 0 });
-  return createRunner({
-    modelProvider: new OpenAIProvider({ openAIClient: client, useResponses: true }),
-    model: 'fake-model',
-    tracing: false,
-    logger: silent,
-    env: {},
-    ...options,
-  });
-}
+const makeRunner = (options: Partial<AgentRunnerOptions> = {}) => fakeOpenAIRunner(fake.baseURL, options);
 
 async function request(toolNames?: string[]): Promise<RunRequest> {
   const runId = `run-${Math.random().toString(36).slice(2)}`;
