@@ -6,7 +6,7 @@ import type { WebSocket } from 'ws';
 import { beforeAll, expect, it } from 'vitest';
 import { browserSuite } from './helpers/browser.js';
 import { scriptedBrowser } from './helpers/scripted-browser.js';
-import type { ScriptedServer, Script } from './helpers/scripted-server.js';
+import { userSaid, type ScriptedServer, type Script } from './helpers/scripted-server.js';
 
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/', import.meta.url));
 const suite = browserSuite('<agent-chat> in Chromium');
@@ -115,14 +115,7 @@ suite('<agent-chat> in Chromium', () => {
       },
     });
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'What is the weather?',
-      },
+      userSaid(1, 'What is the weather?'),
       { type: 'RUN_STARTED', runId: 'r1' },
       {
         type: 'TOOL_CALL_STARTED',
@@ -141,14 +134,7 @@ suite('<agent-chat> in Chromium', () => {
       },
       { type: 'STATE_CHANGED', runId: 'r1', scope: 'profile', value: { city: 'Lisbon' } },
       { type: 'RUN_FINISHED', runId: 'r1' },
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r2',
-        messageId: 'u2',
-        clientMessageId: 'c2',
-        userId: 'u-1',
-        text: 'Book a table',
-      },
+      userSaid(2, 'Book a table'),
       { type: 'RUN_STARTED', runId: 'r2' },
       { type: 'HISTORY_WINDOWED', runId: 'r2', windowItems: 200 },
       { type: 'TOOL_CALL_STARTED', runId: 'r2', toolCallId: 'tc2', toolName: 'booking.create' },
@@ -368,14 +354,7 @@ suite('<agent-chat> in Chromium', () => {
       },
     });
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'hi',
-      },
+      userSaid(1, 'hi'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'hello' },
       { type: 'RUN_FINISHED', runId: 'r1' },
@@ -438,14 +417,7 @@ suite('<agent-chat> in Chromium', () => {
     ].join('\n\n');
     const s = await serve('t-xss');
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: '<img src=x onerror="window.__xss=9">',
-      },
+      userSaid(1, '<img src=x onerror="window.__xss=9">'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: attack.slice(0, 40) },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: attack.slice(40) },

@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws';
 import { beforeAll, expect, it } from 'vitest';
 import { browserSuite } from './helpers/browser.js';
 import { scriptedBrowser } from './helpers/scripted-browser.js';
-import type { ScriptedServer } from './helpers/scripted-server.js';
+import { userSaid, type ScriptedServer } from './helpers/scripted-server.js';
 
 // The chat's own controls (composer, message actions, words), at desktop and mobile sizes, light and dark.
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/ui/', import.meta.url));
@@ -233,14 +233,7 @@ suite('<agent-chat> controls in Chromium', () => {
     const answer = 'Here is the script:\n\n```sh\nnpm run build\n```\n\nRun it **twice**.';
     for (let i = 1; i <= 12; i++) {
       s.append(
-        {
-          type: 'USER_MESSAGE',
-          runId: `r${i}`,
-          messageId: `u${i}`,
-          clientMessageId: `c${i}`,
-          userId: 'u-1',
-          text: `Question ${i}`,
-        },
+        userSaid(i, `Question ${i}`),
         { type: 'RUN_STARTED', runId: `r${i}` },
         {
           type: 'TEXT_MESSAGE_CHUNK',
@@ -305,14 +298,7 @@ suite('<agent-chat> controls in Chromium', () => {
   it('words: tool calls and errors in words a user understands, technical detail in the console only', async () => {
     const s = await serve('t-words');
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'Call me Ada',
-      },
+      userSaid(1, 'Call me Ada'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TOOL_CALL_STARTED', runId: 'r1', toolCallId: 'tc1', toolName: 'profile.patch' },
       { type: 'TOOL_CALL_RESULT', runId: 'r1', toolCallId: 'tc1', toolName: 'profile.patch', ok: true },
@@ -394,14 +380,7 @@ suite('<agent-chat> controls in Chromium', () => {
   it('keyboard only: every new control is reachable, shows focus, works with Enter, and is announced', async () => {
     const s = await serve('t-keyboard');
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'How do I list files?',
-      },
+      userSaid(1, 'How do I list files?'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'a1', delta: 'Use:\n\n```sh\nls -la\n```' },
       { type: 'RUN_FINISHED', runId: 'r1' },
@@ -452,14 +431,7 @@ suite('<agent-chat> controls in Chromium', () => {
   it('Retry after an error fires a cancelable agent-chat:regenerate; a page that cancels it gets no second send', async () => {
     const s = await serve('t-regenerate');
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'Plan my trip',
-      },
+      userSaid(1, 'Plan my trip'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'RUN_ERROR', runId: 'r1', code: 'model_error', message: 'upstream 503' },
     );
@@ -501,14 +473,7 @@ suite('<agent-chat> controls in Chromium', () => {
       },
     });
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'Plan my trip',
-      },
+      userSaid(1, 'Plan my trip'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'm1', delta: 'Day one: Paris.' },
       { type: 'RUN_FINISHED', runId: 'r1' },
@@ -551,14 +516,7 @@ suite('<agent-chat> controls in Chromium', () => {
       },
     });
     s.append(
-      {
-        type: 'USER_MESSAGE',
-        runId: 'r1',
-        messageId: 'u1',
-        clientMessageId: 'c1',
-        userId: 'u-1',
-        text: 'Plan my trip',
-      },
+      userSaid(1, 'Plan my trip'),
       { type: 'RUN_STARTED', runId: 'r1' },
       { type: 'TEXT_MESSAGE_CHUNK', runId: 'r1', messageId: 'm1', delta: 'Day one: ' },
       { type: 'RUN_ERROR', runId: 'r1', code: 'model_error', message: 'upstream 503' },

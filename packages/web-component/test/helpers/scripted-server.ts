@@ -8,6 +8,18 @@ type Distribute<T> = T extends unknown ? Omit<T, 'seq' | 'ts' | 'threadId'> : ne
 /** An event without the fields the relay stamps. */
 export type EventInput = Distribute<SequencedAgentEvent>;
 
+/** The USER_MESSAGE that opens run `r<n>` of the test user `u-1` (message `u<n>`, client message `c<n>`). */
+export function userSaid(n: number, text: string): EventInput {
+  return {
+    type: 'USER_MESSAGE',
+    runId: `r${n}`,
+    messageId: `u${n}`,
+    clientMessageId: `c${n}`,
+    userId: 'u-1',
+    text,
+  };
+}
+
 /** What the scripted server does with a connection's client messages. */
 export interface Script {
   /** Runs on every `send`; default: nothing. */
