@@ -201,6 +201,43 @@ describe('tool approvals in the relay', () => {
     );
   });
 
+  it("counts a resumed run in its user's runs in progress: approving many paused runs at once resumes no more than maxRunsPerUser", async () => {
+    // The attack: let runs pause one by one (a paused run holds no share), then approve them all at once.
+    const store = new MemoryStore();
+    const agent = new ControlledAgent();
+    const relay = relayOn(store, agent, { limits: { maxRunsPerUser: 2, approvalTtlMs: 60_000 } });
+    const user = { id: 'mallory' };
+    const runIds: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await store.createThread({ threadId: `t${i}`, ownerId: user.id });
+      const { runId } = await relay.send({ user, threadId: `t${i}`, text: 'x', clientMessageId: `c${i}` });
+      runIds.push(runId);
+      pause(await agent.nextRun(i));
+      await until(async () => relay.activeRuns === 0 && (await types(store, `t${i}`)).length === 4);
+    }
+    const decide = (i: number) =>
+      relay.approve({ user, threadId: `t${i}`, runId: runIds[i]!, toolCallId: 'call_1', approved: true });
+    const outcomes = await Promise.allSettled([0, 1, 2].map(decide));
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    const refused = outcomes.findIndex((o) => o.status === 'rejected');
+    expect((outcomes[refused] as PromiseRejectedResult).reason).toMatchObject({ code: 'too_many_runs' });
+    // The refused decision was not stored: that run still waits, and a send there is still refused.
+    expect(await types(store, `t${refused}`)).not.toContain('TOOL_APPROVAL_RESOLVED');
+    await until(() => agent.runs.length === 5);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(agent.runs).toHaveLength(5); // three first halves, two resumes
+    expect(relay.activeRuns).toBe(2);
+
+    // Once a resumed run ends, the share is free again and the last decision goes through.
+    const first = agent.runs[3]!;
+    first.push(first.finished());
+    first.end();
+    await until(() => relay.activeRuns === 1);
+    await decide(refused);
+    const last = await agent.nextRun(5);
+    expect(last.request).toMatchObject({ runId: runIds[refused], resume: { approved: true } });
+  });
+
   it('refuses an agent that writes its own decision', async () => {
     const store = new MemoryStore();
     await store.createThread({ threadId: 't1', ownerId: 'alice' });

@@ -56,6 +56,38 @@ export function admit(ctx: RelayContext, userId: string): (refund: boolean) => v
 }
 
 /**
+ * Admits the resume of a paused run (after a decision on its tool call) for the run's user: it counts in their
+ * runs in progress here like any run, but it is not a new start (the start window is not charged). With
+ * `check` false it only counts: a decision taken on another instance is stored already and must go on. Throws
+ * `too_many_runs` (the user's share) or `agent_unavailable` (`maxActiveRuns`) when checking.
+ */
+export function admitResume(ctx: RelayContext, userId: string, check: boolean): (refund: boolean) => void {
+  const { limits, userRuns, runs } = ctx;
+  const inProgress = userRuns.get(userId) ?? 0;
+  if (check && inProgress >= limits.maxRunsPerUser) {
+    throw new RelayError(
+      'too_many_runs',
+      `you have ${inProgress} runs in progress, the most allowed at once; wait for one to end, then decide again`,
+    );
+  }
+  if (check && runs.size + ctx.resumeShares.size >= limits.maxActiveRuns) {
+    throw new RelayError(
+      'agent_unavailable',
+      `too many runs in progress (${limits.maxActiveRuns}); decide again shortly`,
+    );
+  }
+  userRuns.set(userId, inProgress + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const n = (userRuns.get(userId) ?? 1) - 1;
+    if (n <= 0) userRuns.delete(userId);
+    else userRuns.set(userId, n);
+  };
+}
+
+/**
  * Admits one run start for the user against the shares every instance counts together, on top of this
  * instance's (`local`, already taken; given back here when refused). Returns the release of both. A failing
  * `userShares` is logged and admits: this instance's own shares still hold.

@@ -1,6 +1,7 @@
 import { ApproveMessageSchema, safeParse } from '@threadline/contracts';
 import type { AgentEvent, RunResume } from '@threadline/contracts';
 import { RelayError } from '../errors.js';
+import { admitResume } from './admission.js';
 import type { RunRecord } from '../stores/store.js';
 import { RunStop, checkId, checkOpen, describe, storeCall, threadFor, writerFor } from './context.js';
 import type { PausedRun, PausedRunInput, RelayContext } from './context.js';
@@ -153,6 +154,7 @@ export function holdPaused(ctx: RelayContext, input: PausedRunInput): void {
       if (!stored.json.includes(runMarker)) continue;
       if (runEndOf(stored)?.runId === input.runId) {
         releasePaused(ctx, entry);
+        dropResumeShare(ctx, input.runId);
         return;
       }
       if (!stored.json.includes('"TOOL_APPROVAL_RESOLVED"') || !stored.json.includes(callMarker)) continue;
@@ -181,6 +183,12 @@ function armExpiry(ctx: RelayContext, entry: PausedRun): void {
   const wait = Math.min(Math.max(0, entry.expiresAt - Date.now()), MAX_APPROVAL_TTL_MS);
   entry.timer = setTimeout(() => void expirePaused(ctx, entry), wait);
   entry.timer.unref?.();
+}
+
+/** Gives back the share a decision reserved for a run that will not resume here after all. */
+export function dropResumeShare(ctx: RelayContext, runId: string): void {
+  ctx.resumeShares.get(runId)?.(true);
+  ctx.resumeShares.delete(runId);
 }
 
 /** Stops holding a paused run here: its expiry timer and its listener go (the run stays paused in the store). */
@@ -239,14 +247,18 @@ function resumeRun(
   run: Pick<RunRecord, 'runId' | 'threadId' | 'userId'>,
   resume: RunResume,
 ): void {
-  const { runs } = ctx;
-  if (ctx.closed) return;
+  const { runs, resumeShares } = ctx;
+  if (ctx.closed) return dropResumeShare(ctx, run.runId);
   // The stream that paused may not have let go of the run yet: go on once it has.
   const current = runs.get(run.runId);
   if (current) {
     void current.done.then(() => resumeRun(ctx, run, resume));
     return;
   }
+  // The share a decision taken here reserved, else (decided on another instance, or adopted at start) one
+  // counted now: the resumed run is one of its user's runs in progress until it ends.
+  const release = resumeShares.get(run.runId) ?? admitResume(ctx, run.userId, false);
+  resumeShares.delete(run.runId);
   const record: RunRecord = {
     runId: run.runId,
     threadId: run.threadId,
@@ -256,7 +268,7 @@ function resumeRun(
     startedAt: Date.now(),
   };
   // The agent continues from its saved state; the message is not used on a resume.
-  startRun(ctx, record, RESUME_MESSAGE, () => {}, holdPaused, undefined, resume);
+  startRun(ctx, record, RESUME_MESSAGE, release, holdPaused, undefined, resume);
 }
 
 /** Decides a tool call that waits for approval (see {@link Relay.approve}). */
@@ -308,9 +320,18 @@ export async function approve(ctx: RelayContext, input: ApproveInput): Promise<v
       decidedBy: user.id,
       ...(reason !== undefined && reason !== '' ? { reason } : {}),
     };
+    // A run held here resumes as soon as the decision is stored: its user's share is taken now, before it
+    // is (refused with too_many_runs while they have as many runs in progress as allowed).
+    const held = ctx.pausedRuns.has(runId);
+    if (held) ctx.resumeShares.set(runId, admitResume(ctx, record.userId, true));
     const writer = writerFor(ctx, threadId);
     writer.add(event, null, false);
     // Stored before anything goes on; whoever holds the run hears it on the pub/sub and resumes it.
-    await storeCall('storing the decision', () => writer.flush());
+    try {
+      await storeCall('storing the decision', () => writer.flush());
+    } catch (error) {
+      if (held) dropResumeShare(ctx, runId);
+      throw error;
+    }
   });
 }

@@ -144,6 +144,11 @@ export interface RelayContext {
   /** One decision, expiry or cancel of a paused run at a time per thread in this process. */
   readonly decisionLocks: Map<string, Promise<void>>;
   /**
+   * Shares reserved by a decision taken here for a paused run held here, by runId: its resume starts with it
+   * (and gives it back when it ends), so decisions taken at once cannot resume more runs than the shares allow.
+   */
+  readonly resumeShares: Map<string, (refund: boolean) => void>;
+  /**
    * Paused runs taken over at start (alone, without `pubsub` or `instanceId`) whose lease still names the
    * previous process: their renewal fails until the lease expires and the sweep claims it for this instance,
    * which is no loss (nobody else shares the store).
@@ -220,6 +225,7 @@ export function createContext(options: RelayOptions): RelayContext {
     ending: new Set(),
     pausedRuns: new Map(),
     decisionLocks: new Map(),
+    resumeShares: new Map(),
     foreignLeases: new Set(),
     leaseLoops: {
       renewing: false,

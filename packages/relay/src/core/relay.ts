@@ -1,6 +1,6 @@
 import { RelayError } from '../errors.js';
 import { sweepStartWindows } from './admission.js';
-import { approve, cancelPaused, releasePaused } from './approvals.js';
+import { approve, cancelPaused, dropResumeShare, releasePaused } from './approvals.js';
 import { cancel } from './cancel.js';
 import { RunStop, createContext } from './context.js';
 import type { RelayContext } from './context.js';
@@ -73,6 +73,7 @@ export function createRelay(options: RelayOptions): Relay {
     unlistenControl?.();
     // Paused runs stay paused in the store: the next start (or another instance) holds them again.
     for (const paused of [...ctx.pausedRuns.values()]) releasePaused(ctx, paused);
+    for (const runId of [...ctx.resumeShares.keys()]) dropResumeShare(ctx, runId);
     for (const wake of [...ctx.retrySleepers]) wake();
     for (const run of ctx.runs.values()) {
       if (!run.controller.signal.aborted)
