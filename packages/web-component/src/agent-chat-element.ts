@@ -60,6 +60,7 @@ function newId(): string {
  * @csspart approval-args - The arguments of a call that waits for the user's approval.
  * @csspart approve-button - Approves a call that waits (the run goes on and the tool runs).
  * @csspart reject-button - Rejects a call that waits (the tool does not run; the agent is told).
+ * @csspart approval-error - Why the server refused the last Approve or Reject (e.g. too many answers in progress); the buttons stay.
  * @csspart run-error - A failed or stopped run, with its Retry button.
  * @csspart retry-button - The Retry buttons.
  * @csspart regenerate-button - Regenerate, among the last answer's actions: a new answer replaces it.
@@ -144,6 +145,9 @@ export class AgentChat extends LitElement {
   __refused = false;
   /** @internal Why the server refused the last regenerate (shown until the next run starts). */
   __regenError = '';
+  /** @internal The run of the last approve or reject sent, and why the server refused it (shown under the call). */
+  __decidedRun = '';
+  /** @internal */ __approvalError = '';
   /** @internal Which Copy button says "Copied" (`!key`: "Copy failed"), and the timer that resets it. */
   __copied = '';
   /** @internal */ __copiedTimer = 0;
@@ -378,8 +382,13 @@ export class AgentChat extends LitElement {
         serverError: (m, fatal) => {
           console.warn(`agent-chat: server error ${m.code}: ${m.message}`);
           const text = problemText(m.code);
-          // A refused send shows under its message; a refused regenerate under the last answer.
-          if (
+          // A refused send shows under its message, a refused regenerate under the last answer, a refused
+          // decision under its tool call (and is said: the buttons stay, nothing else changes).
+          if (m.ref && m.ref === this.__decidedRun && !this.__approvalError) {
+            this.__approvalError = text;
+            this.__announce(text);
+            this.__schedule();
+          } else if (
             m.ref &&
             (this.__model.fail(m.ref, text) || (m.ref === this.#regenId && (this.__regenError = text)))
           )

@@ -46,7 +46,12 @@ export function toolCall(chat: AgentChat, item: ToolItem): TemplateResult {
             <button part="approve-button" @click=${() => decide(chat, item, true)}>Approve</button>
             <button part="reject-button" class="secondary" @click=${() => decide(chat, item, false)}>
               Reject
-            </button>`
+            </button>
+            ${
+              chat.__approvalError && chat.__decidedRun === item.runId
+                ? html`<div part="approval-error" class="run-error">${chat.__approvalError}</div>`
+                : nothing
+            }`
         : nothing
     }
   </div>`;
@@ -54,6 +59,10 @@ export function toolCall(chat: AgentChat, item: ToolItem): TemplateResult {
 
 /** Sends the user's decision on a tool call that waits for approval; the log then shows it on every tab. */
 function decide(chat: AgentChat, item: ToolItem, approved: boolean): void {
+  // A refusal of this decision (ref = the run) shows under the call until the next one is sent.
+  chat.__decidedRun = item.runId;
+  chat.__approvalError = '';
+  chat.__schedule();
   chat.__conn?.send({
     type: 'approve',
     threadId: chat.threadId,

@@ -242,7 +242,8 @@ export const styles = css`
   .tool {
     flex-wrap: wrap;
   }
-  .tool pre {
+  .tool pre,
+  .tool .run-error {
     flex-basis: 100%;
     margin: 0;
   }

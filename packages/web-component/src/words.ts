@@ -49,6 +49,7 @@ const PROBLEMS: Record<string, string> = {
   run_active: 'The assistant is still answering. Wait for it or stop it.',
   nothing_to_regenerate: 'There is no message to answer again.',
   rate_limited: 'You are sending messages too fast. Wait a moment.',
+  too_many_runs: 'You have too many answers in progress. Wait for one to end.',
   queue_full: BUSY,
   agent_unavailable: BUSY,
   too_many_subscribers: 'This conversation is open in too many places. Close some.',

@@ -1,3 +1,5 @@
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import type { WebSocket } from 'ws';
 import { expect, it } from 'vitest';
@@ -6,6 +8,7 @@ import { scriptedBrowser } from './helpers/scripted-browser.js';
 import type { ScriptedServer, Script } from './helpers/scripted-server.js';
 
 const suite = browserSuite('<agent-chat> tool approvals in Chromium');
+const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/web-component/approvals/', import.meta.url));
 
 suite('<agent-chat> tool approvals in Chromium', () => {
   const env = scriptedBrowser();
@@ -14,8 +17,9 @@ suite('<agent-chat> tool approvals in Chromium', () => {
    * A relay stand-in: `send` starts a run that asks to approve `profile.clear`; `approve` stores the decision
    * (the log carries it to every tab), then the run goes on and finishes.
    */
-  async function serve(threadId: string): Promise<ScriptedServer> {
+  async function serve(threadId: string, refuseFirstDecisionWith?: string): Promise<ScriptedServer> {
     let n = 0;
+    let refuse = refuseFirstDecisionWith;
     const script: Script = {
       onSend(server, msg, ws: WebSocket) {
         const runId = `r${++n}`;
@@ -41,7 +45,13 @@ suite('<agent-chat> tool approvals in Chromium', () => {
           },
         );
       },
-      onApprove(server, msg) {
+      onApprove(server, msg, ws: WebSocket) {
+        if (refuse) {
+          // As the relay refuses a decision it does not store: an error frame naming the run.
+          ws.send(JSON.stringify({ type: 'error', code: refuse, message: 'refused', ref: msg.runId }));
+          refuse = undefined;
+          return;
+        }
         server.append(
           {
             type: 'TOOL_APPROVAL_RESOLVED',
@@ -155,5 +165,27 @@ suite('<agent-chat> tool approvals in Chromium', () => {
     await expect.poll(() => tool.textContent()).toContain('was rejected');
     await expect.poll(() => chat.locator('[data-message-id="a-r1"]').textContent()).toContain('Kept.');
     await expect.poll(() => live(page)).toMatch(/Rejected\.|Assistant: Kept\./);
+  });
+
+  it('says under the call why a decision was refused, keeps Approve and Reject, and clears it once one is taken', async () => {
+    const s = await serve('t-refused', 'too_many_runs');
+    const page = await open(s);
+    const chat = page.locator('agent-chat');
+    await send(page, 'forget me');
+    const tool = chat.locator('[data-tool-call-id="call1"]');
+    await tool.locator('[part="approve-button"]').click();
+    const why = tool.locator('[part="approval-error"]');
+    await expect
+      .poll(() => why.textContent())
+      .toBe('You have too many answers in progress. Wait for one to end.');
+    expect(await live(page)).toContain('too many answers in progress');
+    expect(await tool.getAttribute('data-approval')).toBe('pending');
+    expect(await tool.locator('[part="approve-button"]').count()).toBe(1);
+    await mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}approval-refused.png` });
+    await tool.locator('[part="approve-button"]').click();
+    await expect.poll(() => tool.getAttribute('data-approval')).toBe('approved');
+    await expect.poll(() => chat.locator('[data-message-id="a-r1"]').textContent()).toContain('Cleared.');
+    expect(await why.count()).toBe(0);
   });
 });

@@ -20,5 +20,6 @@ describe('words', () => {
     }
     expect(problemText('some_future_code')).toBe('Something went wrong.');
     expect(problemText('rate_limited')).toMatch(/too fast/);
+    expect(problemText('too_many_runs')).toMatch(/in progress/);
   });
 });
