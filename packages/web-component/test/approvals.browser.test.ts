@@ -182,7 +182,18 @@ suite('<agent-chat> tool approvals in Chromium', () => {
     expect(await tool.getAttribute('data-approval')).toBe('pending');
     expect(await tool.locator('[part="approve-button"]').count()).toBe(1);
     await mkdir(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: `${ARTIFACTS}approval-refused.png` });
+    for (const [width, height, colorScheme] of [
+      [640, 720, 'light'],
+      [640, 720, 'dark'],
+      [390, 844, 'light'],
+      [390, 844, 'dark'],
+    ] as const) {
+      await page.setViewportSize({ width, height });
+      // The test page gives the element 560 px; on a phone it takes the width of the screen, as a page would.
+      if (width < 560) await page.addStyleTag({ content: 'agent-chat { width: auto }' });
+      await page.emulateMedia({ colorScheme });
+      await page.screenshot({ path: `${ARTIFACTS}approval-refused-${width}-${colorScheme}.png` });
+    }
     await tool.locator('[part="approve-button"]').click();
     await expect.poll(() => tool.getAttribute('data-approval')).toBe('approved');
     await expect.poll(() => chat.locator('[data-message-id="a-r1"]').textContent()).toContain('Cleared.');
